@@ -1,0 +1,127 @@
+// Package event defines the records that the agent's components emit and
+// that the journal stores, one JSON object per line. It is a leaf package:
+// it imports nothing of this module, and every component may import it.
+package event
+
+import "time"
+
+// Verdict says what the firewall or the resolver did with something.
+type Verdict string
+
+// Verdicts. Audit means "would have been blocked, was let through and recorded".
+const (
+	Allowed Verdict = "allowed"
+	Blocked Verdict = "blocked"
+	Audit   Verdict = "audit"
+)
+
+// Process identifies the program behind an event. The zero value (PID 0)
+// means the process could not be determined; Unknown says why.
+type Process struct {
+	PID     int        `json:"pid"`
+	Exe     string     `json:"exe,omitempty"`
+	Cmdline string     `json:"cmdline,omitempty"` // arguments joined by single spaces
+	UID     int        `json:"uid"`
+	Parents []Ancestor `json:"parents,omitempty"` // nearest first, up to PID 1
+	Unknown string     `json:"unknown,omitempty"` // why the process is unknown, if it is
+}
+
+// Ancestor is one link of a process's parent chain.
+type Ancestor struct {
+	PID     int    `json:"pid"`
+	Exe     string `json:"exe,omitempty"`
+	Cmdline string `json:"cmdline,omitempty"`
+}
+
+// Flow is one new outbound connection (TCP) or datagram flow (UDP, ICMP, ...)
+// as the firewall saw its first packet.
+type Flow struct {
+	Time     time.Time `json:"time"`
+	IP       string    `json:"ip"`
+	Port     uint16    `json:"port,omitempty"`
+	Protocol string    `json:"protocol"` // tcp, udp, icmp, icmpv6, or the IP protocol number
+	Verdict  Verdict   `json:"verdict"`
+	Forward  bool      `json:"forward,omitempty"` // routed through the host (a container), not sent by it
+	Process  Process   `json:"process"`
+}
+
+// DNS is one query that reached the agent's resolver.
+type DNS struct {
+	Time    time.Time `json:"time"`
+	Name    string    `json:"name"` // lower case, no trailing dot
+	Type    string    `json:"type"` // A, AAAA, TXT, ...
+	Verdict Verdict   `json:"verdict"`
+	Rcode   string    `json:"rcode,omitempty"`
+	Answers []string  `json:"answers,omitempty"` // addresses and CNAME targets, in answer order
+	TTL     uint32    `json:"ttl,omitempty"`     // smallest TTL among the answers
+	Process Process   `json:"process"`
+}
+
+// FileOp names what happened to a pre-existing workspace file.
+type FileOp string
+
+// File operations that filemon reports.
+const (
+	Overwrite FileOp = "overwrite"
+	Truncate  FileOp = "truncate"
+	Delete    FileOp = "delete"
+	Rename    FileOp = "rename"
+)
+
+// File is a change to a file that existed in the workspace when monitoring began.
+type File struct {
+	Time    time.Time `json:"time"`
+	Path    string    `json:"path"` // relative to the workspace, slash-separated
+	Event   FileOp    `json:"event"`
+	Process Process   `json:"process"`
+}
+
+// Note is something the user must see that is not traffic or a file change:
+// an error, a degraded component, a count of events lost.
+type Note struct {
+	Time      time.Time `json:"time"`
+	Component string    `json:"component"` // firewall, resolver, flowlog, filemon, agent
+	Level     string    `json:"level"`     // info, warning, error
+	Message   string    `json:"message"`
+}
+
+// Stats are counters a component reports when it stops. Lost and
+// Unattributed are never left out: zero is a measured zero.
+type Stats struct {
+	Component    string `json:"component"`
+	Events       uint64 `json:"events"`
+	Lost         uint64 `json:"lost"`
+	Unattributed uint64 `json:"unattributed"`
+}
+
+// Record is one journal line: exactly one of its pointer fields is set.
+type Record struct {
+	Flow  *Flow  `json:"flow,omitempty"`
+	DNS   *DNS   `json:"dns,omitempty"`
+	File  *File  `json:"file,omitempty"`
+	Note  *Note  `json:"note,omitempty"`
+	Stats *Stats `json:"stats,omitempty"`
+	// Start and Stop mark the agent's lifetime; Start carries the settings.
+	Start *Start `json:"start,omitempty"`
+	Stop  *Stop  `json:"stop,omitempty"`
+}
+
+// Start is the first journal record: when enforcement began and with what policy.
+type Start struct {
+	Time             time.Time `json:"time"`
+	Mode             string    `json:"mode"` // audit or block
+	AllowedEndpoints []string  `json:"allowed_endpoints"`
+	ImplicitAllowed  []string  `json:"implicit_allowed"`
+	Upstreams        []string  `json:"upstreams"`
+	Workspace        string    `json:"workspace,omitempty"`
+	FileMonitoring   bool      `json:"file_monitoring"`
+}
+
+// Stop is the last journal record, written when the agent shuts down cleanly.
+type Stop struct {
+	Time time.Time `json:"time"`
+}
+
+// Emit records one event. Implementations must be safe for concurrent use
+// and must not block for long: components call it on their hot paths.
+type Emit func(Record)
