@@ -1,0 +1,201 @@
+// Package policy parses the egress inputs of the Action (`egress-policy`,
+// `allowed-endpoints`, compatible with StepSecurity Harden-Runner) and
+// compiles them into an immutable Policy that the DNS resolver asks which
+// ports a name may be reached on, and from which the firewall takes its
+// static address sets. It is pure: no I/O, no logging, no package state.
+package policy
+
+import (
+	"slices"
+)
+
+// Policy is the compiled, immutable egress policy. It is safe for
+// concurrent use; a nil *Policy is not valid. Build one with New.
+type Policy struct {
+	mode      Mode
+	exact     map[string]match // name -> ports
+	wild      map[string]match // domain D of "*.D" -> ports
+	prefixes  []Endpoint
+	endpoints []Endpoint
+}
+
+// match is what one map key allows.
+type match struct {
+	ports []uint16 // sorted, unique
+	user  bool     // at least one of the ports came from a user entry
+}
+
+// New compiles a policy from the user's entries (from ParseEndpoints) and,
+// if includeImplicit, the built-in list (Implicit). User entries are taken as
+// the user's (Implicit is cleared); an implicit entry equal to a user entry is
+// dropped. Entries built by hand are normalized the way ParseEndpoints would
+// (lower-case name, no trailing dot, a leading "*." turned into Wildcard,
+// masked prefix); an entry with neither a Host nor a valid Prefix is ignored.
+// New does not keep user.
+func New(mode Mode, user []Endpoint, includeImplicit bool) *Policy {
+	p := &Policy{mode: mode, exact: map[string]match{}, wild: map[string]match{}}
+	seen := map[Endpoint]bool{}
+	var users, implicit []Endpoint
+	add := func(e Endpoint, isImplicit bool) {
+		e, ok := normalize(e)
+		if !ok || seen[e] {
+			return
+		}
+		seen[e] = true
+		e.Implicit = isImplicit
+		if isImplicit {
+			implicit = append(implicit, e)
+		} else {
+			users = append(users, e)
+		}
+	}
+	for _, e := range user {
+		add(e, false)
+	}
+	if includeImplicit {
+		for _, e := range Implicit() {
+			add(e, true)
+		}
+	}
+	slices.SortFunc(users, compareEndpoints)
+	slices.SortFunc(implicit, compareEndpoints)
+	p.endpoints = append(users, implicit...)
+
+	for _, e := range p.endpoints {
+		if e.Host == "" {
+			p.prefixes = append(p.prefixes, e)
+			continue
+		}
+		m := p.exact
+		if e.Wildcard {
+			m = p.wild
+		}
+		cur := m[e.Host]
+		if i, found := slices.BinarySearch(cur.ports, e.Port); !found {
+			cur.ports = slices.Insert(cur.ports, i, e.Port)
+		}
+		cur.user = cur.user || !e.Implicit
+		m[e.Host] = cur
+	}
+	return p
+}
+
+// normalize returns e the way ParseEndpoints would have produced it, with
+// Implicit cleared; ok is false if e names nothing.
+func normalize(e Endpoint) (Endpoint, bool) {
+	e.Implicit = false
+	if e.Host == "" {
+		if !e.Prefix.IsValid() {
+			return Endpoint{}, false
+		}
+		if e.Prefix.Addr().Zone() != "" {
+			return Endpoint{}, false
+		}
+		n, _ := addrEndpoint(e.Prefix, e.Port)
+		return n, true
+	}
+	host := asciiLower(e.Host)
+	if len(host) > 0 && host[len(host)-1] == '.' {
+		host = host[:len(host)-1]
+	}
+	if len(host) > 2 && host[0] == '*' && host[1] == '.' {
+		host, e.Wildcard = host[2:], true
+	}
+	if host == "" {
+		return Endpoint{}, false
+	}
+	return Endpoint{Host: host, Wildcard: e.Wildcard, Port: e.Port}, true
+}
+
+// Mode returns the egress policy the Policy was built with.
+func (p *Policy) Mode() Mode { return p.mode }
+
+// Ports returns the ports, sorted, on which the DNS name may be reached, or
+// nil if no entry allows it. name may be in any case and may end in a dot.
+// implicit is true when only built-in entries matched. Ports answers by the
+// entries alone, in either mode; what Audit does with a nil answer is the
+// caller's business. The result is a new slice, the only allocation.
+func (p *Policy) Ports(name string) (ports []uint16, implicit bool) {
+	var buf [maxName + 1]byte
+	n := len(name)
+	if n > 0 && name[n-1] == '.' {
+		n--
+	}
+	if n == 0 || n > maxName {
+		return nil, false
+	}
+	// Lower-case into buf and refuse empty labels; map lookups keyed by
+	// string(buf[...]) do not allocate.
+	prevDot := true
+	for i := 0; i < n; i++ {
+		c := name[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c == '.' && prevDot {
+			return nil, false
+		}
+		prevDot = c == '.'
+		buf[i] = c
+	}
+	if prevDot {
+		return nil, false
+	}
+
+	var (
+		hits  [8][]uint16 // the first matches; more are found again below
+		nhits int
+		total int
+		user  bool
+	)
+	if m, ok := p.exact[string(buf[:n])]; ok {
+		hits[0], nhits, total, user = m.ports, 1, len(m.ports), m.user
+	}
+	if len(p.wild) > 0 {
+		for i := 0; i < n; i++ {
+			if buf[i] != '.' {
+				continue
+			}
+			if m, ok := p.wild[string(buf[i+1:n])]; ok {
+				if nhits < len(hits) {
+					hits[nhits] = m.ports
+				}
+				nhits++
+				total += len(m.ports)
+				user = user || m.user
+			}
+		}
+	}
+	if nhits == 0 {
+		return nil, false
+	}
+	out := make([]uint16, 0, total)
+	if nhits <= len(hits) {
+		for _, ps := range hits[:nhits] {
+			out = append(out, ps...)
+		}
+	} else {
+		// A name under more wildcards than hits holds: walk again rather
+		// than allocate a second slice.
+		out = append(out, p.exact[string(buf[:n])].ports...)
+		for i := 0; i < n; i++ {
+			if buf[i] == '.' {
+				out = append(out, p.wild[string(buf[i+1:n])].ports...)
+			}
+		}
+	}
+	if nhits > 1 {
+		slices.Sort(out)
+		out = slices.Compact(out)
+	}
+	return out, !user
+}
+
+// Prefixes returns the address and CIDR entries, user entries then implicit
+// ones, each group in canonical order: the firewall's static sets. The slice
+// is new on every call.
+func (p *Policy) Prefixes() []Endpoint { return slices.Clone(p.prefixes) }
+
+// Endpoints returns every entry, user entries then implicit ones, each group
+// in canonical order, without duplicates. The slice is new on every call.
+func (p *Policy) Endpoints() []Endpoint { return slices.Clone(p.endpoints) }
