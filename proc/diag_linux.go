@@ -46,7 +46,7 @@ type diagConn struct {
 	// sendErr is the error of the last request's send, reported by receive.
 	sendErr error
 	req     [sizeofNlmsghdr + sizeofDiagReq]byte
-	buf []byte
+	buf     []byte
 }
 
 func newDiagConn() *diagConn {
