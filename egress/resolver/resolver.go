@@ -1,0 +1,441 @@
+// Package resolver is harden-runner's DNS server: every DNS query on the
+// machine is redirected to it by the firewall. It answers names the policy
+// allows by forwarding them upstream, and before it writes the answer it asks
+// the firewall to let the answer's addresses through, so a client's connect
+// never races the rule. A name the policy does not allow is answered with
+// NXDOMAIN in block mode and never sent upstream: that closes DNS as an
+// exfiltration channel. In audit mode every name is forwarded and recorded.
+//
+// It is the only package that imports miekg/dns. Query policy lives here;
+// the cache (cache.go) sits in front of forwarding (forward.go), and upstream
+// discovery (upstreams.go) is separate from both.
+package resolver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/harden-runner/harden-runner/egress/policy"
+	"github.com/harden-runner/harden-runner/event"
+)
+
+// Defaults for Config fields left zero.
+const (
+	DefaultGrace   = 15 * time.Minute
+	DefaultTimeout = 2 * time.Second
+	minAllowTTL    = 60 * time.Second
+	ownerCacheTTL  = 2 * time.Second
+)
+
+// Config configures a Resolver. Policy, Upstreams and Listen are required.
+type Config struct {
+	Listen    []netip.AddrPort // each gets a UDP and a TCP listener
+	Upstreams []netip.AddrPort // tried in order
+	Policy    *policy.Policy
+	// Allow lets traffic to addrs on ports through the firewall for ttl. It is
+	// called before an allowed answer is written; if it fails the client
+	// gets SERVFAIL. Nil means no firewall (tests of the resolver alone).
+	Allow func(addrs []netip.Addr, ports []uint16, ttl time.Duration) error
+	Mark  uint32 // SO_MARK for upstream sockets; 0 = none
+	// Owner finds the process behind a client socket. May be nil.
+	Owner   func(proto string, local, remote netip.AddrPort) event.Process
+	Emit    event.Emit // required
+	Grace   time.Duration
+	Timeout time.Duration // per upstream attempt
+	Log     *slog.Logger
+}
+
+// Resolver is a policy-enforcing forwarding DNS server. Safe for concurrent use.
+type Resolver struct {
+	cfg   Config
+	log   *slog.Logger
+	cache *cache
+	fwd   *forwarder
+
+	mu      sync.Mutex
+	servers []*dns.Server
+	owners  map[ownerKey]ownerEntry
+	closed  bool
+}
+
+type ownerKey struct {
+	tcp    bool
+	client netip.AddrPort
+}
+
+type ownerEntry struct {
+	proc    event.Process
+	expires time.Time
+}
+
+// New validates cfg. It does no I/O.
+func New(cfg Config) (*Resolver, error) {
+	if cfg.Policy == nil {
+		return nil, errors.New("resolver: no policy")
+	}
+	if len(cfg.Upstreams) == 0 {
+		return nil, errors.New("resolver: no upstream servers")
+	}
+	if len(cfg.Listen) == 0 {
+		return nil, errors.New("resolver: no listen address")
+	}
+	if cfg.Emit == nil {
+		return nil, errors.New("resolver: no Emit func")
+	}
+	if cfg.Grace == 0 {
+		cfg.Grace = DefaultGrace
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	r := &Resolver{cfg: cfg, log: cfg.Log, owners: make(map[ownerKey]ownerEntry)}
+	r.fwd = newForwarder(cfg.Upstreams, cfg.Mark, cfg.Timeout)
+	r.cache = newCache(r.fwd.exchange, 20000)
+	return r, nil
+}
+
+// Start binds every listener and serves in the background; it returns once
+// all are bound, or the first bind error (after closing what it bound).
+// It also checks that upstream sockets can carry the mark.
+func (r *Resolver) Start(ctx context.Context) error {
+	if err := r.fwd.checkMark(); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return errors.New("resolver: closed")
+	}
+	var lc net.ListenConfig
+	for _, ap := range r.cfg.Listen {
+		pc, err := lc.ListenPacket(ctx, "udp", ap.String())
+		if err != nil {
+			r.shutdownLocked()
+			return fmt.Errorf("resolver: listen udp %s: %w", ap, err)
+		}
+		// Same port for TCP (matters when ap asks for port 0).
+		tcpAddr := netip.AddrPortFrom(ap.Addr(), uint16(pc.LocalAddr().(*net.UDPAddr).Port))
+		l, err := lc.Listen(ctx, "tcp", tcpAddr.String())
+		if err != nil {
+			pc.Close()
+			r.shutdownLocked()
+			return fmt.Errorf("resolver: listen tcp %s: %w", ap, err)
+		}
+		for _, s := range []*dns.Server{
+			{PacketConn: pc, Net: "udp", Handler: r, UDPSize: 65535},
+			{Listener: l, Net: "tcp", Handler: r, ReadTimeout: 10 * time.Second, IdleTimeout: func() time.Duration { return 10 * time.Second }},
+		} {
+			r.servers = append(r.servers, s)
+			go func() {
+				if err := s.ActivateAndServe(); err != nil && !r.isClosed() {
+					r.log.Error("resolver: serve", "net", s.Net, "err", err)
+				}
+			}()
+		}
+	}
+	go r.janitor(ctx)
+	return nil
+}
+
+func (r *Resolver) isClosed() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.closed
+}
+
+// janitor drops stale owner-cache entries until ctx ends or Close.
+func (r *Resolver) janitor(ctx context.Context) {
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			r.mu.Lock()
+			if r.closed {
+				r.mu.Unlock()
+				return
+			}
+			for k, e := range r.owners {
+				if now.After(e.expires) {
+					delete(r.owners, k)
+				}
+			}
+			r.mu.Unlock()
+		}
+	}
+}
+
+// Close stops every listener. Safe to call twice.
+func (r *Resolver) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	return r.shutdownLocked()
+}
+
+func (r *Resolver) shutdownLocked() error {
+	var errs []error
+	for _, s := range r.servers {
+		if err := s.Shutdown(); err != nil {
+			errs = append(errs, fmt.Errorf("resolver: shutdown %s: %w", s.Net, err))
+		}
+	}
+	r.servers = nil
+	return errors.Join(errs...)
+}
+
+// ServeDNS answers one query. It implements dns.Handler.
+func (r *Resolver) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
+	now := time.Now()
+	if req.Response || req.Opcode != dns.OpcodeQuery || len(req.Question) != 1 {
+		m := new(dns.Msg)
+		m.SetRcode(req, dns.RcodeFormatError)
+		if req.Opcode != dns.OpcodeQuery {
+			m.Rcode = dns.RcodeNotImplemented
+		}
+		_ = w.WriteMsg(m)
+		return
+	}
+	q := req.Question[0]
+	name := canonical(q.Name)
+	ev := event.DNS{Time: now, Name: name, Type: typeString(q.Qtype)}
+	ev.Process = r.owner(w)
+
+	ports, _ := r.cfg.Policy.Ports(name)
+	allowed := ports != nil
+	block := r.cfg.Policy.Mode() == policy.Block
+	switch {
+	case allowed:
+		ev.Verdict = event.Allowed
+	case block:
+		ev.Verdict = event.Blocked
+	default:
+		ev.Verdict = event.Audit
+	}
+	if !allowed && block {
+		m := new(dns.Msg)
+		m.SetRcode(req, dns.RcodeNameError)
+		m.RecursionAvailable = true
+		r.write(w, req, m)
+		ev.Rcode = dns.RcodeToString[m.Rcode]
+		r.cfg.Emit(event.Record{DNS: &ev})
+		return
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.Timeout*time.Duration(len(r.cfg.Upstreams))+time.Second)
+	resp, err := r.cache.get(ctx, req)
+	cancel()
+	if err != nil {
+		r.log.Warn("resolver: upstream", "name", name, "err", err)
+		r.servfail(w, req, &ev, err)
+		return
+	}
+	addrs, ttl := answerAddrs(resp)
+	ev.Answers, ev.TTL = answerStrings(resp), ttl
+	if allowed && len(addrs) > 0 && r.cfg.Allow != nil {
+		life := max(time.Duration(ttl)*time.Second, minAllowTTL) + r.cfg.Grace
+		if err := r.cfg.Allow(addrs, ports, life); err != nil {
+			// Never answer with addresses the firewall will not pass.
+			r.servfail(w, req, &ev, fmt.Errorf("allow answer addresses: %w", err))
+			return
+		}
+	}
+	ev.Rcode = dns.RcodeToString[resp.Rcode]
+	r.write(w, req, resp)
+	r.cfg.Emit(event.Record{DNS: &ev})
+}
+
+func (r *Resolver) servfail(w dns.ResponseWriter, req *dns.Msg, ev *event.DNS, err error) {
+	m := new(dns.Msg)
+	m.SetRcode(req, dns.RcodeServerFailure)
+	m.RecursionAvailable = true
+	r.write(w, req, m)
+	ev.Rcode = dns.RcodeToString[dns.RcodeServerFailure]
+	r.cfg.Emit(event.Record{DNS: ev})
+	r.cfg.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "resolver", Level: "warning",
+		Message: fmt.Sprintf("SERVFAIL for %s %s: %v", ev.Name, ev.Type, err)}})
+}
+
+// write sends m as the answer to req, fitting it to the client's EDNS0
+// buffer over UDP (setting TC so the client retries over TCP).
+func (r *Resolver) write(w dns.ResponseWriter, req, m *dns.Msg) {
+	m.Id = req.Id
+	reqOpt := req.IsEdns0()
+	if reqOpt == nil {
+		stripOPT(m)
+	} else if o := m.IsEdns0(); o != nil {
+		o.SetUDPSize(dns.DefaultMsgSize)
+	}
+	if _, udp := w.RemoteAddr().(*net.UDPAddr); udp {
+		size := dns.MinMsgSize
+		if reqOpt != nil {
+			size = max(int(reqOpt.UDPSize()), dns.MinMsgSize)
+		}
+		m.Truncate(size)
+	}
+	if err := w.WriteMsg(m); err != nil {
+		r.log.Debug("resolver: write", "err", err)
+	}
+}
+
+// owner returns the process behind the client socket, cached briefly per
+// client address so a busy client costs one lookup, not one per query.
+func (r *Resolver) owner(w dns.ResponseWriter) event.Process {
+	if r.cfg.Owner == nil {
+		return event.Process{Unknown: "no lookup"}
+	}
+	remote := addrPort(w.RemoteAddr())
+	_, tcp := w.RemoteAddr().(*net.TCPAddr)
+	k := ownerKey{tcp, remote}
+	now := time.Now()
+	r.mu.Lock()
+	e, ok := r.owners[k]
+	r.mu.Unlock()
+	if ok && now.Before(e.expires) {
+		return e.proc
+	}
+	proto := "udp"
+	if tcp {
+		proto = "tcp"
+	}
+	// The client's socket has the client address as its local end; its
+	// remote end is whatever server it thought it was asking.
+	p := r.cfg.Owner(proto, remote, netip.AddrPort{})
+	if p.PID != 0 {
+		r.mu.Lock()
+		r.owners[k] = ownerEntry{p, now.Add(ownerCacheTTL)}
+		r.mu.Unlock()
+	}
+	return p
+}
+
+func addrPort(a net.Addr) netip.AddrPort {
+	switch a := a.(type) {
+	case *net.UDPAddr:
+		return a.AddrPort()
+	case *net.TCPAddr:
+		return a.AddrPort()
+	}
+	return netip.AddrPort{}
+}
+
+// canonical lower-cases a query name and drops the trailing dot.
+func canonical(name string) string {
+	return strings.TrimSuffix(strings.ToLower(name), ".")
+}
+
+func typeString(t uint16) string {
+	if s, ok := dns.TypeToString[t]; ok {
+		return s
+	}
+	return fmt.Sprintf("TYPE%d", t)
+}
+
+func stripOPT(m *dns.Msg) {
+	extra := m.Extra[:0]
+	for _, rr := range m.Extra {
+		if rr.Header().Rrtype != dns.TypeOPT {
+			extra = append(extra, rr)
+		}
+	}
+	m.Extra = extra
+}
+
+// answerAddrs returns every address in the answer section (whatever owner
+// name: the end of a CNAME chain counts), plus SVCB/HTTPS address hints,
+// and the smallest TTL among them.
+func answerAddrs(m *dns.Msg) ([]netip.Addr, uint32) {
+	var addrs []netip.Addr
+	var ttl uint32
+	first := true
+	note := func(h *dns.RR_Header, a ...netip.Addr) {
+		addrs = append(addrs, a...)
+		if first || h.Ttl < ttl {
+			ttl, first = h.Ttl, false
+		}
+	}
+	for _, rr := range m.Answer {
+		switch rr := rr.(type) {
+		case *dns.A:
+			if a, ok := netip.AddrFromSlice(rr.A.To4()); ok {
+				note(&rr.Hdr, a)
+			}
+		case *dns.AAAA:
+			if a, ok := netip.AddrFromSlice(rr.AAAA.To16()); ok {
+				note(&rr.Hdr, a)
+			}
+		case *dns.HTTPS:
+			note(&rr.Hdr, svcbHints(&rr.SVCB)...)
+		case *dns.SVCB:
+			note(&rr.Hdr, svcbHints(rr)...)
+		}
+	}
+	return addrs, ttl
+}
+
+func svcbHints(rr *dns.SVCB) []netip.Addr {
+	var out []netip.Addr
+	for _, kv := range rr.Value {
+		var ips []net.IP
+		switch kv := kv.(type) {
+		case *dns.SVCBIPv4Hint:
+			ips = kv.Hint
+		case *dns.SVCBIPv6Hint:
+			ips = kv.Hint
+		}
+		for _, ip := range ips {
+			if a, ok := netip.AddrFromSlice(ip); ok {
+				out = append(out, a.Unmap())
+			}
+		}
+	}
+	return out
+}
+
+// answerStrings lists the answer section's addresses and CNAME targets.
+func answerStrings(m *dns.Msg) []string {
+	var out []string
+	for _, rr := range m.Answer {
+		switch rr := rr.(type) {
+		case *dns.A:
+			out = append(out, rr.A.String())
+		case *dns.AAAA:
+			out = append(out, rr.AAAA.String())
+		case *dns.CNAME:
+			out = append(out, canonical(rr.Target))
+		}
+	}
+	return out
+}
+
+// Addrs returns the addresses the resolver listens on (useful with port 0).
+func (r *Resolver) Addrs() []net.Addr {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []net.Addr
+	for _, s := range r.servers {
+		if s.PacketConn != nil {
+			out = append(out, s.PacketConn.LocalAddr())
+		} else if s.Listener != nil {
+			out = append(out, s.Listener.Addr())
+		}
+	}
+	return out
+}
