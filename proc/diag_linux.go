@@ -170,7 +170,9 @@ func (c *diagConn) request(proto uint8, flags uint16, src, dst netip.AddrPort) u
 	putAddr(r[28:44], dst.Addr())
 	ne.PutUint32(r[48:], noCookie)
 	ne.PutUint32(r[52:], noCookie)
-	c.sendErr = unix.Sendto(c.fd, b, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
+	// Bound netlink sockets talk to the kernel by default: write and read
+	// need no address (and, unlike sendto and recvfrom, allocate none).
+	_, c.sendErr = unix.Write(c.fd, b)
 	return c.seq
 }
 
@@ -196,7 +198,7 @@ func (c *diagConn) receive(seq uint32, fn func(diagSocket) bool) error {
 	}
 	want := true
 	for {
-		n, _, err := unix.Recvfrom(c.fd, c.buf, 0)
+		n, err := unix.Read(c.fd, c.buf)
 		if err != nil {
 			c.reset()
 			return fmt.Errorf("proc: sock_diag receive: %w", err)

@@ -19,9 +19,10 @@ const recentCap = 16
 // concurrent use. It queries sock_diag in the network namespace of the
 // thread that makes its first lookup (the agent's own) and reads /proc.
 type Finder struct {
-	log  *slog.Logger
-	diag *diagConn
-	pool sync.Pool // *scanner
+	log   *slog.Logger
+	diag  *diagConn
+	pool  sync.Pool // *scanner
+	cache ancestorCache
 
 	mu      sync.Mutex
 	recent  [recentCap]int32 // most recent first
@@ -103,7 +104,7 @@ func (f *Finder) owner(proto string, local, remote netip.AddrPort) event.Process
 	if pid == 0 {
 		return event.Process{UID: int(sock.uid), Unknown: "no process holds the socket"}
 	}
-	p := Info(int(pid))
+	p := info(int(pid), &f.cache)
 	if p.Unknown != "" {
 		p.UID = int(sock.uid)
 	}
@@ -113,8 +114,13 @@ func (f *Finder) owner(proto string, local, remote netip.AddrPort) event.Process
 // socket finds the socket: by exact lookup when both addresses are known,
 // else (or if that finds nothing) by a dump of sockets on the local port.
 func (f *Finder) socket(proto uint8, local, remote netip.AddrPort) (diagSocket, error) {
-	if remote.IsValid() && remote.Addr().Is4() == local.Addr().Is4() {
-		s, err := f.diag.exact(proto, local, remote)
+	exactRemote := remote
+	if !remote.IsValid() && proto == unix.IPPROTO_UDP {
+		// A zero remote finds unconnected UDP sockets without a dump.
+		exactRemote = netip.AddrPortFrom(unspecified(local.Addr()), 0)
+	}
+	if exactRemote.IsValid() && exactRemote.Addr().Is4() == local.Addr().Is4() {
+		s, err := f.diag.exact(proto, local, exactRemote)
 		if err == nil && s.inode != 0 {
 			return s, nil
 		}
@@ -122,6 +128,7 @@ func (f *Finder) socket(proto uint8, local, remote netip.AddrPort) (diagSocket, 
 			return diagSocket{}, err
 		}
 	}
+	// The dump walks the kernel's whole socket table (milliseconds).
 	var best diagSocket
 	bestScore := 0
 	families := []uint8{unix.AF_INET6}
@@ -139,11 +146,29 @@ func (f *Finder) socket(proto uint8, local, remote netip.AddrPort) (diagSocket, 
 		if err != nil {
 			return diagSocket{}, err
 		}
+		if bestScore == perfect(remote) {
+			break
+		}
 	}
 	if bestScore == 0 {
 		return diagSocket{}, errNoSocket
 	}
 	return best, nil
+}
+
+func unspecified(a netip.Addr) netip.Addr {
+	if a.Is4() {
+		return netip.IPv4Unspecified()
+	}
+	return netip.IPv6Unspecified()
+}
+
+// perfect is the best score a socket can have for this lookup.
+func perfect(remote netip.AddrPort) int {
+	if remote.IsValid() {
+		return 1 + 4 + 2 + 8
+	}
+	return 1 + 4 + 8
 }
 
 // score ranks how well a dumped socket matches: 0 is no match; exact

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -154,9 +155,7 @@ func TestOwner(t *testing.T) {
 	udp6, udp6Clients := udpServerForTest(t, inet, "udp6", "[2001:db8::2]:0")
 	p4, p6 := tcp4.Port(), tcp6.Port()
 	u4, u6 := udp4.Port(), udp6.Port()
-	itoa := func(p uint16) string {
-		return netip.AddrPortFrom(netip.IPv4Unspecified(), p).String()[len("0.0.0.0:"):]
-	}
+	itoa := func(p uint16) string { return strconv.Itoa(int(p)) }
 
 	f := NewFinder(nil)
 	t.Cleanup(func() { f.Close() })

@@ -8,9 +8,9 @@ import (
 	"bytes"
 	"errors"
 	"io/fs"
-	"os"
-	"strconv"
-	"strings"
+	"sync"
+	"syscall"
+	"time"
 
 	"github.com/harden-runner/harden-runner/event"
 )
@@ -18,17 +18,15 @@ import (
 // maxParents caps the parent chain that Info follows.
 const maxParents = 32
 
-// Unknown reasons set in event.Process.Unknown.
-const (
-	unknownExited = "exited"
-)
-
 // Info returns what /proc says about pid: its executable (readlink
 // /proc/PID/exe), its command line (arguments joined by single spaces), its
 // real uid and its parent chain, nearest first, up to but excluding pid 0 and
 // at most 32 links. A pid that no longer exists gives PID set and
 // Unknown="exited". Info is safe for concurrent use.
-func Info(pid int) event.Process {
+func Info(pid int) event.Process { return info(pid, nil) }
+
+// info is Info with an optional cache of ancestors (nil: read everything).
+func info(pid int, cache *ancestorCache) event.Process {
 	p := event.Process{PID: pid}
 	if pid <= 0 {
 		p.Unknown = "invalid pid"
@@ -37,8 +35,8 @@ func Info(pid int) event.Process {
 	var buf [4096]byte
 	st, err := readStatus(pid, buf[:])
 	if err != nil {
-		p.Unknown = unknownExited
-		if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, errNoSuchProcess) {
+		p.Unknown = "exited"
+		if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, errNoSuchProcess) && !errors.Is(err, syscall.ESRCH) {
 			p.Unknown = "unreadable: " + err.Error()
 		}
 		return p
@@ -46,25 +44,81 @@ func Info(pid int) event.Process {
 	p.UID = st.uid
 	p.Exe = readExe(pid)
 	p.Cmdline = readCmdline(pid, buf[:])
-	ppid := st.ppid
-	for len(p.Parents) < maxParents && ppid > 0 {
-		pst, err := readStatus(ppid, buf[:])
-		if err != nil {
-			// The parent exited between our reads: say who it was.
-			p.Parents = append(p.Parents, event.Ancestor{PID: ppid})
+	for ppid := st.ppid; ppid > 0 && len(p.Parents) < maxParents; {
+		a, next, ok := cache.get(ppid)
+		if !ok {
+			next, err = readPPid(ppid, buf[:])
+			if err != nil {
+				// The parent exited between our reads: say who it was.
+				p.Parents = append(p.Parents, event.Ancestor{PID: ppid})
+				break
+			}
+			a = event.Ancestor{PID: ppid, Exe: readExe(ppid), Cmdline: readCmdline(ppid, buf[:])}
+			cache.put(a, next)
+		}
+		p.Parents = append(p.Parents, a)
+		if next == ppid {
 			break
 		}
-		p.Parents = append(p.Parents, event.Ancestor{
-			PID:     ppid,
-			Exe:     readExe(ppid),
-			Cmdline: readCmdline(ppid, buf[:]),
-		})
-		if pst.ppid == ppid {
-			break
-		}
-		ppid = pst.ppid
+		ppid = next
 	}
 	return p
+}
+
+// ancestorCache remembers recently read ancestors for a short while:
+// a build's connections share a few long-lived parents (the shell, the
+// runner), and reading each one costs three /proc files. A nil cache caches
+// nothing. Entries are trusted for ancestorTTL, far shorter than the time
+// the kernel takes to hand out the same pid again.
+type ancestorCache struct {
+	mu sync.Mutex
+	m  map[int]cachedAncestor
+}
+
+type cachedAncestor struct {
+	a    event.Ancestor
+	ppid int
+	at   time.Time
+}
+
+const (
+	ancestorTTL      = time.Second
+	ancestorCacheMax = 4096
+)
+
+func (c *ancestorCache) get(pid int) (event.Ancestor, int, bool) {
+	if c == nil {
+		return event.Ancestor{}, 0, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[pid]
+	if !ok || time.Since(e.at) > ancestorTTL {
+		return event.Ancestor{}, 0, false
+	}
+	return e.a, e.ppid, true
+}
+
+func (c *ancestorCache) put(a event.Ancestor, ppid int) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = make(map[int]cachedAncestor)
+	}
+	if len(c.m) >= ancestorCacheMax {
+		for pid, e := range c.m {
+			if time.Since(e.at) > ancestorTTL {
+				delete(c.m, pid)
+			}
+		}
+		if len(c.m) >= ancestorCacheMax {
+			clear(c.m)
+		}
+	}
+	c.m[a.PID] = cachedAncestor{a: a, ppid: ppid, at: time.Now()}
 }
 
 // status is what Info needs from /proc/PID/status.
@@ -77,7 +131,7 @@ var errNoSuchProcess = errors.New("no such process")
 
 // readStatus reads the PPid and real Uid lines of /proc/PID/status.
 func readStatus(pid int, buf []byte) (status, error) {
-	b, err := readSmall(procPath(pid, "status"), buf)
+	b, err := readProc(pid, "status", buf)
 	if err != nil {
 		return status{}, err
 	}
@@ -103,6 +157,32 @@ func readStatus(pid int, buf []byte) (status, error) {
 	return st, nil
 }
 
+// readPPid reads the parent pid from /proc/PID/stat, which is cheaper for
+// the kernel to produce than status.
+func readPPid(pid int, buf []byte) (int, error) {
+	b, err := readProc(pid, "stat", buf)
+	if err != nil {
+		return 0, err
+	}
+	return parseStatPPid(b)
+}
+
+// parseStatPPid returns the fourth field of /proc/PID/stat: "pid (comm)
+// state ppid ...", where comm may hold spaces and parentheses.
+func parseStatPPid(b []byte) (int, error) {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+4 > len(b) {
+		return 0, errNoSuchProcess
+	}
+	b = b[i+2:] // "S ppid ..."
+	if j := bytes.IndexByte(b, ' '); j >= 0 {
+		if n := firstInt(b[j:]); n >= 0 {
+			return n, nil
+		}
+	}
+	return 0, errNoSuchProcess
+}
+
 // firstInt parses the first decimal field of b (skipping blanks); -1 if none.
 func firstInt(b []byte) int {
 	i := 0
@@ -123,55 +203,24 @@ func firstInt(b []byte) int {
 	return n
 }
 
-// readExe returns the target of /proc/PID/exe, or "" (kernel threads, zombies).
-func readExe(pid int) string {
-	exe, err := os.Readlink(procPath(pid, "exe"))
-	if err != nil {
-		return ""
-	}
-	return exe
-}
-
 // readCmdline returns /proc/PID/cmdline with its NUL separators turned into
 // spaces and the trailing NUL dropped. Arguments longer than buf are cut.
 func readCmdline(pid int, buf []byte) string {
-	b, err := readSmall(procPath(pid, "cmdline"), buf)
-	if err != nil || len(b) == 0 {
+	b, err := readProc(pid, "cmdline", buf)
+	if err != nil {
 		return ""
 	}
-	b = bytes.TrimRight(b, "\x00")
+	return joinArgs(b)
+}
+
+// joinArgs turns NUL-separated arguments into one space-separated string,
+// dropping the trailing NUL. It reuses b.
+func joinArgs(b []byte) string {
+	b = bytes.TrimSuffix(b, []byte{0})
 	for i, c := range b {
 		if c == 0 {
 			b[i] = ' '
 		}
 	}
 	return string(b)
-}
-
-// readSmall reads up to len(buf) bytes of a /proc file into buf.
-func readSmall(path string, buf []byte) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	n := 0
-	for n < len(buf) {
-		m, err := f.Read(buf[n:])
-		n += m
-		if err != nil || m == 0 {
-			break
-		}
-	}
-	return buf[:n], nil
-}
-
-func procPath(pid int, file string) string {
-	var sb strings.Builder
-	sb.Grow(len("/proc//") + 10 + len(file))
-	sb.WriteString("/proc/")
-	sb.WriteString(strconv.Itoa(pid))
-	sb.WriteByte('/')
-	sb.WriteString(file)
-	return sb.String()
 }
