@@ -1,0 +1,285 @@
+// Package firewall owns harden-runner's nftables table: it installs the whole
+// ruleset in one atomic batch, adds the addresses the resolver learns as
+// expiring set elements, and removes the table again. It is the only package
+// that imports google/nftables.
+//
+// The ruleset (inet family, so one table covers IPv4 and IPv6):
+//
+//	output  (filter, hook output):  lo, our resolver's marked upstream queries,
+//	        a guard that rejects port-53 packets that escaped the DNS redirect,
+//	        established/related, then jump egress
+//	forward (filter, hook forward): established/related, then jump egress_fwd
+//	egress, egress_fwd: allowed address·port (sets) -> log + accept;
+//	        NDP/MLD and DHCP -> accept; everything else -> log, then
+//	        reject (block mode) or accept (audit mode)
+//	dns_out (nat, hook output) and dns_pre (nat, hook prerouting): every UDP
+//	        and TCP packet to port 53 not carrying our mark -> our resolver
+//
+// Allowed destinations live in four sets: dyn4/dyn6 (address . port, with
+// per-element timeouts, filled by the resolver) and net4/net6 (address
+// interval . port, from CIDR entries of the policy). Lookups in both are
+// O(1)/O(log n) in the kernel, so the cost does not grow with the list.
+package firewall
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/google/nftables"
+
+	"github.com/harden-runner/harden-runner/egress/policy"
+)
+
+// Defaults for Config fields left zero.
+const (
+	DefaultTable    = "harden_runner"
+	DefaultMark     = 0x4852_0001
+	DefaultLogGroup = 4852
+)
+
+// ErrNotInstalled is returned by Allow before Install or after Remove.
+var ErrNotInstalled = errors.New("firewall: table not installed")
+
+// Config says what to install. Zero values take the defaults above.
+type Config struct {
+	Table        string
+	Block        bool              // reject what is not allowed; otherwise log and accept
+	Prefixes     []policy.Endpoint // address/CIDR entries, installed up front
+	ResolverPort uint16            // where DNS is redirected; must not be 53
+	Mark         uint32            // SO_MARK of the resolver's upstream sockets
+	LogGroup     uint16            // NFLOG group for new flows
+	NetNS        int               // netns fd to work in; 0 = the caller's namespace
+	Log          *slog.Logger
+}
+
+// Firewall manages one nftables table. Safe for concurrent use.
+type Firewall struct {
+	cfg Config
+	log *slog.Logger
+
+	mu        sync.Mutex
+	conn      *nftables.Conn
+	table     *nftables.Table
+	sets      map[string]*nftables.Set
+	installed bool
+	expiry    map[elemKey]time.Time // our view of dyn-set elements' expiry
+	lastPrune time.Time
+}
+
+type elemKey struct {
+	addr netip.Addr
+	port uint16
+}
+
+// New validates cfg. It does no I/O.
+func New(cfg Config) (*Firewall, error) {
+	if cfg.Table == "" {
+		cfg.Table = DefaultTable
+	}
+	if cfg.Mark == 0 {
+		cfg.Mark = DefaultMark
+	}
+	if cfg.LogGroup == 0 {
+		cfg.LogGroup = DefaultLogGroup
+	}
+	if cfg.ResolverPort == 0 || cfg.ResolverPort == 53 {
+		return nil, fmt.Errorf("firewall: resolver port %d: must be set and not 53 (port 53 is what gets redirected)", cfg.ResolverPort)
+	}
+	for _, p := range cfg.Prefixes {
+		if !p.Prefix.IsValid() {
+			return nil, fmt.Errorf("firewall: entry %q is not an address or CIDR", p.String())
+		}
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Firewall{cfg: cfg, log: cfg.Log, expiry: make(map[elemKey]time.Time)}, nil
+}
+
+// Mark returns the packet mark that exempts a socket from the DNS redirect
+// and from the egress policy. Only the resolver's upstream sockets set it.
+func (f *Firewall) Mark() uint32 { return f.cfg.Mark }
+
+// LogGroup returns the NFLOG group that new flows are logged to.
+func (f *Firewall) LogGroup() uint16 { return f.cfg.LogGroup }
+
+// Install replaces any table of ours with a fresh one in a single atomic
+// batch: either the whole ruleset is in force afterwards or nothing changed.
+func (f *Firewall) Install() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	opts := []nftables.ConnOption{nftables.AsLasting()}
+	if f.cfg.NetNS != 0 {
+		opts = append(opts, nftables.WithNetNSFd(f.cfg.NetNS))
+	}
+	if f.conn == nil {
+		c, err := nftables.New(opts...)
+		if err != nil {
+			return fmt.Errorf("firewall: open netlink: %w", err)
+		}
+		f.conn = c
+	}
+	b := newBuilder(f.conn, f.cfg)
+	b.build()
+	if err := f.conn.Flush(); err != nil {
+		return fmt.Errorf("firewall: install table %q: %w", f.cfg.Table, err)
+	}
+	f.table, f.sets, f.installed = b.table, b.sets, true
+	clear(f.expiry)
+	return nil
+}
+
+// Allow lets traffic to each address on each port through for ttl. Calling
+// it again for an element that is still present extends its lifetime when
+// the new expiry is later.
+func (f *Firewall) Allow(addrs []netip.Addr, ports []uint16, ttl time.Duration) error {
+	if len(addrs) == 0 || len(ports) == 0 {
+		return nil
+	}
+	if ttl < time.Second {
+		ttl = time.Second
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.installed {
+		return ErrNotInstalled
+	}
+	now := time.Now()
+	exp := now.Add(ttl)
+	f.pruneLocked(now)
+	// fresh: not in the kernel, add. live: in the kernel (its expiry, set
+	// after ours was recorded, is later than ours), delete and add in one
+	// batch, which refreshes the timeout atomically (kernels before 6.10 keep
+	// the old timeout on a plain re-add). edge: expired by our clock moments
+	// ago, the kernel may still hold it: add (a no-op if it is there), then
+	// refresh it as a live one.
+	var fresh, live, edge []elemKey
+	for _, a := range addrs {
+		a = a.Unmap()
+		for _, p := range ports {
+			k := elemKey{a, p}
+			old, ok := f.expiry[k]
+			switch {
+			case !ok || now.Sub(old) > 2*time.Second:
+				fresh = append(fresh, k)
+			case old.After(now):
+				if !old.Before(exp.Add(-ttl / 4)) {
+					continue // present, and not much shorter-lived than asked
+				}
+				live = append(live, k)
+			default:
+				edge = append(edge, k)
+			}
+			f.expiry[k] = exp
+		}
+	}
+	err := f.batch(live, append(append(fresh, live...), edge...), ttl)
+	if err == nil && len(edge) > 0 {
+		if err = f.batch(edge, edge, ttl); err != nil {
+			// It expired between the two batches: it is gone, add it.
+			err = f.batch(nil, edge, ttl)
+		}
+	}
+	if err != nil {
+		// Our view may now be wrong: forget these keys so a retry re-adds them.
+		for _, ks := range [][]elemKey{fresh, live, edge} {
+			for _, k := range ks {
+				delete(f.expiry, k)
+			}
+		}
+		return fmt.Errorf("firewall: allow %d addresses: %w", len(addrs), err)
+	}
+	return nil
+}
+
+// batch deletes del, then adds add with timeout ttl, in one transaction.
+func (f *Firewall) batch(del, add []elemKey, ttl time.Duration) error {
+	if len(add) == 0 && len(del) == 0 {
+		return nil
+	}
+	byFamily := func(ks []elemKey, timeout time.Duration) (v4, v6 []nftables.SetElement) {
+		for _, k := range ks {
+			el := nftables.SetElement{Key: concatKey(k.addr, k.port), Timeout: timeout}
+			if k.addr.Is4() {
+				v4 = append(v4, el)
+			} else {
+				v6 = append(v6, el)
+			}
+		}
+		return v4, v6
+	}
+	d4, d6 := byFamily(del, 0)
+	a4, a6 := byFamily(add, ttl)
+	var errs []error
+	for _, op := range []struct {
+		del  bool
+		set  string
+		elms []nftables.SetElement
+	}{{true, setDyn4, d4}, {true, setDyn6, d6}, {false, setDyn4, a4}, {false, setDyn6, a6}} {
+		if len(op.elms) == 0 {
+			continue
+		}
+		if op.del {
+			errs = append(errs, f.conn.SetDeleteElements(f.sets[op.set], op.elms))
+		} else {
+			errs = append(errs, f.conn.SetAddElements(f.sets[op.set], op.elms))
+		}
+	}
+	errs = append(errs, f.conn.Flush())
+	return errors.Join(errs...)
+}
+
+// pruneLocked forgets elements that the kernel has expired by now, at most
+// once a minute, so the map does not grow without bound.
+func (f *Firewall) pruneLocked(now time.Time) {
+	if now.Sub(f.lastPrune) < time.Minute {
+		return
+	}
+	f.lastPrune = now
+	for k, e := range f.expiry {
+		if e.Before(now) {
+			delete(f.expiry, k)
+		}
+	}
+}
+
+// Remove deletes the table, ending enforcement. Safe to call twice and
+// when Install never ran or failed; a table that is already gone is no error.
+func (f *Firewall) Remove() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.conn == nil {
+		return nil
+	}
+	// add + delete in one batch: deleting a table that does not exist would
+	// fail the batch, adding one that exists is a no-op.
+	t := &nftables.Table{Name: f.cfg.Table, Family: nftables.TableFamilyINet}
+	f.conn.AddTable(t)
+	f.conn.DelTable(t)
+	err := f.conn.Flush()
+	f.installed = false
+	cerr := f.conn.CloseLasting()
+	f.conn = nil
+	if err != nil {
+		return fmt.Errorf("firewall: remove table %q: %w", f.cfg.Table, err)
+	}
+	if cerr != nil {
+		return fmt.Errorf("firewall: close netlink: %w", cerr)
+	}
+	return nil
+}
+
+// concatKey encodes address . port as the kernel stores a concatenation:
+// each field padded to a multiple of four bytes.
+func concatKey(a netip.Addr, port uint16) []byte {
+	ab := a.AsSlice()
+	k := make([]byte, len(ab)+4)
+	copy(k, ab)
+	k[len(ab)] = byte(port >> 8)
+	k[len(ab)+1] = byte(port)
+	return k
+}

@@ -1,0 +1,258 @@
+package firewall
+
+import (
+	"net/netip"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+
+	"github.com/harden-runner/harden-runner/egress/flowlog"
+	"github.com/harden-runner/harden-runner/event"
+)
+
+// Set and chain names inside our table.
+const (
+	setDyn4  = "dyn4"
+	setDyn6  = "dyn6"
+	setNet4  = "net4"
+	setNet6  = "net6"
+	setL4    = "l4ports" // protocols with ports: tcp, udp, sctp, udplite
+	chainOut = "output"
+	chainFwd = "forward"
+)
+
+// localIfaces are the interfaces through which traffic stays on the machine:
+// loopback and docker's bridges (host <-> container, container <-> container).
+// A trailing '*' matches any suffix, as in nft.
+var localIfaces = []string{"lo", "docker0", "br-*"}
+
+// builder queues the whole ruleset on one nftables.Conn; the caller flushes.
+type builder struct {
+	c     *nftables.Conn
+	cfg   Config
+	table *nftables.Table
+	sets  map[string]*nftables.Set
+}
+
+func newBuilder(c *nftables.Conn, cfg Config) *builder {
+	return &builder{c: c, cfg: cfg, sets: make(map[string]*nftables.Set)}
+}
+
+func (b *builder) build() {
+	t := &nftables.Table{Name: b.cfg.Table, Family: nftables.TableFamilyINet}
+	// add + delete + add: replaces a table left by an earlier run in the
+	// same batch, and works whether or not one exists.
+	b.c.AddTable(t)
+	b.c.DelTable(t)
+	b.table = b.c.AddTable(t)
+
+	b.addSets()
+	deny := b.denyChain("deny", false)
+	denyFwd := b.denyChain("deny_fwd", true)
+	egress := b.egressChain("egress", false, deny)
+	egressFwd := b.egressChain("egress_fwd", true, denyFwd)
+
+	accept := verdict(expr.VerdictAccept)
+	prio := nftables.ChainPriorityFilter
+	out := b.c.AddChain(&nftables.Chain{Name: chainOut, Table: b.table, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookOutput, Priority: prio})
+	for _, name := range localIfaces {
+		b.rule(out, ifname(expr.MetaKeyOIFNAME, name), accept)
+	}
+	b.rule(out, meta(expr.MetaKeyMARK), eq(binaryutil.NativeEndian.PutUint32(b.cfg.Mark)), accept)
+	b.dnsGuard(out, deny)
+	b.rule(out, ctEstablished(), accept)
+	b.rule(out, jump(egress.Name))
+
+	fwd := b.c.AddChain(&nftables.Chain{Name: chainFwd, Table: b.table, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookForward, Priority: prio})
+	for _, name := range localIfaces[1:] {
+		b.rule(fwd, ifname(expr.MetaKeyOIFNAME, name), accept)
+	}
+	b.dnsGuard(fwd, denyFwd)
+	b.rule(fwd, ctEstablished(), accept)
+	b.rule(fwd, jump(egressFwd.Name))
+
+	nat := b.c.AddChain(&nftables.Chain{Name: "dns_out", Table: b.table, Type: nftables.ChainTypeNAT,
+		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityNATDest})
+	b.rule(nat, meta(expr.MetaKeyMARK), eq(binaryutil.NativeEndian.PutUint32(b.cfg.Mark)), verdict(expr.VerdictReturn))
+	for _, proto := range []byte{unix.IPPROTO_UDP, unix.IPPROTO_TCP} {
+		b.rule(nat, meta(expr.MetaKeyL4PROTO), eq([]byte{proto}), dport(), eq(be16(53)),
+			[]expr.Any{
+				&expr.Immediate{Register: 1, Data: be16(b.cfg.ResolverPort)},
+				&expr.Redir{RegisterProtoMin: 1},
+			})
+	}
+}
+
+func (b *builder) addSets() {
+	l4 := &nftables.Set{Table: b.table, Name: setL4, Constant: true, KeyType: nftables.TypeInetProto}
+	b.addSet(l4, []nftables.SetElement{
+		{Key: []byte{unix.IPPROTO_TCP}}, {Key: []byte{unix.IPPROTO_UDP}},
+		{Key: []byte{unix.IPPROTO_SCTP}}, {Key: []byte{unix.IPPROTO_UDPLITE}},
+	})
+	key4 := nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)
+	key6 := nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeInetService)
+	b.addSet(&nftables.Set{Table: b.table, Name: setDyn4, KeyType: key4, Concatenation: true, HasTimeout: true}, nil)
+	b.addSet(&nftables.Set{Table: b.table, Name: setDyn6, KeyType: key6, Concatenation: true, HasTimeout: true}, nil)
+
+	var net4, net6 []nftables.SetElement
+	for _, e := range b.cfg.Prefixes {
+		p := e.Prefix.Masked()
+		el := nftables.SetElement{Key: concatKey(p.Addr(), e.Port), KeyEnd: concatKey(lastAddr(p), e.Port)}
+		if p.Addr().Is4() {
+			net4 = append(net4, el)
+		} else {
+			net6 = append(net6, el)
+		}
+	}
+	b.addSet(&nftables.Set{Table: b.table, Name: setNet4, KeyType: key4, Concatenation: true, Interval: true}, net4)
+	b.addSet(&nftables.Set{Table: b.table, Name: setNet6, KeyType: key6, Concatenation: true, Interval: true}, net6)
+}
+
+func (b *builder) addSet(s *nftables.Set, elems []nftables.SetElement) {
+	// AddSet only fails on a malformed Set, which would be a bug here; the
+	// kernel's verdict on the contents comes with Flush.
+	if err := b.c.AddSet(s, elems); err != nil {
+		panic("firewall: set " + s.Name + ": " + err.Error())
+	}
+	b.sets[s.Name] = s
+}
+
+// denyChain logs a flow as blocked (or audit) and rejects it in block mode.
+func (b *builder) denyChain(name string, forward bool) *nftables.Chain {
+	ch := b.c.AddChain(&nftables.Chain{Name: name, Table: b.table})
+	if !b.cfg.Block {
+		b.rule(ch, b.log(event.Audit, forward), verdict(expr.VerdictAccept))
+		return ch
+	}
+	b.rule(ch, b.log(event.Blocked, forward))
+	b.rule(ch, meta(expr.MetaKeyL4PROTO), eq([]byte{unix.IPPROTO_TCP}),
+		[]expr.Any{&expr.Reject{Type: unix.NFT_REJECT_TCP_RST, Code: unix.NFT_REJECT_TCP_RST}})
+	b.rule(ch, []expr.Any{&expr.Reject{Type: unix.NFT_REJECT_ICMPX_UNREACH, Code: unix.NFT_REJECT_ICMPX_ADMIN_PROHIBITED}})
+	return ch
+}
+
+// egressChain decides new outbound flows: allowed destinations are logged
+// and accepted, link-level housekeeping is accepted, the rest goes to deny.
+func (b *builder) egressChain(name string, forward bool, deny *nftables.Chain) *nftables.Chain {
+	ch := b.c.AddChain(&nftables.Chain{Name: name, Table: b.table})
+	allowLog := b.log(event.Allowed, forward)
+	accept := verdict(expr.VerdictAccept)
+	l4 := []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Lookup{SourceRegister: 1, SetName: setL4, SetID: b.sets[setL4].ID},
+	}
+	v4 := []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+		&expr.Payload{DestRegister: 9, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+	}
+	v6 := []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 24, Len: 16},
+		&expr.Payload{DestRegister: 2, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+	}
+	for _, s := range []struct {
+		fam  byte
+		load []expr.Any
+		set  string
+	}{{unix.NFPROTO_IPV4, v4, setDyn4}, {unix.NFPROTO_IPV4, v4, setNet4}, {unix.NFPROTO_IPV6, v6, setDyn6}, {unix.NFPROTO_IPV6, v6, setNet6}} {
+		b.rule(ch, meta(expr.MetaKeyNFPROTO), eq([]byte{s.fam}), l4, s.load,
+			[]expr.Any{&expr.Lookup{SourceRegister: 1, SetName: s.set, SetID: b.sets[s.set].ID}},
+			allowLog, accept)
+	}
+	// IPv6 neighbour discovery and multicast listener reports: without them
+	// IPv6 stops working. They never leave the link.
+	icmp6 := []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_ICMPV6}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
+	}
+	b.rule(ch, icmp6, []expr.Any{&expr.Range{Op: expr.CmpOpEq, Register: 1, FromData: []byte{130}, ToData: []byte{136}}}, accept)
+	b.rule(ch, icmp6, eq([]byte{143}), accept)
+	// DHCP lease renewal (the runner's VM keeps its address by it).
+	for _, p := range [][2]uint16{{68, 67}, {546, 547}} {
+		b.rule(ch, meta(expr.MetaKeyL4PROTO), eq([]byte{unix.IPPROTO_UDP}),
+			[]expr.Any{&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 4}},
+			eq(append(be16(p[0]), be16(p[1])...)), accept)
+	}
+	b.rule(ch, []expr.Any{&expr.Verdict{Kind: expr.VerdictGoto, Chain: deny.Name}})
+	return ch
+}
+
+// dnsGuard sends port-53 packets that are still addressed to port 53 after
+// the nat chain (so not redirected: a conntrack entry from before we
+// started, or a client that found a way around) to deny.
+func (b *builder) dnsGuard(ch, deny *nftables.Chain) {
+	for _, proto := range []byte{unix.IPPROTO_UDP, unix.IPPROTO_TCP} {
+		b.rule(ch, meta(expr.MetaKeyL4PROTO), eq([]byte{proto}), dport(), eq(be16(53)),
+			[]expr.Any{&expr.Verdict{Kind: expr.VerdictGoto, Chain: deny.Name}})
+	}
+}
+
+func (b *builder) log(v event.Verdict, forward bool) []expr.Any {
+	return []expr.Any{&expr.Log{
+		Key:   1<<unix.NFTA_LOG_GROUP | 1<<unix.NFTA_LOG_PREFIX,
+		Group: b.cfg.LogGroup,
+		Data:  []byte(flowlog.Prefix(v, forward)),
+	}}
+}
+
+func (b *builder) rule(ch *nftables.Chain, parts ...[]expr.Any) {
+	var exprs []expr.Any
+	for _, p := range parts {
+		exprs = append(exprs, p...)
+	}
+	b.c.AddRule(&nftables.Rule{Table: b.table, Chain: ch, Exprs: exprs})
+}
+
+func meta(k expr.MetaKey) []expr.Any { return []expr.Any{&expr.Meta{Key: k, Register: 1}} }
+
+func eq(data []byte) []expr.Any {
+	return []expr.Any{&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: data}}
+}
+
+func dport() []expr.Any {
+	return []expr.Any{&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2}}
+}
+
+func verdict(k expr.VerdictKind) []expr.Any { return []expr.Any{&expr.Verdict{Kind: k}} }
+
+func jump(chain string) []expr.Any {
+	return []expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: chain}}
+}
+
+func ctEstablished() []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED),
+			Xor:  binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
+	}
+}
+
+// ifname matches an interface name; a trailing '*' matches any suffix.
+func ifname(k expr.MetaKey, name string) []expr.Any {
+	var data []byte
+	if n := len(name); n > 0 && name[n-1] == '*' {
+		data = []byte(name[:n-1])
+	} else {
+		data = make([]byte, unix.IFNAMSIZ)
+		copy(data, name)
+	}
+	return []expr.Any{&expr.Meta{Key: k, Register: 1}, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: data}}
+}
+
+func be16(v uint16) []byte { return []byte{byte(v >> 8), byte(v)} }
+
+// lastAddr is the highest address in p.
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 1 << (7 - i%8)
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}

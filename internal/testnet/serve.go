@@ -1,0 +1,194 @@
+package testnet
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Hit is one contact with a fake internet server.
+type Hit struct {
+	Time   time.Time `json:"time"`
+	Proto  string    `json:"proto"` // tcp, udp, icmp
+	Kind   string    `json:"kind"`  // tcp, tls, http, udp, icmp
+	Local  string    `json:"local"` // the address the client reached
+	Remote string    `json:"remote"`
+	Detail string    `json:"detail,omitempty"` // SNI, Host, payload size, first bytes
+}
+
+// ServeMain runs the fake internet's servers as a process of its own: the
+// test binary calls it from TestMain when HR_FAKEINET (the hit log path) is
+// set. Each argument is KIND:ADDR, KIND one of tcp, tls, http, udp, icmp
+// (ADDR ignored), e.g. "tls::443", "udp:198.18.1.53:53". It never returns.
+func ServeMain(logPath string, specs []string) {
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fakeinet:", err)
+		os.Exit(2)
+	}
+	s := &server{enc: json.NewEncoder(f)}
+	cert, err := selfSigned()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fakeinet:", err)
+		os.Exit(2)
+	}
+	for _, spec := range specs {
+		kind, addr, _ := strings.Cut(spec, ":")
+		if err := s.listen(kind, addr, cert); err != nil {
+			fmt.Fprintf(os.Stderr, "fakeinet: %s: %v\n", spec, err)
+			os.Exit(2)
+		}
+	}
+	fmt.Println("fakeinet: ready")
+	select {}
+}
+
+type server struct {
+	mu  sync.Mutex
+	enc *json.Encoder
+}
+
+func (s *server) hit(h Hit) {
+	h.Time = time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_ = s.enc.Encode(h)
+}
+
+func (s *server) listen(kind, addr string, cert tls.Certificate) error {
+	switch kind {
+	case "tcp", "tls", "http":
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return err
+		}
+		switch kind {
+		case "tcp":
+			go s.serveTCP(l)
+		case "http":
+			go s.serveHTTP(l, "http")
+		case "tls":
+			tl := tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{cert}})
+			go s.serveHTTP(tl, "tls")
+		}
+	case "udp":
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return err
+		}
+		go s.serveUDP(pc)
+	case "icmp":
+		for _, nw := range []string{"ip4:icmp", "ip6:ipv6-icmp"} {
+			pc, err := net.ListenPacket(nw, "")
+			if err != nil {
+				return err
+			}
+			go s.serveICMP(pc, nw)
+		}
+	default:
+		return fmt.Errorf("unknown kind %q", kind)
+	}
+	return nil
+}
+
+func (s *server) serveTCP(l net.Listener) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(500 * time.Millisecond))
+			_, _ = c.Write([]byte("hello\n"))
+			buf := make([]byte, 64)
+			n, _ := c.Read(buf)
+			s.hit(Hit{Proto: "tcp", Kind: "tcp", Local: c.LocalAddr().String(), Remote: c.RemoteAddr().String(), Detail: fmt.Sprintf("%q", buf[:n])})
+		}()
+	}
+}
+
+func (s *server) serveHTTP(l net.Listener, kind string) {
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		local := ""
+		if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+			local = a.String()
+		}
+		detail := "host=" + r.Host
+		if r.TLS != nil {
+			detail += " sni=" + r.TLS.ServerName
+		}
+		s.hit(Hit{Proto: "tcp", Kind: kind, Local: local, Remote: r.RemoteAddr, Detail: detail})
+		_, _ = io.WriteString(w, "ok\n")
+	})}
+	_ = srv.Serve(l)
+}
+
+func (s *server) serveUDP(pc net.PacketConn) {
+	buf := make([]byte, 65536)
+	for {
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		s.hit(Hit{Proto: "udp", Kind: "udp", Local: pc.LocalAddr().String(), Remote: from.String(), Detail: fmt.Sprintf("%d bytes", n)})
+		_, _ = pc.WriteTo(buf[:n], from)
+	}
+}
+
+// serveICMP logs echo requests; the kernel answers them itself.
+func (s *server) serveICMP(pc net.PacketConn, nw string) {
+	buf := make([]byte, 65536)
+	for {
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		if n < 8 {
+			continue
+		}
+		// ICMP echo request: type 8 (v4) or 128 (v6). The local address
+		// is not available on a raw socket; Local names the family.
+		if (nw == "ip4:icmp" && buf[0] == 8) || (nw == "ip6:ipv6-icmp" && buf[0] == 128) {
+			s.hit(Hit{Proto: "icmp", Kind: "icmp", Local: nw, Remote: from.String(), Detail: fmt.Sprintf("%d bytes", n-8)})
+		}
+	}
+}
+
+func selfSigned() (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		DNSNames:     []string{"*.test"},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+}
+
+// MaybeServe turns the current process into the fake internet's servers
+// when HR_FAKEINET is set (see Net.StartServers). Call it first in TestMain.
+func MaybeServe() {
+	if p := os.Getenv("HR_FAKEINET"); p != "" {
+		ServeMain(p, os.Args[1:])
+	}
+}
