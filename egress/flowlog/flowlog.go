@@ -1,0 +1,66 @@
+// Package flowlog reads the packets that the firewall's rules log to an
+// NFLOG group (the first packet of every new outbound or forwarded flow)
+// and turns each into an event.Flow with its verdict, taken from the log
+// prefix, and the process that sent it. It owns the prefix convention the
+// firewall's rules use (Prefix, ParsePrefix).
+package flowlog
+
+import (
+	"errors"
+	"log/slog"
+	"net/netip"
+
+	"github.com/harden-runner/harden-runner/event"
+)
+
+// Config configures a Reader.
+type Config struct {
+	// Group is the NFLOG group the firewall's log rules send to.
+	Group uint16
+	// Emit records each flow and, at Close, the reader's event.Stats.
+	// Required; called from several goroutines.
+	Emit event.Emit
+	// Owner finds the process behind a local socket (proc.Finder.Owner).
+	// It is called only for TCP and UDP flows the host itself sent, from a
+	// few worker goroutines. May be nil: flows then say Unknown="no lookup".
+	Owner func(proto string, local, remote netip.AddrPort) event.Process
+	// Log receives the reader's own diagnostics; nil discards them.
+	Log *slog.Logger
+
+	// Workers is the number of goroutines that run Owner (default 2).
+	Workers int
+	// Queue is how many flows may wait for an Owner lookup (default 4096);
+	// when it is full, flows are emitted without one.
+	Queue int
+}
+
+// Unknown reasons the reader puts in event.Process.Unknown.
+const (
+	UnknownForwarded = "forwarded (container)"
+	UnknownNoLookup  = "no lookup"
+	UnknownQueueFull = "lookup queue full"
+	UnknownProtocol  = "no lookup for this protocol"
+)
+
+// ErrStarted is returned by Start when the reader was started or closed before.
+var ErrStarted = errors.New("flowlog: already started")
+
+// New returns a Reader for cfg. It validates cfg and does no I/O.
+func New(cfg Config) (*Reader, error) {
+	if cfg.Emit == nil {
+		return nil, errors.New("flowlog: Config.Emit is nil")
+	}
+	if cfg.Workers < 0 || cfg.Queue < 0 {
+		return nil, errors.New("flowlog: negative Workers or Queue")
+	}
+	if cfg.Workers == 0 {
+		cfg.Workers = 2
+	}
+	if cfg.Queue == 0 {
+		cfg.Queue = 4096
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	return newReader(cfg), nil
+}

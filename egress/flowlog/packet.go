@@ -1,0 +1,173 @@
+package flowlog
+
+import (
+	"encoding/binary"
+	"errors"
+	"net/netip"
+	"strconv"
+)
+
+// IP protocol numbers that ParsePacket knows.
+const (
+	protoHopOpts  = 0
+	protoICMP     = 1
+	protoTCP      = 6
+	protoUDP      = 17
+	protoDCCP     = 33
+	protoRouting  = 43
+	protoFragment = 44
+	protoAH       = 51
+	protoICMPv6   = 58
+	protoNoNext   = 59
+	protoDstOpts  = 60
+	protoSCTP     = 132
+	protoUDPLite  = 136
+)
+
+// Errors from ParsePacket.
+var (
+	ErrTruncated = errors.New("flowlog: packet truncated")
+	ErrVersion   = errors.New("flowlog: not an IPv4 or IPv6 packet")
+	ErrHeader    = errors.New("flowlog: malformed IP header")
+)
+
+// maxExtHeaders bounds the IPv6 extension-header chain ParsePacket follows.
+const maxExtHeaders = 16
+
+// Packet is what the first packet of a flow says.
+type Packet struct {
+	Src, Dst netip.AddrPort
+	Proto    uint8 // IP protocol: 6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6, ...
+}
+
+// ParsePacket parses an IPv4 or IPv6 packet that starts at the IP header, as
+// NFLOG hands it over: the addresses, the transport protocol (after IPv6
+// extension headers: hop-by-hop, routing, fragment, destination options,
+// AH) and, for TCP, UDP, UDP-Lite, SCTP and DCCP, the ports. Other protocols
+// (ICMP, ICMPv6, ...) and non-first fragments have port 0. The input is
+// untrusted; ParsePacket never panics. When the IP header is intact but the
+// transport header is cut off, it returns the packet without ports and
+// ErrTruncated.
+func ParsePacket(b []byte) (Packet, error) {
+	if len(b) < 1 {
+		return Packet{}, ErrTruncated
+	}
+	switch b[0] >> 4 {
+	case 4:
+		return parse4(b)
+	case 6:
+		return parse6(b)
+	}
+	return Packet{}, ErrVersion
+}
+
+func parse4(b []byte) (Packet, error) {
+	if len(b) < 20 {
+		return Packet{}, ErrTruncated
+	}
+	ihl := int(b[0]&0x0f) * 4
+	if ihl < 20 {
+		return Packet{}, ErrHeader
+	}
+	if len(b) < ihl {
+		return Packet{}, ErrTruncated
+	}
+	if total := int(binary.BigEndian.Uint16(b[2:])); total >= ihl && total < len(b) {
+		b = b[:total] // ignore trailing bytes beyond the datagram
+	}
+	p := Packet{Proto: b[9]}
+	src := netip.AddrFrom4([4]byte(b[12:16]))
+	dst := netip.AddrFrom4([4]byte(b[16:20]))
+	p.Src, p.Dst = netip.AddrPortFrom(src, 0), netip.AddrPortFrom(dst, 0)
+	if binary.BigEndian.Uint16(b[6:])&0x1fff != 0 {
+		return p, nil // a later fragment: no transport header
+	}
+	return ports(p, b[ihl:])
+}
+
+func parse6(b []byte) (Packet, error) {
+	if len(b) < 40 {
+		return Packet{}, ErrTruncated
+	}
+	if pl := int(binary.BigEndian.Uint16(b[4:])); pl != 0 && 40+pl < len(b) {
+		b = b[:40+pl] // 0 is a jumbogram: keep what we have
+	}
+	src := netip.AddrFrom16([16]byte(b[8:24]))
+	dst := netip.AddrFrom16([16]byte(b[24:40]))
+	p := Packet{Src: netip.AddrPortFrom(src, 0), Dst: netip.AddrPortFrom(dst, 0)}
+	next, rest := b[6], b[40:]
+	for range maxExtHeaders {
+		switch next {
+		case protoHopOpts, protoRouting, protoDstOpts:
+			if len(rest) < 8 {
+				p.Proto = next
+				return p, ErrTruncated
+			}
+			n := (int(rest[1]) + 1) * 8
+			if len(rest) < n {
+				p.Proto = next
+				return p, ErrTruncated
+			}
+			next, rest = rest[0], rest[n:]
+		case protoAH:
+			if len(rest) < 8 {
+				p.Proto = next
+				return p, ErrTruncated
+			}
+			n := (int(rest[1]) + 2) * 4
+			if len(rest) < n {
+				p.Proto = next
+				return p, ErrTruncated
+			}
+			next, rest = rest[0], rest[n:]
+		case protoFragment:
+			if len(rest) < 8 {
+				p.Proto = next
+				return p, ErrTruncated
+			}
+			next = rest[0]
+			if binary.BigEndian.Uint16(rest[2:])&0xfff8 != 0 {
+				p.Proto = next
+				return p, nil // a later fragment: no transport header
+			}
+			rest = rest[8:]
+		default:
+			p.Proto = next
+			return ports(p, rest)
+		}
+	}
+	p.Proto = next
+	return p, ErrHeader
+}
+
+// ports fills in the ports of protocols that start with source and
+// destination port.
+func ports(p Packet, l4 []byte) (Packet, error) {
+	switch p.Proto {
+	case protoTCP, protoUDP, protoUDPLite, protoSCTP, protoDCCP:
+	default:
+		return p, nil
+	}
+	if len(l4) < 4 {
+		return p, ErrTruncated
+	}
+	p.Src = netip.AddrPortFrom(p.Src.Addr(), binary.BigEndian.Uint16(l4[0:]))
+	p.Dst = netip.AddrPortFrom(p.Dst.Addr(), binary.BigEndian.Uint16(l4[2:]))
+	return p, nil
+}
+
+// ProtoName returns the name event.Flow uses for an IP protocol: "tcp",
+// "udp", "icmp", "icmpv6", or the number.
+func ProtoName(proto uint8) string {
+	switch proto {
+	case protoTCP:
+		return "tcp"
+	case protoUDP:
+		return "udp"
+	case protoICMP:
+		return "icmp"
+	case protoICMPv6:
+		return "icmpv6"
+	}
+	return strconv.Itoa(int(proto))
+}

@@ -1,0 +1,293 @@
+package flowlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/florianl/go-nflog/v2"
+	"github.com/harden-runner/harden-runner/event"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// go-nflog (florianl/go-nflog/v2) does the NFLOG netlink protocol: binding
+// a group, copy mode, and decoding the attributes of each message.
+
+const (
+	// copyRange is how much of each packet the kernel copies to us: the IP
+	// header, IPv6 extension headers and the ports.
+	copyRange = 256
+	// readBuffer is the netlink socket's receive buffer. A burst of new
+	// flows beyond it is lost (ENOBUFS), so it is large.
+	readBuffer = 8 << 20
+	// maxConsecutiveErrors ends reading when the socket only fails.
+	maxConsecutiveErrors = 100
+)
+
+// Reader reads one NFLOG group and emits a Flow per logged packet. Its
+// methods are safe for concurrent use.
+type Reader struct {
+	cfg   Config
+	queue chan lookup
+
+	mu      sync.Mutex // guards the fields below
+	started bool
+	closed  bool
+	nf      *nflog.Nflog
+	ctx     context.Context
+	cancel  context.CancelFunc
+
+	// qmu orders hook and worker emits before Close's final Stats.
+	qmu     sync.RWMutex
+	qclosed bool
+	workers sync.WaitGroup
+
+	closeOnce sync.Once
+	closeErr  error
+
+	events, lost, unattributed, overflows atomic.Uint64
+	consecutiveErrs                       atomic.Int32
+	logLimit                              rateLimit
+}
+
+// lookup is a flow waiting for its process.
+type lookup struct {
+	flow     event.Flow
+	src, dst netip.AddrPort
+	uid      int // -1 if the kernel did not say
+}
+
+func newReader(cfg Config) *Reader {
+	return &Reader{cfg: cfg, queue: make(chan lookup, cfg.Queue)}
+}
+
+// Start binds the NFLOG group and returns once it is bound, so the caller
+// can then install the rules that log to it. Reading goes on in the
+// background until ctx ends or Close is called. Start may be called once.
+func (r *Reader) Start(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.started || r.closed {
+		return ErrStarted
+	}
+	nf, err := nflog.Open(&nflog.Config{
+		Group:    r.cfg.Group,
+		Copymode: nflog.CopyPacket,
+		Bufsize:  copyRange,
+		// Hand over each packet at once: the default holds packets for up
+		// to a second, and by then a short-lived client and its socket
+		// are gone, so its process cannot be found.
+		QThresh: 1,
+		Logger:  nflogLogger{r.cfg.Log},
+	})
+	if err != nil {
+		return fmt.Errorf("flowlog: open nflog: %w", err)
+	}
+	if err := setReadBuffer(nf.Con, readBuffer); err != nil {
+		r.cfg.Log.Warn("flowlog: cannot enlarge the receive buffer; bursts may be lost", "err", err)
+	}
+	r.ctx, r.cancel = context.WithCancel(ctx)
+	if err := nf.RegisterWithErrorFunc(r.ctx, r.hook, r.onError); err != nil {
+		r.cancel()
+		nf.Close()
+		return fmt.Errorf("flowlog: bind nflog group %d: %w", r.cfg.Group, err)
+	}
+	r.nf, r.started = nf, true
+	for range r.cfg.Workers {
+		r.workers.Add(1)
+		go r.work()
+	}
+	return nil
+}
+
+// setReadBuffer sets SO_RCVBUFFORCE (root may exceed net.core.rmem_max),
+// falling back to SO_RCVBUF.
+func setReadBuffer(c *netlink.Conn, n int) error {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return c.SetReadBuffer(n)
+	}
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, n)
+	}); err != nil || serr != nil {
+		return c.SetReadBuffer(n)
+	}
+	return nil
+}
+
+// Close stops reading, waits for pending lookups, and emits the reader's
+// event.Stats (and a Note if the receive buffer overflowed). It is safe to
+// call twice, and before Start.
+func (r *Reader) Close() error {
+	r.closeOnce.Do(func() {
+		r.mu.Lock()
+		r.closed = true
+		nf, cancel := r.nf, r.cancel
+		r.mu.Unlock()
+		if cancel != nil {
+			cancel()
+		}
+		if nf != nil {
+			if err := nf.Close(); err != nil {
+				r.closeErr = fmt.Errorf("flowlog: close nflog: %w", err)
+			}
+		}
+		r.qmu.Lock()
+		r.qclosed = true
+		close(r.queue)
+		r.qmu.Unlock()
+		r.workers.Wait()
+		if n := r.overflows.Load(); n > 0 {
+			r.cfg.Emit(event.Record{Note: &event.Note{
+				Time: time.Now(), Component: "flowlog", Level: "warning",
+				Message: fmt.Sprintf("the packet log overflowed %d times; each overflow lost an unknown number of new flows (counted once each in lost)", n),
+			}})
+		}
+		r.cfg.Emit(event.Record{Stats: &event.Stats{
+			Component:    "flowlog",
+			Events:       r.events.Load(),
+			Lost:         r.lost.Load(),
+			Unattributed: r.unattributed.Load(),
+		}})
+	})
+	return r.closeErr
+}
+
+// hook handles one logged packet, on go-nflog's reading goroutine: it must
+// not block, so owner lookups go to the workers.
+func (r *Reader) hook(a nflog.Attribute) int {
+	r.consecutiveErrs.Store(0)
+	if a.Prefix == nil || a.Payload == nil {
+		return 0
+	}
+	v, fwd, ok := ParsePrefix(*a.Prefix)
+	if !ok {
+		return 0 // another rule's packet on our group
+	}
+	pkt, err := ParsePacket(*a.Payload)
+	if !pkt.Dst.IsValid() {
+		r.lost.Add(1)
+		if r.logLimit.allow() {
+			r.cfg.Log.Warn("flowlog: unparsable logged packet", "err", err, "len", len(*a.Payload))
+		}
+		return 0
+	}
+	f := event.Flow{
+		Time:     time.Now(), // not NFULA_TIMESTAMP: TCP's departure time is monotonic, not wall clock
+		IP:       pkt.Dst.Addr().String(),
+		Port:     pkt.Dst.Port(),
+		Protocol: ProtoName(pkt.Proto),
+		Verdict:  v,
+		Forward:  fwd,
+	}
+	uid := -1
+	if a.UID != nil {
+		uid = int(*a.UID)
+	}
+	r.qmu.RLock()
+	defer r.qmu.RUnlock()
+	if r.qclosed {
+		r.lost.Add(1) // logged while closing
+		return 0
+	}
+	switch {
+	case fwd:
+		f.Process.Unknown = UnknownForwarded
+	case pkt.Proto != protoTCP && pkt.Proto != protoUDP:
+		f.Process.Unknown = UnknownProtocol
+	case r.cfg.Owner == nil:
+		f.Process.Unknown = UnknownNoLookup
+	default:
+		select {
+		case r.queue <- lookup{flow: f, src: pkt.Src, dst: pkt.Dst, uid: uid}:
+			return 0
+		default:
+			f.Process.Unknown = UnknownQueueFull
+		}
+	}
+	if uid >= 0 {
+		f.Process.UID = uid
+	}
+	r.emit(f)
+	return 0
+}
+
+// work runs owner lookups until Close.
+func (r *Reader) work() {
+	defer r.workers.Done()
+	for l := range r.queue {
+		p := r.cfg.Owner(l.flow.Protocol, l.src, l.dst)
+		if p.PID == 0 && l.uid >= 0 {
+			p.UID = l.uid // the kernel knows the socket's uid even when we lost the pid
+		}
+		l.flow.Process = p
+		r.emit(l.flow)
+	}
+}
+
+func (r *Reader) emit(f event.Flow) {
+	r.events.Add(1)
+	if f.Process.PID == 0 || f.Process.Unknown != "" {
+		r.unattributed.Add(1)
+	}
+	r.cfg.Emit(event.Record{Flow: &f})
+}
+
+// onError handles a receive error; 0 keeps reading.
+func (r *Reader) onError(err error) int {
+	if r.ctx.Err() != nil {
+		return 1
+	}
+	if errors.Is(err, unix.ENOBUFS) {
+		r.overflows.Add(1)
+		r.lost.Add(1)
+		if r.logLimit.allow() {
+			r.cfg.Log.Warn("flowlog: packet log overflowed; new flows were lost")
+		}
+		return 0
+	}
+	var oe *netlink.OpError
+	if errors.As(err, &oe) && (oe.Timeout() || oe.Temporary()) {
+		return 0
+	}
+	if r.consecutiveErrs.Add(1) > maxConsecutiveErrors {
+		r.cfg.Log.Error("flowlog: packet log unreadable; stopped", "err", err)
+		r.cfg.Emit(event.Record{Note: &event.Note{
+			Time: time.Now(), Component: "flowlog", Level: "error",
+			Message: "the packet log stopped after repeated errors; later flows are not reported: " + err.Error(),
+		}})
+		return 1
+	}
+	if r.logLimit.allow() {
+		r.cfg.Log.Warn("flowlog: receive", "err", err)
+	}
+	return 0
+}
+
+// rateLimit lets one message through per interval.
+type rateLimit struct{ last atomic.Int64 }
+
+func (l *rateLimit) allow() bool {
+	now := time.Now().UnixNano()
+	last := l.last.Load()
+	return now-last >= int64(10*time.Second) && l.last.CompareAndSwap(last, now)
+}
+
+// nflogLogger sends go-nflog's messages to the debug log: its errors
+// include the normal end of reading.
+type nflogLogger struct{ log *slog.Logger }
+
+func (l nflogLogger) Debugf(format string, args ...any) {
+	l.log.Debug("flowlog: nflog: " + fmt.Sprintf(format, args...))
+}
+
+func (l nflogLogger) Errorf(format string, args ...any) {
+	l.log.Debug("flowlog: nflog: " + fmt.Sprintf(format, args...))
+}

@@ -1,0 +1,21 @@
+//go:build !linux
+
+package flowlog
+
+import (
+	"context"
+	"errors"
+)
+
+// Reader reads an NFLOG group; only Linux has one.
+type Reader struct{ cfg Config }
+
+func newReader(cfg Config) *Reader { return &Reader{cfg: cfg} }
+
+// Start fails: NFLOG is Linux only.
+func (r *Reader) Start(ctx context.Context) error {
+	return errors.New("flowlog: NFLOG needs Linux")
+}
+
+// Close does nothing here.
+func (r *Reader) Close() error { return nil }
