@@ -387,10 +387,10 @@ func TestShortLived(t *testing.T) {
 	_, rec, _ := startReaderForTest(t, true, 0)
 	const n = 40
 	clients := []struct {
-		name   string
-		port   uint16
-		args   []string
-		stdin  string
+		name    string
+		port    uint16
+		args    []string
+		stdin   string
 		atLeast float64
 	}{
 		{"curl", 8080, []string{"curl", "-s", "-m", "5", "http://198.18.0.2:8080/"}, "", 0.75},
