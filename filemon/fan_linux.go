@@ -1,0 +1,289 @@
+package filemon
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+	"sync/atomic"
+	"time"
+
+	"github.com/harden-runner/harden-runner/event"
+	"github.com/harden-runner/harden-runner/filemon/internal/fanevent"
+	"golang.org/x/sys/unix"
+)
+
+// fan owns the two fanotify groups and the thread that reads them.
+//
+// The content group (descriptor mode) has an inode mark on every baseline
+// file for FAN_MODIFY, FAN_CLOSE_WRITE and, with the gate, FAN_OPEN_PERM.
+// The directory group (FAN_REPORT_DFID_NAME) has an inode mark on every
+// baseline directory for entry changes. Marks live on inodes, so they follow
+// a file or directory wherever it is renamed to.
+type fan struct {
+	content int // content group fd
+	dirs    int // directory group fd, -1 when the kernel refused one
+	wake    int // eventfd: Close asks the reader to drain and stop
+	gate    bool
+	self    int32
+	log     *slog.Logger
+	procs   *procCache
+
+	sink     atomic.Pointer[fanSink] // nil until the baseline is built
+	overflow func(source string)     // called on a queue overflow
+	done     chan struct{}           // closed when the reader has stopped and closed the fds
+}
+
+// fanSink is where events go once the baseline exists.
+type fanSink struct {
+	base *baseline
+	tr   *tracker
+}
+
+const (
+	contentMask = unix.FAN_MODIFY | unix.FAN_CLOSE_WRITE
+	dirMask     = unix.FAN_CREATE | unix.FAN_DELETE | unix.FAN_MOVED_FROM | unix.FAN_MOVED_TO | unix.FAN_ONDIR
+	drainLimit  = 2 * time.Second
+)
+
+// openFan creates the groups. gate asks for FAN_OPEN_PERM; if the kernel
+// has no permission events the gate is dropped and notes says so. An error
+// means fanotify cannot be used at all (typically no CAP_SYS_ADMIN).
+func openFan(gate bool, procs *procCache, log *slog.Logger) (f *fan, notes []string, err error) {
+	const initFlags = unix.FAN_CLOEXEC | unix.FAN_NONBLOCK | unix.FAN_UNLIMITED_MARKS
+	const fileFlags = unix.O_RDONLY | unix.O_LARGEFILE | unix.O_CLOEXEC
+	content := -1
+	if gate {
+		content, err = unix.FanotifyInit(unix.FAN_CLASS_CONTENT|initFlags, fileFlags)
+		if err != nil && !errors.Is(err, unix.EPERM) {
+			notes = append(notes, fmt.Sprintf("open gate unavailable (fanotify permission events: %v): short-lived writers may be reported by pid only", err))
+			gate = false
+		}
+	}
+	if !gate {
+		content, err = unix.FanotifyInit(unix.FAN_CLASS_NOTIF|initFlags, fileFlags)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("fanotify_init: %w", err)
+	}
+	dirs, err := unix.FanotifyInit(unix.FAN_CLASS_NOTIF|initFlags|unix.FAN_REPORT_DFID_NAME, unix.O_RDONLY|unix.O_CLOEXEC)
+	if err != nil {
+		notes = append(notes, fmt.Sprintf("fanotify directory events unavailable (%v): deletes and renames are seen by inotify only, without the process", err))
+		dirs = -1
+	}
+	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(content)
+		if dirs >= 0 {
+			unix.Close(dirs)
+		}
+		return nil, nil, fmt.Errorf("eventfd: %w", err)
+	}
+	f = &fan{content: content, dirs: dirs, wake: wake, gate: gate, self: int32(os.Getpid()),
+		log: log, procs: procs, done: make(chan struct{})}
+	return f, notes, nil
+}
+
+// markFile marks the regular file name in directory dirfd.
+func (f *fan) markFile(dirfd int, name string) error {
+	mask := uint64(contentMask)
+	if f.gate {
+		mask |= unix.FAN_OPEN_PERM
+	}
+	return unix.FanotifyMark(f.content, unix.FAN_MARK_ADD|unix.FAN_MARK_DONT_FOLLOW, mask, dirfd, name)
+}
+
+// markDir marks the directory open as dirfd.
+func (f *fan) markDir(dirfd int) error {
+	if f.dirs < 0 {
+		return nil
+	}
+	return unix.FanotifyMark(f.dirs, unix.FAN_MARK_ADD|unix.FAN_MARK_ONLYDIR, dirMask, dirfd, "")
+}
+
+// start runs the reader. It must run before the first mark is added: the
+// gate's opens wait for it.
+func (f *fan) start() { go f.read() }
+
+// stop makes the reader read what is queued, then close the groups (which
+// lets any open still waiting on the gate proceed), and waits for it.
+func (f *fan) stop() {
+	var one = [8]byte{1}
+	unix.Write(f.wake, one[:])
+	<-f.done
+}
+
+func (f *fan) read() {
+	// A thread of its own: the reader answers the gate, and must not wait
+	// behind the Go scheduler's other work more than it has to.
+	runtime.LockOSThread()
+	defer func() {
+		unix.Close(f.content)
+		if f.dirs >= 0 {
+			unix.Close(f.dirs)
+		}
+		unix.Close(f.wake)
+		close(f.done)
+	}()
+	buf := make([]byte, 256<<10)
+	fds := []unix.PollFd{{Fd: int32(f.content), Events: unix.POLLIN}, {Fd: int32(f.wake), Events: unix.POLLIN}}
+	if f.dirs >= 0 {
+		fds = append(fds, unix.PollFd{Fd: int32(f.dirs), Events: unix.POLLIN})
+	}
+	for {
+		_, err := unix.Poll(fds, -1)
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			f.log.Error("filemon: poll fanotify", "err", err)
+			return
+		}
+		f.drain(buf, time.Time{})
+		if fds[1].Revents != 0 {
+			f.drain(buf, time.Now().Add(drainLimit))
+			return
+		}
+	}
+}
+
+// drain reads both groups until neither has anything queued (or, with a
+// non-zero deadline, until the deadline: a workload still busy at Close
+// must not keep it open forever).
+func (f *fan) drain(buf []byte, deadline time.Time) {
+	for {
+		more := f.readGroup(f.content, buf, f.contentEvent)
+		if f.dirs >= 0 && f.readGroup(f.dirs, buf, f.dirEvent) {
+			more = true
+		}
+		if !more || (!deadline.IsZero() && time.Now().After(deadline)) {
+			return
+		}
+	}
+}
+
+// readGroup does one read(2) of fd and handles its events. It reports
+// whether anything was read.
+func (f *fan) readGroup(fd int, buf []byte, handle func(*fanevent.Event)) bool {
+	n, err := unix.Read(fd, buf)
+	switch {
+	case errors.Is(err, unix.EINTR):
+		return true
+	case err != nil:
+		if !errors.Is(err, unix.EAGAIN) {
+			f.log.Error("filemon: read fanotify", "err", err)
+		}
+		return false
+	case n <= 0:
+		return false
+	}
+	if err := fanevent.Parse(buf[:n], func(ev *fanevent.Event) bool { handle(ev); return true }); err != nil {
+		// Cannot happen with a kernel that speaks version 3; any
+		// descriptors in the unparsed rest leak, so say so loudly.
+		f.log.Error("filemon: parse fanotify events", "err", err)
+		f.overflow("fanotify (unparsable events)")
+	}
+	return true
+}
+
+// contentEvent handles one event of the content group.
+func (f *fan) contentEvent(ev *fanevent.Event) {
+	if ev.Mask&unix.FAN_Q_OVERFLOW != 0 {
+		f.overflow("fanotify")
+	}
+	if ev.FD < 0 {
+		return
+	}
+	fd := int(ev.FD)
+	defer unix.Close(fd)
+	if ev.Mask&unix.FAN_OPEN_PERM != 0 {
+		f.procs.gate(int(ev.PID))
+		// Always allow: the gate exists to read who opens, never to refuse.
+		var resp [8]byte // struct fanotify_response
+		binary.NativeEndian.PutUint32(resp[0:], uint32(fd))
+		binary.NativeEndian.PutUint32(resp[4:], unix.FAN_ALLOW)
+		if _, err := unix.Write(f.content, resp[:]); err != nil {
+			f.log.Error("filemon: answer fanotify permission event", "err", err)
+		}
+	}
+	if ev.Mask&contentMask == 0 || ev.PID == f.self {
+		return
+	}
+	s := f.sink.Load()
+	if s == nil {
+		return
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return
+	}
+	now := time.Now()
+	var proc event.Process
+	named := false
+	who := func() event.Process {
+		if !named {
+			proc, named = f.procs.at(int(ev.PID)), true
+		}
+		return proc
+	}
+	mtime := st.Mtim.Sec*1e9 + st.Mtim.Nsec
+	s.base.lookupIno(st.Dev, st.Ino, func(idx int32) {
+		if ev.Mask&unix.FAN_MODIFY != 0 {
+			s.tr.add(idx, factModify, who(), now, st.Size)
+			s.tr.seen(idx, st.Size, mtime)
+		}
+		if ev.Mask&unix.FAN_CLOSE_WRITE != 0 {
+			// A descriptor-mode group gets no FAN_MODIFY for a truncation
+			// (ftruncate, O_TRUNC): the kernel has no path to open for it.
+			// The writer's close still comes, so a file that changed since
+			// it was last seen is blamed on the process closing it.
+			s.tr.closedWrite(idx, st.Size, mtime, who, now)
+		}
+	})
+}
+
+// dirEvent handles one event of the directory group.
+func (f *fan) dirEvent(ev *fanevent.Event) {
+	if ev.Mask&unix.FAN_Q_OVERFLOW != 0 {
+		f.overflow("fanotify (directories)")
+		return
+	}
+	if !ev.HasDir || ev.PID == f.self || len(ev.Name) == 0 {
+		return
+	}
+	s := f.sink.Load()
+	if s == nil {
+		return
+	}
+	var key [128]byte
+	dir, ok := s.base.byHandle[string(fanevent.AppendKey(key[:0], ev.DirFSID, ev.DirHandle))]
+	if !ok {
+		return
+	}
+	var rel [512]byte
+	p := rel[:0]
+	if d := s.base.entries[dir].path; d != "" {
+		p = append(append(p, d...), '/')
+	}
+	p = append(p, ev.Name...)
+	idx, ok := s.base.byPath[string(p)]
+	if !ok {
+		return // not a baseline name: a build's own file
+	}
+	proc := f.procs.at(int(ev.PID))
+	now := time.Now()
+	if s.base.entries[idx].isDir() {
+		if ev.Mask&unix.FAN_ONDIR != 0 && ev.Mask&unix.FAN_MOVED_FROM != 0 {
+			s.tr.addTree(idx, factAway, proc, now)
+		}
+		return
+	}
+	if ev.Mask&unix.FAN_DELETE != 0 {
+		s.tr.add(idx, factUnlink, proc, now, -1)
+	}
+	if ev.Mask&unix.FAN_MOVED_FROM != 0 {
+		s.tr.add(idx, factAway, proc, now, -1)
+	}
+	if ev.Mask&(unix.FAN_CREATE|unix.FAN_MOVED_TO) != 0 {
+		s.tr.add(idx, factReplace, proc, now, -1)
+	}
+}

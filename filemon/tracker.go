@@ -1,0 +1,308 @@
+package filemon
+
+import (
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/harden-runner/harden-runner/event"
+)
+
+// factKind is one thing an event said happened to a baseline path.
+type factKind uint8
+
+const (
+	factModify  factKind = iota // the baseline file's content was written or truncated
+	factUnlink                  // the baseline name was unlinked
+	factAway                    // the baseline name (or a directory above it) was renamed away
+	factReplace                 // something was created or renamed onto the baseline name
+	numFacts
+)
+
+// fact is the first sighting of a factKind for a path.
+type fact struct {
+	set  bool
+	at   time.Time
+	proc event.Process
+}
+
+// pending collects what happened to one baseline path since it was last
+// settled.
+type pending struct {
+	facts [numFacts]fact
+	size  int64 // size of the baseline file when a write was last seen; -1 unknown
+	last  time.Time
+	ready bool // the writer closed the file: settle without waiting
+	named bool // some fact came with a pid (fanotify)
+}
+
+// fileStat is what a stat of a path says, as far as the baseline cares.
+type fileStat struct {
+	dev, ino     uint64
+	btime, mtime int64 // ns; btime 0 when the file system does not report it
+	size         int64
+	mode         uint32 // S_IFMT bits
+}
+
+// emission is one File record decided for a path.
+type emission struct {
+	op event.FileOp
+	f  fact
+}
+
+type reportKey struct {
+	idx int32
+	op  event.FileOp
+}
+
+// tracker holds the facts per baseline path and turns them into reports.
+// Sources call add, touch and ready from any goroutine; settle runs in one.
+type tracker struct {
+	base *baseline
+	// statPath stats the baseline path of idx now; ok is false when it is gone.
+	statPath func(idx int32) (st fileStat, ok bool)
+	// sameContent says whether the file at idx's path still has its
+	// baseline content; false when unknown.
+	sameContent func(idx int32) bool
+	emit        event.Emit
+	settle      time.Duration // quiet time after a fact with a pid
+	grace       time.Duration // quiet time when only pid-less facts arrived and fanotify runs
+	naming      bool          // fanotify runs: pid-less facts may still be joined by named ones
+	now         func() time.Time
+
+	mu       sync.Mutex
+	pend     map[int32]*pending
+	reported map[reportKey]struct{}
+	last     map[int32]sizeTime // size and mtime of baseline files when last seen through fanotify
+
+	events, unattributed atomic.Uint64
+}
+
+func newTracker(base *baseline, emit event.Emit) *tracker {
+	return &tracker{
+		base:     base,
+		emit:     emit,
+		settle:   200 * time.Millisecond,
+		grace:    time.Second,
+		now:      time.Now,
+		pend:     make(map[int32]*pending),
+		reported: make(map[reportKey]struct{}),
+		last:     make(map[int32]sizeTime),
+	}
+}
+
+type sizeTime struct{ size, mtime int64 }
+
+func (t *tracker) get(idx int32) *pending {
+	p := t.pend[idx]
+	if p == nil {
+		p = &pending{size: -1}
+		t.pend[idx] = p
+	}
+	return p
+}
+
+// add records a fact for the baseline path idx. size is the file's size
+// when the event was read (factModify), or -1. A fact with a pid replaces
+// an earlier pid-less one of the same kind, keeping the earlier time.
+func (t *tracker) add(idx int32, k factKind, proc event.Process, at time.Time, size int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p := t.get(idx)
+	f := &p.facts[k]
+	switch {
+	case !f.set:
+		*f = fact{set: true, at: at, proc: proc}
+	case f.proc.PID == 0 && proc.PID != 0:
+		f.proc = proc
+		if at.Before(f.at) {
+			f.at = at
+		}
+	}
+	if proc.PID != 0 {
+		p.named = true
+	}
+	if size >= 0 {
+		p.size = size
+	}
+	p.last = t.now()
+}
+
+// addTree records a fact for every baseline file under the directory idx
+// (a directory renamed away takes its files with it).
+func (t *tracker) addTree(dir int32, k factKind, proc event.Process, at time.Time) {
+	for _, idx := range t.base.filesUnder(dir) {
+		t.add(idx, k, proc, at, -1)
+	}
+}
+
+// touch asks for idx to be checked against the baseline without saying
+// what happened (a rescan found a difference, or inotify saw a name change
+// its file).
+func (t *tracker) touch(idx int32) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.get(idx).last = t.now()
+}
+
+// seen records the size and mtime of baseline file idx as an event saw it.
+func (t *tracker) seen(idx int32, size, mtime int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.last[idx] = sizeTime{size, mtime}
+}
+
+// closedWrite handles the close of baseline file idx by a process that had
+// it open for writing; size and mtime are its state then. If the file
+// changed since it was last seen, the closing process changed it. A file
+// with a write pending is ready to settle.
+func (t *tracker) closedWrite(idx int32, size, mtime int64, who func() event.Process, at time.Time) {
+	t.mu.Lock()
+	prev, ok := t.last[idx]
+	if !ok {
+		b := &t.base.entries[idx]
+		prev = sizeTime{b.size, b.mtime}
+	}
+	t.last[idx] = sizeTime{size, mtime}
+	p := t.pend[idx]
+	known := p != nil && p.facts[factModify].set && p.facts[factModify].proc.PID != 0
+	t.mu.Unlock()
+	if prev != (sizeTime{size, mtime}) && !known {
+		t.add(idx, factModify, who(), at, size)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if p := t.pend[idx]; p != nil && p.facts[factModify].set {
+		p.ready = true
+	}
+}
+
+// settleDue decides and emits every path whose quiet time has passed, or
+// every pending path when all is true.
+func (t *tracker) settleDue(all bool) {
+	now := t.now()
+	t.mu.Lock()
+	var due []int32
+	var ps []*pending
+	for idx, p := range t.pend {
+		wait := t.settle
+		if t.naming && !p.named {
+			wait = t.grace
+		}
+		if all || p.ready || now.Sub(p.last) >= wait {
+			due = append(due, idx)
+			ps = append(ps, p)
+			delete(t.pend, idx)
+		}
+	}
+	t.mu.Unlock()
+	if len(due) == 0 {
+		return
+	}
+	// Report in path order, so that a batch reads naturally.
+	order := make([]int, len(due))
+	for i := range order {
+		order[i] = i
+	}
+	sort.Slice(order, func(a, b int) bool { return due[order[a]] < due[order[b]] })
+	for _, i := range order {
+		t.resolve(due[i], ps[i], now)
+	}
+}
+
+// resolve decides what happened to idx and emits what was not reported yet.
+func (t *tracker) resolve(idx int32, p *pending, now time.Time) {
+	b := &t.base.entries[idx]
+	st, ok := t.statPath(idx)
+	same := func() bool { return t.sameContent(idx) }
+	for _, em := range decide(b, st, ok, p, same) {
+		key := reportKey{idx, em.op}
+		t.mu.Lock()
+		_, dup := t.reported[key]
+		if !dup {
+			t.reported[key] = struct{}{}
+		}
+		t.mu.Unlock()
+		if dup {
+			continue
+		}
+		f := event.File{Path: b.path, Event: em.op, Time: em.f.at, Process: em.f.proc}
+		if !em.f.set {
+			f.Time = now
+			f.Process = event.Process{Unknown: "found by rescan: no event was received for this change"}
+		}
+		t.events.Add(1)
+		if !identified(f.Process) {
+			t.unattributed.Add(1)
+		}
+		t.emit(event.Record{File: &f})
+	}
+}
+
+// identified says whether p names a program.
+func identified(p event.Process) bool {
+	return p.PID != 0 && p.Unknown == "" && (p.Exe != "" || p.Cmdline != "")
+}
+
+// decide turns the facts about baseline entry b and its path's state now
+// (st, valid when exists) into reports. same reports whether the file's
+// content still equals the baseline; it is consulted only for a change that
+// no event reported. See the package doc for the table this implements.
+func decide(b *entry, st fileStat, exists bool, p *pending, same func() bool) []emission {
+	fs := &p.facts
+	first := func(ks ...factKind) fact {
+		for _, k := range ks {
+			if fs[k].set {
+				return fs[k]
+			}
+		}
+		return fact{}
+	}
+	var out []emission
+	isSame := exists && b.sameFile(st)
+	switch {
+	case !exists:
+		if fs[factAway].set {
+			out = append(out, emission{event.Rename, fs[factAway]})
+		} else {
+			out = append(out, emission{event.Delete, first(factUnlink, factReplace)})
+		}
+	case !isSame:
+		// Another file now lives at the path: the content was replaced.
+		if fs[factAway].set {
+			out = append(out, emission{event.Rename, fs[factAway]})
+		}
+		out = append(out, emission{event.Overwrite, first(factReplace, factUnlink, factAway)})
+	}
+	// The baseline file's own content.
+	switch {
+	case fs[factModify].set:
+		size := p.size
+		if isSame {
+			size = st.size
+		}
+		op := event.Overwrite
+		if size >= 0 && size < b.size {
+			op = event.Truncate
+		}
+		out = appendOnce(out, emission{op, fs[factModify]})
+	case isSame && (st.size != b.size || st.mtime != b.mtime) && !same():
+		op := event.Overwrite
+		if st.size < b.size {
+			op = event.Truncate
+		}
+		out = appendOnce(out, emission{op, fact{}})
+	}
+	return out
+}
+
+// appendOnce appends e unless an emission of the same kind is there.
+func appendOnce(out []emission, e emission) []emission {
+	for _, o := range out {
+		if o.op == e.op {
+			return out
+		}
+	}
+	return append(out, e)
+}
