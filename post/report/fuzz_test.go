@@ -1,0 +1,166 @@
+package report
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/harden-runner/harden-runner/event"
+	"golang.org/x/net/html"
+)
+
+func FuzzReadJournal(f *testing.F) {
+	// Seeds are the fixtures in small pieces: the fuzzer minimizes every
+	// new input it finds, which takes long for large ones.
+	for _, name := range []string{"block", "audit", "hostile"} {
+		b, err := os.ReadFile(filepath.Join("testdata", name+".jsonl"))
+		if err != nil {
+			f.Fatal(err)
+		}
+		lines := bytes.SplitAfter(b, []byte("\n"))
+		for i := 0; i < len(lines); i += 4 {
+			f.Add(bytes.Join(lines[i:min(i+4, len(lines))], nil))
+		}
+	}
+	f.Add([]byte(`{"flow":{"ip":"198.18.0.1","port":443,"protocol":"tcp","verdict":"blocked"}}` + "\n" + `{"dns":{"name":"a","ty`))
+	f.Add([]byte("\n\r\n{}\nnull\n{\"stop\":{\"time\":\"9999-12-31T23:59:59-23:59\"}}"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		recs, bad, err := ReadJournal(bytes.NewReader(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		nonblank := 0
+		for _, line := range bytes.Split(data, []byte("\n")) {
+			if len(bytes.TrimSpace(line)) > 0 {
+				nonblank++
+			}
+		}
+		if len(recs)+bad != nonblank {
+			t.Fatalf("%d records + %d bad != %d non-blank lines", len(recs), bad, nonblank)
+		}
+		r := Build(recs, Options{JournalBadLines: bad})
+		js, err := r.JSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !json.Valid(js) {
+			t.Fatal("invalid JSON")
+		}
+		md := r.Summary(4096)
+		if len(md) > 4096 {
+			t.Fatalf("summary is %d bytes", len(md))
+		}
+		checkSource(t, md)
+		checkWithBlock(t, r.SuggestedPolicy.WithBlock)
+	})
+}
+
+// FuzzEscapeCell renders one escaped value in a table cell, a list item and
+// a heading, and checks that it stays exactly one piece of plain text.
+func FuzzEscapeCell(f *testing.F) {
+	for _, s := range hostileStrings {
+		f.Add(s)
+	}
+	f.Add("a\\\\|b")
+	f.Add("x_y_ *z* ~a~ \\*")
+	f.Add("<https://evil.test>")
+	f.Add("foo@bar.example")
+	f.Fuzz(func(t *testing.T, s string) {
+		c := cell(s)
+		if strings.ContainsAny(c, "\r\n") {
+			t.Fatalf("cell %q spans lines", c)
+		}
+		want := display(s, maxCellRunes)
+		tableMD := "| h |\n| --- |\n| " + c + " |\n"
+		if n := unescapedPipes("| " + c + " |"); n != 2 {
+			t.Fatalf("cell %q has %d unescaped pipes", c, n-2)
+		}
+		for _, unsafe := range []bool{false, true} {
+			doc := renderMD(t, tableMD, unsafe)
+			var tds []*html.Node
+			walk(doc, func(n *html.Node) {
+				if n.Type != html.ElementNode {
+					return
+				}
+				switch n.Data {
+				case "html", "head", "body", "table", "thead", "tbody", "tr", "th":
+				case "td":
+					tds = append(tds, n)
+				default:
+					t.Fatalf("element <%s> from %q (markdown %q)", n.Data, s, c)
+				}
+			})
+			if len(tds) != 1 {
+				t.Fatalf("%d cells from %q (markdown %q)", len(tds), s, c)
+			}
+			if got := textOf(tds[0]); got != want {
+				t.Fatalf("cell text %q, want %q (markdown %q)", got, want, c)
+			}
+
+			for _, ctx := range []struct{ md, tag, prefix, suffix string }{
+				{"- x: " + c + "\n", "li", "x: ", ""},
+				{"#### " + c + " (1 connection)\n", "h4", "", " (1 connection)"},
+			} {
+				doc := renderMD(t, ctx.md, unsafe)
+				var got []*html.Node
+				walk(doc, func(n *html.Node) {
+					if n.Type != html.ElementNode {
+						return
+					}
+					switch n.Data {
+					case "html", "head", "body", "ul":
+					case ctx.tag:
+						got = append(got, n)
+					default:
+						t.Fatalf("element <%s> from %q in %s", n.Data, s, ctx.md)
+					}
+				})
+				if len(got) != 1 {
+					t.Fatalf("%d <%s> from %q", len(got), ctx.tag, ctx.md)
+				}
+				if text := textOf(got[0]); text != strings.TrimSpace(ctx.prefix+want+ctx.suffix) {
+					t.Fatalf("<%s> text %q, want %q", ctx.tag, text, ctx.prefix+want+ctx.suffix)
+				}
+			}
+		}
+	})
+}
+
+// FuzzSuggested feeds arbitrary names, addresses and implicit entries
+// through Build and checks the suggested policy stays in its grammar.
+func FuzzSuggested(f *testing.F) {
+	f.Add("api.github.com", "198.18.0.1", uint16(443), "*.github.com:443", false)
+	f.Add("a\n    - run: x", "2001:db8::1", uint16(22), "", true)
+	f.Add("*.evil.test", "198.18.0.1", uint16(80), "x:*", true)
+	f.Add("", "not-an-ip", uint16(443), "[2001:db8::1]", false)
+	f.Fuzz(func(t *testing.T, name, ip string, port uint16, implicit string, blocked bool) {
+		t0 := time.Date(2025, 5, 1, 0, 0, 0, 0, time.UTC)
+		v := event.Allowed
+		if blocked {
+			v = event.Blocked
+		}
+		recs := []event.Record{
+			{Start: &event.Start{Mode: "block", ImplicitAllowed: []string{implicit}}},
+			{DNS: &event.DNS{Time: t0, Name: name, Type: "A", Verdict: event.Allowed, Answers: []string{ip}}},
+			{DNS: &event.DNS{Time: t0, Name: "x." + name, Type: "AAAA", Verdict: event.Blocked}},
+			{Flow: &event.Flow{Time: t0, IP: ip, Port: port, Protocol: "tcp", Verdict: v}},
+		}
+		sp := Build(recs, Options{}).SuggestedPolicy
+		for _, ep := range sp.AllowedEndpoints {
+			if !endpointRE.MatchString(ep) {
+				t.Fatalf("suggested %q is outside the endpoint grammar", ep)
+			}
+			if e := parseEndpoint(ep, true); e == nil || e.wildcard {
+				t.Fatalf("suggested %q does not parse as a plain endpoint", ep)
+			}
+		}
+		if len(sp.AllowedEndpoints)+len(sp.ImplicitExcluded)+sp.RejectedCount == 0 {
+			t.Fatalf("the flow vanished from the suggestion: %+v", sp)
+		}
+		checkWithBlock(t, sp.WithBlock)
+	})
+}

@@ -1,0 +1,663 @@
+// Package report turns the agent's journal (event.Record lines) into the
+// run's report: report.json (schema "harden-runner/report/v1") and the
+// GitHub job-summary markdown summary.md. It is pure logic apart from
+// ReadJournal's reader and WriteDir's file writes; it imports neither
+// nftables nor miekg/dns.
+//
+// Everything in the journal that a workload can influence (DNS names, file
+// paths, executable paths, command lines, even note messages) is treated as
+// hostile data. report.json carries it verbatim (JSON-escaped). summary.md
+// shows it only through an escaper that makes it one inert line of text in
+// GitHub-flavoured markdown; it never appears inside a code fence or raw
+// HTML. The suggested policy is built only from endpoints that pass a
+// strict host:port grammar; the rest are dropped and listed in
+// suggested_policy.rejected.
+//
+// Domain correlation: a flow's domain is the query name of the most recent
+// DNS answer earlier in the journal that contained the flow's address. If
+// there is none, a later answer is accepted when its time is at most
+// reorderSkew after the flow's (the resolver and the packet log write to the
+// journal concurrently). Every other name that resolved to the same address
+// anywhere in the journal is listed in other_domains.
+//
+// Suggested policy decision: every connection the run attempted (allowed,
+// audited or blocked) becomes domain:port, or ip:port when no name is known
+// ([addr]:port for IPv6), except connections that match an implicit
+// endpoint from the Start record (the Action always allows those; "*.x.com"
+// matches subdomains at any depth, never the apex) and flows without a port
+// (ICMP), which no host:port entry can express. A DNS query that was
+// blocked (type A or AAAA) for a name with no connection at all is added
+// as name:443 with reason "dns only, port assumed": in block mode the name
+// never resolved, so the run could not even try to connect and the port is
+// unknown. Names that were only resolved, never connected to, are not
+// suggested. Observed names with a "*" label are rejected, never suggested
+// as wildcards.
+package report
+
+import (
+	"cmp"
+	"fmt"
+	"net/netip"
+	"path"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/harden-runner/harden-runner/event"
+)
+
+// Schema is the value of report.json's "schema" field.
+const Schema = "harden-runner/report/v1"
+
+// reorderSkew is how far a DNS answer written to the journal after a flow
+// may be timestamped after it and still name it.
+const reorderSkew = 2 * time.Second
+
+// Options tunes Build. The zero value is usable.
+type Options struct {
+	// Workspace is the absolute workspace root used to make absolute file
+	// paths relative. Empty means the Start record's Workspace.
+	Workspace string
+	// JournalBadLines is ReadJournal's count of unreadable lines; it is
+	// reported in agent.journal_bad_lines.
+	JournalBadLines int
+}
+
+// Report is the content of report.json. Build creates it; callers treat it
+// as read-only. Slices are never nil, so they marshal as [] rather than null.
+type Report struct {
+	Schema           string          `json:"schema"`
+	Mode             string          `json:"mode"` // audit, block, or "" if the journal had no Start record
+	AllowedEndpoints []string        `json:"allowed_endpoints"`
+	ImplicitAllowed  []string        `json:"implicit_allowed"`
+	Workspace        string          `json:"workspace,omitempty"`
+	FileMonitoring   bool            `json:"file_monitoring"`
+	Egress           []Egress        `json:"egress"`
+	DNS              []DNS           `json:"dns"`
+	Files            []File          `json:"files"`
+	SuggestedPolicy  SuggestedPolicy `json:"suggested_policy"`
+	Agent            Agent           `json:"agent"`
+	Counts           Counts          `json:"counts"`
+}
+
+// Egress is one aggregated outbound destination: all flows with the same
+// domain, address, port, protocol, verdict, direction and process
+// executable+command line. Process is the first one seen.
+type Egress struct {
+	Domain       string   `json:"domain,omitempty"`
+	OtherDomains []string `json:"other_domains,omitempty"` // at most maxOtherDomains, sorted
+	// OtherDomainsTotal counts all other names that resolved to IP (a
+	// wildcard DNS zone can map thousands of names to one address).
+	OtherDomainsTotal int           `json:"other_domains_total,omitempty"`
+	IP                string        `json:"ip"`
+	Port              uint16        `json:"port"`
+	Protocol          string        `json:"protocol"`
+	Verdict           event.Verdict `json:"verdict"`
+	Forward           bool          `json:"forward,omitempty"`
+	Process           event.Process `json:"process"`
+	Count             int           `json:"count"`
+	FirstSeen         time.Time     `json:"first_seen"`
+	LastSeen          time.Time     `json:"last_seen"`
+}
+
+// DNS is one aggregated DNS query kind: all queries with the same name,
+// type and verdict. Answers and Rcodes are unions in first-seen order;
+// Process is the first one seen.
+type DNS struct {
+	Name      string        `json:"name"`
+	Type      string        `json:"type"`
+	Verdict   event.Verdict `json:"verdict"`
+	Answers   []string      `json:"answers"`
+	Rcodes    []string      `json:"rcodes,omitempty"`
+	Process   event.Process `json:"process"`
+	Count     int           `json:"count"`
+	FirstSeen time.Time     `json:"first_seen"`
+}
+
+// File is one change to a pre-existing workspace file, in journal order.
+type File struct {
+	Path    string        `json:"path"`
+	Event   event.FileOp  `json:"event"`
+	Process event.Process `json:"process"`
+	Time    time.Time     `json:"time"`
+}
+
+// Message is a note from the agent or one of its components (or, with
+// component "report", a problem the report builder found in the journal).
+type Message struct {
+	Time      time.Time `json:"time,omitzero"` // zero (left out) for the report's own messages
+	Component string    `json:"component"`
+	Message   string    `json:"message"`
+}
+
+// Agent describes the agent's own health during the run.
+type Agent struct {
+	Start          *time.Time  `json:"start"` // nil if the journal has no Start record
+	Stop           *time.Time  `json:"stop"`  // nil if the agent did not stop cleanly
+	StoppedCleanly bool        `json:"stopped_cleanly"`
+	Errors         []Message   `json:"errors"`
+	Warnings       []Message   `json:"warnings"`
+	Info           []Message   `json:"info"`
+	Components     []Component `json:"components"`
+	Lost           Tally       `json:"lost"`
+	Unattributed   Tally       `json:"unattributed"`
+	// UnattributedEvents counts flows, DNS queries and file events in the
+	// journal whose process is unknown (PID 0).
+	UnattributedEvents int `json:"unattributed_events"`
+	JournalBadLines    int `json:"journal_bad_lines"`
+	// UnknownRecords counts journal records with no field this version
+	// understands (a newer agent, or a damaged line that still parsed).
+	UnknownRecords int `json:"unknown_records"`
+}
+
+// Component holds one component's Stats; the counts are Unknown when the
+// component wrote no Stats record.
+type Component struct {
+	Name         string `json:"component"`
+	Reported     bool   `json:"reported"`
+	Events       Count  `json:"events"`
+	Lost         Count  `json:"lost"`
+	Unattributed Count  `json:"unattributed"`
+}
+
+// Tally is a counter summed over components. Total is unknown when any
+// expected component did not report; Known is the sum over those that did.
+type Tally struct {
+	Total       Count            `json:"total"`
+	Known       uint64           `json:"known"`
+	ByComponent map[string]Count `json:"by_component"`
+}
+
+// Counts are the report's headline numbers. Egress* count connections
+// (flows); Destinations* count distinct host·port·protocol per verdict,
+// where host is the domain when known, else the address.
+type Counts struct {
+	EgressAllowed       int `json:"egress_allowed"`
+	EgressBlocked       int `json:"egress_blocked"`
+	EgressAudit         int `json:"egress_audit"`
+	DestinationsAllowed int `json:"destinations_allowed"`
+	DestinationsBlocked int `json:"destinations_blocked"`
+	DestinationsAudit   int `json:"destinations_audit"`
+	DNSQueries          int `json:"dns_queries"`
+	DNSBlocked          int `json:"dns_blocked"`
+	DNSBlockedNames     int `json:"dns_blocked_names"`
+	DNSAudit            int `json:"dns_audit"`
+	Files               int `json:"files"`
+}
+
+// Build turns journal records (in journal order) into a Report. It is
+// pure: no I/O, no clock. recs may be nil.
+func Build(recs []event.Record, opt Options) *Report {
+	r := &Report{
+		Schema:           Schema,
+		AllowedEndpoints: []string{},
+		ImplicitAllowed:  []string{},
+		Egress:           []Egress{},
+		DNS:              []DNS{},
+		Files:            []File{},
+	}
+	a := &r.Agent
+	a.Errors, a.Warnings, a.Info = []Message{}, []Message{}, []Message{}
+	a.JournalBadLines = opt.JournalBadLines
+
+	var start *event.Start
+	starts := 0
+	for _, rec := range recs {
+		if rec.Start != nil {
+			starts++
+			if start == nil {
+				start = rec.Start
+			}
+		}
+	}
+	if start != nil {
+		r.Mode = start.Mode
+		r.AllowedEndpoints = append(r.AllowedEndpoints, start.AllowedEndpoints...)
+		r.ImplicitAllowed = append(r.ImplicitAllowed, start.ImplicitAllowed...)
+		r.Workspace = start.Workspace
+		r.FileMonitoring = start.FileMonitoring
+		t := start.Time
+		a.Start = &t
+	} else {
+		a.Warnings = append(a.Warnings, Message{Component: "report",
+			Message: "the journal has no start record: the agent's settings are unknown"})
+	}
+	if starts > 1 {
+		a.Warnings = append(a.Warnings, Message{Time: start.Time, Component: "report",
+			Message: "the journal has more than one start record: the agent was started again during the run"})
+	}
+	workspace := opt.Workspace
+	if workspace == "" {
+		workspace = r.Workspace
+	}
+
+	names := indexAnswers(recs)
+	eg := map[egressKey]*Egress{} // aggregated flows
+	var egRows []*Egress          // in first-seen order
+	dq := map[dnsKey]*dnsAgg{}    // aggregated DNS rows
+	var dnsRows []*dnsAgg         // in first-seen order
+	stats := map[string]*Component{}
+	expected := map[string]bool{"flowlog": true, "resolver": true}
+	if start != nil && start.FileMonitoring {
+		expected["filemon"] = true
+	}
+
+	for i, rec := range recs {
+		switch {
+		case rec.Flow != nil:
+			f := rec.Flow
+			expected["flowlog"] = true
+			ip := normIP(f.IP)
+			domain := names.domainFor(ip, i, f.Time)
+			k := egressKey{domain: domain, ip: ip, port: f.Port, proto: strings.ToLower(f.Protocol),
+				verdict: f.Verdict, forward: f.Forward, exe: f.Process.Exe, cmdline: f.Process.Cmdline}
+			if f.Process.PID == 0 {
+				a.UnattributedEvents++
+			}
+			if e := eg[k]; e != nil {
+				e.Count++
+				if f.Time.Before(e.FirstSeen) {
+					e.FirstSeen = f.Time
+				}
+				if f.Time.After(e.LastSeen) {
+					e.LastSeen = f.Time
+				}
+				continue
+			}
+			others, total := names.others(ip, domain)
+			e := &Egress{Domain: domain, OtherDomains: others, OtherDomainsTotal: total,
+				IP: ip, Port: f.Port, Protocol: k.proto, Verdict: f.Verdict, Forward: f.Forward,
+				Process: f.Process, Count: 1, FirstSeen: f.Time, LastSeen: f.Time}
+			eg[k] = e
+			egRows = append(egRows, e)
+		case rec.DNS != nil:
+			d := rec.DNS
+			expected["resolver"] = true
+			if d.Process.PID == 0 {
+				a.UnattributedEvents++
+			}
+			k := dnsKey{name: d.Name, typ: d.Type, verdict: d.Verdict}
+			g := dq[k]
+			if g == nil {
+				g = &dnsAgg{row: DNS{Name: d.Name, Type: d.Type, Verdict: d.Verdict, Answers: []string{},
+					Process: d.Process, FirstSeen: d.Time}}
+				dq[k] = g
+				dnsRows = append(dnsRows, g)
+			}
+			g.row.Count++
+			for _, ans := range d.Answers {
+				g.addAnswer(ans)
+			}
+			if d.Rcode != "" && !slices.Contains(g.row.Rcodes, d.Rcode) {
+				g.row.Rcodes = append(g.row.Rcodes, d.Rcode)
+			}
+		case rec.File != nil:
+			f := rec.File
+			expected["filemon"] = true
+			if f.Process.PID == 0 {
+				a.UnattributedEvents++
+			}
+			r.Files = append(r.Files, File{Path: relPath(f.Path, workspace), Event: f.Event,
+				Process: f.Process, Time: f.Time})
+		case rec.Note != nil:
+			n := rec.Note
+			m := Message{Time: n.Time, Component: n.Component, Message: n.Message}
+			switch n.Level {
+			case "error":
+				a.Errors = append(a.Errors, m)
+			case "info":
+				a.Info = append(a.Info, m)
+			default: // warning, or a level this version does not know
+				a.Warnings = append(a.Warnings, m)
+			}
+		case rec.Stats != nil:
+			s := rec.Stats
+			c := stats[s.Component]
+			if c == nil {
+				c = &Component{Name: s.Component, Reported: true}
+				stats[s.Component] = c
+			}
+			c.Events = c.Events.add(s.Events)
+			c.Lost = c.Lost.add(s.Lost)
+			c.Unattributed = c.Unattributed.add(s.Unattributed)
+		case rec.Stop != nil:
+			t := rec.Stop.Time
+			a.Stop = &t
+		case rec.Start != nil:
+		default:
+			a.UnknownRecords++
+		}
+	}
+	a.StoppedCleanly = a.Stop != nil
+	if !a.StoppedCleanly {
+		a.Warnings = append(a.Warnings, Message{Component: "report",
+			Message: "agent did not stop cleanly: events from its last moments may be missing"})
+	}
+	if opt.JournalBadLines > 0 {
+		a.Warnings = append(a.Warnings, Message{Component: "report",
+			Message: "the journal has unreadable lines (see journal_bad_lines); their events are missing"})
+	}
+	if a.UnknownRecords > 0 {
+		a.Warnings = append(a.Warnings, Message{Component: "report",
+			Message: "the journal has records this report version does not understand (see unknown_records)"})
+	}
+	for name := range stats {
+		expected[name] = true
+	}
+	a.Components = components(expected, stats)
+	a.Lost = tally(a.Components, func(c Component) Count { return c.Lost })
+	a.Unattributed = tally(a.Components, func(c Component) Count { return c.Unattributed })
+
+	// Sort pointers, then copy: the rows are large.
+	sortEgress(egRows)
+	r.Egress = make([]Egress, 0, len(egRows))
+	for _, e := range egRows {
+		r.Egress = append(r.Egress, *e)
+	}
+	slices.SortStableFunc(dnsRows, func(x, y *dnsAgg) int {
+		return cmp.Or(
+			cmp.Compare(verdictRank(x.row.Verdict), verdictRank(y.row.Verdict)),
+			cmp.Compare(x.row.Name, y.row.Name),
+			cmp.Compare(x.row.Type, y.row.Type))
+	})
+	r.DNS = make([]DNS, 0, len(dnsRows))
+	for _, g := range dnsRows {
+		r.DNS = append(r.DNS, g.row)
+	}
+	r.Counts = counts(r)
+	r.SuggestedPolicy = suggest(r)
+	return r
+}
+
+type egressKey struct {
+	domain, ip   string
+	port         uint16
+	proto        string
+	verdict      event.Verdict
+	forward      bool
+	exe, cmdline string
+}
+
+type dnsKey struct {
+	name, typ string
+	verdict   event.Verdict
+}
+
+type dnsAgg struct {
+	row  DNS
+	seen map[string]bool // set once there are many answers
+}
+
+// addAnswer adds ans to the row's answers unless it is there already.
+func (g *dnsAgg) addAnswer(ans string) {
+	if g.seen == nil {
+		if slices.Contains(g.row.Answers, ans) {
+			return
+		}
+		g.row.Answers = append(g.row.Answers, ans)
+		if len(g.row.Answers) > 16 {
+			g.seen = map[string]bool{}
+			for _, a := range g.row.Answers {
+				g.seen[a] = true
+			}
+		}
+		return
+	}
+	if !g.seen[ans] {
+		g.seen[ans] = true
+		g.row.Answers = append(g.row.Answers, ans)
+	}
+}
+
+// answerRef is one DNS answer naming an address: the journal index of the
+// DNS record, its time and its query name.
+type answerRef struct {
+	idx  int
+	time time.Time
+	name string
+}
+
+// answerIndex maps an address to the DNS answers that contained it.
+type answerIndex struct {
+	refs  map[string][]answerRef // in journal order
+	names map[string][]string    // distinct names per address, sorted
+}
+
+// maxOtherDomains caps Egress.OtherDomains.
+const maxOtherDomains = 10
+
+func indexAnswers(recs []event.Record) answerIndex {
+	ix := answerIndex{refs: map[string][]answerRef{}, names: map[string][]string{}}
+	seen := map[[2]string]bool{}
+	for i, rec := range recs {
+		d := rec.DNS
+		if d == nil || d.Name == "" {
+			continue
+		}
+		for _, ans := range d.Answers {
+			a, err := netip.ParseAddr(ans)
+			if err != nil {
+				continue // a CNAME target
+			}
+			ip := a.Unmap().WithZone("").String()
+			ix.refs[ip] = append(ix.refs[ip], answerRef{idx: i, time: d.Time, name: d.Name})
+			if k := [2]string{ip, d.Name}; !seen[k] {
+				seen[k] = true
+				ix.names[ip] = append(ix.names[ip], d.Name)
+			}
+		}
+	}
+	for _, ns := range ix.names {
+		sort.Strings(ns)
+	}
+	return ix
+}
+
+// domainFor names the address ip of the flow at journal index i, time t.
+func (ix answerIndex) domainFor(ip string, i int, t time.Time) string {
+	refs := ix.refs[ip]
+	j := sort.Search(len(refs), func(k int) bool { return refs[k].idx > i })
+	if j > 0 {
+		return refs[j-1].name
+	}
+	if j < len(refs) && !refs[j].time.After(t.Add(reorderSkew)) {
+		return refs[j].name
+	}
+	return ""
+}
+
+// others lists up to maxOtherDomains names other than domain that
+// resolved to ip, and how many there are in all.
+func (ix answerIndex) others(ip, domain string) ([]string, int) {
+	var out []string
+	total := 0
+	for _, n := range ix.names[ip] {
+		if n == domain {
+			continue
+		}
+		total++
+		if len(out) < maxOtherDomains {
+			out = append(out, n)
+		}
+	}
+	return out, total
+}
+
+// normIP returns the canonical text of an address (IPv4-mapped IPv6
+// unmapped, lower case, zone dropped), or s unchanged if it does not parse.
+func normIP(s string) string {
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return s
+	}
+	return a.Unmap().WithZone("").String()
+}
+
+// relPath makes p relative to workspace when it is an absolute path inside it.
+func relPath(p, workspace string) string {
+	if workspace == "" || !strings.HasPrefix(p, "/") {
+		return p
+	}
+	ws := strings.TrimSuffix(path.Clean(workspace), "/")
+	cp := path.Clean(p)
+	if rest, ok := strings.CutPrefix(cp, ws+"/"); ok && ws != "" {
+		return rest
+	}
+	return p
+}
+
+// verdictRank orders verdicts blocked, audit, allowed, then anything else.
+func verdictRank(v event.Verdict) int {
+	switch v {
+	case event.Blocked:
+		return 0
+	case event.Audit:
+		return 1
+	case event.Allowed:
+		return 2
+	}
+	return 3
+}
+
+// host is what a user would name a destination by: its domain when known.
+func (e Egress) host() string {
+	if e.Domain != "" {
+		return e.Domain
+	}
+	return e.IP
+}
+
+func sortEgress(es []*Egress) {
+	slices.SortStableFunc(es, func(x, y *Egress) int {
+		c := cmp.Or(
+			cmp.Compare(verdictRank(x.Verdict), verdictRank(y.Verdict)),
+			cmp.Compare(x.host(), y.host()),
+			cmp.Compare(x.Port, y.Port),
+			cmp.Compare(x.Protocol, y.Protocol),
+			cmp.Compare(x.IP, y.IP),
+			cmp.Compare(x.Process.Exe, y.Process.Exe),
+			cmp.Compare(x.Process.Cmdline, y.Process.Cmdline),
+		)
+		if c == 0 && x.Forward != y.Forward {
+			c = 1
+			if y.Forward {
+				c = -1
+			}
+		}
+		return c
+	})
+}
+
+func components(expected map[string]bool, stats map[string]*Component) []Component {
+	out := make([]Component, 0, len(expected))
+	for name := range expected {
+		if c := stats[name]; c != nil {
+			out = append(out, *c)
+		} else {
+			out = append(out, Component{Name: name})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func tally(cs []Component, f func(Component) Count) Tally {
+	t := Tally{Total: Count{Known: true}, ByComponent: map[string]Count{}}
+	for _, c := range cs {
+		v := f(c)
+		t.ByComponent[c.Name] = v
+		if v.Known {
+			t.Known += v.N
+			t.Total.N += v.N
+		} else {
+			t.Total = Count{}
+		}
+	}
+	if !t.Total.Known {
+		t.Total.N = 0
+	}
+	return t
+}
+
+func counts(r *Report) Counts {
+	var c Counts
+	type dest struct {
+		host  string
+		port  uint16
+		proto string
+	}
+	dests := map[event.Verdict]map[dest]bool{}
+	for _, e := range r.Egress {
+		switch e.Verdict {
+		case event.Allowed:
+			c.EgressAllowed += e.Count
+		case event.Blocked:
+			c.EgressBlocked += e.Count
+		case event.Audit:
+			c.EgressAudit += e.Count
+		}
+		if dests[e.Verdict] == nil {
+			dests[e.Verdict] = map[dest]bool{}
+		}
+		dests[e.Verdict][dest{e.host(), e.Port, e.Protocol}] = true
+	}
+	c.DestinationsAllowed = len(dests[event.Allowed])
+	c.DestinationsBlocked = len(dests[event.Blocked])
+	c.DestinationsAudit = len(dests[event.Audit])
+	blockedNames := map[string]bool{}
+	for _, d := range r.DNS {
+		c.DNSQueries += d.Count
+		switch d.Verdict {
+		case event.Blocked:
+			c.DNSBlocked += d.Count
+			blockedNames[d.Name] = true
+		case event.Audit:
+			c.DNSAudit += d.Count
+		}
+	}
+	c.DNSBlockedNames = len(blockedNames)
+	c.Files = len(r.Files)
+	return c
+}
+
+// Count is a counter that may be unknown (its component never reported).
+// It marshals as a JSON number, or as the string "unknown" — never as a
+// silent zero.
+type Count struct {
+	N     uint64
+	Known bool
+}
+
+func (c Count) add(n uint64) Count { return Count{N: c.N + n, Known: true} }
+
+// String returns the number, or "unknown".
+func (c Count) String() string {
+	if !c.Known {
+		return "unknown"
+	}
+	return strconv.FormatUint(c.N, 10)
+}
+
+// MarshalJSON implements json.Marshaler.
+func (c Count) MarshalJSON() ([]byte, error) {
+	if !c.Known {
+		return []byte(`"unknown"`), nil
+	}
+	return strconv.AppendUint(nil, c.N, 10), nil
+}
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (c *Count) UnmarshalJSON(b []byte) error {
+	if string(b) == `"unknown"` {
+		*c = Count{}
+		return nil
+	}
+	n, err := strconv.ParseUint(string(b), 10, 64)
+	if err != nil {
+		return fmt.Errorf("report: count %s: want a number or \"unknown\"", b)
+	}
+	*c = Count{N: n, Known: true}
+	return nil
+}

@@ -1,0 +1,549 @@
+package report
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/harden-runner/harden-runner/event"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+// loadFixture reads and builds testdata/<name>.jsonl.
+func loadFixture(t testing.TB, name string) *Report {
+	t.Helper()
+	f, err := os.Open(filepath.Join("testdata", name+".jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	recs, bad, err := ReadJournal(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Build(recs, Options{JournalBadLines: bad})
+}
+
+func TestGolden(t *testing.T) {
+	for _, name := range []string{"block", "audit", "hostile"} {
+		t.Run(name, func(t *testing.T) {
+			r := loadFixture(t, name)
+			js, err := r.JSON()
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden(t, name+".report.json", js)
+			golden(t, name+".summary.md", []byte(r.Summary(DefaultSummaryMax)))
+		})
+	}
+}
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	p := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(p, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from the golden file (go test -update rewrites it); got:\n%s", p, got)
+	}
+}
+
+func findEgress(r *Report, ip string, port uint16) []Egress {
+	var out []Egress
+	for _, e := range r.Egress {
+		if e.IP == ip && e.Port == port {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// TestBuildBlock checks the block fixture's facts one by one, so a golden
+// refresh cannot silently bless a regression.
+func TestBuildBlock(t *testing.T) {
+	r := loadFixture(t, "block")
+	if r.Schema != Schema || r.Mode != "block" {
+		t.Errorf("schema, mode = %q, %q", r.Schema, r.Mode)
+	}
+
+	// Same destination, two command lines: two rows; counts add up.
+	api := findEgress(r, "198.18.0.10", 443)
+	if len(api) != 2 || api[0].Domain != "api.github.com" || api[0].Count+api[1].Count != 3 {
+		t.Errorf("api.github.com rows = %+v", api)
+	}
+	// Most recent answer names the flow; the other name is listed.
+	if e := findEgress(r, "198.18.0.30", 443); len(e) != 1 || e[0].Domain != "www.pkg.test" ||
+		!slices.Equal(e[0].OtherDomains, []string{"mirror.pkg.test"}) {
+		t.Errorf("www.pkg.test row = %+v", e)
+	}
+	// The answer journaled just after the flow still names it.
+	if e := findEgress(r, "198.18.0.40", 443); len(e) != 1 || e[0].Domain != "late.pkg.test" {
+		t.Errorf("late.pkg.test row = %+v", e)
+	}
+	if e := findEgress(r, "198.18.1.1", 443); len(e) != 1 || e[0].Domain != "" || e[0].Verdict != event.Blocked ||
+		e[0].Count != 2 || e[0].Process.Exe != "/usr/bin/python3.12" {
+		t.Errorf("direct blocked row = %+v", e)
+	}
+	if e := findEgress(r, "198.18.2.2", 80); len(e) != 1 || !e[0].Forward {
+		t.Errorf("forwarded row = %+v", e)
+	}
+	// Blocked first.
+	for i, e := range r.Egress {
+		if i > 0 && verdictRank(e.Verdict) < verdictRank(r.Egress[i-1].Verdict) {
+			t.Errorf("egress not sorted by verdict at %d: %v after %v", i, e.Verdict, r.Egress[i-1].Verdict)
+		}
+	}
+
+	wantEndpoints := []string{
+		"198.18.1.1:443", "198.18.2.2:80", "[2001:db8::99]:8443",
+		"api.github.com:443", "evil.test:443", "ipv6.test:443", "late.pkg.test:443", "www.pkg.test:443",
+	}
+	if got := r.SuggestedPolicy.AllowedEndpoints; !slices.Equal(got, wantEndpoints) {
+		t.Errorf("suggested endpoints =\n%q\nwant\n%q", got, wantEndpoints)
+	}
+	for _, e := range r.SuggestedPolicy.Entries {
+		if (e.Endpoint == "evil.test:443") != (e.Reason == reasonDNSOnly) {
+			t.Errorf("entry %+v: wrong reason", e)
+		}
+	}
+	if got, want := r.SuggestedPolicy.ImplicitExcluded, []string{"169.254.169.254:80", "pipelines.actions.githubusercontent.com:443"}; !slices.Equal(got, want) {
+		t.Errorf("implicit excluded = %q, want %q", got, want)
+	}
+	if got := r.SuggestedPolicy.Rejected; len(got) != 1 || got[0].Reason != reasonNoPort || r.SuggestedPolicy.RejectedCount != 1 {
+		t.Errorf("rejected = %+v", got)
+	}
+	wantYAML := "with:\n  egress-policy: block\n  allowed-endpoints: >\n    198.18.1.1:443\n    198.18.2.2:80\n" +
+		"    [2001:db8::99]:8443\n    api.github.com:443\n    evil.test:443\n    ipv6.test:443\n    late.pkg.test:443\n    www.pkg.test:443\n"
+	if r.SuggestedPolicy.WithBlock != wantYAML {
+		t.Errorf("with block =\n%s\nwant\n%s", r.SuggestedPolicy.WithBlock, wantYAML)
+	}
+
+	if len(r.DNS) == 0 || r.DNS[0].Name != "evil.test" || r.DNS[0].Verdict != event.Blocked || r.DNS[0].Count != 2 {
+		t.Errorf("first DNS row = %+v", r.DNS[0])
+	}
+	for _, d := range r.DNS {
+		if d.Name == "api.github.com" && !slices.Equal(d.Answers, []string{"198.18.0.10", "198.18.0.11"}) {
+			t.Errorf("api.github.com answers = %q", d.Answers)
+		}
+	}
+
+	if len(r.Files) != 3 || r.Files[1].Path != ".github/workflows/ci.yml" || r.Files[1].Event != event.Delete {
+		t.Errorf("files = %+v", r.Files)
+	}
+
+	a := r.Agent
+	if !a.StoppedCleanly || a.Stop == nil || a.Start == nil {
+		t.Errorf("agent start/stop = %v %v %v", a.Start, a.Stop, a.StoppedCleanly)
+	}
+	if a.JournalBadLines != 1 {
+		t.Errorf("journal bad lines = %d, want 1 (the torn last line)", a.JournalBadLines)
+	}
+	if len(a.Errors) != 1 || a.Errors[0].Component != "resolver" {
+		t.Errorf("errors = %+v", a.Errors)
+	}
+	if a.Lost.Total.Known || a.Lost.Known != 2 || a.Lost.ByComponent["flowlog"] != (Count{2, true}) ||
+		a.Lost.ByComponent["filemon"].Known {
+		t.Errorf("lost = %+v (filemon never reported: total must be unknown)", a.Lost)
+	}
+	if a.UnattributedEvents != 3 {
+		t.Errorf("unattributed events = %d, want 3", a.UnattributedEvents)
+	}
+
+	c := r.Counts
+	want := Counts{EgressAllowed: 8, EgressBlocked: 5, DestinationsAllowed: 6, DestinationsBlocked: 4,
+		DNSQueries: 11, DNSBlocked: 4, DNSBlockedNames: 2, Files: 3}
+	if c != want {
+		t.Errorf("counts = %+v\nwant     %+v", c, want)
+	}
+}
+
+func TestBuildNoStartNoStop(t *testing.T) {
+	r := Build([]event.Record{{Flow: &event.Flow{IP: "198.18.0.1", Port: 443, Protocol: "tcp", Verdict: event.Audit}}}, Options{})
+	if r.Agent.Start != nil || r.Agent.Stop != nil || r.Agent.StoppedCleanly {
+		t.Errorf("agent = %+v", r.Agent)
+	}
+	js, err := r.JSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(js, &m); err != nil {
+		t.Fatal(err)
+	}
+	agent := m["agent"].(map[string]any)
+	if agent["stop"] != nil {
+		t.Errorf("agent.stop = %v, want null", agent["stop"])
+	}
+	if lost := agent["lost"].(map[string]any); lost["total"] != "unknown" {
+		t.Errorf("agent.lost.total = %v, want \"unknown\"", lost["total"])
+	}
+	msgs := func(ms []Message) string {
+		var s []string
+		for _, m := range ms {
+			s = append(s, m.Message)
+		}
+		return strings.Join(s, "\n")
+	}(r.Agent.Warnings)
+	for _, want := range []string{"no start record", "did not stop cleanly"} {
+		if !strings.Contains(msgs, want) {
+			t.Errorf("warnings lack %q:\n%s", want, msgs)
+		}
+	}
+	if s := r.Summary(0); !strings.Contains(s, "did not stop cleanly") {
+		t.Errorf("summary does not say the agent did not stop cleanly:\n%s", s)
+	}
+	for _, k := range []string{"egress", "dns", "files", "allowed_endpoints", "implicit_allowed"} {
+		if _, ok := m[k].([]any); !ok {
+			t.Errorf("%s = %v, want a JSON array", k, m[k])
+		}
+	}
+}
+
+func TestDomainFor(t *testing.T) {
+	t0 := time.Date(2025, 5, 1, 10, 0, 0, 0, time.UTC)
+	dnsAt := func(sec float64, name string, ips ...string) event.Record {
+		return event.Record{DNS: &event.DNS{Time: t0.Add(time.Duration(sec * float64(time.Second))), Name: name,
+			Type: "A", Verdict: event.Allowed, Answers: ips}}
+	}
+	flowAt := func(sec float64, ip string) event.Record {
+		return event.Record{Flow: &event.Flow{Time: t0.Add(time.Duration(sec * float64(time.Second))), IP: ip,
+			Port: 443, Protocol: "tcp", Verdict: event.Allowed}}
+	}
+	tests := []struct {
+		name string
+		recs []event.Record
+		want string
+	}{
+		{"earlier answer", []event.Record{dnsAt(0, "a.test", "198.18.0.1"), flowAt(1, "198.18.0.1")}, "a.test"},
+		{"most recent wins", []event.Record{dnsAt(0, "a.test", "198.18.0.1"), dnsAt(1, "b.test", "198.18.0.1"), flowAt(2, "198.18.0.1")}, "b.test"},
+		{"earlier beats later", []event.Record{dnsAt(0, "a.test", "198.18.0.1"), flowAt(1, "198.18.0.1"), dnsAt(1, "b.test", "198.18.0.1")}, "a.test"},
+		{"later within skew", []event.Record{flowAt(1, "198.18.0.1"), dnsAt(1.5, "b.test", "198.18.0.1")}, "b.test"},
+		{"later beyond skew", []event.Record{flowAt(1, "198.18.0.1"), dnsAt(10, "b.test", "198.18.0.1")}, ""},
+		{"other address", []event.Record{dnsAt(0, "a.test", "198.18.0.2"), flowAt(1, "198.18.0.1")}, ""},
+		{"cname target skipped", []event.Record{dnsAt(0, "a.test", "cdn.test", "198.18.0.1"), flowAt(1, "198.18.0.1")}, "a.test"},
+		{"ipv6 canonical", []event.Record{dnsAt(0, "v6.test", "2001:DB8:0::1"), flowAt(1, "2001:db8::1")}, "v6.test"},
+		{"v4-mapped flow", []event.Record{dnsAt(0, "m.test", "198.18.0.1"), flowAt(1, "::ffff:198.18.0.1")}, "m.test"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := Build(tt.recs, Options{})
+			if len(r.Egress) != 1 {
+				t.Fatalf("egress = %+v", r.Egress)
+			}
+			if r.Egress[0].Domain != tt.want {
+				t.Errorf("domain = %q, want %q", r.Egress[0].Domain, tt.want)
+			}
+		})
+	}
+}
+
+// TestOtherDomainsCapped: a wildcard zone maps any number of names to one
+// address; report.json must not grow with names × flows.
+func TestOtherDomainsCapped(t *testing.T) {
+	const n = 3000
+	var recs []event.Record
+	for i := 0; i < n; i++ {
+		name := fmt.Sprintf("n%d.wild.test", i)
+		recs = append(recs,
+			event.Record{DNS: &event.DNS{Name: name, Type: "A", Verdict: event.Allowed, Answers: []string{"198.18.0.1"}}},
+			event.Record{Flow: &event.Flow{IP: "198.18.0.1", Port: 443, Protocol: "tcp", Verdict: event.Allowed}})
+	}
+	start := time.Now()
+	r := Build(recs, Options{})
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Build took %v", d)
+	}
+	if len(r.Egress) != n {
+		t.Fatalf("%d egress rows, want %d", len(r.Egress), n)
+	}
+	for _, e := range r.Egress {
+		if len(e.OtherDomains) != maxOtherDomains || e.OtherDomainsTotal != n-1 || slices.Contains(e.OtherDomains, e.Domain) {
+			t.Fatalf("row %s: %d other domains, total %d", e.Domain, len(e.OtherDomains), e.OtherDomainsTotal)
+		}
+	}
+	js, err := r.JSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(js) > n*2048 { // linear: ~1.1 KiB per flow, DNS row and suggestion
+		t.Errorf("report.json is %d bytes for %d flows", len(js), n)
+	}
+}
+
+func TestParseEndpoint(t *testing.T) {
+	tests := []struct {
+		in       string
+		needPort bool
+		ok       bool
+		wildcard bool
+		port     uint16
+	}{
+		{"github.com:443", true, true, false, 443},
+		{"GitHub.com:443", true, true, false, 443},
+		{"*.github.com:443", true, true, true, 443},
+		{"a_b-c.d:1", true, true, false, 1},
+		{"198.18.0.1:80", true, true, false, 80},
+		{"[2001:db8::1]:443", true, true, false, 443},
+		{"2001:db8::1:443", true, false, false, 0},
+		{"[198.18.0.1]:443", true, false, false, 0},
+		{"[fe80::1%eth0]:443", true, false, false, 0},
+		{"github.com", true, false, false, 0},
+		{"github.com", false, true, false, 0},
+		{"github.com:*", false, true, false, 0},
+		{"github.com:*", true, false, false, 0},
+		{"github.com:0", true, false, false, 0},
+		{"github.com:065", true, false, false, 0},
+		{"github.com:65536", true, false, false, 0},
+		{"github.com:65535", true, true, false, 65535},
+		{"github.com:44 3", true, false, false, 0},
+		{"a.*.com:443", true, false, false, 0},
+		{"*:443", true, false, false, 0},
+		{"*.:443", true, false, false, 0},
+		{"a..b:443", true, false, false, 0},
+		{".a:443", true, false, false, 0},
+		{"a.:443", true, false, false, 0},
+		{"evil.com|x:443", true, false, false, 0},
+		{"a\n  - run: x:443", true, false, false, 0},
+		{"a b:443", true, false, false, 0},
+		{"é.test:443", true, false, false, 0},
+		{strings.Repeat("a", 63) + ".test:443", true, true, false, 443},
+		{strings.Repeat("a", 64) + ".test:443", true, false, false, 0},
+		{strings.Repeat("a.", 127) + "a:443", true, false, false, 0},
+		{":443", true, false, false, 0},
+	}
+	for _, tt := range tests {
+		e := parseEndpoint(tt.in, tt.needPort)
+		if (e != nil) != tt.ok {
+			t.Errorf("parseEndpoint(%q, %v) ok = %v, want %v", tt.in, tt.needPort, e != nil, tt.ok)
+			continue
+		}
+		if e != nil && (e.wildcard != tt.wildcard || e.port != tt.port) {
+			t.Errorf("parseEndpoint(%q) = %+v", tt.in, e)
+		}
+	}
+}
+
+func TestPatternsMatch(t *testing.T) {
+	ps := compilePatterns([]string{"*.actions.githubusercontent.com:443", "github.com", "169.254.169.254:80",
+		"[2001:db8::53]:53", "api.test:*", "not valid!:443"})
+	tests := []struct {
+		domain, ip string
+		port       uint16
+		want       bool
+	}{
+		{"pipelines.actions.githubusercontent.com", "", 443, true},
+		{"a.b.c.actions.githubusercontent.com", "", 443, true},
+		{"actions.githubusercontent.com", "", 443, false}, // apex is not matched by *.
+		{"pipelines.actions.githubusercontent.com", "", 80, false},
+		{"evilactions.githubusercontent.com", "", 443, false},
+		{"PIPELINES.Actions.GitHubUserContent.com.", "", 443, true},
+		{"github.com", "", 22, true}, // no port: any port
+		{"www.github.com", "", 443, false},
+		{"", "169.254.169.254", 80, true},
+		{"metadata.test", "169.254.169.254", 80, true},
+		{"", "169.254.169.254", 443, false},
+		{"", "::ffff:169.254.169.254", 80, true},
+		{"", "2001:db8::53", 53, true},
+		{"", "2001:0db8:0::53", 53, true},
+		{"api.test", "", 8080, true},
+		{"", "198.18.0.1", 443, false},
+	}
+	for _, tt := range tests {
+		if got := ps.match(tt.domain, tt.ip, tt.port); got != tt.want {
+			t.Errorf("match(%q, %q, %d) = %v, want %v", tt.domain, tt.ip, tt.port, got, tt.want)
+		}
+	}
+}
+
+func TestSuggestRejectsHostileNames(t *testing.T) {
+	var recs []event.Record
+	names := []string{"ok.test", "*.wild.test", "evil.com|x", "a\n    - run: curl x", "x:1", "é.test", "UPPER.test."}
+	for i, n := range names {
+		ip := "198.18.9." + string(rune('1'+i))
+		recs = append(recs,
+			event.Record{DNS: &event.DNS{Name: n, Type: "A", Verdict: event.Audit, Answers: []string{ip}}},
+			event.Record{Flow: &event.Flow{IP: ip, Port: 443, Protocol: "tcp", Verdict: event.Audit}})
+	}
+	sp := Build(recs, Options{}).SuggestedPolicy
+	if want := []string{"ok.test:443", "upper.test:443"}; !slices.Equal(sp.AllowedEndpoints, want) {
+		t.Errorf("allowed endpoints = %q, want %q", sp.AllowedEndpoints, want)
+	}
+	if sp.RejectedCount != 5 || len(sp.Rejected) != 5 {
+		t.Errorf("rejected = %+v", sp.Rejected)
+	}
+	for _, rj := range sp.Rejected {
+		if rj.Value == "*.wild.test:443" && rj.Reason != reasonWildcard {
+			t.Errorf("wildcard rejected for %q", rj.Reason)
+		}
+	}
+}
+
+func TestCountJSON(t *testing.T) {
+	for _, c := range []Count{{}, {0, true}, {42, true}} {
+		b, err := json.Marshal(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back Count
+		if err := json.Unmarshal(b, &back); err != nil || back != c {
+			t.Errorf("round trip %+v → %s → %+v, %v", c, b, back, err)
+		}
+	}
+	if b, _ := json.Marshal(Count{}); string(b) != `"unknown"` {
+		t.Errorf("unknown count marshals as %s", b)
+	}
+	var c Count
+	if err := json.Unmarshal([]byte(`"0"`), &c); err == nil {
+		t.Error(`"0" accepted as a count`)
+	}
+}
+
+func TestReadJournal(t *testing.T) {
+	long := `{"note":{"component":"x","level":"info","message":"` + strings.Repeat("y", 200<<10) + `"}}`
+	tests := []struct {
+		name      string
+		in        string
+		recs, bad int
+	}{
+		{"empty", "", 0, 0},
+		{"one", `{"stop":{"time":"2025-05-01T10:00:00Z"}}` + "\n", 1, 0},
+		{"no final newline", `{"stop":{"time":"2025-05-01T10:00:00Z"}}`, 1, 0},
+		{"torn last line", `{"stop":{"time":"2025-05-01T10:00:00Z"}}` + "\n" + `{"flow":{"ip":"198.`, 1, 1},
+		{"bad middle line", `{"stop":{}}` + "\nnot json\n" + `{"stop":{}}` + "\n", 2, 1},
+		{"blank lines", "\n\n  \r\n" + `{"stop":{}}` + "\r\n\n", 1, 0},
+		{"not an object", "null\n[]\n\"x\"\n42\n", 0, 4},
+		{"unknown record kept", `{"future":{"x":1}}` + "\n", 1, 0},
+		{"wrong type", `{"flow":{"port":"443"}}` + "\n", 0, 1},
+		{"long line", long + "\n" + `{"stop":{}}` + "\n", 2, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			recs, bad, err := ReadJournal(strings.NewReader(tt.in))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(recs) != tt.recs || bad != tt.bad {
+				t.Errorf("got %d records, %d bad; want %d, %d", len(recs), bad, tt.recs, tt.bad)
+			}
+		})
+	}
+}
+
+func TestReadJournalTooLong(t *testing.T) {
+	in := `{"stop":{}}` + "\n" + `{"note":{"message":"` + strings.Repeat("y", maxLineBytes) + `"}}` + "\n" + `{"stop":{}}`
+	recs, bad, err := ReadJournal(strings.NewReader(in))
+	if err != nil || len(recs) != 2 || bad != 1 {
+		t.Errorf("got %d records, %d bad, %v; want 2, 1, nil", len(recs), bad, err)
+	}
+}
+
+type failReader struct{ n int }
+
+func (f *failReader) Read(p []byte) (int, error) {
+	if f.n == 0 {
+		return 0, os.ErrDeadlineExceeded
+	}
+	f.n = 0
+	return copy(p, `{"stop":{}}`+"\n"), nil
+}
+
+func TestReadJournalReadError(t *testing.T) {
+	recs, _, err := ReadJournal(&failReader{n: 1})
+	if err == nil || !strings.Contains(err.Error(), "read journal") || len(recs) != 1 {
+		t.Errorf("got %d records, err %v; want 1 and a wrapped read error", len(recs), err)
+	}
+}
+
+func TestWriteDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a", "report")
+	r := loadFixture(t, "block")
+	if err := WriteDir(dir, r); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(dir)
+	if err != nil || st.Mode().Perm() != 0o755 {
+		t.Errorf("dir mode = %v, %v", st.Mode(), err)
+	}
+	for _, name := range []string{"report.json", "summary.md"} {
+		st, err := os.Stat(filepath.Join(dir, name))
+		if err != nil || st.Mode().Perm() != 0o644 {
+			t.Errorf("%s mode = %v, %v", name, st.Mode(), err)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	if err := json.Unmarshal(b, &back); err != nil || back.Schema != Schema || len(back.Egress) != len(r.Egress) {
+		t.Errorf("report.json does not read back: %v", err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 2 {
+		t.Errorf("dir holds %d entries, want 2 (no temp files left)", len(ents))
+	}
+	// Writing again over the existing files works.
+	if err := WriteDir(dir, r); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestWorkflowCommand(t *testing.T) {
+	if got, want := EscapeWorkflowCommand("50%\r\n::error::x, y: z"), "50%25%0D%0A::error::x, y: z"; got != want {
+		t.Errorf("EscapeWorkflowCommand = %q, want %q", got, want)
+	}
+	if got, want := EscapeWorkflowProperty("a%b\nc:d,e"), "a%25b%0Ac%3Ad%2Ce"; got != want {
+		t.Errorf("EscapeWorkflowProperty = %q, want %q", got, want)
+	}
+	got := WorkflowCommand("error", map[string]string{"title": "blocked: evil,com", "file": "a\nb", "bad key": "x"},
+		"evil.test\n::warning::pwned 100%")
+	want := "::error file=a%0Ab,title=blocked%3A evil%2Ccom::evil.test%0A::warning::pwned 100%25"
+	if got != want {
+		t.Errorf("WorkflowCommand =\n%q\nwant\n%q", got, want)
+	}
+	if strings.ContainsAny(got, "\r\n") {
+		t.Error("workflow command spans lines")
+	}
+}
+
+func TestDisplay(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"plain.test", "plain.test"},
+		{"a\nb\r\nc", "a\u2424b\u240d\u2424c"},
+		{"  a \t\t b  ", "a b"},
+		{"\x00\x1b[31m\x7f", "\u2400\u241b[31m\u2421"},
+		{"bidi\u202eexe", `bidi\u{202E}exe`},
+		{"zw\u200bsp\u00a0", `zw\u{200B}sp\u{00A0}`},
+		{"bad\xffutf8", "bad\ufffdutf8"},
+		{"hi @octocat", "hi @" + zwsp + "octocat"},
+		{strings.Repeat("x", maxCellRunes+5), strings.Repeat("x", maxCellRunes) + "…"},
+	}
+	for _, tt := range tests {
+		if got := display(tt.in, maxCellRunes); got != tt.want {
+			t.Errorf("display(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestFence(t *testing.T) {
+	for in, want := range map[string]string{"": "```", "a`b": "```", "x````y": "`````"} {
+		if got := fence(in); got != want {
+			t.Errorf("fence(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

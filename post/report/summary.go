@@ -1,0 +1,521 @@
+package report
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/harden-runner/harden-runner/event"
+)
+
+// DefaultSummaryMax is the summary size callers should use: GitHub's 1 MiB
+// job-summary cap minus a margin for what else the step appends.
+const DefaultSummaryMax = 1<<20 - 16<<10
+
+// detailsRows is the row count above which a table is folded into a
+// <details> block.
+const detailsRows = 20
+
+// listCap is how many errors or warnings the summary shows per list.
+const listCap = 20
+
+// Summary renders the report as GitHub job-summary markdown of at most
+// maxBytes bytes (maxBytes <= 0 means DefaultSummaryMax). When the tables
+// do not fit they are cut at a row boundary and a note says how many rows
+// were left out; the verdict line, agent health and suggested policy are
+// kept whenever they fit on their own. All untrusted data is escaped.
+func (r *Report) Summary(maxBytes int) string {
+	if maxBytes <= 0 {
+		maxBytes = DefaultSummaryMax
+	}
+	all := newMDWriter(maxBytes)
+	all.reserve = 0
+	r.writeHead(all)
+	r.writeMiddle(all)
+	r.writeTail(all, true)
+	if !all.full {
+		return all.finish() // everything fits
+	}
+	// The head and the tail (health, policy) are kept whole when they fit
+	// in half the budget; the tables get the rest. If the policy block is
+	// what makes them too big, the tail says so instead of showing it.
+	head := newMDWriter(-1)
+	r.writeHead(head)
+	h := head.finish()
+	for _, policy := range []bool{true, false} {
+		tail := newMDWriter(-1)
+		r.writeTail(tail, policy)
+		t := tail.finish()
+		if len(h)+len(t) <= maxBytes/2 {
+			return h + within(maxBytes-len(h)-len(t), r.writeMiddle) + t
+		}
+	}
+	return within(maxBytes, func(w *mdWriter) {
+		r.writeHead(w)
+		r.writeMiddle(w)
+		r.writeTail(w, false)
+	})
+}
+
+// within renders with write in at most limit bytes. It first tries without
+// keeping room for the truncation note, so that output that fits exactly
+// is not cut, and renders again with room for the note if it did not fit.
+func within(limit int, write func(*mdWriter)) string {
+	w := newMDWriter(limit)
+	w.reserve = 0
+	write(w)
+	if !w.full {
+		return w.finish()
+	}
+	w = newMDWriter(limit)
+	write(w)
+	return w.finish()
+}
+
+func (r *Report) writeHead(w *mdWriter) {
+	c := r.Counts
+	mode := "unknown mode"
+	if r.Mode != "" {
+		mode = cell(r.Mode)
+	}
+	var parts []string
+	if c.DestinationsBlocked > 0 || r.Mode != "audit" {
+		parts = append(parts, plural(c.DestinationsBlocked, "destination", "destinations")+" blocked")
+	}
+	if c.DestinationsAudit > 0 || r.Mode == "audit" {
+		parts = append(parts, plural(c.DestinationsAudit, "destination", "destinations")+" not on the allow-list (audit)")
+	}
+	parts = append(parts, strconv.Itoa(c.DestinationsAllowed)+" allowed")
+	if c.DNSBlockedNames > 0 {
+		parts = append(parts, plural(c.DNSBlockedNames, "DNS name", "DNS names")+" blocked")
+	}
+	if r.FileMonitoring || c.Files > 0 {
+		parts = append(parts, plural(c.Files, "file", "files")+" tampered")
+	} else {
+		parts = append(parts, "file monitoring off")
+	}
+	w.put("## 🛡️ harden-runner (" + mode + "): " + strings.Join(parts, ", ") + "\n\n")
+	a := r.Agent
+	if !a.StoppedCleanly {
+		w.put("> ⚠️ The agent did not stop cleanly: events from its last moments may be missing.\n\n")
+	}
+	if n := len(a.Errors); n > 0 {
+		w.put("> ❌ The agent reported " + plural(n, "error", "errors") + ": see Agent health below.\n\n")
+	}
+	if !a.Lost.Total.Known || a.Lost.Total.N > 0 {
+		w.put("> ⚠️ Events lost: " + a.Lost.Total.String() + ". This report may be incomplete.\n\n")
+	}
+}
+
+func (r *Report) writeMiddle(w *mdWriter) {
+	r.writeEgress(w)
+	r.writeDNS(w)
+	r.writeFiles(w)
+}
+
+// destRow is one summary row: Egress rows merged across addresses.
+type destRow struct {
+	domain  string
+	addrs   []string
+	port    uint16
+	proto   string
+	verdict event.Verdict
+	count   int
+}
+
+type procGroup struct {
+	label string // already escaped markdown
+	exe   string
+	rank  int // best (lowest) verdict rank in the group
+	rows  []*destRow
+}
+
+func (r *Report) writeEgress(w *mdWriter) {
+	w.put("### Outbound destinations\n\n")
+	if len(r.Egress) == 0 {
+		w.put("No outbound connections were recorded.\n\n")
+		return
+	}
+	groups := map[string]*procGroup{}
+	type rowKey struct {
+		group, host string
+		port        uint16
+		proto       string
+		verdict     event.Verdict
+	}
+	rows := map[rowKey]*destRow{}
+	for _, e := range r.Egress {
+		gk, label := "x:"+e.Process.Exe, cell(e.Process.Exe)
+		switch {
+		case e.Process.Exe != "":
+		case e.Forward:
+			gk, label = "forward", "Forwarded traffic (containers), process unknown"
+		default:
+			gk, label = "unknown", "Unknown process"
+		}
+		g := groups[gk]
+		if g == nil {
+			g = &procGroup{label: label, exe: e.Process.Exe, rank: verdictRank(e.Verdict)}
+			groups[gk] = g
+		}
+		g.rank = min(g.rank, verdictRank(e.Verdict))
+		k := rowKey{gk, e.host(), e.Port, e.Protocol, e.Verdict}
+		d := rows[k]
+		if d == nil {
+			d = &destRow{domain: e.Domain, port: e.Port, proto: e.Protocol, verdict: e.Verdict}
+			rows[k] = d
+			g.rows = append(g.rows, d) // r.Egress is sorted, so rows are too
+		}
+		if !slices.Contains(d.addrs, e.IP) {
+			d.addrs = append(d.addrs, e.IP)
+		}
+		d.count += e.Count
+	}
+	order := make([]*procGroup, 0, len(groups))
+	for _, g := range groups {
+		order = append(order, g)
+	}
+	sort.Slice(order, func(i, j int) bool {
+		x, y := order[i], order[j]
+		if x.rank != y.rank {
+			return x.rank < y.rank
+		}
+		if (x.exe == "") != (y.exe == "") {
+			return x.exe != "" // known processes first
+		}
+		return cmp.Or(cmp.Compare(x.exe, y.exe), cmp.Compare(x.label, y.label)) < 0
+	})
+	for _, g := range order {
+		n := 0
+		for _, d := range g.rows {
+			n += d.count
+		}
+		w.put("#### " + g.label + " (" + plural(n, "connection", "connections") + ")\n\n")
+		w.table(
+			"| Domain | Port | Addresses | Protocol | Verdict | Count |\n| --- | ---: | --- | --- | --- | ---: |\n",
+			plural(len(g.rows), "destination", "destinations"),
+			len(g.rows), func(i int) string {
+				d := g.rows[i]
+				domain := "—"
+				if d.domain != "" {
+					domain = cell(d.domain)
+				}
+				port := "—"
+				if d.port != 0 {
+					port = strconv.Itoa(int(d.port))
+				}
+				return "| " + domain + " | " + port + " | " + addrList(d.addrs) + " | " + cell(d.proto) +
+					" | " + verdictCell(d.verdict) + " | " + strconv.Itoa(d.count) + " |\n"
+			})
+	}
+}
+
+func addrList(addrs []string) string {
+	const show = 4
+	var parts []string
+	for i, a := range addrs {
+		if i == show {
+			parts = append(parts, fmt.Sprintf("+%d more", len(addrs)-show))
+			break
+		}
+		parts = append(parts, cell(a))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func verdictCell(v event.Verdict) string {
+	switch v {
+	case event.Blocked:
+		return "⛔ blocked"
+	case event.Audit:
+		return "⚠️ audit"
+	case event.Allowed:
+		return "✅ allowed"
+	}
+	return cell(string(v))
+}
+
+func (r *Report) writeDNS(w *mdWriter) {
+	var rows []DNS
+	for _, d := range r.DNS {
+		if d.Verdict == event.Blocked || d.Verdict == event.Audit {
+			rows = append(rows, d)
+		}
+	}
+	if r.Mode == "audit" || r.Counts.DNSAudit > 0 {
+		w.put("### DNS names not on the allow-list\n\n")
+	} else {
+		w.put("### Blocked DNS names\n\n")
+	}
+	if len(rows) == 0 {
+		w.put("None.\n\n")
+		return
+	}
+	w.table("| Name | Type | Verdict | Queries | Process |\n| --- | --- | --- | ---: | --- |\n",
+		plural(len(rows), "name", "names"), len(rows), func(i int) string {
+			d := rows[i]
+			return "| " + cell(d.Name) + " | " + cell(d.Type) + " | " + verdictCell(d.Verdict) + " | " +
+				strconv.Itoa(d.Count) + " | " + processCell(d.Process) + " |\n"
+		})
+}
+
+func (r *Report) writeFiles(w *mdWriter) {
+	w.put("### Tampered files\n\n")
+	switch {
+	case len(r.Files) == 0 && !r.FileMonitoring:
+		w.put("File monitoring was off.\n\n")
+		return
+	case len(r.Files) == 0:
+		w.put("No file that existed when the job started was changed.\n\n")
+		return
+	}
+	w.table("| Path | Event | Process | Time |\n| --- | --- | --- | --- |\n",
+		plural(len(r.Files), "file event", "file events"), len(r.Files), func(i int) string {
+			f := r.Files[i]
+			return "| " + cell(f.Path) + " | " + cell(string(f.Event)) + " | " + processCell(f.Process) +
+				" | " + timeCell(f.Time) + " |\n"
+		})
+}
+
+func processCell(p event.Process) string {
+	s := p.Exe
+	if s == "" {
+		s = "unknown"
+	}
+	if p.PID != 0 {
+		s += " (pid " + strconv.Itoa(p.PID) + ")"
+	}
+	return cell(s)
+}
+
+func timeCell(t time.Time) string {
+	if t.IsZero() {
+		return "—"
+	}
+	return cell(t.UTC().Format("15:04:05.000Z"))
+}
+
+func (r *Report) writeTail(w *mdWriter, policy bool) {
+	a := r.Agent
+	w.put("### Agent health\n\n")
+	w.table("| Component | Events | Lost | Unattributed |\n| --- | ---: | ---: | ---: |\n", "components",
+		len(a.Components)+1, func(i int) string {
+			if i == len(a.Components) {
+				return "| total | | " + a.Lost.Total.String() + " | " + a.Unattributed.Total.String() + " |\n"
+			}
+			c := a.Components[i]
+			return "| " + cell(c.Name) + " | " + c.Events.String() + " | " + c.Lost.String() + " | " +
+				c.Unattributed.String() + " |\n"
+		})
+	var facts []string
+	if a.Start != nil {
+		facts = append(facts, "Started: "+cell(a.Start.UTC().Format(time.RFC3339)))
+	} else {
+		facts = append(facts, "Started: unknown (the journal has no start record)")
+	}
+	if a.Stop != nil {
+		facts = append(facts, "Stopped: "+cell(a.Stop.UTC().Format(time.RFC3339)))
+	} else {
+		facts = append(facts, "Stopped: the agent did not stop cleanly")
+	}
+	if !a.Lost.Total.Known {
+		facts = append(facts, "Lost events: unknown, at least "+strconv.FormatUint(a.Lost.Known, 10)+
+			" (a component did not report its counters)")
+	}
+	if a.UnattributedEvents > 0 {
+		facts = append(facts, "Events with an unknown process: "+strconv.Itoa(a.UnattributedEvents))
+	}
+	if a.JournalBadLines > 0 {
+		facts = append(facts, "Unreadable journal lines skipped: "+strconv.Itoa(a.JournalBadLines))
+	}
+	if a.UnknownRecords > 0 {
+		facts = append(facts, "Journal records not understood: "+strconv.Itoa(a.UnknownRecords))
+	}
+	for _, f := range facts {
+		w.put("- " + f + "\n")
+	}
+	w.put("\n")
+	writeMessages(w, "Errors", a.Errors)
+	writeMessages(w, "Warnings", a.Warnings)
+	r.writePolicy(w, policy)
+}
+
+func writeMessages(w *mdWriter, title string, ms []Message) {
+	if len(ms) == 0 {
+		return
+	}
+	w.put("#### " + title + "\n\n")
+	for i, m := range ms {
+		if i == listCap {
+			w.put(fmt.Sprintf("- …and %d more in report.json\n", len(ms)-listCap))
+			break
+		}
+		w.put("- " + cell(m.Component) + ": " + cell(m.Message) + "\n")
+	}
+	w.put("\n")
+}
+
+// writePolicy writes the suggested policy; the with: block itself only if
+// block is true, else a pointer to report.json.
+func (r *Report) writePolicy(w *mdWriter, block bool) {
+	sp := r.SuggestedPolicy
+	w.put("### Suggested policy\n\n")
+	if !block {
+		w.put("The suggested allow-list has " + plural(len(sp.AllowedEndpoints), "entry", "entries") +
+			", too long for this summary: see suggested_policy in report.json.\n\n")
+	} else {
+		f := fence(sp.WithBlock)
+		w.put("This would let the run pass with egress-policy: block. Paste it into the harden-runner step:\n\n" +
+			f + "yaml\n" + sp.WithBlock + f + "\n\n")
+	}
+	var assumed []string
+	for _, e := range sp.Entries {
+		if e.Reason == reasonDNSOnly {
+			assumed = append(assumed, e.Endpoint)
+		}
+	}
+	var notes []string
+	if len(assumed) > 0 {
+		s := "Port 443 is assumed for " + plural(len(assumed), "entry", "entries") + " seen only as blocked DNS names: "
+		if len(assumed) > listCap {
+			s += cell(strings.Join(assumed[:listCap], ", ")) + fmt.Sprintf(" and %d more.", len(assumed)-listCap)
+		} else {
+			s += cell(strings.Join(assumed, ", ")) + "."
+		}
+		notes = append(notes, s)
+	}
+	if n := len(sp.ImplicitExcluded); n > 0 {
+		notes = append(notes, "Left out because the Action always allows them (implicit): "+plural(n, "endpoint", "endpoints")+".")
+	}
+	if sp.RejectedCount > 0 {
+		notes = append(notes, "Left out because they cannot be written as a safe host:port entry: "+
+			plural(sp.RejectedCount, "destination", "destinations")+" (see suggested_policy.rejected in report.json).")
+	}
+	for _, n := range notes {
+		w.put("- " + n + "\n")
+	}
+	if len(notes) > 0 {
+		w.put("\n")
+	}
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return strconv.Itoa(n) + " " + many
+}
+
+// mdWriter builds markdown within a byte limit, one atomic unit (a line, a
+// table row) at a time. Constructs that must be closed (tables, <details>)
+// reserve their closing text when opened, and room for the truncation note
+// is always kept, so whatever fits is well-formed. Once a unit does not
+// fit, the writer is full and drops everything after it.
+type mdWriter struct {
+	b       strings.Builder
+	limit   int // < 0: unlimited
+	reserve int // bytes kept for the truncation note
+	closing int // bytes of closers owed to open constructs
+	stack   []bool
+	closers []string
+	full    bool
+	omitted int // table rows left out
+}
+
+func newMDWriter(limit int) *mdWriter {
+	return &mdWriter{limit: limit, reserve: len(truncNote(1 << 62))}
+}
+
+func (w *mdWriter) fits(n int) bool {
+	return w.limit < 0 || w.b.Len()+n+w.closing+w.reserve <= w.limit
+}
+
+// put writes s if it fits, and reports whether it did.
+func (w *mdWriter) put(s string) bool {
+	if w.full || !w.fits(len(s)) {
+		w.full = true
+		return false
+	}
+	w.b.WriteString(s)
+	return true
+}
+
+// open writes s and owes closer, if both fit.
+func (w *mdWriter) open(s, closer string) {
+	ok := !w.full && w.fits(len(s)+len(closer))
+	if ok {
+		w.b.WriteString(s)
+		w.closing += len(closer)
+	} else {
+		w.full = true
+	}
+	w.stack = append(w.stack, ok)
+	w.closers = append(w.closers, closer)
+}
+
+// close writes the closer of the innermost open construct if it was opened.
+func (w *mdWriter) close() {
+	n := len(w.stack) - 1
+	if w.stack[n] {
+		w.b.WriteString(w.closers[n])
+		w.closing -= len(w.closers[n])
+	}
+	w.stack, w.closers = w.stack[:n], w.closers[:n]
+}
+
+// table writes a table of n rows under header, folded into <details> when
+// it has more than detailsRows rows.
+func (w *mdWriter) table(header, what string, n int, row func(int) string) {
+	folded := n > detailsRows
+	if folded {
+		w.open("<details><summary>"+htmlText(what)+"</summary>\n\n", "</details>\n\n")
+	}
+	w.open(header, "\n")
+	for i := 0; i < n; i++ {
+		if w.full {
+			w.omitted += n - i
+			break
+		}
+		if !w.put(row(i)) {
+			w.omitted++
+		}
+	}
+	w.close()
+	if folded {
+		w.close()
+	}
+}
+
+// htmlText escapes text for raw HTML. Only the writer's own text goes into
+// HTML, but escape it anyway.
+func htmlText(s string) string {
+	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;").Replace(s)
+}
+
+func truncNote(omitted int) string {
+	rows := ""
+	if omitted > 0 {
+		rows = " " + plural(omitted, "table row was", "table rows were") + " left out."
+	}
+	return "> ✂️ This summary was cut short to fit GitHub's size limit." + rows +
+		" report.json has the full report.\n\n"
+}
+
+// finish closes what is still open and returns the markdown, with the
+// truncation note when something was left out.
+func (w *mdWriter) finish() string {
+	for len(w.stack) > 0 {
+		w.close()
+	}
+	if w.full || w.omitted > 0 {
+		note := truncNote(w.omitted)
+		if w.limit < 0 || w.b.Len()+len(note) <= w.limit {
+			w.b.WriteString(note)
+		}
+	}
+	return w.b.String()
+}
