@@ -34,6 +34,7 @@ type fan struct {
 	sink     atomic.Pointer[fanSink] // nil until the baseline is built
 	overflow func(source string)     // called on a queue overflow
 	done     chan struct{}           // closed when the reader has stopped and closed the fds
+	hold     <-chan struct{}         // tests only: receives until the test closes it
 }
 
 // fanSink is where events go once the baseline exists.
@@ -137,6 +138,9 @@ func (f *fan) read() {
 		if err != nil && !errors.Is(err, unix.EINTR) {
 			f.log.Error("filemon: poll fanotify", "err", err)
 			return
+		}
+		if f.hold != nil {
+			<-f.hold
 		}
 		f.drain(buf, time.Time{})
 		if fds[1].Revents != 0 {

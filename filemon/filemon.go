@@ -120,6 +120,9 @@ type Config struct {
 	// NoFanotify uses fsnotify alone, as when the agent lacks the rights
 	// for fanotify: no process is ever identified.
 	NoFanotify bool
+
+	// Tests stall a reader until they close these, to force an overflow.
+	inotifyHoldForTest, fanotifyHoldForTest <-chan struct{}
 }
 
 // Monitor watches one workspace. Start it once and Close it once (Close is

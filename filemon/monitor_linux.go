@@ -58,6 +58,7 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (_ *run, err error
 		} else {
 			r.fan = f
 			r.fan.overflow = r.overflow
+			r.fan.hold = cfg.fanotifyHoldForTest
 			unknown.Unknown = "seen by inotify only: fanotify reported no process for this change"
 			f.start()
 		}
@@ -99,7 +100,7 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (_ *run, err error
 	}
 	r.tr.sameContent = r.base.sameBlob
 
-	r.w = &watcher{r: r, fs: fsw, unknown: unknown, syncs: make(chan string, 4), done: make(chan struct{})}
+	r.w = &watcher{r: r, fs: fsw, unknown: unknown, syncs: make(chan string, 4), overflowed: make(chan struct{}, 1), done: make(chan struct{}), hold: cfg.inotifyHoldForTest}
 	if r.fan == nil {
 		r.w.aliases = make(map[string]int32)
 	} else {
@@ -199,26 +200,39 @@ func (r *run) rescan() int {
 
 // syncInotify waits until the watcher has consumed every inotify event
 // queued before the call, by creating a directory in the root and waiting
-// for its event.
+// for its event. An overflow may drop that event: then it tries again.
 func (r *run) syncInotify() error {
-	name := syncPrefix + strconv.Itoa(os.Getpid()) + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
-	p := r.base.abs(name)
-	if err := os.Mkdir(p, 0o700); err != nil {
-		return err
-	}
-	defer os.Remove(p)
 	deadline := time.NewTimer(syncWait)
 	defer deadline.Stop()
+	for try := 0; ; try++ {
+		name := syncPrefix + strconv.Itoa(os.Getpid()) + "-" + strconv.Itoa(try)
+		p := r.base.abs(name)
+		if err := os.Mkdir(p, 0o700); err != nil {
+			return err
+		}
+		done, err := r.waitSync(name, deadline.C)
+		os.Remove(p)
+		if done || err != nil {
+			return err
+		}
+	}
+}
+
+// waitSync waits for the event of sync directory name. It returns false
+// (and no error) when an overflow may have dropped it.
+func (r *run) waitSync(name string, deadline <-chan time.Time) (bool, error) {
 	for {
 		select {
 		case got := <-r.w.syncs:
 			if got == name {
-				return nil
+				return true, nil
 			}
+		case <-r.w.overflowed:
+			return false, nil
 		case <-r.w.done:
-			return errors.New("watcher stopped")
-		case <-deadline.C:
-			return fmt.Errorf("no inotify event after %v", syncWait)
+			return false, errors.New("watcher stopped")
+		case <-deadline:
+			return false, fmt.Errorf("no inotify event after %v", syncWait)
 		}
 	}
 }

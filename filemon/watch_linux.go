@@ -25,9 +25,11 @@ type watcher struct {
 	// aliases maps a non-baseline path to the baseline file that was
 	// renamed or linked there (only tracked without fanotify, whose marks
 	// follow the inode by themselves).
-	aliases map[string]int32
-	syncs   chan string // names of sync directories seen
-	done    chan struct{}
+	aliases    map[string]int32
+	syncs      chan string   // names of sync directories seen
+	overflowed chan struct{} // signalled on each overflow
+	done       chan struct{}
+	hold       <-chan struct{} // tests only: receives until the test closes it
 }
 
 func (w *watcher) run() {
@@ -38,6 +40,9 @@ func (w *watcher) run() {
 			if !ok {
 				return
 			}
+			if w.hold != nil {
+				<-w.hold
+			}
 			w.event(ev)
 		case err, ok := <-w.fs.Errors:
 			if !ok {
@@ -45,6 +50,10 @@ func (w *watcher) run() {
 			}
 			if errors.Is(err, fsnotify.ErrEventOverflow) {
 				w.r.overflow("inotify")
+				select {
+				case w.overflowed <- struct{}{}:
+				default:
+				}
 			} else {
 				w.r.log.Warn("filemon: inotify", "err", err)
 			}

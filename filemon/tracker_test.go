@@ -1,0 +1,213 @@
+package filemon
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/harden-runner/harden-runner/event"
+)
+
+func TestDecide(t *testing.T) {
+	b := entry{path: "src/a.go", dev: 1, ino: 10, size: 100, mtime: 5e9, btime: 1e9, mode: modeReg, blob: -1}
+	sameFile := fileStat{dev: 1, ino: 10, size: 100, mtime: 5e9, btime: 1e9, mode: modeReg}
+	with := func(f func(*fileStat)) fileStat { s := sameFile; f(&s); return s }
+	sed := event.Process{PID: 7, Exe: "/usr/bin/sed"}
+	mv := event.Process{PID: 8, Exe: "/usr/bin/mv"}
+	at := time.Unix(100, 0)
+	facts := func(kv ...any) *pending {
+		p := &pending{size: -1}
+		for i := 0; i < len(kv); i += 2 {
+			p.facts[kv[i].(factKind)] = fact{set: true, at: at, proc: kv[i+1].(event.Process)}
+		}
+		return p
+	}
+	for _, tc := range []struct {
+		name    string
+		st      fileStat
+		exists  bool
+		p       *pending
+		same    bool // content equals the git blob
+		want    string
+		unknown bool // the emission has no fact: found by rescan
+	}{
+		{"untouched", sameFile, true, facts(), false, "[]", false},
+		{"write, longer", with(func(s *fileStat) { s.size = 120; s.mtime = 6e9 }), true, facts(factModify, sed), false, "[overwrite:7]", false},
+		{"write, same size", with(func(s *fileStat) { s.mtime = 6e9 }), true, facts(factModify, sed), false, "[overwrite:7]", false},
+		{"write, shorter", with(func(s *fileStat) { s.size = 0; s.mtime = 6e9 }), true, facts(factModify, sed), false, "[truncate:7]", false},
+		{"write, content restored since", sameFile, true, facts(factModify, sed), true, "[overwrite:7]", false},
+		{"renamed over (sed -i)", with(func(s *fileStat) { s.ino = 11 }), true, facts(factReplace, sed), false, "[overwrite:7]", false},
+		{"unlinked and created again (git)", with(func(s *fileStat) { s.ino = 11 }), true, facts(factUnlink, sed, factReplace, sed), false, "[overwrite:7]", false},
+		{"inode number recycled", with(func(s *fileStat) { s.btime = 2e9 }), true, facts(factUnlink, sed), false, "[overwrite:7]", false},
+		{"deleted", fileStat{}, false, facts(factUnlink, mv), false, "[delete:8]", false},
+		{"renamed away", fileStat{}, false, facts(factAway, mv), false, "[rename:8]", false},
+		{"renamed away, then a new file put there", with(func(s *fileStat) { s.ino = 12 }), true, facts(factAway, mv, factReplace, sed), false, "[rename:8 overwrite:7]", false},
+		{"renamed away and back", sameFile, true, facts(factAway, mv, factReplace, mv), false, "[]", false},
+		{"renamed away and written there", fileStat{}, false, func() *pending { p := facts(factAway, mv, factModify, sed); p.size = 10; return p }(), false, "[rename:8 truncate:7]", false},
+		{"rescan: gone", fileStat{}, false, facts(), false, "[delete:0]", true},
+		{"rescan: replaced", with(func(s *fileStat) { s.ino = 11 }), true, facts(), false, "[overwrite:0]", true},
+		{"rescan: content changed", with(func(s *fileStat) { s.mtime = 6e9 }), true, facts(), false, "[overwrite:0]", true},
+		{"rescan: shorter", with(func(s *fileStat) { s.size = 1; s.mtime = 6e9 }), true, facts(), false, "[truncate:0]", true},
+		{"rescan: touched, same blob", with(func(s *fileStat) { s.mtime = 6e9 }), true, facts(), true, "[]", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := decide(&b, tc.st, tc.exists, tc.p, func() bool { return tc.same })
+			var got []string
+			for _, e := range out {
+				got = append(got, fmt.Sprintf("%s:%d", e.op, e.f.proc.PID))
+				if e.f.set == tc.unknown {
+					t.Errorf("%s: fact set = %v", e.op, e.f.set)
+				}
+			}
+			if fmt.Sprint(got) != tc.want {
+				t.Errorf("got %v, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestTrackerOnce checks the dedup and attribution rules end to end on a
+// fake file system: many writes are one report, a pid-less fact is named
+// by a later one, and a settled path reports a new kind again.
+func TestTrackerOnce(t *testing.T) {
+	base := &baseline{root: "/w", entries: []entry{
+		{path: "", mode: modeDir, blob: -1},
+		{path: "a", dev: 1, ino: 2, size: 10, mtime: 1, mode: modeReg, blob: -1},
+	}}
+	base.build(nil)
+	state := fileStat{dev: 1, ino: 2, size: 10, mtime: 1, mode: modeReg}
+	exists := true
+	var got []event.File
+	tr := newTracker(base, func(r event.Record) { got = append(got, *r.File) })
+	tr.statPath = func(int32) (fileStat, bool) { return state, exists }
+	tr.sameContent = func(int32) bool { return false }
+	now := time.Unix(1000, 0)
+	tr.now = func() time.Time { return now }
+	tr.naming = true
+	idx := base.byPath["a"]
+	sh := event.Process{PID: 5, Exe: "/bin/sh", Cmdline: "sh"}
+
+	state.size, state.mtime = 20, 2
+	tr.add(idx, factModify, event.Process{Unknown: "inotify"}, now, 20)
+	tr.settleDue(false)
+	if len(got) != 0 {
+		t.Fatalf("settled before its time: %v", got)
+	}
+	now = now.Add(tr.settle)
+	tr.settleDue(false)
+	if len(got) != 0 {
+		t.Fatalf("a pid-less fact must wait for the grace period while fanotify runs: %v", got)
+	}
+	for range 1000 {
+		tr.add(idx, factModify, sh, now.Add(time.Second), 20)
+	}
+	now = now.Add(tr.settle)
+	tr.settleDue(false)
+	if len(got) != 1 || got[0].Event != event.Overwrite || got[0].Process.PID != 5 || !got[0].Time.Equal(time.Unix(1000, 0)) {
+		t.Fatalf("got %+v, want one overwrite by pid 5 at the first sighting", got)
+	}
+	tr.add(idx, factModify, sh, now, 20)
+	tr.settleDue(true)
+	if len(got) != 1 {
+		t.Fatalf("reported twice: %+v", got)
+	}
+	exists = false
+	tr.add(idx, factUnlink, sh, now, -1)
+	tr.settleDue(true)
+	if len(got) != 2 || got[1].Event != event.Delete {
+		t.Fatalf("got %+v, want a delete after the overwrite", got)
+	}
+	if tr.events.Load() != 2 || tr.unattributed.Load() != 0 {
+		t.Errorf("counts %d/%d", tr.events.Load(), tr.unattributed.Load())
+	}
+}
+
+func TestFilesUnder(t *testing.T) {
+	base := &baseline{root: "/w"}
+	for _, p := range []string{"", "a", "a/x", "a/y", "a/y/z", "a.txt", "ab", "b"} {
+		mode := uint32(modeReg)
+		if p == "" || p == "a" || p == "a/y" {
+			mode = modeDir
+		}
+		base.entries = append(base.entries, entry{path: p, mode: mode, ino: uint64(len(base.entries) + 1), blob: -1})
+	}
+	base.build(nil)
+	names := func(idx []int32) []string {
+		var s []string
+		for _, i := range idx {
+			s = append(s, base.entries[i].path)
+		}
+		return s
+	}
+	if got := fmt.Sprint(names(base.filesUnder(base.byPath["a"]))); got != "[a/x a/y/z]" {
+		t.Errorf("under a: %s", got)
+	}
+	if got := fmt.Sprint(names(base.filesUnder(base.byPath[""]))); got != "[a.txt a/x a/y/z ab b]" {
+		t.Errorf("under root: %s", got)
+	}
+	for _, tc := range []struct{ root, name, rel string }{
+		{"/w", "/w/a/x", "a/x"}, {"/w", "/w", ""}, {"/w", "/wx/a", "!"}, {"/", "/etc/x", "etc/x"},
+	} {
+		b := &baseline{root: tc.root}
+		rel, ok := b.rel(tc.name)
+		if !ok {
+			rel = "!"
+		}
+		if rel != tc.rel {
+			t.Errorf("rel(%q, %q) = %q, want %q", tc.root, tc.name, rel, tc.rel)
+		}
+	}
+}
+
+func TestParseStat(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want procStat
+		ok   bool
+	}{
+		{"42 (sed) R 7 42 42 0 -1 4194560 1 0", procStat{comm: "sed", state: 'R', ppid: 7}, true},
+		{"2 (kthreadd) S 0 0 0 0 -1 2129984 0 0", procStat{comm: "kthreadd", state: 'S', ppid: 0, kthread: true}, true},
+		{"9 (a) b) (c) Z 1 9 9 0 -1 4194564 0", procStat{comm: "a) b) (c", state: 'Z', ppid: 1}, true},
+		{"9 (x) R 1", procStat{}, false},
+		{"9 x R 1 2 3 4 5 6", procStat{}, false},
+		{"", procStat{}, false},
+	} {
+		got, ok := parseStat([]byte(tc.in))
+		if ok != tc.ok || got != tc.want {
+			t.Errorf("parseStat(%q) = %+v, %v; want %+v, %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+func TestParseStatusUID(t *testing.T) {
+	uid, ok := parseStatusUID([]byte("Name:\tsed\nState:\tR\nUid:\t65534\t0\t0\t0\nGid:\t1\t1\t1\t1\n"))
+	if !ok || uid != 65534 {
+		t.Errorf("uid %d %v", uid, ok)
+	}
+	if _, ok := parseStatusUID([]byte("Name:\tx\nUid:\n")); ok {
+		t.Error("empty Uid accepted")
+	}
+	if got := cmdline([]byte("sh\x00-c\x00echo x\x00")); got != "sh -c echo x" {
+		t.Errorf("cmdline %q", got)
+	}
+}
+
+func FuzzParseStat(f *testing.F) {
+	f.Add([]byte("42 (sed) R 7 42 42 0 -1 4194560 1 0"))
+	f.Add([]byte("9 (a) b) (c) Z 1 9 9 0 -1 4194564 0"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		st, ok := parseStat(b)
+		if ok && st.ppid < 0 {
+			t.Fatalf("negative ppid from %q", b)
+		}
+	})
+}
+
+func FuzzParseStatusUID(f *testing.F) {
+	f.Add([]byte("Uid:\t65534\t0\t0\t0\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if uid, ok := parseStatusUID(b); ok && uid < 0 {
+			t.Fatalf("negative uid from %q", b)
+		}
+	})
+}
