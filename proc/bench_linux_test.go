@@ -57,9 +57,7 @@ func BenchmarkOwner(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			if cold {
-				f.mu.Lock()
-				f.nrecent = 0
-				f.mu.Unlock()
+				f.resetCaches()
 			}
 			if p := f.Owner("tcp", local, remote); p.PID != pid {
 				b.Fatalf("Owner = %+v, want pid %d", p, pid)

@@ -19,10 +19,12 @@ const recentCap = 16
 // concurrent use. It queries sock_diag in the network namespace of the
 // thread that makes its first lookup (the agent's own) and reads /proc.
 type Finder struct {
-	log   *slog.Logger
-	diag  *diagConn
-	pool  sync.Pool // *scanner
-	cache ancestorCache
+	log    *slog.Logger
+	diag   *diagConn
+	pool   sync.Pool // *scanner
+	cache  ancestorCache
+	procs  procCache
+	inodes inodeCache
 
 	mu      sync.Mutex
 	recent  [recentCap]int32 // most recent first
@@ -104,10 +106,15 @@ func (f *Finder) owner(proto string, local, remote netip.AddrPort) event.Process
 	if pid == 0 {
 		return event.Process{UID: int(sock.uid), Unknown: "no process holds the socket"}
 	}
+	if p, ok := f.procs.get(pid); ok {
+		return p
+	}
 	p := info(int(pid), &f.cache)
 	if p.Unknown != "" {
 		p.UID = int(sock.uid)
+		return p
 	}
+	f.procs.put(p)
 	return p
 }
 
@@ -121,12 +128,16 @@ func (f *Finder) socket(proto uint8, local, remote netip.AddrPort) (diagSocket, 
 	}
 	if exactRemote.IsValid() && exactRemote.Addr().Is4() == local.Addr().Is4() {
 		s, err := f.diag.exact(proto, local, exactRemote)
-		if err == nil && s.inode != 0 {
+		if err == nil {
 			return s, nil
 		}
 		if err != nil && !errors.Is(err, errNoSocket) {
 			return diagSocket{}, err
 		}
+	}
+	if remote.IsValid() {
+		// The exact lookup is authoritative: the socket is gone.
+		return diagSocket{}, errNoSocket
 	}
 	// The dump walks the kernel's whole socket table (milliseconds).
 	var best diagSocket
@@ -197,39 +208,66 @@ func score(s diagSocket, local, remote netip.AddrPort) int {
 	return sc
 }
 
-// pid returns the process holding socket inode, or 0: recently matched
+// pid returns the process holding socket inode, or 0: from the inode
+// cache if a recent scan saw it, else by scanning recently matched
 // processes first, then every process, newest first.
 func (f *Finder) pid(inode uint32) int32 {
 	s := f.pool.Get().(*scanner)
 	defer f.pool.Put(s)
-	s.setInode(inode)
-
+	if c, ok := f.inodes.get(inode); ok && s.holdsAt(c.pid, c.fd, inode) {
+		f.remember(c.pid)
+		return c.pid
+	}
 	var recent [recentCap]int32
 	f.mu.Lock()
 	n := copy(recent[:], f.recent[:f.nrecent])
 	f.mu.Unlock()
+	found := int32(0)
+	s.seen = s.seen[:0]
 	for _, pid := range recent[:n] {
-		if s.holds(pid) {
-			f.remember(pid)
-			return pid
+		if s.scan(pid, inode) >= 0 {
+			found = pid
+			break
 		}
 	}
-	if err := s.listPids(); err != nil {
-		return 0
-	}
-outer:
-	for _, pid := range s.pids {
-		for _, r := range recent[:n] {
-			if r == pid {
-				continue outer
+	if found == 0 && s.listPids() == nil {
+	outer:
+		for _, pid := range s.pids {
+			for _, r := range recent[:n] {
+				if r == pid {
+					continue outer
+				}
+			}
+			if s.scan(pid, inode) >= 0 {
+				found = pid
+				break
 			}
 		}
-		if s.holds(pid) {
-			f.remember(pid)
-			return pid
-		}
 	}
-	return 0
+	f.inodes.add(s.seen)
+	if len(s.seen) > 4096 {
+		s.seen = make([]fdSocket, 0, 256) // do not pool a huge buffer
+	}
+	if found != 0 {
+		f.remember(found)
+	}
+	return found
+}
+
+// resetCaches forgets every cached pid, inode and process (for benchmarks).
+func (f *Finder) resetCaches() {
+	f.mu.Lock()
+	f.nrecent = 0
+	f.mu.Unlock()
+	f.inodes.mu.Lock()
+	f.inodes.cur, f.inodes.old = nil, nil
+	f.inodes.mu.Unlock()
+	f.procs.mu.Lock()
+	f.procs.m = nil
+	f.procs.mu.Unlock()
+	f.cache.mu.Lock()
+	f.cache.m = nil
+	f.cache.mu.Unlock()
 }
 
 // remember moves pid to the front of the recent list.

@@ -52,3 +52,14 @@ func readExe(pid int) string {
 	}
 	return string(lb[:n])
 }
+
+// exeIs reports whether /proc/PID/exe is exe, without allocating.
+func exeIs(pid int, exe string) bool {
+	var pb [48]byte
+	var lb [unix.PathMax]byte
+	path := procFile(pb[:], pid, "exe")
+	atFDCWD := unix.AT_FDCWD
+	n, _, e := unix.Syscall6(unix.SYS_READLINKAT, uintptr(atFDCWD), uintptr(unsafe.Pointer(&path[0])),
+		uintptr(unsafe.Pointer(&lb[0])), uintptr(len(lb)), 0, 0)
+	return e == 0 && exe != "" && string(lb[:n]) == exe
+}

@@ -35,6 +35,10 @@ const (
 type Reader struct {
 	cfg   Config
 	queue chan lookup
+	// rcvbuf is the receive buffer Start asks for (readBuffer; tests shrink it).
+	rcvbuf int
+	// capture, if set (by a test), sees each logged packet's payload.
+	capture func([]byte)
 
 	mu      sync.Mutex // guards the fields below
 	started bool
@@ -54,6 +58,13 @@ type Reader struct {
 	events, lost, unattributed, overflows atomic.Uint64
 	consecutiveErrs                       atomic.Int32
 	logLimit                              rateLimit
+
+	// Packet sequence numbers, touched only on go-nflog's reading goroutine
+	// (hook and onError): lastSeq is the last one seen, and pending counts
+	// overflows that no gap has accounted for yet.
+	haveSeq bool
+	lastSeq uint32
+	pending atomic.Uint64
 }
 
 // lookup is a flow waiting for its process.
@@ -64,7 +75,7 @@ type lookup struct {
 }
 
 func newReader(cfg Config) *Reader {
-	return &Reader{cfg: cfg, queue: make(chan lookup, cfg.Queue)}
+	return &Reader{cfg: cfg, queue: make(chan lookup, cfg.Queue), ctx: context.Background(), rcvbuf: readBuffer}
 }
 
 // Start binds the NFLOG group and returns once it is bound, so the caller
@@ -84,12 +95,14 @@ func (r *Reader) Start(ctx context.Context) error {
 		// to a second, and by then a short-lived client and its socket
 		// are gone, so its process cannot be found.
 		QThresh: 1,
+		// Number the packets, so that gaps count exactly what overflows lost.
+		Flags: nflog.FlagSeq,
 		Logger:  nflogLogger{r.cfg.Log},
 	})
 	if err != nil {
 		return fmt.Errorf("flowlog: open nflog: %w", err)
 	}
-	if err := setReadBuffer(nf.Con, readBuffer); err != nil {
+	if err := setReadBuffer(nf.Con, r.rcvbuf); err != nil {
 		r.cfg.Log.Warn("flowlog: cannot enlarge the receive buffer; bursts may be lost", "err", err)
 	}
 	r.ctx, r.cancel = context.WithCancel(ctx)
@@ -99,11 +112,15 @@ func (r *Reader) Start(ctx context.Context) error {
 		return fmt.Errorf("flowlog: bind nflog group %d: %w", r.cfg.Group, err)
 	}
 	r.nf, r.started = nf, true
+	r.startWorkers()
+	return nil
+}
+
+func (r *Reader) startWorkers() {
 	for range r.cfg.Workers {
 		r.workers.Add(1)
 		go r.work()
 	}
-	return nil
 }
 
 // setReadBuffer sets SO_RCVBUFFORCE (root may exceed net.core.rmem_max),
@@ -144,10 +161,12 @@ func (r *Reader) Close() error {
 		close(r.queue)
 		r.qmu.Unlock()
 		r.workers.Wait()
+		// An overflow that no later packet measured lost at least one.
+		r.lost.Add(r.pending.Swap(0))
 		if n := r.overflows.Load(); n > 0 {
 			r.cfg.Emit(event.Record{Note: &event.Note{
 				Time: time.Now(), Component: "flowlog", Level: "warning",
-				Message: fmt.Sprintf("the packet log overflowed %d times; each overflow lost an unknown number of new flows (counted once each in lost)", n),
+				Message: fmt.Sprintf("the packet log's receive buffer overflowed %d times: %d new flows were not reported", n, r.lost.Load()),
 			}})
 		}
 		r.cfg.Emit(event.Record{Stats: &event.Stats{
@@ -164,12 +183,24 @@ func (r *Reader) Close() error {
 // not block, so owner lookups go to the workers.
 func (r *Reader) hook(a nflog.Attribute) int {
 	r.consecutiveErrs.Store(0)
+	if a.Seq != nil {
+		if r.haveSeq {
+			if gap := *a.Seq - r.lastSeq - 1; gap != 0 && gap < 1<<31 {
+				r.lost.Add(uint64(gap))
+				r.pending.Store(0)
+			}
+		}
+		r.haveSeq, r.lastSeq = true, *a.Seq
+	}
 	if a.Prefix == nil || a.Payload == nil {
 		return 0
 	}
 	v, fwd, ok := ParsePrefix(*a.Prefix)
 	if !ok {
 		return 0 // another rule's packet on our group
+	}
+	if r.capture != nil {
+		r.capture(*a.Payload)
 	}
 	pkt, err := ParsePacket(*a.Payload)
 	if !pkt.Dst.IsValid() {
@@ -246,8 +277,9 @@ func (r *Reader) onError(err error) int {
 		return 1
 	}
 	if errors.Is(err, unix.ENOBUFS) {
+		// The next packet's sequence number tells how many were lost.
 		r.overflows.Add(1)
-		r.lost.Add(1)
+		r.pending.Add(1)
 		if r.logLimit.allow() {
 			r.cfg.Log.Warn("flowlog: packet log overflowed; new flows were lost")
 		}
