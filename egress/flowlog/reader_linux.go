@@ -96,8 +96,8 @@ func (r *Reader) Start(ctx context.Context) error {
 		// are gone, so its process cannot be found.
 		QThresh: 1,
 		// Number the packets, so that gaps count exactly what overflows lost.
-		Flags: nflog.FlagSeq,
-		Logger:  nflogLogger{r.cfg.Log},
+		Flags:  nflog.FlagSeq,
+		Logger: nflogLogger{r.cfg.Log},
 	})
 	if err != nil {
 		return fmt.Errorf("flowlog: open nflog: %w", err)

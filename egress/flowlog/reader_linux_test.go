@@ -439,7 +439,6 @@ func TestShortLived(t *testing.T) {
 	}
 }
 
-
 // TestReaderOverflow shrinks the receive buffer and stalls the consumer so
 // the kernel's NFLOG messages overflow it, and checks that the loss is
 // counted and reported rather than silent.
