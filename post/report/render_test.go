@@ -321,7 +321,7 @@ func bigReport(n int) *Report {
 	for i := 0; i < n; i++ {
 		ip := fmt.Sprintf("198.18.%d.%d", i/250%256, i%250+1)
 		if i >= 64000 {
-			ip = fmt.Sprintf("2001:db8::%x", i)
+			ip = fmt.Sprintf("2001:db8::%x:%x", i>>16, i&0xffff)
 		}
 		name := fmt.Sprintf("host-%d.example.test", i)
 		p := event.Process{PID: 100 + i%7, Exe: fmt.Sprintf("/usr/bin/tool%d", i%7)}
@@ -357,7 +357,11 @@ func TestSummaryTruncation(t *testing.T) {
 	if !strings.Contains(md, "cut short") || !strings.Contains(md, "table rows were left out") {
 		t.Error("no truncation note")
 	}
-	for _, want := range []string{"## 🛡️ harden-runner (block)", "### Agent health", "### Suggested policy", "suggested_policy in report.json"} {
+	if n := len(r.SuggestedPolicy.AllowedEndpoints); n != 100_000 || r.SuggestedPolicy.RejectedCount != 0 {
+		t.Errorf("%d suggested endpoints, %d rejected; want 100000, 0", n, r.SuggestedPolicy.RejectedCount)
+	}
+	for _, want := range []string{"## 🛡️ harden-runner (block): 33334 destinations blocked, 66666 allowed", "### Agent health",
+		"### Suggested policy", "suggested_policy in report.json"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("truncated summary lost %q", want)
 		}

@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"go/parser"
+	"go/token"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -544,6 +547,31 @@ func TestFence(t *testing.T) {
 	for in, want := range map[string]string{"": "```", "a`b": "```", "x````y": "`````"} {
 		if got := fence(in); got != want {
 			t.Errorf("fence(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestImports keeps the package pure: the standard library and the event
+// records only (no nftables, no miekg/dns, nothing kernel-facing).
+func TestImports(t *testing.T) {
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fset := token.NewFileSet()
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, parser.ImportsOnly)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, imp := range f.Imports {
+			p, _ := strconv.Unquote(imp.Path.Value)
+			if strings.Contains(strings.Split(p, "/")[0], ".") && p != "github.com/harden-runner/harden-runner/event" {
+				t.Errorf("%s imports %s", name, p)
+			}
 		}
 	}
 }

@@ -381,11 +381,15 @@ func (r *Report) writePolicy(w *mdWriter, block bool) {
 	var notes []string
 	if len(assumed) > 0 {
 		s := "Port 443 is assumed for " + plural(len(assumed), "entry", "entries") + " seen only as blocked DNS names: "
-		if len(assumed) > listCap {
-			s += cell(strings.Join(assumed[:listCap], ", ")) + fmt.Sprintf(" and %d more.", len(assumed)-listCap)
-		} else {
-			s += cell(strings.Join(assumed, ", ")) + "."
+		var shown []string
+		for _, ep := range assumed[:min(len(assumed), listCap)] {
+			shown = append(shown, cell(ep))
 		}
+		s += strings.Join(shown, ", ")
+		if len(assumed) > listCap {
+			s += fmt.Sprintf(" and %d more", len(assumed)-listCap)
+		}
+		s += "."
 		notes = append(notes, s)
 	}
 	if n := len(sp.ImplicitExcluded); n > 0 {
