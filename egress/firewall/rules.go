@@ -61,6 +61,12 @@ func (b *builder) build() {
 	for _, name := range localIfaces {
 		b.rule(out, ifname(expr.MetaKeyOIFNAME, name), accept)
 	}
+	// Loopback destinations by address too: a packet the nat chain
+	// redirected to our resolver still shows its original oif here.
+	b.rule(out, meta(expr.MetaKeyNFPROTO), eq([]byte{unix.NFPROTO_IPV4}),
+		[]expr.Any{&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 1}}, eq([]byte{127}), accept)
+	b.rule(out, meta(expr.MetaKeyNFPROTO), eq([]byte{unix.NFPROTO_IPV6}),
+		[]expr.Any{&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 24, Len: 16}}, eq(netip.IPv6Loopback().AsSlice()), accept)
 	b.rule(out, meta(expr.MetaKeyMARK), eq(binaryutil.NativeEndian.PutUint32(b.cfg.Mark)), accept)
 	b.dnsGuard(out, deny)
 	b.rule(out, ctEstablished(), accept)

@@ -16,9 +16,13 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 )
 
-// Hit is one contact with a fake internet server.
+// Hit is one contact with a fake internet server. A TLS server logs a "tls"
+// hit per connection and an "https" hit per HTTP request on it.
 type Hit struct {
 	Time   time.Time `json:"time"`
 	Proto  string    `json:"proto"` // tcp, udp, icmp
@@ -80,11 +84,17 @@ func (s *server) listen(kind, addr string, cert tls.Certificate) error {
 		case "http":
 			go s.serveHTTP(l, "http")
 		case "tls":
-			tl := tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{cert}})
-			go s.serveHTTP(tl, "tls")
+			tl := tls.NewListener(&loggingListener{l, s}, &tls.Config{Certificates: []tls.Certificate{cert}})
+			go s.serveHTTP(tl, "https")
 		}
 	case "udp":
-		pc, err := net.ListenPacket("udp", addr)
+		// udp4 for IPv4 addresses: Go would open a dual-stack IPv6 socket
+		// for 0.0.0.0, which ignores IPv4 control messages.
+		nw := "udp6"
+		if h, _, _ := net.SplitHostPort(addr); net.ParseIP(h).To4() != nil {
+			nw = "udp4"
+		}
+		pc, err := net.ListenPacket(nw, addr)
 		if err != nil {
 			return err
 		}
@@ -101,6 +111,21 @@ func (s *server) listen(kind, addr string, cert tls.Certificate) error {
 		return fmt.Errorf("unknown kind %q", kind)
 	}
 	return nil
+}
+
+// loggingListener logs every accepted connection as a "tls" hit, before any
+// handshake, so clients that never speak HTTP are seen too.
+type loggingListener struct {
+	net.Listener
+	s *server
+}
+
+func (l *loggingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.s.hit(Hit{Proto: "tcp", Kind: "tls", Local: c.LocalAddr().String(), Remote: c.RemoteAddr().String()})
+	}
+	return c, err
 }
 
 func (s *server) serveTCP(l net.Listener) {
@@ -136,15 +161,56 @@ func (s *server) serveHTTP(l net.Listener, kind string) {
 	_ = srv.Serve(l)
 }
 
+// serveUDP logs each datagram with the address it was sent to (from
+// IP_PKTINFO: a wildcard socket's own address says nothing) and echoes it.
 func (s *server) serveUDP(pc net.PacketConn) {
 	buf := make([]byte, 65536)
+	local := pc.LocalAddr().(*net.UDPAddr)
+	var p4 *ipv4.PacketConn
+	var p6 *ipv6.PacketConn
+	if local.IP.To4() != nil {
+		p4 = ipv4.NewPacketConn(pc)
+		_ = p4.SetControlMessage(ipv4.FlagDst, true)
+	} else {
+		p6 = ipv6.NewPacketConn(pc)
+		_ = p6.SetControlMessage(ipv6.FlagDst, true)
+	}
 	for {
-		n, from, err := pc.ReadFrom(buf)
+		var n int
+		var from net.Addr
+		var dst net.IP
+		var err error
+		if p4 != nil {
+			var cm *ipv4.ControlMessage
+			n, cm, from, err = p4.ReadFrom(buf)
+			if cm != nil {
+				dst = cm.Dst
+			}
+		} else {
+			var cm *ipv6.ControlMessage
+			n, cm, from, err = p6.ReadFrom(buf)
+			if cm != nil {
+				dst = cm.Dst
+			}
+		}
 		if err != nil {
 			return
 		}
-		s.hit(Hit{Proto: "udp", Kind: "udp", Local: pc.LocalAddr().String(), Remote: from.String(), Detail: fmt.Sprintf("%d bytes", n)})
-		_, _ = pc.WriteTo(buf[:n], from)
+		to := local.String()
+		if dst != nil {
+			to = (&net.UDPAddr{IP: dst, Port: local.Port}).String()
+		}
+		s.hit(Hit{Proto: "udp", Kind: "udp", Local: to, Remote: from.String(), Detail: fmt.Sprintf("%d bytes", n)})
+		// Answer from the address the client asked, as a real host would.
+		var werr error
+		if p4 != nil {
+			_, werr = p4.WriteTo(buf[:n], &ipv4.ControlMessage{Src: dst}, from)
+		} else {
+			_, werr = p6.WriteTo(buf[:n], &ipv6.ControlMessage{Src: dst}, from)
+		}
+		if werr != nil {
+			fmt.Fprintln(os.Stderr, "fakeinet: udp reply:", werr)
+		}
 	}
 }
 

@@ -92,8 +92,19 @@ func New(t testing.TB) *Net {
 		{"ip", "-n", n.Runner, "-6", "route", "add", "default", "via", "2001:db8::2"},
 		{"ip", "-n", n.Internet, "route", "add", "local", "198.18.1.0/24", "dev", "lo"},
 		{"ip", "-n", n.Internet, "-6", "route", "add", "local", "2001:db8:1::/64", "dev", "lo"},
+		// Servers may bind any test-host address (the local routes above
+		// make IPv4 ones bindable; IPv6 needs this).
+		{"ip", "netns", "exec", n.Internet, "sysctl", "-qw", "net.ipv6.ip_nonlocal_bind=1"},
 		// Unprivileged ping (ICMP datagram sockets), as on Ubuntu.
 		{"ip", "netns", "exec", n.Runner, "sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647"},
+	}
+	// UDP replies need a real address to come from (a wildcard socket
+	// answering for an address that is local only by route sends from the
+	// link address instead), so the hosts UDP tests use get one.
+	for _, h := range []int{10, 11, 53} {
+		steps = append(steps,
+			[]string{"ip", "-n", n.Internet, "addr", "add", Host4(h).String() + "/32", "dev", "lo"},
+			[]string{"ip", "-n", n.Internet, "addr", "add", Host6(h).String() + "/128", "dev", "lo", "nodad"})
 	}
 	for _, s := range steps {
 		if out, err := exec.Command(s[0], s[1:]...).CombinedOutput(); err != nil {
@@ -234,6 +245,9 @@ func (n *Net) StartServers(self string, specs ...string) {
 	n.procs = append(n.procs, c)
 	n.waitFor(func() bool {
 		b, _ := os.ReadFile(filepath.Join(n.Dir, "fakeinet.out"))
+		if c.ProcessState != nil || strings.Contains(string(b), "fakeinet: ") && !strings.Contains(string(b), "ready") {
+			n.t.Fatalf("testnet: fake internet servers failed: %s", b)
+		}
 		return strings.Contains(string(b), "fakeinet: ready")
 	}, "fake internet servers")
 }

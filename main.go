@@ -1,0 +1,59 @@
+// Command harden-runner hardens a GitHub Actions runner for the rest of its
+// job: egress control with nftables and a policy DNS resolver, source-tamper
+// detection, and a report. One static binary with four subcommands:
+//
+//	harden-runner run [flags] -- COMMAND [ARGS...]   run COMMAND under the agent, then report
+//	harden-runner agent ...                          the host daemon the Action starts
+//	harden-runner main | post                        the Action's steps
+//
+// main.go is flags and wiring only; the work is in the packages.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel()}))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	code, err := dispatch(ctx, os.Args[1:], log)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "harden-runner:", err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+func logLevel() slog.Level {
+	if os.Getenv("HARDEN_RUNNER_DEBUG") != "" || os.Getenv("RUNNER_DEBUG") == "1" {
+		return slog.LevelDebug
+	}
+	return slog.LevelWarn
+}
+
+const usage = `usage: harden-runner run [flags] -- COMMAND [ARGS...]
+       harden-runner run -h     (flags)`
+
+// dispatch runs one subcommand and returns the process exit code.
+func dispatch(ctx context.Context, args []string, log *slog.Logger) (int, error) {
+	if len(args) == 0 {
+		return 2, errors.New(usage)
+	}
+	switch args[0] {
+	case "run":
+		return runCmd(ctx, args[1:], log)
+	case "-h", "--help", "help":
+		fmt.Println(usage)
+		return 0, nil
+	}
+	return 2, fmt.Errorf("unknown subcommand %q\n%s", args[0], usage)
+}
