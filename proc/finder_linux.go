@@ -225,9 +225,13 @@ func (f *Finder) pid(inode uint32) int32 {
 	found := int32(0)
 	s.seen = s.seen[:0]
 	for _, pid := range recent[:n] {
-		if s.scan(pid, inode) >= 0 {
+		fd := s.scan(pid, inode)
+		if fd >= 0 {
 			found = pid
 			break
+		}
+		if fd == -2 {
+			f.forget(pid)
 		}
 	}
 	if found == 0 && s.listPids() == nil {
@@ -268,6 +272,19 @@ func (f *Finder) resetCaches() {
 	f.cache.mu.Lock()
 	f.cache.m = nil
 	f.cache.mu.Unlock()
+}
+
+// forget drops an exited pid from the recent list.
+func (f *Finder) forget(pid int32) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := 0; i < f.nrecent; i++ {
+		if f.recent[i] == pid {
+			copy(f.recent[i:f.nrecent], f.recent[i+1:f.nrecent])
+			f.nrecent--
+			return
+		}
+	}
 }
 
 // remember moves pid to the front of the recent list.

@@ -263,3 +263,47 @@ func TestOwner(t *testing.T) {
 		t.Errorf("Stats = %d lookups, %d failed; want %d, >=4", lookups, failed, len(tests)+4)
 	}
 }
+
+func TestRecentList(t *testing.T) {
+	f := NewFinder(nil)
+	for _, pid := range []int32{1, 2, 3, 2} {
+		f.remember(pid)
+	}
+	if got := f.recent[:f.nrecent]; len(got) != 3 || got[0] != 2 || got[1] != 3 || got[2] != 1 {
+		t.Errorf("recent = %v, want [2 3 1]", got)
+	}
+	for i := range int32(recentCap + 5) {
+		f.remember(100 + i)
+	}
+	if f.nrecent != recentCap || f.recent[0] != 100+recentCap+4 {
+		t.Errorf("recent = %v, want %d newest first", f.recent[:f.nrecent], recentCap)
+	}
+	f.forget(100 + recentCap + 4)
+	f.forget(12345)
+	if f.nrecent != recentCap-1 || f.recent[0] != 100+recentCap+3 {
+		t.Errorf("after forget: %v", f.recent[:f.nrecent])
+	}
+}
+
+func TestParseSocketLink(t *testing.T) {
+	tests := []struct {
+		in   string
+		want uint32
+		ok   bool
+	}{
+		{"socket:[12345]", 12345, true},
+		{"socket:[4294967295]", 4294967295, true},
+		{"socket:[4294967296]", 0, false},
+		{"socket:[]", 0, false},
+		{"socket:[12a]", 0, false},
+		{"pipe:[123]", 0, false},
+		{"/dev/null", 0, false},
+		{"socket:[123", 0, false},
+	}
+	for _, tc := range tests {
+		got, ok := parseSocketLink([]byte(tc.in))
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("parseSocketLink(%q) = %d, %v; want %d, %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
+}

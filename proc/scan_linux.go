@@ -33,7 +33,8 @@ func newScanner() *scanner {
 }
 
 // scan reads every fd link of pid, appends the sockets it holds to s.seen,
-// and reports the fd at which it holds inode (-1 if it does not). The whole
+// and reports the fd at which it holds inode (-1 if it does not, -2 if pid
+// no longer exists). The whole
 // table is read even after a match: the sockets that the process opened
 // since are the next lookups' (see Finder's inode cache).
 func (s *scanner) scan(pid int32, inode uint32) int32 {
@@ -41,8 +42,11 @@ func (s *scanner) scan(pid int32, inode uint32) int32 {
 	p = strconv.AppendInt(p, int64(pid), 10)
 	p = append(p, "/fd\x00"...)
 	dfd, err := openDir(p)
+	if err == unix.ENOENT {
+		return -2
+	}
 	if err != nil {
-		return -1 // gone, or a kernel thread's fd dir we may not read
+		return -1 // a kernel thread's fd dir we may not read
 	}
 	defer unix.Close(dfd)
 	found := int32(-1)

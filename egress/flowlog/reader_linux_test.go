@@ -384,7 +384,10 @@ func TestReaderStats(t *testing.T) {
 
 // TestShortLived measures how often the process of a client that exits
 // right after its first packet is found: curl (TCP, exits after the
-// answer) and socat sending one UDP datagram and exiting.
+// answer) and socat sending one UDP datagram and exiting. The rate depends
+// on how busy the machine is (65-100% on 2 loaded vCPUs); the floor catches
+// a reader that hands packets over late (the kernel's default batching
+// gives 0%).
 func TestShortLived(t *testing.T) {
 	inet, _ := netnsForTest(t)
 	tcpServerForTest(t, inet, "tcp", "198.18.0.2:8080", 0)
@@ -398,8 +401,8 @@ func TestShortLived(t *testing.T) {
 		stdin   string
 		atLeast float64
 	}{
-		{"curl", 8080, []string{"curl", "-s", "-m", "5", "http://198.18.0.2:8080/"}, "", 0.75},
-		{"socat", 9053, []string{"socat", "-u", "STDIO", "UDP:198.18.0.2:9053"}, "x", 0},
+		{"curl", 8080, []string{"curl", "-s", "-m", "5", "http://198.18.0.2:8080/"}, "", 0.25},
+		{"socat", 9053, []string{"socat", "-u", "STDIO", "UDP:198.18.0.2:9053"}, "x", 0.25},
 	}
 	for _, c := range clients {
 		t.Run(c.name, func(t *testing.T) {
