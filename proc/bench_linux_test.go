@@ -40,10 +40,11 @@ func benchClient(b *testing.B, server netip.AddrPort, clients <-chan netip.AddrP
 	return cmd.Process.Pid, waitAddr(b, clients)
 }
 
-// BenchmarkOwner measures one Owner lookup among 200 extra processes: with
-// the client in the recent-pid cache (the steady state of a build), and
-// with the cache emptied before every lookup so /proc is scanned, once with
-// the client the newest process (scanned first) and once the oldest.
+// BenchmarkOwner measures one Owner lookup among 200 extra processes: warm
+// (the same socket again: inode and process caches hit), a new socket of a
+// recently seen process (its fd table is scanned), and cold (all caches
+// emptied before every lookup so /proc is scanned and every ancestor read),
+// once with the client the newest process (scanned first) and once the oldest.
 func BenchmarkOwner(b *testing.B) {
 	inet := inetNSForTest(b)
 	server, clients := tcpServerForTest(b, inet, "tcp4", "198.18.0.2:0")
@@ -51,24 +52,36 @@ func BenchmarkOwner(b *testing.B) {
 	crowdForTest(b, 200)
 	newPid, newLocal := benchClient(b, server, clients)
 
-	run := func(b *testing.B, local, remote netip.AddrPort, pid int, cold bool) {
+	const (
+		warm      = iota
+		newSocket // the inode cache forgets: as if each lookup were a new socket
+		cold      // every cache forgets
+	)
+	run := func(b *testing.B, local, remote netip.AddrPort, pid int, mode int) {
 		f := NewFinder(nil)
 		defer f.Close()
+		f.Owner("tcp", local, remote)
 		b.ReportAllocs()
 		for b.Loop() {
-			if cold {
+			switch mode {
+			case cold:
 				f.resetCaches()
+			case newSocket:
+				f.inodes.mu.Lock()
+				f.inodes.cur, f.inodes.old = nil, nil
+				f.inodes.mu.Unlock()
 			}
 			if p := f.Owner("tcp", local, remote); p.PID != pid {
 				b.Fatalf("Owner = %+v, want pid %d", p, pid)
 			}
 		}
 	}
-	b.Run("recent", func(b *testing.B) { run(b, oldLocal, server, oldPid, false) })
-	b.Run("cold-client-newest", func(b *testing.B) { run(b, newLocal, server, newPid, true) })
-	b.Run("cold-client-oldest", func(b *testing.B) { run(b, oldLocal, server, oldPid, true) })
-	b.Run("recent-any-remote", func(b *testing.B) { run(b, oldLocal, netip.AddrPort{}, oldPid, false) })
-	b.Run("parallel-recent", func(b *testing.B) {
+	b.Run("warm", func(b *testing.B) { run(b, oldLocal, server, oldPid, warm) })
+	b.Run("recent-pid-new-socket", func(b *testing.B) { run(b, oldLocal, server, oldPid, newSocket) })
+	b.Run("cold-client-newest", func(b *testing.B) { run(b, newLocal, server, newPid, cold) })
+	b.Run("cold-client-oldest", func(b *testing.B) { run(b, oldLocal, server, oldPid, cold) })
+	b.Run("warm-any-remote", func(b *testing.B) { run(b, oldLocal, netip.AddrPort{}, oldPid, warm) })
+	b.Run("warm-parallel", func(b *testing.B) {
 		f := NewFinder(nil)
 		defer f.Close()
 		b.ReportAllocs()

@@ -18,6 +18,10 @@ const recentCap = 16
 // Finder maps sockets to the processes that own them. It is safe for
 // concurrent use. It queries sock_diag in the network namespace of the
 // thread that makes its first lookup (the agent's own) and reads /proc.
+// It remembers recently matched pids (scanned first), the socket inodes
+// that its /proc/PID/fd scans saw (each hit checked with one readlink), and
+// for a second each owner's Info (checked against /proc/PID/exe) and its
+// ancestors.
 type Finder struct {
 	log    *slog.Logger
 	diag   *diagConn

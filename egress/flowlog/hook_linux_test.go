@@ -1,9 +1,11 @@
 package flowlog
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/florianl/go-nflog/v2"
 	"github.com/harden-runner/harden-runner/event"
@@ -28,7 +30,13 @@ func attrForTest(prefix string, payload []byte, uid int) nflog.Attribute {
 // become flows, what their process says, and how the lookup queue behaves
 // when the owner lookup is slow.
 func TestHook(t *testing.T) {
-	tcp := ip4ForTest(protoTCP, "198.18.0.1", "198.18.0.2", 0, 0, l4ForTest(40000, 443, 20))
+	// Each flow its own source port: repeats of a first packet are dropped.
+	port := uint16(40000)
+	tcpFrom := func() []byte {
+		port++
+		return ip4ForTest(protoTCP, "198.18.0.1", "198.18.0.2", 0, 0, l4ForTest(port, 443, 20))
+	}
+	tcp := tcpFrom()
 	udp6 := ip6ForTest("2001:db8::1", "2001:db8::2", nil, protoUDP, l4ForTest(50000, 53, 8))
 	icmp := ip4ForTest(protoICMP, "198.18.0.1", "198.18.0.2", 0, 0, []byte{8, 0, 0, 0})
 
@@ -58,16 +66,17 @@ func TestHook(t *testing.T) {
 	r.hook(attrForTest("other", tcp, 0))
 	r.hook(attrForTest("hr:a", []byte{0x45, 1, 2}, 0))
 	// Straight out, without lookup: forwarded, ICMP.
-	r.hook(attrForTest("hr:fb", tcp, -1))
+	r.hook(attrForTest("hr:fb", tcpFrom(), -1))
 	r.hook(attrForTest("hr:u", icmp, 1001))
 	// Lookups: the first one blocks the only worker, the second waits in
 	// the queue, the third finds the queue full.
 	r.hook(attrForTest("hr:a", tcp, 0))
-	if c := <-calls; c.proto != "tcp" || c.local != netip.MustParseAddrPort("198.18.0.1:40000") || c.remote != netip.MustParseAddrPort("198.18.0.2:443") {
+	if c := <-calls; c.proto != "tcp" || c.local != netip.MustParseAddrPort("198.18.0.1:40001") || c.remote != netip.MustParseAddrPort("198.18.0.2:443") {
 		t.Errorf("Owner called with %+v", c)
 	}
 	r.hook(attrForTest("hr:a", udp6, 1001))
-	r.hook(attrForTest("hr:b", tcp, 1001))
+	r.hook(attrForTest("hr:b", tcpFrom(), 1001))
+	r.hook(attrForTest("hr:b", tcp, 1001)) // a retransmission of the first: dropped
 	close(release)
 	r.onError(&netlink.OpError{Op: "receive", Err: unix.ENOBUFS})
 	r.Close()
@@ -119,5 +128,43 @@ func TestNew(t *testing.T) {
 	r, err := New(Config{Emit: func(event.Record) {}})
 	if err != nil || r.cfg.Workers != 2 || r.cfg.Queue != 4096 || r.cfg.Log == nil {
 		t.Errorf("New defaults: %+v, %v", r.cfg, err)
+	}
+}
+
+func TestDedup(t *testing.T) {
+	var d dedup
+	t0 := time.Now()
+	syn := func(sport uint16, isn uint32) flowKey {
+		l4 := l4ForTest(sport, 443, 20)
+		binary.BigEndian.PutUint32(l4[4:], isn)
+		p, l4, err := parsePacket(ip4ForTest(protoTCP, "198.18.0.1", "198.18.0.2", 0, 0, l4))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return key(p, l4, false)
+	}
+	udp := key(Packet{Src: netip.MustParseAddrPort("198.18.0.1:5000"), Dst: netip.MustParseAddrPort("198.18.0.2:53"), Proto: protoUDP}, nil, false)
+	fwd := syn(40000, 1)
+	fwd.forward = true
+	steps := []struct {
+		name string
+		k    flowKey
+		at   time.Duration
+		want bool
+	}{
+		{"first SYN", syn(40000, 1), 0, false},
+		{"SYN retransmitted", syn(40000, 1), time.Second, true},
+		{"the same ports, a new connection", syn(40000, 2), time.Second, false},
+		{"the same packet forwarded", fwd, time.Second, false},
+		{"retransmitted late", syn(40000, 1), 90 * time.Second, true},
+		{"after TCP gave up", syn(40000, 1), 3 * time.Minute, false},
+		{"udp", udp, 0, false},
+		{"udp resent", udp, 10 * time.Second, true},
+		{"udp after conntrack's timeout", udp, 31 * time.Second, false},
+	}
+	for _, s := range steps {
+		if got := d.seen(s.k, t0.Add(s.at)); got != s.want {
+			t.Errorf("%s: seen = %v, want %v", s.name, got, s.want)
+		}
 	}
 }

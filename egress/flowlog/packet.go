@@ -49,8 +49,15 @@ type Packet struct {
 // transport header is cut off, it returns the packet without ports and
 // ErrTruncated.
 func ParsePacket(b []byte) (Packet, error) {
+	p, _, err := parsePacket(b)
+	return p, err
+}
+
+// parsePacket is ParsePacket that also returns the transport header and
+// what follows it (nil if there is none).
+func parsePacket(b []byte) (Packet, []byte, error) {
 	if len(b) < 1 {
-		return Packet{}, ErrTruncated
+		return Packet{}, nil, ErrTruncated
 	}
 	switch b[0] >> 4 {
 	case 4:
@@ -58,19 +65,19 @@ func ParsePacket(b []byte) (Packet, error) {
 	case 6:
 		return parse6(b)
 	}
-	return Packet{}, ErrVersion
+	return Packet{}, nil, ErrVersion
 }
 
-func parse4(b []byte) (Packet, error) {
+func parse4(b []byte) (Packet, []byte, error) {
 	if len(b) < 20 {
-		return Packet{}, ErrTruncated
+		return Packet{}, nil, ErrTruncated
 	}
 	ihl := int(b[0]&0x0f) * 4
 	if ihl < 20 {
-		return Packet{}, ErrHeader
+		return Packet{}, nil, ErrHeader
 	}
 	if len(b) < ihl {
-		return Packet{}, ErrTruncated
+		return Packet{}, nil, ErrTruncated
 	}
 	if total := int(binary.BigEndian.Uint16(b[2:])); total >= ihl && total < len(b) {
 		b = b[:total] // ignore trailing bytes beyond the datagram
@@ -80,14 +87,14 @@ func parse4(b []byte) (Packet, error) {
 	dst := netip.AddrFrom4([4]byte(b[16:20]))
 	p.Src, p.Dst = netip.AddrPortFrom(src, 0), netip.AddrPortFrom(dst, 0)
 	if binary.BigEndian.Uint16(b[6:])&0x1fff != 0 {
-		return p, nil // a later fragment: no transport header
+		return p, nil, nil // a later fragment: no transport header
 	}
 	return ports(p, b[ihl:])
 }
 
-func parse6(b []byte) (Packet, error) {
+func parse6(b []byte) (Packet, []byte, error) {
 	if len(b) < 40 {
-		return Packet{}, ErrTruncated
+		return Packet{}, nil, ErrTruncated
 	}
 	if pl := int(binary.BigEndian.Uint16(b[4:])); pl != 0 && 40+pl < len(b) {
 		b = b[:40+pl] // 0 is a jumbogram: keep what we have
@@ -101,34 +108,34 @@ func parse6(b []byte) (Packet, error) {
 		case protoHopOpts, protoRouting, protoDstOpts:
 			if len(rest) < 8 {
 				p.Proto = next
-				return p, ErrTruncated
+				return p, nil, ErrTruncated
 			}
 			n := (int(rest[1]) + 1) * 8
 			if len(rest) < n {
 				p.Proto = next
-				return p, ErrTruncated
+				return p, nil, ErrTruncated
 			}
 			next, rest = rest[0], rest[n:]
 		case protoAH:
 			if len(rest) < 8 {
 				p.Proto = next
-				return p, ErrTruncated
+				return p, nil, ErrTruncated
 			}
 			n := (int(rest[1]) + 2) * 4
 			if len(rest) < n {
 				p.Proto = next
-				return p, ErrTruncated
+				return p, nil, ErrTruncated
 			}
 			next, rest = rest[0], rest[n:]
 		case protoFragment:
 			if len(rest) < 8 {
 				p.Proto = next
-				return p, ErrTruncated
+				return p, nil, ErrTruncated
 			}
 			next = rest[0]
 			if binary.BigEndian.Uint16(rest[2:])&0xfff8 != 0 {
 				p.Proto = next
-				return p, nil // a later fragment: no transport header
+				return p, nil, nil // a later fragment: no transport header
 			}
 			rest = rest[8:]
 		default:
@@ -137,23 +144,23 @@ func parse6(b []byte) (Packet, error) {
 		}
 	}
 	p.Proto = next
-	return p, ErrHeader
+	return p, nil, ErrHeader
 }
 
 // ports fills in the ports of protocols that start with source and
 // destination port.
-func ports(p Packet, l4 []byte) (Packet, error) {
+func ports(p Packet, l4 []byte) (Packet, []byte, error) {
 	switch p.Proto {
 	case protoTCP, protoUDP, protoUDPLite, protoSCTP, protoDCCP:
 	default:
-		return p, nil
+		return p, l4, nil
 	}
 	if len(l4) < 4 {
-		return p, ErrTruncated
+		return p, nil, ErrTruncated
 	}
 	p.Src = netip.AddrPortFrom(p.Src.Addr(), binary.BigEndian.Uint16(l4[0:]))
 	p.Dst = netip.AddrPortFrom(p.Dst.Addr(), binary.BigEndian.Uint16(l4[2:]))
-	return p, nil
+	return p, l4, nil
 }
 
 // ProtoName returns the name event.Flow uses for an IP protocol: "tcp",

@@ -65,6 +65,9 @@ type Reader struct {
 	haveSeq bool
 	lastSeq uint32
 	pending atomic.Uint64
+	// repeats suppresses retransmitted first packets (reading goroutine only).
+	repeats    dedup
+	duplicates atomic.Uint64
 }
 
 // lookup is a flow waiting for its process.
@@ -161,6 +164,7 @@ func (r *Reader) Close() error {
 		close(r.queue)
 		r.qmu.Unlock()
 		r.workers.Wait()
+		r.cfg.Log.Debug("flowlog: closed", "events", r.events.Load(), "repeats", r.duplicates.Load())
 		// An overflow that no later packet measured lost at least one.
 		r.lost.Add(r.pending.Swap(0))
 		if n := r.overflows.Load(); n > 0 {
@@ -202,7 +206,7 @@ func (r *Reader) hook(a nflog.Attribute) int {
 	if r.capture != nil {
 		r.capture(*a.Payload)
 	}
-	pkt, err := ParsePacket(*a.Payload)
+	pkt, l4, err := parsePacket(*a.Payload)
 	if !pkt.Dst.IsValid() {
 		r.lost.Add(1)
 		if r.logLimit.allow() {
@@ -210,8 +214,13 @@ func (r *Reader) hook(a nflog.Attribute) int {
 		}
 		return 0
 	}
+	now := time.Now() // not NFULA_TIMESTAMP: TCP's departure time is monotonic, not wall clock
+	if r.repeats.seen(key(pkt, l4, fwd), now) {
+		r.duplicates.Add(1)
+		return 0
+	}
 	f := event.Flow{
-		Time:     time.Now(), // not NFULA_TIMESTAMP: TCP's departure time is monotonic, not wall clock
+		Time:     now,
 		IP:       pkt.Dst.Addr().String(),
 		Port:     pkt.Dst.Port(),
 		Protocol: ProtoName(pkt.Proto),
