@@ -232,14 +232,14 @@ func (f *fan) contentEvent(ev *fanevent.Event) {
 	mtime := st.Mtim.Sec*1e9 + st.Mtim.Nsec
 	s.base.lookupIno(st.Dev, st.Ino, func(idx int32) {
 		if ev.Mask&unix.FAN_MODIFY != 0 {
-			s.tr.add(idx, factModify, who(), now, st.Size)
+			s.tr.add(idx, factWrite, who(), now, st.Size)
 			s.tr.seen(idx, st.Size, mtime)
 		}
 		if ev.Mask&unix.FAN_CLOSE_WRITE != 0 {
 			// A descriptor-mode group gets no FAN_MODIFY for a truncation
 			// (ftruncate, O_TRUNC): the kernel has no path to open for it.
-			// The writer's close still comes, so a file that changed since
-			// it was last seen is blamed on the process closing it.
+			// The close still comes: a file that changed since it was last
+			// seen, with no write, was truncated by the process closing it.
 			s.tr.closedWrite(idx, st.Size, mtime, who, now)
 		}
 	})

@@ -13,10 +13,12 @@ import (
 type factKind uint8
 
 const (
-	factModify  factKind = iota // the baseline file's content was written or truncated
-	factUnlink                  // the baseline name was unlinked
-	factAway                    // the baseline name (or a directory above it) was renamed away
-	factReplace                 // something was created or renamed onto the baseline name
+	factWrite    factKind = iota // fanotify: the baseline file was written (write(2) and kin)
+	factTruncate                 // fanotify: its size changed with no write (truncate, O_TRUNC)
+	factChanged                  // inotify: written or truncated, no telling which
+	factUnlink                   // the baseline name was unlinked
+	factAway                     // the baseline name (or a directory above it) was renamed away
+	factReplace                  // something was created or renamed onto the baseline name
 	numFacts
 )
 
@@ -31,7 +33,8 @@ type fact struct {
 // settled.
 type pending struct {
 	facts [numFacts]fact
-	size  int64 // size of the baseline file when a write was last seen; -1 unknown
+	size  int64     // size of the baseline file when a write was last seen; -1 unknown
+	first time.Time // when the path became pending
 	last  time.Time
 	ready bool // the writer closed the file: settle without waiting
 	named bool // some fact came with a pid (fanotify)
@@ -97,14 +100,14 @@ type sizeTime struct{ size, mtime int64 }
 func (t *tracker) get(idx int32) *pending {
 	p := t.pend[idx]
 	if p == nil {
-		p = &pending{size: -1}
+		p = &pending{size: -1, first: t.now()}
 		t.pend[idx] = p
 	}
 	return p
 }
 
 // add records a fact for the baseline path idx. size is the file's size
-// when the event was read (factModify), or -1. A fact with a pid replaces
+// when the event was read (content facts), or -1. A fact with a pid replaces
 // an earlier pid-less one of the same kind, keeping the earlier time.
 func (t *tracker) add(idx int32, k factKind, proc event.Process, at time.Time, size int64) {
 	t.mu.Lock()
@@ -155,8 +158,10 @@ func (t *tracker) seen(idx int32, size, mtime int64) {
 
 // closedWrite handles the close of baseline file idx by a process that had
 // it open for writing; size and mtime are its state then. If the file
-// changed since it was last seen, the closing process changed it. A file
-// with a write pending is ready to settle.
+// changed since it was last seen and no write was reported, the closing
+// process truncated it (a descriptor-mode fanotify group gets no FAN_MODIFY
+// for a truncation). A file with a content change pending is ready to
+// settle.
 func (t *tracker) closedWrite(idx int32, size, mtime int64, who func() event.Process, at time.Time) {
 	t.mu.Lock()
 	prev, ok := t.last[idx]
@@ -166,14 +171,14 @@ func (t *tracker) closedWrite(idx int32, size, mtime int64, who func() event.Pro
 	}
 	t.last[idx] = sizeTime{size, mtime}
 	p := t.pend[idx]
-	known := p != nil && p.facts[factModify].set && p.facts[factModify].proc.PID != 0
+	written := p != nil && p.facts[factWrite].set
 	t.mu.Unlock()
-	if prev != (sizeTime{size, mtime}) && !known {
-		t.add(idx, factModify, who(), at, size)
+	if prev != (sizeTime{size, mtime}) && !written {
+		t.add(idx, factTruncate, who(), at, size)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if p := t.pend[idx]; p != nil && p.facts[factModify].set {
+	if p := t.pend[idx]; p != nil && (p.facts[factWrite].set || p.facts[factTruncate].set) {
 		p.ready = true
 	}
 }
@@ -207,14 +212,27 @@ func (t *tracker) settleDue(all bool) {
 	}
 	sort.Slice(order, func(a, b int) bool { return due[order[a]] < due[order[b]] })
 	for _, i := range order {
-		t.resolve(due[i], ps[i], now)
+		t.resolve(due[i], ps[i], now, all)
 	}
 }
 
 // resolve decides what happened to idx and emits what was not reported yet.
-func (t *tracker) resolve(idx int32, p *pending, now time.Time) {
+// A path whose name changed with no event saying how waits (up to the
+// grace period, and not at Close) for that event: the two fanotify groups
+// and inotify deliver in their own order.
+func (t *tracker) resolve(idx int32, p *pending, now time.Time, all bool) {
 	b := &t.base.entries[idx]
 	st, ok := t.statPath(idx)
+	if !all && now.Sub(p.first) < t.grace && !(ok && b.sameFile(st)) && !p.facts[factUnlink].set && !p.facts[factAway].set && !p.facts[factReplace].set {
+		t.mu.Lock()
+		if q := t.pend[idx]; q != nil {
+			p.merge(q)
+		}
+		p.ready = false
+		t.pend[idx] = p
+		t.mu.Unlock()
+		return
+	}
 	same := func() bool { return t.sameContent(idx) }
 	for _, em := range decide(b, st, ok, p, same) {
 		key := reportKey{idx, em.op}
@@ -237,6 +255,22 @@ func (t *tracker) resolve(idx int32, p *pending, now time.Time) {
 			t.unattributed.Add(1)
 		}
 		t.emit(event.Record{File: &f})
+	}
+}
+
+// merge adds the facts of q, which arrived while p was being resolved.
+func (p *pending) merge(q *pending) {
+	for k := range q.facts {
+		if f := q.facts[k]; f.set && (!p.facts[k].set || (p.facts[k].proc.PID == 0 && f.proc.PID != 0)) {
+			p.facts[k] = f
+		}
+	}
+	if q.size >= 0 {
+		p.size = q.size
+	}
+	p.named = p.named || q.named
+	if q.last.After(p.last) {
+		p.last = q.last
 	}
 }
 
@@ -275,9 +309,17 @@ func decide(b *entry, st fileStat, exists bool, p *pending, same func() bool) []
 		}
 		out = append(out, emission{event.Overwrite, first(factReplace, factUnlink, factAway)})
 	}
-	// The baseline file's own content.
+	// The baseline file's own content, wherever it is now.
 	switch {
-	case fs[factModify].set:
+	case fs[factWrite].set || fs[factTruncate].set:
+		if fs[factWrite].set {
+			out = appendOnce(out, emission{event.Overwrite, fs[factWrite]})
+		}
+		if fs[factTruncate].set {
+			out = appendOnce(out, emission{event.Truncate, fs[factTruncate]})
+		}
+	case fs[factChanged].set:
+		// inotify cannot tell a write from a truncation: judge by size.
 		size := p.size
 		if isSame {
 			size = st.size
@@ -286,7 +328,7 @@ func decide(b *entry, st fileStat, exists bool, p *pending, same func() bool) []
 		if size >= 0 && size < b.size {
 			op = event.Truncate
 		}
-		out = appendOnce(out, emission{op, fs[factModify]})
+		out = appendOnce(out, emission{op, fs[factChanged]})
 	case isSame && (st.size != b.size || st.mtime != b.mtime) && !same():
 		op := event.Overwrite
 		if st.size < b.size {

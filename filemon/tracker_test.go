@@ -32,10 +32,14 @@ func TestDecide(t *testing.T) {
 		unknown bool // the emission has no fact: found by rescan
 	}{
 		{"untouched", sameFile, true, facts(), false, "[]", false},
-		{"write, longer", with(func(s *fileStat) { s.size = 120; s.mtime = 6e9 }), true, facts(factModify, sed), false, "[overwrite:7]", false},
-		{"write, same size", with(func(s *fileStat) { s.mtime = 6e9 }), true, facts(factModify, sed), false, "[overwrite:7]", false},
-		{"write, shorter", with(func(s *fileStat) { s.size = 0; s.mtime = 6e9 }), true, facts(factModify, sed), false, "[truncate:7]", false},
-		{"write, content restored since", sameFile, true, facts(factModify, sed), true, "[overwrite:7]", false},
+		{"write, longer", with(func(s *fileStat) { s.size = 120; s.mtime = 6e9 }), true, facts(factWrite, sed), false, "[overwrite:7]", false},
+		{"write, shorter (O_TRUNC then write)", with(func(s *fileStat) { s.size = 3; s.mtime = 6e9 }), true, facts(factWrite, sed), false, "[overwrite:7]", false},
+		{"truncated, no write", with(func(s *fileStat) { s.size = 0; s.mtime = 6e9 }), true, facts(factTruncate, sed), false, "[truncate:7]", false},
+		{"truncated, then appended by another", with(func(s *fileStat) { s.size = 5; s.mtime = 6e9 }), true, facts(factTruncate, sed, factWrite, mv), false, "[overwrite:8 truncate:7]", false},
+		{"inotify: changed, longer", with(func(s *fileStat) { s.size = 120; s.mtime = 6e9 }), true, facts(factChanged, event.Process{}), false, "[overwrite:0]", false},
+		{"inotify: changed, shorter", with(func(s *fileStat) { s.size = 3; s.mtime = 6e9 }), true, facts(factChanged, event.Process{}), false, "[truncate:0]", false},
+		{"inotify and fanotify: the named fact wins", with(func(s *fileStat) { s.size = 3; s.mtime = 6e9 }), true, facts(factChanged, event.Process{}, factWrite, sed), false, "[overwrite:7]", false},
+		{"write, content restored since", sameFile, true, facts(factWrite, sed), true, "[overwrite:7]", false},
 		{"renamed over (sed -i)", with(func(s *fileStat) { s.ino = 11 }), true, facts(factReplace, sed), false, "[overwrite:7]", false},
 		{"unlinked and created again (git)", with(func(s *fileStat) { s.ino = 11 }), true, facts(factUnlink, sed, factReplace, sed), false, "[overwrite:7]", false},
 		{"inode number recycled", with(func(s *fileStat) { s.btime = 2e9 }), true, facts(factUnlink, sed), false, "[overwrite:7]", false},
@@ -43,7 +47,7 @@ func TestDecide(t *testing.T) {
 		{"renamed away", fileStat{}, false, facts(factAway, mv), false, "[rename:8]", false},
 		{"renamed away, then a new file put there", with(func(s *fileStat) { s.ino = 12 }), true, facts(factAway, mv, factReplace, sed), false, "[rename:8 overwrite:7]", false},
 		{"renamed away and back", sameFile, true, facts(factAway, mv, factReplace, mv), false, "[]", false},
-		{"renamed away and written there", fileStat{}, false, func() *pending { p := facts(factAway, mv, factModify, sed); p.size = 10; return p }(), false, "[rename:8 truncate:7]", false},
+		{"renamed away and written there", fileStat{}, false, func() *pending { p := facts(factAway, mv, factChanged, event.Process{}); p.size = 10; return p }(), false, "[rename:8 truncate:0]", false},
 		{"rescan: gone", fileStat{}, false, facts(), false, "[delete:0]", true},
 		{"rescan: replaced", with(func(s *fileStat) { s.ino = 11 }), true, facts(), false, "[overwrite:0]", true},
 		{"rescan: content changed", with(func(s *fileStat) { s.mtime = 6e9 }), true, facts(), false, "[overwrite:0]", true},
@@ -88,7 +92,7 @@ func TestTrackerOnce(t *testing.T) {
 	sh := event.Process{PID: 5, Exe: "/bin/sh", Cmdline: "sh"}
 
 	state.size, state.mtime = 20, 2
-	tr.add(idx, factModify, event.Process{Unknown: "inotify"}, now, 20)
+	tr.add(idx, factWrite, event.Process{Unknown: "inotify"}, now, 20)
 	tr.settleDue(false)
 	if len(got) != 0 {
 		t.Fatalf("settled before its time: %v", got)
@@ -99,14 +103,14 @@ func TestTrackerOnce(t *testing.T) {
 		t.Fatalf("a pid-less fact must wait for the grace period while fanotify runs: %v", got)
 	}
 	for range 1000 {
-		tr.add(idx, factModify, sh, now.Add(time.Second), 20)
+		tr.add(idx, factWrite, sh, now.Add(time.Second), 20)
 	}
 	now = now.Add(tr.settle)
 	tr.settleDue(false)
 	if len(got) != 1 || got[0].Event != event.Overwrite || got[0].Process.PID != 5 || !got[0].Time.Equal(time.Unix(1000, 0)) {
 		t.Fatalf("got %+v, want one overwrite by pid 5 at the first sighting", got)
 	}
-	tr.add(idx, factModify, sh, now, 20)
+	tr.add(idx, factWrite, sh, now, 20)
 	tr.settleDue(true)
 	if len(got) != 1 {
 		t.Fatalf("reported twice: %+v", got)

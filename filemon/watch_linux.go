@@ -110,7 +110,7 @@ func (w *watcher) event(ev fsnotify.Event) {
 		}
 		st, err := statxAt(unix.AT_FDCWD, ev.Name)
 		if err == nil && base.entries[idx].sameFile(st) {
-			tr.add(idx, factModify, w.unknown, time.Now(), st.size)
+			tr.add(idx, factChanged, w.unknown, time.Now(), st.size)
 		} else if isBase {
 			tr.touch(idx) // a new file at a baseline name was written
 		}

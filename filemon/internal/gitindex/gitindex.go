@@ -50,6 +50,9 @@ func Parse(data []byte, hashLen int, fn func(Entry) bool) error {
 	n := binary.BigEndian.Uint32(data[8:])
 	off := 12
 	var prev []byte // previous path, for version 4 prefix compression
+	if ver == 4 {
+		prev = make([]byte, 0, 256)
+	}
 	for i := uint32(0); i < n; i++ {
 		start := off
 		if len(data)-off < fixedLen+hashLen+2 {
@@ -83,10 +86,12 @@ func Parse(data []byte, hashLen int, fn func(Entry) bool) error {
 			}
 			off += k
 			end := bytes.IndexByte(data[off:], 0)
-			if end < 0 || int(strip)+end > maxPath {
+			keep := len(prev) - int(strip)
+			if end < 0 || keep+end > maxPath {
 				return fmt.Errorf("%w: entry %d: bad name", ErrFormat, i)
 			}
-			name = append(append(make([]byte, 0, len(prev)-int(strip)+end), prev[:len(prev)-int(strip)]...), data[off:off+end]...)
+			// The previous name is edited in place: no allocation per entry.
+			name = append(prev[:keep], data[off:off+end]...)
 			off += end + 1
 		} else {
 			end := bytes.IndexByte(data[off:], 0)

@@ -98,6 +98,10 @@ func TestParseRejects(t *testing.T) {
 		{"version", "DIRC\x00\x00\x00\x05\x00\x00\x00\x00"},
 		{"truncated entry", "DIRC\x00\x00\x00\x02\x00\x00\x00\x01" + strings.Repeat("\x00", 30)},
 		{"unterminated name", "DIRC\x00\x00\x00\x02\x00\x00\x00\x01" + strings.Repeat("\x00", 62) + "abc"},
+		// Version 4 names build on the previous one: they must not grow
+		// past maxPath (an input that did made parsing quadratic).
+		{"v4 name growing without bound", "DIRC\x00\x00\x00\x04\x00\x00\x00\x03" +
+			strings.Repeat(strings.Repeat("\x00", 62)+"\x00"+strings.Repeat("a", 40000)+"\x00", 3)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := Parse([]byte(tc.data), 20, func(Entry) bool { return true }); err == nil {
