@@ -142,24 +142,30 @@ func (f *fan) read() {
 		if f.hold != nil {
 			<-f.hold
 		}
-		f.drain(buf, time.Time{})
 		if fds[1].Revents != 0 {
 			f.drain(buf, time.Now().Add(drainLimit))
 			return
 		}
+		// One read per readable group, then poll again: on the gate's path
+		// every syscall counts, and a read that finds nothing is one more.
+		if fds[0].Revents != 0 {
+			f.readGroup(f.content, buf, f.contentEvent)
+		}
+		if len(fds) > 2 && fds[2].Revents != 0 {
+			f.readGroup(f.dirs, buf, f.dirEvent)
+		}
 	}
 }
 
-// drain reads both groups until neither has anything queued (or, with a
-// non-zero deadline, until the deadline: a workload still busy at Close
-// must not keep it open forever).
+// drain reads both groups until neither has anything queued, or until the
+// deadline: a workload still busy at Close must not keep it open forever.
 func (f *fan) drain(buf []byte, deadline time.Time) {
 	for {
 		more := f.readGroup(f.content, buf, f.contentEvent)
 		if f.dirs >= 0 && f.readGroup(f.dirs, buf, f.dirEvent) {
 			more = true
 		}
-		if !more || (!deadline.IsZero() && time.Now().After(deadline)) {
+		if !more || time.Now().After(deadline) {
 			return
 		}
 	}

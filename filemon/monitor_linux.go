@@ -102,7 +102,7 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (_ *run, err error
 
 	r.w = &watcher{r: r, fs: fsw, unknown: unknown, syncs: make(chan string, 4), overflowed: make(chan struct{}, 1), done: make(chan struct{}), hold: cfg.inotifyHoldForTest}
 	if r.fan == nil {
-		r.w.aliases = make(map[string]int32)
+		r.w.follow, r.w.aliases = true, make(map[string]int32)
 	} else {
 		r.fan.sink.Store(&fanSink{base: r.base, tr: r.tr})
 	}

@@ -159,9 +159,9 @@ func (t *tracker) seen(idx int32, size, mtime int64) {
 // closedWrite handles the close of baseline file idx by a process that had
 // it open for writing; size and mtime are its state then. If the file
 // changed since it was last seen and no write was reported, the closing
-// process truncated it (a descriptor-mode fanotify group gets no FAN_MODIFY
-// for a truncation). A file with a content change pending is ready to
-// settle.
+// process changed it: a descriptor-mode fanotify group gets no FAN_MODIFY
+// for a truncation, nor for a write through a shared mapping. A file with a
+// content change pending is ready to settle.
 func (t *tracker) closedWrite(idx int32, size, mtime int64, who func() event.Process, at time.Time) {
 	t.mu.Lock()
 	prev, ok := t.last[idx]
@@ -174,7 +174,13 @@ func (t *tracker) closedWrite(idx int32, size, mtime int64, who func() event.Pro
 	written := p != nil && p.facts[factWrite].set
 	t.mu.Unlock()
 	if prev != (sizeTime{size, mtime}) && !written {
-		t.add(idx, factTruncate, who(), at, size)
+		// Shorter: a truncation. Otherwise a change no write(2) announced:
+		// a shared mapping, or a truncation that grew the file.
+		k := factWrite
+		if size < prev.size {
+			k = factTruncate
+		}
+		t.add(idx, k, who(), at, size)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()

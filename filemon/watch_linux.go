@@ -22,9 +22,10 @@ type watcher struct {
 	r       *run
 	fs      *fsnotify.Watcher
 	unknown event.Process // the process of every fact inotify reports
-	// aliases maps a non-baseline path to the baseline file that was
-	// renamed or linked there (only tracked without fanotify, whose marks
-	// follow the inode by themselves).
+	// follow: watch directories that appear and track baseline files moved
+	// or linked into them (aliases: new path -> baseline entry). Only
+	// without fanotify, whose marks follow the inodes by themselves.
+	follow     bool
 	aliases    map[string]int32
 	syncs      chan string   // names of sync directories seen
 	overflowed chan struct{} // signalled on each overflow
@@ -88,6 +89,12 @@ func (w *watcher) event(ev fsnotify.Event) {
 	}
 	switch {
 	case ev.Has(fsnotify.Create):
+		if isBase && !base.entries[idx].isDir() {
+			tr.add(idx, factReplace, w.unknown, time.Now(), -1)
+		}
+		if !w.follow {
+			return
+		}
 		st, err := statxAt(unix.AT_FDCWD, ev.Name)
 		if err != nil {
 			return
@@ -96,9 +103,6 @@ func (w *watcher) event(ev fsnotify.Event) {
 			w.addTree(ev.Name)
 		} else if !isBase {
 			w.alias(rel, st)
-		}
-		if isBase && !base.entries[idx].isDir() {
-			tr.add(idx, factReplace, w.unknown, time.Now(), -1)
 		}
 	case ev.Has(fsnotify.Write):
 		if !isBase {
@@ -129,7 +133,7 @@ func (w *watcher) event(ev fsnotify.Event) {
 
 // alias remembers that rel is a baseline file under another name.
 func (w *watcher) alias(rel string, st fileStat) {
-	if w.aliases == nil || st.mode != modeReg {
+	if st.mode != modeReg {
 		return
 	}
 	w.r.base.lookupIno(st.dev, st.ino, func(idx int32) {
@@ -157,7 +161,7 @@ func (w *watcher) addTree(dir string) {
 		switch {
 		case e.IsDir():
 			w.addTree(p)
-		case w.aliases != nil && e.Type().IsRegular():
+		case e.Type().IsRegular():
 			if rel, ok := w.r.base.rel(p); ok {
 				if st, err := statxAt(unix.AT_FDCWD, p); err == nil {
 					w.alias(rel, st)

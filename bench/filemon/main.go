@@ -36,19 +36,21 @@ import (
 )
 
 var (
-	mode     = flag.String("mode", "bench", "bench, monitor (child) or load (child)")
-	dir      = flag.String("dir", os.TempDir(), "where to make the workspace")
-	root     = flag.String("root", "", "workspace (children)")
-	files    = flag.Int("files", 100_000, "files in the workspace")
-	dirs     = flag.Int("dirs", 10_000, "directories in the workspace")
-	newFiles = flag.Int("new", 100_000, "files the build-like load writes")
-	rewrites = flag.Int("rewrite", 1_000, "existing files the load rewrites")
-	runs     = flag.Int("runs", 5, "runs of each load variant")
-	variant  = flag.String("variant", "", "monitor child: gate, nogate or inotify")
-	readAll  = flag.Bool("read", false, "load child: read every existing file instead of writing")
-	seq      = flag.Int("seq", 0, "load child: run number, varies the rewritten content")
-	keep     = flag.String("keep", "", "bench: make (or reuse) the workspace here and keep it")
-	profile  = flag.String("cpuprofile", "", "monitor child: write a CPU profile of Start here")
+	mode       = flag.String("mode", "bench", "bench, monitor (child) or load (child)")
+	dir        = flag.String("dir", os.TempDir(), "where to make the workspace")
+	root       = flag.String("root", "", "workspace (children)")
+	files      = flag.Int("files", 100_000, "files in the workspace")
+	dirs       = flag.Int("dirs", 10_000, "directories in the workspace")
+	newFiles   = flag.Int("new", 100_000, "files the build-like load writes")
+	rewrites   = flag.Int("rewrite", 1_000, "existing files the load rewrites")
+	runs       = flag.Int("runs", 5, "runs of each load variant")
+	variant    = flag.String("variant", "", "monitor child: gate, nogate or inotify")
+	readAll    = flag.Bool("read", false, "load child: read every existing file instead of writing")
+	seq        = flag.Int("seq", 0, "load child: run number, varies the rewritten content")
+	keep       = flag.String("keep", "", "bench: make (or reuse) the workspace here and keep it")
+	profile    = flag.String("cpuprofile", "", "monitor child: write a CPU profile of Start here")
+	noReady    = flag.Bool("noready", false, "bench: skip the readiness and memory measurement")
+	profileAll = flag.Bool("profileall", false, "monitor child: profile until Close, not only Start")
 )
 
 func main() {
@@ -126,7 +128,7 @@ func loadChild() {
 			must(os.MkdirAll(filepath.Join(*root, fmt.Sprintf("out/o%04d", i/100)), 0o777))
 		}
 		must(os.WriteFile(filepath.Join(*root, fmt.Sprintf("out/o%04d/f%03d.o", i/100, i%100)), body, 0o666))
-		if *rewrites > 0 && i%(*newFiles / *rewrites) == 0 && i / (*newFiles / *rewrites) < *rewrites {
+		if *rewrites > 0 && i%(*newFiles / *rewrites) == 0 && i/(*newFiles / *rewrites) < *rewrites {
 			k := i / (*newFiles / *rewrites)
 			p := filepath.Join(*root, existingFile(leaves, k*(*files / *rewrites)))
 			must(os.WriteFile(p, rewritten, 0o666))
@@ -171,7 +173,7 @@ func monitorChild() {
 	t0 := time.Now()
 	must(m.Start(context.Background()))
 	ready := time.Since(t0)
-	if *profile != "" {
+	if *profile != "" && !*profileAll {
 		pprof.StopCPUProfile()
 	}
 	runtime.GC()
@@ -179,6 +181,9 @@ func monitorChild() {
 	fmt.Printf("{\"ready_ms\": %.1f, \"rss_kb\": %d}\n", ready.Seconds()*1000, rss)
 	bufio.NewReader(os.Stdin).ReadString('\n') // the parent says stop
 	must(m.Close())
+	if *profile != "" && *profileAll {
+		pprof.StopCPUProfile()
+	}
 	rep.HWMKB, _ = statusKB("VmHWM")
 	b, _ := json.Marshal(rep)
 	fmt.Println(string(b))
@@ -281,7 +286,17 @@ func bench() {
 	}
 	must(exec.Command("sync").Run())
 
-	// Readiness and memory, against find, warm cache for both.
+	if !*noReady {
+		benchReady(root)
+	}
+	if *runs > 0 {
+		benchLoad(root)
+	}
+}
+
+// benchReady measures readiness and memory, against find, warm cache for
+// both.
+func benchReady(root string) {
 	var finds, readies []time.Duration
 	var rss []int
 	for i := 0; i < 3; i++ {
@@ -306,8 +321,11 @@ func bench() {
 	fmt.Printf("| `find -type f` (median of 3) | %v |\n", median(finds).Round(time.Millisecond))
 	fmt.Printf("| filemon ready (median of 3) | %v (%.1f× find) |\n", median(readies).Round(time.Millisecond), float64(median(readies))/float64(median(finds)))
 	fmt.Printf("| filemon peak RSS (max of 3) | %d MB |\n\n", rss[len(rss)-1]/1024)
+}
 
-	// The build-like load, alternating without and with monitoring.
+// benchLoad runs the build-like load, alternating without and with
+// monitoring, then the read-everything load that shows the gate's price.
+func benchLoad(root string) {
 	type variantResult struct {
 		name  string
 		times []time.Duration
