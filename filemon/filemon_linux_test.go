@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/harden-runner/harden-runner/event"
 )
@@ -32,6 +33,14 @@ type want struct {
 // gitInit makes root a git repository with one commit, as the workload's
 // user (git refuses repositories owned by someone else).
 func gitInit(t *testing.T, root string) {
+	// Files older than the index are clean for git; files as new as the
+	// index (same timestamp tick) are racily clean and have no known blob.
+	old := time.Now().Add(-time.Hour)
+	for p := range baseFiles {
+		if err := os.Chtimes(filepath.Join(root, p), old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
 	workload(t, root, "git", "init", "-q")
 	workload(t, root, "git", "add", "-A")
 	workload(t, root, "git", "commit", "-q", "-m", "base")
@@ -175,6 +184,16 @@ func TestTamper(t *testing.T) {
 				workload(t, root, "sh", "-c", `mkdir -p out/x node_modules/y target && echo 1 > out/x/f && echo 2 > src/new.txt &&
 					echo 3 > node_modules/y/z.js && rm out/x/f && mv src/new.txt src/new2.txt && echo 4 >> src/new2.txt &&
 					truncate -s0 src/new2.txt && mv target target2 && rm -r node_modules`)
+				return nil
+			},
+		},
+		{
+			// touch opens for writing and changes the mtime, but not the
+			// content, which still hashes to its blob in the git index.
+			name:  "touch of a clean tracked file is not a change",
+			setup: gitInit,
+			run: func(t *testing.T, root string) map[string]int {
+				workload(t, root, "touch", "src/a.txt", "src/b.txt")
 				return nil
 			},
 		},

@@ -77,7 +77,9 @@ func gitHashLen(gitDir string) int {
 
 // loadBlobs records the blob id of every baseline file that the git index
 // says is clean: the index's stat data matches the file's and the file is
-// older than the index (git's "racily clean" rule). It returns how many.
+// older than the index. A file as new as the index (timestamps tick
+// coarsely) may have changed after git hashed it — git's "racily clean"
+// case — and gets no blob. It returns how many.
 func (b *baseline) loadBlobs(root string) (int, error) {
 	gitDir, prefix, ok := findGit(root)
 	if !ok {
@@ -114,7 +116,7 @@ func (b *baseline) loadBlobs(root string) (int, error) {
 		}
 		clean := be.mode == wantMode && uint32(be.size) == e.Size &&
 			be.mtime/1e9 == int64(e.MtimeSec) && be.mtime%1e9 == int64(e.MtimeNsec) &&
-			(e.Ino == 0 || uint32(be.ino) == e.Ino) && be.mtime < indexTime-1e9
+			(e.Ino == 0 || uint32(be.ino) == e.Ino) && be.mtime < indexTime
 		if clean {
 			be.blob = int32(len(b.blobs) / b.hashLen)
 			b.blobs = append(b.blobs, e.Hash...)

@@ -40,6 +40,11 @@ type run struct {
 
 func start(ctx context.Context, cfg Config, log *slog.Logger) (_ *run, err error) {
 	root, err := filepath.Abs(cfg.Root)
+	if err == nil {
+		// Events name real paths: a root reached through a symlink would
+		// match none of them.
+		root, err = filepath.EvalSymlinks(root)
+	}
 	if err != nil {
 		return nil, err
 	}

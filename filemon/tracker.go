@@ -27,6 +27,10 @@ type fact struct {
 	set  bool
 	at   time.Time
 	proc event.Process
+	// inferred: no event said the content was written, only that the mtime
+	// moved while a writer had the file open (a shared mapping, or touch).
+	// The git blob, if known, decides.
+	inferred bool
 }
 
 // pending collects what happened to one baseline path since it was last
@@ -115,7 +119,7 @@ func (t *tracker) add(idx int32, k factKind, proc event.Process, at time.Time, s
 	p := t.get(idx)
 	f := &p.facts[k]
 	switch {
-	case !f.set:
+	case !f.set || f.inferred:
 		*f = fact{set: true, at: at, proc: proc}
 	case f.proc.PID == 0 && proc.PID != 0:
 		f.proc = proc
@@ -129,6 +133,20 @@ func (t *tracker) add(idx int32, k factKind, proc event.Process, at time.Time, s
 	if size >= 0 {
 		p.size = size
 	}
+	p.last = t.now()
+}
+
+// addInferred records a write that no event announced (see fact.inferred).
+// A write an event announced wins over it.
+func (t *tracker) addInferred(idx int32, proc event.Process, at time.Time, size int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p := t.get(idx)
+	if !p.facts[factWrite].set {
+		p.facts[factWrite] = fact{set: true, at: at, proc: proc, inferred: true}
+	}
+	p.named = p.named || proc.PID != 0
+	p.size = size
 	p.last = t.now()
 }
 
@@ -176,11 +194,11 @@ func (t *tracker) closedWrite(idx int32, size, mtime int64, who func() event.Pro
 	if prev != (sizeTime{size, mtime}) && !written {
 		// Shorter: a truncation. Otherwise a change no write(2) announced:
 		// a shared mapping, or a truncation that grew the file.
-		k := factWrite
 		if size < prev.size {
-			k = factTruncate
+			t.add(idx, factTruncate, who(), at, size)
+		} else {
+			t.addInferred(idx, who(), at, size)
 		}
-		t.add(idx, k, who(), at, size)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -318,7 +336,7 @@ func decide(b *entry, st fileStat, exists bool, p *pending, same func() bool) []
 	// The baseline file's own content, wherever it is now.
 	switch {
 	case fs[factWrite].set || fs[factTruncate].set:
-		if fs[factWrite].set {
+		if fs[factWrite].set && !(fs[factWrite].inferred && isSame && !fs[factTruncate].set && same()) {
 			out = appendOnce(out, emission{event.Overwrite, fs[factWrite]})
 		}
 		if fs[factTruncate].set {

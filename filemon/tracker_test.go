@@ -40,6 +40,16 @@ func TestDecide(t *testing.T) {
 		{"inotify: changed, shorter", with(func(s *fileStat) { s.size = 3; s.mtime = 6e9 }), true, facts(factChanged, event.Process{}), false, "[truncate:0]", false},
 		{"inotify and fanotify: the named fact wins", with(func(s *fileStat) { s.size = 3; s.mtime = 6e9 }), true, facts(factChanged, event.Process{}, factWrite, sed), false, "[overwrite:7]", false},
 		{"write, content restored since", sameFile, true, facts(factWrite, sed), true, "[overwrite:7]", false},
+		{"inferred write (touch), same blob", with(func(s *fileStat) { s.mtime = 6e9 }), true, func() *pending {
+			p := facts(factWrite, sed)
+			p.facts[factWrite].inferred = true
+			return p
+		}(), true, "[]", false},
+		{"inferred write (mapping), content differs", with(func(s *fileStat) { s.mtime = 6e9 }), true, func() *pending {
+			p := facts(factWrite, sed)
+			p.facts[factWrite].inferred = true
+			return p
+		}(), false, "[overwrite:7]", false},
 		{"renamed over (sed -i)", with(func(s *fileStat) { s.ino = 11 }), true, facts(factReplace, sed), false, "[overwrite:7]", false},
 		{"unlinked and created again (git)", with(func(s *fileStat) { s.ino = 11 }), true, facts(factUnlink, sed, factReplace, sed), false, "[overwrite:7]", false},
 		{"inode number recycled", with(func(s *fileStat) { s.btime = 2e9 }), true, facts(factUnlink, sed), false, "[overwrite:7]", false},
