@@ -94,8 +94,9 @@ func runCmd(ctx context.Context, args []string, log *slog.Logger) (int, error) {
 		return 1, fmt.Errorf("run: report dir: %w", err)
 	}
 	journal := filepath.Join(o.reportDir, "journal.jsonl")
+	clientServers := resolver.ParseResolvConfFile(resolver.ResolvConf)
 	ag, err := agent.New(agent.Config{
-		Policy: pol, Upstreams: ups, ResolverPort: uint16(o.resolverPort),
+		Policy: pol, Upstreams: ups, ResolverPort: uint16(o.resolverPort), ClientServers: clientServers,
 		JournalPath: journal, Workspace: ws, FileMonitoring: !o.noFileMonitor, Log: log,
 	})
 	if err != nil {
@@ -172,11 +173,11 @@ func writeReport(journal, dir, workspace string) error {
 		return fmt.Errorf("report: %w", err)
 	}
 	defer f.Close()
-	recs, _, err := report.ReadJournal(f)
+	recs, bad, err := report.ReadJournal(f)
 	if err != nil {
 		return fmt.Errorf("report: read journal: %w", err)
 	}
-	rep := report.Build(recs, report.Options{Workspace: workspace})
+	rep := report.Build(recs, report.Options{Workspace: workspace, JournalBadLines: bad})
 	if err := report.WriteDir(dir, rep); err != nil {
 		return fmt.Errorf("report: %w", err)
 	}

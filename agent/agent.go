@@ -1,5 +1,5 @@
 // Package agent owns the lifecycle of harden-runner's parts on the host: it
-// starts the flow logger, the resolver, the firewall and the file monitor
+// starts the flow logger, the gate, the resolver, the firewall and the file monitor
 // in the order that leaves no gap, writes everything they report to the
 // journal, and takes them down again. Components do not import agent; they
 // get an event.Emit.
@@ -16,6 +16,7 @@ import (
 
 	"github.com/harden-runner/harden-runner/egress/firewall"
 	"github.com/harden-runner/harden-runner/egress/flowlog"
+	"github.com/harden-runner/harden-runner/egress/gate"
 	"github.com/harden-runner/harden-runner/egress/policy"
 	"github.com/harden-runner/harden-runner/egress/resolver"
 	"github.com/harden-runner/harden-runner/event"
@@ -33,6 +34,9 @@ type Config struct {
 	Upstreams      []netip.AddrPort // required: see resolver.SystemUpstreams
 	ResolverPort   uint16           // default DefaultResolverPort
 	JournalPath    string           // required
+	// ClientServers are the DNS servers the machine's clients are configured
+	// to ask (resolv.conf), which speeds up finding a query's process.
+	ClientServers []netip.AddrPort
 	Workspace      string           // file monitoring root
 	FileMonitoring bool
 	Log            *slog.Logger
@@ -45,6 +49,8 @@ type Agent struct {
 	journal *Journal
 	fw      *firewall.Firewall
 	flows   *flowlog.Reader
+	gate    *gate.Gate
+	finder  *proc.Finder
 	res     *resolver.Resolver
 	files   *filemon.Monitor
 	cancel  context.CancelFunc
@@ -103,6 +109,7 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	emit(event.Record{Start: start})
 
 	finder := proc.NewFinder(a.log)
+	a.finder = finder
 	a.fw, err = firewall.New(firewall.Config{
 		Block:        p.Mode() == policy.Block,
 		Prefixes:     p.Prefixes(),
@@ -119,6 +126,14 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	if err = a.flows.Start(ctx); err != nil {
 		return fmt.Errorf("agent: start flow log: %w", err)
 	}
+	a.gate, err = gate.New(gate.Config{Queue: a.fw.Queue(), Block: p.Mode() == policy.Block,
+		RejectMark: a.fw.RejectMark(), Emit: emit, Owner: finder.Owner, Log: a.log})
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	if err = a.gate.Start(ctx); err != nil {
+		return fmt.Errorf("agent: start gate: %w", err)
+	}
 	port := a.cfg.ResolverPort
 	a.res, err = resolver.New(resolver.Config{
 		Listen: []netip.AddrPort{
@@ -126,6 +141,7 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 			netip.AddrPortFrom(netip.IPv6Loopback(), port),
 		},
 		Upstreams: a.cfg.Upstreams,
+		Servers:   a.cfg.ClientServers,
 		Policy:    p,
 		Allow:     a.fw.Allow,
 		Mark:      a.fw.Mark(),
@@ -191,8 +207,14 @@ func (a *Agent) teardown() error {
 	if a.res != nil {
 		errs = append(errs, a.res.Close())
 	}
+	if a.gate != nil {
+		errs = append(errs, a.gate.Close())
+	}
 	if a.flows != nil {
 		errs = append(errs, a.flows.Close())
+	}
+	if a.finder != nil {
+		errs = append(errs, a.finder.Close())
 	}
 	if a.cancel != nil {
 		a.cancel()

@@ -10,8 +10,10 @@
 //	        established/related, then jump egress
 //	forward (filter, hook forward): established/related, then jump egress_fwd
 //	egress, egress_fwd: allowed address·port (sets) -> log + accept;
-//	        NDP/MLD and DHCP -> accept; everything else -> log, then
-//	        reject (block mode) or accept (audit mode)
+//	        NDP/MLD and DHCP -> accept; everything else -> deny
+//	deny:   NFQUEUE to the gate (egress/gate), which records the flow with
+//	        its process, then accepts it (audit) or gives it back with the
+//	        reject mark (block); output/forward reject marked packets first
 //	dns_out (nat, hook output) and dns_pre (nat, hook prerouting): every UDP
 //	        and TCP packet to port 53 not carrying our mark -> our resolver
 //
@@ -39,6 +41,8 @@ const (
 	DefaultTable    = "harden_runner"
 	DefaultMark     = 0x4852_0001
 	DefaultLogGroup = 4852
+	DefaultQueue    = 4852
+	DefaultReject   = 0x4852_0002
 )
 
 // ErrNotInstalled is returned by Allow before Install or after Remove.
@@ -51,7 +55,9 @@ type Config struct {
 	Prefixes     []policy.Endpoint // address/CIDR entries, installed up front
 	ResolverPort uint16            // where DNS is redirected; must not be 53
 	Mark         uint32            // SO_MARK of the resolver's upstream sockets
-	LogGroup     uint16            // NFLOG group for new flows
+	LogGroup     uint16            // NFLOG group for new allowed flows
+	Queue        uint16            // NFQUEUE for flows the policy does not allow (egress/gate)
+	RejectMark   uint32            // mark the gate sets on packets to reject
 	NetNS        int               // netns fd to work in; 0 = the caller's namespace
 	Log          *slog.Logger
 }
@@ -86,6 +92,15 @@ func New(cfg Config) (*Firewall, error) {
 	if cfg.LogGroup == 0 {
 		cfg.LogGroup = DefaultLogGroup
 	}
+	if cfg.Queue == 0 {
+		cfg.Queue = DefaultQueue
+	}
+	if cfg.RejectMark == 0 {
+		cfg.RejectMark = DefaultReject
+	}
+	if cfg.RejectMark == cfg.Mark {
+		return nil, fmt.Errorf("firewall: reject mark %#x equals the resolver mark", cfg.RejectMark)
+	}
 	if cfg.ResolverPort == 0 || cfg.ResolverPort == 53 {
 		return nil, fmt.Errorf("firewall: resolver port %d: must be set and not 53 (port 53 is what gets redirected)", cfg.ResolverPort)
 	}
@@ -104,8 +119,15 @@ func New(cfg Config) (*Firewall, error) {
 // and from the egress policy. Only the resolver's upstream sockets set it.
 func (f *Firewall) Mark() uint32 { return f.cfg.Mark }
 
-// LogGroup returns the NFLOG group that new flows are logged to.
+// LogGroup returns the NFLOG group that new allowed flows are logged to.
 func (f *Firewall) LogGroup() uint16 { return f.cfg.LogGroup }
+
+// Queue returns the NFQUEUE that flows the policy does not allow are sent to.
+func (f *Firewall) Queue() uint16 { return f.cfg.Queue }
+
+// RejectMark returns the mark that makes the firewall reject a packet the
+// gate gives back.
+func (f *Firewall) RejectMark() uint32 { return f.cfg.RejectMark }
 
 // Install replaces any table of ours with a fresh one in a single atomic
 // batch: either the whole ruleset is in force afterwards or nothing changed.

@@ -1,6 +1,7 @@
 package firewall
 
 import (
+	"context"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -8,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/harden-runner/harden-runner/egress/gate"
 	"github.com/harden-runner/harden-runner/egress/policy"
+	"github.com/harden-runner/harden-runner/event"
 	"github.com/harden-runner/harden-runner/internal/testnet"
 )
 
@@ -17,7 +20,8 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// install puts a firewall into n's runner namespace.
+// install puts a firewall into n's runner namespace, with a gate reading
+// its queue (the gate's records are kept in *flows when flows is not nil).
 func install(t *testing.T, n *testnet.Net, cfg Config) *Firewall {
 	t.Helper()
 	f, err := os.Open(filepath.Join("/var/run/netns", n.Runner))
@@ -33,6 +37,14 @@ func install(t *testing.T, n *testnet.Net, cfg Config) *Firewall {
 	if err != nil {
 		t.Fatal(err)
 	}
+	g, err := gate.New(gate.Config{Queue: fw.Queue(), Block: cfg.Block, RejectMark: fw.RejectMark(), NetNS: cfg.NetNS, Emit: func(event.Record) {}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = g.Close() })
 	if err := fw.Install(); err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +56,7 @@ func install(t *testing.T, n *testnet.Net, cfg Config) *Firewall {
 // HTTP answer, and how long it took.
 func curl(n *testnet.Net, url string) (bool, time.Duration) {
 	start := time.Now()
-	err := n.In(n.Runner, "curl", "-sk", "--max-time", "5", "-o", "/dev/null", url).Run()
+	err := n.In(n.Runner, "curl", "-sk", "--max-time", "3", "-o", "/dev/null", url).Run()
 	return err == nil, time.Since(start)
 }
 
@@ -122,6 +134,33 @@ func TestAuditModeAcceptsAll(t *testing.T) {
 	}
 }
 
+// TestFailsClosedWithoutGate: when nobody reads the queue (the agent died),
+// what the policy does not allow is dropped, not let through.
+func TestFailsClosedWithoutGate(t *testing.T) {
+	testnet.Skip(t, "curl")
+	n := testnet.New(t)
+	n.StartServers(os.Args[0], "tls::443")
+	f, err := os.Open(filepath.Join("/var/run/netns", n.Runner))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, block := range []bool{true, false} {
+		fw, err := New(Config{Block: block, ResolverPort: 153, NetNS: int(f.Fd())})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := fw.Install(); err != nil {
+			t.Fatal(err)
+		}
+		ok, _ := curl(n, "https://198.18.1.40/")
+		_ = fw.Remove()
+		if ok || len(n.HitsTo("tcp", testnet.Host4(40), 443)) != 0 {
+			t.Fatalf("block=%v: traffic passed with no gate reading the queue", block)
+		}
+	}
+}
+
 func TestRemoveIsIdempotentAndComplete(t *testing.T) {
 	testnet.Skip(t)
 	n := testnet.New(t)
@@ -152,7 +191,7 @@ func TestRuleset(t *testing.T) {
 				{Prefix: netip.MustParsePrefix("203.0.113.0/24"), Port: 443},
 				{Prefix: netip.MustParsePrefix("2001:db8:99::/48"), Port: 22},
 			}})
-			out, err := n.In(n.Runner, "nft", "list", "table", "inet", DefaultTable).CombinedOutput()
+			out, err := n.In(n.Runner, "nft", "list", "table", "inet", DefaultTable).Output()
 			if err != nil {
 				t.Fatalf("nft list: %v\n%s", err, out)
 			}

@@ -1,11 +1,13 @@
 package firewall
 
 import (
+	"encoding/binary"
 	"net/netip"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
+	"github.com/google/nftables/xt"
 	"golang.org/x/sys/unix"
 
 	"github.com/harden-runner/harden-runner/egress/flowlog"
@@ -49,15 +51,23 @@ func (b *builder) build() {
 	b.table = b.c.AddTable(t)
 
 	b.addSets()
-	deny := b.denyChain("deny", false)
-	denyFwd := b.denyChain("deny_fwd", true)
+	deny := b.denyChain("deny")
+	reject := b.rejectChain()
 	egress := b.egressChain("egress", false, deny)
-	egressFwd := b.egressChain("egress_fwd", true, denyFwd)
+	egressFwd := b.egressChain("egress_fwd", true, deny)
+	rejectMarked := []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(b.cfg.RejectMark)},
+		&expr.Verdict{Kind: expr.VerdictGoto, Chain: reject.Name},
+	}
 
 	accept := verdict(expr.VerdictAccept)
 	prio := nftables.ChainPriorityFilter
 	out := b.c.AddChain(&nftables.Chain{Name: chainOut, Table: b.table, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookOutput, Priority: prio})
+	// First: packets the gate sent back for rejection (NF_REPEAT re-runs
+	// this chain from the top).
+	b.rule(out, rejectMarked)
 	for _, name := range localIfaces {
 		b.rule(out, ifname(expr.MetaKeyOIFNAME, name), accept)
 	}
@@ -74,10 +84,11 @@ func (b *builder) build() {
 
 	fwd := b.c.AddChain(&nftables.Chain{Name: chainFwd, Table: b.table, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookForward, Priority: prio})
+	b.rule(fwd, rejectMarked)
 	for _, name := range localIfaces[1:] {
 		b.rule(fwd, ifname(expr.MetaKeyOIFNAME, name), accept)
 	}
-	b.dnsGuard(fwd, denyFwd)
+	b.dnsGuard(fwd, deny)
 	b.rule(fwd, ctEstablished(), accept)
 	b.rule(fwd, jump(egressFwd.Name))
 
@@ -127,14 +138,26 @@ func (b *builder) addSet(s *nftables.Set, elems []nftables.SetElement) {
 	b.sets[s.Name] = s
 }
 
-// denyChain logs a flow as blocked (or audit) and rejects it in block mode.
-func (b *builder) denyChain(name string, forward bool) *nftables.Chain {
+// denyChain hands a flow the policy does not allow to the gate's queue
+// (see egress/gate), which records it with its process and gives it back:
+// accepted in audit mode, marked for rejectChain in block mode. Without
+// the bypass flag: if nobody reads the queue, the kernel drops the packet.
+func (b *builder) denyChain(name string) *nftables.Chain {
 	ch := b.c.AddChain(&nftables.Chain{Name: name, Table: b.table})
-	if !b.cfg.Block {
-		b.rule(ch, b.log(event.Audit, forward), verdict(expr.VerdictAccept))
-		return ch
-	}
-	b.rule(ch, b.log(event.Blocked, forward))
+	// The xtables NFQUEUE target (struct xt_NFQ_info_v3: queue number,
+	// queues total, flags; host byte order) through nft_compat, as
+	// iptables-nft does: some kernels build nft_queue out (this CI's has
+	// CONFIG_NFT_QUEUE unset) while xt_NFQUEUE is everywhere.
+	info := xt.Unknown(binary.NativeEndian.AppendUint16(binary.NativeEndian.AppendUint16(
+		binary.NativeEndian.AppendUint16(nil, b.cfg.Queue), 1), 0))
+	b.rule(ch, []expr.Any{&expr.Target{Name: "NFQUEUE", Rev: 3, Info: &info}})
+	return ch
+}
+
+// rejectChain answers a packet so the client fails at once: a TCP reset,
+// or ICMP administratively prohibited.
+func (b *builder) rejectChain() *nftables.Chain {
+	ch := b.c.AddChain(&nftables.Chain{Name: "reject", Table: b.table})
 	b.rule(ch, meta(expr.MetaKeyL4PROTO), eq([]byte{unix.IPPROTO_TCP}),
 		[]expr.Any{&expr.Reject{Type: unix.NFT_REJECT_TCP_RST, Code: unix.NFT_REJECT_TCP_RST}})
 	b.rule(ch, []expr.Any{&expr.Reject{Type: unix.NFT_REJECT_ICMPX_UNREACH, Code: unix.NFT_REJECT_ICMPX_ADMIN_PROHIBITED}})

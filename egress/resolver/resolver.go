@@ -20,6 +20,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -46,6 +47,11 @@ type Config struct {
 	// gets SERVFAIL. Nil means no firewall (tests of the resolver alone).
 	Allow func(addrs []netip.Addr, ports []uint16, ttl time.Duration) error
 	Mark  uint32 // SO_MARK for upstream sockets; 0 = none
+	// Servers are the addresses clients are likely to have sent their
+	// queries to before the redirect (resolv.conf's nameservers). A client
+	// socket connected to one of them is found by an exact lookup; others
+	// need a slower search. Optional.
+	Servers []netip.AddrPort
 	// Owner finds the process behind a client socket. May be nil.
 	Owner   func(proto string, local, remote netip.AddrPort) event.Process
 	Emit    event.Emit // required
@@ -60,6 +66,8 @@ type Resolver struct {
 	log   *slog.Logger
 	cache *cache
 	fwd   *forwarder
+
+	queries, unattributed atomic.Uint64
 
 	mu      sync.Mutex
 	servers []*dns.Server
@@ -187,7 +195,9 @@ func (r *Resolver) Close() error {
 		return nil
 	}
 	r.closed = true
-	return r.shutdownLocked()
+	err := r.shutdownLocked()
+	r.cfg.Emit(event.Record{Stats: &event.Stats{Component: "resolver", Events: r.queries.Load(), Unattributed: r.unattributed.Load()}})
+	return err
 }
 
 func (r *Resolver) shutdownLocked() error {
@@ -204,6 +214,7 @@ func (r *Resolver) shutdownLocked() error {
 // ServeDNS answers one query. It implements dns.Handler.
 func (r *Resolver) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	now := time.Now()
+	r.queries.Add(1)
 	if req.Response || req.Opcode != dns.OpcodeQuery || len(req.Question) != 1 {
 		m := new(dns.Msg)
 		m.SetRcode(req, dns.RcodeFormatError)
@@ -316,8 +327,23 @@ func (r *Resolver) owner(w dns.ResponseWriter) event.Process {
 		proto = "tcp"
 	}
 	// The client's socket has the client address as its local end; its
-	// remote end is whatever server it thought it was asking.
-	p := r.cfg.Owner(proto, remote, netip.AddrPort{})
+	// remote end is whatever server it thought it was asking: try the
+	// likely ones first (exact lookups are cheap), then any.
+	var p event.Process
+	for _, s := range r.cfg.Servers {
+		if s.Addr().Is4() != remote.Addr().Unmap().Is4() {
+			continue
+		}
+		if p = r.cfg.Owner(proto, remote, s); p.PID != 0 {
+			break
+		}
+	}
+	if p.PID == 0 {
+		p = r.cfg.Owner(proto, remote, netip.AddrPort{})
+	}
+	if p.PID == 0 {
+		r.unattributed.Add(1)
+	}
 	if p.PID != 0 {
 		r.mu.Lock()
 		r.owners[k] = ownerEntry{p, now.Add(ownerCacheTTL)}

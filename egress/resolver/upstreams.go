@@ -69,6 +69,15 @@ func ParseResolvConf(b []byte) []netip.AddrPort {
 	return out
 }
 
+// ParseResolvConfFile is ParseResolvConf of a file; nil if it cannot be read.
+func ParseResolvConfFile(path string) []netip.AddrPort {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	return ParseResolvConf(b)
+}
+
 // ParseUpstream parses a user-given upstream: an address, optionally with a
 // port ("192.0.2.1", "192.0.2.1:5353", "[2001:db8::1]:53", "2001:db8::1").
 func ParseUpstream(s string) (netip.AddrPort, error) {
