@@ -30,14 +30,14 @@ const DefaultResolverPort = 153
 
 // Config says what the agent enforces and where it records.
 type Config struct {
-	Policy         *policy.Policy   // required
-	Upstreams      []netip.AddrPort // required: see resolver.SystemUpstreams
-	ResolverPort   uint16           // default DefaultResolverPort
-	JournalPath    string           // required
+	Policy       *policy.Policy   // required
+	Upstreams    []netip.AddrPort // required: see resolver.SystemUpstreams
+	ResolverPort uint16           // default DefaultResolverPort
+	JournalPath  string           // required
 	// ClientServers are the DNS servers the machine's clients are configured
 	// to ask (resolv.conf), which speeds up finding a query's process.
-	ClientServers []netip.AddrPort
-	Workspace      string           // file monitoring root
+	ClientServers  []netip.AddrPort
+	Workspace      string // file monitoring root
 	FileMonitoring bool
 	Log            *slog.Logger
 }
