@@ -30,7 +30,7 @@ perf() {
   in_ns dnsperf -s "$server" -d "$Q" -l "$SECS" -c 4 -q 200 >"$OUT/dnsperf-$label.txt" 2>&1
   local qps; qps=$(awk '/Queries per second/ {print $4}' "$OUT/dnsperf-$label.txt")
   # Latency at a moderate fixed rate, every query's time from -v.
-  in_ns dnsperf -s "$server" -d "$Q" -l 5 -Q 5000 -v 2>/dev/null | awk '$1=="NOERROR" {print $NF*1000}' >"$OUT/lat-$label.txt"
+  in_ns dnsperf -s "$server" -d "$Q" -l 5 -Q 5000 -v 2>/dev/null | awk '$2=="NOERROR" {print $NF*1000}' >"$OUT/lat-$label.txt"
   local p50 p99; p50=$(percentile 50 <"$OUT/lat-$label.txt"); p99=$(percentile 99 <"$OUT/lat-$label.txt")
   echo "$label $qps $p50 $p99"
 }

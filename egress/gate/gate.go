@@ -60,6 +60,7 @@ type Gate struct {
 	cancel context.CancelFunc
 
 	events, unattributed, verdictErrs, readErrs atomic.Uint64
+	closing                                     atomic.Bool
 	closeOnce                                   sync.Once
 }
 
@@ -136,6 +137,9 @@ func (g *Gate) hook(a nfqueue.Attribute) int {
 }
 
 func (g *Gate) onError(err error) int {
+	if g.closing.Load() {
+		return 1
+	}
 	g.readErrs.Add(1)
 	var op *netlink.OpError
 	if errors.As(err, &op) && (op.Timeout() || op.Temporary()) {
@@ -215,6 +219,7 @@ func (g *Gate) Close() error {
 		if g.nf == nil {
 			return
 		}
+		g.closing.Store(true)
 		g.cancel()
 		err = g.nf.Close()
 		g.cfg.Emit(event.Record{Stats: &event.Stats{
