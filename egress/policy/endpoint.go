@@ -118,6 +118,9 @@ func ParseEndpoints(s string) ([]Endpoint, error) {
 		seen = map[Endpoint]bool{}
 	)
 	for _, entry := range splitEntries(s) {
+		if coveredResultsStorage(entry) {
+			continue
+		}
 		e, reason := parseEntry(entry)
 		if reason != "" {
 			errs = append(errs, &EntryError{Entry: entry, Reason: reason})
@@ -133,6 +136,17 @@ func ParseEndpoints(s string) ([]Endpoint, error) {
 	}
 	slices.SortFunc(out, compareEndpoints)
 	return out, nil
+}
+
+// coveredResultsStorage reports whether entry is StepSecurity's pattern
+// for GitHub's results storage, productionresultssa*.blob.core.windows.net
+// (port 443 or none). Lists written for Harden-Runner carry it; our built-in
+// list names those accounts one by one (see implicit.go), so the entry is
+// accepted and has nothing left to add. Any other mid-label '*' is refused.
+func coveredResultsStorage(entry string) bool {
+	e := strings.TrimSuffix(asciiLower(entry), ":443")
+	e = strings.TrimSuffix(e, ".")
+	return e == "productionresultssa*.blob.core.windows.net"
 }
 
 // parseEntry parses one entry; a non-empty reason says why it is refused.

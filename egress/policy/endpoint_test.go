@@ -101,7 +101,7 @@ func TestParseEndpointsBad(t *testing.T) {
 		{"a*.com", `"*" is only allowed`},
 		{"*.*.com", `"*" is only allowed`},
 		{"**.com", `"*" is only allowed`},
-		{"productionresultssa*.blob.core.windows.net:443", "is in the built-in list"},
+		{"productionresultssa*.blob.core.windows.net:8443", "is in the built-in list"},
 		{"a..b", "empty label"},
 		{".a.com", "empty label"},
 		{"a.com..", "empty label"},
@@ -255,6 +255,15 @@ func TestParseMode(t *testing.T) {
 		}
 		if !strings.Contains(err.Error(), `"audit" or "block"`) {
 			t.Errorf("ParseMode(%q): error %q does not say what is allowed", in, err)
+		}
+	}
+}
+
+func TestHardenRunnerResultsStoragePatternAccepted(t *testing.T) {
+	for _, in := range []string{"productionresultssa*.blob.core.windows.net:443", "PRODUCTIONRESULTSSA*.blob.core.windows.net", "productionresultssa*.blob.core.windows.net.:443"} {
+		eps, err := ParseEndpoints("github.com:443 " + in)
+		if err != nil || len(eps) != 1 || eps[0].Host != "github.com" {
+			t.Errorf("ParseEndpoints(%q) = %v, %v; want only github.com, no error", in, eps, err)
 		}
 	}
 }
