@@ -17,9 +17,15 @@ require (
 )
 
 require (
+	github.com/ProtonMail/go-crypto v0.0.0-20230217124315-7d5c6f04bbb8 // indirect
+	github.com/cloudflare/circl v1.3.3 // indirect
 	github.com/google/go-cmp v0.7.0 // indirect
+	github.com/google/go-github/v55 v55.0.0 // indirect
+	github.com/google/go-querystring v1.1.0 // indirect
 	github.com/mdlayher/socket v0.5.1 // indirect
+	github.com/sethvargo/go-githubactions v1.4.0 // indirect
 	github.com/vishvananda/netns v0.0.5 // indirect
+	golang.org/x/crypto v0.54.0 // indirect
 )
 
 // The pseudo-version go-nflog v2.3.0 asks for (and v1.10.0) allocates the

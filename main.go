@@ -22,7 +22,7 @@ import (
 func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel()}))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	code, err := dispatch(ctx, os.Args[1:], log)
+	code, err := dispatch(ctx, actionArgs(os.Args), log)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "harden-runner:", err)
@@ -51,6 +51,16 @@ func dispatch(ctx context.Context, args []string, log *slog.Logger) (int, error)
 	switch args[0] {
 	case "run":
 		return runCmd(ctx, args[1:], log)
+	case "main":
+		return mainCmd(ctx, log)
+	case "post":
+		return postCmd(ctx, log)
+	case "agent":
+		return agentCmd(ctx, args[1:], log)
+	case "install":
+		return installCmd(ctx, args[1:], log)
+	case "host-stop":
+		return hostStopCmd(ctx, args[1:], log)
 	case "-h", "--help", "help":
 		fmt.Println(usage)
 		return 0, nil

@@ -1,0 +1,335 @@
+// Package action is the GitHub Action around the engine: it parses the
+// inputs, has the agent started on the VM before the job's other steps
+// (Main), and at the end of the job stops it and turns its journal into
+// the report, the job summary, annotations and a check run (Post).
+//
+// The VM is reached through a Host (DockerHost in the container action:
+// helper containers with the VM's PID and network namespaces, see package
+// host); tests pass a fake. All runner I/O goes through Env, so a test
+// drives Main and Post with a fake runner environment.
+package action
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/go-github/v55/github"
+	"github.com/sethvargo/go-githubactions"
+
+	"github.com/harden-runner/harden-runner/agent"
+	"github.com/harden-runner/harden-runner/post/report"
+)
+
+// State keys saved between the Action's steps (STATE_<key> in later steps).
+const (
+	stateStarted = "harden_runner_started"
+)
+
+// Outputs.
+const (
+	OutputReportPath   = "report-path"
+	OutputBlockedCount = "blocked-count"
+)
+
+// StartRequest is what the Host is asked to enforce.
+type StartRequest struct {
+	Daemon   agent.DaemonConfig
+	SudoUser string // lose sudo rights; "" keeps them
+}
+
+// StartResult is what the Host did.
+type StartResult struct {
+	Already      bool // the agent was already enforcing; nothing changed
+	Pid          int
+	How          string
+	SudoDisabled []string
+	Warnings     []string
+}
+
+// Host runs the agent on the VM.
+type Host interface {
+	// Start returns once the agent enforces req on the VM, or an error.
+	Start(ctx context.Context, req StartRequest) (*StartResult, error)
+	// Stop stops the agent (final journal flush) and returns the journal.
+	// The error says what went wrong; the journal is returned whenever it
+	// could be read, even with an error.
+	Stop(ctx context.Context) (journal []byte, err error)
+}
+
+// Env is the runner environment of one step.
+type Env struct {
+	Getenv func(string) string // os.Getenv in a real step
+	Stdout io.Writer            // workflow commands go here
+	// Workspace is the workspace as this process sees it (policy files are
+	// read from it); HostWorkspace is the same directory on the VM.
+	Workspace, HostWorkspace string
+	// ReportDir is where Post writes report.json and summary.md;
+	// HostReportDir is the same directory on the VM (the report-path output).
+	ReportDir, HostReportDir string
+	// SudoUser is the runner's user on the VM (for disable-sudo).
+	SudoUser string
+	// HTTPClient is used for the GitHub API; nil means http.DefaultClient.
+	HTTPClient *http.Client
+	Log        *slog.Logger
+}
+
+func (e *Env) action() *githubactions.Action {
+	return githubactions.New(githubactions.WithGetenv(e.Getenv), githubactions.WithWriter(e.Stdout))
+}
+
+func (e *Env) hostReportPath() string {
+	return filepath.Join(e.HostReportDir, "report.json")
+}
+
+// fileCommand runs f (which writes an env file such as GITHUB_OUTPUT)
+// and turns go-githubactions' panic on a missing or unwritable file into an error.
+func fileCommand(name string, f func()) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("write %s: %v", name, r)
+		}
+	}()
+	f()
+	return nil
+}
+
+// Main is the pre and main step: parse the inputs and make sure the agent
+// enforces them on the VM. It is idempotent: a second run in the same job
+// changes nothing. Any error fails the step (no silent fail-open).
+func Main(ctx context.Context, env *Env, h Host) error {
+	a := env.action()
+	if env.Getenv("STATE_"+stateStarted) == "true" {
+		fmt.Fprintln(env.Stdout, "harden-runner: the agent is already enforcing (started by the pre step)")
+		return fileCommand("GITHUB_OUTPUT", func() { a.SetOutput(OutputReportPath, env.hostReportPath()) })
+	}
+	in, err := ParseInputs(a.GetInput, workspaceReader(env.Workspace))
+	if err != nil {
+		reportInputErrors(a, err)
+		return err
+	}
+	if in.Token != "" {
+		a.AddMask(in.Token)
+	}
+	req := StartRequest{Daemon: agent.DaemonConfig{
+		EgressPolicy:     string(in.Mode),
+		AllowedEndpoints: in.AllowedEndpoints,
+		Workspace:        env.HostWorkspace,
+		FileMonitoring:   !in.DisableFileMonitoring && env.HostWorkspace != "",
+	}}
+	if in.DisableSudo {
+		if env.SudoUser == "" {
+			err := errors.New("disable-sudo: cannot tell the runner's user")
+			a.Errorf("harden-runner: %v", err)
+			return err
+		}
+		req.SudoUser = env.SudoUser
+	}
+	t0 := time.Now()
+	res, err := h.Start(ctx, req)
+	if err != nil {
+		err = fmt.Errorf("the agent is not enforcing, failing the step rather than leaving the job unprotected: %w", err)
+		a.WithFieldsMap(map[string]string{"title": "harden-runner"}).Errorf("%s", err)
+		return err
+	}
+	if res.Already {
+		fmt.Fprintf(env.Stdout, "harden-runner: the agent is already enforcing (pid %d); nothing changed\n", res.Pid)
+	} else {
+		fmt.Fprintf(env.Stdout, "harden-runner: egress-policy %s, %d allowed endpoint(s), file monitoring %v: enforcing after %d ms (agent pid %d, %s)\n",
+			in.Mode, len(in.Endpoints), req.Daemon.FileMonitoring, time.Since(t0).Milliseconds(), res.Pid, res.How)
+	}
+	for _, f := range res.SudoDisabled {
+		fmt.Fprintf(env.Stdout, "harden-runner: disable-sudo: moved %s away\n", f)
+	}
+	for _, w := range res.Warnings {
+		a.Warningf("harden-runner: %s", w)
+	}
+	if in.DisableSudoAndContainers {
+		a.Warningf("harden-runner: disable-sudo-and-containers: sudo is disabled; docker stays available, because this container action's post step needs it to stop the agent and write the report")
+	}
+	return errors.Join(
+		fileCommand("GITHUB_STATE", func() { a.SaveState(stateStarted, "true") }),
+		fileCommand("GITHUB_OUTPUT", func() { a.SetOutput(OutputReportPath, env.hostReportPath()) }),
+	)
+}
+
+// reportInputErrors writes one ::error:: per bad input.
+func reportInputErrors(a *githubactions.Action, err error) {
+	var errs []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	} else {
+		errs = []error{err}
+	}
+	for _, e := range errs {
+		title := "harden-runner input"
+		var ie *InputError
+		if errors.As(e, &ie) {
+			title = "harden-runner input " + ie.Input
+		}
+		a.WithFieldsMap(map[string]string{"title": title}).Errorf("%s", e.Error())
+	}
+}
+
+// workspaceReader reads files under dir without following links out of it.
+func workspaceReader(dir string) func(string) ([]byte, error) {
+	if dir == "" {
+		return nil
+	}
+	return func(name string) ([]byte, error) {
+		root, err := os.OpenRoot(dir)
+		if err != nil {
+			return nil, err
+		}
+		defer root.Close()
+		f, err := root.Open(name)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		return io.ReadAll(io.LimitReader(f, maxPolicyFile+1))
+	}
+}
+
+// Post is the post step: stop the agent, build the report, write it to
+// ReportDir, the job summary, annotations and (with checks: write) a check
+// run. It fails when the agent was not running at the end of a job it
+// had been started for: that means something took it down.
+func Post(ctx context.Context, env *Env, h Host) error {
+	a := env.action()
+	started := env.Getenv("STATE_"+stateStarted) == "true"
+	journal, stopErr := h.Stop(ctx)
+	if !started && len(journal) == 0 {
+		fmt.Fprintln(env.Stdout, "harden-runner: the agent was not started in this job; no report")
+		return nil
+	}
+	var notes []string
+	var errs []error
+	if stopErr != nil {
+		a.WithFieldsMap(map[string]string{"title": "harden-runner"}).Errorf("%s", stopErr.Error())
+		notes = append(notes, "> [!CAUTION]\n> The agent did not stop cleanly: "+inlineText(stopErr.Error())+"\n")
+		errs = append(errs, stopErr)
+	}
+	recs, bad, err := report.ReadJournal(bytes.NewReader(journal))
+	if err != nil {
+		errs = append(errs, fmt.Errorf("read journal: %w", err))
+	}
+	rep := report.Build(recs, report.Options{Workspace: env.HostWorkspace, JournalBadLines: bad})
+	if err := report.WriteDir(env.ReportDir, rep); err != nil {
+		errs = append(errs, err)
+	}
+	anns := Annotations(rep)
+	notes = append(notes, publish(ctx, env, a, rep, anns)...)
+	notesText := strings.Join(notes, "\n")
+	if notesText != "" {
+		notesText += "\n"
+	}
+	summary := notesText + rep.Summary(report.DefaultSummaryMax-len(notesText))
+	blocked := rep.Counts.DestinationsBlocked + rep.Counts.DNSBlockedNames
+	errs = append(errs,
+		fileCommand("GITHUB_STEP_SUMMARY", func() { a.AddStepSummary(summary) }),
+		fileCommand("GITHUB_OUTPUT", func() {
+			a.SetOutput(OutputReportPath, env.hostReportPath())
+			a.SetOutput(OutputBlockedCount, strconv.Itoa(blocked))
+		}))
+	fmt.Fprintf(env.Stdout, "harden-runner: report written to %s (%d blocked)\n", env.hostReportPath(), blocked)
+	return errors.Join(errs...)
+}
+
+// publish creates the check run, or writes the annotations as workflow
+// commands when it cannot; it returns notes for the top of the summary.
+func publish(ctx context.Context, env *Env, a *githubactions.Action, rep *report.Report, anns []Annotation) []string {
+	if len(anns) == 0 {
+		return nil
+	}
+	gctx, _ := a.Context()
+	owner, repo := gctx.Repo()
+	in := a.GetInput(InputToken)
+	var reason string
+	switch {
+	case in == "":
+		reason = "no token was given"
+	case owner == "" || repo == "":
+		reason = "GITHUB_REPOSITORY is not set"
+	default:
+		payload, _ := os.ReadFile(gctx.EventPath)
+		gh, err := apiClient(env, gctx.APIURL, in)
+		if err == nil {
+			var link string
+			link, err = PublishCheckRun(ctx, gh, CheckRun{
+				Owner: owner, Repo: repo, HeadSHA: HeadSHA(gctx.EventName, payload, gctx.SHA),
+				Name: "harden-runner", Conclusion: conclusion(rep), Title: checkTitle(rep),
+				Summary:      "See the job summary of the run for the full report.",
+				WorkflowPath: workflowPath(env.Getenv("GITHUB_WORKFLOW_REF")), Annotations: anns,
+			})
+			if err == nil {
+				fmt.Fprintf(env.Stdout, "harden-runner: check run with %d annotation(s): %s\n", len(anns), link)
+				return nil
+			}
+		}
+		reason = err.Error()
+		if errors.Is(err, ErrNoPermission) {
+			reason = "the token lacks `checks: write` (add `permissions: checks: write` to the job for annotations on the pull request)"
+		}
+	}
+	for _, an := range anns {
+		fmt.Fprintln(env.Stdout, an.WorkflowCommand())
+	}
+	note := fmt.Sprintf("> [!NOTE]\n> No check run was created (%s), so the %d annotation(s) were written as workflow commands; GitHub shows at most 10 per step.\n",
+		inlineText(reason), len(anns))
+	return []string{note}
+}
+
+func apiClient(env *Env, apiURL, token string) (*github.Client, error) {
+	gh := github.NewClient(env.HTTPClient).WithAuthToken(token)
+	if apiURL != "" && apiURL != "https://api.github.com" {
+		u, err := url.Parse(strings.TrimSuffix(apiURL, "/") + "/")
+		if err != nil {
+			return nil, fmt.Errorf("GITHUB_API_URL: %w", err)
+		}
+		gh.BaseURL = u
+	}
+	return gh, nil
+}
+
+func conclusion(r *report.Report) string {
+	switch {
+	case r.Counts.DestinationsBlocked+r.Counts.DNSBlockedNames > 0:
+		return "failure"
+	case r.Counts.Files > 0:
+		return "neutral"
+	}
+	return "success"
+}
+
+func checkTitle(r *report.Report) string {
+	return fmt.Sprintf("%d blocked destination(s), %d blocked DNS name(s), %d changed source file(s)",
+		r.Counts.DestinationsBlocked, r.Counts.DNSBlockedNames, r.Counts.Files)
+}
+
+// workflowPath turns GITHUB_WORKFLOW_REF (owner/repo/.github/workflows/x.yml@ref)
+// into the repository path of the workflow file.
+func workflowPath(ref string) string {
+	ref, _, _ = strings.Cut(ref, "@")
+	parts := strings.SplitN(ref, "/", 3)
+	if len(parts) == 3 && strings.HasPrefix(parts[2], ".github/") {
+		return parts[2]
+	}
+	return ""
+}
+
+// inlineText makes an error message one inert line of markdown.
+func inlineText(s string) string {
+	r := strings.NewReplacer("\n", " ", "\r", " ", "<", "&lt;", ">", "&gt;", "&", "&amp;", "`", "'", "[", "\\[", "]", "\\]", "*", "\\*", "_", "\\_", "@", "@\u200b")
+	return r.Replace(s)
+}

@@ -1,0 +1,417 @@
+// Package host is the part of the Action that runs in the helper
+// container, which shares the VM's PID and network namespaces: it checks
+// that the VM it is about to change is the one whose network it was given,
+// drops the static binary into a host directory, starts the agent daemon
+// as a host process (a transient systemd unit when PID 1 is systemd, a
+// detached process otherwise), waits until it enforces, and later stops it.
+//
+// The VM's filesystem is reached through /proc/1/root (Config.Root), the
+// root of PID 1's mount namespace, so the daemon sees the VM's /etc, /proc
+// and /sys, not the helper image's.
+package host
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/harden-runner/harden-runner/agent"
+)
+
+// DefaultDir is the host directory the binary, its config and state go to.
+const DefaultDir = "/opt/harden-runner"
+
+// DefaultRoot is PID 1's root directory: the VM's filesystem.
+const DefaultRoot = "/proc/1/root"
+
+// Unit is the systemd unit name of the daemon.
+const Unit = "harden-runner-agent"
+
+// Config is one install request. It is JSON: the Action passes it to the helper.
+type Config struct {
+	Dir    string             `json:"dir"`  // host path; default DefaultDir
+	Root   string             `json:"root"` // default DefaultRoot
+	Daemon agent.DaemonConfig `json:"daemon"`
+	// SudoUser ("name" or "#uid"), when set, loses the sudo rights /etc/sudoers.d grants it.
+	SudoUser string `json:"sudo_user,omitempty"`
+	// NoSystemd starts a detached process even when PID 1 is systemd.
+	NoSystemd bool          `json:"no_systemd,omitempty"`
+	Timeout   time.Duration `json:"timeout,omitempty"` // for the agent to enforce; default 30 s
+}
+
+// Result says what Install did. It is printed as JSON for the Action.
+type Result struct {
+	Already      bool     `json:"already"` // a daemon was already enforcing: nothing changed
+	Pid          int      `json:"pid"`
+	How          string   `json:"how"` // "systemd" or "detached"
+	SudoDisabled []string `json:"sudo_disabled,omitempty"`
+	Warnings     []string `json:"warnings,omitempty"`
+	Millis       int64    `json:"ms"` // from Install's start to "enforcing"
+}
+
+func (c *Config) defaults() {
+	if c.Dir == "" {
+		c.Dir = DefaultDir
+	}
+	if c.Root == "" {
+		c.Root = DefaultRoot
+	}
+	if c.Daemon.StateDir == "" {
+		c.Daemon.StateDir = filepath.Join(c.Dir, "state")
+	}
+	if c.Timeout == 0 {
+		c.Timeout = 30 * time.Second
+	}
+}
+
+// ErrWrongHost means PID 1 is not in the namespaces the helper was given.
+var ErrWrongHost = errors.New("host: PID 1 is not on the network this helper was given")
+
+// CheckNamespaces checks that PID 1 (the VM's init, with --pid=host) is in
+// our network namespace, and that it is not us nor our own container's
+// init: the VM that will be changed is the one the helper's network is.
+func CheckNamespaces() error {
+	if os.Getpid() == 1 {
+		return fmt.Errorf("%w: the helper is PID 1 (no --pid=host?)", ErrWrongHost)
+	}
+	same, err := sameFile("/proc/1/ns/net", "/proc/self/ns/net")
+	if err != nil {
+		return fmt.Errorf("host: compare network namespaces: %w", err)
+	}
+	if !same {
+		return ErrWrongHost
+	}
+	if same, err := sameFile("/proc/1/ns/pid", "/proc/self/ns/pid"); err != nil || !same {
+		return fmt.Errorf("%w: PID namespace differs or unreadable (%v)", ErrWrongHost, err)
+	}
+	return nil
+}
+
+func sameFile(a, b string) (bool, error) {
+	sa, err := os.Stat(a)
+	if err != nil {
+		return false, err
+	}
+	sb, err := os.Stat(b)
+	if err != nil {
+		return false, err
+	}
+	return os.SameFile(sa, sb), nil
+}
+
+// Install makes sure the agent runs on the VM and enforces cfg.Daemon, and
+// returns once it does. If a daemon already enforces, it changes nothing.
+func Install(ctx context.Context, cfg Config, log *slog.Logger) (*Result, error) {
+	t0 := time.Now()
+	cfg.defaults()
+	if err := CheckNamespaces(); err != nil {
+		return nil, err
+	}
+	hostDir := filepath.Join(cfg.Root, cfg.Dir)
+	state := filepath.Join(cfg.Root, cfg.Daemon.StateDir)
+	if agent.Ready(state) {
+		return &Result{Already: true, Pid: agent.DaemonPid(state), Millis: time.Since(t0).Milliseconds()}, nil
+	}
+	if err := os.MkdirAll(hostDir, 0o755); err != nil {
+		return nil, fmt.Errorf("host: %w", err)
+	}
+	if err := os.MkdirAll(state, 0o700); err != nil {
+		return nil, fmt.Errorf("host: %w", err)
+	}
+	for _, f := range []string{agent.StatePid, agent.StateReady, agent.StateFailed, agent.StateStopped} {
+		_ = os.Remove(filepath.Join(state, f))
+	}
+	bin := filepath.Join(cfg.Dir, "harden-runner")
+	if err := copySelf(filepath.Join(cfg.Root, bin)); err != nil {
+		return nil, err
+	}
+	conf := filepath.Join(cfg.Dir, "config.json")
+	b, _ := json.MarshalIndent(cfg.Daemon, "", "  ")
+	if err := os.WriteFile(filepath.Join(cfg.Root, conf), append(b, '\n'), 0o600); err != nil {
+		return nil, fmt.Errorf("host: write config: %w", err)
+	}
+	res := &Result{}
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	var err error
+	if !cfg.NoSystemd && pid1IsSystemd(cfg.Root) {
+		res.How = "systemd"
+		err = startSystemd(ctx, cfg, bin, conf, state)
+	} else {
+		res.How = "detached"
+		var warn []string
+		warn, err = startDetached(ctx, cfg, bin, conf, state)
+		res.Warnings = append(res.Warnings, warn...)
+	}
+	if err != nil {
+		return nil, err
+	}
+	res.Pid = agent.DaemonPid(state)
+	res.Millis = time.Since(t0).Milliseconds()
+	if cfg.SudoUser != "" {
+		user, err := userName(cfg.Root, cfg.SudoUser)
+		if err != nil {
+			return res, err
+		}
+		moved, warn, err := disableSudo(cfg.Root, hostDir, user)
+		res.SudoDisabled, res.Warnings = moved, append(res.Warnings, warn...)
+		if err != nil {
+			return res, err
+		}
+	}
+	log.Debug("host: agent enforcing", "pid", res.Pid, "how", res.How, "ms", res.Millis)
+	return res, nil
+}
+
+// copySelf copies our own executable to dst (atomically, mode 0755).
+func copySelf(dst string) error {
+	src, err := os.Open("/proc/self/exe")
+	if err != nil {
+		return fmt.Errorf("host: open own binary: %w", err)
+	}
+	defer src.Close()
+	tmp := dst + ".new"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o755)
+	if err != nil {
+		return fmt.Errorf("host: install binary: %w", err)
+	}
+	_, err = io.Copy(f, src)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, dst)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("host: install binary: %w", err)
+	}
+	return nil
+}
+
+func pid1IsSystemd(root string) bool {
+	comm, err := os.ReadFile("/proc/1/comm")
+	if err != nil || strings.TrimSpace(string(comm)) != "systemd" {
+		return false
+	}
+	_, err = os.Stat(filepath.Join(root, "usr/bin/systemd-run"))
+	return err == nil
+}
+
+// startSystemd starts the daemon as a transient unit, so that it is the
+// VM's own service: neither the helper's nor any container's end takes it down.
+func startSystemd(ctx context.Context, cfg Config, bin, conf, state string) error {
+	// A failed unit of an earlier try keeps the name.
+	reset := exec.Command("/usr/bin/systemctl", "reset-failed", Unit)
+	reset.SysProcAttr = &syscall.SysProcAttr{Chroot: cfg.Root}
+	reset.Dir = "/"
+	_ = reset.Run()
+	cmd := exec.CommandContext(ctx, "/usr/bin/systemd-run", "--unit="+Unit, "--collect", "--quiet",
+		"--description=harden-runner agent", "-p", "KillMode=mixed", "-p", "TimeoutStopSec=30",
+		bin, "agent", "--config", conf)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: cfg.Root}
+	cmd.Dir = "/"
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("host: systemd-run: %w: %s", err, strings.TrimSpace(string(out)))
+	}
+	t0 := time.Now()
+	return agent.WaitReady(ctx, state, func() bool {
+		if _, err := os.Stat(filepath.Join(state, agent.StatePid)); err != nil {
+			return time.Since(t0) < 10*time.Second // not written yet
+		}
+		return agent.DaemonPid(state) != 0
+	})
+}
+
+// startDetached starts the daemon in a new session, chrooted to the VM's
+// root, and moves it into PID 1's cgroups so that the helper container's
+// end (which kills its cgroup) does not take it along.
+func startDetached(ctx context.Context, cfg Config, bin, conf, state string) ([]string, error) {
+	logf, err := os.OpenFile(filepath.Join(cfg.Root, cfg.Dir, "agent.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("host: agent log: %w", err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(bin, "agent", "--config", conf)
+	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: cfg.Root, Setsid: true}
+	cmd.Dir = "/"
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("host: start agent: %w", err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	var warn []string
+	if err := joinInitCgroups(cfg.Root, cmd.Process.Pid); err != nil {
+		warn = append(warn, err.Error())
+	}
+	err = agent.WaitReady(ctx, state, func() bool {
+		select {
+		case <-exited:
+			return false
+		default:
+			return true
+		}
+	})
+	if err != nil {
+		_ = cmd.Process.Kill()
+		tail, _ := os.ReadFile(filepath.Join(cfg.Root, cfg.Dir, "agent.log"))
+		if len(tail) > 2000 {
+			tail = tail[len(tail)-2000:]
+		}
+		return warn, fmt.Errorf("host: %w\n%s", err, strings.TrimSpace(string(tail)))
+	}
+	return warn, nil
+}
+
+// joinInitCgroups moves pid into the cgroups PID 1 is in (every v1
+// hierarchy and the v2 one). Needs the VM's cgroup namespace (the helper
+// runs with --cgroupns=host).
+func joinInitCgroups(root string, pid int) error {
+	b, err := os.ReadFile("/proc/1/cgroup")
+	if err != nil {
+		return fmt.Errorf("host: read PID 1's cgroups: %w", err)
+	}
+	var errs []error
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		var dirs []string
+		switch ctl := parts[1]; {
+		case ctl == "":
+			dirs = []string{"sys/fs/cgroup", "sys/fs/cgroup/unified"}
+		case strings.HasPrefix(ctl, "name="):
+			dirs = []string{"sys/fs/cgroup/" + strings.TrimPrefix(ctl, "name=")}
+		default:
+			dirs = []string{"sys/fs/cgroup/" + ctl}
+			for _, c := range strings.Split(ctl, ",") {
+				dirs = append(dirs, "sys/fs/cgroup/"+c)
+			}
+		}
+		done := false
+		for _, d := range dirs {
+			procs := filepath.Join(root, d, parts[2], "cgroup.procs")
+			if _, err := os.Stat(procs); err != nil {
+				continue
+			}
+			if err := os.WriteFile(procs, []byte(strconv.Itoa(pid)), 0); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", procs, err))
+			}
+			done = true
+			break
+		}
+		if !done && parts[1] != "" {
+			errs = append(errs, fmt.Errorf("no cgroup directory for %q", line))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("host: the agent may share the helper container's fate: join PID 1's cgroups: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// userName resolves "#UID" through the VM's /etc/passwd; a name is returned as is.
+func userName(root, user string) (string, error) {
+	uid, ok := strings.CutPrefix(user, "#")
+	if !ok {
+		return user, nil
+	}
+	b, err := os.ReadFile(filepath.Join(root, "etc/passwd"))
+	if err != nil {
+		return "", fmt.Errorf("host: disable sudo: %w", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Split(line, ":")
+		if len(f) > 2 && f[2] == uid {
+			return f[0], nil
+		}
+	}
+	return "", fmt.Errorf("host: disable sudo: no user with uid %s in /etc/passwd", uid)
+}
+
+// disableSudo moves every /etc/sudoers.d file with a rule for user into
+// hostDir/sudoers.d.disabled. It returns the moved files, and warnings for
+// rules it leaves (group rules in /etc/sudoers).
+func disableSudo(root, hostDir, user string) (moved, warn []string, err error) {
+	dir := filepath.Join(root, "etc/sudoers.d")
+	ents, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, nil, fmt.Errorf("host: disable sudo: %w", err)
+	}
+	dst := filepath.Join(hostDir, "sudoers.d.disabled")
+	for _, e := range ents {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return moved, warn, fmt.Errorf("host: disable sudo: %w", err)
+		}
+		if !grantsUser(string(b), user) {
+			continue
+		}
+		if err := os.MkdirAll(dst, 0o700); err != nil {
+			return moved, warn, fmt.Errorf("host: disable sudo: %w", err)
+		}
+		if err := os.Rename(p, filepath.Join(dst, e.Name())); err != nil {
+			return moved, warn, fmt.Errorf("host: disable sudo: %w", err)
+		}
+		moved = append(moved, "/etc/sudoers.d/"+e.Name())
+	}
+	if b, err := os.ReadFile(filepath.Join(root, "etc/sudoers")); err == nil && grantsUser(string(b), user) {
+		warn = append(warn, fmt.Sprintf("/etc/sudoers itself has a rule for %s; left in place", user))
+	}
+	return moved, warn, nil
+}
+
+// grantsUser reports whether a sudoers text has a rule whose user list
+// starts with user.
+func grantsUser(text, user string) bool {
+	for _, line := range strings.Split(text, "\n") {
+		f := strings.Fields(line)
+		if len(f) > 0 && strings.Split(f[0], ",")[0] == user {
+			return true
+		}
+	}
+	return false
+}
+
+// Stop stops the daemon and waits for its final journal flush. A daemon
+// that already stopped cleanly is not an error; one that is gone without
+// a clean stop is (someone killed it during the job).
+func Stop(ctx context.Context, root, dir string) error {
+	if root == "" {
+		root = DefaultRoot
+	}
+	if dir == "" {
+		dir = DefaultDir
+	}
+	if err := CheckNamespaces(); err != nil {
+		return err
+	}
+	state := filepath.Join(root, dir, "state")
+	err := agent.StopDaemon(ctx, state)
+	if errors.Is(err, agent.ErrNotRunning) {
+		if b, rerr := os.ReadFile(filepath.Join(state, agent.StateStopped)); rerr == nil && strings.TrimSpace(string(b)) == "ok" {
+			return nil
+		}
+		if _, rerr := os.Stat(filepath.Join(state, agent.StateJournal)); rerr == nil {
+			return fmt.Errorf("host: the agent was not running at the end of the job (killed?): %w", err)
+		}
+	}
+	return err
+}

@@ -1,0 +1,241 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/harden-runner/harden-runner/egress/policy"
+	"github.com/harden-runner/harden-runner/egress/resolver"
+)
+
+// DaemonConfig is what the Action hands the host daemon (`harden-runner
+// agent --config FILE`), as JSON. Paths are the host's.
+type DaemonConfig struct {
+	EgressPolicy     string `json:"egress_policy"`     // audit or block
+	AllowedEndpoints string `json:"allowed_endpoints"` // policy.ParseEndpoints syntax
+	// NoRunnerEndpoints turns off policy.Implicit (self-hosted runners).
+	NoRunnerEndpoints bool   `json:"no_runner_endpoints,omitempty"`
+	Workspace         string `json:"workspace,omitempty"`
+	FileMonitoring    bool   `json:"file_monitoring"`
+	// StateDir holds the pid file, the ready/failed/stopped markers and
+	// the journal (see the State* names).
+	StateDir string `json:"state_dir"`
+	// Upstreams overrides the DNS servers found in the host's resolv.conf.
+	Upstreams []string `json:"upstreams,omitempty"`
+}
+
+// Files the daemon keeps in DaemonConfig.StateDir.
+const (
+	StatePid     = "agent.pid"     // the daemon's pid, written first
+	StateReady   = "ready"         // written once the policy is enforced
+	StateFailed  = "failed"        // the start error, if start failed
+	StateStopped = "stopped"       // written after the final journal flush
+	StateJournal = "journal.jsonl" // the event journal (root only)
+)
+
+// ErrNotRunning is returned by StopDaemon when no daemon is recorded in the state dir.
+var ErrNotRunning = errors.New("agent: daemon not running")
+
+// ReadDaemonConfig reads and checks a DaemonConfig file.
+func ReadDaemonConfig(path string) (*DaemonConfig, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("agent: read config: %w", err)
+	}
+	var c DaemonConfig
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, fmt.Errorf("agent: parse config %s: %w", path, err)
+	}
+	if c.StateDir == "" || !filepath.IsAbs(c.StateDir) {
+		return nil, fmt.Errorf("agent: config %s: state_dir %q must be an absolute path", path, c.StateDir)
+	}
+	return &c, nil
+}
+
+// RunDaemon runs the agent as a long-lived process: it records its pid,
+// starts the agent, marks the state dir ready (or failed, with the error),
+// and on ctx's end (SIGTERM) stops the agent, which flushes the journal,
+// then marks it stopped. It returns the start error or the stop error.
+func RunDaemon(ctx context.Context, cfg *DaemonConfig, log *slog.Logger) error {
+	dir := cfg.StateDir
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("agent: state dir: %w", err)
+	}
+	for _, f := range []string{StateReady, StateFailed, StateStopped} {
+		_ = os.Remove(filepath.Join(dir, f))
+	}
+	if err := writeAtomic(filepath.Join(dir, StatePid), []byte(strconv.Itoa(os.Getpid())+"\n")); err != nil {
+		return err
+	}
+	ag, err := daemonAgent(cfg, log)
+	if err == nil {
+		err = ag.Start(ctx)
+	}
+	if err != nil {
+		_ = writeAtomic(filepath.Join(dir, StateFailed), []byte(err.Error()+"\n"))
+		return err
+	}
+	ready, _ := json.Marshal(map[string]any{"pid": os.Getpid(), "time": time.Now().UTC()})
+	if err := writeAtomic(filepath.Join(dir, StateReady), append(ready, '\n')); err != nil {
+		_ = ag.Stop()
+		return err
+	}
+	<-ctx.Done()
+	err = ag.Stop()
+	msg := "ok\n"
+	if err != nil {
+		msg = err.Error() + "\n"
+	}
+	_ = writeAtomic(filepath.Join(dir, StateStopped), []byte(msg))
+	_ = os.Remove(filepath.Join(dir, StatePid))
+	return err
+}
+
+func daemonAgent(cfg *DaemonConfig, log *slog.Logger) (*Agent, error) {
+	mode, err := policy.ParseMode(cfg.EgressPolicy)
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	eps, err := policy.ParseEndpoints(cfg.AllowedEndpoints)
+	if err != nil {
+		return nil, fmt.Errorf("agent: allowed-endpoints: %w", err)
+	}
+	var ups []netip.AddrPort
+	if len(cfg.Upstreams) == 0 {
+		ups, err = resolver.SystemUpstreams(resolver.ResolvConf, resolver.ResolvedUpstreamsConf)
+		if err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
+		}
+	}
+	for _, u := range cfg.Upstreams {
+		ap, err := resolver.ParseUpstream(u)
+		if err != nil {
+			return nil, fmt.Errorf("agent: upstream: %w", err)
+		}
+		ups = append(ups, ap)
+	}
+	return New(Config{
+		Policy:         policy.New(mode, eps, !cfg.NoRunnerEndpoints),
+		Upstreams:      ups,
+		ClientServers:  resolver.ParseResolvConfFile(resolver.ResolvConf),
+		JournalPath:    filepath.Join(cfg.StateDir, StateJournal),
+		Workspace:      cfg.Workspace,
+		FileMonitoring: cfg.FileMonitoring && cfg.Workspace != "",
+		Log:            log,
+	})
+}
+
+// DaemonPid returns the pid recorded in dir if that process is alive and
+// is a harden-runner agent, else 0.
+func DaemonPid(dir string) int {
+	b, err := os.ReadFile(filepath.Join(dir, StatePid))
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return 0
+	}
+	cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil || !strings.Contains(string(cmd), "\x00agent\x00") {
+		return 0
+	}
+	return pid
+}
+
+// WaitReady waits until the daemon in dir enforces (nil), reports a start
+// error, exits, or ctx ends. pidAlive tells whether the process that is
+// starting is still there; nil means "use DaemonPid".
+func WaitReady(ctx context.Context, dir string, pidAlive func() bool) error {
+	if pidAlive == nil {
+		pidAlive = func() bool { return DaemonPid(dir) != 0 }
+	}
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if _, err := os.Stat(filepath.Join(dir, StateReady)); err == nil {
+			return nil
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, StateFailed)); err == nil {
+			return fmt.Errorf("agent: start failed: %s", strings.TrimSpace(string(b)))
+		}
+		if !pidAlive() {
+			// One last look: it may have written a marker and exited.
+			if _, err := os.Stat(filepath.Join(dir, StateReady)); err == nil {
+				return errors.New("agent: daemon exited after it was ready")
+			}
+			if b, err := os.ReadFile(filepath.Join(dir, StateFailed)); err == nil {
+				return fmt.Errorf("agent: start failed: %s", strings.TrimSpace(string(b)))
+			}
+			return errors.New("agent: daemon exited before it was ready")
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("agent: waiting for the daemon: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// Ready reports whether the daemon in dir is alive and enforcing.
+func Ready(dir string) bool {
+	if DaemonPid(dir) == 0 {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(dir, StateReady))
+	return err == nil
+}
+
+// StopDaemon sends SIGTERM to the daemon recorded in dir and waits until it
+// has written its stopped marker (the journal is then complete) or ctx
+// ends. It returns ErrNotRunning when there is no live daemon, and the
+// daemon's own stop error if it had one.
+func StopDaemon(ctx context.Context, dir string) error {
+	pid := DaemonPid(dir)
+	if pid == 0 {
+		return ErrNotRunning
+	}
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		return fmt.Errorf("agent: signal daemon %d: %w", pid, err)
+	}
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if b, err := os.ReadFile(filepath.Join(dir, StateStopped)); err == nil {
+			if msg := strings.TrimSpace(string(b)); msg != "ok" {
+				return fmt.Errorf("agent: daemon stopped with: %s", msg)
+			}
+			return nil
+		}
+		if syscall.Kill(pid, 0) != nil {
+			return fmt.Errorf("agent: daemon %d exited without marking a clean stop", pid)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("agent: waiting for daemon %d to stop: %w", pid, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+func writeAtomic(name string, data []byte) error {
+	tmp := name + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return fmt.Errorf("agent: write %s: %w", name, err)
+	}
+	if err := os.Rename(tmp, name); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("agent: write %s: %w", name, err)
+	}
+	return nil
+}

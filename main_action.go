@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/harden-runner/harden-runner/action"
+	"github.com/harden-runner/harden-runner/action/docker"
+	"github.com/harden-runner/harden-runner/action/host"
+	"github.com/harden-runner/harden-runner/agent"
+)
+
+// actionArgs returns the subcommand line: the image's stage entrypoints
+// (/main, /post: links to /harden-runner, see dist/) are dispatched by
+// their name, since the runner gives every stage the same args.
+func actionArgs(argv []string) []string {
+	switch filepath.Base(argv[0]) {
+	case "main", "pre":
+		return append([]string{"main"}, argv[1:]...)
+	case "post":
+		return append([]string{"post"}, argv[1:]...)
+	}
+	return argv[1:]
+}
+
+// actionEnv builds the step's Env and its Host from the container action's
+// environment: the docker socket, the action's own container (for its
+// image and the host paths of its mounts).
+func actionEnv(ctx context.Context, log *slog.Logger) (*action.Env, *action.DockerHost, error) {
+	cli := docker.New(docker.DefaultSocket)
+	self, err := action.SelfContainer(ctx, cli)
+	if err != nil {
+		return nil, nil, fmt.Errorf("is /var/run/docker.sock mounted? %w", err)
+	}
+	ws := os.Getenv("GITHUB_WORKSPACE")
+	home := os.Getenv("HOME")
+	if home == "" || home == "/" {
+		home = "/github/home"
+	}
+	reportDir := filepath.Join(home, "harden-runner-report")
+	env := &action.Env{
+		Getenv: os.Getenv, Stdout: os.Stdout, Log: log,
+		Workspace: ws, HostWorkspace: self.HostPath(ws),
+		ReportDir: reportDir, HostReportDir: self.HostPath(reportDir),
+	}
+	if env.HostReportDir == "" {
+		env.HostReportDir = reportDir
+	}
+	if st, err := os.Stat(ws); err == nil {
+		if sys, ok := st.Sys().(*syscall.Stat_t); ok && sys.Uid != 0 {
+			env.SudoUser = "#" + strconv.Itoa(int(sys.Uid))
+		}
+	}
+	return env, &action.DockerHost{Docker: cli, Image: self.Image, Dir: os.Getenv("HARDEN_RUNNER_DIR")}, nil
+}
+
+// mainCmd is the Action's pre and main step.
+func mainCmd(ctx context.Context, log *slog.Logger) (int, error) {
+	if os.Getenv("STATE_harden_runner_started") == "true" {
+		// Started by the pre step: no docker needed to know that.
+		return exitCode(action.Main(ctx, &action.Env{Getenv: os.Getenv, Stdout: os.Stdout, Log: log}, nil))
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	env, h, err := actionEnv(ctx, log)
+	if err != nil {
+		fmt.Printf("::error title=harden-runner::%s\n", escapeCmd(err.Error()))
+		return 1, err
+	}
+	return exitCode(action.Main(ctx, env, h))
+}
+
+// postCmd is the Action's post step.
+func postCmd(ctx context.Context, log *slog.Logger) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	env, h, err := actionEnv(ctx, log)
+	if err != nil {
+		fmt.Printf("::error title=harden-runner::%s\n", escapeCmd(err.Error()))
+		return 1, err
+	}
+	return exitCode(action.Post(ctx, env, h))
+}
+
+func exitCode(err error) (int, error) {
+	if err != nil {
+		return 1, err
+	}
+	return 0, nil
+}
+
+func escapeCmd(s string) string {
+	b, _ := json.Marshal(s) // one line; the runner shows it verbatim
+	return string(b)
+}
+
+// agentCmd is the host daemon: `harden-runner agent --config FILE`.
+func agentCmd(ctx context.Context, args []string, log *slog.Logger) (int, error) {
+	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
+	conf := fs.String("config", "", "daemon config (JSON, see agent.DaemonConfig)")
+	if err := fs.Parse(args); err != nil {
+		return 2, err
+	}
+	if *conf == "" {
+		return 2, errors.New("agent: --config is required")
+	}
+	cfg, err := agent.ReadDaemonConfig(*conf)
+	if err != nil {
+		return 1, err
+	}
+	return exitCode(agent.RunDaemon(ctx, cfg, log))
+}
+
+// installCmd runs in the helper container: install and start the agent on
+// the VM, print the result as JSON.
+func installCmd(ctx context.Context, args []string, log *slog.Logger) (int, error) {
+	fs := flag.NewFlagSet("install", flag.ContinueOnError)
+	conf := fs.String("config-json", "", "install request (JSON, see host.Config)")
+	noSystemd := fs.Bool("no-systemd", false, "start a detached process even if PID 1 is systemd")
+	if err := fs.Parse(args); err != nil {
+		return 2, err
+	}
+	var cfg host.Config
+	if err := json.Unmarshal([]byte(*conf), &cfg); err != nil {
+		return 2, fmt.Errorf("install: --config-json: %w", err)
+	}
+	cfg.NoSystemd = cfg.NoSystemd || *noSystemd
+	res, err := host.Install(ctx, cfg, log)
+	if err != nil {
+		return 1, err
+	}
+	b, _ := json.Marshal(res)
+	fmt.Println(string(b))
+	return 0, nil
+}
+
+// hostStopCmd runs in the helper container: stop the agent on the VM.
+func hostStopCmd(ctx context.Context, args []string, _ *slog.Logger) (int, error) {
+	fs := flag.NewFlagSet("host-stop", flag.ContinueOnError)
+	dir := fs.String("dir", host.DefaultDir, "host directory of the agent")
+	root := fs.String("root", host.DefaultRoot, "the VM's root directory")
+	_ = fs.Bool("no-systemd", false, "ignored")
+	if err := fs.Parse(args); err != nil {
+		return 2, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	return exitCode(host.Stop(ctx, *root, *dir))
+}
