@@ -3,6 +3,7 @@ package filemon
 import (
 	"context"
 	"errors"
+	"os"
 	"runtime"
 	"sync/atomic"
 	"testing"
@@ -131,5 +132,31 @@ func TestNoOpenGate(t *testing.T) {
 	}
 	if !identified(got[0].Process) && got[0].Process.Unknown == "" {
 		t.Errorf("unnamed without a reason: %+v", got[0].Process)
+	}
+}
+
+// TestProcCache checks the cache on processes that are gone: named from
+// the cache while fresh, with a reason otherwise, whatever the hook says.
+func TestProcCache(t *testing.T) {
+	calls := 0
+	c := newProcCache(func(pid int) event.Process { calls++; return event.Process{PID: pid} }, os.Getpid())
+	now := time.Unix(1000, 0)
+	c.now = func() time.Time { return now }
+	const gone = 1 << 30 // no such pid
+	if p := c.at(gone); p.PID != gone || p.Unknown == "" {
+		t.Errorf("unknown pid: %+v", p)
+	}
+	c.store(gone, event.Process{PID: gone, Exe: "/usr/bin/sed", Cmdline: "sed -i"}, "/usr/bin/sed", now)
+	now = now.Add(cacheTTL / 2)
+	if p := c.at(gone); p.Exe != "/usr/bin/sed" {
+		t.Errorf("exited after the gate saw it: %+v, want the cached sed", p)
+	}
+	now = now.Add(cacheTTL)
+	if p := c.at(gone); p.Exe != "" || p.Unknown == "" {
+		t.Errorf("stale cache entry used: %+v", p)
+	}
+	self := c.at(os.Getpid())
+	if calls == 0 || self.PID != os.Getpid() {
+		t.Errorf("live process: %+v after %d calls", self, calls)
 	}
 }

@@ -114,7 +114,16 @@ func newProcCache(resolve func(int) event.Process, self int) *procCache {
 	if resolve == nil {
 		resolve = readProcess
 	}
-	return &procCache{resolve: resolve, self: self, now: time.Now, m: make(map[int]cachedProc)}
+	// Whatever resolves, a record that names nobody says why.
+	named := func(pid int) event.Process {
+		p := resolve(pid)
+		if !identified(p) && p.Unknown == "" {
+			p.PID = pid
+			p.Unknown = "process exited before it could be identified"
+		}
+		return p
+	}
+	return &procCache{resolve: named, self: self, now: time.Now, m: make(map[int]cachedProc)}
 }
 
 // gate records the identity of pid, which is blocked in open and so alive.
