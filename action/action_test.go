@@ -1,0 +1,512 @@
+package action
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/yuin/goldmark"
+	"github.com/yuin/goldmark/extension"
+	"golang.org/x/net/html"
+
+	"github.com/harden-runner/harden-runner/event"
+)
+
+// fakeRunner is a runner environment: INPUT_*, the GITHUB_* env files,
+// STATE_* carried from one step to the next, an event payload.
+type fakeRunner struct {
+	t      *testing.T
+	dir    string
+	env    map[string]string
+	stdout bytes.Buffer
+}
+
+func newRunner(t *testing.T, inputs map[string]string) *fakeRunner {
+	t.Helper()
+	r := &fakeRunner{t: t, dir: t.TempDir(), env: map[string]string{}}
+	for _, f := range []string{"output", "state", "summary", "env"} {
+		if err := os.WriteFile(filepath.Join(r.dir, f), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.env["GITHUB_OUTPUT"] = filepath.Join(r.dir, "output")
+	r.env["GITHUB_STATE"] = filepath.Join(r.dir, "state")
+	r.env["GITHUB_STEP_SUMMARY"] = filepath.Join(r.dir, "summary")
+	r.env["GITHUB_ENV"] = filepath.Join(r.dir, "env")
+	r.env["GITHUB_REPOSITORY"] = "octo/repo"
+	r.env["GITHUB_SHA"] = strings.Repeat("a", 40)
+	r.env["GITHUB_EVENT_NAME"] = "push"
+	r.env["GITHUB_WORKFLOW_REF"] = "octo/repo/.github/workflows/ci.yml@refs/heads/main"
+	for k, v := range inputs {
+		// The runner upper-cases the name and keeps dashes.
+		r.env["INPUT_"+strings.ToUpper(k)] = v
+	}
+	return r
+}
+
+func (r *fakeRunner) envFor() *Env {
+	ws := filepath.Join(r.dir, "ws")
+	_ = os.MkdirAll(ws, 0o755)
+	return &Env{
+		Getenv: func(k string) string { return r.env[k] }, Stdout: &r.stdout,
+		Workspace: ws, HostWorkspace: "/home/runner/work/repo/repo",
+		ReportDir: filepath.Join(r.dir, "report"), HostReportDir: "/home/runner/work/_temp/_github_home/harden-runner-report",
+		SudoUser: "#1001",
+	}
+}
+
+// fileValues parses an env file written with the multi-line syntax
+// (name<<DELIM / value / DELIM).
+func (r *fakeRunner) fileValues(name string) map[string]string {
+	r.t.Helper()
+	b, err := os.ReadFile(filepath.Join(r.dir, name))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	out := map[string]string{}
+	lines := strings.Split(string(b), "\n")
+	for i := 0; i < len(lines); i++ {
+		k, delim, ok := strings.Cut(lines[i], "<<")
+		if !ok {
+			continue
+		}
+		var v []string
+		for i++; i < len(lines) && lines[i] != delim; i++ {
+			v = append(v, lines[i])
+		}
+		out[k] = strings.Join(v, "\n")
+	}
+	return out
+}
+
+// nextStep carries the saved state into a new step, as the runner does.
+func (r *fakeRunner) nextStep() {
+	for k, v := range r.fileValues("state") {
+		r.env["STATE_"+k] = v
+	}
+	r.stdout.Reset()
+}
+
+// commandLines returns stdout lines that the runner reads as workflow commands.
+func (r *fakeRunner) commandLines() []string {
+	var out []string
+	for _, l := range strings.Split(r.stdout.String(), "\n") {
+		if strings.HasPrefix(strings.TrimLeft(l, " \t"), "::") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+type fakeHost struct {
+	mu       sync.Mutex
+	starts   []StartRequest
+	stops    int
+	startErr error
+	already  bool
+	journal  []byte
+	stopErr  error
+}
+
+func (h *fakeHost) Start(_ context.Context, req StartRequest) (*StartResult, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.starts = append(h.starts, req)
+	if h.startErr != nil {
+		return nil, h.startErr
+	}
+	return &StartResult{Already: h.already, Pid: 4242, How: "detached", SudoDisabled: []string{"/etc/sudoers.d/runner"}}, nil
+}
+
+func (h *fakeHost) Stop(context.Context) ([]byte, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.stops++
+	return h.journal, h.stopErr
+}
+
+func TestMainStartsAgentOnce(t *testing.T) {
+	r := newRunner(t, map[string]string{
+		"egress-policy": "block", "allowed-endpoints": "github.com:443\n*.npmjs.org:443", "disable-sudo": "true",
+		"disable-file-monitoring": "false", "disable-telemetry": "true", "token": "ghs_secret",
+	})
+	h := &fakeHost{}
+	if err := Main(context.Background(), r.envFor(), h); err != nil {
+		t.Fatalf("Main: %v\n%s", err, r.stdout.String())
+	}
+	if len(h.starts) != 1 {
+		t.Fatalf("%d starts", len(h.starts))
+	}
+	d := h.starts[0].Daemon
+	if d.EgressPolicy != "block" || d.AllowedEndpoints != "github.com:443\n*.npmjs.org:443" || !d.FileMonitoring ||
+		d.Workspace != "/home/runner/work/repo/repo" || h.starts[0].SudoUser != "#1001" {
+		t.Errorf("start request %+v", h.starts[0])
+	}
+	if got := r.fileValues("state")[stateStarted]; got != "true" {
+		t.Errorf("state %s = %q", stateStarted, got)
+	}
+	if got := r.fileValues("output")[OutputReportPath]; got != "/home/runner/work/_temp/_github_home/harden-runner-report/report.json" {
+		t.Errorf("report-path %q", got)
+	}
+	if !strings.Contains(r.stdout.String(), "::add-mask::ghs_secret") {
+		t.Errorf("token not masked:\n%s", r.stdout.String())
+	}
+
+	// The main step after the pre step: a no-op.
+	r.nextStep()
+	if err := Main(context.Background(), r.envFor(), h); err != nil {
+		t.Fatal(err)
+	}
+	if len(h.starts) != 1 {
+		t.Errorf("second run started the agent again (%d starts)", len(h.starts))
+	}
+	if !strings.Contains(r.stdout.String(), "already enforcing") {
+		t.Errorf("second run says: %s", r.stdout.String())
+	}
+}
+
+func TestMainFailsLoudly(t *testing.T) {
+	t.Run("bad inputs", func(t *testing.T) {
+		r := newRunner(t, map[string]string{"egress-policy": "blocking", "allowed-endpoints": "ok.test:443 bad_host!:443", "disable-sudo": "maybe"})
+		h := &fakeHost{}
+		err := Main(context.Background(), r.envFor(), h)
+		if err == nil {
+			t.Fatal("no error")
+		}
+		if len(h.starts) != 0 {
+			t.Error("agent started despite bad inputs")
+		}
+		cmds := r.commandLines()
+		want := []string{
+			`::error title=harden-runner input egress-policy::input egress-policy: "blocking": want "audit" or "block"`,
+			`::error title=harden-runner input allowed-endpoints::input allowed-endpoints: "ok.test:443 bad_host!:443": `,
+			`::error title=harden-runner input disable-sudo::input disable-sudo: "maybe": want true or false`,
+		}
+		if len(cmds) != len(want) {
+			t.Fatalf("commands %q", cmds)
+		}
+		for i := range want {
+			if !strings.HasPrefix(cmds[i], want[i]) {
+				t.Errorf("command %d:\n got %s\nwant %s...", i, cmds[i], want[i])
+			}
+		}
+	})
+	t.Run("hostile input stays one line", func(t *testing.T) {
+		r := newRunner(t, map[string]string{"egress-policy": "audit\n::add-mask::x\r\n::error::pwned"})
+		if err := Main(context.Background(), r.envFor(), &fakeHost{}); err == nil {
+			t.Fatal("no error")
+		}
+		cmds := r.commandLines()
+		if len(cmds) != 1 || !strings.HasPrefix(cmds[0], "::error title=harden-runner input egress-policy::") {
+			t.Fatalf("commands %q", cmds)
+		}
+	})
+	t.Run("agent does not enforce", func(t *testing.T) {
+		r := newRunner(t, nil)
+		h := &fakeHost{startErr: errors.New("helper container exited with 1: host: PID 1 is not on the network")}
+		err := Main(context.Background(), r.envFor(), h)
+		if err == nil || !strings.Contains(err.Error(), "not enforcing") {
+			t.Fatalf("err %v", err)
+		}
+		if cmds := r.commandLines(); len(cmds) != 1 || !strings.HasPrefix(cmds[0], "::error title=harden-runner::") {
+			t.Errorf("commands %q", cmds)
+		}
+		if r.fileValues("state")[stateStarted] != "" {
+			t.Error("state says started")
+		}
+	})
+}
+
+// journal builds a JSONL journal.
+func journal(t *testing.T, recs ...event.Record) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	for _, r := range recs {
+		if err := enc.Encode(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return b.Bytes()
+}
+
+var t0 = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+
+func startStop(mode string, middle ...event.Record) []event.Record {
+	recs := []event.Record{{Start: &event.Start{Time: t0, Mode: mode, AllowedEndpoints: []string{"github.com:443"},
+		Workspace: "/home/runner/work/repo/repo", FileMonitoring: true}}}
+	recs = append(recs, middle...)
+	for _, c := range []string{"flowlog", "resolver", "filemon", "journal", "gate"} {
+		recs = append(recs, event.Record{Stats: &event.Stats{Component: c}})
+	}
+	return append(recs, event.Record{Stop: &event.Stop{Time: t0.Add(time.Minute)}})
+}
+
+const hostileName = "evil.test\n::add-mask::x\n::error::injected <script>alert(1)</script> [a](http://x.test) @octocat"
+
+func hostileJournal(t *testing.T) []byte {
+	p := event.Process{PID: 77, Exe: "/usr/bin/curl", Cmdline: "curl https://evil.test/%0A::warning::x"}
+	return journal(t, startStop("block",
+		event.Record{DNS: &event.DNS{Time: t0, Name: hostileName, Type: "A", Verdict: event.Blocked, Rcode: "NXDOMAIN", Process: p}},
+		event.Record{DNS: &event.DNS{Time: t0, Name: "github.com", Type: "A", Verdict: event.Allowed, Answers: []string{"198.18.1.1"}, Process: p}},
+		event.Record{Flow: &event.Flow{Time: t0, IP: "198.18.1.1", Port: 443, Protocol: "tcp", Verdict: event.Allowed, Process: p}},
+		event.Record{Flow: &event.Flow{Time: t0, IP: "198.18.9.9", Port: 8443, Protocol: "tcp", Verdict: event.Blocked, Process: p}},
+		event.Record{File: &event.File{Time: t0, Path: "src/a,b:c%0A\n::error::x.go", Event: event.Overwrite, Process: p}},
+	)...)
+}
+
+// fakeGitHub is the Checks API: it records requests and answers like GitHub.
+type fakeGitHub struct {
+	mu       sync.Mutex
+	t        *testing.T
+	status   int // for create; 0 means 201
+	requests []ghRequest
+}
+
+type ghRequest struct {
+	Method, Path, Auth string
+	Body               struct {
+		Name       string `json:"name"`
+		HeadSHA    string `json:"head_sha"`
+		Status     string `json:"status"`
+		Conclusion string `json:"conclusion"`
+		Output     struct {
+			Title       string `json:"title"`
+			Summary     string `json:"summary"`
+			Annotations []struct {
+				Path    string `json:"path"`
+				Start   int    `json:"start_line"`
+				Level   string `json:"annotation_level"`
+				Title   string `json:"title"`
+				Message string `json:"message"`
+			} `json:"annotations"`
+		} `json:"output"`
+	}
+}
+
+func (g *fakeGitHub) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var r ghRequest
+	r.Method, r.Path, r.Auth = req.Method, req.URL.Path, req.Header.Get("Authorization")
+	b, _ := io.ReadAll(req.Body)
+	if err := json.Unmarshal(b, &r.Body); err != nil {
+		g.t.Errorf("request body: %v: %s", err, b)
+	}
+	g.requests = append(g.requests, r)
+	w.Header().Set("Content-Type", "application/json")
+	switch {
+	case req.Method == "POST" && req.URL.Path == "/api/v3/repos/octo/repo/check-runs":
+		if g.status != 0 {
+			w.WriteHeader(g.status)
+			fmt.Fprint(w, `{"message":"Resource not accessible by integration"}`)
+			return
+		}
+		w.WriteHeader(201)
+		fmt.Fprint(w, `{"id":7,"html_url":"https://github.example/octo/repo/runs/7"}`)
+	case req.Method == "PATCH" && req.URL.Path == "/api/v3/repos/octo/repo/check-runs/7":
+		fmt.Fprint(w, `{"id":7}`)
+	default:
+		g.t.Errorf("unexpected request %s %s", req.Method, req.URL.Path)
+		w.WriteHeader(404)
+	}
+}
+
+func githubServer(t *testing.T, status int) (*fakeGitHub, string) {
+	g := &fakeGitHub{t: t, status: status}
+	srv := httptest.NewServer(g)
+	t.Cleanup(srv.Close)
+	return g, srv.URL + "/api/v3"
+}
+
+func renderGFM(t *testing.T, md string) *html.Node {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := goldmark.New(goldmark.WithExtensions(extension.GFM)).Convert([]byte(md), &buf); err != nil {
+		t.Fatal(err)
+	}
+	doc, err := html.Parse(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return doc
+}
+
+func walkHTML(n *html.Node, f func(*html.Node)) {
+	f(n)
+	for c := n.FirstChild; c != nil; c = c.NextSibling {
+		walkHTML(c, f)
+	}
+}
+
+func TestPostFallsBackToWorkflowCommands(t *testing.T) {
+	r := newRunner(t, map[string]string{"token": "ghs_tok"})
+	g, api := githubServer(t, http.StatusForbidden)
+	r.env["GITHUB_API_URL"] = api
+	r.env["STATE_"+stateStarted] = "true"
+	h := &fakeHost{journal: hostileJournal(t)}
+	env := r.envFor()
+	if err := Post(context.Background(), env, h); err != nil {
+		t.Fatalf("Post: %v\n%s", err, r.stdout.String())
+	}
+	if h.stops != 1 || len(g.requests) != 1 {
+		t.Fatalf("stops %d, GitHub requests %d", h.stops, len(g.requests))
+	}
+	// Workflow commands: one per annotation, nothing injected.
+	cmds := r.commandLines()
+	if len(cmds) != 3 {
+		t.Fatalf("want 3 annotations as commands, got %q", cmds)
+	}
+	for _, c := range cmds {
+		if !strings.HasPrefix(c, "::error title=harden-runner%3A ") && !strings.HasPrefix(c, "::warning file=src/a%2Cb%3Ac%250A%0A%3A%3Aerror%3A%3Ax.go,title=") {
+			t.Errorf("unexpected command line %q", c)
+		}
+	}
+	if !strings.Contains(cmds[1], "evil.test%0A::add-mask::x%0A::error::injected") {
+		t.Errorf("DNS annotation not escaped: %q", cmds[1])
+	}
+	// Outputs.
+	out := r.fileValues("output")
+	if out[OutputBlockedCount] != "2" || out[OutputReportPath] != env.HostReportDir+"/report.json" {
+		t.Errorf("outputs %v", out)
+	}
+	for _, f := range []string{"report.json", "summary.md"} {
+		if _, err := os.Stat(filepath.Join(env.ReportDir, f)); err != nil {
+			t.Error(err)
+		}
+	}
+	// The summary as a user sees it.
+	sum, _ := os.ReadFile(r.env["GITHUB_STEP_SUMMARY"])
+	if len(sum) == 0 || len(sum) > 1<<20 {
+		t.Fatalf("summary is %d bytes", len(sum))
+	}
+	doc := renderGFM(t, string(sum))
+	var text strings.Builder
+	walkHTML(doc, func(n *html.Node) {
+		switch {
+		case n.Type == html.ElementNode && (n.Data == "script" || n.Data == "a" || n.Data == "img"):
+			t.Errorf("summary renders a <%s> element", n.Data)
+		case n.Type == html.TextNode:
+			text.WriteString(n.Data)
+		}
+	})
+	for _, want := range []string{"No check run was created", "checks: write", "evil.test␤::add-mask::x", "<script>alert(1)</script>", "198.18.9.9"} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("rendered summary lacks %q", want)
+		}
+	}
+}
+
+func TestPostCreatesCheckRun(t *testing.T) {
+	prHead := strings.Repeat("b", 40)
+	var recs []event.Record
+	for i := 0; i < 120; i++ {
+		recs = append(recs, event.Record{Flow: &event.Flow{Time: t0, IP: fmt.Sprintf("198.18.%d.%d", 2+i/200, 1+i%200), Port: 443,
+			Protocol: "tcp", Verdict: event.Blocked, Process: event.Process{PID: 9, Exe: "/bin/x"}}})
+	}
+	for _, tt := range []struct {
+		event, sha string
+		payload    string
+	}{
+		{"push", strings.Repeat("a", 40), `{}`},
+		{"pull_request", prHead, `{"pull_request":{"head":{"sha":"` + prHead + `"}}}`},
+		{"pull_request_target", prHead, `{"pull_request":{"head":{"sha":"` + prHead + `"}}}`},
+	} {
+		t.Run(tt.event, func(t *testing.T) {
+			r := newRunner(t, map[string]string{"token": "ghs_tok"})
+			g, api := githubServer(t, 0)
+			r.env["GITHUB_API_URL"] = api
+			r.env["GITHUB_EVENT_NAME"] = tt.event
+			r.env["GITHUB_EVENT_PATH"] = filepath.Join(r.dir, "event.json")
+			if err := os.WriteFile(r.env["GITHUB_EVENT_PATH"], []byte(tt.payload), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			r.env["STATE_"+stateStarted] = "true"
+			if err := Post(context.Background(), r.envFor(), &fakeHost{journal: journal(t, startStop("block", recs...)...)}); err != nil {
+				t.Fatalf("Post: %v\n%s", err, r.stdout.String())
+			}
+			if len(g.requests) != 3 {
+				t.Fatalf("%d requests, want 3 (50+50+20)", len(g.requests))
+			}
+			wantMethods := []string{"POST", "PATCH", "PATCH"}
+			wantN := []int{50, 50, 20}
+			seen := map[string]bool{}
+			for i, req := range g.requests {
+				if req.Method != wantMethods[i] || len(req.Body.Output.Annotations) != wantN[i] {
+					t.Errorf("request %d: %s %s with %d annotations", i, req.Method, req.Path, len(req.Body.Output.Annotations))
+				}
+				if req.Auth != "Bearer ghs_tok" {
+					t.Errorf("request %d: Authorization %q", i, req.Auth)
+				}
+				for _, a := range req.Body.Output.Annotations {
+					if a.Path != ".github/workflows/ci.yml" || a.Start != 1 || a.Level != "failure" {
+						t.Errorf("annotation %+v", a)
+					}
+					seen[a.Message] = true
+				}
+			}
+			if len(seen) != 120 {
+				t.Errorf("%d distinct annotations, want 120", len(seen))
+			}
+			first := g.requests[0].Body
+			if first.HeadSHA != tt.sha || first.Name != "harden-runner" || first.Conclusion != "failure" || first.Status != "completed" {
+				t.Errorf("create: head %s name %s conclusion %s status %s", first.HeadSHA, first.Name, first.Conclusion, first.Status)
+			}
+			if cmds := r.commandLines(); len(cmds) != 0 {
+				t.Errorf("workflow commands written although the check run was created: %d", len(cmds))
+			}
+			if out := r.fileValues("output"); out[OutputBlockedCount] != "120" {
+				t.Errorf("blocked-count %q", out[OutputBlockedCount])
+			}
+		})
+	}
+}
+
+func TestPostAgentGone(t *testing.T) {
+	r := newRunner(t, nil)
+	r.env["STATE_"+stateStarted] = "true"
+	h := &fakeHost{journal: journal(t, startStop("audit")[:1]...), stopErr: errors.New("host: the agent was not running at the end of the job (killed?)")}
+	err := Post(context.Background(), r.envFor(), h)
+	if err == nil || !strings.Contains(err.Error(), "not running") {
+		t.Fatalf("err %v", err)
+	}
+	sum, _ := os.ReadFile(r.env["GITHUB_STEP_SUMMARY"])
+	if !strings.Contains(string(sum), "did not stop cleanly") {
+		t.Errorf("summary lacks the warning:\n%s", sum)
+	}
+}
+
+func TestPostWithoutStart(t *testing.T) {
+	r := newRunner(t, nil)
+	if err := Post(context.Background(), r.envFor(), &fakeHost{}); err != nil {
+		t.Fatal(err)
+	}
+	if sum, _ := os.ReadFile(r.env["GITHUB_STEP_SUMMARY"]); len(sum) != 0 {
+		t.Errorf("summary written: %s", sum)
+	}
+}
+
+func TestHeadSHA(t *testing.T) {
+	head := strings.Repeat("c", 40)
+	for _, tt := range []struct{ ev, payload, want string }{
+		{"push", `{"pull_request":{"head":{"sha":"` + head + `"}}}`, "merge"},
+		{"pull_request", `{"pull_request":{"head":{"sha":"` + head + `"}}}`, head},
+		{"pull_request", `{"pull_request":{"head":{"sha":"not-a-sha"}}}`, "merge"},
+		{"pull_request", `garbage`, "merge"},
+	} {
+		if got := HeadSHA(tt.ev, []byte(tt.payload), "merge"); got != tt.want {
+			t.Errorf("HeadSHA(%s, %s) = %s, want %s", tt.ev, tt.payload, got, tt.want)
+		}
+	}
+}
