@@ -12,7 +12,7 @@ netns_up 198.18.0.53/32 198.18.0.54/32
 
 # Upstream: authoritative for *.bench.test, no cache, no logging.
 in_ns dnsmasq --keep-in-foreground --no-resolv --no-hosts --bind-interfaces --listen-address=198.18.0.53 \
-  --address=/bench.test/198.18.1.1 --address=/#/ --cache-size=0 --user=root --pid-file= &
+  --address=/bench.test/198.18.1.1 --address=/#/ --cache-size=0 --local-ttl=300 --user=root --pid-file= &
 PIDS+=($!)
 # Baseline: dnsmasq forwarding with a cache, what a user would put in front.
 in_ns dnsmasq --keep-in-foreground --no-resolv --no-hosts --bind-interfaces --listen-address=198.18.0.54 \

@@ -55,6 +55,11 @@ type DNS struct {
 	Answers []string  `json:"answers,omitempty"` // addresses and CNAME targets, in answer order
 	TTL     uint32    `json:"ttl,omitempty"`     // smallest TTL among the answers
 	Process Process   `json:"process"`
+	// Count is how many identical queries (same name, type, verdict, rcode
+	// and process) this record stands for; 0 means 1. The resolver folds
+	// repeats within a second into one record so a busy client cannot make
+	// the journal its bottleneck.
+	Count int `json:"count,omitempty"`
 }
 
 // FileOp names what happened to a pre-existing workspace file.

@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -66,7 +67,10 @@ type Resolver struct {
 	log   *slog.Logger
 	cache *cache
 	fwd   *forwarder
+	fold  *folder
+	done  chan struct{}
 
+	likely                []netip.AddrPort
 	queries, unattributed atomic.Uint64
 
 	mu      sync.Mutex
@@ -109,7 +113,16 @@ func New(cfg Config) (*Resolver, error) {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	r := &Resolver{cfg: cfg, log: cfg.Log, owners: make(map[ownerKey]ownerEntry)}
+	// Where a client's socket is likely connected to: the servers in its
+	// resolv.conf, then our own upstreams.
+	for _, s := range append(append([]netip.AddrPort(nil), cfg.Servers...), cfg.Upstreams...) {
+		if !slices.Contains(r.likely, s) {
+			r.likely = append(r.likely, s)
+		}
+	}
 	r.fwd = newForwarder(cfg.Upstreams, cfg.Mark, cfg.Timeout)
+	r.fold = newFolder(cfg.Emit)
+	r.done = make(chan struct{})
 	r.cache = newCache(r.fwd.exchange, 20000)
 	return r, nil
 }
@@ -154,6 +167,7 @@ func (r *Resolver) Start(ctx context.Context) error {
 		}
 	}
 	go r.janitor(ctx)
+	go r.fold.run(time.Second, r.done)
 	return nil
 }
 
@@ -196,6 +210,8 @@ func (r *Resolver) Close() error {
 	}
 	r.closed = true
 	err := r.shutdownLocked()
+	close(r.done)
+	r.fold.flush()
 	r.cfg.Emit(event.Record{Stats: &event.Stats{Component: "resolver", Events: r.queries.Load(), Unattributed: r.unattributed.Load()}})
 	return err
 }
@@ -246,7 +262,7 @@ func (r *Resolver) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		m.RecursionAvailable = true
 		r.write(w, req, m)
 		ev.Rcode = dns.RcodeToString[m.Rcode]
-		r.cfg.Emit(event.Record{DNS: &ev})
+		r.fold.add(&ev)
 		return
 	}
 
@@ -270,7 +286,7 @@ func (r *Resolver) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	}
 	ev.Rcode = dns.RcodeToString[resp.Rcode]
 	r.write(w, req, resp)
-	r.cfg.Emit(event.Record{DNS: &ev})
+	r.fold.add(&ev)
 }
 
 func (r *Resolver) servfail(w dns.ResponseWriter, req *dns.Msg, ev *event.DNS, err error) {
@@ -279,7 +295,7 @@ func (r *Resolver) servfail(w dns.ResponseWriter, req *dns.Msg, ev *event.DNS, e
 	m.RecursionAvailable = true
 	r.write(w, req, m)
 	ev.Rcode = dns.RcodeToString[dns.RcodeServerFailure]
-	r.cfg.Emit(event.Record{DNS: ev})
+	r.fold.add(ev)
 	r.cfg.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "resolver", Level: "warning",
 		Message: fmt.Sprintf("SERVFAIL for %s %s: %v", ev.Name, ev.Type, err)}})
 }
@@ -330,7 +346,7 @@ func (r *Resolver) owner(w dns.ResponseWriter) event.Process {
 	// remote end is whatever server it thought it was asking: try the
 	// likely ones first (exact lookups are cheap), then any.
 	var p event.Process
-	for _, s := range r.cfg.Servers {
+	for _, s := range r.likely {
 		if s.Addr().Is4() != remote.Addr().Unmap().Is4() {
 			continue
 		}
@@ -344,11 +360,11 @@ func (r *Resolver) owner(w dns.ResponseWriter) event.Process {
 	if p.PID == 0 {
 		r.unattributed.Add(1)
 	}
-	if p.PID != 0 {
-		r.mu.Lock()
-		r.owners[k] = ownerEntry{p, now.Add(ownerCacheTTL)}
-		r.mu.Unlock()
-	}
+	// Misses are cached too: a busy client whose socket cannot be found
+	// (another namespace, gone) must not pay a kernel socket dump per query.
+	r.mu.Lock()
+	r.owners[k] = ownerEntry{p, now.Add(ownerCacheTTL)}
+	r.mu.Unlock()
 	return p
 }
 

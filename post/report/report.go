@@ -286,7 +286,7 @@ func Build(recs []event.Record, opt Options) *Report {
 				dq[k] = g
 				dnsRows = append(dnsRows, g)
 			}
-			g.row.Count++
+			g.row.Count += max(d.Count, 1)
 			for _, ans := range d.Answers {
 				g.addAnswer(ans)
 			}

@@ -1,0 +1,32 @@
+package resolver
+
+import (
+	"testing"
+	"time"
+
+	"github.com/harden-runner/harden-runner/event"
+)
+
+func TestFolderKeepsEveryQueryCounted(t *testing.T) {
+	var got []event.DNS
+	f := newFolder(func(r event.Record) { got = append(got, *r.DNS) })
+	for i := range 100 {
+		f.add(&event.DNS{Time: time.Unix(int64(i), 0), Name: "a.test", Type: "A", Verdict: event.Allowed, Process: event.Process{PID: 7}})
+	}
+	f.add(&event.DNS{Name: "a.test", Type: "A", Verdict: event.Allowed, Process: event.Process{PID: 8}})
+	if len(got) != 2 {
+		t.Fatalf("before flush: %d records, want the first of each kind (2)", len(got))
+	}
+	f.flush()
+	total := 0
+	for _, d := range got {
+		total += max(d.Count, 1)
+	}
+	if len(got) != 3 || total != 101 || got[2].Count != 99 || got[2].Time != time.Unix(99, 0) {
+		t.Fatalf("after flush: %+v (total %d), want 3 records covering 101 queries", got, total)
+	}
+	f.flush()
+	if len(got) != 3 {
+		t.Fatalf("an empty window emitted %d more", len(got)-3)
+	}
+}
