@@ -70,7 +70,7 @@ type Host interface {
 // Env is the runner environment of one step.
 type Env struct {
 	Getenv func(string) string // os.Getenv in a real step
-	Stdout io.Writer            // workflow commands go here
+	Stdout io.Writer           // workflow commands go here
 	// Workspace is the workspace as this process sees it (policy files are
 	// read from it); HostWorkspace is the same directory on the VM.
 	Workspace, HostWorkspace string

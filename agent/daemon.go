@@ -217,7 +217,10 @@ func StopDaemon(ctx context.Context, dir string) error {
 			}
 			return nil
 		}
-		if syscall.Kill(pid, 0) != nil {
+		if DaemonPid(dir) != pid { // gone, or a zombie nobody reaped yet
+			if _, err := os.Stat(filepath.Join(dir, StateStopped)); err == nil {
+				continue
+			}
 			return fmt.Errorf("agent: daemon %d exited without marking a clean stop", pid)
 		}
 		select {

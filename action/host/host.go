@@ -86,7 +86,7 @@ func CheckNamespaces() error {
 	}
 	same, err := sameFile("/proc/1/ns/net", "/proc/self/ns/net")
 	if err != nil {
-		return fmt.Errorf("host: compare network namespaces: %w", err)
+		return fmt.Errorf("%w: cannot compare network namespaces (no --pid=host or CAP_SYS_PTRACE?): %v", ErrWrongHost, err)
 	}
 	if !same {
 		return ErrWrongHost

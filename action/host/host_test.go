@@ -1,0 +1,179 @@
+package host_test
+
+import (
+	"encoding/json"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/harden-runner/harden-runner/action/host"
+	"github.com/harden-runner/harden-runner/agent"
+	"github.com/harden-runner/harden-runner/internal/fakevm"
+	"github.com/harden-runner/harden-runner/internal/testnet"
+)
+
+func TestMain(m *testing.M) {
+	testnet.MaybeServe()
+	os.Exit(m.Run())
+}
+
+// TestInstallInFakeVM installs the agent the way the helper container
+// does, into a fake VM (PID 1 = the VM's init, network = the test's runner
+// namespace), checks that it enforces for the VM's processes, that a second
+// install is a no-op, that an install from the wrong namespace refuses,
+// and that host-stop leaves a complete journal and no firewall behind.
+func TestInstallInFakeVM(t *testing.T) {
+	testnet.Skip(t, "dnsmasq", "curl", "nsenter", "setpriv")
+	n := testnet.New(t)
+	n.StartDNS(map[string][]netip.Addr{"allowed.test": {testnet.Host4(10)}, "blocked.test": {testnet.Host4(11)}})
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.StartServers(self, "tls::443")
+	bin := fakevm.Build(t)
+	vm := fakevm.Start(t, n.Runner)
+	dir := filepath.Join(t.TempDir(), "opt-harden-runner")
+	ws := t.TempDir()
+	if err := os.WriteFile(filepath.Join(ws, "main.go"), []byte("package main\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := host.Config{Dir: dir, NoSystemd: true, Daemon: agent.DaemonConfig{
+		EgressPolicy: "block", AllowedEndpoints: "allowed.test:443", Upstreams: []string{"198.18.0.2:53"},
+		Workspace: ws, FileMonitoring: true,
+	}}
+	cj, _ := json.Marshal(cfg)
+	install := func(c *exec.Cmd) (*host.Result, string, error) {
+		out, err := c.Output()
+		var stderr string
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = string(ee.Stderr)
+		}
+		var res host.Result
+		if err == nil {
+			if jerr := json.Unmarshal(out, &res); jerr != nil {
+				t.Fatalf("install output %q: %v", out, jerr)
+			}
+		}
+		return &res, stderr, err
+	}
+
+	// Wrong host: the machine's PID 1 is not on the runner namespace's network.
+	wrongDir := filepath.Join(t.TempDir(), "wrong")
+	wcfg := cfg
+	wcfg.Dir = wrongDir
+	wj, _ := json.Marshal(wcfg)
+	_, stderr, err := install(exec.Command("nsenter", "--net=/var/run/netns/"+n.Runner, bin, "install", "--config-json", string(wj)))
+	if err == nil || !strings.Contains(stderr, "PID 1 is not on the network this helper was given") {
+		t.Fatalf("install from the wrong namespace: err %v, stderr %q", err, stderr)
+	}
+	if _, err := os.Stat(wrongDir); !os.IsNotExist(err) {
+		t.Errorf("the refused install wrote %s (%v)", wrongDir, err)
+	}
+
+	res, stderr, err := install(vm.Command(bin, "install", "--config-json", string(cj)))
+	if err != nil {
+		t.Fatalf("install: %v\n%s", err, stderr)
+	}
+	if res.Already || res.Pid <= 0 || res.How != "detached" {
+		t.Fatalf("install result %+v", res)
+	}
+	t.Logf("install: %+v (%s)", res, stderr)
+	res2, stderr, err := install(vm.Command(bin, "install", "--config-json", string(cj)))
+	if err != nil || !res2.Already {
+		t.Fatalf("second install: %+v %v %s", res2, err, stderr)
+	}
+
+	// The VM's processes are policed: an allowed name connects, a blocked one does not.
+	curl := func(name string) error {
+		return n.In(n.Runner, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
+			"curl", "-sk", "-o", "/dev/null", "--max-time", "5", "https://"+name+"/").Run()
+	}
+	if err := curl("allowed.test"); err != nil {
+		t.Errorf("curl allowed.test: %v", err)
+	}
+	if err := curl("blocked.test"); err == nil {
+		t.Error("curl blocked.test succeeded")
+	}
+	if hits := n.HitsTo("tcp", testnet.Host4(11), 443); len(hits) != 0 {
+		t.Errorf("blocked host was reached: %v", hits)
+	}
+	if len(n.HitsTo("tcp", testnet.Host4(10), 443)) == 0 {
+		t.Error("allowed host was not reached")
+	}
+	// Tamper with a workspace file, as a build step might.
+	if err := os.WriteFile(filepath.Join(ws, "main.go"), []byte("package evil\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	if out, err := vm.Command(bin, "host-stop", "--dir", dir).CombinedOutput(); err != nil {
+		t.Fatalf("host-stop: %v\n%s", err, out)
+	}
+	// res.Pid is a pid of the VM's PID namespace: look at it from inside.
+	if out, _ := vm.Command("cat", "/proc/"+itoa(res.Pid)+"/cmdline").Output(); strings.Contains(string(out), "agent") {
+		t.Errorf("agent pid %d still alive after host-stop", res.Pid)
+	}
+	tables, _ := n.In(n.Runner, "nft", "list", "tables").CombinedOutput()
+	if strings.Contains(string(tables), "harden_runner") {
+		t.Errorf("firewall table left behind: %s", tables)
+	}
+	j, err := os.ReadFile(filepath.Join(dir, "state", agent.StateJournal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"stop":`, `"name":"blocked.test"`, `"verdict":"blocked"`, `"path":"main.go"`} {
+		if !strings.Contains(string(j), want) {
+			t.Errorf("journal lacks %s", want)
+		}
+	}
+	// A second stop (post re-run) is not an error: the agent stopped cleanly.
+	if out, err := vm.Command(bin, "host-stop", "--dir", dir).CombinedOutput(); err != nil {
+		t.Errorf("second host-stop: %v\n%s", err, out)
+	}
+}
+
+// TestStopAfterKill: an agent killed during the job makes host-stop fail.
+func TestStopAfterKill(t *testing.T) {
+	testnet.Skip(t, "dnsmasq", "nsenter")
+	n := testnet.New(t)
+	n.StartDNS(nil)
+	bin := fakevm.Build(t)
+	vm := fakevm.Start(t, n.Runner)
+	dir := filepath.Join(t.TempDir(), "opt")
+	cj, _ := json.Marshal(host.Config{Dir: dir, NoSystemd: true, Daemon: agent.DaemonConfig{
+		EgressPolicy: "audit", Upstreams: []string{"198.18.0.2:53"}}})
+	out, err := vm.Command(bin, "install", "--config-json", string(cj)).Output()
+	if err != nil {
+		t.Fatalf("install: %v", err)
+	}
+	var res host.Result
+	if err := json.Unmarshal(out, &res); err != nil || res.Pid == 0 {
+		t.Fatalf("install result %q: %v", out, err)
+	}
+	// res.Pid is a pid of the VM's PID namespace: kill it from inside.
+	if out, err := vm.Command("kill", "-KILL", itoa(res.Pid)).CombinedOutput(); err != nil {
+		t.Fatalf("kill: %v %s", err, out)
+	}
+	for i := 0; i < 200; i++ {
+		b, _ := vm.Command("cat", "/proc/"+itoa(res.Pid)+"/cmdline").Output()
+		if !strings.Contains(string(b), "agent") {
+			break
+		}
+		sleepMS(10)
+	}
+	out, err = vm.Command(bin, "host-stop", "--dir", dir).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "not running") {
+		t.Errorf("host-stop after kill: %v %s", err, out)
+	}
+	// Fail closed: the killed agent's table stays until someone removes it.
+	_ = n.In(n.Runner, "nft", "delete", "table", "inet", "harden_runner").Run()
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+func sleepMS(n int) { time.Sleep(time.Duration(n) * time.Millisecond) }
