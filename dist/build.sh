@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Reproducible build of the Action's image content: the same commit and Go
 # version give the same bytes (no paths, build IDs, VCS stamps or times in
-# the binary; sorted tar with fixed owners and mtimes). Writes dist/out/:
+# the binary; sorted tar with fixed owners and mtimes). Writes $OUT
+# (default dist/out/):
 #   rootfs/harden-runner   static binary (CGO_ENABLED=0), rootfs/{pre,main,post} hard links
 #   rootfs.tar             what dist/Dockerfile ADDs
 #   Dockerfile             a copy, so dist/out is the whole build context
 #   SHA256SUMS             checksums of the binary and the tar
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=dist/out
+out="${OUT:-dist/out}"
 rm -rf "$out"
 mkdir -p "$out/rootfs"
 export CGO_ENABLED=0 GOOS=linux GOARCH="${GOARCH:-amd64}" GOFLAGS=-buildvcs=false
