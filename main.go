@@ -16,12 +16,19 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 )
 
 func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel()}))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	// HARDEN_RUNNER_CPUPROFILE=FILE profiles the whole command (bench/).
+	if path := os.Getenv("HARDEN_RUNNER_CPUPROFILE"); path != "" {
+		if f, err := os.Create(path); err == nil {
+			_ = pprof.StartCPUProfile(f)
+		}
+	}
 	code, err := dispatch(ctx, actionArgs(os.Args), log)
 	stop()
 	if err != nil {
@@ -30,6 +37,7 @@ func main() {
 			code = 1
 		}
 	}
+	pprof.StopCPUProfile()
 	os.Exit(code)
 }
 
