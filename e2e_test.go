@@ -562,3 +562,70 @@ func TestRunExitStatus(t *testing.T) {
 		t.Fatal("table left behind")
 	}
 }
+
+// TestRunReportsTamperedFiles: file monitoring through `run`, judged by
+// report.json: pre-existing files changed by the workload are listed with
+// the program that changed them; files it creates are not.
+func TestRunReportsTamperedFiles(t *testing.T) {
+	w := newWorld(t)
+	ws := filepath.Join(w.tmp, "ws")
+	for name, body := range map[string]string{"src/main.go": "package main\n", "src/util.go": "package util\n", "README": "hi\n", "gone.txt": "x\n"} {
+		p := filepath.Join(ws, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o777); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o666); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, err := exec.Command("chmod", "-R", "a+rwX", ws).CombinedOutput(); err != nil {
+		t.Fatalf("chmod: %v %s", err, out)
+	}
+	script := filepath.Join(w.tmp, "tamper.sh")
+	body := fmt.Sprintf("#!/bin/sh\ncd %s\nsed -i s/main/evil/ src/main.go\necho more >> src/util.go\nrm gone.txt\nmkdir -p out && for i in $(seq 200); do echo $i > out/f$i; done\n", ws)
+	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(w.tmp, "files-report")
+	out, err := w.In(w.Runner, w.bin, "run", "--upstream", "198.18.0.2", "--report-dir", dir, "--workspace", ws,
+		"--", "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", "/bin/sh", script).CombinedOutput()
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, out)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Files []struct {
+			Path    string `json:"path"`
+			Event   string `json:"event"`
+			Process struct {
+				Exe string `json:"exe"`
+			} `json:"process"`
+		} `json:"files"`
+	}
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"src/main.go": "sed", "src/util.go": "sh", "gone.txt": "rm"}
+	for _, f := range rep.Files {
+		if strings.HasPrefix(f.Path, "out/") {
+			t.Errorf("a file the build created is reported: %+v", f)
+		}
+		if exe, ok := want[f.Path]; ok {
+			if filepath.Base(f.Process.Exe) != exe && !(exe == "sh" && filepath.Base(f.Process.Exe) == "dash") {
+				t.Errorf("%s: %s by %q, want %s", f.Path, f.Event, f.Process.Exe, exe)
+			}
+			delete(want, f.Path)
+		}
+	}
+	for p := range want {
+		t.Errorf("tampered file %s not in the report (files: %+v)", p, rep.Files)
+	}
+	for _, f := range rep.Files {
+		if f.Path == "README" {
+			t.Errorf("untouched file reported: %+v", f)
+		}
+	}
+}
