@@ -12,15 +12,7 @@ LOAD=$OUT/connload
 SECS=${SECS:-5}
 SIZES=${SIZES:-"10 10000 100000"}
 REPS=${REPS:-3}
-NET=${NS}n
-ip netns add "$NS"; ip netns add "$NET"
-trap 'cleanup; ip netns del "$NET" 2>/dev/null || true' EXIT
-ip link add hrb0 netns "$NS" type veth peer name hrb1 netns "$NET"
-ip -n "$NS" link set lo up; ip -n "$NET" link set lo up
-ip -n "$NS" addr add 198.18.0.1/24 dev hrb0; ip -n "$NET" addr add 198.18.0.2/24 dev hrb1
-ip -n "$NS" link set hrb0 up; ip -n "$NET" link set hrb1 up
-ip -n "$NS" route add default via 198.18.0.2
-ip -n "$NET" route add local 198.18.1.0/24 dev lo
+pair_up
 ip netns exec "$NET" "$LOAD" -serve :443 >/dev/null & PIDS+=($!)
 sleep 0.3
 TARGET=198.18.1.10

@@ -32,6 +32,21 @@ netns_up() {
 
 in_ns() { ip netns exec "$NS" "$@"; }
 
+# pair_up makes the runner namespace $NS (198.18.0.1) and an "internet"
+# namespace $NET joined by a veth pair; every 198.18.1.0/24 address is local
+# to $NET, so a server there listening on the wildcard serves any test host.
+pair_up() {
+  NET=${NS}n
+  ip netns add "$NS"; ip netns add "$NET"
+  trap 'cleanup; ip netns del "$NET" 2>/dev/null || true' EXIT
+  ip link add hrb0 netns "$NS" type veth peer name hrb1 netns "$NET"
+  ip -n "$NS" link set lo up; ip -n "$NET" link set lo up
+  ip -n "$NS" addr add 198.18.0.1/24 dev hrb0; ip -n "$NET" addr add 198.18.0.2/24 dev hrb1
+  ip -n "$NS" link set hrb0 up; ip -n "$NET" link set hrb1 up
+  ip -n "$NS" route add default via 198.18.0.2
+  ip -n "$NET" route add local 198.18.1.0/24 dev lo
+}
+
 # median of numbers on stdin
 median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 
