@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os/exec"
+	"sync"
 	"time"
 
 	"github.com/harden-runner/harden-runner/egress/firewall"
@@ -39,7 +40,11 @@ type Config struct {
 	ClientServers  []netip.AddrPort
 	Workspace      string // file monitoring root
 	FileMonitoring bool
-	Log            *slog.Logger
+	// WaitForWorkspace defers file monitoring until the workspace has
+	// content that stopped changing (see settle.go): in the Action the agent
+	// starts before actions/checkout, when the workspace is still empty.
+	WaitForWorkspace bool
+	Log              *slog.Logger
 }
 
 // Agent runs the components. Start once, Stop once (Stop is safe to repeat).
@@ -52,7 +57,9 @@ type Agent struct {
 	gate    *gate.Gate
 	finder  *proc.Finder
 	res     *resolver.Resolver
+	filesMu sync.Mutex // guards files: the settle goroutine sets it later
 	files   *filemon.Monitor
+	settled chan struct{} // closed when the settle goroutine is done
 	cancel  context.CancelFunc
 	stopped bool
 }
@@ -159,16 +166,41 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("agent: %w", err)
 	}
 	a.flushHostDNSCache(emit)
-	if a.cfg.FileMonitoring {
-		a.files, err = filemon.New(filemon.Config{Root: a.cfg.Workspace, Emit: emit, Process: proc.Info, Log: a.log})
-		if err != nil {
-			return fmt.Errorf("agent: %w", err)
-		}
-		if err = a.files.Start(ctx); err != nil {
-			return fmt.Errorf("agent: start file monitor: %w", err)
+	if a.cfg.FileMonitoring && a.cfg.WaitForWorkspace {
+		a.settled = make(chan struct{})
+		go func() {
+			defer close(a.settled)
+			if err := waitSettled(ctx, a.cfg.Workspace, settlePoll, settleQuiet); err != nil {
+				return // stopped before the workspace settled
+			}
+			if err := a.startFiles(ctx, emit); err != nil {
+				emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "filemon", Level: "error", Message: err.Error()}})
+				return
+			}
+			emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "filemon", Level: "info",
+				Message: "file monitoring began once the workspace had settled (after checkout)"}})
+		}()
+	} else if a.cfg.FileMonitoring {
+		if err = a.startFiles(ctx, emit); err != nil {
+			return err
 		}
 	}
 	a.log.Info("agent: enforcing", "mode", p.Mode(), "endpoints", len(start.AllowedEndpoints))
+	return nil
+}
+
+// startFiles takes the workspace baseline and starts watching it.
+func (a *Agent) startFiles(ctx context.Context, emit event.Emit) error {
+	m, err := filemon.New(filemon.Config{Root: a.cfg.Workspace, Emit: emit, Process: proc.Info, Log: a.log})
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	if err := m.Start(ctx); err != nil {
+		return fmt.Errorf("agent: start file monitor: %w", err)
+	}
+	a.filesMu.Lock()
+	a.files = m
+	a.filesMu.Unlock()
 	return nil
 }
 
@@ -197,9 +229,15 @@ func (a *Agent) Stop() error {
 func (a *Agent) teardown() error {
 	a.stopped = true
 	var errs []error
+	if a.cancel != nil && a.settled != nil {
+		a.cancel() // ends a settle wait still in progress
+		<-a.settled
+	}
+	a.filesMu.Lock()
 	if a.files != nil {
 		errs = append(errs, a.files.Close())
 	}
+	a.filesMu.Unlock()
 	// The table goes first, so no query is redirected to a closed resolver.
 	if a.fw != nil {
 		errs = append(errs, a.fw.Remove())

@@ -131,7 +131,10 @@ func daemonAgent(cfg *DaemonConfig, log *slog.Logger) (*Agent, error) {
 		JournalPath:    filepath.Join(cfg.StateDir, StateJournal),
 		Workspace:      cfg.Workspace,
 		FileMonitoring: cfg.FileMonitoring && cfg.Workspace != "",
-		Log:            log,
+		// The Action starts before actions/checkout: baseline the sources,
+		// not the empty directory.
+		WaitForWorkspace: true,
+		Log:              log,
 	})
 }
 
