@@ -18,13 +18,16 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/sys/unix"
 
 	"github.com/harden-runner/harden-runner/egress/policy"
 	"github.com/harden-runner/harden-runner/event"
@@ -140,11 +143,34 @@ func (r *Resolver) Start(ctx context.Context) error {
 		return errors.New("resolver: closed")
 	}
 	var lc net.ListenConfig
+	// UDP: one socket per CPU on the same port (SO_REUSEPORT), so reading
+	// is not one goroutine's job; the kernel spreads clients over them.
+	udp := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
 	for _, ap := range r.cfg.Listen {
-		pc, err := lc.ListenPacket(ctx, "udp", ap.String())
+		pc, err := udp.ListenPacket(ctx, "udp", ap.String())
 		if err != nil {
 			r.shutdownLocked()
 			return fmt.Errorf("resolver: listen udp %s: %w", ap, err)
+		}
+		bound := pc.LocalAddr().String()
+		for range runtime.GOMAXPROCS(0) - 1 {
+			extra, err := udp.ListenPacket(ctx, "udp", bound)
+			if err != nil {
+				pc.Close()
+				r.shutdownLocked()
+				return fmt.Errorf("resolver: listen udp %s: %w", bound, err)
+			}
+			s := &dns.Server{PacketConn: extra, Net: "udp", Handler: r, UDPSize: 65535}
+			r.servers = append(r.servers, s)
+			go func() { _ = s.ActivateAndServe() }()
 		}
 		// Same port for TCP (matters when ap asks for port 0).
 		tcpAddr := netip.AddrPortFrom(ap.Addr(), uint16(pc.LocalAddr().(*net.UDPAddr).Port))
