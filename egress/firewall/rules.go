@@ -79,6 +79,10 @@ func (b *builder) build() {
 		[]expr.Any{&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 24, Len: 16}}, eq(netip.IPv6Loopback().AsSlice()), accept)
 	b.rule(out, meta(expr.MetaKeyMARK), eq(binaryutil.NativeEndian.PutUint32(b.cfg.Mark)), accept)
 	b.dnsGuard(out, deny)
+	// A SYN is a new connection even when conntrack calls it established
+	// (a 4-tuple reused while its old entry lingers in TIME_WAIT is taken
+	// over by conntrack): decide and record it like any new flow.
+	b.rule(out, tcpSyn(), jump(egress.Name))
 	b.rule(out, ctEstablished(), accept)
 	b.rule(out, jump(egress.Name))
 
@@ -89,6 +93,7 @@ func (b *builder) build() {
 		b.rule(fwd, ifname(expr.MetaKeyOIFNAME, name), accept)
 	}
 	b.dnsGuard(fwd, deny)
+	b.rule(fwd, tcpSyn(), jump(egressFwd.Name))
 	b.rule(fwd, ctEstablished(), accept)
 	b.rule(fwd, jump(egressFwd.Name))
 
@@ -250,6 +255,17 @@ func verdict(k expr.VerdictKind) []expr.Any { return []expr.Any{&expr.Verdict{Ki
 
 func jump(chain string) []expr.Any {
 	return []expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: chain}}
+}
+
+// tcpSyn matches a TCP segment with SYN set and ACK clear.
+func tcpSyn() []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{0x12}, Xor: []byte{0}},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0x02}},
+	}
 }
 
 func ctEstablished() []expr.Any {
