@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os/exec"
+	"runtime"
 	"sync"
 	"time"
 
@@ -119,6 +120,7 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	a.finder = finder
 	a.fw, err = firewall.New(firewall.Config{
 		Block:        p.Mode() == policy.Block,
+		Queues:       uint16(runtime.GOMAXPROCS(0)), // one gate reader per CPU
 		Prefixes:     p.Prefixes(),
 		ResolverPort: a.cfg.ResolverPort,
 		Log:          a.log,
@@ -133,7 +135,7 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	if err = a.flows.Start(ctx); err != nil {
 		return fmt.Errorf("agent: start flow log: %w", err)
 	}
-	a.gate, err = gate.New(gate.Config{Queue: a.fw.Queue(), Block: p.Mode() == policy.Block,
+	a.gate, err = gate.New(gate.Config{Queue: a.fw.Queue(), Queues: a.fw.Queues(), Block: p.Mode() == policy.Block,
 		RejectMark: a.fw.RejectMark(), Emit: emit, Owner: finder.Owner, Log: a.log})
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)

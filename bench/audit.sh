@@ -15,7 +15,7 @@ sleep 0.3
 R=$OUT/audit-report
 rm -rf "$R"
 ip netns exec "$NS" "$BIN" run --egress-policy audit --upstream 198.18.0.2 --report-dir "$R" --disable-file-monitoring -- \
-  bash -c "'$LOAD' -dial 198.18.1.10:443 -c 16 -rate $RATE -d ${SECS}s >'$OUT/audit-load.txt'; sleep 1; grep VmHWM /proc/\$PPID/status >'$OUT/audit-rss.txt'"
+  bash -c "'$LOAD' -dial 198.18.1.10:443 -c 32 -rate $RATE -d ${SECS}s >'$OUT/audit-load.txt'; sleep 1; grep VmHWM /proc/\$PPID/status >'$OUT/audit-rss.txt'"
 read -r rate failed made <"$OUT/audit-load.txt"
 python3 - "$R/report.json" "$made" "$rate" "$OUT/audit-rss.txt" <<'PY'
 import json, sys

@@ -56,7 +56,8 @@ type Config struct {
 	ResolverPort uint16            // where DNS is redirected; must not be 53
 	Mark         uint32            // SO_MARK of the resolver's upstream sockets
 	LogGroup     uint16            // NFLOG group for new allowed flows
-	Queue        uint16            // NFQUEUE for flows the policy does not allow (egress/gate)
+	Queue        uint16            // first NFQUEUE for flows the policy does not allow (egress/gate)
+	Queues       uint16            // flows are balanced over Queue..Queue+Queues-1 by hash; default 1
 	RejectMark   uint32            // mark the gate sets on packets to reject
 	NetNS        int               // netns fd to work in; 0 = the caller's namespace
 	Log          *slog.Logger
@@ -95,6 +96,9 @@ func New(cfg Config) (*Firewall, error) {
 	if cfg.Queue == 0 {
 		cfg.Queue = DefaultQueue
 	}
+	if cfg.Queues == 0 {
+		cfg.Queues = 1
+	}
 	if cfg.RejectMark == 0 {
 		cfg.RejectMark = DefaultReject
 	}
@@ -122,8 +126,12 @@ func (f *Firewall) Mark() uint32 { return f.cfg.Mark }
 // LogGroup returns the NFLOG group that new allowed flows are logged to.
 func (f *Firewall) LogGroup() uint16 { return f.cfg.LogGroup }
 
-// Queue returns the NFQUEUE that flows the policy does not allow are sent to.
+// Queue returns the first NFQUEUE that flows the policy does not allow are
+// sent to, and Queues how many consecutive ones share them.
 func (f *Firewall) Queue() uint16 { return f.cfg.Queue }
+
+// Queues returns how many queues, from Queue on, share the denied flows.
+func (f *Firewall) Queues() uint16 { return f.cfg.Queues }
 
 // RejectMark returns the mark that makes the firewall reject a packet the
 // gate gives back.

@@ -37,7 +37,7 @@ func install(t *testing.T, n *testnet.Net, cfg Config) *Firewall {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := gate.New(gate.Config{Queue: fw.Queue(), Block: cfg.Block, RejectMark: fw.RejectMark(), NetNS: cfg.NetNS, Emit: func(event.Record) {}})
+	g, err := gate.New(gate.Config{Queue: fw.Queue(), Queues: fw.Queues(), Block: cfg.Block, RejectMark: fw.RejectMark(), NetNS: cfg.NetNS, Emit: func(event.Record) {}})
 	if err != nil {
 		t.Fatal(err)
 	}

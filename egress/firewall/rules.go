@@ -154,7 +154,7 @@ func (b *builder) denyChain(name string) *nftables.Chain {
 	// iptables-nft does: some kernels build nft_queue out (this CI's has
 	// CONFIG_NFT_QUEUE unset) while xt_NFQUEUE is everywhere.
 	info := xt.Unknown(binary.NativeEndian.AppendUint16(binary.NativeEndian.AppendUint16(
-		binary.NativeEndian.AppendUint16(nil, b.cfg.Queue), 1), 0))
+		binary.NativeEndian.AppendUint16(nil, b.cfg.Queue), b.cfg.Queues), 0))
 	b.rule(ch, []expr.Any{&expr.Target{Name: "NFQUEUE", Rev: 3, Info: &info}})
 	return ch
 }

@@ -42,7 +42,8 @@ const (
 
 // Config configures a Gate.
 type Config struct {
-	Queue      uint16 // NFQUEUE number the firewall's deny chains send to
+	Queue      uint16 // first NFQUEUE number the firewall's deny chains send to
+	Queues     uint16 // how many consecutive queues (the firewall balances flows over them); default 1
 	Block      bool   // reject released packets; otherwise accept them
 	RejectMark uint32 // mark that makes the firewall reject a packet (block mode)
 	NetNS      int    // netns fd; 0 = the caller's
@@ -56,7 +57,7 @@ type Config struct {
 type Gate struct {
 	cfg    Config
 	log    *slog.Logger
-	nf     *nfqueue.Nfqueue
+	nfs    []*nfqueue.Nfqueue // one reader each; owner lookups run in parallel
 	cancel context.CancelFunc
 
 	events, unattributed, verdictErrs, readErrs atomic.Uint64
@@ -83,6 +84,9 @@ func New(cfg Config) (*Gate, error) {
 	if cfg.Queue == 0 {
 		cfg.Queue = DefaultQueue
 	}
+	if cfg.Queues == 0 {
+		cfg.Queues = 1
+	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
@@ -92,38 +96,55 @@ func New(cfg Config) (*Gate, error) {
 // Queue returns the NFQUEUE number the gate reads.
 func (g *Gate) Queue() uint16 { return g.cfg.Queue }
 
-// Start binds the queue and returns once it is bound, so the firewall can
-// send packets to it. Packets are handled until ctx ends or Close.
+// Start binds the queues and returns once they are bound, so the firewall
+// can send packets to them. Packets are handled until ctx ends or Close.
 func (g *Gate) Start(ctx context.Context) error {
-	nf, err := nfqueue.Open(&nfqueue.Config{
-		NfQueue:      g.cfg.Queue,
-		MaxPacketLen: 128, // headers are all we read
-		MaxQueueLen:  backlog,
-		Copymode:     nfqueue.NfQnlCopyPacket,
-		Flags:        nfqueue.NfQaCfgFlagUIDGid,
-		WriteTimeout: time.Second,
-		NetNS:        g.cfg.NetNS,
-	})
-	if err != nil {
-		return fmt.Errorf("gate: open queue %d: %w", g.cfg.Queue, err)
-	}
-	// ENOBUFS must not end the reader: the kernel dropped messages (counted).
-	_ = nf.SetOption(netlink.NoENOBUFS, true)
-	g.nf = nf
 	ctx, g.cancel = context.WithCancel(ctx)
-	if err := nf.RegisterWithErrorFunc(ctx, g.hook, g.onError); err != nil {
-		g.cancel()
-		_ = nf.Close()
-		return fmt.Errorf("gate: bind queue %d: %w", g.cfg.Queue, err)
+	for i := range g.cfg.Queues {
+		q := g.cfg.Queue + i
+		nf, err := nfqueue.Open(&nfqueue.Config{
+			NfQueue:      q,
+			MaxPacketLen: 128, // headers are all we read
+			MaxQueueLen:  backlog,
+			Copymode:     nfqueue.NfQnlCopyPacket,
+			Flags:        nfqueue.NfQaCfgFlagUIDGid,
+			WriteTimeout: time.Second,
+			NetNS:        g.cfg.NetNS,
+		})
+		if err != nil {
+			g.stop()
+			return fmt.Errorf("gate: open queue %d: %w", q, err)
+		}
+		// ENOBUFS must not end the reader: the kernel dropped messages (counted).
+		_ = nf.SetOption(netlink.NoENOBUFS, true)
+		g.nfs = append(g.nfs, nf)
+		hook := func(a nfqueue.Attribute) int { return g.hook(nf, a) }
+		if err := nf.RegisterWithErrorFunc(ctx, hook, g.onError); err != nil {
+			g.stop()
+			return fmt.Errorf("gate: bind queue %d: %w", q, err)
+		}
 	}
 	return nil
+}
+
+// stop ends every reader and closes their sockets.
+func (g *Gate) stop() error {
+	g.closing.Store(true)
+	if g.cancel != nil {
+		g.cancel()
+	}
+	var errs []error
+	for _, nf := range g.nfs {
+		errs = append(errs, nf.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // hook runs on the netlink reader goroutine and does the whole job there:
 // go-nfqueue's verdicts share the reader's netlink socket, and a verdict
 // sent from another goroutine waits for the reader's next message. Warm
 // owner lookups take tens of microseconds.
-func (g *Gate) hook(a nfqueue.Attribute) int {
+func (g *Gate) hook(nf *nfqueue.Nfqueue, a nfqueue.Attribute) int {
 	if a.PacketID == nil {
 		return 0
 	}
@@ -132,7 +153,7 @@ func (g *Gate) hook(a nfqueue.Attribute) int {
 		h.payload = *a.Payload
 	}
 	h.forward = a.Hook != nil && *a.Hook == 2 // NF_INET_FORWARD
-	g.release(h, event.Process{})
+	g.release(nf, h, event.Process{})
 	return 0
 }
 
@@ -154,7 +175,7 @@ func (g *Gate) onError(err error) int {
 
 // release records the flow (looking its process up unless given one) and
 // gives the packet back to the kernel.
-func (g *Gate) release(h held, proc event.Process) {
+func (g *Gate) release(nf *nfqueue.Nfqueue, h held, proc event.Process) {
 	pkt, perr := flowlog.ParsePacket(h.payload)
 	f := event.Flow{Time: h.at, Forward: h.forward, Verdict: event.Audit}
 	if g.cfg.Block {
@@ -181,9 +202,9 @@ func (g *Gate) release(h held, proc event.Process) {
 	f.Process = proc
 	var err error
 	if g.cfg.Block {
-		err = g.nf.SetVerdictWithOption(h.id, nfqueue.NfRepeat, nfqueue.WithMark(g.cfg.RejectMark))
+		err = nf.SetVerdictWithOption(h.id, nfqueue.NfRepeat, nfqueue.WithMark(g.cfg.RejectMark))
 	} else {
-		err = g.nf.SetVerdict(h.id, nfqueue.NfAccept)
+		err = nf.SetVerdict(h.id, nfqueue.NfAccept)
 	}
 	if err != nil {
 		g.verdictErrs.Add(1)
@@ -211,17 +232,16 @@ func (g *Gate) owner(p flowlog.Packet, forward bool) event.Process {
 	return g.cfg.Owner(proto, p.Src, p.Dst)
 }
 
-// Close stops reading and emits the gate's Stats. Packets still in the kernel queue afterwards are dropped by the
-// kernel (fail closed). Safe to call twice.
+// Close stops reading and emits the gate's Stats. Packets still in the
+// kernel queue afterwards are dropped by the kernel (fail closed). Safe to
+// call twice.
 func (g *Gate) Close() error {
 	var err error
 	g.closeOnce.Do(func() {
-		if g.nf == nil {
+		if g.nfs == nil {
 			return
 		}
-		g.closing.Store(true)
-		g.cancel()
-		err = g.nf.Close()
+		err = g.stop()
 		g.cfg.Emit(event.Record{Stats: &event.Stats{
 			Component:    "gate",
 			Events:       g.events.Load(),
