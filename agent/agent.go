@@ -50,19 +50,20 @@ type Config struct {
 
 // Agent runs the components. Start once, Stop once (Stop is safe to repeat).
 type Agent struct {
-	cfg     Config
-	log     *slog.Logger
-	journal *Journal
-	fw      *firewall.Firewall
-	flows   *flowlog.Reader
-	gate    *gate.Gate
-	finder  *proc.Finder
-	res     *resolver.Resolver
-	filesMu sync.Mutex // guards files: the settle goroutine sets it later
-	files   *filemon.Monitor
-	settled chan struct{} // closed when the settle goroutine is done
-	cancel  context.CancelFunc
-	stopped bool
+	cfg        Config
+	log        *slog.Logger
+	journal    *Journal
+	fw         *firewall.Firewall
+	flows      *flowlog.Reader
+	gate       *gate.Gate
+	finder     *proc.Finder
+	res        *resolver.Resolver
+	filesMu    sync.Mutex // guards files: the settle goroutine sets it later
+	files      *filemon.Monitor
+	settled    chan struct{} // closed when the settle goroutine is done
+	stopSettle context.CancelFunc
+	cancel     context.CancelFunc
+	stopped    bool
 }
 
 // New validates cfg. It does no I/O.
@@ -170,9 +171,11 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	a.flushHostDNSCache(emit)
 	if a.cfg.FileMonitoring && a.cfg.WaitForWorkspace {
 		a.settled = make(chan struct{})
+		var sctx context.Context
+		sctx, a.stopSettle = context.WithCancel(ctx)
 		go func() {
 			defer close(a.settled)
-			if err := waitSettled(ctx, a.cfg.Workspace, settlePoll, settleQuiet); err != nil {
+			if err := waitSettled(sctx, a.cfg.Workspace, settlePoll, settleQuiet); err != nil {
 				return // stopped before the workspace settled
 			}
 			if err := a.startFiles(ctx, emit); err != nil {
@@ -231,8 +234,8 @@ func (a *Agent) Stop() error {
 func (a *Agent) teardown() error {
 	a.stopped = true
 	var errs []error
-	if a.cancel != nil && a.settled != nil {
-		a.cancel() // ends a settle wait still in progress
+	if a.settled != nil {
+		a.stopSettle() // ends a settle wait still in progress
 		<-a.settled
 	}
 	a.filesMu.Lock()
