@@ -48,6 +48,47 @@ func goClient(mode string, args []string) int {
 		}
 		c.Close()
 		return 0
+	case "hold":
+		// hold ADDR DIR: connect, say "before", write DIR/ready, wait for
+		// DIR/go, say "after"; succeed if both lines come back.
+		c, err := net.DialTimeout("tcp", args[0], 5*time.Second)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer c.Close()
+		r := bufio.NewReader(c)
+		say := func(line string) error {
+			if _, err := fmt.Fprintln(c, line); err != nil {
+				return err
+			}
+			_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+			got, err := r.ReadString('\n')
+			if err == nil && got != line+"\n" {
+				err = fmt.Errorf("echo %q", got)
+			}
+			return err
+		}
+		if err := say("before"); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		_ = os.WriteFile(filepath.Join(args[1], "ready"), nil, 0o644)
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			if _, err := os.Stat(filepath.Join(args[1], "go")); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				return 3
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if err := say("after"); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		return 0
 	case "pipeline":
 		c, err := net.DialTimeout("tcp", args[0], 5*time.Second)
 		if err != nil {
@@ -145,7 +186,7 @@ func newWorld(t *testing.T) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.StartServers(self, "tls::443", "tls::8443", "tls::853", "tcp::22",
+	n.StartServers(self, "tls::443", "tls::8443", "tls::853", "tcp::22", "echo::7777",
 		"udp:0.0.0.0:9999", "udp:198.18.1.53:53", "tcp:198.18.1.53:53",
 		"udp:[2001:db8:1::53]:53", "udp:0.0.0.0:5353", "icmp")
 	tmp, err := os.MkdirTemp("", "hr-e2e")
@@ -632,5 +673,47 @@ func TestRunReportsTamperedFiles(t *testing.T) {
 		if f.Path == "README" {
 			t.Errorf("untouched file reported: %+v", f)
 		}
+	}
+}
+
+// TestRunKeepsEarlierConnections: a connection opened before the agent
+// started keeps working in block mode even though its destination is not
+// allowed (established traffic passes), while a new one to it is refused.
+func TestRunKeepsEarlierConnections(t *testing.T) {
+	w := newWorld(t)
+	dir := filepath.Join(w.tmp, "hold")
+	if err := os.MkdirAll(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	client := w.In(w.Runner, "env", "HR_GOCLIENT=hold", w.self, "198.18.1.11:7777", dir)
+	var out strings.Builder
+	client.Stdout, client.Stderr = &out, &out
+	if err := client.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "ready")); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("client never connected: %s", out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cmd := fmt.Sprintf("touch %s/go; sleep 1; curl -sk --max-time 3 https://198.18.1.11/ && exit 9; exit 0", dir)
+	if b, err := w.In(w.Runner, w.bin, "run", "--egress-policy", "block", "--upstream", "198.18.0.2",
+		"--report-dir", filepath.Join(w.tmp, "hold-report"), "--disable-file-monitoring", "--", "sh", "-c", cmd).CombinedOutput(); err != nil {
+		t.Fatalf("run: %v (a new connection to the host must be refused)\n%s", err, b)
+	}
+	if err := client.Wait(); err != nil {
+		t.Fatalf("earlier connection broke under the agent: %v %s", err, out.String())
+	}
+	var after bool
+	for _, h := range w.HitsTo("tcp", testnet.Host4(11), 7777) {
+		after = after || h.Detail == "after"
+	}
+	if !after {
+		t.Error("the server never got the line sent while the agent enforced")
 	}
 }

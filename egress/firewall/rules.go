@@ -84,6 +84,11 @@ func (b *builder) build() {
 	// over by conntrack): decide and record it like any new flow.
 	b.rule(out, tcpSyn(), jump(egress.Name))
 	b.rule(out, ctEstablished(), accept)
+	// A connection opened before conntrack was tracking (nothing on the
+	// machine used it before our table) shows up as a new entry picked up
+	// mid-stream, without SYN: it was established before we started, and
+	// keeps working. Only a raw socket (root) can start a flow without SYN.
+	b.rule(out, tcpNoSyn(), ctNew(), accept)
 	b.rule(out, jump(egress.Name))
 
 	fwd := b.c.AddChain(&nftables.Chain{Name: chainFwd, Table: b.table, Type: nftables.ChainTypeFilter,
@@ -95,6 +100,7 @@ func (b *builder) build() {
 	b.dnsGuard(fwd, deny)
 	b.rule(fwd, tcpSyn(), jump(egressFwd.Name))
 	b.rule(fwd, ctEstablished(), accept)
+	b.rule(fwd, tcpNoSyn(), ctNew(), accept)
 	b.rule(fwd, jump(egressFwd.Name))
 
 	nat := b.c.AddChain(&nftables.Chain{Name: "dns_out", Table: b.table, Type: nftables.ChainTypeNAT,
@@ -265,6 +271,27 @@ func tcpSyn() []expr.Any {
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1},
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{0x12}, Xor: []byte{0}},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0x02}},
+	}
+}
+
+// tcpNoSyn matches a TCP segment without SYN.
+func tcpNoSyn() []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{0x02}, Xor: []byte{0}},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0}},
+	}
+}
+
+func ctNew() []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitNEW),
+			Xor:  binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
 	}
 }
 

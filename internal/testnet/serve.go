@@ -1,6 +1,7 @@
 package testnet
 
 import (
+	"bufio"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -35,7 +36,7 @@ type Hit struct {
 // ServeMain runs the fake internet's servers as a process of its own: the
 // test binary calls it from TestMain when HR_FAKEINET (the hit log path) is
 // set. Each argument is KIND:ADDR, KIND one of tcp, tls, http, udp, icmp
-// (ADDR ignored), e.g. "tls::443", "udp:198.18.1.53:53". It never returns.
+// (ADDR ignored), or echo (line echo, connection kept open), e.g. "tls::443", "udp:198.18.1.53:53". It never returns.
 func ServeMain(logPath string, specs []string) {
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
@@ -73,7 +74,7 @@ func (s *server) hit(h Hit) {
 
 func (s *server) listen(kind, addr string, cert tls.Certificate) error {
 	switch kind {
-	case "tcp", "tls", "http":
+	case "tcp", "tls", "http", "echo":
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
 			return err
@@ -81,6 +82,8 @@ func (s *server) listen(kind, addr string, cert tls.Certificate) error {
 		switch kind {
 		case "tcp":
 			go s.serveTCP(l)
+		case "echo":
+			go s.serveEcho(l)
 		case "http":
 			go s.serveHTTP(l, "http")
 		case "tls":
@@ -111,6 +114,27 @@ func (s *server) listen(kind, addr string, cert tls.Certificate) error {
 		return fmt.Errorf("unknown kind %q", kind)
 	}
 	return nil
+}
+
+// serveEcho logs every line a client sends (Detail) and echoes it back,
+// for as long as the client keeps the connection open.
+func (s *server) serveEcho(l net.Listener) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			sc := bufio.NewScanner(c)
+			for sc.Scan() {
+				s.hit(Hit{Proto: "tcp", Kind: "echo", Local: c.LocalAddr().String(), Remote: c.RemoteAddr().String(), Detail: sc.Text()})
+				if _, err := c.Write(append(sc.Bytes(), '\n')); err != nil {
+					return
+				}
+			}
+		}()
+	}
 }
 
 // loggingListener logs every accepted connection as a "tls" hit, before any
