@@ -123,6 +123,19 @@ func (h *harness) allowed() []allowCall {
 	return append([]allowCall(nil), h.allows...)
 }
 
+// waitEvents returns the DNS events once there are at least n (they are
+// recorded just after the reply is written), or what there is after 2 s.
+func (h *harness) waitEvents(n int) []event.DNS {
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		ev := h.dnsEvents()
+		if len(ev) >= n || time.Now().After(deadline) {
+			return ev
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func (h *harness) dnsEvents() []event.DNS {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -248,7 +261,7 @@ func TestBlockedNameNeverLeaves(t *testing.T) {
 	if len(h.allowed()) != 0 {
 		t.Errorf("blocked names opened the firewall: %v", h.allowed())
 	}
-	ev := h.dnsEvents()
+	ev := h.waitEvents(12)
 	if len(ev) != 12 || ev[0].Verdict != event.Blocked || ev[0].Name != "secret.exfil.test" {
 		t.Errorf("events: %+v", ev)
 	}
@@ -264,7 +277,7 @@ func TestAuditModeForwardsEverything(t *testing.T) {
 	if len(h.allowed()) != 0 {
 		t.Errorf("a name not on the list was added to the allow sets in audit mode")
 	}
-	ev := h.dnsEvents()
+	ev := h.waitEvents(1)
 	if len(ev) != 1 || ev[0].Verdict != event.Audit || len(ev[0].Answers) != 2 {
 		t.Errorf("events: %+v", ev)
 	}
