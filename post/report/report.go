@@ -63,6 +63,10 @@ type Options struct {
 	// JournalBadLines is ReadJournal's count of unreadable lines; it is
 	// reported in agent.journal_bad_lines.
 	JournalBadLines int
+	// Steps are the job's workflow steps (from the jobs API); when given,
+	// every egress, DNS and file row is labelled with the step whose
+	// window contains its first time (see Step).
+	Steps []Step
 }
 
 // Report is the content of report.json. Build creates it; callers treat it
@@ -100,6 +104,7 @@ type Egress struct {
 	Count             int           `json:"count"`
 	FirstSeen         time.Time     `json:"first_seen"`
 	LastSeen          time.Time     `json:"last_seen"`
+	Step              string        `json:"step,omitempty"` // workflow step of FirstSeen, if known
 }
 
 // DNS is one aggregated DNS query kind: all queries with the same name,
@@ -114,6 +119,7 @@ type DNS struct {
 	Process   event.Process `json:"process"`
 	Count     int           `json:"count"`
 	FirstSeen time.Time     `json:"first_seen"`
+	Step      string        `json:"step,omitempty"` // workflow step of FirstSeen, if known
 }
 
 // File is one change to a pre-existing workspace file, in journal order.
@@ -122,6 +128,7 @@ type File struct {
 	Event   event.FileOp  `json:"event"`
 	Process event.Process `json:"process"`
 	Time    time.Time     `json:"time"`
+	Step    string        `json:"step,omitempty"` // workflow step of Time, if known
 }
 
 // Message is a note from the agent or one of its components (or, with
@@ -366,6 +373,7 @@ func Build(recs []event.Record, opt Options) *Report {
 	for _, g := range dnsRows {
 		r.DNS = append(r.DNS, g.row)
 	}
+	labelSteps(r, opt.Steps)
 	r.Counts = counts(r)
 	r.SuggestedPolicy = suggest(r)
 	return r

@@ -125,6 +125,7 @@ type destRow struct {
 	proto   string
 	verdict event.Verdict
 	count   int
+	steps   []string // workflow steps, in first-seen order
 }
 
 type procGroup struct {
@@ -173,6 +174,9 @@ func (r *Report) writeEgress(w *mdWriter) {
 		if !slices.Contains(d.addrs, e.IP) {
 			d.addrs = append(d.addrs, e.IP)
 		}
+		if e.Step != "" && !slices.Contains(d.steps, e.Step) {
+			d.steps = append(d.steps, e.Step)
+		}
 		d.count += e.Count
 	}
 	order := make([]*procGroup, 0, len(groups))
@@ -189,15 +193,18 @@ func (r *Report) writeEgress(w *mdWriter) {
 		}
 		return cmp.Or(cmp.Compare(x.exe, y.exe), cmp.Compare(x.label, y.label)) < 0
 	})
+	steps := r.hasSteps()
+	header := "| Domain | Port | Addresses | Protocol | Verdict | Count |\n| --- | ---: | --- | --- | --- | ---: |\n"
+	if steps {
+		header = "| Domain | Port | Addresses | Protocol | Verdict | Count | Step |\n| --- | ---: | --- | --- | --- | ---: | --- |\n"
+	}
 	for _, g := range order {
 		n := 0
 		for _, d := range g.rows {
 			n += d.count
 		}
 		w.put("#### " + g.label + " (" + plural(n, "connection", "connections") + ")\n\n")
-		w.table(
-			"| Domain | Port | Addresses | Protocol | Verdict | Count |\n| --- | ---: | --- | --- | --- | ---: |\n",
-			plural(len(g.rows), "destination", "destinations"),
+		w.table(header, plural(len(g.rows), "destination", "destinations"),
 			len(g.rows), func(i int) string {
 				d := g.rows[i]
 				domain := "—"
@@ -208,10 +215,61 @@ func (r *Report) writeEgress(w *mdWriter) {
 				if d.port != 0 {
 					port = strconv.Itoa(int(d.port))
 				}
-				return "| " + domain + " | " + port + " | " + addrList(d.addrs) + " | " + cell(d.proto) +
-					" | " + verdictCell(d.verdict) + " | " + strconv.Itoa(d.count) + " |\n"
+				line := "| " + domain + " | " + port + " | " + addrList(d.addrs) + " | " + cell(d.proto) +
+					" | " + verdictCell(d.verdict) + " | " + strconv.Itoa(d.count) + " |"
+				if steps {
+					line += " " + stepList(d.steps) + " |"
+				}
+				return line + "\n"
 			})
 	}
+}
+
+// hasSteps reports whether any row is labelled with a workflow step; only
+// then do the tables get a Step column.
+func (r *Report) hasSteps() bool {
+	for _, e := range r.Egress {
+		if e.Step != "" {
+			return true
+		}
+	}
+	for _, d := range r.DNS {
+		if d.Step != "" {
+			return true
+		}
+	}
+	for _, f := range r.Files {
+		if f.Step != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// stepList is the Step cell of a destination row: at most a few escaped
+// step names, "—" when none is known.
+func stepList(steps []string) string {
+	const show = 3
+	if len(steps) == 0 {
+		return "—"
+	}
+	var parts []string
+	for i, s := range steps {
+		if i == show {
+			parts = append(parts, fmt.Sprintf("+%d more", len(steps)-show))
+			break
+		}
+		parts = append(parts, cell(s))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// stepCell is the Step cell of one row.
+func stepCell(s string) string {
+	if s == "" {
+		return "—"
+	}
+	return cell(s)
 }
 
 func addrList(addrs []string) string {
@@ -255,12 +313,20 @@ func (r *Report) writeDNS(w *mdWriter) {
 		w.put("None.\n\n")
 		return
 	}
-	w.table("| Name | Type | Verdict | Queries | Process |\n| --- | --- | --- | ---: | --- |\n",
-		plural(len(rows), "name", "names"), len(rows), func(i int) string {
-			d := rows[i]
-			return "| " + cell(d.Name) + " | " + cell(d.Type) + " | " + verdictCell(d.Verdict) + " | " +
-				strconv.Itoa(d.Count) + " | " + processCell(d.Process) + " |\n"
-		})
+	steps := r.hasSteps()
+	header := "| Name | Type | Verdict | Queries | Process |\n| --- | --- | --- | ---: | --- |\n"
+	if steps {
+		header = "| Name | Type | Verdict | Queries | Process | Step |\n| --- | --- | --- | ---: | --- | --- |\n"
+	}
+	w.table(header, plural(len(rows), "name", "names"), len(rows), func(i int) string {
+		d := rows[i]
+		line := "| " + cell(d.Name) + " | " + cell(d.Type) + " | " + verdictCell(d.Verdict) + " | " +
+			strconv.Itoa(d.Count) + " | " + processCell(d.Process) + " |"
+		if steps {
+			line += " " + stepCell(d.Step) + " |"
+		}
+		return line + "\n"
+	})
 }
 
 func (r *Report) writeFiles(w *mdWriter) {
@@ -273,12 +339,20 @@ func (r *Report) writeFiles(w *mdWriter) {
 		w.put("No file that existed when the job started was changed.\n\n")
 		return
 	}
-	w.table("| Path | Event | Process | Time |\n| --- | --- | --- | --- |\n",
-		plural(len(r.Files), "file event", "file events"), len(r.Files), func(i int) string {
-			f := r.Files[i]
-			return "| " + cell(f.Path) + " | " + cell(string(f.Event)) + " | " + processCell(f.Process) +
-				" | " + timeCell(f.Time) + " |\n"
-		})
+	steps := r.hasSteps()
+	header := "| Path | Event | Process | Time |\n| --- | --- | --- | --- |\n"
+	if steps {
+		header = "| Path | Event | Process | Time | Step |\n| --- | --- | --- | --- | --- |\n"
+	}
+	w.table(header, plural(len(r.Files), "file event", "file events"), len(r.Files), func(i int) string {
+		f := r.Files[i]
+		line := "| " + cell(f.Path) + " | " + cell(string(f.Event)) + " | " + processCell(f.Process) +
+			" | " + timeCell(f.Time) + " |"
+		if steps {
+			line += " " + stepCell(f.Step) + " |"
+		}
+		return line + "\n"
+	})
 }
 
 func processCell(p event.Process) string {
