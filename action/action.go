@@ -224,7 +224,11 @@ func Post(ctx context.Context, env *Env, h Host) error {
 	if err != nil {
 		errs = append(errs, fmt.Errorf("read journal: %w", err))
 	}
-	rep := report.Build(recs, report.Options{Workspace: env.HostWorkspace, JournalBadLines: bad})
+	steps, stepsNote := jobSteps(ctx, env, a)
+	if stepsNote != "" {
+		notes = append(notes, stepsNote)
+	}
+	rep := report.Build(recs, report.Options{Workspace: env.HostWorkspace, JournalBadLines: bad, Steps: steps})
 	if err := report.WriteDir(env.ReportDir, rep); err != nil {
 		errs = append(errs, err)
 	}
@@ -244,6 +248,47 @@ func Post(ctx context.Context, env *Env, h Host) error {
 		}))
 	fmt.Fprintf(env.Stdout, "harden-runner: report written to %s (%d blocked)\n", env.hostReportPath(), blocked)
 	return errors.Join(errs...)
+}
+
+// jobsTimeout bounds the jobs API calls: the report must not wait on them.
+const jobsTimeout = 30 * time.Second
+
+// jobSteps fetches this job's step windows from the jobs API. When it
+// cannot, it returns a note for the top of the summary saying why.
+func jobSteps(ctx context.Context, env *Env, a *githubactions.Action) ([]report.Step, string) {
+	gctx, _ := a.Context()
+	owner, repo := gctx.Repo()
+	token := a.GetInput(InputToken)
+	var reason string
+	switch {
+	case token == "":
+		reason = "no token was given"
+	case owner == "" || repo == "":
+		reason = "GITHUB_REPOSITORY is not set"
+	case gctx.RunID == 0:
+		reason = "GITHUB_RUN_ID is not set"
+	default:
+		gh, err := apiClient(env, gctx.APIURL, token)
+		if err == nil {
+			ctx, cancel := context.WithTimeout(ctx, jobsTimeout)
+			defer cancel()
+			var steps []report.Step
+			steps, err = JobSteps(ctx, gh, JobQuery{Owner: owner, Repo: repo, RunID: gctx.RunID,
+				RunAttempt: gctx.RunAttempt, RunnerName: env.Getenv("RUNNER_NAME"), Job: gctx.Job})
+			if err == nil {
+				return steps, ""
+			}
+		}
+		reason = err.Error()
+		if errors.Is(err, ErrNoActionsRead) {
+			reason = "the token lacks `actions: read` (add `permissions: actions: read` to the job to see which step made each connection)"
+		}
+		if env.Log != nil {
+			env.Log.Warn("workflow steps unavailable", "err", err)
+		}
+	}
+	return nil, fmt.Sprintf("> [!NOTE]\n> Workflow steps are unavailable (%s), so the tables do not say which step made each connection.\n",
+		inlineText(reason))
 }
 
 // publish creates the check run, or writes the annotations as workflow

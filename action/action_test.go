@@ -272,10 +272,15 @@ type fakeGitHub struct {
 	t        *testing.T
 	status   int // for create; 0 means 201
 	requests []ghRequest
+	// jobsStatus answers the jobs API when not 0; jobs are its pages
+	// (JSON bodies), linked with a Link header.
+	jobsStatus int
+	jobs       []string
 }
 
 type ghRequest struct {
 	Method, Path, Auth string
+	Query              string
 	Body               struct {
 		Name       string `json:"name"`
 		HeadSHA    string `json:"head_sha"`
@@ -299,9 +304,9 @@ func (g *fakeGitHub) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	var r ghRequest
-	r.Method, r.Path, r.Auth = req.Method, req.URL.Path, req.Header.Get("Authorization")
+	r.Method, r.Path, r.Auth, r.Query = req.Method, req.URL.Path, req.Header.Get("Authorization"), req.URL.RawQuery
 	b, _ := io.ReadAll(req.Body)
-	if err := json.Unmarshal(b, &r.Body); err != nil {
+	if err := json.Unmarshal(b, &r.Body); len(b) > 0 && err != nil {
 		g.t.Errorf("request body: %v: %s", err, b)
 	}
 	g.requests = append(g.requests, r)
@@ -317,6 +322,27 @@ func (g *fakeGitHub) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		fmt.Fprint(w, `{"id":7,"html_url":"https://github.example/octo/repo/runs/7"}`)
 	case req.Method == "PATCH" && req.URL.Path == "/api/v3/repos/octo/repo/check-runs/7":
 		fmt.Fprint(w, `{"id":7}`)
+	case req.Method == "GET" && strings.HasPrefix(req.URL.Path, "/api/v3/repos/octo/repo/actions/runs/") && g.jobsStatus != 0:
+		if g.jobsStatus != http.StatusOK {
+			w.WriteHeader(g.jobsStatus)
+			fmt.Fprint(w, `{"message":"Resource not accessible by integration"}`)
+			return
+		}
+		page := 1
+		fmt.Sscan(req.URL.Query().Get("page"), &page)
+		if page < 1 || page > len(g.jobs) {
+			g.t.Errorf("jobs page %d of %d", page, len(g.jobs))
+			w.WriteHeader(404)
+			return
+		}
+		if page < len(g.jobs) {
+			next := *req.URL
+			q := next.Query()
+			q.Set("page", fmt.Sprint(page+1))
+			next.RawQuery = q.Encode()
+			w.Header().Set("Link", fmt.Sprintf(`<http://%s%s>; rel="next"`, req.Host, next.String()))
+		}
+		fmt.Fprint(w, g.jobs[page-1])
 	default:
 		g.t.Errorf("unexpected request %s %s", req.Method, req.URL.Path)
 		w.WriteHeader(404)
@@ -508,5 +534,160 @@ func TestHeadSHA(t *testing.T) {
 		if got := HeadSHA(tt.ev, []byte(tt.payload), "merge"); got != tt.want {
 			t.Errorf("HeadSHA(%s, %s) = %s, want %s", tt.ev, tt.payload, got, tt.want)
 		}
+	}
+}
+
+// jobsPage is one page of the jobs API with the given jobs.
+func jobsPage(jobs ...string) string {
+	return `{"total_count":` + fmt.Sprint(len(jobs)) + `,"jobs":[` + strings.Join(jobs, ",") + `]}`
+}
+
+// jobJSON is a job with steps given as name, started_at, completed_at
+// offsets from t0 in seconds ("" for null).
+func jobJSON(name, runner, status string, steps ...[3]string) string {
+	ts := func(s string) string {
+		if s == "" {
+			return "null"
+		}
+		var sec int
+		fmt.Sscan(s, &sec)
+		return `"` + t0.Add(time.Duration(sec)*time.Second).Format(time.RFC3339) + `"`
+	}
+	var ss []string
+	for i, st := range steps {
+		ss = append(ss, fmt.Sprintf(`{"name":%q,"number":%d,"started_at":%s,"completed_at":%s}`, st[0], i+1, ts(st[1]), ts(st[2])))
+	}
+	return fmt.Sprintf(`{"id":1,"name":%q,"runner_name":%q,"status":%q,"steps":[%s]}`, name, runner, status, strings.Join(ss, ","))
+}
+
+func TestPostLabelsSteps(t *testing.T) {
+	p := event.Process{PID: 9, Exe: "/usr/bin/npm"}
+	recs := startStop("block",
+		event.Record{DNS: &event.DNS{Time: t0, Name: "early.test", Type: "A", Verdict: event.Blocked, Rcode: "NXDOMAIN", Process: p}},
+		event.Record{Flow: &event.Flow{Time: t0.Add(5 * time.Second), IP: "198.18.1.1", Port: 443, Protocol: "tcp", Verdict: event.Blocked, Process: p}},
+		event.Record{File: &event.File{Time: t0.Add(10 * time.Second), Path: "/home/runner/work/repo/repo/package.json", Event: event.Overwrite, Process: p}},
+		event.Record{Flow: &event.Flow{Time: t0.Add(55 * time.Second), IP: "198.18.1.2", Port: 443, Protocol: "tcp", Verdict: event.Blocked, Process: p}},
+	)
+	ours := jobJSON("build (ubuntu)", "GitHub Actions 7", "in_progress",
+		[3]string{"Set up job", "-10", "1"}, [3]string{"Run npm ci", "1", "20"},
+		[3]string{"Skipped step", "", ""}, [3]string{"Post harden-runner", "50", ""})
+	other := jobJSON("build (ubuntu)", "GitHub Actions 8", "in_progress", [3]string{"Other job's step", "-100", "100"})
+	stale := jobJSON("lint", "GitHub Actions 7", "completed", [3]string{"Stale job's step", "-100", "100"})
+	wantSteps := map[string]string{"198.18.1.1": "Run npm ci", "198.18.1.2": "Post harden-runner"}
+
+	for _, tt := range []struct {
+		name                    string
+		attempt, runner, job    string
+		pages                   []string
+		wantPath, wantQueryPart string
+	}{
+		{"attempt, runner name, two pages", "2", "GitHub Actions 7", "build", []string{jobsPage(other, stale), jobsPage(ours)},
+			"/api/v3/repos/octo/repo/actions/runs/123/attempts/2/jobs", "per_page=100"},
+		{"no attempt, job name", "", "someone else", "build (ubuntu)", []string{jobsPage(ours, other)},
+			"/api/v3/repos/octo/repo/actions/runs/123/jobs", "filter=latest"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRunner(t, map[string]string{"token": "ghs_tok"})
+			g, api := githubServer(t, 0)
+			g.jobsStatus, g.jobs = http.StatusOK, tt.pages
+			r.env["GITHUB_API_URL"] = api
+			r.env["GITHUB_RUN_ID"] = "123"
+			r.env["GITHUB_RUN_ATTEMPT"] = tt.attempt
+			r.env["RUNNER_NAME"] = tt.runner
+			r.env["GITHUB_JOB"] = tt.job
+			r.env["STATE_"+stateStarted] = "true"
+			env := r.envFor()
+			if err := Post(context.Background(), env, &fakeHost{journal: journal(t, recs...)}); err != nil {
+				t.Fatalf("Post: %v\n%s", err, r.stdout.String())
+			}
+			var jobReqs []ghRequest
+			for _, req := range g.requests {
+				if req.Method == "GET" {
+					jobReqs = append(jobReqs, req)
+				}
+			}
+			if len(jobReqs) != len(tt.pages) {
+				t.Fatalf("%d jobs requests, want %d", len(jobReqs), len(tt.pages))
+			}
+			for _, req := range jobReqs {
+				if req.Path != tt.wantPath || !strings.Contains(req.Query, tt.wantQueryPart) || req.Auth != "Bearer ghs_tok" {
+					t.Errorf("jobs request %s?%s auth %q, want %s?..%s..", req.Path, req.Query, req.Auth, tt.wantPath, tt.wantQueryPart)
+				}
+			}
+			var rep struct {
+				Egress []struct{ IP, Step string }
+				DNS    []struct{ Name, Step string }
+				Files  []struct{ Path, Step string }
+			}
+			b, err := os.ReadFile(filepath.Join(env.ReportDir, "report.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(b, &rep); err != nil {
+				t.Fatal(err)
+			}
+			if len(rep.Egress) != 2 {
+				t.Fatalf("egress rows %+v", rep.Egress)
+			}
+			for _, e := range rep.Egress {
+				if e.Step != wantSteps[e.IP] {
+					t.Errorf("egress %s: step %q, want %q", e.IP, e.Step, wantSteps[e.IP])
+				}
+			}
+			if len(rep.DNS) != 1 || rep.DNS[0].Step != "Set up job" {
+				t.Errorf("DNS rows %+v", rep.DNS)
+			}
+			if len(rep.Files) != 1 || rep.Files[0].Step != "Run npm ci" {
+				t.Errorf("file rows %+v", rep.Files)
+			}
+			sum, _ := os.ReadFile(r.env["GITHUB_STEP_SUMMARY"])
+			for _, want := range []string{"| Count | Step |", "| Run npm ci |", "| Post harden\\-runner |"} {
+				if !strings.Contains(string(sum), want) {
+					t.Errorf("summary lacks %q:\n%s", want, sum)
+				}
+			}
+			if strings.Contains(string(sum), "steps are unavailable") || strings.Contains(string(sum), "Stale job") || strings.Contains(string(sum), "Other job") {
+				t.Errorf("summary:\n%s", sum)
+			}
+		})
+	}
+
+	for _, tt := range []struct {
+		name   string
+		status int
+		runID  string
+		want   string
+	}{
+		{"forbidden", http.StatusForbidden, "123", "the token lacks 'actions: read'"},
+		{"not found", http.StatusNotFound, "123", "the token lacks 'actions: read'"},
+		{"server error", http.StatusInternalServerError, "123", "500"},
+		{"not in a run", http.StatusOK, "", "GITHUB\\_RUN\\_ID is not set"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRunner(t, map[string]string{"token": "ghs_tok"})
+			g, api := githubServer(t, 0)
+			g.jobsStatus = tt.status
+			r.env["GITHUB_API_URL"] = api
+			r.env["GITHUB_RUN_ID"] = tt.runID
+			r.env["RUNNER_NAME"] = "GitHub Actions 7"
+			r.env["STATE_"+stateStarted] = "true"
+			env := r.envFor()
+			if err := Post(context.Background(), env, &fakeHost{journal: journal(t, recs...)}); err != nil {
+				t.Fatalf("Post failed because of the jobs API: %v", err)
+			}
+			sum, _ := os.ReadFile(r.env["GITHUB_STEP_SUMMARY"])
+			if !strings.Contains(string(sum), "Workflow steps are unavailable") || !strings.Contains(string(sum), tt.want) {
+				t.Errorf("summary lacks the note with %q:\n%s", tt.want, sum)
+			}
+			if strings.Contains(string(sum), "| Step |") {
+				t.Errorf("Step column without steps")
+			}
+			if b, _ := os.ReadFile(filepath.Join(env.ReportDir, "report.json")); !bytes.Contains(b, []byte(`"egress"`)) || bytes.Contains(b, []byte(`"step"`)) {
+				t.Errorf("report.json: %s", b)
+			}
+			if out := r.fileValues("output"); out[OutputBlockedCount] != "3" {
+				t.Errorf("blocked-count %q", out[OutputBlockedCount])
+			}
+		})
 	}
 }
