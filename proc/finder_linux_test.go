@@ -1,6 +1,7 @@
 package proc
 
 import (
+	"github.com/harden-runner/harden-runner/internal/testnet"
 	"io"
 	"net"
 	"net/netip"
@@ -19,7 +20,7 @@ import (
 func tcpServerForTest(t testing.TB, ns, network, addr string) (netip.AddrPort, <-chan netip.AddrPort) {
 	t.Helper()
 	var ln net.Listener
-	if err := inNamespace(ns, func() (err error) {
+	if err := testnet.InNamespace(ns, func() (err error) {
 		ln, err = net.Listen(network, addr)
 		return err
 	}); err != nil {
@@ -57,7 +58,7 @@ func tcpServerForTest(t testing.TB, ns, network, addr string) (netip.AddrPort, <
 func udpServerForTest(t testing.TB, ns, network, addr string) (netip.AddrPort, <-chan netip.AddrPort) {
 	t.Helper()
 	var pc *net.UDPConn
-	if err := inNamespace(ns, func() error {
+	if err := testnet.InNamespace(ns, func() error {
 		c, err := net.ListenPacket(network, addr)
 		if err == nil {
 			pc = c.(*net.UDPConn)

@@ -82,13 +82,13 @@ func (b *builder) build() {
 	// A SYN is a new connection even when conntrack calls it established
 	// (a 4-tuple reused while its old entry lingers in TIME_WAIT is taken
 	// over by conntrack): decide and record it like any new flow.
-	b.rule(out, tcpSyn(), jump(egress.Name))
+	b.rule(out, tcpFlags(tcpSYN|tcpACK, tcpSYN), jump(egress.Name))
 	b.rule(out, ctEstablished(), accept)
 	// A connection opened before conntrack was tracking (nothing on the
 	// machine used it before our table) shows up as a new entry picked up
 	// mid-stream, without SYN: it was established before we started, and
 	// keeps working. Only a raw socket (root) can start a flow without SYN.
-	b.rule(out, tcpNoSyn(), ctNew(), accept)
+	b.rule(out, tcpFlags(tcpSYN, 0), ctNew(), accept)
 	b.rule(out, jump(egress.Name))
 
 	fwd := b.c.AddChain(&nftables.Chain{Name: chainFwd, Table: b.table, Type: nftables.ChainTypeFilter,
@@ -98,9 +98,9 @@ func (b *builder) build() {
 		b.rule(fwd, ifname(expr.MetaKeyOIFNAME, name), accept)
 	}
 	b.dnsGuard(fwd, deny)
-	b.rule(fwd, tcpSyn(), jump(egressFwd.Name))
+	b.rule(fwd, tcpFlags(tcpSYN|tcpACK, tcpSYN), jump(egressFwd.Name))
 	b.rule(fwd, ctEstablished(), accept)
-	b.rule(fwd, tcpNoSyn(), ctNew(), accept)
+	b.rule(fwd, tcpFlags(tcpSYN, 0), ctNew(), accept)
 	b.rule(fwd, jump(egressFwd.Name))
 
 	nat := b.c.AddChain(&nftables.Chain{Name: "dns_out", Table: b.table, Type: nftables.ChainTypeNAT,
@@ -263,27 +263,22 @@ func jump(chain string) []expr.Any {
 	return []expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: chain}}
 }
 
-// tcpSyn matches a TCP segment with SYN set and ACK clear.
-func tcpSyn() []expr.Any {
+// tcpFlags matches a TCP segment whose flags, masked, equal want.
+func tcpFlags(mask, want byte) []expr.Any {
 	return []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{0x12}, Xor: []byte{0}},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0x02}},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{mask}, Xor: []byte{0}},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{want}},
 	}
 }
 
-// tcpNoSyn matches a TCP segment without SYN.
-func tcpNoSyn() []expr.Any {
-	return []expr.Any{
-		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{0x02}, Xor: []byte{0}},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0}},
-	}
-}
+// TCP flag bits.
+const (
+	tcpSYN = 0x02
+	tcpACK = 0x10
+)
 
 func ctNew() []expr.Any {
 	return []expr.Any{

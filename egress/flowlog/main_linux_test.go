@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 
@@ -127,32 +126,4 @@ func nftForTest(t testing.TB, ruleset string) {
 		t.Fatalf("nft: %v: %s\n%s", err, out, ruleset)
 	}
 	t.Cleanup(func() { exec.Command("nft", "delete", "table", "inet", "hrtest").Run() })
-}
-
-// inNamespace runs fn on a thread switched into the named network namespace;
-// sockets fn creates stay there. The thread is switched back afterwards.
-func inNamespace(ns string, fn func() error) error {
-	runtime.LockOSThread()
-	orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
-	defer unix.Close(orig)
-	target, err := unix.Open("/var/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
-	defer unix.Close(target)
-	if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("setns %s: %w", ns, err)
-	}
-	ferr := fn()
-	if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
-		return fmt.Errorf("setns back: %w", err) // the thread stays locked and dies with its goroutine
-	}
-	runtime.UnlockOSThread()
-	return ferr
 }

@@ -3,6 +3,7 @@ package flowlog
 import (
 	"context"
 	"fmt"
+	"github.com/harden-runner/harden-runner/internal/testnet"
 	"io"
 	"net"
 	"os"
@@ -143,7 +144,7 @@ func startReaderForTest(t testing.TB, lookup bool, queue int) (*Reader, *recorde
 func tcpServerForTest(t testing.TB, ns, network, addr string, delay time.Duration) {
 	t.Helper()
 	var ln net.Listener
-	if err := inNamespace(ns, func() (err error) {
+	if err := testnet.InNamespace(ns, func() (err error) {
 		ln, err = net.Listen(network, addr)
 		return err
 	}); err != nil {
@@ -174,7 +175,7 @@ func tcpServerForTest(t testing.TB, ns, network, addr string, delay time.Duratio
 func udpSinkForTest(t testing.TB, ns, network, addr string) {
 	t.Helper()
 	var pc net.PacketConn
-	if err := inNamespace(ns, func() (err error) {
+	if err := testnet.InNamespace(ns, func() (err error) {
 		pc, err = net.ListenPacket(network, addr)
 		return err
 	}); err != nil {
@@ -401,8 +402,13 @@ func TestShortLived(t *testing.T) {
 		stdin   string
 		atLeast float64
 	}{
-		{"curl", 8080, []string{"curl", "-s", "-m", "5", "http://198.18.0.2:8080/"}, "", 0.25},
-		{"socat", 9053, []string{"socat", "-u", "STDIO", "UDP:198.18.0.2:9053"}, "x", 0.25},
+		// The floor only catches delivery that waits (the kernel's default
+		// NFLOG batching gives 0 %); the rate itself depends on load (85-95 %
+		// idle, 18 % seen with two other test packages on 2 vCPUs) and is
+		// measured, not asserted. Denied flows don't depend on it: egress/gate
+		// holds them until their process is found.
+		{"curl", 8080, []string{"curl", "-s", "-m", "5", "http://198.18.0.2:8080/"}, "", 0.05},
+		{"socat", 9053, []string{"socat", "-u", "STDIO", "UDP:198.18.0.2:9053"}, "x", 0.05},
 	}
 	for _, c := range clients {
 		t.Run(c.name, func(t *testing.T) {
