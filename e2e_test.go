@@ -281,6 +281,13 @@ type reportFile struct {
 	Suggested struct {
 		AllowedEndpoints []string `json:"allowed_endpoints"`
 	} `json:"suggested_policy"`
+	Privileged []struct {
+		Program string `json:"program"`
+		Process struct {
+			UID     int    `json:"uid"`
+			Cmdline string `json:"cmdline"`
+		} `json:"process"`
+	} `json:"privileged"`
 }
 
 func readReport(t *testing.T, dir string) *reportFile {
@@ -327,6 +334,8 @@ func commonWorkload(w *world, pipelinedRcode string) workload {
 		{"icmp", "ping -c1 -W2 -p 6869646465 198.18.1.11"},
 		{"uppercase-dot", "getent ahostsv4 ALLOWED.TEST. | grep -q 198.18.1.10"},
 		{"go-client", "HR_GOCLIENT=dial " + w.self + " audit-only.test:443"},
+		// A privilege-raising program, tried without a password: reported.
+		{"su", "su -c true root </dev/null"},
 	}
 }
 
@@ -401,6 +410,13 @@ func TestRunBlockMode(t *testing.T) {
 	assertFlow(t, rep, "198.18.1.11", 443, "blocked", "curl")
 	assertFlow(t, rep, "198.18.1.10", 443, "allowed", "curl")
 	assertDNS(t, rep, "blocked.test", "blocked", "getent")
+	var su bool
+	for _, p := range rep.Privileged {
+		su = su || p.Program == "/usr/bin/su" && p.Process.UID == 65534 && strings.Contains(p.Process.Cmdline, "-c true")
+	}
+	if !su {
+		t.Errorf("report: su by uid 65534 not under privileged: %+v", rep.Privileged)
+	}
 }
 
 func TestRunAuditMode(t *testing.T) {
@@ -410,7 +426,7 @@ func TestRunAuditMode(t *testing.T) {
 	// In audit mode everything goes through, DNS to other servers still
 	// lands at our resolver (recorded) rather than the server asked.
 	for _, c := range wl {
-		if status[c.name] != 0 && c.name != "exfil-txt" {
+		if status[c.name] != 0 && c.name != "exfil-txt" && c.name != "su" {
 			t.Errorf("%s: exit status %d, want 0 in audit mode", c.name, status[c.name])
 		}
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/harden-runner/harden-runner/egress/resolver"
 	"github.com/harden-runner/harden-runner/event"
 	"github.com/harden-runner/harden-runner/filemon"
+	"github.com/harden-runner/harden-runner/privmon"
 	"github.com/harden-runner/harden-runner/proc"
 )
 
@@ -56,6 +57,7 @@ type Agent struct {
 	fw         *firewall.Firewall
 	flows      *flowlog.Reader
 	gate       *gate.Gate
+	priv       *privmon.Monitor
 	finder     *proc.Finder
 	res        *resolver.Resolver
 	filesMu    sync.Mutex // guards files: the settle goroutine sets it later
@@ -169,6 +171,16 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("agent: %w", err)
 	}
 	a.flushHostDNSCache(emit)
+	// Privilege use is reported, not enforced: a machine without fanotify
+	// or without any of the programs only loses that section.
+	if m, err := privmon.New(privmon.Config{Emit: emit, Process: proc.Info, Log: a.log}); err == nil {
+		if err := m.Start(ctx); err != nil {
+			emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "privmon", Level: "info",
+				Message: "privilege use is not watched: " + err.Error()}})
+		} else {
+			a.priv = m
+		}
+	}
 	if a.cfg.FileMonitoring && a.cfg.WaitForWorkspace {
 		a.settled = make(chan struct{})
 		var sctx context.Context
@@ -237,6 +249,9 @@ func (a *Agent) teardown() error {
 	if a.settled != nil {
 		a.stopSettle() // ends a settle wait still in progress
 		<-a.settled
+	}
+	if a.priv != nil {
+		errs = append(errs, a.priv.Close())
 	}
 	a.filesMu.Lock()
 	if a.files != nil {

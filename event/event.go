@@ -81,6 +81,13 @@ type File struct {
 	Process Process   `json:"process"`
 }
 
+// Exec is a start of a watched privilege-raising program (sudo, su, ...).
+type Exec struct {
+	Time    time.Time `json:"time"`
+	Program string    `json:"program"` // the watched file that was executed
+	Process Process   `json:"process"` // the process running it, read just after the exec
+}
+
 // Note is something the user must see that is not traffic or a file change:
 // an error, a degraded component, a count of events lost.
 type Note struct {
@@ -106,6 +113,7 @@ type Record struct {
 	File  *File  `json:"file,omitempty"`
 	Note  *Note  `json:"note,omitempty"`
 	Stats *Stats `json:"stats,omitempty"`
+	Exec  *Exec  `json:"exec,omitempty"`
 	// Start and Stop mark the agent's lifetime; Start carries the settings.
 	Start *Start `json:"start,omitempty"`
 	Stop  *Stop  `json:"stop,omitempty"`

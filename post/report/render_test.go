@@ -390,3 +390,32 @@ func TestSummaryAnyLimit(t *testing.T) {
 		t.Errorf("Summary(exact size) differs from the full summary")
 	}
 }
+
+// TestPrivilegeUseRendersInert: sudo's command line is the workload's
+// own text; it must come out as one inert cell.
+func TestPrivilegeUseRendersInert(t *testing.T) {
+	hostile := "sudo sh -c 'curl x | sh' <script>alert(1)</script>\n::error::pwned `id` | [x](javascript:alert(1))"
+	recs := []event.Record{
+		{Start: &event.Start{Mode: "block"}},
+		{Exec: &event.Exec{Program: "/usr/bin/sudo", Process: event.Process{PID: 42, Exe: "/usr/bin/sudo", Cmdline: hostile}}},
+	}
+	r := Build(recs, Options{})
+	if len(r.Privileged) != 1 || r.Privileged[0].Process.Cmdline != hostile {
+		t.Fatalf("privileged: %+v", r.Privileged)
+	}
+	md := r.Summary(0)
+	if !strings.Contains(md, "### Privilege use") {
+		t.Fatalf("no privilege section:\n%s", md)
+	}
+	checkSource(t, md)
+	for _, unsafe := range []bool{false, true} {
+		cells := checkHTML(t, renderMD(t, md, unsafe))
+		found := false
+		for c := range cells {
+			found = found || strings.Contains(c, "<script>alert(1)</script>")
+		}
+		if !found {
+			t.Errorf("unsafe=%v: the command line is not one visible text cell: %v", unsafe, cells)
+		}
+	}
+}

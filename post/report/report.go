@@ -81,6 +81,7 @@ type Report struct {
 	Egress           []Egress        `json:"egress"`
 	DNS              []DNS           `json:"dns"`
 	Files            []File          `json:"files"`
+	Privileged       []Privileged    `json:"privileged"`
 	SuggestedPolicy  SuggestedPolicy `json:"suggested_policy"`
 	Agent            Agent           `json:"agent"`
 	Counts           Counts          `json:"counts"`
@@ -129,6 +130,14 @@ type File struct {
 	Process event.Process `json:"process"`
 	Time    time.Time     `json:"time"`
 	Step    string        `json:"step,omitempty"` // workflow step of Time, if known
+}
+
+// Privileged is one start of a privilege-raising program (sudo, su, ...),
+// in journal order.
+type Privileged struct {
+	Program string        `json:"program"`
+	Process event.Process `json:"process"`
+	Time    time.Time     `json:"time"`
 }
 
 // Message is a note from the agent or one of its components (or, with
@@ -204,6 +213,7 @@ func Build(recs []event.Record, opt Options) *Report {
 		Egress:           []Egress{},
 		DNS:              []DNS{},
 		Files:            []File{},
+		Privileged:       []Privileged{},
 	}
 	a := &r.Agent
 	a.Errors, a.Warnings, a.Info = []Message{}, []Message{}, []Message{}
@@ -308,6 +318,10 @@ func Build(recs []event.Record, opt Options) *Report {
 			}
 			r.Files = append(r.Files, File{Path: relPath(f.Path, workspace), Event: f.Event,
 				Process: f.Process, Time: f.Time})
+		case rec.Exec != nil:
+			e := rec.Exec
+			expected["privmon"] = true
+			r.Privileged = append(r.Privileged, Privileged{Program: e.Program, Process: e.Process, Time: e.Time})
 		case rec.Note != nil:
 			n := rec.Note
 			m := Message{Time: n.Time, Component: n.Component, Message: n.Message}

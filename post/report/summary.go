@@ -115,6 +115,22 @@ func (r *Report) writeMiddle(w *mdWriter) {
 	r.writeEgress(w)
 	r.writeDNS(w)
 	r.writeFiles(w)
+	r.writePrivileged(w)
+}
+
+// writePrivileged lists starts of sudo, su and the like; nothing when there
+// were none (the section would only be noise).
+func (r *Report) writePrivileged(w *mdWriter) {
+	if len(r.Privileged) == 0 {
+		return
+	}
+	w.put("### Privilege use\n\n")
+	header := "| Program | Process | Command line | Time |\n| --- | --- | --- | --- |\n"
+	w.table(header, plural(len(r.Privileged), "start", "starts"), len(r.Privileged), func(i int) string {
+		p := r.Privileged[i]
+		return "| " + cell(p.Program) + " | " + processCell(p.Process) + " | " + cell(p.Process.Cmdline) +
+			" | " + timeCell(p.Time) + " |\n"
+	})
 }
 
 // destRow is one summary row: Egress rows merged across addresses.

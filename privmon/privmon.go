@@ -1,0 +1,150 @@
+// Package privmon reports every start of a privilege-raising program
+// (sudo, su, pkexec, doas): the job summary says who used them, which
+// matters most when disable-sudo is on and a step still tries. It watches
+// the programs' files for FAN_OPEN_EXEC with fanotify; it knows nothing of
+// the policy and only emits event.Exec records.
+package privmon
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/harden-runner/harden-runner/event"
+)
+
+// DefaultPrograms are watched when Config.Programs is empty; missing ones
+// are skipped.
+var DefaultPrograms = []string{"/usr/bin/sudo", "/usr/bin/su", "/usr/bin/pkexec", "/usr/bin/doas"}
+
+// execSettle is how long after the exec event the process is read: the
+// event comes while execve is still loading the program, and the command
+// line is the new one only once it has.
+const execSettle = 3 * time.Millisecond
+
+// Config configures a Monitor.
+type Config struct {
+	Programs []string // paths to watch; default DefaultPrograms
+	Emit     event.Emit
+	Process  func(pid int) event.Process // required
+	Log      *slog.Logger
+}
+
+// Monitor watches the programs. Start once, Close once (safe to repeat).
+type Monitor struct {
+	cfg      Config
+	f        *os.File
+	wg       sync.WaitGroup
+	watched  []string
+	events   atomic.Uint64
+	unknown  atomic.Uint64
+	closeErr error
+	once     sync.Once
+}
+
+// New validates cfg. It does no I/O.
+func New(cfg Config) (*Monitor, error) {
+	if cfg.Emit == nil || cfg.Process == nil {
+		return nil, errors.New("privmon: Emit and Process are required")
+	}
+	if len(cfg.Programs) == 0 {
+		cfg.Programs = DefaultPrograms
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Monitor{cfg: cfg}, nil
+}
+
+// Start marks the programs that exist and returns once they are watched.
+// It fails if fanotify is unavailable or none could be marked.
+func (m *Monitor) Start(ctx context.Context) error {
+	fd, err := unix.FanotifyInit(unix.FAN_CLASS_NOTIF|unix.FAN_CLOEXEC|unix.FAN_NONBLOCK, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_LARGEFILE)
+	if err != nil {
+		return fmt.Errorf("privmon: fanotify_init: %w", err)
+	}
+	for _, p := range m.cfg.Programs {
+		if _, err := os.Stat(p); err != nil {
+			continue
+		}
+		if err := unix.FanotifyMark(fd, unix.FAN_MARK_ADD, unix.FAN_OPEN_EXEC, unix.AT_FDCWD, p); err != nil {
+			unix.Close(fd)
+			return fmt.Errorf("privmon: watch %s: %w", p, err)
+		}
+		m.watched = append(m.watched, p)
+	}
+	if len(m.watched) == 0 {
+		unix.Close(fd)
+		return fmt.Errorf("privmon: none of %v exists", m.cfg.Programs)
+	}
+	m.f = os.NewFile(uintptr(fd), "fanotify") // non-blocking: Close ends a Read
+	m.wg.Add(1)
+	go m.read(ctx)
+	return nil
+}
+
+// Watched returns the programs being watched.
+func (m *Monitor) Watched() []string { return m.watched }
+
+const metaLen = 24 // struct fanotify_event_metadata
+
+func (m *Monitor) read(ctx context.Context) {
+	defer m.wg.Done()
+	buf := make([]byte, 4096)
+	for ctx.Err() == nil {
+		n, err := m.f.Read(buf)
+		if err != nil {
+			return // closed
+		}
+		for b := buf[:n]; len(b) >= metaLen; {
+			evLen := int(binary.NativeEndian.Uint32(b))
+			if evLen < metaLen || evLen > len(b) {
+				break
+			}
+			fd := int(int32(binary.NativeEndian.Uint32(b[16:])))
+			pid := int(int32(binary.NativeEndian.Uint32(b[20:])))
+			prog := ""
+			if fd >= 0 {
+				prog, _ = os.Readlink("/proc/self/fd/" + strconv.Itoa(fd))
+				unix.Close(fd)
+			}
+			m.wg.Add(1)
+			go m.record(prog, pid, time.Now())
+			b = b[evLen:]
+		}
+	}
+}
+
+// record reads who pid is once its exec has settled and emits the event.
+func (m *Monitor) record(prog string, pid int, at time.Time) {
+	defer m.wg.Done()
+	time.Sleep(execSettle)
+	p := m.cfg.Process(pid)
+	if p.Exe == "" {
+		m.unknown.Add(1)
+	}
+	m.events.Add(1)
+	m.cfg.Emit(event.Record{Exec: &event.Exec{Time: at, Program: prog, Process: p}})
+}
+
+// Close stops watching, waits for pending records and emits Stats.
+func (m *Monitor) Close() error {
+	m.once.Do(func() {
+		if m.f == nil {
+			return
+		}
+		m.closeErr = m.f.Close()
+		m.wg.Wait()
+		m.cfg.Emit(event.Record{Stats: &event.Stats{Component: "privmon", Events: m.events.Load(), Unattributed: m.unknown.Load()}})
+	})
+	return m.closeErr
+}
