@@ -26,7 +26,8 @@ import (
 // are skipped.
 var DefaultPrograms = []string{"/usr/bin/sudo", "/usr/bin/su", "/usr/bin/pkexec", "/usr/bin/doas"}
 
-// execSettle is how long after the exec event the process is read: the
+// execSettle is how long after the exec event the process is read (and
+// read again, up to 25 times, while its command line is still empty): the
 // event comes while execve is still loading the program, and the command
 // line is the new one only once it has.
 const execSettle = 3 * time.Millisecond
@@ -127,8 +128,15 @@ func (m *Monitor) read(ctx context.Context) {
 // record reads who pid is once its exec has settled and emits the event.
 func (m *Monitor) record(prog string, pid int, at time.Time) {
 	defer m.wg.Done()
-	time.Sleep(execSettle)
-	p := m.cfg.Process(pid)
+	// While execve is still loading, /proc shows the new exe but an empty
+	// command line: read again until it is there (or the process is gone).
+	var p event.Process
+	for range 25 {
+		time.Sleep(execSettle)
+		if p = m.cfg.Process(pid); p.Cmdline != "" || p.Unknown != "" {
+			break
+		}
+	}
 	if p.Exe == "" {
 		m.unknown.Add(1)
 	}
