@@ -44,6 +44,12 @@ func info(pid int, cache *ancestorCache) event.Process {
 	p.UID = st.uid
 	p.Exe = readExe(pid)
 	p.Cmdline = readCmdline(pid, buf[:])
+	// A process caught inside execve shows its new exe but no command line
+	// yet (kernel threads have neither): give the exec a few ms to finish.
+	for i := 0; p.Cmdline == "" && p.Exe != "" && i < 5; i++ {
+		time.Sleep(2 * time.Millisecond)
+		p.Cmdline = readCmdline(pid, buf[:])
+	}
 	for ppid := st.ppid; ppid > 0 && len(p.Parents) < maxParents; {
 		a, next, ok := cache.get(ppid)
 		if !ok {
