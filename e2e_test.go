@@ -733,3 +733,92 @@ func TestRunKeepsEarlierConnections(t *testing.T) {
 		t.Error("the server never got the line sent while the agent enforced")
 	}
 }
+
+// TestRunPolicesContainers: a "container" namespace behind a bridge named
+// docker0 in the runner namespace (as docker sets it up, on test addresses)
+// gets the same policy: its DNS, whatever server it asks, is answered by
+// our resolver, an allowed name connects, a blocked address is refused at
+// once, and the report has the forwarded flows.
+func TestRunPolicesContainers(t *testing.T) {
+	w := newWorld(t)
+	ctr := w.Runner + "c"
+	run := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+	}
+	run("ip", "netns", "add", ctr)
+	t.Cleanup(func() {
+		_ = exec.Command("ip", "netns", "del", ctr).Run()
+		_ = os.RemoveAll(filepath.Join("/etc/netns", ctr))
+	})
+	run("ip", "-n", w.Runner, "link", "add", "docker0", "type", "bridge")
+	run("ip", "-n", w.Runner, "addr", "add", "198.19.0.1/24", "dev", "docker0")
+	run("ip", "-n", w.Runner, "link", "set", "docker0", "up")
+	run("ip", "-n", w.Runner, "link", "add", "vethc", "type", "veth", "peer", "name", "eth0", "netns", ctr)
+	run("ip", "-n", w.Runner, "link", "set", "vethc", "master", "docker0", "up")
+	run("ip", "-n", ctr, "link", "set", "lo", "up")
+	run("ip", "-n", ctr, "addr", "add", "198.19.0.2/24", "dev", "eth0")
+	run("ip", "-n", ctr, "link", "set", "eth0", "up")
+	run("ip", "-n", ctr, "route", "add", "default", "via", "198.19.0.1")
+	run("ip", "netns", "exec", w.Runner, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	masq := exec.Command("ip", "netns", "exec", w.Runner, "nft", "-f", "-")
+	masq.Stdin = strings.NewReader("table ip testnat {\n chain post {\n  type nat hook postrouting priority srcnat;\n  oifname \"eth0\" ip saddr 198.19.0.0/24 masquerade\n }\n}\n")
+	if out, err := masq.CombinedOutput(); err != nil {
+		t.Fatalf("masquerade: %v %s", err, out)
+	}
+	if err := os.MkdirAll(filepath.Join("/etc/netns", ctr), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join("/etc/netns", ctr, "resolv.conf"), []byte("nameserver 198.18.0.2\noptions timeout:2 attempts:1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Before the agent: the container reaches the internet (the topology works).
+	run("ip", "netns", "exec", ctr, "curl", "-sk", "--max-time", "5", "-o", "/dev/null", "https://198.18.1.12/")
+
+	in := "ip netns exec " + ctr + " "
+	wl := workload{
+		{"ctr-allowed", in + "curl -sk --max-time 5 https://allowed.test/"},
+		{"ctr-blocked-name", in + "getent hosts blocked.test"},
+		{"ctr-direct-ip", in + "curl -sk --max-time 5 https://198.18.1.11/"},
+		{"ctr-dns-other-server", in + "dig +time=2 +tries=1 @198.18.1.53 allowed.test | grep -q 198.18.1.10"},
+	}
+	script, results := w.script(wl)
+	dir := filepath.Join(w.tmp, "ctr-report")
+	start := time.Now()
+	out, err := w.In(w.Runner, w.bin, "run", "--egress-policy", "block", "--allowed-endpoints", "allowed.test:443",
+		"--upstream", "198.18.0.2", "--report-dir", dir, "--disable-file-monitoring", "--", "/bin/sh", script).CombinedOutput()
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, out)
+	}
+	b, _ := os.ReadFile(results)
+	status := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if name, code, ok := strings.Cut(line, " "); ok {
+			status[name] = code
+		}
+	}
+	for name, want := range map[string]bool{"ctr-allowed": true, "ctr-blocked-name": false, "ctr-direct-ip": false, "ctr-dns-other-server": true} {
+		if (status[name] == "0") != want {
+			t.Errorf("%s: exit %s, want success=%v", name, status[name], want)
+		}
+	}
+	if time.Since(start) > 20*time.Second {
+		t.Errorf("the container workload took %v: blocked traffic should fail fast", time.Since(start))
+	}
+	if len(w.HitsTo("tcp", testnet.Host4(11), 443)) != 0 || len(w.HitsTo("udp", testnet.Host4(53), 53)) != 0 || len(w.HitsTo("tcp", testnet.Host4(10), 443)) == 0 {
+		t.Errorf("what reached the internet is wrong: %+v", w.Hits())
+	}
+	if w.DNSAsked("blocked.test") {
+		t.Error("the container's blocked name reached the upstream DNS server")
+	}
+	rep := readReport(t, dir)
+	var fwdBlocked bool
+	for _, e := range rep.Egress {
+		fwdBlocked = fwdBlocked || e.IP == "198.18.1.11" && e.Verdict == "blocked"
+	}
+	if !fwdBlocked {
+		t.Errorf("report lacks the container's blocked flow: %+v", rep.Egress)
+	}
+}

@@ -148,9 +148,12 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	}
 	port := a.cfg.ResolverPort
 	a.res, err = resolver.New(resolver.Config{
+		// Every address: containers' DNS arrives redirected to their
+		// bridge's address; the firewall's input chain admits only
+		// loopback and docker's bridges to this port.
 		Listen: []netip.AddrPort{
-			netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), port),
-			netip.AddrPortFrom(netip.IPv6Loopback(), port),
+			netip.AddrPortFrom(netip.IPv4Unspecified(), port),
+			netip.AddrPortFrom(netip.IPv6Unspecified(), port),
 		},
 		Upstreams: a.cfg.Upstreams,
 		Servers:   a.cfg.ClientServers,

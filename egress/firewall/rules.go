@@ -106,12 +106,35 @@ func (b *builder) build() {
 	nat := b.c.AddChain(&nftables.Chain{Name: "dns_out", Table: b.table, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityNATDest})
 	b.rule(nat, meta(expr.MetaKeyMARK), eq(binaryutil.NativeEndian.PutUint32(b.cfg.Mark)), verdict(expr.VerdictReturn))
+	redirect := []expr.Any{
+		&expr.Immediate{Register: 1, Data: be16(b.cfg.ResolverPort)},
+		&expr.Redir{RegisterProtoMin: 1},
+	}
 	for _, proto := range []byte{unix.IPPROTO_UDP, unix.IPPROTO_TCP} {
-		b.rule(nat, meta(expr.MetaKeyL4PROTO), eq([]byte{proto}), dport(), eq(be16(53)),
-			[]expr.Any{
-				&expr.Immediate{Register: 1, Data: be16(b.cfg.ResolverPort)},
-				&expr.Redir{RegisterProtoMin: 1},
-			})
+		b.rule(nat, meta(expr.MetaKeyL4PROTO), eq([]byte{proto}), dport(), eq(be16(53)), redirect)
+	}
+
+	// Containers: DNS arriving from docker's bridges goes to the resolver
+	// too (redirect picks the bridge's own address), whatever server the
+	// container asked.
+	pre := b.c.AddChain(&nftables.Chain{Name: "dns_pre", Table: b.table, Type: nftables.ChainTypeNAT,
+		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityNATDest})
+	for _, name := range localIfaces[1:] {
+		for _, proto := range []byte{unix.IPPROTO_UDP, unix.IPPROTO_TCP} {
+			b.rule(pre, ifname(expr.MetaKeyIIFNAME, name), meta(expr.MetaKeyL4PROTO), eq([]byte{proto}),
+				dport(), eq(be16(53)), redirect)
+		}
+	}
+	// The resolver listens on every address for that; only loopback and
+	// the bridges may reach it.
+	in := b.c.AddChain(&nftables.Chain{Name: "input", Table: b.table, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookInput, Priority: prio})
+	for _, name := range localIfaces {
+		b.rule(in, ifname(expr.MetaKeyIIFNAME, name), accept)
+	}
+	for _, proto := range []byte{unix.IPPROTO_UDP, unix.IPPROTO_TCP} {
+		b.rule(in, meta(expr.MetaKeyL4PROTO), eq([]byte{proto}), dport(), eq(be16(b.cfg.ResolverPort)),
+			verdict(expr.VerdictDrop))
 	}
 }
 

@@ -155,14 +155,21 @@ func (r *Resolver) Start(ctx context.Context) error {
 		return serr
 	}}
 	for _, ap := range r.cfg.Listen {
-		pc, err := udp.ListenPacket(ctx, "udp", ap.String())
+		// udp4/tcp4 and udp6/tcp6: an IPv4 and an IPv6 wildcard side by
+		// side, the IPv6 one v6-only (plain "udp" on [::] is dual-stack and
+		// collides with 0.0.0.0 on the same port).
+		v := "6"
+		if ap.Addr().Is4() {
+			v = "4"
+		}
+		pc, err := udp.ListenPacket(ctx, "udp"+v, ap.String())
 		if err != nil {
 			r.shutdownLocked()
 			return fmt.Errorf("resolver: listen udp %s: %w", ap, err)
 		}
 		bound := pc.LocalAddr().String()
 		for range runtime.GOMAXPROCS(0) - 1 {
-			extra, err := udp.ListenPacket(ctx, "udp", bound)
+			extra, err := udp.ListenPacket(ctx, "udp"+v, bound)
 			if err != nil {
 				pc.Close()
 				r.shutdownLocked()
@@ -174,7 +181,7 @@ func (r *Resolver) Start(ctx context.Context) error {
 		}
 		// Same port for TCP (matters when ap asks for port 0).
 		tcpAddr := netip.AddrPortFrom(ap.Addr(), uint16(pc.LocalAddr().(*net.UDPAddr).Port))
-		l, err := lc.Listen(ctx, "tcp", tcpAddr.String())
+		l, err := lc.Listen(ctx, "tcp"+v, tcpAddr.String())
 		if err != nil {
 			pc.Close()
 			r.shutdownLocked()
