@@ -5,17 +5,25 @@
 //
 // The ruleset (inet family, so one table covers IPv4 and IPv6):
 //
-//	output  (filter, hook output):  lo, our resolver's marked upstream queries,
-//	        a guard that rejects port-53 packets that escaped the DNS redirect,
-//	        established/related, then jump egress
-//	forward (filter, hook forward): established/related, then jump egress_fwd
+//	output  (filter, hook output): packets the gate marked for rejection ->
+//	        reject; loopback (by interface and by address) and docker's
+//	        bridges; our resolver's marked upstream queries; a guard that
+//	        denies port-53 packets that escaped the DNS redirect; every TCP
+//	        SYN -> egress (even if conntrack reuses an old entry);
+//	        established/related; a TCP segment without SYN in a new entry
+//	        (a connection from before we started) -> accept; then egress
+//	forward (filter, hook forward): the same for containers, egress_fwd
 //	egress, egress_fwd: allowed address·port (sets) -> log + accept;
 //	        NDP/MLD and DHCP -> accept; everything else -> deny
 //	deny:   NFQUEUE to the gate (egress/gate), which records the flow with
 //	        its process, then accepts it (audit) or gives it back with the
-//	        reject mark (block); output/forward reject marked packets first
-//	dns_out (nat, hook output) and dns_pre (nat, hook prerouting): every UDP
-//	        and TCP packet to port 53 not carrying our mark -> our resolver
+//	        reject mark (block)
+//	dns_out (nat, hook output): every UDP and TCP packet to port 53 not
+//	        carrying our mark -> our resolver
+//	dns_pre (nat, hook prerouting): the same for port 53 arriving from
+//	        docker's bridges
+//	input   (filter, hook input): the resolver's port only from loopback
+//	        and docker's bridges
 //
 // Allowed destinations live in four sets: dyn4/dyn6 (address . port, with
 // per-element timeouts, filled by the resolver) and net4/net6 (address
