@@ -1,6 +1,7 @@
 // Package agent owns the lifecycle of harden-runner's parts on the host: it
-// starts the flow logger, the gate, the resolver, the firewall and the file monitor
-// in the order that leaves no gap, writes everything they report to the
+// starts the flow logger, the gate, the resolver, the firewall, the
+// privilege monitor and the file monitor in the order that leaves no gap,
+// writes everything they report to the
 // journal, and takes them down again. Components do not import agent; they
 // get an event.Emit.
 package agent
