@@ -101,8 +101,17 @@ func TestActionImageEndToEnd(t *testing.T) {
 	if !strings.Contains(string(state), "harden_runner_started") {
 		t.Errorf("state file: %q", state)
 	}
-	if ps, _ := docker("ps", "-aq").Output(); len(strings.TrimSpace(string(ps))) != 0 {
-		t.Errorf("containers left after the main step: %s", ps)
+	// The step returns once the agent enforces; docker removes the helper
+	// (AutoRemove) right after it exits.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		ps, _ := docker("ps", "-aq").Output()
+		if len(strings.TrimSpace(string(ps))) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("containers left 10 s after the main step: %s", ps)
+			break
+		}
 	}
 
 	curl := func(name string) error {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -45,10 +46,9 @@ func (d *DockerHost) dir() string {
 	return d.Dir
 }
 
-// helper runs one helper container to its end and returns its exit code,
-// stdout and stderr. cleanup removes it; callers may copy files out first.
-func (d *DockerHost) helper(ctx context.Context, args ...string) (id string, code int, stdout, stderr []byte, err error) {
-	id, err = d.Docker.Create(ctx, "", docker.CreateConfig{
+// helperConfig is a helper container running `harden-runner args...`.
+func (d *DockerHost) helperConfig(autoRemove bool, args ...string) docker.CreateConfig {
+	return docker.CreateConfig{
 		Image:      d.Image,
 		Entrypoint: []string{"/harden-runner"},
 		Cmd:        append(args, d.Args...),
@@ -60,8 +60,15 @@ func (d *DockerHost) helper(ctx context.Context, args ...string) (id string, cod
 			CgroupnsMode: "host",
 			CapAdd:       HelperCaps,
 			SecurityOpt:  []string{"seccomp=unconfined", "apparmor=unconfined"},
+			AutoRemove:   autoRemove,
 		},
-	})
+	}
+}
+
+// helper runs one helper container to its end and returns its exit code,
+// stdout and stderr. cleanup removes it; callers may copy files out first.
+func (d *DockerHost) helper(ctx context.Context, args ...string) (id string, code int, stdout, stderr []byte, err error) {
+	id, err = d.Docker.Create(ctx, "", d.helperConfig(false, args...))
 	if err != nil {
 		return "", -1, nil, nil, err
 	}
@@ -81,25 +88,71 @@ func (d *DockerHost) remove(id string) {
 	}
 }
 
-// Start implements Host: `harden-runner install` in a helper.
+// Start implements Host: `harden-runner install` in a helper. It returns
+// as soon as the helper prints its result, which it does once the agent
+// enforces; the helper's exit and removal (AutoRemove) happen after the
+// step goes on. Waiting for them cost about 0.2 s (bench/action.sh).
 func (d *DockerHost) Start(ctx context.Context, req StartRequest) (*StartResult, error) {
 	cfg, err := json.Marshal(host.Config{Dir: d.dir(), Daemon: req.Daemon, SudoUser: req.SudoUser})
 	if err != nil {
 		return nil, err
 	}
-	id, code, stdout, stderr, err := d.helper(ctx, "install", "--config-json", string(cfg))
-	defer d.remove(id)
+	id, err := d.Docker.Create(ctx, "", d.helperConfig(true, "install", "--config-json", string(cfg)))
 	if err != nil {
 		return nil, fmt.Errorf("helper container: %w", err)
 	}
-	if code != 0 {
-		return nil, fmt.Errorf("helper container exited with %d: %s", code, strings.TrimSpace(string(stderr)))
+	stream, err := d.Docker.Attach(ctx, id)
+	if err != nil {
+		d.remove(id)
+		return nil, fmt.Errorf("helper container: %w", err)
 	}
-	var res host.Result
-	if err := json.Unmarshal(lastLine(stdout), &res); err != nil {
-		return nil, fmt.Errorf("helper container: unreadable result %q: %w", lastLine(stdout), err)
+	defer stream.Close()
+	if err := d.Docker.Start(ctx, id); err != nil {
+		d.remove(id)
+		return nil, fmt.Errorf("helper container: %w", err)
+	}
+	res, stderr, err := readResult(stream)
+	if err != nil {
+		return nil, fmt.Errorf("helper container: %w", err)
+	}
+	if res == nil {
+		return nil, fmt.Errorf("helper container exited without a result: %s", strings.TrimSpace(string(stderr)))
 	}
 	return &StartResult{Already: res.Already, Pid: res.Pid, How: res.How, SudoDisabled: res.SudoDisabled, Warnings: res.Warnings}, nil
+}
+
+// readResult reads the helper's multiplexed output until a stdout line is
+// a host.Result, or the stream ends (the helper exited without one).
+func readResult(stream io.Reader) (*host.Result, []byte, error) {
+	br := bufio.NewReader(stream)
+	var stdout, stderr bytes.Buffer
+	for {
+		st, b, err := docker.ReadFrame(br)
+		if errors.Is(err, io.EOF) {
+			return nil, stderr.Bytes(), nil
+		}
+		if err != nil {
+			return nil, stderr.Bytes(), err
+		}
+		if st == 2 {
+			stderr.Write(b)
+			continue
+		}
+		stdout.Write(b)
+		for {
+			line, err := stdout.ReadBytes('\n')
+			if err != nil { // no complete line yet: keep the part
+				rest := append([]byte(nil), line...)
+				stdout.Reset()
+				stdout.Write(rest)
+				break
+			}
+			var res host.Result
+			if bytes.HasPrefix(line, []byte("{")) && json.Unmarshal(line, &res) == nil {
+				return &res, stderr.Bytes(), nil
+			}
+		}
+	}
 }
 
 // Stop implements Host: `harden-runner host-stop` in a helper, then the
@@ -123,11 +176,6 @@ func (d *DockerHost) Stop(ctx context.Context) ([]byte, error) {
 		return nil, errors.Join(stopErr, fmt.Errorf("read the journal: %w", err))
 	}
 	return journal, stopErr
-}
-
-func lastLine(b []byte) []byte {
-	lines := bytes.Split(bytes.TrimSpace(b), []byte("\n"))
-	return lines[len(lines)-1]
 }
 
 var containerIDRe = regexp.MustCompile(`/containers/([0-9a-f]{64})/(?:hostname|hosts|resolv\.conf)`)

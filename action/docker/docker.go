@@ -1,6 +1,7 @@
 // Package docker is the few Docker Engine API calls the Action needs,
 // as plain HTTP over the daemon's unix socket: inspect a container, create,
-// start, wait for, read the logs of, copy a file out of and remove one.
+// attach to, start, wait for, read the logs of, copy a file out of and
+// remove one.
 // API version 1.41 (Docker 20.10), which newer engines still serve.
 package docker
 
@@ -158,27 +159,61 @@ func (c *Client) Logs(ctx context.Context, id string) (stdout, stderr []byte, er
 	return o.Bytes(), e.Bytes(), nil
 }
 
+// Attach attaches to a created container's stdout and stderr before it
+// starts, and returns docker's multiplexed stream (read it with
+// ReadFrame); it ends when the container exits. Close it when done.
+func (c *Client) Attach(ctx context.Context, id string) (io.ReadCloser, error) {
+	resp, err := c.req(ctx, "POST", "/containers/"+url.PathEscape(id)+"/attach?stream=1&stdout=1&stderr=1", nil)
+	if err != nil {
+		return nil, fmt.Errorf("docker: attach %s: %w", short(id), err)
+	}
+	return resp.Body, nil
+}
+
 // Demux splits docker's multiplexed stream (8-byte frame headers: stream
 // 1 stdout, 2 stderr) into stdout and stderr.
 func Demux(r io.Reader, stdout, stderr io.Writer) error {
 	br := bufio.NewReader(r)
-	var hdr [8]byte
 	for {
-		if _, err := io.ReadFull(br, hdr[:]); err != nil {
+		stream, b, err := ReadFrame(br)
+		if err != nil {
 			if errors.Is(err, io.EOF) {
 				return nil
 			}
 			return err
 		}
-		n := int64(binary.BigEndian.Uint32(hdr[4:]))
 		w := stdout
-		if hdr[0] == 2 {
+		if stream == 2 {
 			w = stderr
 		}
-		if _, err := io.CopyN(w, br, n); err != nil {
+		if _, err := w.Write(b); err != nil {
 			return err
 		}
 	}
+}
+
+// maxFrame bounds one frame of a multiplexed stream.
+const maxFrame = 16 << 20
+
+// ReadFrame reads one frame of docker's multiplexed stream: the stream
+// number (1 stdout, 2 stderr) and its bytes. io.EOF at a frame boundary.
+func ReadFrame(r io.Reader) (stream byte, data []byte, err error) {
+	var hdr [8]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return 0, nil, fmt.Errorf("docker: truncated frame header: %w", err)
+		}
+		return 0, nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[4:])
+	if n > maxFrame {
+		return 0, nil, fmt.Errorf("docker: frame of %d bytes", n)
+	}
+	data = make([]byte, n)
+	if _, err := io.ReadFull(r, data); err != nil {
+		return 0, nil, fmt.Errorf("docker: truncated frame: %w", err)
+	}
+	return hdr[0], data, nil
 }
 
 // CopyFile returns the content of the regular file at path in the
