@@ -269,6 +269,7 @@ type reportFile struct {
 			Exe     string `json:"exe"`
 			Cmdline string `json:"cmdline"`
 		} `json:"process"`
+		Step string `json:"step"`
 	} `json:"egress"`
 	DNS []struct {
 		Name    string `json:"name"`
@@ -277,6 +278,7 @@ type reportFile struct {
 		Process struct {
 			Exe string `json:"exe"`
 		} `json:"process"`
+		Step string `json:"step"`
 	} `json:"dns"`
 	Suggested struct {
 		AllowedEndpoints []string `json:"allowed_endpoints"`
@@ -689,6 +691,96 @@ func TestRunReportsTamperedFiles(t *testing.T) {
 		if f.Path == "README" {
 			t.Errorf("untouched file reported: %+v", f)
 		}
+	}
+}
+
+// TestRunNamesWorkflowSteps runs a stand-in for the runner: a program
+// named Runner.Worker (a copy of bash) that runs each step as its child,
+// as the runner does: two `run:` steps (scripts in _temp named by a GUID)
+// and a JavaScript-like action under _actions. Without the jobs API the
+// report names each event's step as the runner would ("Run " and the
+// script's first line, "Run owner/repo@ref"); a process that outlived
+// its step (re-parented) gets none.
+func TestRunNamesWorkflowSteps(t *testing.T) {
+	w := newWorld(t)
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("no bash")
+	}
+	files := map[string]string{
+		"work/_temp/0f3c2a4e-1b2d-4c5e-8f90-a1b2c3d4e5f6.sh": "\n  curl -sk --max-time 5 https://allowed.test/\n",
+		"work/_temp/7a1e9c3b-2d4f-4e6a-9b8c-0d1e2f3a4b5c.sh": "getent hosts blocked.test; true\nexit 0\n",
+		"work/_actions/octo/greet/v1/action.yml":             "runs:\n  using: node20\n  main: dist/index.sh\n",
+		"work/_actions/octo/greet/v1/dist/index.sh":          "curl -sk --max-time 5 https://198.18.1.11/\n",
+	}
+	for name, body := range files {
+		p := filepath.Join(w.tmp, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	worker := filepath.Join(w.tmp, "runners/2.321.0/bin/Runner.Worker")
+	if err := os.MkdirAll(filepath.Dir(worker), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("cp", bash, worker).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+	temp, actions := filepath.Join(w.tmp, "work/_temp"), filepath.Join(w.tmp, "work/_actions")
+	steps := strings.Join([]string{
+		// Step 1 also leaves a process behind that connects after the step.
+		"(bash -e " + temp + "/0f3c2a4e-1b2d-4c5e-8f90-a1b2c3d4e5f6.sh; setsid sh -c 'sleep 1; curl -sk --max-time 5 https://api.wild.test/' &)",
+		"bash -e " + temp + "/7a1e9c3b-2d4f-4e6a-9b8c-0d1e2f3a4b5c.sh",
+		"sh " + actions + "/octo/greet/v1/dist/index.sh",
+		"sleep 3", "true",
+	}, "; ")
+	dir := filepath.Join(w.tmp, "steps-report")
+	out, err := w.In(w.Runner, w.bin, "run", "--upstream", "198.18.0.2", "--report-dir", dir, "--disable-file-monitoring",
+		"--egress-policy", "block", "--allowed-endpoints", allowFlags, "--", "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
+		worker, "-c", steps).CombinedOutput()
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, out)
+	}
+	rep := readReport(t, dir)
+	want := map[string]string{
+		"allowed.test":  "Run curl -sk --max-time 5 https://allowed.test/",
+		"blocked.test":  "Run getent hosts blocked.test; true",
+		"api.wild.test": "",
+	}
+	for _, d := range rep.DNS {
+		if step, ok := want[d.Name]; ok {
+			if d.Step != step {
+				t.Errorf("dns %s: step %q, want %q", d.Name, d.Step, step)
+			}
+			delete(want, d.Name)
+		}
+	}
+	for name := range want {
+		t.Errorf("no DNS row for %s: %+v", name, rep.DNS)
+	}
+	found := false
+	for _, e := range rep.Egress {
+		switch e.IP {
+		case "198.18.1.11":
+			found = true
+			if e.Step != "Run octo/greet@v1" || e.Verdict != "blocked" {
+				t.Errorf("egress %s: %s, step %q, want blocked in Run octo/greet@v1", e.IP, e.Verdict, e.Step)
+			}
+		case "198.18.1.10", "2001:db8:1::a":
+			if e.Step != "Run curl -sk --max-time 5 https://allowed.test/" {
+				t.Errorf("egress %s: step %q", e.IP, e.Step)
+			}
+		case "198.18.1.12":
+			if e.Step != "" {
+				t.Errorf("egress %s of a re-parented process: step %q, want none", e.IP, e.Step)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("no egress row for 198.18.1.11: %+v", rep.Egress)
 	}
 }
 

@@ -281,13 +281,13 @@ func jobSteps(ctx context.Context, env *Env, a *githubactions.Action) ([]report.
 		}
 		reason = err.Error()
 		if errors.Is(err, ErrNoActionsRead) {
-			reason = "the token lacks `actions: read` (add `permissions: actions: read` to the job to see which step made each connection)"
+			reason = "the token lacks `actions: read`; add `permissions: actions: read` to the job"
 		}
 		if env.Log != nil {
 			env.Log.Warn("workflow steps unavailable", "err", err)
 		}
 	}
-	return nil, fmt.Sprintf("> [!NOTE]\n> Workflow steps are unavailable (%s), so the tables do not say which step made each connection.\n",
+	return nil, fmt.Sprintf("> [!NOTE]\n> The jobs API is unavailable (%s): steps are named from their processes as the runner names a step without `name:` (\"Run npm ci\"), and events of processes outside any step have none.\n",
 		inlineText(reason))
 }
 

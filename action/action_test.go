@@ -676,7 +676,7 @@ func TestPostLabelsSteps(t *testing.T) {
 				t.Fatalf("Post failed because of the jobs API: %v", err)
 			}
 			sum, _ := os.ReadFile(r.env["GITHUB_STEP_SUMMARY"])
-			if !strings.Contains(string(sum), "Workflow steps are unavailable") || !strings.Contains(string(sum), tt.want) {
+			if !strings.Contains(string(sum), "The jobs API is unavailable") || !strings.Contains(string(sum), tt.want) {
 				t.Errorf("summary lacks the note with %q:\n%s", tt.want, sum)
 			}
 			if strings.Contains(string(sum), "| Step |") {

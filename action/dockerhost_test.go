@@ -21,7 +21,7 @@ func TestReadResult(t *testing.T) {
 		stderr  string
 		wantErr bool
 	}{
-		{name: "result in one frame", frames: [][]byte{frame(1, `{"pid":7,"how":"detached"}` + "\n")}, pid: 7},
+		{name: "result in one frame", frames: [][]byte{frame(1, `{"pid":7,"how":"detached"}`+"\n")}, pid: 7},
 		{name: "split across frames after a log line", frames: [][]byte{
 			frame(2, "level=DEBUG msg=x\n"), frame(1, "installing\n{\"pi"), frame(1, `d":9}`+"\n"),
 		}, pid: 9, stderr: "level=DEBUG msg=x\n"},

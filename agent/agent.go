@@ -26,6 +26,7 @@ import (
 	"github.com/harden-runner/harden-runner/filemon"
 	"github.com/harden-runner/harden-runner/privmon"
 	"github.com/harden-runner/harden-runner/proc"
+	"github.com/harden-runner/harden-runner/runnerstep"
 )
 
 // DefaultResolverPort is where the firewall redirects DNS. A port below 1024
@@ -105,7 +106,9 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
-	emit := a.journal.Emit
+	// Every event under a workflow step's process is preceded, once per
+	// step, by a record of that step's root (for the report's Step column).
+	emit := runnerstep.NewTracker(runnerstep.HostFS{}).Wrap(a.journal.Emit)
 	p := a.cfg.Policy
 	start := &event.Start{Time: time.Now(), Mode: string(p.Mode()), Workspace: a.cfg.Workspace, FileMonitoring: a.cfg.FileMonitoring}
 	for _, e := range p.Endpoints() {

@@ -88,6 +88,48 @@ type Exec struct {
 	Process Process   `json:"process"` // the process running it, read just after the exec
 }
 
+// StepRoot is a workflow step's root process: the runner's (Runner.Worker's)
+// direct child that runs the step. Name is what the runner calls a step
+// without `name:` ("Run npm ci", "Run actions/setup-go@v5"), "" if unknown.
+type StepRoot struct {
+	Time    time.Time `json:"time"` // of the first event under it
+	PID     int       `json:"pid"`
+	Cmdline string    `json:"cmdline"`
+	Name    string    `json:"name,omitempty"`
+}
+
+// Process returns the process a record names (flow, DNS query, file
+// change or exec), or nil.
+func (r Record) Process() *Process {
+	switch {
+	case r.Flow != nil:
+		return &r.Flow.Process
+	case r.DNS != nil:
+		return &r.DNS.Process
+	case r.File != nil:
+		return &r.File.Process
+	case r.Exec != nil:
+		return &r.Exec.Process
+	}
+	return nil
+}
+
+// Time returns when a flow, DNS query, file change or exec happened, or
+// the zero time for other records.
+func (r Record) Time() time.Time {
+	switch {
+	case r.Flow != nil:
+		return r.Flow.Time
+	case r.DNS != nil:
+		return r.DNS.Time
+	case r.File != nil:
+		return r.File.Time
+	case r.Exec != nil:
+		return r.Exec.Time
+	}
+	return time.Time{}
+}
+
 // Note is something the user must see that is not traffic or a file change:
 // an error, a degraded component, a count of events lost.
 type Note struct {
@@ -114,6 +156,9 @@ type Record struct {
 	Note  *Note  `json:"note,omitempty"`
 	Stats *Stats `json:"stats,omitempty"`
 	Exec  *Exec  `json:"exec,omitempty"`
+	// StepRoot names a workflow step's process the first time an event
+	// under it is seen (see package runnerstep).
+	StepRoot *StepRoot `json:"step_root,omitempty"`
 	// Start and Stop mark the agent's lifetime; Start carries the settings.
 	Start *Start `json:"start,omitempty"`
 	Stop  *Stop  `json:"stop,omitempty"`

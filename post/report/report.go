@@ -46,6 +46,7 @@ import (
 	"time"
 
 	"github.com/harden-runner/harden-runner/event"
+	"github.com/harden-runner/harden-runner/runnerstep"
 )
 
 // Schema is the value of report.json's "schema" field.
@@ -63,9 +64,9 @@ type Options struct {
 	// JournalBadLines is ReadJournal's count of unreadable lines; it is
 	// reported in agent.journal_bad_lines.
 	JournalBadLines int
-	// Steps are the job's workflow steps (from the jobs API); when given,
-	// every egress, DNS and file row is labelled with the step whose
-	// window contains its first time (see Step).
+	// Steps are the job's workflow steps (from the jobs API). Rows are
+	// labelled with the step their process ran under, else with the step
+	// whose window contains their first time (see labelSteps).
 	Steps []Step
 }
 
@@ -129,7 +130,7 @@ type File struct {
 	Event   event.FileOp  `json:"event"`
 	Process event.Process `json:"process"`
 	Time    time.Time     `json:"time"`
-	Step    string        `json:"step,omitempty"` // workflow step of Time, if known
+	Step    string        `json:"step,omitempty"` // workflow step of the process, else of Time, if known
 }
 
 // Privileged is one start of a privilege-raising program (sudo, su, ...),
@@ -138,6 +139,7 @@ type Privileged struct {
 	Program string        `json:"program"`
 	Process event.Process `json:"process"`
 	Time    time.Time     `json:"time"`
+	Step    string        `json:"step,omitempty"` // workflow step, if known
 }
 
 // Message is a note from the agent or one of its components (or, with
@@ -221,7 +223,11 @@ func Build(recs []event.Record, opt Options) *Report {
 
 	var start *event.Start
 	starts := 0
+	roots := map[runnerstep.Key]event.StepRoot{}
 	for _, rec := range recs {
+		if sr := rec.StepRoot; sr != nil {
+			roots[runnerstep.Key{PID: sr.PID, Cmdline: sr.Cmdline}] = *sr
+		}
 		if rec.Start != nil {
 			starts++
 			if start == nil {
@@ -387,7 +393,7 @@ func Build(recs []event.Record, opt Options) *Report {
 	for _, g := range dnsRows {
 		r.DNS = append(r.DNS, g.row)
 	}
-	labelSteps(r, opt.Steps)
+	labelSteps(r, opt.Steps, roots)
 	r.Counts = counts(r)
 	r.SuggestedPolicy = suggest(r)
 	return r

@@ -110,3 +110,73 @@ func TestBuildLabelsSteps(t *testing.T) {
 		}
 	}
 }
+
+func TestBuildLabelsStepsByProcess(t *testing.T) {
+	base := time.Date(2025, 5, 1, 10, 0, 0, 0, time.UTC)
+	worker := event.Ancestor{PID: 10, Exe: "/home/runner/runners/2.321.0/bin/Runner.Worker"}
+	root := func(pid int, script string) event.Ancestor {
+		return event.Ancestor{PID: pid, Exe: "/usr/bin/bash", Cmdline: "/usr/bin/bash -e /home/runner/work/_temp/" + script + ".sh"}
+	}
+	ci, test, deploy := root(20, "ci"), root(21, "test"), root(22, "deploy")
+	under := func(a event.Ancestor) event.Process {
+		return event.Process{PID: 100 + a.PID, Exe: "/usr/bin/curl", Parents: []event.Ancestor{a, worker}}
+	}
+	orphan := event.Process{PID: 300, Exe: "/usr/bin/node", Parents: []event.Ancestor{{PID: 1, Exe: "/sbin/init"}}}
+	sr := func(a event.Ancestor, at time.Duration, name string) event.Record {
+		return event.Record{StepRoot: &event.StepRoot{Time: base.Add(at), PID: a.PID, Cmdline: a.Cmdline, Name: name}}
+	}
+	flow := func(at time.Duration, ip string, p event.Process) event.Record {
+		return event.Record{Flow: &event.Flow{Time: base.Add(at), IP: ip, Port: 443, Protocol: "tcp", Verdict: event.Blocked, Process: p}}
+	}
+	recs := []event.Record{
+		{Start: &event.Start{Time: base, Mode: "block"}},
+		sr(ci, 3*time.Second, "Run npm ci"),
+		flow(3*time.Second, "198.18.0.1", under(ci)),
+		// In the second the next step starts: by time alone it would be
+		// "Run npm test" (the newer window wins); its process says npm ci.
+		flow(5300*time.Millisecond, "198.18.0.2", under(ci)),
+		// The next step's first event, in the same shared second: the name
+		// the runner gives the step picks it.
+		sr(test, 5*time.Second, "Run npm test"),
+		flow(5*time.Second, "198.18.0.3", under(test)),
+		// A step with `name:`: its default name matches nothing; its first
+		// event's time does.
+		sr(deploy, 10*time.Second, "Run ./deploy.sh"),
+		flow(10*time.Second, "198.18.0.4", under(deploy)),
+		{Exec: &event.Exec{Time: base.Add(11 * time.Second), Program: "/usr/bin/sudo", Process: under(deploy)}},
+		// A daemon started earlier, re-parented: by time.
+		flow(12*time.Second, "198.18.0.5", orphan),
+		{Stop: &event.Stop{Time: base.Add(time.Minute)}},
+	}
+	steps := []Step{
+		{Name: "Run npm ci", Start: base.Add(2 * time.Second), End: base.Add(5 * time.Second)},
+		{Name: "Run npm test", Start: base.Add(5 * time.Second), End: base.Add(9 * time.Second)},
+		{Name: "Deploy", Start: base.Add(9 * time.Second), End: base.Add(20 * time.Second)},
+	}
+	for _, tc := range []struct {
+		name  string
+		steps []Step
+		want  map[string]string // egress IP → step
+		sudo  string
+	}{
+		{"with the jobs API", steps, map[string]string{"198.18.0.1": "Run npm ci", "198.18.0.2": "Run npm ci",
+			"198.18.0.3": "Run npm test", "198.18.0.4": "Deploy", "198.18.0.5": "Deploy"}, "Deploy"},
+		{"without it: the runner's default names", nil, map[string]string{"198.18.0.1": "Run npm ci", "198.18.0.2": "Run npm ci",
+			"198.18.0.3": "Run npm test", "198.18.0.4": "Run ./deploy.sh", "198.18.0.5": ""}, "Run ./deploy.sh"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := Build(recs, Options{Steps: tc.steps})
+			for _, e := range r.Egress {
+				if e.Step != tc.want[e.IP] {
+					t.Errorf("egress %s: step %q, want %q", e.IP, e.Step, tc.want[e.IP])
+				}
+			}
+			if len(r.Egress) != len(tc.want) {
+				t.Errorf("%d egress rows, want %d", len(r.Egress), len(tc.want))
+			}
+			if len(r.Privileged) != 1 || r.Privileged[0].Step != tc.sudo {
+				t.Errorf("privileged rows %+v, want step %q", r.Privileged, tc.sudo)
+			}
+		})
+	}
+}

@@ -125,11 +125,19 @@ func (r *Report) writePrivileged(w *mdWriter) {
 		return
 	}
 	w.put("### Privilege use\n\n")
+	steps := r.hasSteps()
 	header := "| Program | Process | Command line | Time |\n| --- | --- | --- | --- |\n"
+	if steps {
+		header = "| Program | Process | Command line | Time | Step |\n| --- | --- | --- | --- | --- |\n"
+	}
 	w.table(header, plural(len(r.Privileged), "start", "starts"), len(r.Privileged), func(i int) string {
 		p := r.Privileged[i]
-		return "| " + cell(p.Program) + " | " + processCell(p.Process) + " | " + cell(p.Process.Cmdline) +
-			" | " + timeCell(p.Time) + " |\n"
+		line := "| " + cell(p.Program) + " | " + processCell(p.Process) + " | " + cell(p.Process.Cmdline) +
+			" | " + timeCell(p.Time) + " |"
+		if steps {
+			line += " " + stepCell(p.Step) + " |"
+		}
+		return line + "\n"
 	})
 }
 
@@ -256,6 +264,11 @@ func (r *Report) hasSteps() bool {
 	}
 	for _, f := range r.Files {
 		if f.Step != "" {
+			return true
+		}
+	}
+	for _, p := range r.Privileged {
+		if p.Step != "" {
 			return true
 		}
 	}
