@@ -81,11 +81,15 @@ type File struct {
 	Process Process   `json:"process"`
 }
 
-// Exec is a start of a watched privilege-raising program (sudo, su, ...).
+// Exec is a use of a privilege-raising program (sudo, su, ...: a start of
+// it, Verdict empty) or of docker (a connection to its socket that was
+// refused, Verdict Blocked).
 type Exec struct {
 	Time    time.Time `json:"time"`
-	Program string    `json:"program"` // the watched file that was executed
+	Program string    `json:"program"` // the watched file: the program, or docker's socket
 	Process Process   `json:"process"` // the process running it, read just after the exec
+	Verdict Verdict   `json:"verdict,omitempty"`
+	Detail  string    `json:"detail,omitempty"` // for docker: the refused request, "POST /containers/create"
 }
 
 // StepRoot is a workflow step's root process: the runner's (Runner.Worker's)
