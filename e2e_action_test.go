@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -14,14 +15,19 @@ import (
 	"github.com/harden-runner/harden-runner/internal/testnet"
 )
 
-// TestActionImageEndToEnd packages the Action (dist/build.sh, then
-// `docker build` of dist/Dockerfile, offline) and runs its container the
-// way the runner does — its env, its mounts, the docker socket — against a
-// dockerd inside a fake VM (DESIGN.md "Docker in tests"). The main step
-// must leave the agent enforcing inside the VM's network after its helper
-// container is gone; the post step must stop it and write the summary.
-// Neither the machine's dockerd nor its network is touched.
-func TestActionImageEndToEnd(t *testing.T) {
+// actionVM is a fake VM with a dockerd, the Action's image built into it,
+// and the runner's directories: what the runner gives a container action.
+type actionVM struct {
+	vm     *fakevm.VM
+	n      *testnet.Net
+	d      *fakevm.Dockerd
+	dirs   map[string]string
+	docker func(args ...string) *exec.Cmd
+	// runAction runs the action's container the way the runner does.
+	runAction func(entrypoint string, env ...string) (string, error)
+}
+
+func startActionVM(t *testing.T) *actionVM {
 	testnet.Skip(t, "dnsmasq", "curl", "nsenter", "dockerd", "docker", "setpriv")
 	n := testnet.New(t)
 	n.StartDNS(map[string][]netip.Addr{"allowed.test": {testnet.Host4(10)}, "blocked.test": {testnet.Host4(11)}})
@@ -73,7 +79,8 @@ func TestActionImageEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	runAction := func(entrypoint string, env ...string) (string, error) {
+	v := &actionVM{vm: vm, n: n, d: d, dirs: dirs, docker: docker}
+	v.runAction = func(entrypoint string, env ...string) (string, error) {
 		args := []string{"run", "--rm", "--network", "none", "--workdir", "/github/workspace",
 			"-v", d.Socket + ":/var/run/docker.sock",
 			"-v", dirs["home"] + ":/github/home", "-v", dirs["workflow"] + ":/github/workflow",
@@ -90,6 +97,33 @@ func TestActionImageEndToEnd(t *testing.T) {
 		return string(b), err
 	}
 
+	return v
+}
+
+// post runs the post step (as the job's last step) and returns the summary it wrote.
+func (v *actionVM) post(t *testing.T) []byte {
+	t.Helper()
+	out, err := v.runAction("/post", "STATE_harden_runner_started=true",
+		"GITHUB_OUTPUT=/github/file_commands/set_output_2", "GITHUB_STEP_SUMMARY=/github/file_commands/step_summary_2")
+	t.Logf("post step:\n%s", out)
+	if err != nil {
+		t.Fatalf("post step: %v", err)
+	}
+	summary, _ := os.ReadFile(filepath.Join(v.dirs["file_commands"], "step_summary_2"))
+	return summary
+}
+
+// TestActionImageEndToEnd packages the Action (dist/build.sh, then
+// `docker build` of dist/Dockerfile, offline) and runs its container the
+// way the runner does — its env, its mounts, the docker socket — against a
+// dockerd inside a fake VM (DESIGN.md "Docker in tests"). The main step
+// must leave the agent enforcing inside the VM's network after its helper
+// container is gone; the post step must stop it and write the summary.
+// Neither the machine's dockerd nor its network is touched.
+func TestActionImageEndToEnd(t *testing.T) {
+	v := startActionVM(t)
+	n, dirs, docker, runAction := v.n, v.dirs, v.docker, v.runAction
+	fc := dirs["file_commands"]
 	t0 := time.Now()
 	outMain, err := runAction("/main", "GITHUB_OUTPUT=/github/file_commands/set_output_1",
 		"GITHUB_STATE=/github/file_commands/save_state_1", "GITHUB_STEP_SUMMARY=/github/file_commands/step_summary_1")
@@ -135,13 +169,7 @@ func TestActionImageEndToEnd(t *testing.T) {
 		t.Errorf("second main step: %v\n%s", err, outAgain)
 	}
 
-	outPost, err := runAction("/post", "STATE_harden_runner_started=true",
-		"GITHUB_OUTPUT=/github/file_commands/set_output_2", "GITHUB_STEP_SUMMARY=/github/file_commands/step_summary_2")
-	t.Logf("post step:\n%s", outPost)
-	if err != nil {
-		t.Fatalf("post step: %v", err)
-	}
-	summary, _ := os.ReadFile(filepath.Join(fc, "step_summary_2"))
+	summary := v.post(t)
 	if !strings.Contains(string(summary), "blocked") || !strings.Contains(string(summary), "blocked\\.test") {
 		t.Errorf("summary lacks the blocked name:\n%s", summary)
 	}
@@ -167,5 +195,96 @@ func TestActionImageEndToEnd(t *testing.T) {
 	}
 	if tables, _ := n.In(n.Runner, "nft", "list", "tables").CombinedOutput(); strings.Contains(string(tables), "harden_runner") {
 		t.Errorf("firewall left after the post step: %s", tables)
+	}
+}
+
+// TestActionDisablesContainers: with disable-sudo-and-containers, a step
+// (nobody, which could use the socket before) is refused by docker, the
+// runner's own docker commands (a stand-in Runner.Worker running the
+// docker CLI) and root still get through, the post step — whose own
+// docker socket is the gate it stops — still writes the report listing
+// the refusal, and afterwards dockerd's socket is back.
+// escapeMD escapes what the summary escapes in a path.
+func escapeMD(s string) string {
+	return strings.NewReplacer("-", `\-`, ".", `\.`, "_", `\_`).Replace(s)
+}
+
+var versionRe = regexp.MustCompile(`^[0-9]+\.[0-9.]+\S*\n$`)
+
+func TestActionDisablesContainers(t *testing.T) {
+	v := startActionVM(t)
+	dirs, runAction := v.dirs, v.runAction
+	dockerCLI, err := exec.LookPath("docker")
+	if err != nil {
+		t.Skip("no docker CLI")
+	}
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("no bash")
+	}
+	// Steps run as nobody; as if nobody were in the docker group.
+	if err := os.Chmod(v.d.Socket, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Dir(v.d.Socket), 0o711); err != nil {
+		t.Fatal(err)
+	}
+	scratch, err := os.MkdirTemp("", "hr-e2e-docker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(scratch) })
+	if err := os.Chmod(scratch, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	worker := filepath.Join(scratch, "bin/Runner.Worker")
+	if err := os.MkdirAll(filepath.Dir(worker), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("cp", bash, worker).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v %s", err, out)
+	}
+	version := dockerCLI + " -H unix://" + v.d.Socket + " version --format '{{.Server.Version}}'"
+	// Steps run inside the VM (its PID namespace is the agent's).
+	nobody := func(script string) (string, error) {
+		c := v.vm.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", "sh", "-c", script)
+		c.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + scratch, "DOCKER_CONFIG=" + scratch, "DOCKER_API_VERSION=1.41"}
+		b, err := c.CombinedOutput()
+		return string(b), err
+	}
+	if out, err := nobody(version); err != nil {
+		t.Fatalf("before the action, nobody cannot use docker, so this test could not fail: %v %s", err, out)
+	}
+
+	// The workspace's owner is the runner's user, whose sudo rules go
+	// too: nobody has none on this machine, so nothing is moved here.
+	if err := os.Chown(dirs["workspace"], 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	outMain, err := runAction("/main", "INPUT_DISABLE-SUDO-AND-CONTAINERS=true", "GITHUB_OUTPUT=/github/file_commands/set_output_1",
+		"GITHUB_STATE=/github/file_commands/save_state_1", "GITHUB_STEP_SUMMARY=/github/file_commands/step_summary_1")
+	t.Logf("main step:\n%s", outMain)
+	if err != nil {
+		t.Fatalf("main step: %v", err)
+	}
+	if out, err := nobody(version); err == nil || !strings.Contains(out, "disable-sudo-and-containers") {
+		t.Errorf("a step used docker: %v %s", err, out)
+	}
+	if out, err := nobody(worker + " -c \"" + version + "; true\""); err != nil || !versionRe.MatchString(out) {
+		t.Errorf("the runner's docker command was refused: %v %s", err, out)
+	}
+	if out, err := v.docker("ps", "-q").CombinedOutput(); err != nil {
+		t.Errorf("root was refused: %v %s", err, out)
+	}
+
+	summary := v.post(t)
+	if n := strings.Count(string(summary), `docker\.sock — blocked: GET /v1\.41/version | `+escapeMD(dockerCLI)+` \(pid`); n != 1 {
+		t.Errorf("summary has %d refused docker requests by %s, want 1 (the step's):\n%s", n, dockerCLI, summary)
+	}
+	if out, err := nobody(version); err != nil {
+		t.Errorf("dockerd's socket is not back after the post step: %v %s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(v.d.Socket), ".harden-runner-docker")); !os.IsNotExist(err) {
+		t.Errorf("the gate's hidden directory is left: %v", err)
 	}
 }

@@ -60,7 +60,12 @@ func actionEnv(ctx context.Context, log *slog.Logger) (*action.Env, *action.Dock
 			env.SudoUser = "#" + strconv.Itoa(int(sys.Uid))
 		}
 	}
-	return env, &action.DockerHost{Docker: cli, Image: self.Image, Dir: os.Getenv("HARDEN_RUNNER_DIR")}, nil
+	env.HostDockerSocket = self.HostPath(docker.DefaultSocket)
+	h := &action.DockerHost{Docker: cli, Image: self.Image, Dir: os.Getenv("HARDEN_RUNNER_DIR")}
+	if hostReport := self.HostPath(reportDir); hostReport != "" {
+		h.Exchange, h.HostExchange = reportDir, hostReport
+	}
+	return env, h, nil
 }
 
 // mainCmd is the Action's pre and main step.
@@ -148,11 +153,18 @@ func hostStopCmd(ctx context.Context, args []string, _ *slog.Logger) (int, error
 	fs := flag.NewFlagSet("host-stop", flag.ContinueOnError)
 	dir := fs.String("dir", host.DefaultDir, "host directory of the agent")
 	root := fs.String("root", host.DefaultRoot, "the VM's root directory")
+	out := fs.String("out", "", "VM directory to copy the journal and the stop's result into (the post step's report dir)")
 	_ = fs.Bool("no-systemd", false, "ignored")
 	if err := fs.Parse(args); err != nil {
 		return 2, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	return exitCode(host.Stop(ctx, *root, *dir))
+	err := host.Stop(ctx, *root, *dir)
+	if *out != "" && !errors.Is(err, host.ErrWrongHost) {
+		// The stop's error travels in the result file; only a failed
+		// export fails the helper.
+		return exitCode(host.ExportJournal(*root, *dir, *out, err))
+	}
+	return exitCode(err)
 }

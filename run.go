@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/harden-runner/harden-runner/agent"
+	"github.com/harden-runner/harden-runner/dockergate"
 	"github.com/harden-runner/harden-runner/egress/policy"
 	"github.com/harden-runner/harden-runner/egress/resolver"
 	"github.com/harden-runner/harden-runner/post/report"
@@ -31,6 +32,8 @@ type runOptions struct {
 	upstreams      string
 	resolverPort   uint
 	implicitAllows bool
+	noContainers   bool
+	dockerSocket   string
 }
 
 func parseRunFlags(args []string, stderr io.Writer) (*runOptions, []string, error) {
@@ -45,6 +48,8 @@ func parseRunFlags(args []string, stderr io.Writer) (*runOptions, []string, erro
 	fs.StringVar(&o.upstreams, "upstream", "", "DNS servers to forward to, e.g. 192.0.2.53,[2001:db8::53]:53 (default: the machine's own, from resolv.conf or systemd-resolved)")
 	fs.UintVar(&o.resolverPort, "resolver-port", agent.DefaultResolverPort, "local port the DNS redirect points at")
 	fs.BoolVar(&o.implicitAllows, "github-runner-endpoints", true, "also allow what a GitHub-hosted runner needs to run the job (see README)")
+	fs.BoolVar(&o.noContainers, "disable-containers", false, "leave docker to root and to docker commands Runner.Worker starts (see dockergate)")
+	fs.StringVar(&o.dockerSocket, "docker-socket", dockergate.DefaultSocket, "dockerd's socket, for --disable-containers")
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, err
 	}
@@ -98,6 +103,7 @@ func runCmd(ctx context.Context, args []string, log *slog.Logger) (int, error) {
 	ag, err := agent.New(agent.Config{
 		Policy: pol, Upstreams: ups, ResolverPort: uint16(o.resolverPort), ClientServers: clientServers,
 		JournalPath: journal, Workspace: ws, FileMonitoring: !o.noFileMonitor, Log: log,
+		DisableContainers: o.noContainers, Docker: dockergate.Config{Socket: o.dockerSocket},
 	})
 	if err != nil {
 		return 1, fmt.Errorf("run: %w", err)

@@ -79,6 +79,10 @@ type Env struct {
 	ReportDir, HostReportDir string
 	// SudoUser is the runner's user on the VM (for disable-sudo).
 	SudoUser string
+	// HostDockerSocket is the VM's path of the docker socket this
+	// container was given (for disable-sudo-and-containers); "" means
+	// dockergate's default.
+	HostDockerSocket string
 	// HTTPClient is used for the GitHub API; nil means http.DefaultClient.
 	HTTPClient *http.Client
 	Log        *slog.Logger
@@ -126,6 +130,10 @@ func Main(ctx context.Context, env *Env, h Host) error {
 		AllowedEndpoints: in.AllowedEndpoints,
 		Workspace:        env.HostWorkspace,
 		FileMonitoring:   !in.DisableFileMonitoring && env.HostWorkspace != "",
+		// Steps lose docker; the runner keeps it (its container
+		// actions and services, and this action's post step).
+		DisableContainers: in.DisableSudoAndContainers,
+		DockerSocket:      env.HostDockerSocket,
 	}}
 	if in.DisableSudo {
 		if env.SudoUser == "" {
@@ -155,7 +163,7 @@ func Main(ctx context.Context, env *Env, h Host) error {
 		a.Warningf("harden-runner: %s", w)
 	}
 	if in.DisableSudoAndContainers {
-		a.Warningf("harden-runner: disable-sudo-and-containers: sudo is disabled; docker stays available, because this container action's post step needs it to stop the agent and write the report")
+		fmt.Fprintln(env.Stdout, "harden-runner: disable-sudo-and-containers: docker now serves only the runner's own docker commands and containers; steps' docker commands are refused")
 	}
 	return errors.Join(
 		fileCommand("GITHUB_STATE", func() { a.SaveState(stateStarted, "true") }),

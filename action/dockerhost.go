@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/harden-runner/harden-runner/action/docker"
 	"github.com/harden-runner/harden-runner/action/host"
@@ -37,6 +38,12 @@ type DockerHost struct {
 	Dir    string // host directory for the binary and state; default host.DefaultDir
 	// Args are extra arguments for the helper (tests: --no-systemd).
 	Args []string
+	// Exchange is a directory this container shares with the VM (the
+	// report dir) and HostExchange its path on the VM: Stop's helper
+	// leaves the journal there. Without it the journal is copied out of
+	// the helper through docker, which fails if the docker gate
+	// (disable-sudo-and-containers) stopped with the agent.
+	Exchange, HostExchange string
 }
 
 func (d *DockerHost) dir() string {
@@ -155,9 +162,80 @@ func readResult(stream io.Reader) (*host.Result, []byte, error) {
 	}
 }
 
-// Stop implements Host: `harden-runner host-stop` in a helper, then the
-// journal is copied out of that helper's bind mount.
+// Stop implements Host: `harden-runner host-stop` in a helper, which
+// leaves the journal and its result in the exchange directory; this
+// container reads them from its own mount. No docker call is needed once
+// the agent has stopped: with disable-sudo-and-containers, this
+// container's docker socket was the agent's gate, and is gone with it.
 func (d *DockerHost) Stop(ctx context.Context) ([]byte, error) {
+	if d.HostExchange == "" {
+		return d.stopAndCopy(ctx)
+	}
+	if err := os.MkdirAll(d.Exchange, 0o755); err != nil {
+		return nil, fmt.Errorf("stop the agent: %w", err)
+	}
+	result := filepath.Join(d.Exchange, host.ExportResultFile)
+	journalPath := filepath.Join(d.Exchange, host.ExportJournalFile)
+	for _, f := range []string{result, journalPath} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("stop the agent: %w", err)
+		}
+	}
+	id, err := d.Docker.Create(ctx, "", d.helperConfig(true, "host-stop", "--dir", d.dir(), "--out", d.HostExchange))
+	if err != nil {
+		return nil, fmt.Errorf("helper container: %w", err)
+	}
+	if err := d.Docker.Start(ctx, id); err != nil {
+		d.remove(id)
+		return nil, fmt.Errorf("helper container: %w", err)
+	}
+	exited := make(chan int, 1)
+	go func() {
+		code, err := d.Docker.Wait(ctx, id)
+		if err != nil {
+			code = -1 // removed already (AutoRemove), or the gate went away
+		}
+		exited <- code
+	}()
+	var gone <-chan time.Time // after the helper exited: a last look
+	for {
+		if b, err := os.ReadFile(result); err == nil {
+			var res host.StopResult
+			if err := json.Unmarshal(b, &res); err != nil {
+				return nil, fmt.Errorf("stop the agent: unreadable result %q: %w", b, err)
+			}
+			_ = os.Remove(result)
+			var stopErr error
+			if res.Error != "" {
+				stopErr = fmt.Errorf("stop the agent: %s", res.Error)
+			}
+			journal, err := readCapped(journalPath, maxJournal)
+			if errors.Is(err, os.ErrNotExist) {
+				return nil, stopErr
+			}
+			if err != nil {
+				return nil, errors.Join(stopErr, fmt.Errorf("read the journal: %w", err))
+			}
+			return journal, stopErr
+		}
+		select {
+		case code := <-exited:
+			if code > 0 {
+				return nil, fmt.Errorf("stop the agent: the helper container exited with %d without a result", code)
+			}
+			gone = time.After(2 * time.Second)
+		case <-gone:
+			return nil, errors.New("stop the agent: the helper container ended without a result")
+		case <-ctx.Done():
+			return nil, fmt.Errorf("stop the agent: %w", ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// stopAndCopy is Stop without an exchange directory: the journal is
+// copied out of the stopped helper through docker.
+func (d *DockerHost) stopAndCopy(ctx context.Context) ([]byte, error) {
 	id, code, _, stderr, err := d.helper(ctx, "host-stop", "--dir", d.dir())
 	defer d.remove(id)
 	if err != nil {
@@ -176,6 +254,20 @@ func (d *DockerHost) Stop(ctx context.Context) ([]byte, error) {
 		return nil, errors.Join(stopErr, fmt.Errorf("read the journal: %w", err))
 	}
 	return journal, stopErr
+}
+
+// readCapped reads a file of at most max bytes.
+func readCapped(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err == nil && int64(len(b)) > max {
+		return nil, fmt.Errorf("%s: more than %d bytes", path, max)
+	}
+	return b, err
 }
 
 var containerIDRe = regexp.MustCompile(`/containers/([0-9a-f]{64})/(?:hostname|hosts|resolv\.conf)`)

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/harden-runner/harden-runner/dockergate"
 	"github.com/harden-runner/harden-runner/egress/firewall"
 	"github.com/harden-runner/harden-runner/egress/flowlog"
 	"github.com/harden-runner/harden-runner/egress/gate"
@@ -48,7 +49,12 @@ type Config struct {
 	// content that stopped changing (see settle.go): in the Action the agent
 	// starts before actions/checkout, when the workspace is still empty.
 	WaitForWorkspace bool
-	Log              *slog.Logger
+	// DisableContainers takes docker away from everything but the runner
+	// and root (package dockergate); Docker configures it (Emit and
+	// Process are the agent's).
+	DisableContainers bool
+	Docker            dockergate.Config
+	Log               *slog.Logger
 }
 
 // Agent runs the components. Start once, Stop once (Stop is safe to repeat).
@@ -60,6 +66,7 @@ type Agent struct {
 	flows      *flowlog.Reader
 	gate       *gate.Gate
 	priv       *privmon.Monitor
+	docker     *dockergate.Gate
 	finder     *proc.Finder
 	res        *resolver.Resolver
 	filesMu    sync.Mutex // guards files: the settle goroutine sets it later
@@ -188,6 +195,17 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 			a.priv = m
 		}
 	}
+	if a.cfg.DisableContainers {
+		dc := a.cfg.Docker
+		dc.Emit, dc.Process, dc.Log = emit, proc.Info, a.log
+		if a.docker, err = dockergate.New(dc); err != nil {
+			return fmt.Errorf("agent: %w", err)
+		}
+		if err = a.docker.Start(ctx); err != nil {
+			a.docker = nil
+			return fmt.Errorf("agent: disable containers: %w", err)
+		}
+	}
 	if a.cfg.FileMonitoring && a.cfg.WaitForWorkspace {
 		a.settled = make(chan struct{})
 		var sctx context.Context
@@ -241,6 +259,16 @@ func (a *Agent) flushHostDNSCache(emit event.Emit) {
 	}
 }
 
+// Drain waits, after Stop, for docker connections that were in flight
+// through the gate (the post step's own, while it stops the agent) to end,
+// or for ctx's end.
+func (a *Agent) Drain(ctx context.Context) error {
+	if a.docker == nil {
+		return nil
+	}
+	return a.docker.Drain(ctx)
+}
+
 // Stop ends enforcement and monitoring, writes the last records and closes
 // the journal. Safe to call twice.
 func (a *Agent) Stop() error {
@@ -259,6 +287,9 @@ func (a *Agent) teardown() error {
 	}
 	if a.priv != nil {
 		errs = append(errs, a.priv.Close())
+	}
+	if a.docker != nil {
+		errs = append(errs, a.docker.Close())
 	}
 	a.filesMu.Lock()
 	if a.files != nil {

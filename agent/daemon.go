@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/harden-runner/harden-runner/dockergate"
 	"github.com/harden-runner/harden-runner/egress/policy"
 	"github.com/harden-runner/harden-runner/egress/resolver"
 )
@@ -32,6 +33,11 @@ type DaemonConfig struct {
 	StateDir string `json:"state_dir"`
 	// Upstreams overrides the DNS servers found in the host's resolv.conf.
 	Upstreams []string `json:"upstreams,omitempty"`
+	// DisableContainers leaves docker to the runner and root (dockergate);
+	// DockerSocket and DockerCLIs override dockergate's defaults.
+	DisableContainers bool     `json:"disable_containers,omitempty"`
+	DockerSocket      string   `json:"docker_socket,omitempty"`
+	DockerCLIs        []string `json:"docker_clis,omitempty"`
 }
 
 // Files the daemon keeps in DaemonConfig.StateDir.
@@ -42,6 +48,9 @@ const (
 	StateStopped = "stopped"       // written after the final journal flush
 	StateJournal = "journal.jsonl" // the event journal (root only)
 )
+
+// drainTimeout bounds the wait for docker connections after a stop.
+const drainTimeout = 30 * time.Second
 
 // ErrNotRunning is returned by StopDaemon when no daemon is recorded in the state dir.
 var ErrNotRunning = errors.New("agent: daemon not running")
@@ -98,6 +107,13 @@ func RunDaemon(ctx context.Context, cfg *DaemonConfig, log *slog.Logger) error {
 	}
 	_ = writeAtomic(filepath.Join(dir, StateStopped), []byte(msg))
 	_ = os.Remove(filepath.Join(dir, StatePid))
+	// The post step that stopped us may still be talking to dockerd
+	// through the docker gate: let it finish.
+	dctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+	defer cancel()
+	if derr := ag.Drain(dctx); derr != nil {
+		log.Warn("agent: drain docker connections", "err", derr)
+	}
 	return err
 }
 
@@ -133,8 +149,10 @@ func daemonAgent(cfg *DaemonConfig, log *slog.Logger) (*Agent, error) {
 		FileMonitoring: cfg.FileMonitoring && cfg.Workspace != "",
 		// The Action starts before actions/checkout: baseline the sources,
 		// not the empty directory.
-		WaitForWorkspace: true,
-		Log:              log,
+		WaitForWorkspace:  true,
+		DisableContainers: cfg.DisableContainers,
+		Docker:            dockergate.Config{Socket: cfg.DockerSocket, CLIs: cfg.DockerCLIs},
+		Log:               log,
 	})
 }
 

@@ -398,9 +398,12 @@ func TestPrivilegeUseRendersInert(t *testing.T) {
 	recs := []event.Record{
 		{Start: &event.Start{Mode: "block"}},
 		{Exec: &event.Exec{Program: "/usr/bin/sudo", Process: event.Process{PID: 42, Exe: "/usr/bin/sudo", Cmdline: hostile}}},
+		// A refused docker request: its path is the client's text.
+		{Exec: &event.Exec{Program: "/var/run/docker.sock", Verdict: event.Blocked, Detail: "GET /v1.41/<b>x</b>|y",
+			Process: event.Process{PID: 43, Exe: "/usr/bin/docker"}}},
 	}
 	r := Build(recs, Options{})
-	if len(r.Privileged) != 1 || r.Privileged[0].Process.Cmdline != hostile {
+	if len(r.Privileged) != 2 || r.Privileged[0].Process.Cmdline != hostile || r.Privileged[1].Verdict != event.Blocked {
 		t.Fatalf("privileged: %+v", r.Privileged)
 	}
 	md := r.Summary(0)
@@ -416,6 +419,9 @@ func TestPrivilegeUseRendersInert(t *testing.T) {
 		}
 		if !found {
 			t.Errorf("unsafe=%v: the command line is not one visible text cell: %v", unsafe, cells)
+		}
+		if cells["/var/run/docker.sock — blocked: GET /v1.41/<b>x</b>|y"] != 1 {
+			t.Errorf("unsafe=%v: the refused docker request is not one visible text cell: %v", unsafe, cells)
 		}
 	}
 }

@@ -136,10 +136,12 @@ type File struct {
 // Privileged is one start of a privilege-raising program (sudo, su, ...),
 // in journal order.
 type Privileged struct {
-	Program string        `json:"program"`
+	Program string        `json:"program"` // the program, or docker's socket
 	Process event.Process `json:"process"`
 	Time    time.Time     `json:"time"`
-	Step    string        `json:"step,omitempty"` // workflow step, if known
+	Verdict event.Verdict `json:"verdict,omitempty"` // blocked: a refused docker request
+	Detail  string        `json:"detail,omitempty"`  // the refused docker request
+	Step    string        `json:"step,omitempty"`    // workflow step, if known
 }
 
 // Message is a note from the agent or one of its components (or, with
@@ -327,7 +329,8 @@ func Build(recs []event.Record, opt Options) *Report {
 		case rec.Exec != nil:
 			e := rec.Exec
 			expected["privmon"] = true
-			r.Privileged = append(r.Privileged, Privileged{Program: e.Program, Process: e.Process, Time: e.Time})
+			r.Privileged = append(r.Privileged, Privileged{Program: e.Program, Process: e.Process, Time: e.Time,
+				Verdict: e.Verdict, Detail: e.Detail})
 		case rec.Note != nil:
 			n := rec.Note
 			m := Message{Time: n.Time, Component: n.Component, Message: n.Message}

@@ -118,8 +118,8 @@ func (r *Report) writeMiddle(w *mdWriter) {
 	r.writePrivileged(w)
 }
 
-// writePrivileged lists starts of sudo, su and the like; nothing when there
-// were none (the section would only be noise).
+// writePrivileged lists starts of sudo, su and the like, and refused
+// docker requests; nothing when there were none (it would only be noise).
 func (r *Report) writePrivileged(w *mdWriter) {
 	if len(r.Privileged) == 0 {
 		return
@@ -132,7 +132,11 @@ func (r *Report) writePrivileged(w *mdWriter) {
 	}
 	w.table(header, plural(len(r.Privileged), "start", "starts"), len(r.Privileged), func(i int) string {
 		p := r.Privileged[i]
-		line := "| " + cell(p.Program) + " | " + processCell(p.Process) + " | " + cell(p.Process.Cmdline) +
+		prog := cell(p.Program)
+		if p.Verdict == event.Blocked {
+			prog += " — blocked: " + cell(p.Detail)
+		}
+		line := "| " + prog + " | " + processCell(p.Process) + " | " + cell(p.Process.Cmdline) +
 			" | " + timeCell(p.Time) + " |"
 		if steps {
 			line += " " + stepCell(p.Step) + " |"
