@@ -414,23 +414,31 @@ func procStat(pid int) (start uint64, ppid int, err error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	// The command name may hold spaces and parentheses: fields start after the last ')'.
+	start, ppid, err = parseStat(b)
+	if err != nil {
+		return 0, 0, fmt.Errorf("dockergate: /proc/%d/stat: %w", pid, err)
+	}
+	return start, ppid, nil
+}
+
+// parseStat reads the parent pid and start time out of /proc/PID/stat.
+// The command name (field 2) is the process's to choose and may hold
+// spaces and parentheses: the fields that follow start after the last ')'.
+func parseStat(b []byte) (start uint64, ppid int, err error) {
 	i := strings.LastIndexByte(string(b), ')')
 	if i < 0 {
-		return 0, 0, fmt.Errorf("dockergate: /proc/%d/stat: no command name", pid)
+		return 0, 0, errors.New("no command name")
 	}
 	f := strings.Fields(string(b[i+1:]))
 	// f[0] is field 3 (state); ppid is field 4, starttime field 22.
 	if len(f) < 20 {
-		return 0, 0, fmt.Errorf("dockergate: /proc/%d/stat: %d fields", pid, len(f))
+		return 0, 0, fmt.Errorf("%d fields", len(f))
 	}
-	ppid, err = strconv.Atoi(f[1])
-	if err != nil {
-		return 0, 0, fmt.Errorf("dockergate: /proc/%d/stat: %w", pid, err)
+	if ppid, err = strconv.Atoi(f[1]); err != nil {
+		return 0, 0, err
 	}
-	start, err = strconv.ParseUint(f[19], 10, 64)
-	if err != nil {
-		return 0, 0, fmt.Errorf("dockergate: /proc/%d/stat: %w", pid, err)
+	if start, err = strconv.ParseUint(f[19], 10, 64); err != nil {
+		return 0, 0, err
 	}
 	return start, ppid, nil
 }

@@ -205,3 +205,35 @@ func TestStartWithoutSocketChangesNothing(t *testing.T) {
 		t.Errorf("Start on a regular file: %v", err)
 	}
 }
+
+func TestParseStat(t *testing.T) {
+	rest := " S 4242 1 1 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 100"
+	for _, tc := range []struct {
+		in    string
+		start uint64
+		ppid  int
+		ok    bool
+	}{
+		{"123 (docker)" + rest, 987654, 4242, true},
+		// A command name that fakes the fields after it.
+		{"123 (x) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 0 0 1 0 5 5 5)" + rest, 987654, 4242, true},
+		{"123 (a b)" + rest, 987654, 4242, true},
+		{"123 docker" + rest, 0, 0, false},
+		{"123 (x) S 1", 0, 0, false},
+	} {
+		start, ppid, err := parseStat([]byte(tc.in))
+		if (err == nil) != tc.ok || start != tc.start || ppid != tc.ppid {
+			t.Errorf("parseStat(%q) = %d, %d, %v", tc.in, start, ppid, err)
+		}
+	}
+}
+
+func FuzzParseStat(f *testing.F) {
+	f.Add([]byte("123 (docker) S 4242 1 1 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 100"))
+	f.Add([]byte("1 ()) ) ("))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if _, ppid, err := parseStat(b); err == nil && strings.Count(string(b), ")") == 0 {
+			t.Errorf("parsed without a command name: ppid %d", ppid)
+		}
+	})
+}
