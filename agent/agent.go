@@ -213,7 +213,12 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 		go func() {
 			defer close(a.settled)
 			if err := waitSettled(sctx, a.cfg.Workspace, settlePoll, settleQuiet); err != nil {
-				return // stopped before the workspace settled
+				// Stopped first: nothing was watched, so nothing was lost.
+				emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "filemon", Level: "info",
+					Message: "file monitoring never began: the workspace had no content that stayed unchanged for " +
+						settleQuiet.String() + " (no checkout?) before the agent stopped"}})
+				emit(event.Record{Stats: &event.Stats{Component: "filemon"}})
+				return
 			}
 			if err := a.startFiles(ctx, emit); err != nil {
 				emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "filemon", Level: "error", Message: err.Error()}})
