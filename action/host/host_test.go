@@ -151,6 +151,83 @@ func TestInstallInFakeVM(t *testing.T) {
 	}
 }
 
+// TestInstallWithSystemd: where PID 1 is systemd (every GitHub-hosted
+// runner), the agent becomes a transient unit of the VM's own systemd, in
+// its own cgroup, so no container's end takes it along; it enforces, a
+// second install changes nothing, and host-stop stops the unit cleanly.
+func TestInstallWithSystemd(t *testing.T) {
+	testnet.Skip(t, "dnsmasq", "curl", "nsenter", "setpriv")
+	n := testnet.New(t)
+	n.StartDNS(map[string][]netip.Addr{"allowed.test": {testnet.Host4(10)}, "blocked.test": {testnet.Host4(11)}})
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.StartServers(self, "tls::443")
+	bin := fakevm.Build(t)
+	vm := fakevm.StartSystemd(t, n.Runner)
+	dir := filepath.Join(t.TempDir(), "opt-harden-runner")
+	cj, _ := json.Marshal(host.Config{Dir: dir, Daemon: agent.DaemonConfig{
+		EgressPolicy: "block", AllowedEndpoints: "allowed.test:443", Upstreams: []string{"198.18.0.2:53"}}})
+	out, err := vm.Command(bin, "install", "--config-json", string(cj)).Output()
+	if err != nil {
+		t.Fatalf("install: %v %s", err, out)
+	}
+	var res host.Result
+	if err := json.Unmarshal(out, &res); err != nil || res.How != "systemd" || res.Pid <= 0 || res.Already {
+		t.Fatalf("install result %q: %v", out, err)
+	}
+	systemctl := func(args ...string) string {
+		b, _ := vm.Command(append([]string{"systemctl"}, args...)...).Output()
+		return strings.TrimSpace(string(b))
+	}
+	if s := systemctl("is-active", host.Unit); s != "active" {
+		t.Errorf("unit %s is %q", host.Unit, s)
+	}
+	if s := systemctl("show", "-P", "MainPID", host.Unit); s != itoa(res.Pid) {
+		t.Errorf("unit's main pid %s, install said %d", s, res.Pid)
+	}
+	if cg, _ := vm.Command("cat", "/proc/"+itoa(res.Pid)+"/cgroup").Output(); !strings.Contains(string(cg), host.Unit+".service") {
+		t.Errorf("agent's cgroups: %s", cg)
+	}
+	if out, err := vm.Command(bin, "install", "--config-json", string(cj)).Output(); err != nil || !strings.Contains(string(out), `"already":true`) {
+		t.Errorf("second install: %v %s", err, out)
+	}
+
+	curl := func(name string) error {
+		return n.In(n.Runner, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
+			"curl", "-sk", "-o", "/dev/null", "--max-time", "5", "https://"+name+"/").Run()
+	}
+	if err := curl("allowed.test"); err != nil {
+		t.Errorf("curl allowed.test: %v", err)
+	}
+	if err := curl("blocked.test"); err == nil {
+		t.Error("curl blocked.test succeeded")
+	}
+	if hits := n.HitsTo("tcp", testnet.Host4(11), 443); len(hits) != 0 {
+		t.Errorf("blocked host was reached: %v", hits)
+	}
+
+	if out, err := vm.Command(bin, "host-stop", "--dir", dir).CombinedOutput(); err != nil {
+		t.Fatalf("host-stop: %v\n%s", err, out)
+	}
+	if s := systemctl("is-active", host.Unit); s == "active" {
+		t.Errorf("unit still active after host-stop")
+	}
+	if tables, _ := n.In(n.Runner, "nft", "list", "tables").CombinedOutput(); strings.Contains(string(tables), "harden_runner") {
+		t.Errorf("firewall table left behind: %s", tables)
+	}
+	j, err := os.ReadFile(filepath.Join(dir, "state", agent.StateJournal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"stop":`, `"name":"blocked.test"`} {
+		if !strings.Contains(string(j), want) {
+			t.Errorf("journal lacks %s", want)
+		}
+	}
+}
+
 // TestStopAfterKill: an agent killed during the job makes host-stop fail.
 func TestStopAfterKill(t *testing.T) {
 	testnet.Skip(t, "dnsmasq", "nsenter")
