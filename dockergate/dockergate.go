@@ -295,17 +295,26 @@ func (g *Gate) admits(pid, uid int) bool {
 	if uid == 0 {
 		return true
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
+	// Read the chain first: /proc reads are slow, the lock is shared.
+	type link struct {
+		pid   int
+		start uint64
+	}
+	var chain []link
 	for i := 0; i <= maxAncestry && pid > 1; i++ {
 		start, ppid, err := procStat(pid)
 		if err != nil {
-			return false
+			break
 		}
-		if s, ok := g.runners[pid]; ok && s == start {
+		chain = append(chain, link{pid, start})
+		pid = ppid
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, l := range chain {
+		if s, ok := g.runners[l.pid]; ok && s == l.start {
 			return true
 		}
-		pid = ppid
 	}
 	return false
 }

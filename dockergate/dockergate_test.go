@@ -237,3 +237,63 @@ func FuzzParseStat(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkRequest is one docker API request on a new connection (as the
+// CLI makes them), straight to a fake dockerd and through the gate: the
+// price of the extra hop and the peer check. As root (uid 0 passes without
+// reading /proc).
+func BenchmarkRequest(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root")
+	}
+	dir := b.TempDir()
+	sock := filepath.Join(dir, "docker.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := &http.Server{Handler: &fakeDockerd{}}
+	go srv.Serve(ln)
+	defer srv.Close()
+	direct := filepath.Join(dir, "direct.sock")
+	if err := os.Link(sock, direct); err != nil { // dockerd's own socket, kept reachable
+		b.Fatal(err)
+	}
+	get := func(path string) {
+		c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true,
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, "unix", path)
+			}}}
+		resp, err := c.Get("http://docker/v1.41/version")
+		if err != nil {
+			b.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	b.Run("direct", func(b *testing.B) {
+		for b.Loop() {
+			get(direct)
+		}
+	})
+	g, err := New(Config{Socket: sock, CLIs: []string{filepath.Join(dir, "none")}, Emit: func(event.Record) {}, Process: proc.Info})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := g.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	defer g.Close()
+	b.Run("gate", func(b *testing.B) {
+		for b.Loop() {
+			get(sock)
+		}
+	})
+	b.Run("admits-ancestry", func(b *testing.B) {
+		// A non-root peer: the check walks the parents in /proc.
+		pid := os.Getpid()
+		for b.Loop() {
+			g.admits(pid, 1000)
+		}
+	})
+}
