@@ -92,9 +92,12 @@ func openNoSymlinks(root, path string) (int, error) {
 	return d, nil
 }
 
-// writeAt writes a file named name in directory d, not through a link.
+// writeAt writes a file named name in directory d, not through a link,
+// under a temporary name first: the post step, polling for it, sees the
+// whole file or none.
 func writeAt(d int, name string, r io.Reader) error {
-	fd, err := unix.Openat2(d, name, &unix.OpenHow{
+	tmp := "." + name + ".tmp"
+	fd, err := unix.Openat2(d, tmp, &unix.OpenHow{
 		Flags:   unix.O_WRONLY | unix.O_CREAT | unix.O_TRUNC | unix.O_NOFOLLOW | unix.O_CLOEXEC,
 		Mode:    0o644,
 		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS,
@@ -107,7 +110,11 @@ func writeAt(d int, name string, r io.Reader) error {
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
+	if err == nil {
+		err = unix.Renameat(d, tmp, d, name)
+	}
 	if err != nil {
+		_ = unix.Unlinkat(d, tmp, 0)
 		return fmt.Errorf("host: write %s: %w", name, err)
 	}
 	return nil
