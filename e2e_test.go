@@ -913,4 +913,8 @@ func TestRunPolicesContainers(t *testing.T) {
 	if !fwdBlocked {
 		t.Errorf("report lacks the container's blocked flow: %+v", rep.Egress)
 	}
+	// The container's flows name its process, found in its own network
+	// namespace: the blocked one (gate) and the allowed one (flow log).
+	assertFlow(t, rep, "198.18.1.11", 443, "blocked", "curl")
+	assertFlow(t, rep, "198.18.1.10", 443, "allowed", "curl")
 }

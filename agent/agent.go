@@ -142,7 +142,8 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
-	a.flows, err = flowlog.New(flowlog.Config{Group: a.fw.LogGroup(), Emit: emit, Owner: finder.Owner, Log: a.log})
+	a.flows, err = flowlog.New(flowlog.Config{Group: a.fw.LogGroup(), Emit: emit, Owner: finder.Owner,
+		ForwardedOwner: finder.ForwardedOwner, Log: a.log})
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
@@ -150,7 +151,7 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("agent: start flow log: %w", err)
 	}
 	a.gate, err = gate.New(gate.Config{Queue: a.fw.Queue(), Queues: a.fw.Queues(), Block: p.Mode() == policy.Block,
-		RejectMark: a.fw.RejectMark(), Emit: emit, Owner: finder.Owner, Log: a.log})
+		RejectMark: a.fw.RejectMark(), Emit: emit, Owner: finder.Owner, ForwardedOwner: finder.ForwardedOwner, Log: a.log})
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}

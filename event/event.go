@@ -24,6 +24,9 @@ type Process struct {
 	UID     int        `json:"uid"`
 	Parents []Ancestor `json:"parents,omitempty"` // nearest first, up to PID 1
 	Unknown string     `json:"unknown,omitempty"` // why the process is unknown, if it is
+	// Container is the short ID of the container the process runs in, for
+	// flows the host forwarded from a container.
+	Container string `json:"container,omitempty"`
 }
 
 // Ancestor is one link of a process's parent chain.

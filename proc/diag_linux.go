@@ -47,6 +47,9 @@ type diagConn struct {
 	sendErr error
 	req     [sizeofNlmsghdr + sizeofDiagReq]byte
 	buf     []byte
+	// fixed: the socket was opened in another namespace; once closed it
+	// is not reopened (a new one would be in the caller's namespace).
+	fixed bool
 }
 
 func newDiagConn() *diagConn {
@@ -57,22 +60,35 @@ func (c *diagConn) open() error {
 	if c.fd >= 0 {
 		return nil
 	}
+	if c.fixed {
+		return errors.New("proc: sock_diag socket of another namespace was closed")
+	}
+	fd, err := openDiagSocket()
+	if err != nil {
+		return err
+	}
+	c.fd = fd
+	return nil
+}
+
+// openDiagSocket opens a NETLINK_SOCK_DIAG socket in the calling thread's
+// network namespace.
+func openDiagSocket() (int, error) {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
 	if err != nil {
-		return fmt.Errorf("proc: open sock_diag: %w", err)
+		return -1, fmt.Errorf("proc: open sock_diag: %w", err)
 	}
 	// A reply that never comes must not hang a lookup forever.
 	tv := unix.NsecToTimeval(int64(2 * time.Second))
 	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
 		unix.Close(fd)
-		return fmt.Errorf("proc: sock_diag timeout: %w", err)
+		return -1, fmt.Errorf("proc: sock_diag timeout: %w", err)
 	}
 	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		unix.Close(fd)
-		return fmt.Errorf("proc: bind sock_diag: %w", err)
+		return -1, fmt.Errorf("proc: bind sock_diag: %w", err)
 	}
-	c.fd = fd
-	return nil
+	return fd, nil
 }
 
 func (c *diagConn) close() error {

@@ -29,6 +29,7 @@ type Finder struct {
 	cache  ancestorCache
 	procs  procCache
 	inodes inodeCache
+	netns  namespaces // containers' network namespaces (ForwardedOwner)
 
 	mu      sync.Mutex
 	recent  [recentCap]int32 // most recent first
@@ -52,7 +53,10 @@ func NewFinder(log *slog.Logger) *Finder {
 
 // Close releases the Finder's netlink socket. It is safe to call twice; a
 // later lookup opens a new socket.
-func (f *Finder) Close() error { return f.diag.close() }
+func (f *Finder) Close() error {
+	f.netns.close()
+	return f.diag.close()
+}
 
 // Stats returns how many lookups were made and how many found no process.
 func (f *Finder) Stats() (lookups, failed uint64) {
@@ -67,22 +71,32 @@ func (f *Finder) Stats() (lookups, failed uint64) {
 // PID is 0 (or the pid of a process that has since exited) and Unknown says
 // why; UID is the socket's owner if the socket was found.
 func (f *Finder) Owner(proto string, local, remote netip.AddrPort) event.Process {
+	return f.counted(f.owner(proto, local, remote))
+}
+
+// counted counts a lookup and whether it found a process.
+func (f *Finder) counted(p event.Process) event.Process {
 	f.lookups.Add(1)
-	p := f.owner(proto, local, remote)
 	if p.PID == 0 || p.Unknown != "" {
 		f.failed.Add(1)
 	}
 	return p
 }
 
-func (f *Finder) owner(proto string, local, remote netip.AddrPort) event.Process {
-	var ipproto uint8
+// ipProto maps "tcp" and "udp" to their IP protocol numbers.
+func ipProto(proto string) (uint8, bool) {
 	switch proto {
 	case "tcp":
-		ipproto = unix.IPPROTO_TCP
+		return unix.IPPROTO_TCP, true
 	case "udp":
-		ipproto = unix.IPPROTO_UDP
-	default:
+		return unix.IPPROTO_UDP, true
+	}
+	return 0, false
+}
+
+func (f *Finder) owner(proto string, local, remote netip.AddrPort) event.Process {
+	ipproto, ok := ipProto(proto)
+	if !ok {
 		return event.Process{Unknown: "unsupported protocol " + proto}
 	}
 	if !local.IsValid() || local.Port() == 0 {

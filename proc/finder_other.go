@@ -30,3 +30,8 @@ func (f *Finder) Owner(proto string, local, remote netip.AddrPort) event.Process
 	f.lookups.Add(1)
 	return event.Process{Unknown: "unsupported on this system"}
 }
+
+// ForwardedOwner is Owner for a container's flow; only Linux finds it.
+func (f *Finder) ForwardedOwner(proto string, local, remote netip.AddrPort) event.Process {
+	return f.Owner(proto, local, remote)
+}

@@ -24,6 +24,10 @@ type Config struct {
 	// It is called only for TCP and UDP flows the host itself sent, from a
 	// few worker goroutines. May be nil: flows then say Unknown="no lookup".
 	Owner func(proto string, local, remote netip.AddrPort) event.Process
+	// ForwardedOwner does the same for TCP and UDP flows the host routed
+	// from a container (proc.Finder.ForwardedOwner). May be nil: those
+	// flows then say Unknown=UnknownForwarded.
+	ForwardedOwner func(proto string, local, remote netip.AddrPort) event.Process
 	// Log receives the reader's own diagnostics; nil discards them.
 	Log *slog.Logger
 

@@ -77,6 +77,14 @@ type lookup struct {
 	uid      int // -1 if the kernel did not say
 }
 
+// owner is the lookup for a flow: the container's for a forwarded one.
+func (r *Reader) owner(l lookup) event.Process {
+	if l.flow.Forward {
+		return r.cfg.ForwardedOwner(l.flow.Protocol, l.src, l.dst)
+	}
+	return r.cfg.Owner(l.flow.Protocol, l.src, l.dst)
+}
+
 func newReader(cfg Config) *Reader {
 	return &Reader{cfg: cfg, queue: make(chan lookup, cfg.Queue), ctx: context.Background(), rcvbuf: readBuffer}
 }
@@ -238,11 +246,11 @@ func (r *Reader) hook(a nflog.Attribute) int {
 		return 0
 	}
 	switch {
-	case fwd:
+	case fwd && (r.cfg.ForwardedOwner == nil || pkt.Proto != protoTCP && pkt.Proto != protoUDP):
 		f.Process.Unknown = UnknownForwarded
 	case pkt.Proto != protoTCP && pkt.Proto != protoUDP:
 		f.Process.Unknown = UnknownProtocol
-	case r.cfg.Owner == nil:
+	case !fwd && r.cfg.Owner == nil:
 		f.Process.Unknown = UnknownNoLookup
 	default:
 		select {
@@ -263,7 +271,7 @@ func (r *Reader) hook(a nflog.Attribute) int {
 func (r *Reader) work() {
 	defer r.workers.Done()
 	for l := range r.queue {
-		p := r.cfg.Owner(l.flow.Protocol, l.src, l.dst)
+		p := r.owner(l)
 		if p.PID == 0 && l.uid >= 0 {
 			p.UID = l.uid // the kernel knows the socket's uid even when we lost the pid
 		}

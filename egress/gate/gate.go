@@ -50,7 +50,9 @@ type Config struct {
 	Emit       event.Emit
 	// Owner finds the process behind a local socket. May be nil.
 	Owner func(proto string, local, remote netip.AddrPort) event.Process
-	Log   *slog.Logger
+	// ForwardedOwner finds it for a container's flow the host routes. May be nil.
+	ForwardedOwner func(proto string, local, remote netip.AddrPort) event.Process
+	Log            *slog.Logger
 }
 
 // Gate reads one NFQUEUE. Start once, Close once (Close is safe to repeat).
@@ -214,10 +216,14 @@ func (g *Gate) release(nf *nfqueue.Nfqueue, h held, proc event.Process) {
 }
 
 func (g *Gate) owner(p flowlog.Packet, forward bool) event.Process {
+	lookup := g.cfg.Owner
 	if forward {
-		return event.Process{Unknown: "container (forwarded traffic)"}
+		lookup = g.cfg.ForwardedOwner
+		if lookup == nil {
+			return event.Process{Unknown: "container (forwarded traffic)"}
+		}
 	}
-	if g.cfg.Owner == nil {
+	if lookup == nil {
 		return event.Process{Unknown: "no lookup"}
 	}
 	var proto string
@@ -229,7 +235,7 @@ func (g *Gate) owner(p flowlog.Packet, forward bool) event.Process {
 	default:
 		return event.Process{Unknown: "no socket lookup for " + flowlog.ProtoName(p.Proto)}
 	}
-	return g.cfg.Owner(proto, p.Src, p.Dst)
+	return lookup(proto, p.Src, p.Dst)
 }
 
 // Close stops reading and emits the gate's Stats. Packets still in the

@@ -394,7 +394,11 @@ func processCell(p event.Process) string {
 		s = "unknown"
 	}
 	if p.PID != 0 {
-		s += " (pid " + strconv.Itoa(p.PID) + ")"
+		s += " (pid " + strconv.Itoa(p.PID)
+		if p.Container != "" {
+			s += ", container " + p.Container
+		}
+		s += ")"
 	}
 	return cell(s)
 }
