@@ -917,4 +917,6 @@ func TestRunPolicesContainers(t *testing.T) {
 	// namespace: the blocked one (gate) and the allowed one (flow log).
 	assertFlow(t, rep, "198.18.1.11", 443, "blocked", "curl")
 	assertFlow(t, rep, "198.18.1.10", 443, "allowed", "curl")
+	// And its DNS queries, redirected to the resolver, name theirs too.
+	assertDNS(t, rep, "blocked.test", "blocked", "getent")
 }

@@ -167,14 +167,15 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 			netip.AddrPortFrom(netip.IPv4Unspecified(), port),
 			netip.AddrPortFrom(netip.IPv6Unspecified(), port),
 		},
-		Upstreams: a.cfg.Upstreams,
-		Servers:   a.cfg.ClientServers,
-		Policy:    p,
-		Allow:     a.fw.Allow,
-		Mark:      a.fw.Mark(),
-		Owner:     finder.Owner,
-		Emit:      emit,
-		Log:       a.log,
+		Upstreams:      a.cfg.Upstreams,
+		Servers:        a.cfg.ClientServers,
+		Policy:         p,
+		Allow:          a.fw.Allow,
+		Mark:           a.fw.Mark(),
+		Owner:          finder.Owner,
+		ForwardedOwner: finder.ForwardedOwner,
+		Emit:           emit,
+		Log:            a.log,
 	})
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)

@@ -136,16 +136,22 @@ func (f *Finder) owner(proto string, local, remote netip.AddrPort) event.Process
 	return p
 }
 
-// socket finds the socket: by exact lookup when both addresses are known,
-// else (or if that finds nothing) by a dump of sockets on the local port.
+// socket finds the socket in the Finder's own namespace: see lookupSocket.
 func (f *Finder) socket(proto uint8, local, remote netip.AddrPort) (diagSocket, error) {
+	return lookupSocket(f.diag, proto, local, remote)
+}
+
+// lookupSocket finds a socket through c: by exact lookup when both
+// addresses are known, else (or if that finds nothing) by a dump of
+// sockets on the local port.
+func lookupSocket(c *diagConn, proto uint8, local, remote netip.AddrPort) (diagSocket, error) {
 	exactRemote := remote
 	if !remote.IsValid() && proto == unix.IPPROTO_UDP {
 		// A zero remote finds unconnected UDP sockets without a dump.
 		exactRemote = netip.AddrPortFrom(unspecified(local.Addr()), 0)
 	}
 	if exactRemote.IsValid() && exactRemote.Addr().Is4() == local.Addr().Is4() {
-		s, err := f.diag.exact(proto, local, exactRemote)
+		s, err := c.exact(proto, local, exactRemote)
 		if err == nil {
 			return s, nil
 		}
@@ -166,7 +172,7 @@ func (f *Finder) socket(proto uint8, local, remote netip.AddrPort) (diagSocket, 
 		families = []uint8{unix.AF_INET, unix.AF_INET6}
 	}
 	for _, fam := range families {
-		err := f.diag.dump(proto, fam, local.Port(), func(s diagSocket) bool {
+		err := c.dump(proto, fam, local.Port(), func(s diagSocket) bool {
 			if sc := score(s, local, remote); sc > bestScore {
 				best, bestScore = s, sc
 			}

@@ -31,8 +31,10 @@ type namespaces struct {
 	scanned time.Time
 }
 
-// ForwardedOwner is Owner for a flow the host routed rather than sent: a
-// container's, whose socket lives in the container's network namespace.
+// ForwardedOwner is Owner for a flow the host routed rather than sent (or a
+// DNS query redirected to the resolver from a container): a container's,
+// whose socket lives in the container's network namespace. As with Owner,
+// a zero remote matches any.
 // It finds the namespace that has the socket (sock_diag inside each), then
 // the process holding it (socket inodes are unique across namespaces, so
 // the /proc scan is Owner's), and names its container from its cgroup.
@@ -45,11 +47,13 @@ func (f *Finder) forwardedOwner(proto string, local, remote netip.AddrPort) even
 	if !ok {
 		return event.Process{Unknown: "container; no socket lookup for " + proto}
 	}
-	if !local.IsValid() || !remote.IsValid() {
-		return event.Process{Unknown: "container; no addresses"}
+	if !local.IsValid() || local.Port() == 0 {
+		return event.Process{Unknown: "container; no local address"}
 	}
 	local = netip.AddrPortFrom(local.Addr().Unmap(), local.Port())
-	remote = netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port())
+	if remote.IsValid() {
+		remote = netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port())
+	}
 	sock, err := f.netns.find(ipproto, local, remote)
 	if err != nil {
 		return event.Process{Unknown: "container: " + err.Error()}
@@ -86,7 +90,7 @@ func (n *namespaces) find(proto uint8, local, remote netip.AddrPort) (diagSocket
 		if c == nil {
 			return diagSocket{}, false, nil
 		}
-		s, err := c.exact(proto, local, remote)
+		s, err := lookupSocket(c, proto, local, remote)
 		if errors.Is(err, errNoSocket) {
 			return diagSocket{}, false, nil
 		}

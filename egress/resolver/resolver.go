@@ -57,11 +57,15 @@ type Config struct {
 	// need a slower search. Optional.
 	Servers []netip.AddrPort
 	// Owner finds the process behind a client socket. May be nil.
-	Owner   func(proto string, local, remote netip.AddrPort) event.Process
-	Emit    event.Emit // required
-	Grace   time.Duration
-	Timeout time.Duration // per upstream attempt
-	Log     *slog.Logger
+	Owner func(proto string, local, remote netip.AddrPort) event.Process
+	// ForwardedOwner finds it in a container's network namespace, for a
+	// query Owner could not place (containers' DNS is redirected here
+	// too). May be nil.
+	ForwardedOwner func(proto string, local, remote netip.AddrPort) event.Process
+	Emit           event.Emit // required
+	Grace          time.Duration
+	Timeout        time.Duration // per upstream attempt
+	Log            *slog.Logger
 }
 
 // Resolver is a policy-enforcing forwarding DNS server. Safe for concurrent use.
@@ -375,20 +379,12 @@ func (r *Resolver) owner(w dns.ResponseWriter) event.Process {
 	if tcp {
 		proto = "tcp"
 	}
-	// The client's socket has the client address as its local end; its
-	// remote end is whatever server it thought it was asking: try the
-	// likely ones first (exact lookups are cheap), then any.
-	var p event.Process
-	for _, s := range r.likely {
-		if s.Addr().Is4() != remote.Addr().Unmap().Is4() {
-			continue
+	// The client's socket has the client address as its local end.
+	p := r.lookup(r.cfg.Owner, proto, remote)
+	if p.PID == 0 && r.cfg.ForwardedOwner != nil {
+		if fp := r.lookup(r.cfg.ForwardedOwner, proto, remote); fp.PID != 0 {
+			p = fp
 		}
-		if p = r.cfg.Owner(proto, remote, s); p.PID != 0 {
-			break
-		}
-	}
-	if p.PID == 0 {
-		p = r.cfg.Owner(proto, remote, netip.AddrPort{})
 	}
 	if p.PID == 0 {
 		r.unattributed.Add(1)
@@ -399,6 +395,22 @@ func (r *Resolver) owner(w dns.ResponseWriter) event.Process {
 	r.owners[k] = ownerEntry{p, now.Add(ownerCacheTTL)}
 	r.mu.Unlock()
 	return p
+}
+
+// lookup asks owner for the client socket at remote: its remote end is
+// whatever server the client thought it was asking, so the likely ones
+// are tried first (exact lookups are cheap), then any.
+func (r *Resolver) lookup(owner func(string, netip.AddrPort, netip.AddrPort) event.Process, proto string, remote netip.AddrPort) event.Process {
+	var p event.Process
+	for _, s := range r.likely {
+		if s.Addr().Is4() != remote.Addr().Unmap().Is4() {
+			continue
+		}
+		if p = owner(proto, remote, s); p.PID != 0 {
+			return p
+		}
+	}
+	return owner(proto, remote, netip.AddrPort{})
 }
 
 func addrPort(a net.Addr) netip.AddrPort {
