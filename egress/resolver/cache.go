@@ -87,6 +87,15 @@ func (c *cache) get(ctx context.Context, req *dns.Msg) (*dns.Msg, error) {
 	return v.(*dns.Msg).Copy(), nil
 }
 
+// fresh reports whether get would answer req from memory.
+func (c *cache) fresh(req *dns.Msg) bool {
+	k := key(req)
+	c.mu.RLock()
+	e, ok := c.entries[k]
+	c.mu.RUnlock()
+	return ok && time.Now().Before(e.expires)
+}
+
 func (c *cache) store(k string, m *dns.Msg) {
 	var ttl time.Duration
 	switch m.Rcode {

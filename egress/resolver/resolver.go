@@ -81,7 +81,9 @@ type Resolver struct {
 	queries, unattributed atomic.Uint64
 
 	mu      sync.Mutex
-	servers []*dns.Server
+	servers []*dns.Server // TCP
+	udp     []*udpServer
+	loops   sync.WaitGroup // the UDP servers' loops
 	owners  map[ownerKey]ownerEntry
 	closed  bool
 }
@@ -166,42 +168,37 @@ func (r *Resolver) Start(ctx context.Context) error {
 		if ap.Addr().Is4() {
 			v = "4"
 		}
-		pc, err := udp.ListenPacket(ctx, "udp"+v, ap.String())
-		if err != nil {
-			r.shutdownLocked()
-			return fmt.Errorf("resolver: listen udp %s: %w", ap, err)
-		}
-		bound := pc.LocalAddr().String()
-		for range runtime.GOMAXPROCS(0) - 1 {
-			extra, err := udp.ListenPacket(ctx, "udp"+v, bound)
+		addr := ap.String()
+		for range runtime.GOMAXPROCS(0) {
+			pc, err := udp.ListenPacket(ctx, "udp"+v, addr)
+			if err != nil {
+				r.shutdownLocked()
+				return fmt.Errorf("resolver: listen udp %s: %w", addr, err)
+			}
+			addr = pc.LocalAddr().String() // the others on the same port
+			s, err := newUDPServer(r, pc.(*net.UDPConn))
 			if err != nil {
 				pc.Close()
 				r.shutdownLocked()
-				return fmt.Errorf("resolver: listen udp %s: %w", bound, err)
+				return fmt.Errorf("resolver: udp %s: %w", addr, err)
 			}
-			s := &dns.Server{PacketConn: extra, Net: "udp", Handler: r, UDPSize: 65535}
-			r.servers = append(r.servers, s)
-			go func() { _ = s.ActivateAndServe() }()
+			r.udp = append(r.udp, s)
+			s.start(&r.loops)
 		}
 		// Same port for TCP (matters when ap asks for port 0).
-		tcpAddr := netip.AddrPortFrom(ap.Addr(), uint16(pc.LocalAddr().(*net.UDPAddr).Port))
+		tcpAddr := netip.AddrPortFrom(ap.Addr(), uint16(r.udp[len(r.udp)-1].conn.LocalAddr().(*net.UDPAddr).Port))
 		l, err := lc.Listen(ctx, "tcp"+v, tcpAddr.String())
 		if err != nil {
-			pc.Close()
 			r.shutdownLocked()
 			return fmt.Errorf("resolver: listen tcp %s: %w", ap, err)
 		}
-		for _, s := range []*dns.Server{
-			{PacketConn: pc, Net: "udp", Handler: r, UDPSize: 65535},
-			{Listener: l, Net: "tcp", Handler: r, ReadTimeout: 10 * time.Second, IdleTimeout: func() time.Duration { return 10 * time.Second }},
-		} {
-			r.servers = append(r.servers, s)
-			go func() {
-				if err := s.ActivateAndServe(); err != nil && !r.isClosed() {
-					r.log.Error("resolver: serve", "net", s.Net, "err", err)
-				}
-			}()
-		}
+		s := &dns.Server{Listener: l, Net: "tcp", Handler: r, ReadTimeout: 10 * time.Second, IdleTimeout: func() time.Duration { return 10 * time.Second }}
+		r.servers = append(r.servers, s)
+		go func() {
+			if err := s.ActivateAndServe(); err != nil && !r.isClosed() {
+				r.log.Error("resolver: serve", "net", s.Net, "err", err)
+			}
+		}()
 	}
 	go r.janitor(ctx)
 	go r.fold.run(time.Second, r.done)
@@ -241,12 +238,16 @@ func (r *Resolver) janitor(ctx context.Context) {
 // Close stops every listener. Safe to call twice.
 func (r *Resolver) Close() error {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if r.closed {
+		r.mu.Unlock()
 		return nil
 	}
 	r.closed = true
 	err := r.shutdownLocked()
+	r.mu.Unlock()
+	// The UDP loops end once their sockets are closed; one may be in
+	// ServeDNS, which takes mu: wait without holding it.
+	r.loops.Wait()
 	close(r.done)
 	r.fold.flush()
 	r.cfg.Emit(event.Record{Stats: &event.Stats{Component: "resolver", Events: r.queries.Load(), Unattributed: r.unattributed.Load()}})
@@ -260,8 +261,27 @@ func (r *Resolver) shutdownLocked() error {
 			errs = append(errs, fmt.Errorf("resolver: shutdown %s: %w", s.Net, err))
 		}
 	}
-	r.servers = nil
+	for _, s := range r.udp {
+		if err := s.close(); err != nil {
+			errs = append(errs, fmt.Errorf("resolver: close udp: %w", err))
+		}
+	}
+	r.servers, r.udp = nil, nil
 	return errors.Join(errs...)
+}
+
+// answersAtOnce reports whether ServeDNS can answer req without asking an
+// upstream: a malformed query, a refused name, or one in the cache.
+func (r *Resolver) answersAtOnce(req *dns.Msg) bool {
+	if req.Response || req.Opcode != dns.OpcodeQuery || len(req.Question) != 1 {
+		return true
+	}
+	if r.cfg.Policy.Mode() == policy.Block {
+		if ports, _ := r.cfg.Policy.Ports(canonical(req.Question[0].Name)); ports == nil {
+			return true
+		}
+	}
+	return r.cache.fresh(req)
 }
 
 // ServeDNS answers one query. It implements dns.Handler.
@@ -517,6 +537,9 @@ func (r *Resolver) Addrs() []net.Addr {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []net.Addr
+	for _, s := range r.udp {
+		out = append(out, s.conn.LocalAddr())
+	}
 	for _, s := range r.servers {
 		if s.PacketConn != nil {
 			out = append(out, s.PacketConn.LocalAddr())
