@@ -62,8 +62,9 @@ func key(req *dns.Msg) string {
 }
 
 // get returns a private copy of the answer to req, with TTLs counted down
-// for the time it spent in the cache.
-func (c *cache) get(ctx context.Context, req *dns.Msg) (*dns.Msg, error) {
+// for the time it spent in the cache; an upstream exchange may take up to
+// timeout (a context is made only then: a hit needs none).
+func (c *cache) get(req *dns.Msg, timeout time.Duration) (*dns.Msg, error) {
 	k := key(req)
 	now := time.Now()
 	c.mu.RLock()
@@ -73,6 +74,8 @@ func (c *cache) get(ctx context.Context, req *dns.Msg) (*dns.Msg, error) {
 		return aged(e.msg, now.Sub(e.stored)), nil
 	}
 	v, err, _ := c.group.Do(k, func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
 		up := upstreamQuery(req)
 		resp, err := c.next(ctx, up)
 		if err != nil {

@@ -323,9 +323,7 @@ func (r *Resolver) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		return
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.Timeout*time.Duration(len(r.cfg.Upstreams))+time.Second)
-	resp, err := r.cache.get(ctx, req)
-	cancel()
+	resp, err := r.cache.get(req, r.cfg.Timeout*time.Duration(len(r.cfg.Upstreams))+time.Second)
 	if err != nil {
 		r.log.Warn("resolver: upstream", "name", name, "err", err)
 		r.servfail(w, req, &ev, err)
