@@ -10,6 +10,11 @@ PIDS=()
 
 cleanup() {
   for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  # $! of a backgrounded in_ns is a subshell, not the server it started:
+  # end whatever still runs in our namespaces, or it outlives them.
+  for ns in "$NS" "${NET:-}"; do
+    [ -n "$ns" ] && ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null || true
+  done
   wait 2>/dev/null || true
   ip netns del "$NS" 2>/dev/null || true
 }
