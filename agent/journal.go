@@ -1,7 +1,7 @@
 package agent
 
 import (
-	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -11,22 +11,33 @@ import (
 	"github.com/harden-runner/harden-runner/event"
 )
 
-// Journal appends event records to a file, one JSON object per line. Lines
-// are buffered and flushed at least every flushEvery, so a reader sees
-// events with little delay and a killed agent loses at most that much.
+// Journal appends event records to a file, one JSON object per line.
+// Emit only encodes into memory; a flusher writes the lines out at least
+// every flushEvery (sooner once flushSize is pending), so a reader sees
+// events with little delay, a killed agent loses at most that much, and no
+// emitter (the resolver's answer path among them) waits for the disk.
 // Safe for concurrent use.
 type Journal struct {
-	mu     sync.Mutex
-	f      *os.File
-	w      *bufio.Writer
-	enc    *json.Encoder
-	n      uint64
-	errs   uint64
-	closed bool
-	done   chan struct{}
+	mu      sync.Mutex // guards pending, n, errs, closed
+	pending *bytes.Buffer
+	spare   *bytes.Buffer
+	n       uint64
+	errs    uint64
+	closed  bool
+
+	wmu  sync.Mutex // one file write at a time, in order
+	f    *os.File
+	kick chan struct{}
+	done chan struct{}
 }
 
-const flushEvery = 200 * time.Millisecond
+const (
+	flushEvery = 200 * time.Millisecond
+	flushSize  = 256 << 10
+	// maxPending is where Emit stops leaving the writing to the flusher
+	// and writes itself: memory stays bounded if the disk falls behind.
+	maxPending = 16 << 20
+)
 
 // OpenJournal creates (or truncates) the journal at path, readable only by its owner.
 func OpenJournal(path string) (*Journal, error) {
@@ -34,25 +45,50 @@ func OpenJournal(path string) (*Journal, error) {
 	if err != nil {
 		return nil, fmt.Errorf("journal: open %s: %w", path, err)
 	}
-	w := bufio.NewWriterSize(f, 256<<10)
-	j := &Journal{f: f, w: w, enc: json.NewEncoder(w), done: make(chan struct{})}
+	j := &Journal{f: f, pending: new(bytes.Buffer), spare: new(bytes.Buffer),
+		kick: make(chan struct{}, 1), done: make(chan struct{})}
 	go j.flusher()
 	return j, nil
 }
 
-// Emit appends one record. It is an event.Emit.
+// lineBuf is one record's encoding, made outside the lock.
+type lineBuf struct {
+	b   bytes.Buffer
+	enc *json.Encoder
+}
+
+var linePool = sync.Pool{New: func() any {
+	l := new(lineBuf)
+	l.enc = json.NewEncoder(&l.b)
+	return l
+}}
+
+// Emit appends one record. It is an event.Emit. The record is encoded
+// before the lock is taken: emitters wait for one another only to append.
 func (j *Journal) Emit(r event.Record) {
+	l := linePool.Get().(*lineBuf)
+	defer linePool.Put(l)
+	l.b.Reset()
+	err := l.enc.Encode(r)
 	j.mu.Lock()
-	defer j.mu.Unlock()
-	if j.closed {
+	if j.closed || err != nil {
 		j.errs++
+		j.mu.Unlock()
 		return
 	}
-	if err := j.enc.Encode(r); err != nil {
-		j.errs++
-		return
-	}
+	j.pending.Write(l.b.Bytes())
 	j.n++
+	size := j.pending.Len()
+	j.mu.Unlock()
+	switch {
+	case size >= maxPending:
+		j.flush()
+	case size >= flushSize:
+		select {
+		case j.kick <- struct{}{}:
+		default:
+		}
+	}
 }
 
 func (j *Journal) flusher() {
@@ -63,13 +99,30 @@ func (j *Journal) flusher() {
 		case <-j.done:
 			return
 		case <-t.C:
-			j.mu.Lock()
-			if err := j.w.Flush(); err != nil {
-				j.errs++
-			}
-			j.mu.Unlock()
+		case <-j.kick:
 		}
+		j.flush()
 	}
+}
+
+// flush writes what is pending, holding the emitters' lock only to swap
+// buffers.
+func (j *Journal) flush() error {
+	j.wmu.Lock()
+	defer j.wmu.Unlock()
+	j.mu.Lock()
+	out := j.pending
+	j.pending, j.spare = j.spare, nil
+	j.mu.Unlock()
+	_, err := j.f.Write(out.Bytes())
+	out.Reset()
+	j.mu.Lock()
+	j.spare = out
+	if err != nil {
+		j.errs++
+	}
+	j.mu.Unlock()
+	return err
 }
 
 // Counts returns how many records were written and how many could not be.
@@ -82,13 +135,16 @@ func (j *Journal) Counts() (written, failed uint64) {
 // Close flushes and closes the file. Safe to call twice.
 func (j *Journal) Close() error {
 	j.mu.Lock()
-	defer j.mu.Unlock()
 	if j.closed {
+		j.mu.Unlock()
 		return nil
 	}
 	j.closed = true
 	close(j.done)
-	ferr := j.w.Flush()
+	j.mu.Unlock()
+	ferr := j.flush()
+	j.wmu.Lock()
+	defer j.wmu.Unlock()
 	serr := j.f.Sync()
 	cerr := j.f.Close()
 	for _, err := range []error{ferr, serr, cerr} {

@@ -29,4 +29,16 @@ func TestFolderKeepsEveryQueryCounted(t *testing.T) {
 	if len(got) != 3 {
 		t.Fatalf("an empty window emitted %d more", len(got)-3)
 	}
+	// A kind seen before is folded in later windows too: one record per
+	// window, not a first one again and then the repeats.
+	for range 5 {
+		f.add(&event.DNS{Time: time.Unix(200, 0), Name: "a.test", Type: "A", Verdict: event.Allowed, Process: event.Process{PID: 7}})
+	}
+	if len(got) != 3 {
+		t.Fatalf("a known kind went straight on: %+v", got[3:])
+	}
+	f.flush()
+	if len(got) != 4 || got[3].Count != 5 {
+		t.Fatalf("second window: %+v, want one record with Count 5", got[3:])
+	}
 }
