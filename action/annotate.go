@@ -25,8 +25,10 @@ type Annotation struct {
 }
 
 // Annotations turns a report into annotations: an error per blocked
-// destination (host·port·protocol) and per blocked DNS name, a warning per
-// tampered file. Order: blocked egress, blocked DNS, files.
+// destination (host·port·protocol), per blocked DNS name and per kind of
+// refused docker request, a warning per tampered file, each naming the
+// process and, when known, the workflow step. Order: blocked egress,
+// blocked DNS, docker, files.
 func Annotations(r *report.Report) []Annotation {
 	var out []Annotation
 	seen := map[string]bool{}
@@ -48,7 +50,7 @@ func Annotations(r *report.Report) []Annotation {
 			msg += " (" + e.IP + ")"
 		}
 		out = append(out, Annotation{Level: LevelFailure, Title: "harden-runner: egress blocked",
-			Message: msg + processText(e.Process)})
+			Message: msg + processText(e.Process) + stepText(e.Step)})
 	}
 	for _, d := range r.DNS {
 		if d.Verdict != event.Blocked || seen["dns|"+d.Name] {
@@ -56,11 +58,21 @@ func Annotations(r *report.Report) []Annotation {
 		}
 		seen["dns|"+d.Name] = true
 		out = append(out, Annotation{Level: LevelFailure, Title: "harden-runner: DNS name blocked",
-			Message: fmt.Sprintf("Blocked DNS query for %s (%s)", d.Name, d.Type) + processText(d.Process)})
+			Message: fmt.Sprintf("Blocked DNS query for %s (%s)", d.Name, d.Type) + processText(d.Process) + stepText(d.Step)})
+	}
+	for _, p := range r.Privileged {
+		key := "docker|" + p.Detail + "|" + p.Process.Exe
+		if p.Verdict != event.Blocked || seen[key] {
+			continue
+		}
+		seen[key] = true
+		out = append(out, Annotation{Level: LevelFailure, Title: "harden-runner: docker refused",
+			Message: "Refused docker request " + p.Detail + processText(p.Process) + stepText(p.Step) +
+				" (disable-sudo-and-containers)"})
 	}
 	for _, f := range r.Files {
 		out = append(out, Annotation{Level: LevelWarning, Path: f.Path, Title: "harden-runner: source file changed during the build",
-			Message: fmt.Sprintf("%s was changed (%s) after the job started", f.Path, f.Event) + processText(f.Process)})
+			Message: fmt.Sprintf("%s was changed (%s) after the job started", f.Path, f.Event) + processText(f.Process) + stepText(f.Step)})
 	}
 	return out
 }
@@ -75,6 +87,15 @@ func processText(p event.Process) string {
 		return fmt.Sprintf(" by pid %d", p.PID)
 	}
 	return ""
+}
+
+// stepText names the workflow step, quoted (its name is the workflow's
+// or a script's first line: any text).
+func stepText(step string) string {
+	if step == "" {
+		return ""
+	}
+	return fmt.Sprintf(" in step %q", step)
 }
 
 // WorkflowCommand formats a as one workflow command line (::error or
