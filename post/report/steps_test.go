@@ -154,15 +154,18 @@ func TestBuildLabelsStepsByProcess(t *testing.T) {
 		{Name: "Deploy", Start: base.Add(9 * time.Second), End: base.Add(20 * time.Second)},
 	}
 	for _, tc := range []struct {
-		name  string
-		steps []Step
-		want  map[string]string // egress IP → step
-		sudo  string
+		name     string
+		steps    []Step
+		want     map[string]string // egress IP → step
+		sudo     string
+		overview string // its rows, in the order the steps ran
 	}{
 		{"with the jobs API", steps, map[string]string{"198.18.0.1": "Run npm ci", "198.18.0.2": "Run npm ci",
-			"198.18.0.3": "Run npm test", "198.18.0.4": "Deploy", "198.18.0.5": "Deploy"}, "Deploy"},
+			"198.18.0.3": "Run npm test", "198.18.0.4": "Deploy", "198.18.0.5": "Deploy"}, "Deploy",
+			"| Run npm ci | 2 | 2 | 0 | 0 | 0 |\n| Run npm test | 1 | 1 | 0 | 0 | 0 |\n| Deploy | 2 | 2 | 0 | 0 | 1 |\n"},
 		{"without it: the runner's default names", nil, map[string]string{"198.18.0.1": "Run npm ci", "198.18.0.2": "Run npm ci",
-			"198.18.0.3": "Run npm test", "198.18.0.4": "Run ./deploy.sh", "198.18.0.5": ""}, "Run ./deploy.sh"},
+			"198.18.0.3": "Run npm test", "198.18.0.4": "Run ./deploy.sh", "198.18.0.5": ""}, "Run ./deploy.sh",
+			"| Run npm ci | 2 | 2 | 0 | 0 | 0 |\n| Run npm test | 1 | 1 | 0 | 0 | 0 |\n| Run \\./deploy\\.sh | 1 | 1 | 0 | 0 | 1 |\n| outside any step | 1 | 1 | 0 | 0 | 0 |\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := Build(recs, Options{Steps: tc.steps})
@@ -176,6 +179,16 @@ func TestBuildLabelsStepsByProcess(t *testing.T) {
 			}
 			if len(r.Privileged) != 1 || r.Privileged[0].Step != tc.sudo {
 				t.Errorf("privileged rows %+v, want step %q", r.Privileged, tc.sudo)
+			}
+			md := r.Summary(DefaultSummaryMax)
+			checkSource(t, md)
+			i := strings.Index(md, "### By workflow step")
+			j := strings.Index(md, "### Outbound destinations")
+			if i < 0 || j < i {
+				t.Fatalf("no step overview before the destinations:\n%s", md)
+			}
+			if got := md[i:j]; !strings.Contains(got, tc.overview) {
+				t.Errorf("step overview:\n%s\nwant rows:\n%s", got, tc.overview)
 			}
 		})
 	}
