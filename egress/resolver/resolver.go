@@ -79,6 +79,9 @@ type Resolver struct {
 
 	likely                []netip.AddrPort
 	queries, unattributed atomic.Uint64
+	// upstreamSlots bounds the UDP queries waiting for an upstream at once.
+	upstreamSlots chan struct{}
+	shed          atomic.Uint64 // queries refused because all slots were taken
 
 	mu      sync.Mutex
 	servers []*dns.Server // TCP
@@ -133,7 +136,25 @@ func New(cfg Config) (*Resolver, error) {
 	r.fold = newFolder(cfg.Emit)
 	r.done = make(chan struct{})
 	r.cache = newCache(r.fwd.exchange, 20000)
+	r.upstreamSlots = make(chan struct{}, maxUpstreamWaiting)
 	return r, nil
+}
+
+// maxUpstreamWaiting is how many UDP queries may wait for an upstream
+// answer at once; more get SERVFAIL at once (the client retries).
+const maxUpstreamWaiting = 2048
+
+// overloaded answers SERVFAIL without asking an upstream, and says so in
+// the journal the first time.
+func (r *Resolver) overloaded(w dns.ResponseWriter, req *dns.Msg) {
+	if r.shed.Add(1) == 1 {
+		r.cfg.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "resolver", Level: "warning",
+			Message: fmt.Sprintf("more than %d queries waited for an upstream at once: further ones got SERVFAIL until some were answered", maxUpstreamWaiting)}})
+	}
+	m := new(dns.Msg)
+	m.SetRcode(req, dns.RcodeServerFailure)
+	m.RecursionAvailable = true
+	_ = w.WriteMsg(m)
 }
 
 // Start binds every listener and serves in the background; it returns once

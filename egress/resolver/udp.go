@@ -126,8 +126,20 @@ func (s *udpServer) handle(m *ipv4.Message) *udpWriter {
 	}
 	w := &udpWriter{s: s, remote: remote, local: s.dst(m.OOB[:m.NN])}
 	if !s.r.answersAtOnce(req) {
+		select {
+		case s.r.upstreamSlots <- struct{}{}:
+		default:
+			// As many queries wait for an upstream as we allow: a flood
+			// of new names (audit mode, or a wildcard allowed in block
+			// mode) must not grow goroutines without bound.
+			s.r.overloaded(w, req)
+			return w
+		}
 		w.direct = true
-		go s.r.ServeDNS(w, req)
+		go func() {
+			defer func() { <-s.r.upstreamSlots }()
+			s.r.ServeDNS(w, req)
+		}()
 		return nil
 	}
 	s.r.ServeDNS(w, req)

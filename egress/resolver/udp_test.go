@@ -56,3 +56,44 @@ func FuzzUDPQuery(f *testing.F) {
 		}
 	})
 }
+
+// TestUDPShedsWhenUpstreamSlotsAreFull: with every upstream slot taken, a
+// query that needs the upstream gets SERVFAIL at once (no goroutine, no
+// upstream), and the journal says so once.
+func TestUDPShedsWhenUpstreamSlotsAreFull(t *testing.T) {
+	var notes []string
+	r, err := New(Config{
+		Policy:    policy.New(policy.Audit, nil, false),
+		Upstreams: []netip.AddrPort{netip.MustParseAddrPort("198.18.0.53:53")},
+		Listen:    []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")},
+		Emit: func(rec event.Record) {
+			if rec.Note != nil {
+				notes = append(notes, rec.Note.Message)
+			}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range cap(r.upstreamSlots) {
+		r.upstreamSlots <- struct{}{}
+	}
+	s := &udpServer{r: r}
+	for i := range 2 {
+		q := new(dns.Msg)
+		q.SetQuestion("new-name.example.", dns.TypeA)
+		q.Id = uint16(100 + i)
+		b, _ := q.Pack()
+		w := s.handle(&ipv4.Message{Buffers: [][]byte{b}, N: len(b), Addr: &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5353}})
+		if w == nil || w.reply == nil {
+			t.Fatal("no answer at once")
+		}
+		var resp dns.Msg
+		if err := resp.Unpack(w.reply); err != nil || resp.Rcode != dns.RcodeServerFailure || resp.Id != q.Id {
+			t.Fatalf("answer %v (rcode %d id %d), want SERVFAIL with id %d", err, resp.Rcode, resp.Id, q.Id)
+		}
+	}
+	if len(notes) != 1 || r.shed.Load() != 2 {
+		t.Errorf("notes %q, shed %d; want one note, 2 shed", notes, r.shed.Load())
+	}
+}
