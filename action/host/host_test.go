@@ -22,12 +22,10 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// TestInstallInFakeVM installs the agent the way the helper container
-// does, into a fake VM (PID 1 = the VM's init, network = the test's runner
-// namespace), checks that it enforces for the VM's processes, that a second
-// install is a no-op, that an install from the wrong namespace refuses,
-// and that host-stop leaves a complete journal and no firewall behind.
-func TestInstallInFakeVM(t *testing.T) {
+// hostTestNet is the test network (allowed.test and blocked.test with a TLS
+// server each) and the static binary the helper would drop on the VM.
+func hostTestNet(t *testing.T) (*testnet.Net, string) {
+	t.Helper()
 	testnet.Skip(t, "dnsmasq", "curl", "nsenter", "setpriv")
 	n := testnet.New(t)
 	n.StartDNS(map[string][]netip.Addr{"allowed.test": {testnet.Host4(10)}, "blocked.test": {testnet.Host4(11)}})
@@ -36,7 +34,35 @@ func TestInstallInFakeVM(t *testing.T) {
 		t.Fatal(err)
 	}
 	n.StartServers(self, "tls::443")
-	bin := fakevm.Build(t)
+	return n, fakevm.Build(t)
+}
+
+// checkEnforces checks, by the far end's log, that the VM's network lets
+// an unprivileged curl reach allowed.test and not blocked.test.
+func checkEnforces(t *testing.T, n *testnet.Net) {
+	t.Helper()
+	curl := func(name string) error {
+		return n.In(n.Runner, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
+			"curl", "-sk", "-o", "/dev/null", "--max-time", "5", "https://"+name+"/").Run()
+	}
+	if err := curl("allowed.test"); err != nil {
+		t.Errorf("curl allowed.test: %v", err)
+	}
+	if err := curl("blocked.test"); err == nil {
+		t.Error("curl blocked.test succeeded")
+	}
+	if hits := n.HitsTo("tcp", testnet.Host4(11), 443); len(hits) != 0 {
+		t.Errorf("blocked host was reached: %v", hits)
+	}
+}
+
+// TestInstallInFakeVM installs the agent the way the helper container
+// does, into a fake VM (PID 1 = the VM's init, network = the test's runner
+// namespace), checks that it enforces for the VM's processes, that a second
+// install is a no-op, that an install from the wrong namespace refuses,
+// and that host-stop leaves a complete journal and no firewall behind.
+func TestInstallInFakeVM(t *testing.T) {
+	n, bin := hostTestNet(t)
 	vm := fakevm.Start(t, n.Runner)
 	dir := filepath.Join(t.TempDir(), "opt-harden-runner")
 	ws := t.TempDir()
@@ -90,19 +116,7 @@ func TestInstallInFakeVM(t *testing.T) {
 	}
 
 	// The VM's processes are policed: an allowed name connects, a blocked one does not.
-	curl := func(name string) error {
-		return n.In(n.Runner, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
-			"curl", "-sk", "-o", "/dev/null", "--max-time", "5", "https://"+name+"/").Run()
-	}
-	if err := curl("allowed.test"); err != nil {
-		t.Errorf("curl allowed.test: %v", err)
-	}
-	if err := curl("blocked.test"); err == nil {
-		t.Error("curl blocked.test succeeded")
-	}
-	if hits := n.HitsTo("tcp", testnet.Host4(11), 443); len(hits) != 0 {
-		t.Errorf("blocked host was reached: %v", hits)
-	}
+	checkEnforces(t, n)
 	if len(n.HitsTo("tcp", testnet.Host4(10), 443)) == 0 {
 		t.Error("allowed host was not reached")
 	}
@@ -156,15 +170,7 @@ func TestInstallInFakeVM(t *testing.T) {
 // its own cgroup, so no container's end takes it along; it enforces, a
 // second install changes nothing, and host-stop stops the unit cleanly.
 func TestInstallWithSystemd(t *testing.T) {
-	testnet.Skip(t, "dnsmasq", "curl", "nsenter", "setpriv")
-	n := testnet.New(t)
-	n.StartDNS(map[string][]netip.Addr{"allowed.test": {testnet.Host4(10)}, "blocked.test": {testnet.Host4(11)}})
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.StartServers(self, "tls::443")
-	bin := fakevm.Build(t)
+	n, bin := hostTestNet(t)
 	vm := fakevm.StartSystemd(t, n.Runner)
 	dir := filepath.Join(t.TempDir(), "opt-harden-runner")
 	cj, _ := json.Marshal(host.Config{Dir: dir, Daemon: agent.DaemonConfig{
@@ -194,19 +200,7 @@ func TestInstallWithSystemd(t *testing.T) {
 		t.Errorf("second install: %v %s", err, out)
 	}
 
-	curl := func(name string) error {
-		return n.In(n.Runner, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
-			"curl", "-sk", "-o", "/dev/null", "--max-time", "5", "https://"+name+"/").Run()
-	}
-	if err := curl("allowed.test"); err != nil {
-		t.Errorf("curl allowed.test: %v", err)
-	}
-	if err := curl("blocked.test"); err == nil {
-		t.Error("curl blocked.test succeeded")
-	}
-	if hits := n.HitsTo("tcp", testnet.Host4(11), 443); len(hits) != 0 {
-		t.Errorf("blocked host was reached: %v", hits)
-	}
+	checkEnforces(t, n)
 
 	if out, err := vm.Command(bin, "host-stop", "--dir", dir).CombinedOutput(); err != nil {
 		t.Fatalf("host-stop: %v\n%s", err, out)
