@@ -65,14 +65,10 @@ func key(req *dns.Msg) string {
 // for the time it spent in the cache; an upstream exchange may take up to
 // timeout (a context is made only then: a hit needs none).
 func (c *cache) get(req *dns.Msg, timeout time.Duration) (*dns.Msg, error) {
-	k := key(req)
-	now := time.Now()
-	c.mu.RLock()
-	e, ok := c.entries[k]
-	c.mu.RUnlock()
-	if ok && now.Before(e.expires) {
-		return aged(e.msg, now.Sub(e.stored)), nil
+	if m, ok := c.lookup(req); ok {
+		return m, nil
 	}
+	k := key(req)
 	v, err, _ := c.group.Do(k, func() (any, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
@@ -90,13 +86,17 @@ func (c *cache) get(req *dns.Msg, timeout time.Duration) (*dns.Msg, error) {
 	return v.(*dns.Msg).Copy(), nil
 }
 
-// fresh reports whether get would answer req from memory.
-func (c *cache) fresh(req *dns.Msg) bool {
+// lookup returns what get would answer req from memory, if it can.
+func (c *cache) lookup(req *dns.Msg) (*dns.Msg, bool) {
 	k := key(req)
+	now := time.Now()
 	c.mu.RLock()
 	e, ok := c.entries[k]
 	c.mu.RUnlock()
-	return ok && time.Now().Before(e.expires)
+	if !ok || !now.Before(e.expires) {
+		return nil, false
+	}
+	return aged(e.msg, now.Sub(e.stored)), true
 }
 
 func (c *cache) store(k string, m *dns.Msg) {

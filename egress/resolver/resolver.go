@@ -291,41 +291,40 @@ func (r *Resolver) shutdownLocked() error {
 	return errors.Join(errs...)
 }
 
-// answersAtOnce reports whether ServeDNS can answer req without asking an
-// upstream: a malformed query, a refused name, or one in the cache.
-func (r *Resolver) answersAtOnce(req *dns.Msg) bool {
-	if req.Response || req.Opcode != dns.OpcodeQuery || len(req.Question) != 1 {
-		return true
-	}
-	if r.cfg.Policy.Mode() == policy.Block {
-		if ports, _ := r.cfg.Policy.Ports(canonical(req.Question[0].Name)); ports == nil {
-			return true
-		}
-	}
-	return r.cache.fresh(req)
-}
-
 // ServeDNS answers one query. It implements dns.Handler.
-func (r *Resolver) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
+func (r *Resolver) ServeDNS(w dns.ResponseWriter, req *dns.Msg) { r.serve(w, req, true) }
+
+// serve answers req. Unless mayWait, it answers only what needs no
+// upstream (malformed, refused, cached) and otherwise returns false having
+// done nothing, so that the caller can answer it where waiting is fine:
+// the UDP loop's fast path, deciding and answering in one pass.
+func (r *Resolver) serve(w dns.ResponseWriter, req *dns.Msg, mayWait bool) bool {
 	now := time.Now()
-	r.queries.Add(1)
 	if req.Response || req.Opcode != dns.OpcodeQuery || len(req.Question) != 1 {
+		r.queries.Add(1)
 		m := new(dns.Msg)
 		m.SetRcode(req, dns.RcodeFormatError)
 		if req.Opcode != dns.OpcodeQuery {
 			m.Rcode = dns.RcodeNotImplemented
 		}
 		_ = w.WriteMsg(m)
-		return
+		return true
 	}
 	q := req.Question[0]
 	name := canonical(q.Name)
-	ev := event.DNS{Time: now, Name: name, Type: typeString(q.Qtype)}
-	ev.Process = r.owner(w)
-
 	ports, _ := r.cfg.Policy.Ports(name)
 	allowed := ports != nil
 	block := r.cfg.Policy.Mode() == policy.Block
+	var resp *dns.Msg
+	if allowed || !block {
+		var hit bool
+		if resp, hit = r.cache.lookup(req); !hit && !mayWait {
+			return false
+		}
+	}
+	r.queries.Add(1)
+	ev := event.DNS{Time: now, Name: name, Type: typeString(q.Qtype)}
+	ev.Process = r.owner(w)
 	switch {
 	case allowed:
 		ev.Verdict = event.Allowed
@@ -341,14 +340,16 @@ func (r *Resolver) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		r.write(w, req, m)
 		ev.Rcode = dns.RcodeToString[m.Rcode]
 		r.fold.add(&ev)
-		return
+		return true
 	}
-
-	resp, err := r.cache.get(req, r.cfg.Timeout*time.Duration(len(r.cfg.Upstreams))+time.Second)
-	if err != nil {
-		r.log.Warn("resolver: upstream", "name", name, "err", err)
-		r.servfail(w, req, &ev, err)
-		return
+	if resp == nil {
+		var err error
+		resp, err = r.cache.get(req, r.cfg.Timeout*time.Duration(len(r.cfg.Upstreams))+time.Second)
+		if err != nil {
+			r.log.Warn("resolver: upstream", "name", name, "err", err)
+			r.servfail(w, req, &ev, err)
+			return true
+		}
 	}
 	addrs, ttl := answerAddrs(resp)
 	ev.Answers, ev.TTL = answerStrings(resp), ttl
@@ -357,12 +358,13 @@ func (r *Resolver) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		if err := r.cfg.Allow(addrs, ports, life); err != nil {
 			// Never answer with addresses the firewall will not pass.
 			r.servfail(w, req, &ev, fmt.Errorf("allow answer addresses: %w", err))
-			return
+			return true
 		}
 	}
 	ev.Rcode = dns.RcodeToString[resp.Rcode]
 	r.write(w, req, resp)
 	r.fold.add(&ev)
+	return true
 }
 
 func (r *Resolver) servfail(w dns.ResponseWriter, req *dns.Msg, ev *event.DNS, err error) {

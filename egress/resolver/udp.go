@@ -125,7 +125,7 @@ func (s *udpServer) handle(m *ipv4.Message) *udpWriter {
 		return nil // not DNS: nothing to answer to
 	}
 	w := &udpWriter{s: s, remote: remote, local: s.dst(m.OOB[:m.NN])}
-	if !s.r.answersAtOnce(req) {
+	if !s.r.serve(w, req, false) {
 		select {
 		case s.r.upstreamSlots <- struct{}{}:
 		default:
@@ -138,11 +138,10 @@ func (s *udpServer) handle(m *ipv4.Message) *udpWriter {
 		w.direct = true
 		go func() {
 			defer func() { <-s.r.upstreamSlots }()
-			s.r.ServeDNS(w, req)
+			s.r.serve(w, req, true)
 		}()
 		return nil
 	}
-	s.r.ServeDNS(w, req)
 	return w
 }
 
