@@ -32,7 +32,11 @@ func TestMain(m *testing.M) {
 	if mode := os.Getenv("HR_GOCLIENT"); mode != "" {
 		os.Exit(goClient(mode, os.Args[1:]))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath)) // the binary buildBinary made
+	}
+	os.Exit(code)
 }
 
 // goClient is a client written with Go's net package, run as its own
