@@ -114,7 +114,10 @@ func (j *Journal) flush() error {
 	out := j.pending
 	j.pending, j.spare = j.spare, nil
 	j.mu.Unlock()
-	_, err := j.f.Write(out.Bytes())
+	var err error
+	if out.Len() > 0 { // nothing to write is no write (the file may be closed by now)
+		_, err = j.f.Write(out.Bytes())
+	}
 	out.Reset()
 	j.mu.Lock()
 	j.spare = out
