@@ -696,6 +696,20 @@ func TestRunReportsTamperedFiles(t *testing.T) {
 			t.Errorf("untouched file reported: %+v", f)
 		}
 	}
+
+	// `harden-runner report` builds the same report from the journal again.
+	again := filepath.Join(w.tmp, "files-report-again")
+	if out, err := exec.Command(w.bin, "report", "--journal", filepath.Join(dir, "journal.jsonl"), "--report-dir", again,
+		"--workspace", ws).CombinedOutput(); err != nil {
+		t.Fatalf("report: %v\n%s", err, out)
+	}
+	for _, name := range []string{"report.json", "summary.md"} {
+		a, _ := os.ReadFile(filepath.Join(dir, name))
+		b, err := os.ReadFile(filepath.Join(again, name))
+		if err != nil || len(a) == 0 || string(a) != string(b) {
+			t.Errorf("%s built again differs (%v)", name, err)
+		}
+	}
 }
 
 // TestRunNamesWorkflowSteps runs a stand-in for the runner: a program

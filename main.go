@@ -49,7 +49,8 @@ func logLevel() slog.Level {
 }
 
 const usage = `usage: harden-runner run [flags] -- COMMAND [ARGS...]
-       harden-runner run -h     (flags)`
+       harden-runner run -h     (flags)
+       harden-runner report --journal FILE [--report-dir DIR] [--workspace DIR]`
 
 // dispatch runs one subcommand and returns the process exit code.
 func dispatch(ctx context.Context, args []string, log *slog.Logger) (int, error) {
@@ -69,6 +70,8 @@ func dispatch(ctx context.Context, args []string, log *slog.Logger) (int, error)
 		return installCmd(ctx, args[1:], log)
 	case "host-stop":
 		return hostStopCmd(ctx, args[1:], log)
+	case "report":
+		return reportCmd(args[1:])
 	case "-h", "--help", "help":
 		fmt.Println(usage)
 		return 0, nil

@@ -173,6 +173,29 @@ func upstreams(flagValue string) ([]netip.AddrPort, error) {
 	return out, nil
 }
 
+// reportCmd is `harden-runner report`: report.json and summary.md again
+// from a journal (the journal.jsonl of a report dir or an artifact), e.g.
+// after an upgrade changed how reports look. No root needed.
+func reportCmd(args []string) (int, error) {
+	fs := flag.NewFlagSet("report", flag.ContinueOnError)
+	journal := fs.String("journal", "", "the journal (journal.jsonl) to build the report from")
+	dir := fs.String("report-dir", "harden-runner-report", "where report.json and summary.md go")
+	ws := fs.String("workspace", "", "workspace root, to make file paths relative (default: the journal's)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0, nil
+		}
+		return 2, err
+	}
+	if *journal == "" || fs.NArg() > 0 {
+		return 2, errors.New("report: --journal FILE is required, and nothing else")
+	}
+	if err := os.MkdirAll(*dir, 0o755); err != nil {
+		return 1, fmt.Errorf("report: %w", err)
+	}
+	return exitCode(writeReport(*journal, *dir, *ws))
+}
+
 func writeReport(journal, dir, workspace string) error {
 	f, err := os.Open(journal)
 	if err != nil {
