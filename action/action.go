@@ -240,6 +240,15 @@ func Post(ctx context.Context, env *Env, h Host) error {
 	if err := report.WriteDir(env.ReportDir, rep); err != nil {
 		errs = append(errs, err)
 	}
+	// The journal beside the report (the stop helper left it there, unless
+	// it had to be copied out through docker), for `harden-runner report`.
+	if jp := filepath.Join(env.ReportDir, "journal.jsonl"); len(journal) > 0 {
+		if _, err := os.Stat(jp); errors.Is(err, os.ErrNotExist) {
+			if err := os.WriteFile(jp, journal, 0o644); err != nil {
+				errs = append(errs, fmt.Errorf("write the journal: %w", err))
+			}
+		}
+	}
 	anns := Annotations(rep)
 	notes = append(notes, publish(ctx, env, a, rep, anns)...)
 	notesText := strings.Join(notes, "\n")

@@ -412,6 +412,10 @@ func TestPostFallsBackToWorkflowCommands(t *testing.T) {
 			t.Error(err)
 		}
 	}
+	// The journal beside them, as the host gave it.
+	if j, err := os.ReadFile(filepath.Join(env.ReportDir, "journal.jsonl")); err != nil || !bytes.Equal(j, h.journal) {
+		t.Errorf("journal.jsonl in the report dir: %v (%d bytes, want %d)", err, len(j), len(h.journal))
+	}
 	// The summary as a user sees it.
 	sum, _ := os.ReadFile(r.env["GITHUB_STEP_SUMMARY"])
 	if len(sum) == 0 || len(sum) > 1<<20 {
