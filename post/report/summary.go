@@ -361,19 +361,10 @@ func (r *Report) hasSteps() bool {
 // stepList is the Step cell of a destination row: at most a few escaped
 // step names, "—" when none is known.
 func stepList(steps []string) string {
-	const show = 3
 	if len(steps) == 0 {
 		return "—"
 	}
-	var parts []string
-	for i, s := range steps {
-		if i == show {
-			parts = append(parts, fmt.Sprintf("+%d more", len(steps)-show))
-			break
-		}
-		parts = append(parts, cell(s))
-	}
-	return strings.Join(parts, ", ")
+	return cellList(steps, 3)
 }
 
 // stepCell is the Step cell of one row.
@@ -384,15 +375,17 @@ func stepCell(s string) string {
 	return cell(s)
 }
 
-func addrList(addrs []string) string {
-	const show = 4
+func addrList(addrs []string) string { return cellList(addrs, 4) }
+
+// cellList is the first show items, escaped, and how many more there are.
+func cellList(items []string, show int) string {
 	var parts []string
-	for i, a := range addrs {
+	for i, s := range items {
 		if i == show {
-			parts = append(parts, fmt.Sprintf("+%d more", len(addrs)-show))
+			parts = append(parts, fmt.Sprintf("+%d more", len(items)-show))
 			break
 		}
-		parts = append(parts, cell(a))
+		parts = append(parts, cell(s))
 	}
 	return strings.Join(parts, ", ")
 }
