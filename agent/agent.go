@@ -189,7 +189,7 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	a.flushHostDNSCache(emit)
 	// Privilege use is reported, not enforced: a machine without fanotify
 	// or without any of the programs only loses that section.
-	if m, err := privmon.New(privmon.Config{Emit: emit, Process: proc.Info, Log: a.log}); err == nil {
+	if m, err := privmon.New(privmon.Config{Emit: emit, Process: proc.InfoAfterExec, Log: a.log}); err == nil {
 		if err := m.Start(ctx); err != nil {
 			emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "privmon", Level: "info",
 				Message: "privilege use is not watched: " + err.Error()}})

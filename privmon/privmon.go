@@ -26,18 +26,15 @@ import (
 // are skipped.
 var DefaultPrograms = []string{"/usr/bin/sudo", "/usr/bin/su", "/usr/bin/pkexec", "/usr/bin/doas"}
 
-// execSettle is how long after the exec event the process is read (and
-// read again, up to 25 times, while its command line is still empty): the
-// event comes while execve is still loading the program, and the command
-// line is the new one only once it has.
-const execSettle = 3 * time.Millisecond
-
 // Config configures a Monitor.
 type Config struct {
 	Programs []string // paths to watch; default DefaultPrograms
 	Emit     event.Emit
-	Process  func(pid int) event.Process // required
-	Log      *slog.Logger
+	// Process says who pid is once its exec of prog is done; required
+	// (proc.InfoAfterExec: the exec event comes while the old image still
+	// runs, and that image must never be named as prog's process).
+	Process func(ctx context.Context, pid int, prog string) event.Process
+	Log     *slog.Logger
 }
 
 // Monitor watches the programs. Start once, Close once (safe to repeat).
@@ -119,24 +116,16 @@ func (m *Monitor) read(ctx context.Context) {
 				unix.Close(fd)
 			}
 			m.wg.Add(1)
-			go m.record(prog, pid, time.Now())
+			go m.record(ctx, prog, pid, time.Now())
 			b = b[evLen:]
 		}
 	}
 }
 
 // record reads who pid is once its exec has settled and emits the event.
-func (m *Monitor) record(prog string, pid int, at time.Time) {
+func (m *Monitor) record(ctx context.Context, prog string, pid int, at time.Time) {
 	defer m.wg.Done()
-	// While execve is still loading, /proc shows the new exe but an empty
-	// command line: read again until it is there (or the process is gone).
-	var p event.Process
-	for range 25 {
-		time.Sleep(execSettle)
-		if p = m.cfg.Process(pid); p.Cmdline != "" || p.Unknown != "" {
-			break
-		}
-	}
+	p := m.cfg.Process(ctx, pid, prog)
 	if p.Exe == "" {
 		m.unknown.Add(1)
 	}

@@ -35,7 +35,7 @@ func TestReportsExecs(t *testing.T) {
 	}
 	var mu sync.Mutex
 	var got []event.Exec
-	m, err := New(Config{Programs: []string{fake, filepath.Join(dir, "missing")}, Process: proc.Info, Emit: func(r event.Record) {
+	m, err := New(Config{Programs: []string{fake, filepath.Join(dir, "missing")}, Process: proc.InfoAfterExec, Emit: func(r event.Record) {
 		if r.Exec != nil {
 			mu.Lock()
 			got = append(got, *r.Exec)
@@ -83,7 +83,7 @@ func TestStartFailsWithNothingToWatch(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root for fanotify")
 	}
-	m, err := New(Config{Programs: []string{"/nonexistent/sudo"}, Process: proc.Info, Emit: func(event.Record) {}})
+	m, err := New(Config{Programs: []string{"/nonexistent/sudo"}, Process: proc.InfoAfterExec, Emit: func(event.Record) {}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package proc
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"strconv"
@@ -64,6 +65,11 @@ func TestInfo(t *testing.T) {
 		t.Fatal("sh never started sleep")
 	}
 	defer exec.Command("kill", strconv.Itoa(sleep)).Run()
+	// The child shows up at fork, still running sh until its exec of sleep
+	// is done: wait for that (the product's exec-settle rule) before Info.
+	if p := InfoAfterExec(context.Background(), sleep, exeOf(t, "sleep")); p.Exe != exeOf(t, "sleep") {
+		t.Fatalf("child %d never became sleep: %+v", sleep, p)
+	}
 
 	got := Info(sleep)
 	if got.PID != sleep || got.Unknown != "" {
