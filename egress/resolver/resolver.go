@@ -169,6 +169,25 @@ func (r *Resolver) Start(ctx context.Context) error {
 	if r.closed {
 		return errors.New("resolver: closed")
 	}
+	for _, ap := range r.cfg.Listen {
+		err := r.listenLocked(ctx, ap)
+		// Port 0 picks a free UDP port, which TCP may have in use: pick again.
+		for try := 0; err != nil && ap.Port() == 0 && errors.Is(err, syscall.EADDRINUSE) && try < 10; try++ {
+			err = r.listenLocked(ctx, ap)
+		}
+		if err != nil {
+			r.shutdownLocked()
+			return err
+		}
+	}
+	go r.janitor(ctx)
+	go r.fold.run(time.Second, r.done)
+	return nil
+}
+
+// listenLocked serves ap over UDP (a socket per CPU) and TCP on the same
+// port. It leaves nothing open if it fails.
+func (r *Resolver) listenLocked(ctx context.Context, ap netip.AddrPort) error {
 	var lc net.ListenConfig
 	// UDP: one socket per CPU on the same port (SO_REUSEPORT), so reading
 	// is not one goroutine's job; the kernel spreads clients over them.
@@ -181,48 +200,53 @@ func (r *Resolver) Start(ctx context.Context) error {
 		}
 		return serr
 	}}
-	for _, ap := range r.cfg.Listen {
-		// udp4/tcp4 and udp6/tcp6: an IPv4 and an IPv6 wildcard side by
-		// side, the IPv6 one v6-only (plain "udp" on [::] is dual-stack and
-		// collides with 0.0.0.0 on the same port).
-		v := "6"
-		if ap.Addr().Is4() {
-			v = "4"
-		}
-		addr := ap.String()
-		for range runtime.GOMAXPROCS(0) {
-			pc, err := udp.ListenPacket(ctx, "udp"+v, addr)
-			if err != nil {
-				r.shutdownLocked()
-				return fmt.Errorf("resolver: listen udp %s: %w", addr, err)
-			}
-			addr = pc.LocalAddr().String() // the others on the same port
-			s, err := newUDPServer(r, pc.(*net.UDPConn))
-			if err != nil {
-				pc.Close()
-				r.shutdownLocked()
-				return fmt.Errorf("resolver: udp %s: %w", addr, err)
-			}
-			r.udp = append(r.udp, s)
-			s.start(&r.loops)
-		}
-		// Same port for TCP (matters when ap asks for port 0).
-		tcpAddr := netip.AddrPortFrom(ap.Addr(), uint16(r.udp[len(r.udp)-1].conn.LocalAddr().(*net.UDPAddr).Port))
-		l, err := lc.Listen(ctx, "tcp"+v, tcpAddr.String())
-		if err != nil {
-			r.shutdownLocked()
-			return fmt.Errorf("resolver: listen tcp %s: %w", ap, err)
-		}
-		s := &dns.Server{Listener: l, Net: "tcp", Handler: r, ReadTimeout: 10 * time.Second, IdleTimeout: func() time.Duration { return 10 * time.Second }}
-		r.servers = append(r.servers, s)
-		go func() {
-			if err := s.ActivateAndServe(); err != nil && !r.isClosed() {
-				r.log.Error("resolver: serve", "net", s.Net, "err", err)
-			}
-		}()
+	// udp4/tcp4 and udp6/tcp6: an IPv4 and an IPv6 wildcard side by side,
+	// the IPv6 one v6-only (plain "udp" on [::] is dual-stack and collides
+	// with 0.0.0.0 on the same port).
+	v := "6"
+	if ap.Addr().Is4() {
+		v = "4"
 	}
-	go r.janitor(ctx)
-	go r.fold.run(time.Second, r.done)
+	addr := ap.String()
+	var servers []*udpServer
+	closeAll := func() {
+		for _, s := range servers {
+			s.close()
+		}
+	}
+	for range runtime.GOMAXPROCS(0) {
+		pc, err := udp.ListenPacket(ctx, "udp"+v, addr)
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("resolver: listen udp %s: %w", addr, err)
+		}
+		addr = pc.LocalAddr().String() // the others on the same port
+		s, err := newUDPServer(r, pc.(*net.UDPConn))
+		if err != nil {
+			pc.Close()
+			closeAll()
+			return fmt.Errorf("resolver: udp %s: %w", addr, err)
+		}
+		servers = append(servers, s)
+	}
+	// Same port for TCP (matters when ap asks for port 0).
+	tcpAddr := netip.AddrPortFrom(ap.Addr(), uint16(servers[0].conn.LocalAddr().(*net.UDPAddr).Port))
+	l, err := lc.Listen(ctx, "tcp"+v, tcpAddr.String())
+	if err != nil {
+		closeAll()
+		return fmt.Errorf("resolver: listen tcp %s: %w", tcpAddr, err)
+	}
+	for _, s := range servers {
+		r.udp = append(r.udp, s)
+		s.start(&r.loops)
+	}
+	s := &dns.Server{Listener: l, Net: "tcp", Handler: r, ReadTimeout: 10 * time.Second, IdleTimeout: func() time.Duration { return 10 * time.Second }}
+	r.servers = append(r.servers, s)
+	go func() {
+		if err := s.ActivateAndServe(); err != nil && !r.isClosed() {
+			r.log.Error("resolver: serve", "net", s.Net, "err", err)
+		}
+	}()
 	return nil
 }
 

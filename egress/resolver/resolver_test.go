@@ -30,14 +30,7 @@ type upstream struct {
 func startUpstream(t *testing.T, delay time.Duration) *upstream {
 	t.Helper()
 	u := &upstream{asked: map[string]int{}, delay: delay}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	pc, l := listenPair(t)
 	u.addr = pc.LocalAddr().(*net.UDPAddr).AddrPort()
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -48,6 +41,26 @@ func startUpstream(t *testing.T, delay time.Duration) *upstream {
 	wg.Wait()
 	t.Cleanup(u.stop)
 	return u
+}
+
+// listenPair listens on one loopback port for UDP and TCP: a free UDP port
+// may be in use for TCP, so it picks again until both are free.
+func listenPair(t *testing.T) (net.PacketConn, net.Listener) {
+	t.Helper()
+	for try := 0; ; try++ {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := net.Listen("tcp", pc.LocalAddr().String())
+		if err == nil {
+			return pc, l
+		}
+		pc.Close()
+		if try == 20 {
+			t.Fatal(err)
+		}
+	}
 }
 
 func (u *upstream) stop() {
@@ -124,9 +137,9 @@ func (h *harness) allowed() []allowCall {
 }
 
 // waitEvents returns the DNS events once there are at least n (they are
-// recorded just after the reply is written), or what there is after 2 s.
+// recorded just after the reply is written), or what there is after 5 s.
 func (h *harness) waitEvents(n int) []event.DNS {
-	deadline := time.Now().Add(2 * time.Second)
+	deadline := time.Now().Add(5 * time.Second)
 	for {
 		ev := h.dnsEvents()
 		if len(ev) >= n || time.Now().After(deadline) {
@@ -153,7 +166,7 @@ func newHarness(t *testing.T, mode policy.Mode, allow string, ups ...netip.AddrP
 		Listen:    []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")},
 		Upstreams: ups,
 		Policy:    policy.New(mode, eps, false),
-		Timeout:   500 * time.Millisecond,
+		Timeout:   2 * time.Second, // a loaded machine delays the 150 ms upstream well past 500 ms
 		Allow: func(a []netip.Addr, p []uint16, ttl time.Duration) error {
 			time.Sleep(20 * time.Millisecond) // a reply sent before this returns would be caught
 			if h.fail.Load() {
