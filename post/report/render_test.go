@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/harden-runner/harden-runner/event"
+	"github.com/harden-runner/harden-runner/internal/escape"
 	"github.com/yuin/goldmark"
 	"github.com/yuin/goldmark/extension"
 	"github.com/yuin/goldmark/renderer"
@@ -237,13 +238,13 @@ func TestSummaryHostileRendersInert(t *testing.T) {
 				if s == "" {
 					continue
 				}
-				want := display(s, maxCellRunes)
+				want := escape.Text(s, escape.MaxCell)
 				// As a flow's domain and as a file path (allowed DNS names
 				// are not listed).
 				if cells[want] != 2 {
 					t.Errorf("%q: cell text %q appears %d times, want 2", s, want, cells[want])
 				}
-				if cells[display("b."+s, maxCellRunes)] != 1 {
+				if cells[escape.Text("b."+s, escape.MaxCell)] != 1 {
 					t.Errorf("%q: blocked-name cell missing", s)
 				}
 			}

@@ -507,47 +507,11 @@ func TestWriteDir(t *testing.T) {
 }
 
 func TestWorkflowCommand(t *testing.T) {
-	if got, want := EscapeWorkflowCommand("50%\r\n::error::x, y: z"), "50%25%0D%0A::error::x, y: z"; got != want {
-		t.Errorf("EscapeWorkflowCommand = %q, want %q", got, want)
-	}
-	if got, want := EscapeWorkflowProperty("a%b\nc:d,e"), "a%25b%0Ac%3Ad%2Ce"; got != want {
-		t.Errorf("EscapeWorkflowProperty = %q, want %q", got, want)
-	}
 	got := WorkflowCommand("error", map[string]string{"title": "blocked: evil,com", "file": "a\nb", "bad key": "x"},
 		"evil.test\n::warning::pwned 100%")
 	want := "::error file=a%0Ab,title=blocked%3A evil%2Ccom::evil.test%0A::warning::pwned 100%25"
 	if got != want {
 		t.Errorf("WorkflowCommand =\n%q\nwant\n%q", got, want)
-	}
-	if strings.ContainsAny(got, "\r\n") {
-		t.Error("workflow command spans lines")
-	}
-}
-
-func TestDisplay(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"plain.test", "plain.test"},
-		{"a\nb\r\nc", "a\u2424b\u240d\u2424c"},
-		{"  a \t\t b  ", "a b"},
-		{"\x00\x1b[31m\x7f", "\u2400\u241b[31m\u2421"},
-		{"bidi\u202eexe", `bidi\u{202E}exe`},
-		{"zw\u200bsp\u00a0", `zw\u{200B}sp\u{00A0}`},
-		{"bad\xffutf8", "bad\ufffdutf8"},
-		{"hi @octocat", "hi @" + zwsp + "octocat"},
-		{strings.Repeat("x", maxCellRunes+5), strings.Repeat("x", maxCellRunes) + "…"},
-	}
-	for _, tt := range tests {
-		if got := display(tt.in, maxCellRunes); got != tt.want {
-			t.Errorf("display(%q) = %q, want %q", tt.in, got, tt.want)
-		}
-	}
-}
-
-func TestFence(t *testing.T) {
-	for in, want := range map[string]string{"": "```", "a`b": "```", "x````y": "`````"} {
-		if got := fence(in); got != want {
-			t.Errorf("fence(%q) = %q, want %q", in, got, want)
-		}
 	}
 }
 
@@ -571,7 +535,8 @@ func TestImports(t *testing.T) {
 		for _, imp := range f.Imports {
 			p, _ := strconv.Unquote(imp.Path.Value)
 			if strings.Contains(strings.Split(p, "/")[0], ".") && p != "github.com/harden-runner/harden-runner/event" &&
-				p != "github.com/harden-runner/harden-runner/runnerstep" {
+				p != "github.com/harden-runner/harden-runner/runnerstep" &&
+				p != "github.com/harden-runner/harden-runner/internal/escape" {
 				t.Errorf("%s imports %s", name, p)
 			}
 		}

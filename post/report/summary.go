@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/harden-runner/harden-runner/event"
+	"github.com/harden-runner/harden-runner/internal/escape"
 )
 
 // DefaultSummaryMax is the summary size callers should use: GitHub's 1 MiB
@@ -551,7 +552,7 @@ func (r *Report) writePolicy(w *mdWriter, block bool) {
 		w.put("The suggested allow-list has " + plural(len(sp.AllowedEndpoints), "entry", "entries") +
 			", too long for this summary: see suggested_policy in report.json.\n\n")
 	} else {
-		f := fence(sp.WithBlock)
+		f := escape.Fence(sp.WithBlock)
 		w.put("This would let the run pass with egress-policy: block. Paste it into the harden-runner step:\n\n" +
 			f + "yaml\n" + sp.WithBlock + f + "\n\n")
 	}
@@ -659,7 +660,7 @@ func (w *mdWriter) close() {
 func (w *mdWriter) table(header, what string, n int, row func(int) string) {
 	folded := n > detailsRows
 	if folded {
-		w.open("<details><summary>"+htmlText(what)+"</summary>\n\n", "</details>\n\n")
+		w.open("<details><summary>"+escape.HTMLText(what)+"</summary>\n\n", "</details>\n\n")
 	}
 	w.open(header, "\n")
 	for i := 0; i < n; i++ {
@@ -675,12 +676,6 @@ func (w *mdWriter) table(header, what string, n int, row func(int) string) {
 	if folded {
 		w.close()
 	}
-}
-
-// htmlText escapes text for raw HTML. Only the writer's own text goes into
-// HTML, but escape it anyway.
-func htmlText(s string) string {
-	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;").Replace(s)
 }
 
 func truncNote(omitted int) string {
