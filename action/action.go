@@ -28,6 +28,7 @@ import (
 	"github.com/sethvargo/go-githubactions"
 
 	"github.com/harden-runner/harden-runner/agent"
+	"github.com/harden-runner/harden-runner/internal/escape"
 	"github.com/harden-runner/harden-runner/post/report"
 )
 
@@ -391,7 +392,4 @@ func workflowPath(ref string) string {
 }
 
 // inlineText makes an error message one inert line of markdown.
-func inlineText(s string) string {
-	r := strings.NewReplacer("\n", " ", "\r", " ", "<", "&lt;", ">", "&gt;", "&", "&amp;", "`", "'", "[", "\\[", "]", "\\]", "*", "\\*", "_", "\\_", "@", "@\u200b")
-	return r.Replace(s)
-}
+func inlineText(s string) string { return escape.Line(s) }

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/net/html"
 
 	"github.com/harden-runner/harden-runner/event"
+	"github.com/harden-runner/harden-runner/internal/escape"
 )
 
 // fakeRunner is a runner environment: INPUT_*, the GITHUB_* env files,
@@ -662,8 +663,8 @@ func TestPostLabelsSteps(t *testing.T) {
 		runID  string
 		want   string
 	}{
-		{"forbidden", http.StatusForbidden, "123", "the token lacks 'actions: read'"},
-		{"not found", http.StatusNotFound, "123", "the token lacks 'actions: read'"},
+		{"forbidden", http.StatusForbidden, "123", escape.Line("the token lacks `actions: read`")},
+		{"not found", http.StatusNotFound, "123", escape.Line("the token lacks `actions: read`")},
 		{"server error", http.StatusInternalServerError, "123", "500"},
 		{"not in a run", http.StatusOK, "", "GITHUB\\_RUN\\_ID is not set"},
 	} {
