@@ -17,6 +17,7 @@ import (
 	"github.com/harden-runner/harden-runner/action/docker"
 	"github.com/harden-runner/harden-runner/action/host"
 	"github.com/harden-runner/harden-runner/agent"
+	"github.com/harden-runner/harden-runner/internal/escape"
 )
 
 // actionArgs returns the subcommand line: the image's stage entrypoints
@@ -103,10 +104,8 @@ func exitCode(err error) (int, error) {
 	return 0, nil
 }
 
-func escapeCmd(s string) string {
-	b, _ := json.Marshal(s) // one line; the runner shows it verbatim
-	return string(b)
-}
+// escapeCmd escapes the message of a workflow command.
+func escapeCmd(s string) string { return escape.CommandData(s) }
 
 // agentCmd is the host daemon: `harden-runner agent --config FILE`.
 func agentCmd(ctx context.Context, args []string, log *slog.Logger) (int, error) {
