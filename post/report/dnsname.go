@@ -9,7 +9,7 @@ import (
 // displayName turns a DNS name as the journal holds it into the name the
 // query carried, for the summary. The resolver records names in the DNS
 // presentation format (RFC 1035 section 5.1, as miekg/dns writes them):
-// inside a label, '.', ' ', '\'', '@', ';', '(', ')', '"' and '\' are
+// inside a label, '.', ' ', '\”, '@', ';', '(', ')', '"' and '\' are
 // backslash-escaped and bytes outside printable ASCII are written \DDD, so
 // a query for <script>alert(1)</script>.exfil.test is journaled as
 // <script>alert\(1\)</script>.exfil.test. displayName undoes that, so a

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -83,11 +84,19 @@ func FuzzSuggested(f *testing.F) {
 			if !endpointRE.MatchString(ep) {
 				t.Fatalf("suggested %q is outside the endpoint grammar", ep)
 			}
-			if e := parseEndpoint(ep, true); e == nil || e.wildcard {
-				t.Fatalf("suggested %q does not parse as a plain endpoint", ep)
+			if reason := checkObserved(ep); reason != "" {
+				t.Fatalf("suggested %q: %s", ep, reason)
 			}
 		}
-		if len(sp.AllowedEndpoints)+len(sp.ImplicitExcluded)+sp.RejectedCount == 0 {
+		for _, ep := range sp.ReviewEndpoints() {
+			if reason := checkObserved(ep); reason != "" {
+				t.Fatalf("review %q: %s", ep, reason)
+			}
+			if strings.Contains(sp.WithBlock, ep) {
+				t.Fatalf("review entry %q in the paste-ready block", ep)
+			}
+		}
+		if len(sp.AllowedEndpoints)+len(sp.Review)+len(sp.ImplicitExcluded)+sp.RejectedCount == 0 {
 			t.Fatalf("the flow vanished from the suggestion: %+v", sp)
 		}
 		checkWithBlock(t, sp.WithBlock)

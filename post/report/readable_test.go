@@ -179,6 +179,9 @@ func TestSuggestedPolicyBlockModeSplit(t *testing.T) {
 		if rec.Flow != nil && rec.Flow.Verdict == event.Blocked {
 			rec.Flow.Verdict = event.Audit
 		}
+		if rec.DNS != nil && rec.DNS.Verdict == event.Blocked {
+			rec.DNS.Verdict = event.Audit
+		}
 	}
 	if sp := Build(recs, Options{}).SuggestedPolicy; len(sp.Review) != 0 {
 		t.Errorf("audit mode review %+v", sp.Review)
