@@ -252,11 +252,7 @@ func Post(ctx context.Context, env *Env, h Host) error {
 	}
 	anns := Annotations(rep)
 	notes = append(notes, publish(ctx, env, a, rep, anns)...)
-	notesText := strings.Join(notes, "\n")
-	if notesText != "" {
-		notesText += "\n"
-	}
-	summary := notesText + rep.Summary(report.DefaultSummaryMax-len(notesText))
+	summary := rep.SummaryNotes(report.DefaultSummaryMax, notes) // verdict first, notes after
 	blocked := rep.Counts.DestinationsBlocked + rep.Counts.DNSBlockedNames
 	errs = append(errs,
 		fileCommand("GITHUB_STEP_SUMMARY", func() { a.AddStepSummary(summary) }),

@@ -684,6 +684,9 @@ func TestPostLabelsSteps(t *testing.T) {
 			if !strings.Contains(string(sum), "The jobs API is unavailable") || !strings.Contains(string(sum), tt.want) {
 				t.Errorf("summary lacks the note with %q:\n%s", tt.want, sum)
 			}
+			if !strings.HasPrefix(string(sum), "## 🛡️ harden-runner (") {
+				t.Errorf("the verdict is not the summary's first line:\n%s", sum)
+			}
 			if strings.Contains(string(sum), "| Step |") {
 				t.Errorf("Step column without steps")
 			}
