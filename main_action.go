@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"syscall"
 	"time"
@@ -71,6 +72,10 @@ func actionEnv(ctx context.Context, log *slog.Logger) (*action.Env, *action.Dock
 
 // mainCmd is the Action's pre and main step.
 func mainCmd(ctx context.Context, log *slog.Logger) (int, error) {
+	if err := action.CheckArch(os.Getenv("RUNNER_ARCH"), runtime.GOARCH); err != nil {
+		fmt.Printf("::error title=harden-runner::%s\n", escapeCmd(err.Error()))
+		return 1, err
+	}
 	if os.Getenv("STATE_harden_runner_started") == "true" {
 		// Started by the pre step: no docker needed to know that.
 		return exitCode(action.Main(ctx, &action.Env{Getenv: os.Getenv, Stdout: os.Stdout, Log: log}, nil))
