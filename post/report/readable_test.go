@@ -107,6 +107,17 @@ func TestSummaryFoldsRecordTypes(t *testing.T) {
 	if !slices.EqualFunc(dnsRows, want, slices.Equal) {
 		t.Errorf("DNS rows\n%q\nwant\n%q\n%s", dnsRows, want, md)
 	}
+	// The by-step overview counts names, not record types.
+	withSteps := Build(recs, Options{Steps: []Step{{Name: "Run build", Start: tRead.Add(-time.Second), End: tRead.Add(time.Second)}}})
+	for _, tab := range cellsOf(t, withSteps.Summary(0)) {
+		if len(tab) > 0 && len(tab[0]) == 6 && tab[0][0] == "Run build" {
+			if tab[0][3] != "2" {
+				t.Errorf("by-step row %q: want 2 DNS names blocked", tab[0])
+			}
+			return
+		}
+	}
+	t.Error("no by-step row for Run build")
 }
 
 func TestSummaryVerdictFirst(t *testing.T) {

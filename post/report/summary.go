@@ -311,7 +311,11 @@ func (r *Report) writeSteps(w *mdWriter) {
 	}
 	for _, d := range r.DNS {
 		if d.Verdict == event.Blocked {
-			get(d.Step, d.FirstSeen).dns++
+			// One per name: its A and AAAA rows are one name refused.
+			if t := get(d.Step, d.FirstSeen); !t.seen["dns|"+d.Name] {
+				t.seen["dns|"+d.Name] = true
+				t.dns++
+			}
 		}
 	}
 	for _, f := range r.Files {
