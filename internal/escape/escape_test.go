@@ -1,17 +1,13 @@
 package escape
 
 import (
-	"bytes"
 	"strings"
 	"testing"
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/harden-runner/harden-runner/internal/escape/mdtest"
 	"github.com/sethvargo/go-githubactions"
-	"github.com/yuin/goldmark"
-	"github.com/yuin/goldmark/extension"
-	"github.com/yuin/goldmark/renderer"
-	ghtml "github.com/yuin/goldmark/renderer/html"
 	"golang.org/x/net/html"
 )
 
@@ -69,56 +65,12 @@ func TestCommandDataMatchesLibrary(t *testing.T) {
 	}
 }
 
-// renderMD renders GitHub-flavoured markdown with goldmark (GFM: tables,
-// linkify, strikethrough, task lists). unsafe passes raw HTML through,
-// modelling a renderer with no sanitizer at all.
-func renderMD(t testing.TB, md string, unsafe bool) *html.Node {
-	t.Helper()
-	var opts []renderer.Option
-	if unsafe {
-		opts = append(opts, ghtml.WithUnsafe())
-	}
-	g := goldmark.New(goldmark.WithExtensions(extension.GFM), goldmark.WithRendererOptions(opts...))
-	var buf bytes.Buffer
-	if err := g.Convert([]byte(md), &buf); err != nil {
-		t.Fatal(err)
-	}
-	doc, err := html.Parse(&buf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return doc
-}
-
-func walk(n *html.Node, f func(*html.Node)) {
-	f(n)
-	for c := n.FirstChild; c != nil; c = c.NextSibling {
-		walk(c, f)
-	}
-}
-
-func textOf(n *html.Node) string {
-	var b strings.Builder
-	walk(n, func(c *html.Node) {
-		if c.Type == html.TextNode {
-			b.WriteString(c.Data)
-		}
-	})
-	return b.String()
-}
-
-func unescapedPipes(line string) int {
-	n := 0
-	for i := 0; i < len(line); i++ {
-		switch line[i] {
-		case '\\':
-			i++
-		case '|':
-			n++
-		}
-	}
-	return n
-}
+var (
+	renderMD       = mdtest.Render
+	walk           = mdtest.Walk
+	textOf         = mdtest.Text
+	unescapedPipes = mdtest.UnescapedPipes
+)
 
 // plain reports whether Text shows s as it is: valid UTF-8, printable, no
 // tab, no space at either end or twice in a row, no '@', not too long.

@@ -1,7 +1,6 @@
 package report
 
 import (
-	"bytes"
 	"fmt"
 	"regexp"
 	"strings"
@@ -10,32 +9,16 @@ import (
 
 	"github.com/harden-runner/harden-runner/event"
 	"github.com/harden-runner/harden-runner/internal/escape"
-	"github.com/yuin/goldmark"
-	"github.com/yuin/goldmark/extension"
-	"github.com/yuin/goldmark/renderer"
-	ghtml "github.com/yuin/goldmark/renderer/html"
+	"github.com/harden-runner/harden-runner/internal/escape/mdtest"
 	"golang.org/x/net/html"
 )
 
-// renderMD renders GitHub-flavoured markdown with goldmark. unsafe passes
-// raw HTML through, modelling a renderer with no sanitizer at all.
-func renderMD(t testing.TB, md string, unsafe bool) *html.Node {
-	t.Helper()
-	var opts []renderer.Option
-	if unsafe {
-		opts = append(opts, ghtml.WithUnsafe())
-	}
-	g := goldmark.New(goldmark.WithExtensions(extension.GFM), goldmark.WithRendererOptions(opts...))
-	var buf bytes.Buffer
-	if err := g.Convert([]byte(md), &buf); err != nil {
-		t.Fatal(err)
-	}
-	doc, err := html.Parse(&buf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return doc
-}
+var (
+	renderMD       = mdtest.Render
+	walk           = mdtest.Walk
+	textOf         = mdtest.Text
+	unescapedPipes = mdtest.UnescapedPipes
+)
 
 // allowedElements are the only elements the summary may produce. In
 // particular: no a, img, script, strong, em, del, input, math.
@@ -43,23 +26,6 @@ var allowedElements = map[string]bool{
 	"html": true, "head": true, "body": true, "h2": true, "h3": true, "h4": true, "p": true,
 	"blockquote": true, "ul": true, "li": true, "table": true, "thead": true, "tbody": true,
 	"tr": true, "th": true, "td": true, "pre": true, "code": true, "details": true, "summary": true,
-}
-
-func walk(n *html.Node, f func(*html.Node)) {
-	f(n)
-	for c := n.FirstChild; c != nil; c = c.NextSibling {
-		walk(c, f)
-	}
-}
-
-func textOf(n *html.Node) string {
-	var b strings.Builder
-	walk(n, func(c *html.Node) {
-		if c.Type == html.TextNode {
-			b.WriteString(c.Data)
-		}
-	})
-	return b.String()
 }
 
 func children(n *html.Node, tag string) []*html.Node {
@@ -155,19 +121,6 @@ func checkSource(t testing.TB, md string) {
 	if o, c := strings.Count(md, "<details>"), strings.Count(md, "</details>"); o != c {
 		t.Errorf("<details> %d opened, %d closed", o, c)
 	}
-}
-
-func unescapedPipes(line string) int {
-	n := 0
-	for i := 0; i < len(line); i++ {
-		switch line[i] {
-		case '\\':
-			i++
-		case '|':
-			n++
-		}
-	}
-	return n
 }
 
 // hostileStrings are names, paths and command lines a workload controls.
