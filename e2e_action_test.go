@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -40,7 +41,7 @@ func startActionVM(t *testing.T) *actionVM {
 	// The image content, built as a release is.
 	out := filepath.Join(t.TempDir(), "image")
 	build := exec.Command("./dist/build.sh")
-	build.Env = append(os.Environ(), "OUT="+out)
+	build.Env = append(os.Environ(), "OUT="+out, "ARCHS="+runtime.GOARCH)
 	if b, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("dist/build.sh: %v\n%s", err, b)
 	}
@@ -57,7 +58,7 @@ func startActionVM(t *testing.T) *actionVM {
 		c.Env = append(os.Environ(), "DOCKER_BUILDKIT=0", "DOCKER_API_VERSION=1.41", "DOCKER_CONFIG="+d.Dir)
 		return c
 	}
-	if b, err := docker("build", "-q", "-t", "harden-runner:e2e", out).CombinedOutput(); err != nil {
+	if b, err := docker("build", "-q", "--build-arg", "TARGETARCH="+runtime.GOARCH, "-t", "harden-runner:e2e", out).CombinedOutput(); err != nil {
 		t.Fatalf("docker build: %v\n%s", err, b)
 	}
 

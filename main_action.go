@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"syscall"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/harden-runner/harden-runner/action/docker"
 	"github.com/harden-runner/harden-runner/action/host"
 	"github.com/harden-runner/harden-runner/agent"
+	"github.com/harden-runner/harden-runner/internal/escape"
 )
 
 // actionArgs returns the subcommand line: the image's stage entrypoints
@@ -70,6 +72,10 @@ func actionEnv(ctx context.Context, log *slog.Logger) (*action.Env, *action.Dock
 
 // mainCmd is the Action's pre and main step.
 func mainCmd(ctx context.Context, log *slog.Logger) (int, error) {
+	if err := action.CheckArch(os.Getenv("RUNNER_ARCH"), runtime.GOARCH); err != nil {
+		fmt.Printf("::error title=harden-runner::%s\n", escapeCmd(err.Error()))
+		return 1, err
+	}
 	if os.Getenv("STATE_harden_runner_started") == "true" {
 		// Started by the pre step: no docker needed to know that.
 		return exitCode(action.Main(ctx, &action.Env{Getenv: os.Getenv, Stdout: os.Stdout, Log: log}, nil))
@@ -103,10 +109,8 @@ func exitCode(err error) (int, error) {
 	return 0, nil
 }
 
-func escapeCmd(s string) string {
-	b, _ := json.Marshal(s) // one line; the runner shows it verbatim
-	return string(b)
-}
+// escapeCmd escapes the message of a workflow command.
+func escapeCmd(s string) string { return escape.CommandData(s) }
 
 // agentCmd is the host daemon: `harden-runner agent --config FILE`.
 func agentCmd(ctx context.Context, args []string, log *slog.Logger) (int, error) {

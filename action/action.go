@@ -28,6 +28,7 @@ import (
 	"github.com/sethvargo/go-githubactions"
 
 	"github.com/harden-runner/harden-runner/agent"
+	"github.com/harden-runner/harden-runner/internal/escape"
 	"github.com/harden-runner/harden-runner/post/report"
 )
 
@@ -251,11 +252,7 @@ func Post(ctx context.Context, env *Env, h Host) error {
 	}
 	anns := Annotations(rep)
 	notes = append(notes, publish(ctx, env, a, rep, anns)...)
-	notesText := strings.Join(notes, "\n")
-	if notesText != "" {
-		notesText += "\n"
-	}
-	summary := notesText + rep.Summary(report.DefaultSummaryMax-len(notesText))
+	summary := rep.SummaryNotes(report.DefaultSummaryMax, notes) // verdict first, notes after
 	blocked := rep.Counts.DestinationsBlocked + rep.Counts.DNSBlockedNames
 	errs = append(errs,
 		fileCommand("GITHUB_STEP_SUMMARY", func() { a.AddStepSummary(summary) }),
@@ -391,7 +388,4 @@ func workflowPath(ref string) string {
 }
 
 // inlineText makes an error message one inert line of markdown.
-func inlineText(s string) string {
-	r := strings.NewReplacer("\n", " ", "\r", " ", "<", "&lt;", ">", "&gt;", "&", "&amp;", "`", "'", "[", "\\[", "]", "\\]", "*", "\\*", "_", "\\_", "@", "@\u200b")
-	return r.Replace(s)
-}
+func inlineText(s string) string { return escape.Line(s) }

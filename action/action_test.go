@@ -21,6 +21,7 @@ import (
 	"golang.org/x/net/html"
 
 	"github.com/harden-runner/harden-runner/event"
+	"github.com/harden-runner/harden-runner/internal/escape"
 )
 
 // fakeRunner is a runner environment: INPUT_*, the GITHUB_* env files,
@@ -662,8 +663,8 @@ func TestPostLabelsSteps(t *testing.T) {
 		runID  string
 		want   string
 	}{
-		{"forbidden", http.StatusForbidden, "123", "the token lacks 'actions: read'"},
-		{"not found", http.StatusNotFound, "123", "the token lacks 'actions: read'"},
+		{"forbidden", http.StatusForbidden, "123", escape.Line("the token lacks `actions: read`")},
+		{"not found", http.StatusNotFound, "123", escape.Line("the token lacks `actions: read`")},
 		{"server error", http.StatusInternalServerError, "123", "500"},
 		{"not in a run", http.StatusOK, "", "GITHUB\\_RUN\\_ID is not set"},
 	} {
@@ -682,6 +683,9 @@ func TestPostLabelsSteps(t *testing.T) {
 			sum, _ := os.ReadFile(r.env["GITHUB_STEP_SUMMARY"])
 			if !strings.Contains(string(sum), "The jobs API is unavailable") || !strings.Contains(string(sum), tt.want) {
 				t.Errorf("summary lacks the note with %q:\n%s", tt.want, sum)
+			}
+			if !strings.HasPrefix(string(sum), "## 🛡️ harden-runner (") {
+				t.Errorf("the verdict is not the summary's first line:\n%s", sum)
 			}
 			if strings.Contains(string(sum), "| Step |") {
 				t.Errorf("Step column without steps")

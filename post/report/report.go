@@ -14,7 +14,9 @@
 // suggested_policy.rejected.
 //
 // Domain correlation: a flow's domain is the query name of the most recent
-// DNS answer earlier in the journal that contained the flow's address. If
+// DNS answer earlier in the journal that contained the flow's address and
+// answered a query of the flow's own process (same pid), or of an unknown
+// process (pid 0) when the flow's own process asked for none. If
 // there is none, a later answer is accepted when its time is at most
 // reorderSkew after the flow's (the resolver and the packet log write to the
 // journal concurrently). Every other name that resolved to the same address
@@ -275,7 +277,7 @@ func Build(recs []event.Record, opt Options) *Report {
 			f := rec.Flow
 			expected["flowlog"] = true
 			ip := normIP(f.IP)
-			domain := names.domainFor(ip, i, f.Time)
+			domain := names.domainFor(ip, i, f.Time, f.Process.PID)
 			k := egressKey{domain: domain, ip: ip, port: f.Port, proto: strings.ToLower(f.Protocol),
 				verdict: f.Verdict, forward: f.Forward, exe: f.Process.Exe, cmdline: f.Process.Cmdline}
 			if f.Process.PID == 0 {
@@ -450,17 +452,24 @@ type answerRef struct {
 	name string
 }
 
-// answerIndex maps an address to the DNS answers that contained it.
+// askedKey is an address in an answer and the process that asked.
+type askedKey struct {
+	ip  string
+	pid int
+}
+
+// answerIndex maps an address and the process that asked to the DNS
+// answers that contained it.
 type answerIndex struct {
-	refs  map[string][]answerRef // in journal order
-	names map[string][]string    // distinct names per address, sorted
+	refs  map[askedKey][]answerRef // in journal order
+	names map[string][]string      // distinct names per address, sorted
 }
 
 // maxOtherDomains caps Egress.OtherDomains.
 const maxOtherDomains = 10
 
 func indexAnswers(recs []event.Record) answerIndex {
-	ix := answerIndex{refs: map[string][]answerRef{}, names: map[string][]string{}}
+	ix := answerIndex{refs: map[askedKey][]answerRef{}, names: map[string][]string{}}
 	seen := map[[2]string]bool{}
 	for i, rec := range recs {
 		d := rec.DNS
@@ -473,7 +482,8 @@ func indexAnswers(recs []event.Record) answerIndex {
 				continue // a CNAME target
 			}
 			ip := a.Unmap().WithZone("").String()
-			ix.refs[ip] = append(ix.refs[ip], answerRef{idx: i, time: d.Time, name: d.Name})
+			k := askedKey{ip, d.Process.PID}
+			ix.refs[k] = append(ix.refs[k], answerRef{idx: i, time: d.Time, name: d.Name})
 			if k := [2]string{ip, d.Name}; !seen[k] {
 				seen[k] = true
 				ix.names[ip] = append(ix.names[ip], d.Name)
@@ -486,9 +496,24 @@ func indexAnswers(recs []event.Record) answerIndex {
 	return ix
 }
 
-// domainFor names the address ip of the flow at journal index i, time t.
-func (ix answerIndex) domainFor(ip string, i int, t time.Time) string {
-	refs := ix.refs[ip]
+// domainFor names the address ip of the flow at journal index i, time t,
+// sent by process pid, from an answer to a query of the same process; only
+// when there is none, from a query whose process is unknown (pid 0: the
+// resolver could not tell who asked). So a connection to an address the
+// process never looked up is never shown, nor suggested, under a name
+// another known process resolved to it.
+func (ix answerIndex) domainFor(ip string, i int, t time.Time, pid int) string {
+	if name := ix.answerFor(askedKey{ip, pid}, i, t); name != "" || pid == 0 {
+		return name
+	}
+	return ix.answerFor(askedKey{ip, 0}, i, t)
+}
+
+// answerFor is the name of the latest answer for k before journal index
+// i, else of the first one after it timestamped at most reorderSkew
+// after t, else "".
+func (ix answerIndex) answerFor(k askedKey, i int, t time.Time) string {
+	refs := ix.refs[k]
 	j := sort.Search(len(refs), func(k int) bool { return refs[k].idx > i })
 	if j > 0 {
 		return refs[j-1].name
