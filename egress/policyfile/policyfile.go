@@ -100,37 +100,37 @@ func Parse(name string, data []byte) (*File, error) {
 	}
 	if n := &d.AllowedEndpoints; n.Kind != 0 {
 		var entries []string
-		var errs []error
-		check := func(line int, s string) {
-			if _, err := policy.ParseEndpoints(s); err != nil {
-				errs = append(errs, &Error{File: name, Line: line, Err: err})
-				return
-			}
-			entries = append(entries, s)
-		}
+		var lines []int
 		switch n.Kind {
 		case yaml.ScalarNode:
 			if n.Tag != "!!null" {
-				check(n.Line, n.Value)
+				entries, lines = append(entries, n.Value), append(lines, n.Line)
 			}
 		case yaml.SequenceNode:
 			for _, item := range n.Content {
 				if item.Kind != yaml.ScalarNode || item.Tag != "!!str" {
-					errs = append(errs, &Error{File: name, Line: item.Line, Err: errors.New(`allowed-endpoints: want a "host:port" entry`)})
-					continue
+					return fail(item.Line, errors.New(`allowed-endpoints: want a "host:port" entry`))
 				}
-				check(item.Line, item.Value)
+				entries, lines = append(entries, item.Value), append(lines, item.Line)
 			}
 		default:
 			return fail(n.Line, errors.New(`allowed-endpoints: want a list of "host:port" entries or one string of them`))
 		}
-		if len(errs) > 0 {
-			return nil, errors.Join(errs...)
-		}
 		f.AllowedEndpoints = strings.Join(entries, "\n")
 		eps, err := policy.ParseEndpoints(f.AllowedEndpoints)
-		if err != nil { // each entry parsed on its own above
-			return fail(n.Line, err)
+		if err != nil {
+			// Name each bad entry with its line (the slow path: one
+			// parse per entry, only when something is wrong).
+			var errs []error
+			for i, e := range entries {
+				if _, err := policy.ParseEndpoints(e); err != nil {
+					errs = append(errs, &Error{File: name, Line: lines[i], Err: err})
+				}
+			}
+			if len(errs) == 0 { // cannot happen: entries do not interact
+				return fail(n.Line, err)
+			}
+			return nil, errors.Join(errs...)
 		}
 		f.Endpoints = eps
 	}

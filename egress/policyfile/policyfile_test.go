@@ -124,3 +124,17 @@ func indent(s string) string {
 	}
 	return b.String()
 }
+
+func BenchmarkParse100k(b *testing.B) {
+	var sb strings.Builder
+	sb.WriteString("egress-policy: block\nallowed-endpoints:\n")
+	for i := range 100_000 {
+		fmt.Fprintf(&sb, "  - 198.%d.%d.%d:443\n", 18+i/65536, i/256%256, i%256)
+	}
+	data := []byte(sb.String())
+	for b.Loop() {
+		if _, err := Parse("large.yml", data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
