@@ -314,8 +314,15 @@ func (r *Resolver) Close() error {
 	close(r.done)
 	r.fold.flush()
 	if inflight+unserved > 0 {
+		var what []string
+		if inflight > 0 {
+			what = append(what, fmt.Sprintf("%d queries still being answered %v after it began", inflight, r.cfg.Shutdown))
+		}
+		if unserved > 0 {
+			what = append(what, fmt.Sprintf("%d TCP connections not yet served (at most %d are at once)", unserved, MaxTCPConns))
+		}
 		r.cfg.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "resolver", Level: "warning",
-			Message: fmt.Sprintf("at shutdown, %d queries were still being answered after %v and %d TCP connections had not been served: not recorded, counted as lost", inflight, r.cfg.Shutdown, unserved)}})
+			Message: "at shutdown: " + strings.Join(what, ", ") + ": not recorded, counted as lost"}})
 	}
 	r.cfg.Emit(event.Record{Stats: &event.Stats{Component: "resolver", Events: r.queries.Load(),
 		Lost: uint64(inflight + unserved), Unattributed: r.unattributed.Load()}})

@@ -1,13 +1,19 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/miekg/dns"
 
 	"github.com/harden-runner/harden-runner/internal/testnet"
 )
@@ -100,5 +106,105 @@ func TestRunRejectsBadPolicyFile(t *testing.T) {
 		if tableExists(w) {
 			t.Fatalf("%v: table left behind after bad input", c.flags)
 		}
+	}
+}
+
+// tcpFlood (goClient mode "tcpflood ADDR N DIR"): open N TCP connections to
+// the DNS server ADDR, send a query on each, write DIR/flood.pid, hold
+// them for 20 s without reading, then exit.
+func tcpFlood(args []string) int {
+	n, err := strconv.Atoi(args[1])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	var conns []net.Conn
+	for i := range n {
+		c, err := net.DialTimeout("tcp", args[0], 5*time.Second)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "tcpflood: connection %d: %v\n", i, err)
+			break
+		}
+		m := new(dns.Msg)
+		m.SetQuestion(fmt.Sprintf("f%d.allowed.test.", i), dns.TypeA)
+		if err := (&dns.Conn{Conn: c}).WriteMsg(m); err != nil {
+			fmt.Fprintf(os.Stderr, "tcpflood: query %d: %v\n", i, err)
+		}
+		conns = append(conns, c)
+	}
+	fmt.Printf("tcpflood: %d connections\n", len(conns))
+	if err := os.WriteFile(filepath.Join(args[2], "flood.pid"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		return 1
+	}
+	time.Sleep(20 * time.Second)
+	return 0
+}
+
+// TestRunTCPDNSFloodAtExit is the shutdown hang of issue 13: thousands of
+// TCP DNS queries in flight when the command ends (held by a process that
+// outlives it) made `run` hang for minutes without a report. Now run ends
+// within its bound, and the report's agent section counts what the
+// resolver dropped, not zero.
+func TestRunTCPDNSFloodAtExit(t *testing.T) {
+	w := newWorld(t)
+	t.Cleanup(func() {
+		if b, err := os.ReadFile(filepath.Join(w.tmp, "flood.pid")); err == nil {
+			if pid, err := strconv.Atoi(string(b)); err == nil {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+	wl := workload{{"flood", "HR_GOCLIENT=tcpflood " + w.self + " 198.18.0.2:53 3000 " + w.tmp + " >" + w.tmp + "/flood.out 2>&1 & " +
+		"i=0; while [ ! -e " + w.tmp + "/flood.pid ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; cat " + w.tmp + "/flood.out"}}
+	reportDir := filepath.Join(w.tmp, "report-flood")
+	script, _ := w.script(wl)
+	start := time.Now()
+	cmd := w.In(w.Runner, w.bin, "run", "--report-dir", reportDir, "--workspace", w.tmp, "--disable-file-monitoring",
+		"--egress-policy", "block", "--allowed-endpoints", "*.allowed.test:443", "--upstream", "198.18.0.2",
+		"--", "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", "/bin/sh", script)
+	done := make(chan error, 1)
+	var out []byte
+	go func() {
+		var err error
+		out, err = cmd.CombinedOutput()
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run: %v\n%s", err, out)
+		}
+	case <-time.After(90 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatal("run did not end within 90 s of a TCP DNS flood")
+	}
+	t.Logf("run took %v\n%s", time.Since(start), out)
+	if b, _ := os.ReadFile(filepath.Join(w.tmp, "flood.out")); !strings.Contains(string(b), "3000 connections") {
+		t.Fatalf("the flood did not get its connections up: %s", b)
+	}
+	b, err := os.ReadFile(filepath.Join(reportDir, "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Agent struct {
+			Lost struct {
+				ByComponent map[string]json.RawMessage `json:"by_component"`
+			} `json:"lost"`
+			Warnings []struct {
+				Message string `json:"message"`
+			} `json:"warnings"`
+		} `json:"agent"`
+	}
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	lost, err := strconv.ParseUint(string(rep.Agent.Lost.ByComponent["resolver"]), 10, 64)
+	t.Logf("resolver lost: %s; warnings %+v", rep.Agent.Lost.ByComponent["resolver"], rep.Agent.Warnings)
+	if err != nil || lost == 0 {
+		t.Errorf("the report counts %s lost for the resolver; want a number > 0", rep.Agent.Lost.ByComponent["resolver"])
+	}
+	if sum, _ := os.ReadFile(filepath.Join(reportDir, "summary.md")); !strings.Contains(string(sum), "lost") {
+		t.Errorf("summary.md does not mention the loss:\n%s", sum)
 	}
 }
