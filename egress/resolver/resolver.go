@@ -167,8 +167,7 @@ const maxUpstreamWaiting = 2048
 // the journal the first time.
 func (r *Resolver) overloaded(w dns.ResponseWriter, req *dns.Msg) {
 	if r.shed.Add(1) == 1 {
-		r.cfg.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "resolver", Level: "warning",
-			Message: fmt.Sprintf("more than %d queries waited for an upstream at once: further ones got SERVFAIL until some were answered", maxUpstreamWaiting)}})
+		r.warn(fmt.Sprintf("more than %d queries waited for an upstream at once: further ones got SERVFAIL until some were answered", maxUpstreamWaiting))
 	}
 	m := new(dns.Msg)
 	m.SetRcode(req, dns.RcodeServerFailure)
@@ -454,8 +453,17 @@ func (r *Resolver) servfail(w dns.ResponseWriter, req *dns.Msg, ev *event.DNS, e
 	r.write(w, req, m)
 	ev.Rcode = dns.RcodeToString[dns.RcodeServerFailure]
 	r.record(ev)
-	r.cfg.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "resolver", Level: "warning",
-		Message: fmt.Sprintf("SERVFAIL for %s %s: %v", ev.Name, ev.Type, err)}})
+	r.warn(fmt.Sprintf("SERVFAIL for %s %s: %v", ev.Name, ev.Type, err))
+}
+
+// warn journals a warning from a query's handler, unless Close has sealed
+// the record (the journal may be closed by then).
+func (r *Resolver) warn(msg string) {
+	r.recMu.RLock()
+	defer r.recMu.RUnlock()
+	if !r.sealed {
+		r.cfg.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "resolver", Level: "warning", Message: msg}})
+	}
 }
 
 // write sends m as the answer to req, fitting it to the client's EDNS0
