@@ -16,7 +16,7 @@ REPS=${REPS:-5}
 netns_up 198.18.0.53/32
 # ms CMD: wall time of CMD run by a shell already inside $NS (so the ~16 ms
 # of `ip netns exec` is not counted; the tools' own process start is).
-ms() { in_ns bash -c 's=$(date +%s%N); '"$1"'; e=$(date +%s%N); echo "scale=1; ($e - $s) / 1000000" | bc'; }
+ms() { in_ns bash -c 's=$(date +%s%N); '"$1"'; e=$(date +%s%N); awk -v s=$s -v e=$e "BEGIN { printf \"%.1f\\n\", (e - s) / 1e6 }"'; }
 printf "%-8s %10s %22s %12s %8s\n" entries ours_ms iptables-restore_ms nft_-f_ms ratio
 for n in $SIZES; do
   "$INST" -n "$n" -emit ipt4 >"$OUT/ipt4.rules"
@@ -33,7 +33,7 @@ for n in $SIZES; do
       ms "nft -f $OUT/bench.nft"
       in_ns nft delete table inet bench
     done | median)
-  printf "%-8s %10s %22s %12s %8s\n" "$n" "$ours" "$ipt" "$nftf" "$(echo "scale=1; $ipt / $ours" | bc)"
+  printf "%-8s %10s %22s %12s %8s\n" "$n" "$ours" "$ipt" "$nftf" "$(awk -v a="$ipt" -v b="$ours" 'BEGIN { printf "%.1f", a / b }')"
 done
 
 run_ms() { # policy file or "": median wall time of run -- true, ms
