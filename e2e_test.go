@@ -45,6 +45,8 @@ func TestMain(m *testing.M) {
 // (several DNS queries in one TCP write).
 func goClient(mode string, args []string) int {
 	switch mode {
+	case "tcpflood": // see e2e_scale_test.go
+		return tcpFlood(args)
 	case "dial":
 		c, err := net.DialTimeout("tcp", args[0], 5*time.Second)
 		if err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/harden-runner/harden-runner/agent"
 	"github.com/harden-runner/harden-runner/dockergate"
 	"github.com/harden-runner/harden-runner/egress/policy"
+	"github.com/harden-runner/harden-runner/egress/policyfile"
 	"github.com/harden-runner/harden-runner/egress/resolver"
 	"github.com/harden-runner/harden-runner/post/report"
 )
@@ -25,7 +26,9 @@ import (
 // runOptions are the `run` flags; they mirror the Action's inputs.
 type runOptions struct {
 	mode           string
+	modeSet        bool // --egress-policy was given
 	endpoints      string
+	policyFile     string
 	workspace      string
 	noFileMonitor  bool
 	reportDir      string
@@ -42,6 +45,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runOptions, []string, erro
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.mode, "egress-policy", "audit", "audit (record everything) or block (allow only --allowed-endpoints)")
 	fs.StringVar(&o.endpoints, "allowed-endpoints", "", `allowed "host:port" entries, separated by spaces, commas or newlines; *.example.com:443 for subdomains`)
+	fs.StringVar(&o.policyFile, "policy", "", "policy file (the Action's policy-file format): its egress-policy and allowed-endpoints, added to --allowed-endpoints")
 	fs.StringVar(&o.workspace, "workspace", "", "file monitoring root (default: the current directory)")
 	fs.BoolVar(&o.noFileMonitor, "disable-file-monitoring", false, "do not watch the workspace")
 	fs.StringVar(&o.reportDir, "report-dir", "harden-runner-report", "where report.json, summary.md and the journal go")
@@ -53,6 +57,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runOptions, []string, erro
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, err
 	}
+	fs.Visit(func(f *flag.Flag) { o.modeSet = o.modeSet || f.Name == "egress-policy" })
 	cmd := fs.Args()
 	if len(cmd) == 0 {
 		return nil, nil, errors.New("run: no command given (harden-runner run [flags] -- COMMAND [ARGS...])")
@@ -73,13 +78,9 @@ func runCmd(ctx context.Context, args []string, log *slog.Logger) (int, error) {
 		}
 		return 2, err
 	}
-	mode, err := policy.ParseMode(o.mode)
+	mode, eps, err := o.policy()
 	if err != nil {
-		return 2, fmt.Errorf("run: --egress-policy: %w", err)
-	}
-	eps, err := policy.ParseEndpoints(o.endpoints)
-	if err != nil {
-		return 2, fmt.Errorf("run: --allowed-endpoints: %w", err)
+		return 2, err
 	}
 	pol := policy.New(mode, eps, o.implicitAllows)
 	ups, err := upstreams(o.upstreams)
@@ -121,6 +122,57 @@ func runCmd(ctx context.Context, args []string, log *slog.Logger) (int, error) {
 		return code, fmt.Errorf("run: %w", err)
 	}
 	return code, nil
+}
+
+// policy is the mode and entries from the flags and the --policy file.
+// The entries are the union of both. The mode is the file's when it sets
+// one, unless --egress-policy says otherwise: then it is an error, since
+// silently preferring either could open what the other closes.
+func (o *runOptions) policy() (policy.Mode, []policy.Endpoint, error) {
+	eps, err := policy.ParseEndpoints(o.endpoints)
+	if err != nil {
+		return "", nil, fmt.Errorf("run: --allowed-endpoints: %w", err)
+	}
+	modeStr := o.mode
+	if o.policyFile != "" {
+		b, err := readLimited(o.policyFile, policyfile.MaxSize)
+		if err != nil {
+			return "", nil, fmt.Errorf("run: --policy: %w", err)
+		}
+		f, err := policyfile.Parse(o.policyFile, b)
+		if err != nil {
+			return "", nil, fmt.Errorf("run: --policy: %w", err)
+		}
+		if f.EgressPolicy != "" {
+			if o.modeSet && f.EgressPolicy != o.mode {
+				return "", nil, fmt.Errorf("run: --egress-policy %q and the egress-policy %q of --policy %s disagree", o.mode, f.EgressPolicy, o.policyFile)
+			}
+			modeStr = f.EgressPolicy
+		}
+		eps = append(eps, f.Endpoints...)
+	}
+	mode, err := policy.ParseMode(modeStr)
+	if err != nil {
+		return "", nil, fmt.Errorf("run: --egress-policy: %w", err)
+	}
+	return mode, eps, nil
+}
+
+// readLimited reads the file at path, failing if it holds more than max bytes.
+func readLimited(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s: more than %d bytes", path, limit)
+	}
+	return b, nil
 }
 
 // runChild runs argv with our stdio and returns its exit code. When ctx

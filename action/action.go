@@ -28,6 +28,7 @@ import (
 	"github.com/sethvargo/go-githubactions"
 
 	"github.com/harden-runner/harden-runner/agent"
+	"github.com/harden-runner/harden-runner/egress/policyfile"
 	"github.com/harden-runner/harden-runner/internal/escape"
 	"github.com/harden-runner/harden-runner/post/report"
 )
@@ -206,7 +207,7 @@ func workspaceReader(dir string) func(string) ([]byte, error) {
 			return nil, err
 		}
 		defer f.Close()
-		return io.ReadAll(io.LimitReader(f, maxPolicyFile+1))
+		return io.ReadAll(io.LimitReader(f, policyfile.MaxSize+1))
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/harden-runner/harden-runner/egress/policy"
+	"github.com/harden-runner/harden-runner/egress/policyfile"
 )
 
 // Input names, as action.yml declares them (StepSecurity Harden-Runner's).
@@ -132,7 +133,7 @@ func parseBool(s string) (bool, error) {
 }
 
 // loadPolicyFile checks that p stays inside the workspace and parses it.
-func loadPolicyFile(p string, readFile func(string) ([]byte, error)) (*PolicyFile, error) {
+func loadPolicyFile(p string, readFile func(string) ([]byte, error)) (*policyfile.File, error) {
 	clean := path.Clean(strings.TrimPrefix(p, "./"))
 	if path.IsAbs(p) || clean == ".." || strings.HasPrefix(clean, "../") || strings.ContainsRune(p, 0) {
 		return nil, errors.New("want a path relative to the repository root, inside it")
@@ -144,5 +145,5 @@ func loadPolicyFile(p string, readFile func(string) ([]byte, error)) (*PolicyFil
 	if err != nil {
 		return nil, fmt.Errorf("read: %w", err)
 	}
-	return ParsePolicyFile(b)
+	return policyfile.Parse(clean, b)
 }

@@ -150,7 +150,7 @@ func (f *Firewall) RejectMark() uint32 { return f.cfg.RejectMark }
 func (f *Firewall) Install() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	opts := []nftables.ConnOption{nftables.AsLasting()}
+	opts := []nftables.ConnOption{nftables.AsLasting(), nftables.WithSockOptions(bigBuffers)}
 	if f.cfg.NetNS != 0 {
 		opts = append(opts, nftables.WithNetNSFd(f.cfg.NetNS))
 	}
@@ -262,9 +262,9 @@ func (f *Firewall) batch(del, add []elemKey, ttl time.Duration) error {
 			continue
 		}
 		if op.del {
-			errs = append(errs, f.conn.SetDeleteElements(f.sets[op.set], op.elms))
+			errs = append(errs, deleteElements(f.conn, f.sets[op.set], op.elms))
 		} else {
-			errs = append(errs, f.conn.SetAddElements(f.sets[op.set], op.elms))
+			errs = append(errs, addElements(f.conn, f.sets[op.set], op.elms))
 		}
 	}
 	errs = append(errs, f.conn.Flush())

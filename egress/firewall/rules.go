@@ -149,16 +149,7 @@ func (b *builder) addSets() {
 	b.addSet(&nftables.Set{Table: b.table, Name: setDyn4, KeyType: key4, Concatenation: true, HasTimeout: true}, nil)
 	b.addSet(&nftables.Set{Table: b.table, Name: setDyn6, KeyType: key6, Concatenation: true, HasTimeout: true}, nil)
 
-	var net4, net6 []nftables.SetElement
-	for _, e := range b.cfg.Prefixes {
-		p := e.Prefix.Masked()
-		el := nftables.SetElement{Key: concatKey(p.Addr(), e.Port), KeyEnd: concatKey(lastAddr(p), e.Port)}
-		if p.Addr().Is4() {
-			net4 = append(net4, el)
-		} else {
-			net6 = append(net6, el)
-		}
-	}
+	net4, net6 := intervalElements(b.cfg.Prefixes)
 	b.addSet(&nftables.Set{Table: b.table, Name: setNet4, KeyType: key4, Concatenation: true, Interval: true}, net4)
 	b.addSet(&nftables.Set{Table: b.table, Name: setNet6, KeyType: key6, Concatenation: true, Interval: true}, net6)
 }
@@ -166,8 +157,12 @@ func (b *builder) addSets() {
 func (b *builder) addSet(s *nftables.Set, elems []nftables.SetElement) {
 	// AddSet only fails on a malformed Set, which would be a bug here; the
 	// kernel's verdict on the contents comes with Flush.
-	if err := b.c.AddSet(s, elems); err != nil {
+	first := elems[:min(len(elems), elemsPerMsg)]
+	if err := b.c.AddSet(s, first); err != nil {
 		panic("firewall: set " + s.Name + ": " + err.Error())
+	}
+	if err := addElements(b.c, s, elems[len(first):]); err != nil {
+		panic(err.Error())
 	}
 	b.sets[s.Name] = s
 }
