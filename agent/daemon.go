@@ -236,6 +236,13 @@ func StopDaemon(ctx context.Context, dir string) error {
 			if msg := strings.TrimSpace(string(b)); msg != "ok" {
 				return fmt.Errorf("agent: daemon stopped with: %s", msg)
 			}
+			// The mark comes with the final flush, just before the daemon
+			// exits: a caller that next checks the machine (no table, no
+			// agent) must find it gone. Its exit is bounded by what is
+			// left of its shutdown, so wait a little, not forever.
+			for end := time.Now().Add(5 * time.Second); DaemonPid(dir) == pid && time.Now().Before(end) && ctx.Err() == nil; {
+				time.Sleep(5 * time.Millisecond)
+			}
 			return nil
 		}
 		if DaemonPid(dir) != pid { // gone, or a zombie nobody reaped yet
