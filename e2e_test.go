@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -350,6 +351,15 @@ func TestRunBlockMode(t *testing.T) {
 	// The pipelined client sends two queries in one TCP segment to the real
 	// server's address; ours answers both, refusing the second name.
 	wl := commonWorkload(w, "NXDOMAIN")
+	// Wire labels no host name has, under the allowed *.wild.test: one label
+	// "x.wild" under test (the escaped-dot escape to the parent zone), NUL,
+	// a space. None may be forwarded, nor its answer (wild.test's address) allowed.
+	wl = append(wl, workload{
+		{"escaped-dot", `dig +short +time=2 +tries=1 'x\.wild.test' | grep -q 198.18.1.14`},
+		{"escaped-dot-connect", `curl -sk --max-time 5 --resolve wild.test:443:198.18.1.14 https://wild.test/`},
+		{"nul-label", `dig +short +time=2 +tries=1 'a\000.wild.test' | grep -q .`},
+		{"space-label", `dig +short +time=2 +tries=1 'a\032b.wild.test' | grep -q .`},
+	}...)
 	status, rep := w.run(t, []string{"--egress-policy", "block", "--allowed-endpoints", allowFlags, "--upstream", "198.18.0.2"}, wl)
 	h4, h6 := testnet.Host4, testnet.Host6
 	want := map[string]bool{ // case -> should succeed
@@ -402,6 +412,13 @@ func TestRunBlockMode(t *testing.T) {
 	for _, name := range []string{"wild.test", "evilwild.test", "blocked.test", "c2VjcmV0.exfil.test", "pipe-blocked.test", "audit-only.test"} {
 		if w.DNSAsked(name) {
 			t.Errorf("blocked name %s reached the upstream DNS server", name)
+		}
+	}
+	// Only allowed names reach it at all (dnsmasq logs a name with a byte it
+	// cannot print as "<name unprintable>", and one with a space cut short).
+	for _, q := range w.DNSQueries() {
+		if !slices.Contains([]string{"ready.probe", "allowed.test", "api.wild.test", "deep.a.wild.test"}, q) {
+			t.Errorf("upstream DNS server was asked %q", q)
 		}
 	}
 	for _, name := range []string{"allowed.test", "api.wild.test", "deep.a.wild.test"} {
