@@ -31,6 +31,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -257,6 +258,10 @@ func (r *Relay) handle(ctx context.Context, c *net.TCPConn) {
 	// Redirected from the output hook: to loopback. From docker's bridges
 	// (prerouting): to the bridge's address.
 	forward := !local.Addr().Unmap().IsLoopback()
+	// Who it is, while the client's socket surely exists (a client may
+	// close before it says anything), and beside the wait for its bytes.
+	proc := make(chan event.Process, 1)
+	go func() { proc <- r.owner(forward, client, dst) }()
 
 	bp := r.bufs.Get().(*[]byte)
 	defer func() {
@@ -264,14 +269,15 @@ func (r *Relay) handle(ctx context.Context, c *net.TCPConn) {
 			r.bufs.Put(bp)
 		}
 	}()
-	n, s, ok := r.sniff(c, *bp)
-	if !ok {
-		return
-	}
+	n, s, silent := r.sniff(c, *bp)
 	allowed, reason := r.dec.decide(s, dst)
+	if silent != "" {
+		// Recorded all the same: the connection was made.
+		reason = strings.TrimPrefix(reason+"; ", "; ") + silent
+	}
 	f := &event.Flow{Time: time.Now(), IP: dst.Addr().String(), Port: dst.Port(), Protocol: "tcp",
 		Forward: forward, Name: displayName(s.name), Reason: reason}
-	f.Process = r.owner(forward, client, dst)
+	f.Process = <-proc
 	switch {
 	case allowed:
 		f.Verdict = event.Allowed
@@ -281,6 +287,9 @@ func (r *Relay) handle(ctx context.Context, c *net.TCPConn) {
 		f.Verdict = event.Blocked
 	}
 	r.cfg.Emit(event.Record{Flow: f})
+	if silent != "" {
+		return
+	}
 	if f.Verdict == event.Blocked {
 		r.refused.Add(1)
 		refuse(c, s, reason)
@@ -326,9 +335,9 @@ func (r *Relay) owner(forward bool, client, dst netip.AddrPort) event.Process {
 }
 
 // sniff reads until the first bytes say what they are (or the buffer is
-// full, the client stops, or the deadline passes). ok is false if the
-// client sent nothing at all in time, or went away: nothing to decide.
-func (r *Relay) sniff(c *net.TCPConn, buf []byte) (int, sniffed, bool) {
+// full, the client stops, or the deadline passes). silent says why, if the
+// client sent nothing at all: then there is nothing to relay.
+func (r *Relay) sniff(c *net.TCPConn, buf []byte) (int, sniffed, string) {
 	_ = c.SetReadDeadline(time.Now().Add(r.cfg.FirstBytesTimeout))
 	defer func() { _ = c.SetReadDeadline(time.Time{}) }()
 	n := 0
@@ -336,18 +345,19 @@ func (r *Relay) sniff(c *net.TCPConn, buf []byte) (int, sniffed, bool) {
 		m, err := c.Read(buf[n:])
 		n += m
 		if s, done := classify(buf[:n], n == len(buf)); done {
-			return n, s, true
+			return n, s, ""
 		}
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() && n == 0 {
-				r.timeouts.Add(1)
-			}
 			if n == 0 {
-				return 0, sniffed{}, false
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					r.timeouts.Add(1)
+					return 0, sniffed{}, fmt.Sprintf("the client sent nothing within %v", r.cfg.FirstBytesTimeout)
+				}
+				return 0, sniffed{}, "the client closed without sending anything"
 			}
 			// It stopped in the middle of a ClientHello or request head.
-			return n, sniffed{kind: kindMalformed, err: fmt.Errorf("first bytes: %w", err)}, true
+			return n, sniffed{kind: kindMalformed, err: fmt.Errorf("first bytes: %w", err)}, ""
 		}
 	}
 }
