@@ -73,7 +73,7 @@ type Config struct {
 	// ports redirected in audit mode: those the policy's name entries name.
 	RelayPort  uint16
 	RelayPorts []uint16
-	Log          *slog.Logger
+	Log        *slog.Logger
 }
 
 // Firewall manages one nftables table. Safe for concurrent use.
