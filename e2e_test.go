@@ -134,7 +134,7 @@ func goClient(mode string, args []string) int {
 		}
 		return 0
 	}
-	return 2
+	return relayClient(mode, args)
 }
 
 var (
@@ -186,12 +186,14 @@ func newWorld(t *testing.T) *world {
 		"pipe-blocked.test":   {h4(16)},
 		"c2VjcmV0.exfil.test": {h4(17)},
 		"audit-only.test":     {h4(18)},
+		// Another tenant of allowed.test's addresses (a CDN's shared front).
+		"evil.test": {h4(10), h6(10)},
 	})
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.StartServers(self, "tls::443", "tls::8443", "tls::853", "tcp::22", "echo::7777",
+	n.StartServers(self, "tls::443", "tls::8443", "http::80", "tls::853", "tcp::22", "echo::7777",
 		"udp:0.0.0.0:9999", "udp:198.18.1.53:53", "tcp:198.18.1.53:53",
 		"udp:[2001:db8:1::53]:53", "udp:0.0.0.0:5353", "icmp")
 	tmp, err := os.MkdirTemp("", "hr-e2e")
@@ -274,7 +276,8 @@ type reportFile struct {
 			Exe     string `json:"exe"`
 			Cmdline string `json:"cmdline"`
 		} `json:"process"`
-		Step string `json:"step"`
+		Step   string `json:"step"`
+		Reason string `json:"reason"`
 	} `json:"egress"`
 	DNS []struct {
 		Name    string `json:"name"`
