@@ -277,7 +277,6 @@ func (r *Relay) handle(ctx context.Context, c *net.TCPConn) {
 	}
 	f := &event.Flow{Time: time.Now(), IP: dst.Addr().String(), Port: dst.Port(), Protocol: "tcp",
 		Forward: forward, Name: displayName(s.name), Reason: reason}
-	f.Process = <-proc
 	switch {
 	case allowed:
 		f.Verdict = event.Allowed
@@ -286,7 +285,13 @@ func (r *Relay) handle(ctx context.Context, c *net.TCPConn) {
 	default:
 		f.Verdict = event.Blocked
 	}
-	r.cfg.Emit(event.Record{Flow: f})
+	// The record waits for the process lookup; the connection does not.
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		f.Process = <-proc
+		r.cfg.Emit(event.Record{Flow: f})
+	}()
 	if silent != "" {
 		return
 	}
