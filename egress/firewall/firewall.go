@@ -24,6 +24,8 @@
 //	        docker's bridges
 //	input   (filter, hook input): the resolver's port only from loopback
 //	        and docker's bridges
+//	relay_out, relay_pre, relay, quic_out, quic_fwd: new TCP to the
+//	        name-checking relay, QUIC refused (see relay_rules.go)
 //
 // Allowed destinations live in four sets: dyn4/dyn6 (address . port, with
 // per-element timeouts, filled by the resolver) and net4/net6 (address
