@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"os/exec"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/harden-runner/harden-runner/egress/flowlog"
 	"github.com/harden-runner/harden-runner/egress/gate"
 	"github.com/harden-runner/harden-runner/egress/policy"
+	"github.com/harden-runner/harden-runner/egress/relay"
 	"github.com/harden-runner/harden-runner/egress/resolver"
 	"github.com/harden-runner/harden-runner/event"
 	"github.com/harden-runner/harden-runner/filemon"
@@ -34,11 +36,16 @@ import (
 // cannot be taken over by an unprivileged process if the agent dies.
 const DefaultResolverPort = 153
 
+// DefaultRelayPort is where the firewall redirects new TCP connections to
+// the name-checking relay; below 1024 for the same reason.
+const DefaultRelayPort = 154
+
 // Config says what the agent enforces and where it records.
 type Config struct {
 	Policy       *policy.Policy   // required
 	Upstreams    []netip.AddrPort // required: see resolver.SystemUpstreams
 	ResolverPort uint16           // default DefaultResolverPort
+	RelayPort    uint16           // default DefaultRelayPort
 	JournalPath  string           // required
 	// ClientServers are the DNS servers the machine's clients are configured
 	// to ask (resolv.conf), which speeds up finding a query's process.
@@ -69,6 +76,7 @@ type Agent struct {
 	docker     *dockergate.Gate
 	finder     *proc.Finder
 	res        *resolver.Resolver
+	relay      *relay.Relay
 	filesMu    sync.Mutex // guards files: the settle goroutine sets it later
 	files      *filemon.Monitor
 	settled    chan struct{} // closed when the settle goroutine is done
@@ -93,6 +101,9 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.ResolverPort == 0 {
 		cfg.ResolverPort = DefaultResolverPort
+	}
+	if cfg.RelayPort == 0 {
+		cfg.RelayPort = DefaultRelayPort
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -137,6 +148,8 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 		Queues:       uint16(runtime.GOMAXPROCS(0)), // one gate reader per CPU
 		Prefixes:     p.Prefixes(),
 		ResolverPort: a.cfg.ResolverPort,
+		RelayPort:    a.cfg.RelayPort,
+		RelayPorts:   namedPorts(p),
 		Log:          a.log,
 	})
 	if err != nil {
@@ -182,6 +195,9 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	}
 	if err = a.res.Start(ctx); err != nil {
 		return fmt.Errorf("agent: start resolver: %w", err)
+	}
+	if err = a.startRelay(ctx, emit, finder); err != nil {
+		return err
 	}
 	if err = a.fw.Install(); err != nil {
 		return fmt.Errorf("agent: %w", err)
@@ -236,6 +252,50 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	}
 	a.log.Info("agent: enforcing", "mode", p.Mode(), "endpoints", len(start.AllowedEndpoints))
 	return nil
+}
+
+// startRelay starts the name-checking relay that the firewall sends new
+// TCP connections on named ports to; it must listen before the table goes in.
+func (a *Agent) startRelay(ctx context.Context, emit event.Emit, finder *proc.Finder) error {
+	port := a.cfg.RelayPort
+	r, err := relay.New(relay.Config{
+		// Every address: containers' connections arrive redirected to
+		// their bridge's address; the input chain admits only loopback and
+		// docker's bridges to this port.
+		Listen: []netip.AddrPort{
+			netip.AddrPortFrom(netip.IPv4Unspecified(), port),
+			netip.AddrPortFrom(netip.IPv6Unspecified(), port),
+		},
+		Policy:         a.cfg.Policy,
+		Resolved:       a.res.Resolved,
+		NamesOf:        a.res.NamesOf,
+		Mark:           a.fw.Mark(),
+		Owner:          finder.Owner,
+		ForwardedOwner: finder.ForwardedOwner,
+		Emit:           emit,
+		Log:            a.log,
+	})
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	if err := r.Start(ctx); err != nil {
+		return fmt.Errorf("agent: start relay: %w", err)
+	}
+	a.relay = r
+	return nil
+}
+
+// namedPorts returns the ports that the policy's name entries name, sorted:
+// what the relay checks in audit mode.
+func namedPorts(p *policy.Policy) []uint16 {
+	var out []uint16
+	for _, e := range p.Endpoints() {
+		if e.Host != "" && !slices.Contains(out, e.Port) {
+			out = append(out, e.Port)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // startFiles takes the workspace baseline and starts watching it.
@@ -306,6 +366,9 @@ func (a *Agent) teardown() error {
 	// The table goes first, so no query is redirected to a closed resolver.
 	if a.fw != nil {
 		errs = append(errs, a.fw.Remove())
+	}
+	if a.relay != nil {
+		errs = append(errs, a.relay.Close())
 	}
 	if a.res != nil {
 		errs = append(errs, a.res.Close())

@@ -46,6 +46,13 @@ type Flow struct {
 	Verdict  Verdict   `json:"verdict"`
 	Forward  bool      `json:"forward,omitempty"` // routed through the host (a container), not sent by it
 	Process  Process   `json:"process"`
+	// Name is the server name the connection itself carried (TLS SNI, or
+	// the HTTP/1 Host without its port), as the name-checking relay read
+	// it; "" when it carried none or did not pass through the relay.
+	// Attacker-controlled: a name no host could have is quoted (Go syntax).
+	Name string `json:"name,omitempty"`
+	// Reason says why the relay refused or would have refused it.
+	Reason string `json:"reason,omitempty"`
 }
 
 // DNS is one query that reached the agent's resolver.

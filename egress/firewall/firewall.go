@@ -24,6 +24,8 @@
 //	        docker's bridges
 //	input   (filter, hook input): the resolver's port only from loopback
 //	        and docker's bridges
+//	relay_out, relay_pre, relay, quic_out, quic_fwd: new TCP to the
+//	        name-checking relay, QUIC refused (see relay_rules.go)
 //
 // Allowed destinations live in four sets: dyn4/dyn6 (address . port, with
 // per-element timeouts, filled by the resolver) and net4/net6 (address
@@ -68,7 +70,12 @@ type Config struct {
 	Queues       uint16            // flows are balanced over Queue..Queue+Queues-1 by hash; default 1
 	RejectMark   uint32            // mark the gate sets on packets to reject
 	NetNS        int               // netns fd to work in; 0 = the caller's namespace
-	Log          *slog.Logger
+	// RelayPort is where new TCP connections are redirected to the
+	// name-checking relay (egress/relay); 0 = no relay. RelayPorts are the
+	// ports redirected in audit mode: those the policy's name entries name.
+	RelayPort  uint16
+	RelayPorts []uint16
+	Log        *slog.Logger
 }
 
 // Firewall manages one nftables table. Safe for concurrent use.
@@ -112,6 +119,9 @@ func New(cfg Config) (*Firewall, error) {
 	}
 	if cfg.RejectMark == cfg.Mark {
 		return nil, fmt.Errorf("firewall: reject mark %#x equals the resolver mark", cfg.RejectMark)
+	}
+	if cfg.RelayPort == 53 || (cfg.RelayPort != 0 && cfg.RelayPort == cfg.ResolverPort) {
+		return nil, fmt.Errorf("firewall: relay port %d: must not be 53 or the resolver's", cfg.RelayPort)
 	}
 	if cfg.ResolverPort == 0 || cfg.ResolverPort == 53 {
 		return nil, fmt.Errorf("firewall: resolver port %d: must be set and not 53 (port 53 is what gets redirected)", cfg.ResolverPort)

@@ -125,6 +125,8 @@ func (b *builder) build() {
 				dport(), eq(be16(53)), redirect)
 		}
 	}
+	b.relayChains(reject, deny)
+
 	// The resolver listens on every address for that; only loopback and
 	// the bridges may reach it.
 	in := b.c.AddChain(&nftables.Chain{Name: "input", Table: b.table, Type: nftables.ChainTypeFilter,
@@ -136,6 +138,7 @@ func (b *builder) build() {
 		b.rule(in, meta(expr.MetaKeyL4PROTO), eq([]byte{proto}), dport(), eq(be16(b.cfg.ResolverPort)),
 			verdict(expr.VerdictDrop))
 	}
+	b.relayInput(in)
 }
 
 func (b *builder) addSets() {

@@ -79,6 +79,7 @@ type Resolver struct {
 	cache *cache
 	fwd   *forwarder
 	fold  *folder
+	book  *book // name -> answered addresses, for the relay
 	done  chan struct{}
 
 	likely                []netip.AddrPort
@@ -153,6 +154,7 @@ func New(cfg Config) (*Resolver, error) {
 	}
 	r.fwd = newForwarder(cfg.Upstreams, cfg.Mark, cfg.Timeout)
 	r.fold = newFolder(cfg.Emit)
+	r.book = newBook()
 	r.done = make(chan struct{})
 	r.cache = newCache(r.fwd.exchange, 20000)
 	r.upstreamSlots = make(chan struct{}, maxUpstreamWaiting)
@@ -296,6 +298,7 @@ func (r *Resolver) janitor(ctx context.Context) {
 				}
 			}
 			r.mu.Unlock()
+			r.book.prune(now)
 		}
 	}
 }
@@ -456,14 +459,16 @@ func (r *Resolver) serve(w dns.ResponseWriter, req *dns.Msg, mayWait bool) bool 
 	}
 	addrs, ttl := answerAddrs(resp)
 	ev.Answers, ev.TTL = answerStrings(resp), ttl
+	life := max(time.Duration(ttl)*time.Second, minAllowTTL) + r.cfg.Grace
 	if allowed && len(addrs) > 0 && r.cfg.Allow != nil {
-		life := max(time.Duration(ttl)*time.Second, minAllowTTL) + r.cfg.Grace
 		if err := r.cfg.Allow(addrs, ports, life); err != nil {
 			// Never answer with addresses the firewall will not pass.
 			r.servfail(w, req, &ev, fmt.Errorf("allow answer addresses: %w", err))
 			return true
 		}
 	}
+	// Before the reply too: the relay checks a connection's name against it.
+	r.book.add(name, addrs, now.Add(life))
 	ev.Rcode = dns.RcodeToString[resp.Rcode]
 	r.write(w, req, resp)
 	r.record(&ev)

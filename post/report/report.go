@@ -109,6 +109,9 @@ type Egress struct {
 	FirstSeen         time.Time     `json:"first_seen"`
 	LastSeen          time.Time     `json:"last_seen"`
 	Step              string        `json:"step,omitempty"` // workflow step of FirstSeen, if known
+	// Reason is why the name-checking relay refused (or, in audit mode,
+	// would have refused) the first of these flows.
+	Reason string `json:"reason,omitempty"`
 }
 
 // DNS is one aggregated DNS query kind: all queries with the same name,
@@ -277,7 +280,10 @@ func Build(recs []event.Record, opt Options) *Report {
 			f := rec.Flow
 			expected["flowlog"] = true
 			ip := normIP(f.IP)
-			domain := names.domainFor(ip, i, f.Time, f.Process.PID)
+			domain := relayName(f)
+			if domain == "" {
+				domain = names.domainFor(ip, i, f.Time, f.Process.PID)
+			}
 			k := egressKey{domain: domain, ip: ip, port: f.Port, proto: strings.ToLower(f.Protocol),
 				verdict: f.Verdict, forward: f.Forward, exe: f.Process.Exe, cmdline: f.Process.Cmdline}
 			if f.Process.PID == 0 {
@@ -296,7 +302,7 @@ func Build(recs []event.Record, opt Options) *Report {
 			others, total := names.others(ip, domain)
 			e := &Egress{Domain: domain, OtherDomains: others, OtherDomainsTotal: total,
 				IP: ip, Port: f.Port, Protocol: k.proto, Verdict: f.Verdict, Forward: f.Forward,
-				Process: f.Process, Count: 1, FirstSeen: f.Time, LastSeen: f.Time}
+				Process: f.Process, Count: 1, FirstSeen: f.Time, LastSeen: f.Time, Reason: f.Reason}
 			eg[k] = e
 			egRows = append(egRows, e)
 		case rec.DNS != nil:
@@ -716,4 +722,15 @@ func (c *Count) UnmarshalJSON(b []byte) error {
 	}
 	*c = Count{N: n, Known: true}
 	return nil
+}
+
+// relayName is the name a flow itself carried (TLS SNI or HTTP Host, read
+// by the relay), which beats DNS correlation: it is the name the client
+// asked that address for. A name no host could have (the relay quoted
+// it) is not used; the flow then falls back to correlation.
+func relayName(f *event.Flow) string {
+	if f.Name == "" || strings.HasPrefix(f.Name, `"`) {
+		return ""
+	}
+	return normName(f.Name)
 }

@@ -548,3 +548,26 @@ func TestImports(t *testing.T) {
 		}
 	}
 }
+
+// TestWireNamesNotSuggested: a name whose labels no host name has (the
+// resolver's text form of a dot, NUL or space inside a label) is never
+// suggested, neither from a flow nor from a blocked query; and a relay
+// flow's own name is its domain unless the relay had to quote it.
+func TestWireNamesNotSuggested(t *testing.T) {
+	recs := []event.Record{
+		{DNS: &event.DNS{Name: `x\.allowed.test`, Type: "A", Verdict: event.Audit, Answers: []string{"198.18.9.1"}}},
+		{Flow: &event.Flow{IP: "198.18.9.1", Port: 443, Protocol: "tcp", Verdict: event.Audit}},
+		{DNS: &event.DNS{Name: `a\000.allowed.test`, Type: "A", Verdict: event.Blocked}},
+		{Flow: &event.Flow{IP: "198.18.9.2", Port: 443, Protocol: "tcp", Verdict: event.Blocked, Name: "evil.test", Reason: "evil.test is not allowed on port 443"}},
+		{Flow: &event.Flow{IP: "198.18.9.3", Port: 443, Protocol: "tcp", Verdict: event.Blocked, Name: `"a\x00b"`}},
+	}
+	r := Build(recs, Options{})
+	if want := []string{"198.18.9.3:443", "evil.test:443"}; !slices.Equal(r.SuggestedPolicy.AllowedEndpoints, want) {
+		t.Errorf("allowed endpoints = %q, want %q", r.SuggestedPolicy.AllowedEndpoints, want)
+	}
+	for _, e := range r.Egress {
+		if e.IP == "198.18.9.2" && (e.Domain != "evil.test" || e.Reason == "") {
+			t.Errorf("relay flow: %+v", e)
+		}
+	}
+}
