@@ -293,3 +293,69 @@ func TestActionDisablesContainers(t *testing.T) {
 		t.Errorf("the gate's hidden directory is left: %v", err)
 	}
 }
+
+// TestActionReportForgery is issue 9's forged report: a process a step
+// left running, as the runner's user, plants a stop result and an empty
+// journal in the post step's report directory (the runner user's home) in
+// a loop. The summary and the blocked-count output must still say what the
+// agent saw: the journal reaches the post step only over its own helper
+// container's output stream.
+func TestActionReportForgery(t *testing.T) {
+	v := startActionVM(t)
+	n, dirs := v.n, v.dirs
+	// The runner's home belongs to the runner's user (nobody here).
+	if err := os.Chown(dirs["home"], 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	for d := filepath.Dir(dirs["home"]); d != os.TempDir(); d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o711); err != nil { // t.TempDir's are 0700
+			t.Fatal(err)
+		}
+	}
+	out, err := v.runAction("/main", "GITHUB_OUTPUT=/github/file_commands/set_output_1",
+		"GITHUB_STATE=/github/file_commands/save_state_1", "GITHUB_STEP_SUMMARY=/github/file_commands/step_summary_1")
+	t.Logf("main step:\n%s", out)
+	if err != nil {
+		t.Fatalf("main step: %v", err)
+	}
+	if err := n.In(n.Runner, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
+		"curl", "-sk", "-o", "/dev/null", "--max-time", "5", "https://blocked.test/").Run(); err == nil {
+		t.Fatal("curl blocked.test succeeded")
+	}
+	rd := filepath.Join(dirs["home"], "harden-runner-report")
+	forger := v.vm.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", "sh", "-c",
+		`R=$1; mkdir -p "$R"; while :; do printf '{}' > "$R/.f"; mv -f "$R/.f" "$R/.harden-runner-stop.json"; : > "$R/.j"; mv -f "$R/.j" "$R/journal.jsonl"; done`,
+		"forger", rd)
+	if err := forger.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = forger.Process.Kill(); _ = forger.Wait() })
+	// The forger is at work before the post step starts.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(filepath.Join(rd, "journal.jsonl")); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the forger planted nothing: this test could not fail")
+		}
+	}
+	summary := v.post(t)
+	if !strings.Contains(string(summary), "blocked\\.test") {
+		t.Errorf("the forged journal won: summary lacks the blocked name:\n%s", summary)
+	}
+	outputs, _ := os.ReadFile(filepath.Join(dirs["file_commands"], "set_output_2"))
+	if m := regexp.MustCompile(`blocked-count<<(\S+)\n(\d+)\n`).FindStringSubmatch(string(outputs)); m == nil || m[2] == "0" {
+		t.Errorf("blocked-count after forgery: %q", outputs)
+	}
+	var rep struct {
+		Agent struct {
+			Journal struct {
+				Verified bool `json:"verified"`
+			} `json:"journal"`
+		} `json:"agent"`
+	}
+	b, _ := os.ReadFile(filepath.Join(rd, "report.json"))
+	if err := json.Unmarshal(b, &rep); err != nil || !rep.Agent.Journal.Verified {
+		t.Errorf("report.json does not say the journal was verified: %v %s", err, b)
+	}
+}

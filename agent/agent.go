@@ -334,3 +334,13 @@ func (a *Agent) teardown() error {
 	}
 	return errors.Join(errs...)
 }
+
+// Snapshot ends the journal's part the post step takes while the agent
+// goes on enforcing (see Journal.Snapshot): it returns the length of the
+// journal up to and with its Snapshot record.
+func (a *Agent) Snapshot() (int64, error) {
+	if a.journal == nil || a.stopped {
+		return 0, errors.New("agent: snapshot: the agent is not running")
+	}
+	return a.journal.Snapshot(event.Record{Snapshot: &event.Snapshot{Time: time.Now()}})
+}
