@@ -344,3 +344,11 @@ func (a *Agent) Snapshot() (int64, error) {
 	}
 	return a.journal.Snapshot(event.Record{Snapshot: &event.Snapshot{Time: time.Now()}})
 }
+
+// Note writes a note into the journal from outside the agent's
+// components (e.g. `run`, about COMMAND's leftover processes).
+func (a *Agent) Note(component, level, message string) {
+	if a.journal != nil && !a.stopped {
+		a.journal.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: component, Level: level, Message: message}})
+	}
+}
