@@ -64,9 +64,6 @@ func actionEnv(ctx context.Context, log *slog.Logger) (*action.Env, *action.Dock
 	}
 	env.HostDockerSocket = self.HostPath(docker.DefaultSocket)
 	h := &action.DockerHost{Docker: cli, Image: self.Image, Dir: os.Getenv("HARDEN_RUNNER_DIR")}
-	if hostReport := self.HostPath(reportDir); hostReport != "" {
-		h.Exchange, h.HostExchange = reportDir, hostReport
-	}
 	return env, h, nil
 }
 
@@ -152,23 +149,33 @@ func installCmd(ctx context.Context, args []string, log *slog.Logger) (int, erro
 	return 0, nil
 }
 
-// hostStopCmd runs in the helper container: stop the agent on the VM.
+// hostStopCmd runs in the helper container: stop the agent on the VM
+// (or, with --snapshot, take a snapshot of its journal and leave it
+// enforcing); with --stream, write the journal as an export stream to
+// stdout, which the post step reads from its attach to this container.
 func hostStopCmd(ctx context.Context, args []string, _ *slog.Logger) (int, error) {
 	fs := flag.NewFlagSet("host-stop", flag.ContinueOnError)
 	dir := fs.String("dir", host.DefaultDir, "host directory of the agent")
 	root := fs.String("root", host.DefaultRoot, "the VM's root directory")
-	out := fs.String("out", "", "VM directory to copy the journal and the stop's result into (the post step's report dir)")
+	stream := fs.Bool("stream", false, "write the journal to stdout as an export stream (see host.ReadExport)")
+	snapshot := fs.Bool("snapshot", false, "leave the agent enforcing; export its journal up to a snapshot")
 	_ = fs.Bool("no-systemd", false, "ignored")
 	if err := fs.Parse(args); err != nil {
 		return 2, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	err := host.Stop(ctx, *root, *dir)
-	if *out != "" && !errors.Is(err, host.ErrWrongHost) {
-		// The stop's error travels in the result file; only a failed
+	var snap *agent.SnapshotResult
+	var err error
+	if *snapshot {
+		snap, err = host.Snapshot(ctx, *root, *dir)
+	} else {
+		err = host.Stop(ctx, *root, *dir)
+	}
+	if *stream && !errors.Is(err, host.ErrWrongHost) {
+		// The stop's error travels in the stream's trailer; only a failed
 		// export fails the helper.
-		return exitCode(host.ExportJournal(*root, *dir, *out, err))
+		return exitCode(host.WriteExport(os.Stdout, *root, *dir, snap, err))
 	}
 	return exitCode(err)
 }

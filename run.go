@@ -20,7 +20,9 @@ import (
 	"github.com/harden-runner/harden-runner/egress/policy"
 	"github.com/harden-runner/harden-runner/egress/policyfile"
 	"github.com/harden-runner/harden-runner/egress/resolver"
+	"github.com/harden-runner/harden-runner/internal/proctree"
 	"github.com/harden-runner/harden-runner/post/report"
+	"github.com/harden-runner/harden-runner/proc"
 )
 
 // runOptions are the `run` flags; they mirror the Action's inputs.
@@ -37,6 +39,7 @@ type runOptions struct {
 	implicitAllows bool
 	noContainers   bool
 	dockerSocket   string
+	leftoverWait   time.Duration
 }
 
 func parseRunFlags(args []string, stderr io.Writer) (*runOptions, []string, error) {
@@ -54,6 +57,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runOptions, []string, erro
 	fs.BoolVar(&o.implicitAllows, "github-runner-endpoints", true, "also allow what a GitHub-hosted runner needs to run the job (see README)")
 	fs.BoolVar(&o.noContainers, "disable-containers", false, "leave docker to root and to docker commands Runner.Worker starts (see dockergate)")
 	fs.StringVar(&o.dockerSocket, "docker-socket", dockergate.DefaultSocket, "dockerd's socket, for --disable-containers")
+	fs.DurationVar(&o.leftoverWait, "leftover-wait", 10*time.Second, "after COMMAND exits, how long enforcement waits for the processes it left running before it kills them")
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, err
 	}
@@ -61,6 +65,9 @@ func parseRunFlags(args []string, stderr io.Writer) (*runOptions, []string, erro
 	cmd := fs.Args()
 	if len(cmd) == 0 {
 		return nil, nil, errors.New("run: no command given (harden-runner run [flags] -- COMMAND [ARGS...])")
+	}
+	if o.leftoverWait < 0 {
+		return nil, nil, fmt.Errorf("run: --leftover-wait %v: must not be negative", o.leftoverWait)
 	}
 	if o.resolverPort == 0 || o.resolverPort > 65535 || o.resolverPort == 53 {
 		return nil, nil, fmt.Errorf("run: --resolver-port %d: must be 1-65535 and not 53", o.resolverPort)
@@ -112,7 +119,18 @@ func runCmd(ctx context.Context, args []string, log *slog.Logger) (int, error) {
 	if err := ag.Start(ctx); err != nil {
 		return 1, fmt.Errorf("run: %w", err)
 	}
-	code, cmdErr := runChild(ctx, argv)
+	tree, treeErr := proctree.New(fmt.Sprintf("harden-runner-run-%d", os.Getpid()))
+	if treeErr != nil {
+		ag.Note("agent", "warning", treeErr.Error())
+	}
+	code, cmdErr := runChild(ctx, argv, tree)
+	// Enforcement ends only once COMMAND's whole tree is gone; at once
+	// when we were told to stop.
+	wait := o.leftoverWait
+	if ctx.Err() != nil {
+		wait = 0
+	}
+	endTree(ag, tree, wait)
 	stopErr := ag.Stop()
 	repErr := writeReport(journal, o.reportDir, ws)
 	if err := errors.Join(cmdErr, stopErr, repErr); err != nil {
@@ -175,14 +193,78 @@ func readLimited(path string, limit int64) ([]byte, error) {
 	return b, nil
 }
 
-// runChild runs argv with our stdio and returns its exit code. When ctx
-// ends (SIGINT/SIGTERM to us) the child gets SIGTERM, then SIGKILL 10 s later.
-func runChild(ctx context.Context, argv []string) (int, error) {
+// endTree waits up to wait for the processes COMMAND left running (its
+// tree: see package proctree), then kills what is left, and journals
+// either. A daemon COMMAND started must not outlive enforcement: with the
+// table gone it would get out unrecorded. Waiting first lets a well-behaved
+// background job (a cache upload) finish under the policy; the bound keeps
+// `run` from hanging on a server that never ends.
+func endTree(ag *agent.Agent, tree *proctree.Group, wait time.Duration) {
+	defer func() {
+		if err := tree.Close(); err != nil {
+			ag.Note("agent", "warning", err.Error())
+		}
+	}()
+	pids, err := tree.Pids()
+	if err != nil {
+		ag.Note("agent", "warning", "cannot tell whether COMMAND left processes running: "+err.Error())
+		return
+	}
+	if len(pids) == 0 {
+		return
+	}
+	left := describePids(pids)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	t0 := time.Now()
+	if tree.Wait(ctx) == nil {
+		ag.Note("agent", "info", fmt.Sprintf("COMMAND exited leaving %s running; they ended %.1f s later, before enforcement did", left, time.Since(t0).Seconds()))
+		return
+	}
+	pids, _ = tree.Pids()
+	msg := fmt.Sprintf("COMMAND exited leaving %s running; %s still ran after %v (--leftover-wait) and were killed before enforcement ended",
+		left, describePids(pids), wait)
+	if err := tree.Kill(); err != nil {
+		msg += ": " + err.Error()
+	}
+	kctx, kcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer kcancel()
+	if err := tree.Wait(kctx); err != nil {
+		msg += "; some survived the kill: " + err.Error()
+	}
+	ag.Note("agent", "warning", msg)
+}
+
+// describePids names up to five processes ("3 process(es): 12 sleep, ...").
+func describePids(pids []int) string {
+	var names []string
+	for i, pid := range pids {
+		if i == 5 {
+			names = append(names, "…")
+			break
+		}
+		p := proc.Info(pid)
+		name := filepath.Base(p.Exe)
+		if p.Exe == "" {
+			name = "?"
+		}
+		names = append(names, fmt.Sprintf("%d %s", pid, name))
+	}
+	return fmt.Sprintf("%d process(es) (%s)", len(pids), strings.Join(names, ", "))
+}
+
+// runChild runs argv with our stdio, in tree, and returns its exit code.
+// When ctx ends (SIGINT/SIGTERM to us) the child gets SIGTERM, then
+// SIGKILL 10 s later.
+func runChild(ctx context.Context, argv []string, tree *proctree.Group) (int, error) {
 	c := exec.Command(argv[0], argv[1:]...)
 	c.Stdin, c.Stdout, c.Stderr = os.Stdin, os.Stdout, os.Stderr
+	c.SysProcAttr = &syscall.SysProcAttr{}
+	tree.Prepare(c.SysProcAttr)
 	if err := c.Start(); err != nil {
 		return 127, fmt.Errorf("start %s: %w", argv[0], err)
 	}
+	tree.Started(c.Process.Pid)
 	done := make(chan error, 1)
 	go func() { done <- c.Wait() }()
 	var werr error

@@ -20,6 +20,7 @@ const (
 	InputDisableTelemetry         = "disable-telemetry"
 	InputPolicy                   = "policy"
 	InputToken                    = "token"
+	InputKeepEnforcement          = "keep-enforcement" // see keep.go
 )
 
 // Inputs are the parsed and checked action inputs.
@@ -113,6 +114,9 @@ func ParseInputs(get func(string) string, readFile func(string) ([]byte, error))
 	}
 	if in.DisableSudoAndContainers {
 		in.DisableSudo = true
+	}
+	if _, err := KeepEnforcement(get, func(string) string { return "" }); err != nil {
+		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)

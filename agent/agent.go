@@ -397,3 +397,21 @@ func (a *Agent) teardown() error {
 	}
 	return errors.Join(errs...)
 }
+
+// Snapshot ends the journal's part the post step takes while the agent
+// goes on enforcing (see Journal.Snapshot): it returns the length of the
+// journal up to and with its Snapshot record.
+func (a *Agent) Snapshot() (int64, error) {
+	if a.journal == nil || a.stopped {
+		return 0, errors.New("agent: snapshot: the agent is not running")
+	}
+	return a.journal.Snapshot(event.Record{Snapshot: &event.Snapshot{Time: time.Now()}})
+}
+
+// Note writes a note into the journal from outside the agent's
+// components (e.g. `run`, about COMMAND's leftover processes).
+func (a *Agent) Note(component, level, message string) {
+	if a.journal != nil && !a.stopped {
+		a.journal.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: component, Level: level, Message: message}})
+	}
+}

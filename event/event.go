@@ -176,6 +176,10 @@ type Record struct {
 	// Start and Stop mark the agent's lifetime; Start carries the settings.
 	Start *Start `json:"start,omitempty"`
 	Stop  *Stop  `json:"stop,omitempty"`
+	// Snapshot marks where the post step took the journal while the
+	// agent went on enforcing (a GitHub-hosted VM is discarded after the
+	// job): a report built from it ends here.
+	Snapshot *Snapshot `json:"snapshot,omitempty"`
 }
 
 // Start is the first journal record: when enforcement began and with what policy.
@@ -191,6 +195,11 @@ type Start struct {
 
 // Stop is the last journal record, written when the agent shuts down cleanly.
 type Stop struct {
+	Time time.Time `json:"time"`
+}
+
+// Snapshot is the last record of a journal taken while the agent still ran.
+type Snapshot struct {
 	Time time.Time `json:"time"`
 }
 

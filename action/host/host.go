@@ -128,7 +128,7 @@ func Install(ctx context.Context, cfg Config, log *slog.Logger) (*Result, error)
 	if err := os.MkdirAll(state, 0o700); err != nil {
 		return nil, fmt.Errorf("host: %w", err)
 	}
-	for _, f := range []string{agent.StatePid, agent.StateReady, agent.StateFailed, agent.StateStopped} {
+	for _, f := range []string{agent.StatePid, agent.StateReady, agent.StateFailed, agent.StateStopped, agent.StateSnapshot} {
 		_ = os.Remove(filepath.Join(state, f))
 	}
 	bin := filepath.Join(cfg.Dir, "harden-runner")

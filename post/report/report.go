@@ -70,6 +70,8 @@ type Options struct {
 	// labelled with the step their process ran under, else with the step
 	// whose window contains their first time (see labelSteps).
 	Steps []Step
+	// Journal is where the journal came from (agent.journal).
+	Journal JournalInfo
 }
 
 // Report is the content of report.json. Build creates it; callers treat it
@@ -159,15 +161,19 @@ type Message struct {
 
 // Agent describes the agent's own health during the run.
 type Agent struct {
-	Start          *time.Time  `json:"start"` // nil if the journal has no Start record
-	Stop           *time.Time  `json:"stop"`  // nil if the agent did not stop cleanly
-	StoppedCleanly bool        `json:"stopped_cleanly"`
-	Errors         []Message   `json:"errors"`
-	Warnings       []Message   `json:"warnings"`
-	Info           []Message   `json:"info"`
-	Components     []Component `json:"components"`
-	Lost           Tally       `json:"lost"`
-	Unattributed   Tally       `json:"unattributed"`
+	Start          *time.Time `json:"start"` // nil if the journal has no Start record
+	Stop           *time.Time `json:"stop"`  // nil if the agent did not stop cleanly
+	StoppedCleanly bool       `json:"stopped_cleanly"`
+	// Snapshot is the time of the journal's Snapshot record when the
+	// journal ends there: the agent went on enforcing after it.
+	Snapshot     *time.Time  `json:"snapshot,omitempty"`
+	Journal      JournalInfo `json:"journal"`
+	Errors       []Message   `json:"errors"`
+	Warnings     []Message   `json:"warnings"`
+	Info         []Message   `json:"info"`
+	Components   []Component `json:"components"`
+	Lost         Tally       `json:"lost"`
+	Unattributed Tally       `json:"unattributed"`
 	// UnattributedEvents counts flows, DNS queries and file events in the
 	// journal whose process is unknown (PID 0).
 	UnattributedEvents int `json:"unattributed_events"`
@@ -363,13 +369,22 @@ func Build(recs []event.Record, opt Options) *Report {
 		case rec.Stop != nil:
 			t := rec.Stop.Time
 			a.Stop = &t
+			a.Snapshot = nil // a snapshot before the end is just a mark
+		case rec.Snapshot != nil:
+			t := rec.Snapshot.Time
+			a.Snapshot = &t
 		case rec.Start != nil:
 		default:
 			a.UnknownRecords++
 		}
 	}
 	a.StoppedCleanly = a.Stop != nil
-	if !a.StoppedCleanly {
+	a.Journal = opt.Journal
+	a.Journal.Snapshot = a.Snapshot != nil
+	if a.Snapshot != nil {
+		a.Info = append(a.Info, Message{Component: "report",
+			Message: "the journal is a snapshot taken while the agent went on enforcing: events after it are not in this report, and components report their counts (lost events among them) only when they stop"})
+	} else if !a.StoppedCleanly {
 		a.Warnings = append(a.Warnings, Message{Component: "report",
 			Message: "agent did not stop cleanly: events from its last moments may be missing"})
 	}

@@ -578,3 +578,36 @@ func TestWireNamesNotSuggested(t *testing.T) {
 		}
 	}
 }
+
+// TestBuildSnapshot: a journal that ends with a Snapshot record is a
+// report of a still-enforcing agent, not one that died: no "did not stop
+// cleanly", a snapshot time, and the summary says later events are
+// missing. A Stop after a Snapshot (the whole journal, later) is a
+// normal stop. The journal's provenance is copied into agent.journal.
+func TestBuildSnapshot(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	start := event.Record{Start: &event.Start{Time: t0, Mode: "block"}}
+	snap := event.Record{Snapshot: &event.Snapshot{Time: t0.Add(time.Minute)}}
+	info := JournalInfo{Verified: true, Via: "test", Bytes: 42, SHA256: "ab"}
+	r := Build([]event.Record{start, snap}, Options{Journal: info})
+	if r.Agent.Snapshot == nil || !r.Agent.Snapshot.Equal(t0.Add(time.Minute)) || r.Agent.StoppedCleanly {
+		t.Errorf("agent %+v", r.Agent)
+	}
+	if !r.Agent.Journal.Verified || !r.Agent.Journal.Snapshot || r.Agent.Journal.Bytes != 42 {
+		t.Errorf("agent.journal %+v", r.Agent.Journal)
+	}
+	for _, w := range r.Agent.Warnings {
+		if strings.Contains(w.Message, "did not stop cleanly") {
+			t.Errorf("a snapshot reads as a dead agent: %s", w.Message)
+		}
+	}
+	sum := r.Summary(DefaultSummaryMax)
+	if !strings.Contains(sum, "events after the snapshot are not in it") || strings.Contains(sum, "did not stop cleanly") {
+		t.Errorf("summary:\n%s", sum)
+	}
+
+	r = Build([]event.Record{start, snap, {Stop: &event.Stop{Time: t0.Add(2 * time.Minute)}}}, Options{})
+	if r.Agent.Snapshot != nil || !r.Agent.StoppedCleanly || r.Agent.Journal.Snapshot || r.Agent.Journal.Verified {
+		t.Errorf("snapshot then stop: %+v", r.Agent)
+	}
+}

@@ -114,13 +114,19 @@ func (r *Report) writeHead(w *mdWriter) {
 	}
 	w.put("## 🛡️ harden-runner (" + mode + "): " + strings.Join(parts, ", ") + "\n\n")
 	a := r.Agent
-	if !a.StoppedCleanly {
+	if a.Snapshot != nil {
+		w.put("> ℹ️ The agent still enforces until the VM is discarded: this report is a snapshot of its journal at " +
+			a.Snapshot.UTC().Format("15:04:05") + " UTC; events after the snapshot are not in it, nor counts of lost events (components count them when they stop).\n\n")
+	} else if !a.StoppedCleanly {
 		w.put("> ⚠️ The agent did not stop cleanly: events from its last moments may be missing.\n\n")
 	}
 	if n := len(a.Errors); n > 0 {
 		w.put("> ❌ The agent reported " + plural(n, "error", "errors") + ": see Agent health below.\n\n")
 	}
-	if !a.Lost.Total.Known || a.Lost.Total.N > 0 {
+	switch {
+	case a.Snapshot != nil && !a.Lost.Total.Known:
+		// Components count their losses when they stop; they have not.
+	case !a.Lost.Total.Known || a.Lost.Total.N > 0:
 		w.put("> ⚠️ Events lost: " + a.Lost.Total.String() + ". This report may be incomplete.\n\n")
 	}
 }
@@ -550,6 +556,8 @@ func (r *Report) writeTail(w *mdWriter, policy bool) {
 	}
 	if a.Stop != nil {
 		facts = append(facts, "Stopped: "+cell(a.Stop.UTC().Format(time.RFC3339)))
+	} else if a.Snapshot != nil {
+		facts = append(facts, "Snapshot: "+cell(a.Snapshot.UTC().Format(time.RFC3339))+" (the agent went on enforcing)")
 	} else {
 		facts = append(facts, "Stopped: the agent did not stop cleanly")
 	}
