@@ -161,6 +161,7 @@ func TestRunTCPDNSFloodAtExit(t *testing.T) {
 	start := time.Now()
 	cmd := w.In(w.Runner, w.bin, "run", "--report-dir", reportDir, "--workspace", w.tmp, "--disable-file-monitoring",
 		"--egress-policy", "block", "--allowed-endpoints", "*.allowed.test:443", "--upstream", "198.18.0.2",
+		"--leftover-wait", "1s",
 		"--", "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", "/bin/sh", script)
 	done := make(chan error, 1)
 	var out []byte
@@ -199,12 +200,20 @@ func TestRunTCPDNSFloodAtExit(t *testing.T) {
 	if err := json.Unmarshal(b, &rep); err != nil {
 		t.Fatal(err)
 	}
+	// The process holding the queries outlives COMMAND: run kills it after
+	// --leftover-wait, before the resolver closes, and says so. (The
+	// resolver's own bound with queries still in flight, counted as lost,
+	// is TestCloseWithTCPQueriesInFlight.)
 	lost, err := strconv.ParseUint(string(rep.Agent.Lost.ByComponent["resolver"]), 10, 64)
 	t.Logf("resolver lost: %s; warnings %+v", rep.Agent.Lost.ByComponent["resolver"], rep.Agent.Warnings)
-	if err != nil || lost == 0 {
-		t.Errorf("the report counts %s lost for the resolver; want a number > 0", rep.Agent.Lost.ByComponent["resolver"])
+	if err != nil {
+		t.Errorf("the report has no lost count for the resolver: %q", rep.Agent.Lost.ByComponent["resolver"])
 	}
-	if sum, _ := os.ReadFile(filepath.Join(reportDir, "summary.md")); !strings.Contains(string(sum), "lost") {
-		t.Errorf("summary.md does not mention the loss:\n%s", sum)
+	killed := false
+	for _, w := range rep.Agent.Warnings {
+		killed = killed || strings.Contains(w.Message, "goclient") && strings.Contains(w.Message, "killed")
+	}
+	if !killed && lost == 0 {
+		t.Errorf("the report neither names the killed flood holder nor counts queries lost: %+v", rep.Agent.Warnings)
 	}
 }
