@@ -121,6 +121,9 @@ func TestRunRelayChecksNames(t *testing.T) {
 		{"evil-http-v4", "curl -s -4 --max-time 5 -H 'Host: evil.test' http://allowed.test/ | grep -q ok"},
 		{"evil-http-v6", "curl -s -6 --max-time 5 -H 'Host: evil.test' http://allowed.test/ | grep -q ok"},
 		{"evil-http-403", "curl -s -4 --max-time 5 -o /dev/null -w '%{http_code}' -H 'Host: evil.test' http://allowed.test/ | grep -qx 403"},
+		// What a lenient server (Go's, here) serves: a made-up method, an empty line first.
+		{"evil-http-odd-method", `printf 'SSH-2.0-x / HTTP/1.1\r\nHost: evil.test\r\nConnection: close\r\n\r\n' | socat -T2 - TCP:198.18.1.10:80 | grep -q '^ok'`},
+		{"evil-http-empty-line", `printf '\r\nGET / HTTP/1.1\r\nHost: evil.test\r\nConnection: close\r\n\r\n' | socat -T2 - TCP:198.18.1.10:80 | grep -q '^ok'`},
 		{"evil-hello", "echo | openssl s_client -connect 198.18.1.10:443 -servername evil.test 2>&1 | grep -q 'BEGIN CERTIFICATE'"},
 		{"no-sni", "curl -sk --max-time 5 https://198.18.1.10/"},
 		{"silent", "HR_GOCLIENT=silent " + w.self + " 198.18.1.10:443"},

@@ -11,18 +11,58 @@ import (
 // the Host header.
 const maxHeader = 8 << 10
 
-// looksHTTP reports whether b starts like an HTTP/1 request line: an
-// upper-case method token followed by a space (or may still, if short).
-func looksHTTP(b []byte) bool {
+// httpLike says whether b (after any empty lines) may be an HTTP/1 request
+// as a lenient server reads one.
+type httpLike int
+
+const (
+	notHTTP   httpLike = iota // another protocol
+	maybeHTTP                 // more bytes are needed to tell
+	isHTTP                    // a request line: check its Host
+)
+
+// classifyHTTP looks at the first line. It is HTTP if the line is a token
+// (any method: servers accept "get" and made-up ones), white space, and
+// ends in a field starting "HTTP/" (any case); it is not if a byte no
+// method has comes before the first space (an SSH banner without a
+// comment, a binary message), or if the first line ends without that form
+// (an SSH banner with one). HTTP/0.9 ("GET /", no version, no Host) is not
+// HTTP here: it can only reach the address's default site.
+func classifyHTTP(b []byte) httpLike {
+	sp := -1
 	for i, c := range b {
-		switch {
-		case c == ' ':
-			return i > 0
-		case c < 'A' || c > 'Z' || i >= 16:
-			return false
+		if c == ' ' || c == '\t' {
+			sp = i
+			break
+		}
+		if !isTokenChar(c) {
+			return notHTTP
 		}
 	}
-	return true
+	switch {
+	case sp < 0:
+		return maybeHTTP
+	case sp == 0:
+		return isHTTP // white space first: let the strict parser refuse it
+	}
+	lf := bytes.IndexByte(b, '\n')
+	if lf < 0 {
+		if len(b) >= maxHeader {
+			return isHTTP // let the parser refuse the over-long head
+		}
+		return maybeHTTP
+	}
+	f := bytes.Fields(b[:lf])
+	if len(f) >= 3 && len(f[len(f)-1]) >= 5 && strings.EqualFold(string(f[len(f)-1][:5]), "HTTP/") {
+		return isHTTP
+	}
+	return notHTTP
+}
+
+// isTokenChar reports whether c may be in an HTTP token (RFC 9110 tchar).
+func isTokenChar(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+		strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
 }
 
 // parseHTTPHost reads the Host header of the first HTTP/1 request in b. It

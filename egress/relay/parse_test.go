@@ -211,3 +211,67 @@ func FuzzParseHTTPHost(f *testing.F) {
 		}
 	})
 }
+
+// TestClassifyLenientHTTP: requests a lenient HTTP server would serve are
+// checked as HTTP however they start (an empty line first, a lower-case or
+// made-up method); other protocols' first bytes (an SSH banner with or
+// without a comment, a binary startup message) are not taken for HTTP.
+func TestClassifyLenientHTTP(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		kind kind
+		name string
+		done bool
+	}{
+		{"\r\nGET / HTTP/1.1\r\nHost: evil.test\r\n\r\n", kindHTTP, "evil.test", true},
+		{"\n\r\nGET / HTTP/1.1\r\nHost: evil.test\r\n\r\n", kindHTTP, "evil.test", true},
+		{"get / HTTP/1.1\r\nHost: evil.test\r\n\r\n", kindHTTP, "evil.test", true},
+		{"SSH-2.0-x / HTTP/1.1\r\nHost: evil.test\r\n\r\n", kindHTTP, "evil.test", true},
+		{"GET  /  http/1.1\r\nHost: evil.test\r\n\r\n", kindMalformed, "", true}, // not 1.x as we parse it: refused, not let through
+		{"GET / HTTP/1.1\r\nHost: evil", kindOther, "", false},                   // wait for the whole head
+		{"GET", kindOther, "", false},
+		{"SSH-2.0-OpenSSH_9.6p1 Ubuntu-3ubuntu13\r\n", kindOther, "", true},
+		{"SSH-2.0-OpenSSH_9.6\r\n", kindOther, "", true},
+		{"\x00\x00\x00\x08\x04\xd2\x16\x2f", kindOther, "", true}, // PostgreSQL SSLRequest
+		{"\x16\x03\x01\x00\x05\x01\x00\x00\x01\x00", kindMalformed, "", true},
+	} {
+		s, done := classify([]byte(c.in), false)
+		if done != c.done || (done && (s.kind != c.kind || s.name != c.name)) {
+			t.Errorf("%q: %v %q done=%v; want %v %q done=%v", c.in, s.kind, s.name, done, c.kind, c.name, c.done)
+		}
+	}
+}
+
+// FuzzClassify: whatever the first bytes, classify never panics, and what
+// it lets pass unchecked (kindOther) never has a first line a lenient HTTP
+// server would take for a request: empty lines, then a method token, white
+// space, and a last field starting "HTTP/".
+func FuzzClassify(f *testing.F) {
+	for _, s := range []string{"GET / HTTP/1.1\r\nHost: a\r\n\r\n", "\r\nget / http/1.1\r\n\r\n", "SSH-2.0-x y\r\n", "\x00\x01", "A B HTTP/1.0\n\n"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, done := classify(b, true)
+		if !done || s.kind != kindOther {
+			return
+		}
+		req := bytes.TrimLeft(b, "\r\n")
+		line, _, _ := bytes.Cut(req, []byte("\n"))
+		fields := bytes.Fields(line)
+		if len(fields) < 3 || len(line) == 0 || line[0] == ' ' || line[0] == '\t' {
+			return
+		}
+		for _, c := range fields[0] {
+			if !isTokenChar(c) {
+				return
+			}
+		}
+		// The method must be followed by white space directly.
+		if m := len(fields[0]); m >= len(line) || (line[m] != ' ' && line[m] != '\t') {
+			return
+		}
+		if last := fields[len(fields)-1]; len(last) >= 5 && strings.EqualFold(string(last[:5]), "HTTP/") {
+			t.Fatalf("%q passed as another protocol, but reads as an HTTP request", b)
+		}
+	})
+}

@@ -24,6 +24,7 @@
 package relay
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -375,15 +376,24 @@ func classify(b []byte, full bool) (sniffed, bool) {
 	}
 	var s sniffed
 	var err error
+	// Servers skip empty lines before a request line: so does the check.
+	req := bytes.TrimLeft(b, "\r\n")
 	switch {
 	case b[0] == recordHandshake:
 		s.kind = kindTLS
 		s.name, err = parseClientHello(b)
-	case looksHTTP(b):
-		s.kind = kindHTTP
-		s.name, err = parseHTTPHost(b)
+	case len(req) == 0:
+		s.kind, err = kindHTTP, errNeedMore
 	default:
-		return sniffed{kind: kindOther}, true
+		switch classifyHTTP(req) {
+		case notHTTP:
+			return sniffed{kind: kindOther}, true
+		case maybeHTTP:
+			s.kind, err = kindHTTP, errNeedMore
+		default:
+			s.kind = kindHTTP
+			s.name, err = parseHTTPHost(req)
+		}
 	}
 	if errors.Is(err, errNeedMore) {
 		if !full {
