@@ -256,11 +256,13 @@ func Post(ctx context.Context, env *Env, h Host) error {
 		fmt.Fprintln(env.Stdout, "harden-runner: the agent was not started in this job; no report")
 		return nil
 	}
-	var notes []string
+	// cautions say the report itself cannot be trusted: they come before
+	// the verdict, which they qualify. Other notes come after it.
+	var notes, cautions []string
 	var errs []error
 	fail := func(err error, note string) {
 		a.WithFieldsMap(map[string]string{"title": "harden-runner"}).Errorf("%s", err.Error())
-		notes = append(notes, "> [!CAUTION]\n> "+note+inlineText(err.Error())+"\n")
+		cautions = append(cautions, "> [!CAUTION]\n> "+note+inlineText(err.Error())+"\n\n")
 		errs = append(errs, err)
 	}
 	if keepErr != nil {
@@ -274,7 +276,7 @@ func Post(ctx context.Context, env *Env, h Host) error {
 		if stopErr == nil {
 			fail(errors.New("the agent's journal did not arrive over the trusted channel"), "")
 		}
-		notes = append(notes, "> [!CAUTION]\n> This report has no verified journal: it does not show what happened in this job.\n")
+		cautions = append(cautions, "> [!CAUTION]\n> This report has no verified journal: it does not show what happened in this job.\n\n")
 	case len(got.Journal) == 0:
 		fail(errors.New("the agent's journal is empty"), "")
 	}
@@ -304,7 +306,8 @@ func Post(ctx context.Context, env *Env, h Host) error {
 	}
 	anns := Annotations(rep)
 	notes = append(notes, publish(ctx, env, a, rep, anns)...)
-	summary := rep.SummaryNotes(report.DefaultSummaryMax, notes) // verdict first, notes after
+	head := strings.Join(cautions, "")
+	summary := head + rep.SummaryNotes(report.DefaultSummaryMax-len(head), notes) // verdict first, notes after
 	blocked := rep.Counts.DestinationsBlocked + rep.Counts.DNSBlockedNames
 	errs = append(errs,
 		fileCommand("GITHUB_STEP_SUMMARY", func() { a.AddStepSummary(summary) }),
