@@ -131,13 +131,22 @@ func agentCmd(ctx context.Context, args []string, log *slog.Logger) (int, error)
 func installCmd(ctx context.Context, args []string, log *slog.Logger) (int, error) {
 	fs := flag.NewFlagSet("install", flag.ContinueOnError)
 	conf := fs.String("config-json", "", "install request (JSON, see host.Config)")
+	confFile := fs.String("config-file", "", "file holding the install request (for requests over the 128 KiB an argument holds)")
 	noSystemd := fs.Bool("no-systemd", false, "start a detached process even if PID 1 is systemd")
 	if err := fs.Parse(args); err != nil {
 		return 2, err
 	}
+	src, raw := "--config-json", []byte(*conf)
+	if *confFile != "" {
+		b, err := os.ReadFile(*confFile)
+		if err != nil {
+			return 2, fmt.Errorf("install: --config-file: %w", err)
+		}
+		src, raw = "--config-file "+*confFile, b
+	}
 	var cfg host.Config
-	if err := json.Unmarshal([]byte(*conf), &cfg); err != nil {
-		return 2, fmt.Errorf("install: --config-json: %w", err)
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		return 2, fmt.Errorf("install: %s: %w", src, err)
 	}
 	cfg.NoSystemd = cfg.NoSystemd || *noSystemd
 	res, err := host.Install(ctx, cfg, log)

@@ -63,6 +63,9 @@ func (d *DockerHost) helperConfig(autoRemove bool, args ...string) docker.Create
 	}
 }
 
+// helperConfigFile is where the install helper finds its request.
+const helperConfigFile = "harden-runner-install.json"
+
 func (d *DockerHost) remove(id string) {
 	if id != "" {
 		_ = d.Docker.Remove(context.Background(), id)
@@ -78,8 +81,15 @@ func (d *DockerHost) Start(ctx context.Context, req StartRequest) (*StartResult,
 	if err != nil {
 		return nil, err
 	}
-	id, err := d.Docker.Create(ctx, "", d.helperConfig(true, "install", "--config-json", string(cfg)))
+	// The request goes in as a file in the helper's own root file system,
+	// not as an argument: a long policy (100,000 entries) is megabytes, and
+	// one argument holds at most 128 KiB.
+	id, err := d.Docker.Create(ctx, "", d.helperConfig(true, "install", "--config-file", "/"+helperConfigFile))
 	if err != nil {
+		return nil, fmt.Errorf("helper container: %w", err)
+	}
+	if err := d.Docker.PutFile(ctx, id, "/", helperConfigFile, cfg); err != nil {
+		d.remove(id)
 		return nil, fmt.Errorf("helper container: %w", err)
 	}
 	stream, err := d.Docker.Attach(ctx, id)
