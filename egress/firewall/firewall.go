@@ -11,10 +11,13 @@
 //	        denies port-53 packets that escaped the DNS redirect; every TCP
 //	        SYN -> egress (even if conntrack reuses an old entry);
 //	        established/related; a TCP segment without SYN in a new entry
-//	        (a connection from before we started) -> accept; then egress
-//	forward (filter, hook forward): the same for containers, egress_fwd
+//	        only if it is a connection from before we started (pre4/pre6);
+//	        DHCP to the broadcast address or the lease's server, NDP/MLD
+//	        that cannot leave the link (see sidedoor.go); then egress
+//	forward (filter, hook forward): the same for containers, egress_fwd,
+//	        without any of those exemptions
 //	egress, egress_fwd: allowed address·port (sets) -> log + accept;
-//	        NDP/MLD and DHCP -> accept; everything else -> deny
+//	        everything else -> deny
 //	deny:   NFQUEUE to the gate (egress/gate), which records the flow with
 //	        its process, then accepts it (audit) or gives it back with the
 //	        reject mark (block)
@@ -68,7 +71,15 @@ type Config struct {
 	Queues       uint16            // flows are balanced over Queue..Queue+Queues-1 by hash; default 1
 	RejectMark   uint32            // mark the gate sets on packets to reject
 	NetNS        int               // netns fd to work in; 0 = the caller's namespace
-	Log          *slog.Logger
+	// Preexisting are the TCP connections open before the table (see
+	// proc.TCPConns): their segments keep passing even if conntrack first
+	// sees them mid-stream. Any other TCP segment without SYN in a new
+	// conntrack entry is treated as a new flow.
+	Preexisting []Conn
+	// DHCPServers are the lease's servers, which DHCP renewals go to by
+	// unicast; broadcast and ff02::1:2 are always allowed.
+	DHCPServers []netip.Addr
+	Log         *slog.Logger
 }
 
 // Firewall manages one nftables table. Safe for concurrent use.
