@@ -137,6 +137,8 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 		Queues:       uint16(runtime.GOMAXPROCS(0)), // one gate reader per CPU
 		Prefixes:     p.Prefixes(),
 		ResolverPort: a.cfg.ResolverPort,
+		Preexisting:  preexisting(emit),
+		DHCPServers:  dhcpServers(),
 		Log:          a.log,
 	})
 	if err != nil {
@@ -236,6 +238,23 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	}
 	a.log.Info("agent: enforcing", "mode", p.Mode(), "endpoints", len(start.AllowedEndpoints))
 	return nil
+}
+
+// preexisting snapshots the TCP connections open now, which keep working
+// under the firewall however conntrack first sees them. Without the
+// snapshot they are cut when next used mid-stream: said in the journal.
+func preexisting(emit event.Emit) []firewall.Conn {
+	conns, err := proc.TCPConns()
+	if err != nil {
+		emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "firewall", Level: "warning",
+			Message: "connections open before the agent may break: " + err.Error()}})
+		return nil
+	}
+	out := make([]firewall.Conn, len(conns))
+	for i, c := range conns {
+		out[i] = firewall.Conn{Local: c.Local, Remote: c.Remote}
+	}
+	return out
 }
 
 // startFiles takes the workspace baseline and starts watching it.
