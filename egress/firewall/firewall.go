@@ -94,6 +94,7 @@ type Firewall struct {
 	installed bool
 	expiry    map[elemKey]time.Time // our view of dyn-set elements' expiry
 	lastPrune time.Time
+	shape     shape // the table as installed (restore.go)
 }
 
 type elemKey struct {
@@ -179,6 +180,11 @@ func (f *Firewall) Install() error {
 	}
 	f.table, f.sets, f.installed = b.table, b.sets, true
 	clear(f.expiry)
+	sh, err := f.readShapeLocked()
+	if err != nil {
+		return fmt.Errorf("firewall: install table %q: read it back: %w", f.cfg.Table, err)
+	}
+	f.shape = sh
 	return nil
 }
 
