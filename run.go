@@ -34,6 +34,7 @@ type runOptions struct {
 	implicitAllows bool
 	noContainers   bool
 	dockerSocket   string
+	onTamper       string
 }
 
 func parseRunFlags(args []string, stderr io.Writer) (*runOptions, []string, error) {
@@ -50,8 +51,12 @@ func parseRunFlags(args []string, stderr io.Writer) (*runOptions, []string, erro
 	fs.BoolVar(&o.implicitAllows, "github-runner-endpoints", true, "also allow what a GitHub-hosted runner needs to run the job (see README)")
 	fs.BoolVar(&o.noContainers, "disable-containers", false, "leave docker to root and to docker commands Runner.Worker starts (see dockergate)")
 	fs.StringVar(&o.dockerSocket, "docker-socket", dockergate.DefaultSocket, "dockerd's socket, for --disable-containers")
+	fs.StringVar(&o.onTamper, "on-tamper", "fail", "fail (exit non-zero) or report (only record) when something changes or switches off our enforcement during the run")
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, err
+	}
+	if o.onTamper != "fail" && o.onTamper != "report" {
+		return nil, nil, fmt.Errorf("run: --on-tamper %q: must be fail or report", o.onTamper)
 	}
 	cmd := fs.Args()
 	if len(cmd) == 0 {
@@ -114,7 +119,11 @@ func runCmd(ctx context.Context, args []string, log *slog.Logger) (int, error) {
 	code, cmdErr := runChild(ctx, argv)
 	stopErr := ag.Stop()
 	repErr := writeReport(journal, o.reportDir, ws)
-	if err := errors.Join(cmdErr, stopErr, repErr); err != nil {
+	var tamperErr error
+	if n := ag.Tampered(); n > 0 && o.onTamper == "fail" {
+		tamperErr = fmt.Errorf("enforcement was tampered with %d time(s) during the run (restored; see the report's agent errors); --on-tamper report only records it", n)
+	}
+	if err := errors.Join(cmdErr, stopErr, repErr, tamperErr); err != nil {
 		if code == 0 {
 			code = 1
 		}

@@ -21,6 +21,7 @@ import (
 	"github.com/harden-runner/harden-runner/egress/firewall"
 	"github.com/harden-runner/harden-runner/egress/flowlog"
 	"github.com/harden-runner/harden-runner/egress/gate"
+	"github.com/harden-runner/harden-runner/egress/guard"
 	"github.com/harden-runner/harden-runner/egress/policy"
 	"github.com/harden-runner/harden-runner/egress/resolver"
 	"github.com/harden-runner/harden-runner/event"
@@ -65,6 +66,7 @@ type Agent struct {
 	fw         *firewall.Firewall
 	flows      *flowlog.Reader
 	gate       *gate.Gate
+	guard      *guard.Guard
 	priv       *privmon.Monitor
 	docker     *dockergate.Gate
 	finder     *proc.Finder
@@ -188,6 +190,9 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	if err = a.fw.Install(); err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
+	if err = a.startGuard(ctx, emit); err != nil {
+		return err
+	}
 	a.flushHostDNSCache(emit)
 	// Privilege use is reported, not enforced: a machine without fanotify
 	// or without any of the programs only loses that section.
@@ -238,6 +243,36 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	}
 	a.log.Info("agent: enforcing", "mode", p.Mode(), "endpoints", len(start.AllowedEndpoints))
 	return nil
+}
+
+// startGuard watches the table just installed: whoever else changes it,
+// it goes back and the journal gets an error naming them. Enforcement
+// that cannot be watched is not started (block mode would fail open
+// unnoticed).
+func (a *Agent) startGuard(ctx context.Context, emit event.Emit) error {
+	var hooks []guard.Hook
+	for _, h := range a.fw.Hooks() {
+		hooks = append(hooks, guard.Hook{Hook: h.Hook, Priority: h.Priority})
+	}
+	g, err := guard.New(guard.Config{Table: firewall.DefaultTable, Hooks: hooks, Restore: a.fw.Restore,
+		Verify: a.fw.Verify, Emit: emit, Process: proc.Info, Log: a.log})
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	if err := g.Start(ctx); err != nil {
+		return fmt.Errorf("agent: watch the firewall: %w", err)
+	}
+	a.guard = g
+	return nil
+}
+
+// Tampered returns how many times something changed our enforcement
+// (see package egress/guard). Read it after Stop for the final count.
+func (a *Agent) Tampered() int {
+	if a.guard == nil {
+		return 0
+	}
+	return a.guard.Tampered()
 }
 
 // preexisting snapshots the TCP connections open now, which keep working
@@ -322,6 +357,10 @@ func (a *Agent) teardown() error {
 		errs = append(errs, a.files.Close())
 	}
 	a.filesMu.Unlock()
+	// The guard before the table: removing it is no tampering.
+	if a.guard != nil {
+		errs = append(errs, a.guard.Close())
+	}
 	// The table goes first, so no query is redirected to a closed resolver.
 	if a.fw != nil {
 		errs = append(errs, a.fw.Remove())
