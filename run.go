@@ -109,6 +109,7 @@ func runCmd(ctx context.Context, args []string, log *slog.Logger) (int, error) {
 		Policy: pol, Upstreams: ups, ResolverPort: uint16(o.resolverPort), ClientServers: clientServers,
 		JournalPath: journal, Workspace: ws, FileMonitoring: !o.noFileMonitor, Log: log,
 		DisableContainers: o.noContainers, Docker: dockergate.Config{Socket: o.dockerSocket},
+		WatchEtc: "/etc",
 	})
 	if err != nil {
 		return 1, fmt.Errorf("run: %w", err)

@@ -55,7 +55,12 @@ type Config struct {
 	// Process are the agent's).
 	DisableContainers bool
 	Docker            dockergate.Config
-	Log               *slog.Logger
+	// WatchEtc, when set, is the machine's /etc as the agent sees it: changes
+	// of resolv.conf, hosts and the sudoers files there are tamper errors
+	// with the writer (guard.WatchFiles). Start it after our own changes
+	// there (disable-sudo).
+	WatchEtc string
+	Log      *slog.Logger
 }
 
 // Agent runs the components. Start once, Stop once (Stop is safe to repeat).
@@ -67,6 +72,7 @@ type Agent struct {
 	flows      *flowlog.Reader
 	gate       *gate.Gate
 	guard      *guard.Guard
+	etc        *guard.Files
 	priv       *privmon.Monitor
 	docker     *dockergate.Gate
 	finder     *proc.Finder
@@ -263,16 +269,30 @@ func (a *Agent) startGuard(ctx context.Context, emit event.Emit) error {
 		return fmt.Errorf("agent: watch the firewall: %w", err)
 	}
 	a.guard = g
+	if a.cfg.WatchEtc != "" {
+		// Reported, not enforced: a machine without fanotify only loses this.
+		f, err := guard.WatchFiles(ctx, guard.FilesConfig{Root: a.cfg.WatchEtc, Emit: emit, Process: proc.Info, Log: a.log})
+		if err != nil {
+			emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "guard", Level: "warning",
+				Message: "changes of resolv.conf, hosts and sudoers are not watched: " + err.Error()}})
+		} else {
+			a.etc = f
+		}
+	}
 	return nil
 }
 
 // Tampered returns how many times something changed our enforcement
 // (see package egress/guard). Read it after Stop for the final count.
 func (a *Agent) Tampered() int {
-	if a.guard == nil {
-		return 0
+	n := 0
+	if a.guard != nil {
+		n += a.guard.Tampered()
 	}
-	return a.guard.Tampered()
+	if a.etc != nil {
+		n += a.etc.Changes()
+	}
+	return n
 }
 
 // preexisting snapshots the TCP connections open now, which keep working
@@ -357,6 +377,9 @@ func (a *Agent) teardown() error {
 		errs = append(errs, a.files.Close())
 	}
 	a.filesMu.Unlock()
+	if a.etc != nil {
+		errs = append(errs, a.etc.Close())
+	}
 	// The guard before the table: removing it is no tampering.
 	if a.guard != nil {
 		errs = append(errs, a.guard.Close())

@@ -317,13 +317,8 @@ func summarize(changes []string) string {
 	return strings.Join(uniq, ", ")
 }
 
+// describe names the committer: the kernel's pid even if the process is gone.
 func describe(c Commit, p event.Process) string {
-	s := fmt.Sprintf("pid %d", c.PID)
-	if p.Exe != "" {
-		s += " " + p.Exe
-	}
-	if p.Cmdline != "" {
-		s += " (" + p.Cmdline + ")"
-	}
-	return s
+	p.PID = c.PID
+	return who(p)
 }
