@@ -73,6 +73,7 @@ type Agent struct {
 	gate       *gate.Gate
 	guard      *guard.Guard
 	etc        *guard.Files
+	sysctls    *guard.Sysctls
 	priv       *privmon.Monitor
 	docker     *dockergate.Gate
 	finder     *proc.Finder
@@ -269,6 +270,12 @@ func (a *Agent) startGuard(ctx context.Context, emit event.Emit) error {
 		return fmt.Errorf("agent: watch the firewall: %w", err)
 	}
 	a.guard = g
+	if s, err := guard.WatchSysctls(ctx, guard.SysctlsConfig{Emit: emit}); err != nil {
+		emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "guard", Level: "warning",
+			Message: "sysctls that weaken the rules are not watched: " + err.Error()}})
+	} else {
+		a.sysctls = s
+	}
 	if a.cfg.WatchEtc != "" {
 		// Reported, not enforced: a machine without fanotify only loses this.
 		f, err := guard.WatchFiles(ctx, guard.FilesConfig{Root: a.cfg.WatchEtc, Emit: emit, Process: proc.Info, Log: a.log})
@@ -291,6 +298,9 @@ func (a *Agent) Tampered() int {
 	}
 	if a.etc != nil {
 		n += a.etc.Changes()
+	}
+	if a.sysctls != nil {
+		n += a.sysctls.Changes()
 	}
 	return n
 }
@@ -379,6 +389,9 @@ func (a *Agent) teardown() error {
 	a.filesMu.Unlock()
 	if a.etc != nil {
 		errs = append(errs, a.etc.Close())
+	}
+	if a.sysctls != nil {
+		errs = append(errs, a.sysctls.Close())
 	}
 	// The guard before the table: removing it is no tampering.
 	if a.guard != nil {
