@@ -387,8 +387,13 @@ func (a *Agent) teardown() error {
 		errs = append(errs, a.files.Close())
 	}
 	a.filesMu.Unlock()
+	// The /etc watch drains and rescans as it closes (tens of ms): in
+	// parallel with the rest, collected before the journal closes.
+	etcClosed := make(chan error, 1)
 	if a.etc != nil {
-		errs = append(errs, a.etc.Close())
+		go func() { etcClosed <- a.etc.Close() }()
+	} else {
+		etcClosed <- nil
 	}
 	if a.sysctls != nil {
 		errs = append(errs, a.sysctls.Close())
@@ -413,6 +418,7 @@ func (a *Agent) teardown() error {
 	if a.finder != nil {
 		errs = append(errs, a.finder.Close())
 	}
+	errs = append(errs, <-etcClosed)
 	if a.cancel != nil {
 		a.cancel()
 	}
