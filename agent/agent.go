@@ -146,6 +146,7 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 		Queues:       uint16(runtime.GOMAXPROCS(0)), // one gate reader per CPU
 		Prefixes:     p.Prefixes(),
 		ResolverPort: a.cfg.ResolverPort,
+		Upstreams:    a.cfg.Upstreams,
 		Preexisting:  preexisting(emit),
 		DHCPServers:  dhcpServers(),
 		Log:          a.log,

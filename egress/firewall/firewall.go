@@ -76,6 +76,9 @@ type Config struct {
 	// sees them mid-stream. Any other TCP segment without SYN in a new
 	// conntrack entry is treated as a new flow.
 	Preexisting []Conn
+	// Upstreams are the resolver's upstream servers: the only destinations
+	// of packets carrying Mark. Empty: marked packets go anywhere.
+	Upstreams []netip.AddrPort
 	// DHCPServers are the lease's servers, which DHCP renewals go to by
 	// unicast; broadcast and ff02::1:2 are always allowed.
 	DHCPServers []netip.Addr

@@ -193,7 +193,8 @@ func TestRuleset(t *testing.T) {
 			}, Preexisting: []Conn{
 				{netip.MustParseAddrPort("198.18.0.1:40000"), netip.MustParseAddrPort("203.0.113.7:443")},
 				{netip.MustParseAddrPort("[2001:db8::1]:40001"), netip.MustParseAddrPort("[2001:db8:99::7]:22")},
-			}, DHCPServers: []netip.Addr{netip.MustParseAddr("168.63.129.16")}})
+			}, DHCPServers: []netip.Addr{netip.MustParseAddr("168.63.129.16")},
+				Upstreams: []netip.AddrPort{netip.MustParseAddrPort("198.18.0.2:53"), netip.MustParseAddrPort("[2001:db8::2]:53")}})
 			out, err := n.In(n.Runner, "nft", "list", "table", "inet", DefaultTable).Output()
 			if err != nil {
 				t.Fatalf("nft list: %v\n%s", err, out)

@@ -77,7 +77,7 @@ func (b *builder) build() {
 		[]expr.Any{&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 1}}, eq([]byte{127}), accept)
 	b.rule(out, meta(expr.MetaKeyNFPROTO), eq([]byte{unix.NFPROTO_IPV6}),
 		[]expr.Any{&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 24, Len: 16}}, eq(netip.IPv6Loopback().AsSlice()), accept)
-	b.rule(out, meta(expr.MetaKeyMARK), eq(binaryutil.NativeEndian.PutUint32(b.cfg.Mark)), accept)
+	b.resolverUpstream(out)
 	b.dnsGuard(out, deny)
 	// A SYN is a new connection even when conntrack calls it established
 	// (a 4-tuple reused while its old entry lingers in TIME_WAIT is taken

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 )
@@ -22,6 +23,10 @@ import (
 //   - DHCP only from the client's port to the server's, to the broadcast
 //     address (DHCPv4) or All_DHCP_Relay_Agents_and_Servers (DHCPv6), or to
 //     the lease's server (Config.DHCPServers).
+//   - Packets with the resolver's mark (Config.Mark) only to the resolver's
+//     upstreams (Config.Upstreams), UDP or TCP: a chain of another table
+//     that sets the mark, or root setting SO_MARK on its own socket, gets
+//     no further than the upstream DNS servers.
 //   - NDP (133-136) only with hop limit 255 to a link-local or link-scope
 //     multicast address, as RFC 4861 requires of every valid one; MLD (130-132,
 //     143) only with hop limit 1, which no router forwards. Redirects (137)
@@ -33,6 +38,8 @@ const (
 	setPre6  = "pre6"
 	setDHCP4 = "dhcp4"
 	setDHCP6 = "dhcp6"
+	setUp4   = "upstream4"
+	setUp6   = "upstream6"
 )
 
 // Conn is a TCP connection by its local and remote address.
@@ -79,6 +86,48 @@ func (b *builder) addSideDoorSets() {
 	}
 	b.addSet(&nftables.Set{Table: b.table, Name: setDHCP4, KeyType: nftables.TypeIPAddr, Constant: true}, d4)
 	b.addSet(&nftables.Set{Table: b.table, Name: setDHCP6, KeyType: nftables.TypeIP6Addr, Constant: true}, d6)
+
+	var u4, u6 []nftables.SetElement
+	for _, u := range b.cfg.Upstreams {
+		a := u.Addr().Unmap()
+		if a.Is4() {
+			u4 = append(u4, nftables.SetElement{Key: concatKey(a, u.Port())})
+		} else if a.Is6() {
+			u6 = append(u6, nftables.SetElement{Key: concatKey(a, u.Port())})
+		}
+	}
+	k4 := nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetService)
+	k6 := nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeInetService)
+	b.addSet(&nftables.Set{Table: b.table, Name: setUp4, KeyType: k4, Concatenation: true, Constant: true}, u4)
+	b.addSet(&nftables.Set{Table: b.table, Name: setUp6, KeyType: k6, Concatenation: true, Constant: true}, u6)
+}
+
+// resolverUpstream accepts the resolver's own marked upstream queries: to
+// its upstreams only, or, with no Config.Upstreams, anywhere (the firewall's
+// own tests).
+func (b *builder) resolverUpstream(ch *nftables.Chain) {
+	mark := []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(b.cfg.Mark)},
+	}
+	accept := verdict(expr.VerdictAccept)
+	if len(b.cfg.Upstreams) == 0 {
+		b.rule(ch, mark, accept)
+		return
+	}
+	for _, f := range []struct {
+		fam       byte
+		off, n, r uint32
+		set       string
+	}{{unix.NFPROTO_IPV4, 16, 4, 9, setUp4}, {unix.NFPROTO_IPV6, 24, 16, 2, setUp6}} {
+		for _, proto := range []byte{unix.IPPROTO_UDP, unix.IPPROTO_TCP} {
+			b.rule(ch, mark, meta(expr.MetaKeyNFPROTO), eq([]byte{f.fam}), meta(expr.MetaKeyL4PROTO), eq([]byte{proto}), []expr.Any{
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: f.off, Len: f.n},
+				&expr.Payload{DestRegister: f.r, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+				&expr.Lookup{SourceRegister: 1, SetName: f.set, SetID: b.sets[f.set].ID},
+			}, accept)
+		}
+	}
 }
 
 // preexisting accepts a TCP segment without SYN in a new conntrack entry

@@ -236,3 +236,51 @@ func TestPreexistingConnectionsKeepWorking(t *testing.T) {
 		t.Error("a connection missing from the snapshot got through mid-stream")
 	}
 }
+
+// TestMarkOnlyReachesUpstreams: root gives its own socket the resolver's
+// mark (SO_MARK; a chain of another table could set it on any packet) and
+// sends to a test host: without Upstreams in the config (the old ruleset)
+// it arrives, with them it does not, while a marked query to the upstream
+// still leaves.
+func TestMarkOnlyReachesUpstreams(t *testing.T) {
+	testnet.Skip(t)
+	upstream := netip.AddrPortFrom(testnet.DNS4, 53)
+	for i, c := range []struct {
+		upstreams []netip.AddrPort
+		dst       netip.AddrPort
+		want      bool
+	}{
+		{nil, netip.AddrPortFrom(testnet.Host4(10), 9999), true},
+		{[]netip.AddrPort{upstream}, netip.AddrPortFrom(testnet.Host4(10), 9999), false},
+		{[]netip.AddrPort{upstream}, netip.AddrPortFrom(testnet.Host4(10), 53), false},
+		{[]netip.AddrPort{upstream}, upstream, true},
+	} {
+		t.Run(fmt.Sprintf("%v to %v", c.upstreams, c.dst), func(t *testing.T) {
+			n := testnet.New(t)
+			capture := testnet.StartCapture(t, n.Internet)
+			install(t, n, Config{Block: true, Upstreams: c.upstreams})
+			m := fmt.Sprintf("marked-%d", i)
+			err := testnet.InNamespace(n.Runner, func() error {
+				fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+				if err != nil {
+					return err
+				}
+				defer unix.Close(fd)
+				if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_MARK, DefaultMark); err != nil {
+					return err
+				}
+				return unix.Sendto(fd, []byte(m), 0, sockaddr(c.dst))
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			wait := 300 * time.Millisecond
+			if c.want {
+				wait = 2 * time.Second
+			}
+			if got := capture.WaitSaw(m, wait); got != c.want {
+				t.Errorf("marked datagram arrived %v, want %v", got, c.want)
+			}
+		})
+	}
+}
