@@ -262,8 +262,15 @@ func (a *Agent) startGuard(ctx context.Context, emit event.Emit) error {
 	for _, h := range a.fw.Hooks() {
 		hooks = append(hooks, guard.Hook{Hook: h.Hook, Priority: h.Priority})
 	}
+	var existing []guard.Change
+	if chains, err := a.fw.ForeignBaseChains(); err == nil {
+		for _, c := range chains {
+			existing = append(existing, guard.Change{Family: guard.FamilyName(c.Family), Table: c.Table, Name: c.Name,
+				Hook: c.Hook, Priority: c.Priority})
+		}
+	}
 	g, err := guard.New(guard.Config{Table: firewall.DefaultTable, Hooks: hooks, Restore: a.fw.Restore,
-		Verify: a.fw.Verify, Emit: emit, Process: proc.Info, Log: a.log})
+		Verify: a.fw.Verify, Existing: existing, Emit: emit, Process: proc.Info, Log: a.log})
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}

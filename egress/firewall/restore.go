@@ -152,3 +152,36 @@ func (f *Firewall) Restore() error {
 	}
 	return nil
 }
+
+// BaseChain is a base chain of any table: where it runs and at what
+// priority. Family is the nftables family number (NFPROTO_*).
+type BaseChain struct {
+	Family      uint8
+	Table, Name string
+	Hook        uint32
+	Priority    int32
+}
+
+// ForeignBaseChains lists the base chains of every table but ours, for a
+// watch that reports those running before ours.
+func (f *Firewall) ForeignBaseChains() ([]BaseChain, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.conn == nil {
+		return nil, ErrNotInstalled
+	}
+	chains, err := f.conn.ListChains()
+	if err != nil {
+		return nil, fmt.Errorf("firewall: list chains: %w", err)
+	}
+	var out []BaseChain
+	for _, c := range chains {
+		if c.Hooknum == nil || c.Priority == nil || c.Table == nil ||
+			c.Table.Family == nftables.TableFamilyINet && c.Table.Name == f.cfg.Table {
+			continue
+		}
+		out = append(out, BaseChain{Family: uint8(c.Table.Family), Table: c.Table.Name, Name: c.Name,
+			Hook: uint32(*c.Hooknum), Priority: int32(*c.Priority)})
+	}
+	return out, nil
+}

@@ -129,10 +129,7 @@ func decode(m netlink.Message) (ch Change, gen *Commit, err error) {
 	if !ok {
 		return ch, nil, errNotNFT
 	}
-	ch = Change{Add: o.add, Object: o.object, Family: families[m.Data[0]]}
-	if ch.Family == "" {
-		ch.Family = fmt.Sprint(m.Data[0])
-	}
+	ch = Change{Add: o.add, Object: o.object, Family: FamilyName(m.Data[0])}
 	for ad.Next() {
 		switch t := ad.Type(); {
 		case t == attrTable:

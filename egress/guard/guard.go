@@ -44,11 +44,15 @@ type Config struct {
 	Restore func() error
 	// Verify checks our table is whole, for when notifications were lost
 	// (the socket overflowed); nil: restore unconditionally then.
-	Verify  func() error
-	NetNS   int // netns fd; 0: the caller's
-	Emit    event.Emit
-	Process func(pid int) event.Process // who a pid is (proc.Info); required
-	Log     *slog.Logger
+	Verify func() error
+	// Existing are other tables' base chains at Start (only Base, Family,
+	// Table, Name, Hook and Priority matter): those running before ours are
+	// reported as a warning, and rules added to them later as tampering.
+	Existing []Change
+	NetNS    int // netns fd; 0: the caller's
+	Emit     event.Emit
+	Process  func(pid int) event.Process // who a pid is (proc.Info); required
+	Log      *slog.Logger
 	// isSelf reports whether a thread id is one of ours; tests replace it.
 	isSelf func(tid int) bool
 }
@@ -107,6 +111,16 @@ func (g *Guard) Start(ctx context.Context) error {
 	}
 	_ = c.SetReadBuffer(readBuffer)
 	g.conn = c
+	for _, ch := range g.cfg.Existing {
+		ch.Add, ch.Object, ch.Base = true, "chain", true
+		if g.before(ch) {
+			g.early[earlyKey(ch)] = ch.String()
+			msg := fmt.Sprintf("chain %s %s %s (hook %s priority %d) runs before harden-runner's rules and can change what they see; it was there before the agent started",
+				ch.Family, ch.Table, ch.Name, hookName(ch.Hook), ch.Priority)
+			g.log.Warn("guard: " + msg)
+			g.cfg.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "guard", Level: "warning", Message: msg}})
+		}
+	}
 	go func() {
 		select {
 		case <-ctx.Done():
@@ -286,6 +300,14 @@ func (g *Guard) before(ch Change) bool {
 		}
 	}
 	return false
+}
+
+// FamilyName is nft's name for an nftables family number ("inet", "ip", ...).
+func FamilyName(fam uint8) string {
+	if n, ok := families[fam]; ok {
+		return n
+	}
+	return fmt.Sprint(fam)
 }
 
 func earlyKey(ch Change) string { return ch.Family + " " + ch.Table + " " + ch.Name }

@@ -54,11 +54,16 @@ type world struct {
 	rec *records
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t *testing.T, setup ...[]string) *world {
 	t.Helper()
 	testnet.Skip(t, "curl")
 	n := testnet.New(t)
 	n.StartServers(os.Args[0], "tls::443")
+	for _, args := range setup {
+		if out, err := n.In(n.Runner, append([]string{"nft"}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("nft %v: %v %s", args, err, out)
+		}
+	}
 	f, err := os.Open(filepath.Join("/var/run/netns", n.Runner))
 	if err != nil {
 		t.Fatal(err)
@@ -89,8 +94,16 @@ func newWorld(t *testing.T) *world {
 	for _, h := range fw.Hooks() {
 		hooks = append(hooks, Hook{Hook: h.Hook, Priority: h.Priority})
 	}
+	var existing []Change
+	chains, err := fw.ForeignBaseChains()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range chains {
+		existing = append(existing, Change{Family: FamilyName(c.Family), Table: c.Table, Name: c.Name, Hook: c.Hook, Priority: c.Priority})
+	}
 	g, err := New(Config{Table: firewall.DefaultTable, Hooks: hooks, Restore: fw.Restore, Verify: fw.Verify,
-		NetNS: fd, Emit: rec.emit, Process: proc.Info})
+		Existing: existing, NetNS: fd, Emit: rec.emit, Process: proc.Info})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,4 +267,28 @@ func TestRestoreLatency(t *testing.T) {
 	e, f, g, h := quantiles(lat)
 	t.Logf("nft exit -> restore committed, %d rounds: median %v, p90 %v, p99 %v, max %v", rounds, e, f, g, h)
 
+}
+
+// TestReportsChainsThatWereThere: a chain ahead of ours that existed before
+// the guard is a warning at start (not tampering: nothing in the job did
+// it), and a rule added to it later is tampering.
+func TestReportsChainsThatWereThere(t *testing.T) {
+	w := newWorld(t, []string{"add", "table", "ip", "early"},
+		[]string{"add", "chain", "ip", "early", "out", "{ type filter hook output priority -5; }"},
+		[]string{"add", "table", "ip", "late"},
+		[]string{"add", "chain", "ip", "late", "out", "{ type filter hook output priority 5; }"})
+	notes := w.rec.notes()
+	if len(notes) != 1 || notes[0].Level != "warning" || notes[0].Tamper || !strings.Contains(notes[0].Message, "chain ip early out (hook output priority -5)") {
+		t.Fatalf("want one warning about ip early out: %+v", notes)
+	}
+	w.nft(t, "add", "rule", "ip", "late", "out", "counter")
+	w.nft(t, "add", "rule", "ip", "early", "out", "meta", "mark", "set", strconv.Itoa(firewall.DefaultMark))
+	deadline := time.Now().Add(2 * time.Second)
+	for w.g.Tampered() < 1 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	notes = w.rec.notes()
+	if w.g.Tampered() != 1 || len(notes) != 2 || !notes[1].Tamper || !strings.Contains(notes[1].Message, "add rule ip early out") {
+		t.Errorf("want one tamper error for the rule in ip early out: %d, %+v", w.g.Tampered(), notes)
+	}
 }
