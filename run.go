@@ -40,6 +40,7 @@ type runOptions struct {
 	noContainers   bool
 	dockerSocket   string
 	leftoverWait   time.Duration
+	onTamper       string
 }
 
 func parseRunFlags(args []string, stderr io.Writer) (*runOptions, []string, error) {
@@ -58,8 +59,12 @@ func parseRunFlags(args []string, stderr io.Writer) (*runOptions, []string, erro
 	fs.BoolVar(&o.noContainers, "disable-containers", false, "leave docker to root and to docker commands Runner.Worker starts (see dockergate)")
 	fs.StringVar(&o.dockerSocket, "docker-socket", dockergate.DefaultSocket, "dockerd's socket, for --disable-containers")
 	fs.DurationVar(&o.leftoverWait, "leftover-wait", 10*time.Second, "after COMMAND exits, how long enforcement waits for the processes it left running before it kills them")
+	fs.StringVar(&o.onTamper, "on-tamper", "fail", "fail (exit non-zero) or report (only record) when something changes or switches off our enforcement during the run")
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, err
+	}
+	if o.onTamper != "fail" && o.onTamper != "report" {
+		return nil, nil, fmt.Errorf("run: --on-tamper %q: must be fail or report", o.onTamper)
 	}
 	fs.Visit(func(f *flag.Flag) { o.modeSet = o.modeSet || f.Name == "egress-policy" })
 	cmd := fs.Args()
@@ -112,6 +117,7 @@ func runCmd(ctx context.Context, args []string, log *slog.Logger) (int, error) {
 		Policy: pol, Upstreams: ups, ResolverPort: uint16(o.resolverPort), ClientServers: clientServers,
 		JournalPath: journal, Workspace: ws, FileMonitoring: !o.noFileMonitor, Log: log,
 		DisableContainers: o.noContainers, Docker: dockergate.Config{Socket: o.dockerSocket},
+		WatchEtc: "/etc",
 	})
 	if err != nil {
 		return 1, fmt.Errorf("run: %w", err)
@@ -133,7 +139,11 @@ func runCmd(ctx context.Context, args []string, log *slog.Logger) (int, error) {
 	endTree(ag, tree, wait)
 	stopErr := ag.Stop()
 	repErr := writeReport(journal, o.reportDir, ws)
-	if err := errors.Join(cmdErr, stopErr, repErr); err != nil {
+	var tamperErr error
+	if n := ag.Tampered(); n > 0 && o.onTamper == "fail" {
+		tamperErr = fmt.Errorf("enforcement was tampered with %d time(s) during the run (restored; see the report's agent errors); --on-tamper report only records it", n)
+	}
+	if err := errors.Join(cmdErr, stopErr, repErr, tamperErr); err != nil {
 		if code == 0 {
 			code = 1
 		}

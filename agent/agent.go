@@ -22,6 +22,7 @@ import (
 	"github.com/harden-runner/harden-runner/egress/firewall"
 	"github.com/harden-runner/harden-runner/egress/flowlog"
 	"github.com/harden-runner/harden-runner/egress/gate"
+	"github.com/harden-runner/harden-runner/egress/guard"
 	"github.com/harden-runner/harden-runner/egress/policy"
 	"github.com/harden-runner/harden-runner/egress/relay"
 	"github.com/harden-runner/harden-runner/egress/resolver"
@@ -61,7 +62,12 @@ type Config struct {
 	// Process are the agent's).
 	DisableContainers bool
 	Docker            dockergate.Config
-	Log               *slog.Logger
+	// WatchEtc, when set, is the machine's /etc as the agent sees it: changes
+	// of resolv.conf, hosts and the sudoers files there are tamper errors
+	// with the writer (guard.WatchFiles). Start it after our own changes
+	// there (disable-sudo).
+	WatchEtc string
+	Log      *slog.Logger
 }
 
 // Agent runs the components. Start once, Stop once (Stop is safe to repeat).
@@ -72,6 +78,9 @@ type Agent struct {
 	fw         *firewall.Firewall
 	flows      *flowlog.Reader
 	gate       *gate.Gate
+	guard      *guard.Guard
+	etc        *guard.Files
+	sysctls    *guard.Sysctls
 	priv       *privmon.Monitor
 	docker     *dockergate.Gate
 	finder     *proc.Finder
@@ -150,6 +159,9 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 		ResolverPort: a.cfg.ResolverPort,
 		RelayPort:    a.cfg.RelayPort,
 		RelayPorts:   namedPorts(p),
+		Upstreams:    a.cfg.Upstreams,
+		Preexisting:  preexisting(emit),
+		DHCPServers:  dhcpServers(),
 		Log:          a.log,
 	})
 	if err != nil {
@@ -201,6 +213,9 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	}
 	if err = a.fw.Install(); err != nil {
 		return fmt.Errorf("agent: %w", err)
+	}
+	if err = a.startGuard(ctx, emit); err != nil {
+		return err
 	}
 	a.flushHostDNSCache(emit)
 	// Privilege use is reported, not enforced: a machine without fanotify
@@ -298,6 +313,83 @@ func namedPorts(p *policy.Policy) []uint16 {
 	return out
 }
 
+// startGuard watches the table just installed: whoever else changes it,
+// it goes back and the journal gets an error naming them. Enforcement
+// that cannot be watched is not started (block mode would fail open
+// unnoticed).
+func (a *Agent) startGuard(ctx context.Context, emit event.Emit) error {
+	var hooks []guard.Hook
+	for _, h := range a.fw.Hooks() {
+		hooks = append(hooks, guard.Hook{Hook: h.Hook, Priority: h.Priority})
+	}
+	var existing []guard.Change
+	if chains, err := a.fw.ForeignBaseChains(); err == nil {
+		for _, c := range chains {
+			existing = append(existing, guard.Change{Family: guard.FamilyName(c.Family), Table: c.Table, Name: c.Name,
+				Hook: c.Hook, Priority: c.Priority})
+		}
+	}
+	g, err := guard.New(guard.Config{Table: firewall.DefaultTable, Hooks: hooks, Restore: a.fw.Restore,
+		Verify: a.fw.Verify, Existing: existing, Emit: emit, Process: proc.Info, Log: a.log})
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	if err := g.Start(ctx); err != nil {
+		return fmt.Errorf("agent: watch the firewall: %w", err)
+	}
+	a.guard = g
+	if s, err := guard.WatchSysctls(ctx, guard.SysctlsConfig{Emit: emit}); err != nil {
+		emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "guard", Level: "warning",
+			Message: "sysctls that weaken the rules are not watched: " + err.Error()}})
+	} else {
+		a.sysctls = s
+	}
+	if a.cfg.WatchEtc != "" {
+		// Reported, not enforced: a machine without fanotify only loses this.
+		f, err := guard.WatchFiles(ctx, guard.FilesConfig{Root: a.cfg.WatchEtc, Emit: emit, Process: proc.Info, Log: a.log})
+		if err != nil {
+			emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "guard", Level: "warning",
+				Message: "changes of resolv.conf, hosts and sudoers are not watched: " + err.Error()}})
+		} else {
+			a.etc = f
+		}
+	}
+	return nil
+}
+
+// Tampered returns how many times something changed our enforcement
+// (see package egress/guard). Read it after Stop for the final count.
+func (a *Agent) Tampered() int {
+	n := 0
+	if a.guard != nil {
+		n += a.guard.Tampered()
+	}
+	if a.etc != nil {
+		n += a.etc.Changes()
+	}
+	if a.sysctls != nil {
+		n += a.sysctls.Changes()
+	}
+	return n
+}
+
+// preexisting snapshots the TCP connections open now, which keep working
+// under the firewall however conntrack first sees them. Without the
+// snapshot they are cut when next used mid-stream: said in the journal.
+func preexisting(emit event.Emit) []firewall.Conn {
+	conns, err := proc.TCPConns()
+	if err != nil {
+		emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "firewall", Level: "warning",
+			Message: "connections open before the agent may break: " + err.Error()}})
+		return nil
+	}
+	out := make([]firewall.Conn, len(conns))
+	for i, c := range conns {
+		out[i] = firewall.Conn{Local: c.Local, Remote: c.Remote}
+	}
+	return out
+}
+
 // startFiles takes the workspace baseline and starts watching it.
 func (a *Agent) startFiles(ctx context.Context, emit event.Emit) error {
 	m, err := filemon.New(filemon.Config{Root: a.cfg.Workspace, Emit: emit, Process: proc.Info, Log: a.log})
@@ -363,6 +455,21 @@ func (a *Agent) teardown() error {
 		errs = append(errs, a.files.Close())
 	}
 	a.filesMu.Unlock()
+	// The /etc watch drains and rescans as it closes (tens of ms): in
+	// parallel with the rest, collected before the journal closes.
+	etcClosed := make(chan error, 1)
+	if a.etc != nil {
+		go func() { etcClosed <- a.etc.Close() }()
+	} else {
+		etcClosed <- nil
+	}
+	if a.sysctls != nil {
+		errs = append(errs, a.sysctls.Close())
+	}
+	// The guard before the table: removing it is no tampering.
+	if a.guard != nil {
+		errs = append(errs, a.guard.Close())
+	}
 	// The table goes first, so no query is redirected to a closed resolver.
 	if a.fw != nil {
 		errs = append(errs, a.fw.Remove())
@@ -382,6 +489,7 @@ func (a *Agent) teardown() error {
 	if a.finder != nil {
 		errs = append(errs, a.finder.Close())
 	}
+	errs = append(errs, <-etcClosed)
 	if a.cancel != nil {
 		a.cancel()
 	}

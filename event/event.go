@@ -151,6 +151,12 @@ type Note struct {
 	Component string    `json:"component"` // firewall, resolver, flowlog, filemon, agent
 	Level     string    `json:"level"`     // info, warning, error
 	Message   string    `json:"message"`
+	// Tamper marks an error about our own enforcement being changed or
+	// switched off (package egress/guard); `run --on-tamper fail` and the
+	// post step fail the job on it.
+	Tamper bool `json:"tamper,omitempty"`
+	// Process is who did what the note is about, when known.
+	Process *Process `json:"process,omitempty"`
 }
 
 // Stats are counters a component reports when it stops. Lost and

@@ -11,10 +11,13 @@
 //	        denies port-53 packets that escaped the DNS redirect; every TCP
 //	        SYN -> egress (even if conntrack reuses an old entry);
 //	        established/related; a TCP segment without SYN in a new entry
-//	        (a connection from before we started) -> accept; then egress
-//	forward (filter, hook forward): the same for containers, egress_fwd
+//	        only if it is a connection from before we started (pre4/pre6);
+//	        DHCP to the broadcast address or the lease's server, NDP/MLD
+//	        that cannot leave the link (see sidedoor.go); then egress
+//	forward (filter, hook forward): the same for containers, egress_fwd,
+//	        without any of those exemptions
 //	egress, egress_fwd: allowed address·port (sets) -> log + accept;
-//	        NDP/MLD and DHCP -> accept; everything else -> deny
+//	        everything else -> deny
 //	deny:   NFQUEUE to the gate (egress/gate), which records the flow with
 //	        its process, then accepts it (audit) or gives it back with the
 //	        reject mark (block)
@@ -75,7 +78,18 @@ type Config struct {
 	// ports redirected in audit mode: those the policy's name entries name.
 	RelayPort  uint16
 	RelayPorts []uint16
-	Log        *slog.Logger
+	// Preexisting are the TCP connections open before the table (see
+	// proc.TCPConns): their segments keep passing even if conntrack first
+	// sees them mid-stream. Any other TCP segment without SYN in a new
+	// conntrack entry is treated as a new flow.
+	Preexisting []Conn
+	// Upstreams are the resolver's upstream servers: the only destinations
+	// of packets carrying Mark. Empty: marked packets go anywhere.
+	Upstreams []netip.AddrPort
+	// DHCPServers are the lease's servers, which DHCP renewals go to by
+	// unicast; broadcast and ff02::1:2 are always allowed.
+	DHCPServers []netip.Addr
+	Log         *slog.Logger
 }
 
 // Firewall manages one nftables table. Safe for concurrent use.
@@ -90,6 +104,7 @@ type Firewall struct {
 	installed bool
 	expiry    map[elemKey]time.Time // our view of dyn-set elements' expiry
 	lastPrune time.Time
+	shape     shape // the table as installed (restore.go)
 }
 
 type elemKey struct {
@@ -178,6 +193,11 @@ func (f *Firewall) Install() error {
 	}
 	f.table, f.sets, f.installed = b.table, b.sets, true
 	clear(f.expiry)
+	sh, err := f.readShapeLocked()
+	if err != nil {
+		return fmt.Errorf("firewall: install table %q: read it back: %w", f.cfg.Table, err)
+	}
+	f.shape = sh
 	return nil
 }
 
