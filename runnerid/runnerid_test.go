@@ -13,19 +13,6 @@ import (
 	"github.com/harden-runner/harden-runner/runnerid"
 )
 
-func tempDir(t *testing.T) string {
-	t.Helper()
-	// Not t.TempDir: its parent is closed to nobody.
-	dir, err := os.MkdirTemp("", "hr-runnerid")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
 
 // TestPinned: the stand-in runner started first is pinned; the copies a
 // step makes later — bash named Runner.Worker, forked or exec'd, beside a
@@ -35,10 +22,8 @@ func TestPinned(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: reads other users' /proc/PID/exe")
 	}
-	nobody := func(argv ...string) *exec.Cmd {
-		return exec.Command("setpriv", append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", "--"}, argv...)...)
-	}
-	r := fakerunner.Start(t, tempDir(t), nobody)
+	nobody := fakerunner.Nobody
+	r := fakerunner.Start(t, fakerunner.TempDir(t), nobody)
 	pid, err := r.Pid()
 	if err != nil {
 		t.Fatal(err)
@@ -65,7 +50,7 @@ func TestPinned(t *testing.T) {
 	}
 
 	// A step's copies, started after the pin.
-	fake := fakerunner.Start(t, tempDir(t), func(argv ...string) *exec.Cmd {
+	fake := fakerunner.Start(t, fakerunner.TempDir(t), func(argv ...string) *exec.Cmd {
 		// The step's Listener copy is a child of the real runner.
 		return nobody(argv...)
 	})
@@ -87,7 +72,7 @@ func TestPinned(t *testing.T) {
 		t.Error("exec -a Runner.Worker passes")
 	}
 	// bash copied as Runner.Worker alone (no Listener beside it): not even a candidate.
-	dir := tempDir(t)
+	dir := fakerunner.TempDir(t)
 	lone := filepath.Join(dir, "Runner.Worker")
 	if b, err := exec.Command("cp", "/bin/bash", lone).CombinedOutput(); err != nil {
 		t.Fatalf("cp %v %s", err, b)

@@ -133,3 +133,23 @@ func (r *Runner) Pid() (int, error) {
 }
 
 func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// TempDir is a temporary directory (removed in t.Cleanup) that the
+// runner's unprivileged user can enter: t.TempDir's parent is closed to it.
+func TempDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "hr-fakerunner")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// Nobody is argv run as the unprivileged runner user of the tests (nobody).
+func Nobody(argv ...string) *exec.Cmd {
+	return exec.Command("setpriv", append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", "--"}, argv...)...)
+}
