@@ -20,6 +20,7 @@ import (
 	"github.com/harden-runner/harden-runner/egress/policy"
 	"github.com/harden-runner/harden-runner/egress/resolver"
 	"github.com/harden-runner/harden-runner/post/report"
+	"github.com/harden-runner/harden-runner/runnerid"
 )
 
 // runOptions are the `run` flags; they mirror the Action's inputs.
@@ -34,6 +35,7 @@ type runOptions struct {
 	implicitAllows bool
 	noContainers   bool
 	dockerSocket   string
+	allowDockerFor string
 }
 
 func parseRunFlags(args []string, stderr io.Writer) (*runOptions, []string, error) {
@@ -48,7 +50,8 @@ func parseRunFlags(args []string, stderr io.Writer) (*runOptions, []string, erro
 	fs.StringVar(&o.upstreams, "upstream", "", "DNS servers to forward to, e.g. 192.0.2.53,[2001:db8::53]:53 (default: the machine's own, from resolv.conf or systemd-resolved)")
 	fs.UintVar(&o.resolverPort, "resolver-port", agent.DefaultResolverPort, "local port the DNS redirect points at")
 	fs.BoolVar(&o.implicitAllows, "github-runner-endpoints", true, "also allow what a GitHub-hosted runner needs to run the job (see README)")
-	fs.BoolVar(&o.noContainers, "disable-containers", false, "leave docker to root and to docker commands Runner.Worker starts (see dockergate)")
+	fs.BoolVar(&o.noContainers, "disable-containers", false, "leave docker to the docker commands the Runner.Worker this runs under starts itself (see dockergate)")
+	fs.StringVar(&o.allowDockerFor, "allow-docker-for", "runner", "with --disable-containers: runner, or containers (also any container dockerd runs)")
 	fs.StringVar(&o.dockerSocket, "docker-socket", dockergate.DefaultSocket, "dockerd's socket, for --disable-containers")
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, err
@@ -99,11 +102,19 @@ func runCmd(ctx context.Context, args []string, log *slog.Logger) (int, error) {
 		return 1, fmt.Errorf("run: report dir: %w", err)
 	}
 	journal := filepath.Join(o.reportDir, "journal.jsonl")
+	var runner runnerid.Identity
+	if o.noContainers {
+		// run is a step's command: up its ancestry is the real runner.
+		if runner, err = runnerid.FromAncestry(os.Getpid()); err != nil {
+			return 1, fmt.Errorf("run: --disable-containers: pin the runner's process: %w", err)
+		}
+	}
 	clientServers := resolver.ParseResolvConfFile(resolver.ResolvConf)
 	ag, err := agent.New(agent.Config{
 		Policy: pol, Upstreams: ups, ResolverPort: uint16(o.resolverPort), ClientServers: clientServers,
 		JournalPath: journal, Workspace: ws, FileMonitoring: !o.noFileMonitor, Log: log,
-		DisableContainers: o.noContainers, Docker: dockergate.Config{Socket: o.dockerSocket},
+		DisableContainers: o.noContainers, Docker: dockergate.Config{Socket: o.dockerSocket, Runner: runner,
+			AllowFor: dockergate.AllowFor(o.allowDockerFor)},
 	})
 	if err != nil {
 		return 1, fmt.Errorf("run: %w", err)

@@ -27,6 +27,7 @@ import (
 	"github.com/harden-runner/harden-runner/filemon"
 	"github.com/harden-runner/harden-runner/privmon"
 	"github.com/harden-runner/harden-runner/proc"
+	"github.com/harden-runner/harden-runner/runnerid"
 	"github.com/harden-runner/harden-runner/runnerstep"
 )
 
@@ -113,9 +114,18 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
+	// The runner's job process, pinned now, before any workflow step ran
+	// (the steps' docker gate and step attribution trust it alone).
+	runner, pinErr := a.cfg.Docker.Runner, error(nil)
+	if runner.IsZero() {
+		runner, pinErr = runnerid.Find()
+	}
+	if pinErr != nil && a.cfg.DisableContainers {
+		return fmt.Errorf("agent: disable containers: pin the runner's process (only its own docker commands may use docker): %w", pinErr)
+	}
 	// Every event under a workflow step's process is preceded, once per
 	// step, by a record of that step's root (for the report's Step column).
-	emit := runnerstep.NewTracker(runnerstep.HostFS{}).Wrap(a.journal.Emit)
+	emit := runnerstep.NewTracker(runnerstep.HostFS{}, runner.PID).Wrap(a.journal.Emit)
 	p := a.cfg.Policy
 	start := &event.Start{Time: time.Now(), Mode: string(p.Mode()), Workspace: a.cfg.Workspace, FileMonitoring: a.cfg.FileMonitoring}
 	for _, e := range p.Endpoints() {
@@ -129,6 +139,10 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 		start.Upstreams = append(start.Upstreams, u.String())
 	}
 	emit(event.Record{Start: start})
+	if pinErr != nil {
+		emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "agent", Level: "info",
+			Message: "no workflow step is named by process (the runner's process was not found): " + pinErr.Error()}})
+	}
 
 	finder := proc.NewFinder(a.log)
 	a.finder = finder
@@ -199,7 +213,10 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	}
 	if a.cfg.DisableContainers {
 		dc := a.cfg.Docker
-		dc.Emit, dc.Process, dc.Log = emit, proc.Info, a.log
+		dc.Emit, dc.Process, dc.Container, dc.Log = emit, proc.Info, proc.ContainerID, a.log
+		dc.Runner = runner
+		emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "dockergate", Level: "info",
+			Message: fmt.Sprintf("docker is the runner's only: pinned %s (pid %d); allow-docker-for: %s", dc.Runner.Exe, dc.Runner.PID, dc.AllowFor)}})
 		if a.docker, err = dockergate.New(dc); err != nil {
 			return fmt.Errorf("agent: %w", err)
 		}
