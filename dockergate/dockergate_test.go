@@ -63,7 +63,6 @@ func copyFile(t *testing.T, src, dst string) {
 	}
 }
 
-
 // gateTest is a gate in front of a fake dockerd in a temporary directory,
 // with a stand-in runner (pinned) and a stand-in docker CLI (this test
 // binary, copied).

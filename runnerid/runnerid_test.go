@@ -13,7 +13,6 @@ import (
 	"github.com/harden-runner/harden-runner/runnerid"
 )
 
-
 // TestPinned: the stand-in runner started first is pinned; the copies a
 // step makes later — bash named Runner.Worker, forked or exec'd, beside a
 // Runner.Listener copy or not, or a command line spoofed with exec -a —
