@@ -6,6 +6,7 @@ import (
 	"path"
 	"strings"
 
+	"github.com/harden-runner/harden-runner/dockergate"
 	"github.com/harden-runner/harden-runner/egress/policy"
 )
 
@@ -15,6 +16,7 @@ const (
 	InputAllowedEndpoints         = "allowed-endpoints"
 	InputDisableSudo              = "disable-sudo"
 	InputDisableSudoAndContainers = "disable-sudo-and-containers"
+	InputAllowDockerFor           = "allow-docker-for"
 	InputDisableFileMonitoring    = "disable-file-monitoring"
 	InputDisableTelemetry         = "disable-telemetry"
 	InputPolicy                   = "policy"
@@ -28,10 +30,13 @@ type Inputs struct {
 	Endpoints                []policy.Endpoint
 	DisableSudo              bool // also true when DisableSudoAndContainers is
 	DisableSudoAndContainers bool
-	DisableFileMonitoring    bool
-	DisableTelemetry         bool // accepted for compatibility; nothing is ever sent
-	PolicyFile               string
-	Token                    string
+	// AllowDockerFor is who keeps docker under DisableSudoAndContainers:
+	// "runner" (default) or "containers" (dockergate.AllowFor).
+	AllowDockerFor        string
+	DisableFileMonitoring bool
+	DisableTelemetry      bool // accepted for compatibility; nothing is ever sent
+	PolicyFile            string
+	Token                 string
 }
 
 // InputError is a malformed input. Its message names the input and the value.
@@ -112,6 +117,15 @@ func ParseInputs(get func(string) string, readFile func(string) ([]byte, error))
 	}
 	if in.DisableSudoAndContainers {
 		in.DisableSudo = true
+	}
+	if v := get(InputAllowDockerFor); v != "" {
+		if af, err := dockergate.ParseAllowFor(v); err != nil {
+			bad(InputAllowDockerFor, v, err)
+		} else {
+			in.AllowDockerFor = string(af)
+		}
+	} else {
+		in.AllowDockerFor = string(dockergate.AllowRunner)
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
