@@ -197,6 +197,11 @@ func (g *Gate) Start(ctx context.Context) error {
 	g.readers.Add(2)
 	go g.readExecs()
 	go g.accept(ctx)
+	if err := g.premounted(); err != nil {
+		// Cannot tell: say so, as loudly as a container that is exposed.
+		g.cfg.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "dockergate", Level: "error",
+			Message: "cannot tell whether a container had docker's socket mounted before harden-runner started (and so bypasses the gate): " + err.Error()}})
+	}
 	g.cfg.Log.Info("dockergate: docker is the runner's only", "socket", g.cfg.Socket, "clis", g.watched,
 		"runner", g.cfg.Runner.PID, "allow_for", g.cfg.AllowFor)
 	return nil

@@ -2,6 +2,7 @@ package dockergate
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -465,4 +466,27 @@ func FuzzEndpoint(f *testing.F) {
 			t.Errorf("endpoint(%q) = %q: more segments than the path", path, ep)
 		}
 	})
+}
+
+func TestExposed(t *testing.T) {
+	var list []listed
+	if err := json.Unmarshal([]byte(`[
+	 {"Id":"aaaaaaaaaaaaaaaa","Names":["/job"],"Image":"node:20","ImageID":"sha256:node","State":"running",
+	  "Mounts":[{"Type":"bind","Source":"/var/run/docker.sock","Destination":"/var/run/docker.sock"}]},
+	 {"Id":"bbbbbbbbbbbbbbbb","Names":["/svc"],"Image":"redis","ImageID":"sha256:redis","State":"running",
+	  "Mounts":[{"Type":"bind","Source":"/run/docker.sock","Destination":"/docker.sock"}]},
+	 {"Id":"cccccccccccccccc","Names":["/ours"],"Image":"harden-runner","ImageID":"sha256:ours","State":"running",
+	  "Mounts":[{"Type":"bind","Source":"/var/run/docker.sock","Destination":"/var/run/docker.sock"}]},
+	 {"Id":"dddddddddddddddd","Names":["/plain"],"Image":"alpine","ImageID":"sha256:alpine","State":"exited",
+	  "Mounts":[{"Type":"bind","Source":"/home/runner/work","Destination":"/w"},{"Type":"volume","Source":"/var/run/docker.sock"}]}
+	]`), &list); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range exposed(list, "/var/run/docker.sock", "sha256:ours") {
+		got = append(got, c.Names[0])
+	}
+	if !slices.Equal(got, []string{"/job", "/svc"}) {
+		t.Errorf("exposed: %q", got)
+	}
 }
