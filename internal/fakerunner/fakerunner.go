@@ -97,6 +97,19 @@ func (r *Runner) Exec(argv ...string) (string, error) {
 	return r.run(strings.Join(q, " "))
 }
 
+// ExecEnv is Exec with env ("NAME=value") added to the child's environment.
+func (r *Runner) ExecEnv(env []string, argv ...string) (string, error) {
+	var q []string
+	for _, kv := range env {
+		name, val, _ := strings.Cut(kv, "=")
+		q = append(q, name+"="+quote(val))
+	}
+	for _, a := range argv {
+		q = append(q, quote(a))
+	}
+	return r.run(strings.Join(q, " "))
+}
+
 func (r *Runner) run(line string) (string, error) {
 	r.mu.Lock()
 	r.n++
