@@ -29,6 +29,7 @@ import (
 	"github.com/harden-runner/harden-runner/proc"
 	"github.com/harden-runner/harden-runner/runnerid"
 	"github.com/harden-runner/harden-runner/runnerstep"
+	"github.com/harden-runner/harden-runner/sudowatch"
 )
 
 // DefaultResolverPort is where the firewall redirects DNS. A port below 1024
@@ -55,7 +56,10 @@ type Config struct {
 	// Process are the agent's).
 	DisableContainers bool
 	Docker            dockergate.Config
-	Log               *slog.Logger
+	// SudoUser, when set, is the runner's user whose sudo rights
+	// disable-sudo took: a rule for it put back is an error (sudowatch).
+	SudoUser string
+	Log      *slog.Logger
 }
 
 // Agent runs the components. Start once, Stop once (Stop is safe to repeat).
@@ -68,6 +72,7 @@ type Agent struct {
 	gate       *gate.Gate
 	priv       *privmon.Monitor
 	docker     *dockergate.Gate
+	sudo       *sudowatch.Watch
 	finder     *proc.Finder
 	res        *resolver.Resolver
 	filesMu    sync.Mutex // guards files: the settle goroutine sets it later
@@ -211,6 +216,16 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 			a.priv = m
 		}
 	}
+	if a.cfg.SudoUser != "" {
+		// Before the helper takes the rights: their return is what is watched.
+		if a.sudo, err = sudowatch.New(sudowatch.Config{User: a.cfg.SudoUser, Emit: emit, Log: a.log}); err != nil {
+			return fmt.Errorf("agent: %w", err)
+		}
+		if err = a.sudo.Start(ctx); err != nil {
+			a.sudo = nil
+			return fmt.Errorf("agent: disable sudo: %w", err)
+		}
+	}
 	if a.cfg.DisableContainers {
 		dc := a.cfg.Docker
 		dc.Emit, dc.Process, dc.Container, dc.Log = emit, proc.Info, proc.ContainerID, a.log
@@ -311,6 +326,9 @@ func (a *Agent) teardown() error {
 	}
 	if a.priv != nil {
 		errs = append(errs, a.priv.Close())
+	}
+	if a.sudo != nil {
+		errs = append(errs, a.sudo.Close())
 	}
 	if a.docker != nil {
 		errs = append(errs, a.docker.Close())

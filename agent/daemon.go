@@ -42,6 +42,9 @@ type DaemonConfig struct {
 	DockerCLIs         []string `json:"docker_clis,omitempty"`
 	AllowDockerFor     string   `json:"allow_docker_for,omitempty"`
 	DockerTrustedImage string   `json:"docker_trusted_image,omitempty"`
+	// SudoUser is the runner's user name when disable-sudo is on: the
+	// agent reports a sudo rule for it that comes back.
+	SudoUser string `json:"sudo_user,omitempty"`
 }
 
 // Files the daemon keeps in DaemonConfig.StateDir.
@@ -157,7 +160,8 @@ func daemonAgent(cfg *DaemonConfig, log *slog.Logger) (*Agent, error) {
 		DisableContainers: cfg.DisableContainers,
 		Docker: dockergate.Config{Socket: cfg.DockerSocket, CLIs: cfg.DockerCLIs,
 			AllowFor: dockergate.AllowFor(cfg.AllowDockerFor), TrustedImage: cfg.DockerTrustedImage},
-		Log: log,
+		SudoUser: cfg.SudoUser,
+		Log:      log,
 	})
 }
 
