@@ -50,6 +50,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/harden-runner/harden-runner/dockergate/lsm"
 	"github.com/harden-runner/harden-runner/event"
 	"github.com/harden-runner/harden-runner/runnerid"
 )
@@ -122,6 +123,7 @@ type Gate struct {
 	watched []string
 	self    int
 	selfNS  string
+	guard   *lsm.Guard // nil: pre-mounted sockets are reported, not closed
 
 	mu      sync.Mutex
 	runners map[int]cliProc // pid → the runner's docker CLIs
@@ -197,6 +199,7 @@ func (g *Gate) Start(ctx context.Context) error {
 	g.readers.Add(2)
 	go g.readExecs()
 	go g.accept(ctx)
+	g.guardPremounted()
 	if err := g.premounted(); err != nil {
 		// Cannot tell: say so, as loudly as a container that is exposed.
 		g.cfg.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "dockergate", Level: "error",
@@ -292,6 +295,12 @@ func (g *Gate) Close() error {
 			_ = os.Remove(filepath.Dir(g.hidden))
 		}
 		errs = append(errs, g.fan.Close()) // pending exec permissions are granted by the kernel
+		if g.guard != nil {
+			errs = append(errs, g.guard.Close())
+			if n := g.guard.Lost(); n > 0 {
+				g.cfg.Emit(event.Record{Stats: &event.Stats{Component: "dockergate-lsm", Lost: n}})
+			}
+		}
 		g.readers.Wait()
 		g.flushJournal()
 		g.cfg.Emit(event.Record{Stats: &event.Stats{Component: "dockergate", Events: g.denied.Load() + g.passed.Load()}})

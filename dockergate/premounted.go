@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/harden-runner/harden-runner/dockergate/lsm"
 	"github.com/harden-runner/harden-runner/event"
 )
 
@@ -92,4 +93,43 @@ func sameSocket(a, b string) bool {
 		return p
 	}
 	return norm(a) == norm(b)
+}
+
+// guardPremounted closes the paths around the gate where the kernel lets
+// it (package lsm): with allow-docker-for runner, only the agent may
+// connect to dockerd's own listening socket, however it is reached. When
+// it cannot, that is said in the journal (and premounted names each
+// container that keeps such a path).
+func (g *Gate) guardPremounted() {
+	if g.cfg.AllowFor != AllowRunner {
+		return // containers keep docker anyway
+	}
+	note := func(level, msg string) {
+		g.cfg.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "dockergate", Level: level, Message: msg}})
+	}
+	inodes, err := lsm.ListeningInodes(g.cfg.Socket)
+	if err == nil && len(inodes) == 0 {
+		err = fmt.Errorf("no listening socket bound at %s in /proc/net/unix", g.cfg.Socket)
+	}
+	if err == nil {
+		g.guard, err = lsm.Start(inodes, []int{g.self}, g.lsmDenied)
+	}
+	if err != nil {
+		note("warning", "sockets bound to dockerd before harden-runner started (bind mounts into job, service and action containers) are not closed, only reported: "+err.Error())
+		return
+	}
+	note("info", "connections to dockerd's own socket other than through the gate are refused (BPF LSM)")
+}
+
+// lsmDenied records a connect the LSM guard refused.
+func (g *Gate) lsmDenied(d lsm.Denial) {
+	g.denied.Add(1)
+	p := event.Process{PID: d.NSPID, UID: d.UID}
+	if d.NSPID > 0 {
+		p = g.cfg.Process(d.NSPID)
+	} else {
+		p.Unknown = fmt.Sprintf("in another PID namespace (a container): %s, host pid %d, cgroup %d", d.Comm, d.PID, d.Cgroup)
+	}
+	g.cfg.Emit(event.Record{Exec: &event.Exec{Time: time.Now(), Program: g.cfg.Socket, Verdict: event.Blocked,
+		Detail: "connect to dockerd's own socket (mounted before harden-runner started)", Process: p}})
 }
