@@ -130,6 +130,8 @@ type Gate struct {
 
 	images sync.Map // container ID → image ID ("" if dockerd does not know it)
 
+	bufs sync.Pool // forward's 32 KiB readers (a build context streams through one)
+
 	jmu     sync.Mutex
 	journal map[reqKey]*reqFold
 	who     map[procKey]event.Process

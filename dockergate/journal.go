@@ -43,7 +43,12 @@ const maxFolds = 4096
 // be read, the rest is a stream and is only copied.
 func (g *Gate) forward(up io.Writer, c io.Reader, pk procKey, container string) {
 	// Every byte read from c is written to up before the parser sees it.
-	br := bufio.NewReaderSize(io.TeeReader(c, up), 32<<10)
+	br, _ := g.bufs.Get().(*bufio.Reader)
+	if br == nil {
+		br = bufio.NewReaderSize(nil, 32<<10)
+	}
+	br.Reset(io.TeeReader(c, up))
+	defer func() { br.Reset(nil); g.bufs.Put(br) }()
 	for {
 		req, err := http.ReadRequest(br)
 		if err != nil {

@@ -13,13 +13,15 @@
 package runnerid
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // WorkerName is the executable name of the runner's job process.
@@ -102,8 +104,8 @@ func SameExe(pid int, dev, ino uint64) bool {
 }
 
 func exeInode(pid int) (dev, ino uint64, err error) {
-	var st syscall.Stat_t
-	if err := syscall.Stat("/proc/"+strconv.Itoa(pid)+"/exe", &st); err != nil {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/"+strconv.Itoa(pid)+"/exe", &st); err != nil {
 		return 0, 0, err
 	}
 	return uint64(st.Dev), st.Ino, nil
@@ -184,10 +186,19 @@ func isWorker(pid int) bool {
 // Stat returns a process's start time (clock ticks since boot) and its
 // parent's pid, from /proc/PID/stat.
 func Stat(pid int) (start uint64, ppid int, err error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	// Raw open/read/close: the docker gate reads this per connection, and
+	// os.ReadFile's poller registration and fstat cost as much again.
+	var buf [1024]byte
+	fd, err := unix.Open("/proc/"+strconv.Itoa(pid)+"/stat", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return 0, 0, fmt.Errorf("runnerid: %w", err)
+		return 0, 0, fmt.Errorf("runnerid: /proc/%d/stat: %w", pid, err)
 	}
+	n, err := unix.Read(fd, buf[:])
+	unix.Close(fd)
+	if err != nil {
+		return 0, 0, fmt.Errorf("runnerid: /proc/%d/stat: %w", pid, err)
+	}
+	b := buf[:n]
 	start, ppid, err = ParseStat(b)
 	if err != nil {
 		return 0, 0, fmt.Errorf("runnerid: /proc/%d/stat: %w", pid, err)
@@ -199,7 +210,7 @@ func Stat(pid int) (start uint64, ppid int, err error) {
 // The command name (field 2) is the process's to choose and may hold
 // spaces and parentheses: the fields that follow start after the last ')'.
 func ParseStat(b []byte) (start uint64, ppid int, err error) {
-	i := strings.LastIndexByte(string(b), ')')
+	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
 		return 0, 0, errors.New("no command name")
 	}
