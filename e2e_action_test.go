@@ -331,6 +331,11 @@ func TestActionDisablesContainers(t *testing.T) {
 		t.Errorf("a third party's container action used docker: %v %s", err, out)
 	}
 
+	// The runner's own clean-up still works.
+	if out, err := runnerDocker(nil, "rm", "-f", "job-container"); err != nil {
+		t.Errorf("the runner's docker rm was refused: %v %s", err, out)
+	}
+
 	summary := v.post(t)
 	if n := strings.Count(string(summary), `docker\.sock — blocked: GET /v1\.41/version | `+escapeMD(dockerCLI)+` \(pid`); n != 1 {
 		t.Errorf("summary has %d refused docker requests by %s, want 1 (the step's):\n%s", n, dockerCLI, summary)
@@ -357,9 +362,12 @@ func TestActionDisablesContainers(t *testing.T) {
 			allowed = append(allowed, p.Detail)
 		}
 	}
-	if !slices.ContainsFunc(allowed, func(d string) bool { return strings.HasPrefix(d, "POST /v1.41/containers/create") }) {
-		t.Errorf("the runner's admitted docker requests are not in the report: %q", allowed)
+	for _, want := range []string{"POST /v1.41/containers/create", "DELETE /v1.41/containers/{id}"} {
+		if !slices.ContainsFunc(allowed, func(d string) bool { return strings.HasPrefix(d, want) }) {
+			t.Errorf("the runner's admitted %s is not in the report: %q", want, allowed)
+		}
 	}
+	t.Logf("admitted docker requests in the report:\n%s", strings.Join(allowed, "\n"))
 	if out, err := nobody(version); err != nil {
 		t.Errorf("dockerd's socket is not back after the post step: %v %s", err, out)
 	}

@@ -444,6 +444,7 @@ func TestEndpoint(t *testing.T) {
 		{"/v1.41/containers/create", "/v1.41/containers/create", "", ""},
 		{"/v1.41/containers/" + id + "/start", "/v1.41/containers/{id}/start", "0123456789ab", ""},
 		{"/containers/abc/json", "/containers/{id}/json", "abc", ""},
+		{"/v1.41/containers/job-container-long-name", "/v1.41/containers/{id}", "job-container-long-name", ""},
 		{"/v1.41/exec/" + id + "/start", "/v1.41/exec/{id}/start", "", ""},
 		{"/v1.41/images/ghcr.io/o/r:1/json", "/v1.41/images/{name}/json", "", "ghcr.io/o/r:1"},
 		{"/v1.41/images/alpine", "/v1.41/images/{name}", "", "alpine"},

@@ -135,9 +135,10 @@ func imageRef(from, tag string) string {
 	return from + ":" + tag
 }
 
-// short is docker's 12-character form of a container ID.
+// short is docker's 12-character form of a full container ID; a name or
+// a short ID is kept as it is.
 func short(id string) string {
-	if len(id) > 12 {
+	if len(id) == 64 && strings.Trim(id, "0123456789abcdef") == "" {
 		return id[:12]
 	}
 	return id
