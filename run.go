@@ -102,12 +102,11 @@ func runCmd(ctx context.Context, args []string, log *slog.Logger) (int, error) {
 		return 1, fmt.Errorf("run: report dir: %w", err)
 	}
 	journal := filepath.Join(o.reportDir, "journal.jsonl")
-	var runner runnerid.Identity
-	if o.noContainers {
-		// run is a step's command: up its ancestry is the real runner.
-		if runner, err = runnerid.FromAncestry(os.Getpid()); err != nil {
-			return 1, fmt.Errorf("run: --disable-containers: pin the runner's process: %w", err)
-		}
+	// run is a step's command: up its ancestry is the real runner (for
+	// step attribution, and for --disable-containers the only trusted docker).
+	runner, pinErr := runnerid.FromAncestry(os.Getpid())
+	if pinErr != nil && o.noContainers {
+		return 1, fmt.Errorf("run: --disable-containers: pin the runner's process: %w", pinErr)
 	}
 	clientServers := resolver.ParseResolvConfFile(resolver.ResolvConf)
 	ag, err := agent.New(agent.Config{
