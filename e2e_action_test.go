@@ -9,10 +9,12 @@ import (
 	"regexp"
 	"runtime"
 	"strconv"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/harden-runner/harden-runner/internal/fakerunner"
 	"github.com/harden-runner/harden-runner/internal/fakevm"
 	"github.com/harden-runner/harden-runner/internal/testnet"
 )
@@ -24,7 +26,12 @@ type actionVM struct {
 	n      *testnet.Net
 	d      *fakevm.Dockerd
 	dirs   map[string]string
+	image  string // the image content directory
 	docker func(args ...string) *exec.Cmd
+	// runner, when set, runs the runner's docker commands (runAction):
+	// a stand-in Runner.Worker inside the VM; dockerEnv is their environment.
+	runner    *fakerunner.Runner
+	dockerEnv []string
 	// runAction runs the action's container the way the runner does.
 	runAction func(entrypoint string, env ...string) (string, error)
 }
@@ -81,7 +88,7 @@ func startActionVM(t *testing.T) *actionVM {
 			t.Fatal(err)
 		}
 	}
-	v := &actionVM{vm: vm, n: n, d: d, dirs: dirs, docker: docker}
+	v := &actionVM{vm: vm, n: n, d: d, dirs: dirs, image: out, docker: docker}
 	v.runAction = func(entrypoint string, env ...string) (string, error) {
 		args := []string{"run", "--rm", "--network", "none", "--workdir", "/github/workspace",
 			"-v", d.Socket + ":/var/run/docker.sock",
@@ -94,6 +101,9 @@ func startActionVM(t *testing.T) *actionVM {
 			"-e", "HARDEN_RUNNER_DIR=" + dirs["opt"], "--entrypoint", entrypoint}
 		for _, e := range env {
 			args = append(args, "-e", e)
+		}
+		if v.runner != nil {
+			return v.runner.ExecEnv(v.dockerEnv, append([]string{"docker", "-H", "unix://" + d.Socket}, append(args, "harden-runner:e2e")...)...)
 		}
 		b, err := docker(append(args, "harden-runner:e2e")...).CombinedOutput()
 		return string(b), err
@@ -205,12 +215,6 @@ func TestActionImageEndToEnd(t *testing.T) {
 	}
 }
 
-// TestActionDisablesContainers: with disable-sudo-and-containers, a step
-// (nobody, which could use the socket before) is refused by docker, the
-// runner's own docker commands (a stand-in Runner.Worker running the
-// docker CLI) and root still get through, the post step — whose own
-// docker socket is the gate it stops — still writes the report listing
-// the refusal, and afterwards dockerd's socket is back.
 // escapeMD escapes what the summary escapes in a path.
 func escapeMD(s string) string {
 	return strings.NewReplacer("-", `\-`, ".", `\.`, "_", `\_`).Replace(s)
@@ -218,16 +222,22 @@ func escapeMD(s string) string {
 
 var versionRe = regexp.MustCompile(`^[0-9]+\.[0-9.]+\S*\n$`)
 
+// TestActionDisablesContainers: with disable-sudo-and-containers, a
+// stand-in runner (Runner.Listener → Runner.Worker, inside the VM, started
+// before the action and so pinned) keeps docker for its own docker
+// commands — the action's main and post steps run through it — and
+// everything else is refused: a step (nobody, which could use the socket
+// before), a copy of bash named Runner.Worker started later, a credential
+// helper planted in the runner's docker config, a third party's container
+// action running as root with the socket mounted, root on the host. A
+// container that had the socket mounted before the action started is an
+// error in the summary. Afterwards dockerd's socket is back.
 func TestActionDisablesContainers(t *testing.T) {
 	v := startActionVM(t)
 	dirs, runAction := v.dirs, v.runAction
 	dockerCLI, err := exec.LookPath("docker")
 	if err != nil {
 		t.Skip("no docker CLI")
-	}
-	bash, err := exec.LookPath("bash")
-	if err != nil {
-		t.Skip("no bash")
 	}
 	// Steps run as nobody; as if nobody were in the docker group.
 	if err := os.Chmod(v.d.Socket, 0o666); err != nil {
@@ -236,31 +246,38 @@ func TestActionDisablesContainers(t *testing.T) {
 	if err := os.Chmod(filepath.Dir(v.d.Socket), 0o711); err != nil {
 		t.Fatal(err)
 	}
-	scratch, err := os.MkdirTemp("", "hr-e2e-docker")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(scratch) })
+	scratch := fakerunner.TempDir(t)
 	if err := os.Chmod(scratch, 0o777); err != nil {
 		t.Fatal(err)
 	}
-	worker := filepath.Join(scratch, "bin/Runner.Worker")
-	if err := os.MkdirAll(filepath.Dir(worker), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("cp", bash, worker).CombinedOutput(); err != nil {
-		t.Fatalf("cp: %v %s", err, out)
-	}
-	version := dockerCLI + " -H unix://" + v.d.Socket + " version --format '{{.Server.Version}}'"
+	sockArg := "unix://" + v.d.Socket
+	version := dockerCLI + " -H " + sockArg + " version --format '{{.Server.Version}}'"
 	// Steps run inside the VM (its PID namespace is the agent's).
-	nobody := func(script string) (string, error) {
-		c := v.vm.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", "sh", "-c", script)
+	inVM := func(argv ...string) *exec.Cmd {
+		c := v.vm.Command(append([]string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"}, argv...)...)
 		c.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + scratch, "DOCKER_CONFIG=" + scratch, "DOCKER_API_VERSION=1.41"}
-		b, err := c.CombinedOutput()
+		return c
+	}
+	nobody := func(script string) (string, error) {
+		b, err := inVM("sh", "-c", script).CombinedOutput()
 		return string(b), err
 	}
 	if out, err := nobody(version); err != nil {
 		t.Fatalf("before the action, nobody cannot use docker, so this test could not fail: %v %s", err, out)
+	}
+	// A third party's image (another ID than the action's).
+	if b, err := v.docker("build", "-q", "--label", "third=party", "-t", "third:party", v.image).CombinedOutput(); err != nil {
+		t.Fatalf("docker build: %v\n%s", err, b)
+	}
+	// The runner, there before the job's steps.
+	v.runner = fakerunner.Start(t, filepath.Join(scratch, "runner"), inVM)
+	v.dockerEnv = []string{"DOCKER_API_VERSION=1.41", "DOCKER_BUILDKIT=0", "DOCKER_CONFIG=" + scratch}
+	runnerDocker := func(env []string, args ...string) (string, error) {
+		return v.runner.ExecEnv(append(v.dockerEnv, env...), append([]string{"docker", "-H", sockArg}, args...)...)
+	}
+	// A job container, set up with the socket before any step.
+	if out, err := runnerDocker(nil, "create", "--name", "job-container", "-v", v.d.Socket+":/var/run/docker.sock", "third:party"); err != nil {
+		t.Fatalf("job container: %v %s", err, out)
 	}
 
 	// The workspace's owner is the runner's user, whose sudo rules go
@@ -277,17 +294,82 @@ func TestActionDisablesContainers(t *testing.T) {
 	if out, err := nobody(version); err == nil || !strings.Contains(out, "disable-sudo-and-containers") {
 		t.Errorf("a step used docker: %v %s", err, out)
 	}
-	if out, err := nobody(worker + " -c \"" + version + "; true\""); err != nil || !versionRe.MatchString(out) {
+	if out, err := runnerDocker(nil, "version", "--format", "{{.Server.Version}}"); err != nil || !versionRe.MatchString(out) {
 		t.Errorf("the runner's docker command was refused: %v %s", err, out)
 	}
-	if out, err := v.docker("ps", "-q").CombinedOutput(); err != nil {
-		t.Errorf("root was refused: %v %s", err, out)
+	if out, err := v.docker("ps", "-q").CombinedOutput(); err == nil || !strings.Contains(string(out), "disable-sudo-and-containers") {
+		t.Errorf("root on the host used docker: %v %s", err, out)
+	}
+	// A copy of bash named Runner.Worker, beside a Runner.Listener copy.
+	fake := fakerunner.Start(t, filepath.Join(scratch, "fake"), inVM)
+	if out, err := fake.ExecEnv(v.dockerEnv, "docker", "-H", sockArg, "ps"); err == nil || !strings.Contains(out, "disable-sudo-and-containers") {
+		t.Errorf("a copy of Runner.Worker used docker: %v %s", err, out)
+	}
+	// A credential helper planted in the runner's docker config runs when
+	// the runner pulls; it is the runner's docker's child.
+	evilConf, evilBin, evilOut := filepath.Join(scratch, "evilconf"), filepath.Join(scratch, "evilbin"), filepath.Join(scratch, "evil.out")
+	for _, d := range []string{evilConf, evilBin} {
+		if err := os.MkdirAll(d, 0o777); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(evilConf, "config.json"), []byte(`{"credsStore":"evil"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	helper := "#!/bin/sh\n" + dockerCLI + " -H " + sockArg + " ps > " + evilOut + " 2>&1\necho '{\"ServerURL\":\"\",\"Username\":\"x\",\"Secret\":\"y\"}'\n"
+	if err := os.WriteFile(filepath.Join(evilBin, "docker-credential-evil"), []byte(helper), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, _ := runnerDocker([]string{"DOCKER_CONFIG=" + evilConf, "PATH=" + evilBin + ":/usr/bin:/bin"}, "pull", "198.18.0.99:5000/x:1")
+	if b, err := os.ReadFile(evilOut); err != nil {
+		t.Errorf("the planted credential helper never ran, so this case was not tried: %v (pull: %s)", err, out)
+	} else if !strings.Contains(string(b), "disable-sudo-and-containers") {
+		t.Errorf("a credential helper of the runner's docker used docker: %s", b)
+	}
+	// A third party's container action, as root, with the socket the runner mounts.
+	out, err = runnerDocker(nil, "run", "--rm", "--network", "none", "-v", v.d.Socket+":/var/run/docker.sock", "-e", "GITHUB_ACTIONS=true",
+		"--entrypoint", "/main", "third:party")
+	if err == nil || !strings.Contains(out, "disable-sudo-and-containers") {
+		t.Errorf("a third party's container action used docker: %v %s", err, out)
+	}
+
+	// The runner's own clean-up still works.
+	if out, err := runnerDocker(nil, "rm", "-f", "job-container"); err != nil {
+		t.Errorf("the runner's docker rm was refused: %v %s", err, out)
 	}
 
 	summary := v.post(t)
 	if n := strings.Count(string(summary), `docker\.sock — blocked: GET /v1\.41/version | `+escapeMD(dockerCLI)+` \(pid`); n != 1 {
 		t.Errorf("summary has %d refused docker requests by %s, want 1 (the step's):\n%s", n, dockerCLI, summary)
 	}
+	if !strings.Contains(string(summary), "mounted before harden") || !strings.Contains(string(summary), "job") {
+		t.Errorf("summary does not name the job container that bypasses the gate:\n%s", summary)
+	}
+	var rep struct {
+		Privileged []struct {
+			Verdict string `json:"verdict"`
+			Detail  string `json:"detail"`
+		} `json:"privileged"`
+	}
+	b, err := os.ReadFile(filepath.Join(dirs["home"], "harden-runner-report", "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	var allowed []string
+	for _, p := range rep.Privileged {
+		if p.Verdict == "allowed" {
+			allowed = append(allowed, p.Detail)
+		}
+	}
+	for _, want := range []string{"POST /v1.41/containers/create", "DELETE /v1.41/containers/{id}"} {
+		if !slices.ContainsFunc(allowed, func(d string) bool { return strings.HasPrefix(d, want) }) {
+			t.Errorf("the runner's admitted %s is not in the report: %q", want, allowed)
+		}
+	}
+	t.Logf("admitted docker requests in the report:\n%s", strings.Join(allowed, "\n"))
 	if out, err := nobody(version); err != nil {
 		t.Errorf("dockerd's socket is not back after the post step: %v %s", err, out)
 	}

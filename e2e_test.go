@@ -26,6 +26,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/harden-runner/harden-runner/internal/fakerunner"
 	"github.com/harden-runner/harden-runner/internal/testnet"
 )
 
@@ -753,19 +754,16 @@ func TestRunReportsTamperedFiles(t *testing.T) {
 	}
 }
 
-// TestRunNamesWorkflowSteps runs a stand-in for the runner: a program
-// named Runner.Worker (a copy of bash) that runs each step as its child,
-// as the runner does: two `run:` steps (scripts in _temp named by a GUID)
+// TestRunNamesWorkflowSteps runs a stand-in for the runner (a copy of
+// bash as Runner.Worker, started by a copy as Runner.Listener beside it:
+// package fakerunner), which starts `run` and then each step as its
+// child, as the runner does: two `run:` steps (scripts in _temp named by a GUID)
 // and a JavaScript-like action under _actions. Without the jobs API the
 // report names each event's step as the runner would ("Run " and the
 // script's first line, "Run owner/repo@ref"); a process that outlived
 // its step (re-parented) gets none.
 func TestRunNamesWorkflowSteps(t *testing.T) {
 	w := newWorld(t)
-	bash, err := exec.LookPath("bash")
-	if err != nil {
-		t.Skip("no bash")
-	}
 	files := map[string]string{
 		"work/_temp/0f3c2a4e-1b2d-4c5e-8f90-a1b2c3d4e5f6.sh": "\n  curl -sk --max-time 5 https://allowed.test/\n",
 		"work/_temp/7a1e9c3b-2d4f-4e6a-9b8c-0d1e2f3a4b5c.sh": "getent hosts blocked.test; true\nexit 0\n",
@@ -781,27 +779,57 @@ func TestRunNamesWorkflowSteps(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	worker := filepath.Join(w.tmp, "runners/2.321.0/bin/Runner.Worker")
-	if err := os.MkdirAll(filepath.Dir(worker), 0o755); err != nil {
+	// The runner, there first; run is one of its commands, and the steps
+	// are its direct children while the agent runs (as the Action's agent
+	// and the runner's steps are).
+	if err := os.Chmod(w.tmp, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command("cp", bash, worker).CombinedOutput(); err != nil {
-		t.Fatalf("cp: %v %s", err, out)
-	}
+	r := fakerunner.Start(t, filepath.Join(w.tmp, "runners/2.321.0"), func(argv ...string) *exec.Cmd { return w.In(w.Runner, argv...) })
 	temp, actions := filepath.Join(w.tmp, "work/_temp"), filepath.Join(w.tmp, "work/_actions")
-	steps := strings.Join([]string{
-		// Step 1 also leaves a process behind that connects after the step.
-		"(bash -e " + temp + "/0f3c2a4e-1b2d-4c5e-8f90-a1b2c3d4e5f6.sh; setsid sh -c 'sleep 1; curl -sk --max-time 5 https://api.wild.test/' &)",
-		"bash -e " + temp + "/7a1e9c3b-2d4f-4e6a-9b8c-0d1e2f3a4b5c.sh",
-		"sh " + actions + "/octo/greet/v1/dist/index.sh",
-		"sleep 3", "true",
-	}, "; ")
 	dir := filepath.Join(w.tmp, "steps-report")
-	out, err := w.In(w.Runner, w.bin, "run", "--upstream", "198.18.0.2", "--report-dir", dir, "--disable-file-monitoring",
-		"--egress-policy", "block", "--allowed-endpoints", allowFlags, "--", "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
-		worker, "-c", steps).CombinedOutput()
-	if err != nil {
-		t.Fatalf("run: %v\n%s", err, out)
+	ready, done, exit := filepath.Join(w.tmp, "ready"), filepath.Join(w.tmp, "done"), filepath.Join(w.tmp, "exit")
+	runCmd := []string{w.bin, "run", "--upstream", "198.18.0.2", "--report-dir", dir, "--disable-file-monitoring",
+		"--egress-policy", "block", "--allowed-endpoints", allowFlags, "--",
+		"sh", "-c", "touch " + ready + "; while [ ! -e " + done + " ]; do sleep 0.05; done"}
+	quoted := make([]string, len(runCmd))
+	for i, a := range runCmd {
+		quoted[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+	}
+	if out, err := r.Run("(" + strings.Join(quoted, " ") + " > " + dir + ".log 2>&1; echo $? > " + exit + ") &"); err != nil {
+		t.Fatalf("start run: %v %s", err, out)
+	}
+	waitFile := func(p string) {
+		t.Helper()
+		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			if _, err := os.Stat(p); err == nil {
+				return
+			}
+			if time.Now().After(deadline) {
+				log, _ := os.ReadFile(dir + ".log")
+				t.Fatalf("%s never appeared; run's log:\n%s", p, log)
+			}
+		}
+	}
+	waitFile(ready)
+	nobody := []string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"}
+	for _, step := range [][]string{
+		// Step 1 also leaves a process behind that connects after the step.
+		{"bash", "-c", "bash -e " + temp + "/0f3c2a4e-1b2d-4c5e-8f90-a1b2c3d4e5f6.sh ; setsid sh -c 'sleep 1; curl -sk --max-time 5 https://api.wild.test/' > /dev/null 2>&1 &"},
+		{"bash", "-e", temp + "/7a1e9c3b-2d4f-4e6a-9b8c-0d1e2f3a4b5c.sh"},
+		{"sh", actions + "/octo/greet/v1/dist/index.sh"},
+		{"sleep", "3"},
+	} {
+		out, err := r.Exec(append(nobody, step...)...)
+		t.Logf("step %q: %v %s", step, err, out)
+	}
+	if err := os.WriteFile(done, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFile(exit)
+	if code, _ := os.ReadFile(exit); strings.TrimSpace(string(code)) != "0" {
+		log, _ := os.ReadFile(dir + ".log")
+		t.Fatalf("run exited %s:\n%s", code, log)
 	}
 	rep := readReport(t, dir)
 	want := map[string]string{

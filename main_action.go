@@ -63,6 +63,7 @@ func actionEnv(ctx context.Context, log *slog.Logger) (*action.Env, *action.Dock
 		}
 	}
 	env.HostDockerSocket = self.HostPath(docker.DefaultSocket)
+	env.DockerImage = self.Image
 	h := &action.DockerHost{Docker: cli, Image: self.Image, Dir: os.Getenv("HARDEN_RUNNER_DIR")}
 	return env, h, nil
 }

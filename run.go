@@ -23,6 +23,7 @@ import (
 	"github.com/harden-runner/harden-runner/internal/proctree"
 	"github.com/harden-runner/harden-runner/post/report"
 	"github.com/harden-runner/harden-runner/proc"
+	"github.com/harden-runner/harden-runner/runnerid"
 )
 
 // runOptions are the `run` flags; they mirror the Action's inputs.
@@ -41,6 +42,7 @@ type runOptions struct {
 	dockerSocket   string
 	leftoverWait   time.Duration
 	onTamper       string
+	allowDockerFor string
 }
 
 func parseRunFlags(args []string, stderr io.Writer) (*runOptions, []string, error) {
@@ -56,7 +58,8 @@ func parseRunFlags(args []string, stderr io.Writer) (*runOptions, []string, erro
 	fs.StringVar(&o.upstreams, "upstream", "", "DNS servers to forward to, e.g. 192.0.2.53,[2001:db8::53]:53 (default: the machine's own, from resolv.conf or systemd-resolved)")
 	fs.UintVar(&o.resolverPort, "resolver-port", agent.DefaultResolverPort, "local port the DNS redirect points at")
 	fs.BoolVar(&o.implicitAllows, "github-runner-endpoints", true, "also allow what a GitHub-hosted runner needs to run the job (see README)")
-	fs.BoolVar(&o.noContainers, "disable-containers", false, "leave docker to root and to docker commands Runner.Worker starts (see dockergate)")
+	fs.BoolVar(&o.noContainers, "disable-containers", false, "leave docker to the docker commands the Runner.Worker this runs under starts itself (see dockergate)")
+	fs.StringVar(&o.allowDockerFor, "allow-docker-for", "runner", "with --disable-containers: runner, or containers (also any container dockerd runs)")
 	fs.StringVar(&o.dockerSocket, "docker-socket", dockergate.DefaultSocket, "dockerd's socket, for --disable-containers")
 	fs.DurationVar(&o.leftoverWait, "leftover-wait", 10*time.Second, "after COMMAND exits, how long enforcement waits for the processes it left running before it kills them")
 	fs.StringVar(&o.onTamper, "on-tamper", "fail", "fail (exit non-zero) or report (only record) when something changes or switches off our enforcement during the run")
@@ -112,11 +115,18 @@ func runCmd(ctx context.Context, args []string, log *slog.Logger) (int, error) {
 		return 1, fmt.Errorf("run: report dir: %w", err)
 	}
 	journal := filepath.Join(o.reportDir, "journal.jsonl")
+	// run is a step's command: up its ancestry is the real runner (for
+	// step attribution, and for --disable-containers the only trusted docker).
+	runner, pinErr := runnerid.FromAncestry(os.Getpid())
+	if pinErr != nil && o.noContainers {
+		return 1, fmt.Errorf("run: --disable-containers: pin the runner's process: %w", pinErr)
+	}
 	clientServers := resolver.ParseResolvConfFile(resolver.ResolvConf)
 	ag, err := agent.New(agent.Config{
 		Policy: pol, Upstreams: ups, ResolverPort: uint16(o.resolverPort), ClientServers: clientServers,
 		JournalPath: journal, Workspace: ws, FileMonitoring: !o.noFileMonitor, Log: log,
-		DisableContainers: o.noContainers, Docker: dockergate.Config{Socket: o.dockerSocket},
+		DisableContainers: o.noContainers, Docker: dockergate.Config{Socket: o.dockerSocket, Runner: runner,
+			AllowFor: dockergate.AllowFor(o.allowDockerFor)},
 		WatchEtc: "/etc",
 	})
 	if err != nil {

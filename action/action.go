@@ -107,6 +107,9 @@ type Env struct {
 	// container was given (for disable-sudo-and-containers); "" means
 	// dockergate's default.
 	HostDockerSocket string
+	// DockerImage is this action's image ID: its containers (the post
+	// step, the helpers) keep docker under disable-sudo-and-containers.
+	DockerImage string
 	// HTTPClient is used for the GitHub API; nil means http.DefaultClient.
 	HTTPClient *http.Client
 	Log        *slog.Logger
@@ -156,8 +159,10 @@ func Main(ctx context.Context, env *Env, h Host) error {
 		FileMonitoring:   !in.DisableFileMonitoring && env.HostWorkspace != "",
 		// Steps lose docker; the runner keeps it (its container
 		// actions and services, and this action's post step).
-		DisableContainers: in.DisableSudoAndContainers,
-		DockerSocket:      env.HostDockerSocket,
+		DisableContainers:  in.DisableSudoAndContainers,
+		DockerSocket:       env.HostDockerSocket,
+		AllowDockerFor:     in.AllowDockerFor,
+		DockerTrustedImage: env.DockerImage,
 	}}
 	if in.DisableSudo {
 		if env.SudoUser == "" {

@@ -6,6 +6,7 @@ import (
 	"path"
 	"strings"
 
+	"github.com/harden-runner/harden-runner/dockergate"
 	"github.com/harden-runner/harden-runner/egress/policy"
 	"github.com/harden-runner/harden-runner/egress/policyfile"
 )
@@ -16,6 +17,7 @@ const (
 	InputAllowedEndpoints         = "allowed-endpoints"
 	InputDisableSudo              = "disable-sudo"
 	InputDisableSudoAndContainers = "disable-sudo-and-containers"
+	InputAllowDockerFor           = "allow-docker-for"
 	InputDisableFileMonitoring    = "disable-file-monitoring"
 	InputDisableTelemetry         = "disable-telemetry"
 	InputPolicy                   = "policy"
@@ -30,10 +32,13 @@ type Inputs struct {
 	Endpoints                []policy.Endpoint
 	DisableSudo              bool // also true when DisableSudoAndContainers is
 	DisableSudoAndContainers bool
-	DisableFileMonitoring    bool
-	DisableTelemetry         bool // accepted for compatibility; nothing is ever sent
-	PolicyFile               string
-	Token                    string
+	// AllowDockerFor is who keeps docker under DisableSudoAndContainers:
+	// "runner" (default) or "containers" (dockergate.AllowFor).
+	AllowDockerFor        string
+	DisableFileMonitoring bool
+	DisableTelemetry      bool // accepted for compatibility; nothing is ever sent
+	PolicyFile            string
+	Token                 string
 }
 
 // InputError is a malformed input. Its message names the input and the value.
@@ -117,6 +122,15 @@ func ParseInputs(get func(string) string, readFile func(string) ([]byte, error))
 	}
 	if _, err := KeepEnforcement(get, func(string) string { return "" }); err != nil {
 		errs = append(errs, err)
+	}
+	if v := get(InputAllowDockerFor); v != "" {
+		if af, err := dockergate.ParseAllowFor(v); err != nil {
+			bad(InputAllowDockerFor, v, err)
+		} else {
+			in.AllowDockerFor = string(af)
+		}
+	} else {
+		in.AllowDockerFor = string(dockergate.AllowRunner)
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)

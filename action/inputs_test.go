@@ -60,6 +60,19 @@ func TestParseInputs(t *testing.T) {
 					t.Errorf("bools: %+v", in)
 				}
 			}},
+		{name: "allow-docker-for default", in: map[string]string{}, mode: policy.Block,
+			check: func(t *testing.T, in *Inputs) {
+				if in.AllowDockerFor != "runner" {
+					t.Errorf("allow-docker-for %q", in.AllowDockerFor)
+				}
+			}},
+		{name: "allow-docker-for containers", in: map[string]string{"allow-docker-for": "containers"}, mode: policy.Block,
+			check: func(t *testing.T, in *Inputs) {
+				if in.AllowDockerFor != "containers" {
+					t.Errorf("allow-docker-for %q", in.AllowDockerFor)
+				}
+			}},
+		{name: "bad allow-docker-for", in: map[string]string{"allow-docker-for": "everyone"}, errs: []string{"allow-docker-for"}, errText: `"everyone"`},
 		{name: "token", in: map[string]string{"token": "ghs_x"}, mode: policy.Block,
 			check: func(t *testing.T, in *Inputs) {
 				if in.Token != "ghs_x" {

@@ -30,7 +30,9 @@ import (
 	"github.com/harden-runner/harden-runner/filemon"
 	"github.com/harden-runner/harden-runner/privmon"
 	"github.com/harden-runner/harden-runner/proc"
+	"github.com/harden-runner/harden-runner/runnerid"
 	"github.com/harden-runner/harden-runner/runnerstep"
+	"github.com/harden-runner/harden-runner/sudowatch"
 )
 
 // DefaultResolverPort is where the firewall redirects DNS. A port below 1024
@@ -67,6 +69,9 @@ type Config struct {
 	// with the writer (guard.WatchFiles). Start it after our own changes
 	// there (disable-sudo).
 	WatchEtc string
+	// SudoUser, when set, is the runner's user whose sudo rights
+	// disable-sudo took: a rule for it put back is an error (sudowatch).
+	SudoUser string
 	Log      *slog.Logger
 }
 
@@ -83,6 +88,7 @@ type Agent struct {
 	sysctls    *guard.Sysctls
 	priv       *privmon.Monitor
 	docker     *dockergate.Gate
+	sudo       *sudowatch.Watch
 	finder     *proc.Finder
 	res        *resolver.Resolver
 	relay      *relay.Relay
@@ -133,9 +139,18 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
+	// The runner's job process, pinned now, before any workflow step ran
+	// (the steps' docker gate and step attribution trust it alone).
+	runner, pinErr := a.cfg.Docker.Runner, error(nil)
+	if runner.IsZero() {
+		runner, pinErr = runnerid.Find()
+	}
+	if pinErr != nil && a.cfg.DisableContainers {
+		return fmt.Errorf("agent: disable containers: pin the runner's process (only its own docker commands may use docker): %w", pinErr)
+	}
 	// Every event under a workflow step's process is preceded, once per
 	// step, by a record of that step's root (for the report's Step column).
-	emit := runnerstep.NewTracker(runnerstep.HostFS{}).Wrap(a.journal.Emit)
+	emit := runnerstep.NewTracker(runnerstep.HostFS{}, runner.PID).Wrap(a.journal.Emit)
 	p := a.cfg.Policy
 	start := &event.Start{Time: time.Now(), Mode: string(p.Mode()), Workspace: a.cfg.Workspace, FileMonitoring: a.cfg.FileMonitoring}
 	for _, e := range p.Endpoints() {
@@ -149,6 +164,10 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 		start.Upstreams = append(start.Upstreams, u.String())
 	}
 	emit(event.Record{Start: start})
+	if pinErr != nil {
+		emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "agent", Level: "info",
+			Message: "no workflow step is named by process (the runner's process was not found): " + pinErr.Error()}})
+	}
 
 	finder := proc.NewFinder(a.log)
 	a.finder = finder
@@ -228,9 +247,22 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 			a.priv = m
 		}
 	}
+	if a.cfg.SudoUser != "" {
+		// Before the helper takes the rights: their return is what is watched.
+		if a.sudo, err = sudowatch.New(sudowatch.Config{User: a.cfg.SudoUser, Emit: emit, Log: a.log}); err != nil {
+			return fmt.Errorf("agent: %w", err)
+		}
+		if err = a.sudo.Start(ctx); err != nil {
+			a.sudo = nil
+			return fmt.Errorf("agent: disable sudo: %w", err)
+		}
+	}
 	if a.cfg.DisableContainers {
 		dc := a.cfg.Docker
-		dc.Emit, dc.Process, dc.Log = emit, proc.Info, a.log
+		dc.Emit, dc.Process, dc.Container, dc.Log = emit, proc.Info, proc.ContainerID, a.log
+		dc.Runner = runner
+		emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "dockergate", Level: "info",
+			Message: fmt.Sprintf("docker is the runner's only: pinned %s (pid %d); allow-docker-for: %s", dc.Runner.Exe, dc.Runner.PID, dc.AllowFor)}})
 		if a.docker, err = dockergate.New(dc); err != nil {
 			return fmt.Errorf("agent: %w", err)
 		}
@@ -446,6 +478,9 @@ func (a *Agent) teardown() error {
 	}
 	if a.priv != nil {
 		errs = append(errs, a.priv.Close())
+	}
+	if a.sudo != nil {
+		errs = append(errs, a.sudo.Close())
 	}
 	if a.docker != nil {
 		errs = append(errs, a.docker.Close())

@@ -34,11 +34,18 @@ type DaemonConfig struct {
 	StateDir string `json:"state_dir"`
 	// Upstreams overrides the DNS servers found in the host's resolv.conf.
 	Upstreams []string `json:"upstreams,omitempty"`
-	// DisableContainers leaves docker to the runner and root (dockergate);
-	// DockerSocket and DockerCLIs override dockergate's defaults.
-	DisableContainers bool     `json:"disable_containers,omitempty"`
-	DockerSocket      string   `json:"docker_socket,omitempty"`
-	DockerCLIs        []string `json:"docker_clis,omitempty"`
+	// DisableContainers leaves docker to the pinned runner's docker CLI and
+	// this Action's containers (dockergate); DockerSocket and DockerCLIs
+	// override dockergate's defaults. AllowDockerFor is the
+	// allow-docker-for input; DockerTrustedImage the Action's image ID.
+	DisableContainers  bool     `json:"disable_containers,omitempty"`
+	DockerSocket       string   `json:"docker_socket,omitempty"`
+	DockerCLIs         []string `json:"docker_clis,omitempty"`
+	AllowDockerFor     string   `json:"allow_docker_for,omitempty"`
+	DockerTrustedImage string   `json:"docker_trusted_image,omitempty"`
+	// SudoUser is the runner's user name when disable-sudo is on: the
+	// agent reports a sudo rule for it that comes back.
+	SudoUser string `json:"sudo_user,omitempty"`
 }
 
 // Files the daemon keeps in DaemonConfig.StateDir.
@@ -187,8 +194,10 @@ func daemonAgent(cfg *DaemonConfig, log *slog.Logger) (*Agent, error) {
 		// not the empty directory.
 		WaitForWorkspace:  true,
 		DisableContainers: cfg.DisableContainers,
-		Docker:            dockergate.Config{Socket: cfg.DockerSocket, CLIs: cfg.DockerCLIs},
-		Log:               log,
+		Docker: dockergate.Config{Socket: cfg.DockerSocket, CLIs: cfg.DockerCLIs,
+			AllowFor: dockergate.AllowFor(cfg.AllowDockerFor), TrustedImage: cfg.DockerTrustedImage},
+		SudoUser: cfg.SudoUser,
+		Log:      log,
 	})
 }
 

@@ -139,8 +139,8 @@ func (r *Report) writeMiddle(w *mdWriter) {
 	r.writePrivileged(w)
 }
 
-// writePrivileged lists starts of sudo, su and the like, and refused
-// docker requests; nothing when there were none (it would only be noise).
+// writePrivileged lists starts of sudo, su and the like, and docker
+// requests (refused, and admitted ones folded per client and endpoint); nothing when there were none (it would only be noise).
 func (r *Report) writePrivileged(w *mdWriter) {
 	if len(r.Privileged) == 0 {
 		return
@@ -154,8 +154,8 @@ func (r *Report) writePrivileged(w *mdWriter) {
 	w.table(header, plural(len(r.Privileged), "start", "starts"), len(r.Privileged), func(i int) string {
 		p := r.Privileged[i]
 		prog := cell(p.Program)
-		if p.Verdict == event.Blocked {
-			prog += " — blocked: " + cell(p.Detail)
+		if p.Verdict != "" { // a docker request: refused, or admitted (folded, with a count)
+			prog += " — " + cell(string(p.Verdict)) + ": " + cell(p.Detail)
 		}
 		line := "| " + prog + " | " + processCell(p.Process) + " | " + cell(p.Process.Cmdline) +
 			" | " + timeCell(p.Time) + " |"
