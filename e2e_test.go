@@ -858,7 +858,7 @@ func TestRunNamesWorkflowSteps(t *testing.T) {
 			}
 		case "198.18.1.10", "2001:db8:1::a":
 			if e.Step != "Run curl -sk --max-time 5 https://allowed.test/" {
-				t.Errorf("egress %s: step %q", e.IP, e.Step)
+				t.Errorf("egress %s: step %q (row %+v)", e.IP, e.Step, e)
 			}
 		case "198.18.1.12":
 			if e.Step != "" {

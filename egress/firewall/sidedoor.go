@@ -128,6 +128,33 @@ func (b *builder) resolverUpstream(ch *nftables.Chain) {
 			}, accept)
 		}
 	}
+	b.relayUpstream(ch, mark)
+}
+
+// relayUpstream passes the name-checking relay's own connections (they
+// carry the same mark): the relay records each flow itself, with the
+// client's process, so the rules must neither log them again (as the
+// agent's) nor send them back to the relay. In block mode only TCP to
+// what the allow sets hold, which is all the relay dials there; in audit
+// mode, where the relay dials whatever it was sent, any TCP.
+func (b *builder) relayUpstream(ch *nftables.Chain, mark []expr.Any) {
+	if b.cfg.RelayPort == 0 {
+		return
+	}
+	accept := verdict(expr.VerdictAccept)
+	tcp := append(meta(expr.MetaKeyL4PROTO), eq([]byte{unix.IPPROTO_TCP})...)
+	if !b.cfg.Block {
+		b.rule(ch, mark, tcp, accept)
+		return
+	}
+	for _, f := range []struct {
+		fam  byte
+		sets []string
+	}{{unix.NFPROTO_IPV4, []string{setDyn4, setNet4}}, {unix.NFPROTO_IPV6, []string{setDyn6, setNet6}}} {
+		for _, set := range f.sets {
+			b.rule(ch, mark, tcp, daddrPort(f.fam), b.lookup(set, false), accept)
+		}
+	}
 }
 
 // preexisting accepts a TCP segment without SYN in a new conntrack entry
