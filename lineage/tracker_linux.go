@@ -324,7 +324,7 @@ func (t *Tracker) Process(pid int, at uint64, wait time.Duration) (Proc, bool) {
 	deadline := time.Now().Add(wait)
 	for {
 		p, ok, changed := t.table.get(pid, at)
-		if wait <= 0 || (ok && t.current()) {
+		if wait <= 0 || t.current() {
 			return p, ok
 		}
 		left := time.Until(deadline)
