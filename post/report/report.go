@@ -154,15 +154,19 @@ type Message struct {
 
 // Agent describes the agent's own health during the run.
 type Agent struct {
-	Start          *time.Time  `json:"start"` // nil if the journal has no Start record
-	Stop           *time.Time  `json:"stop"`  // nil if the agent did not stop cleanly
-	StoppedCleanly bool        `json:"stopped_cleanly"`
-	Errors         []Message   `json:"errors"`
-	Warnings       []Message   `json:"warnings"`
-	Info           []Message   `json:"info"`
-	Components     []Component `json:"components"`
-	Lost           Tally       `json:"lost"`
-	Unattributed   Tally       `json:"unattributed"`
+	Start *time.Time `json:"start"` // nil if the journal has no Start record
+	// Attribution is how events were tied to processes: "ebpf" or
+	// "procfs" (best effort), with why; "" for an older journal.
+	Attribution       string      `json:"attribution,omitempty"`
+	AttributionReason string      `json:"attribution_reason,omitempty"`
+	Stop              *time.Time  `json:"stop"` // nil if the agent did not stop cleanly
+	StoppedCleanly    bool        `json:"stopped_cleanly"`
+	Errors            []Message   `json:"errors"`
+	Warnings          []Message   `json:"warnings"`
+	Info              []Message   `json:"info"`
+	Components        []Component `json:"components"`
+	Lost              Tally       `json:"lost"`
+	Unattributed      Tally       `json:"unattributed"`
 	// UnattributedEvents counts flows, DNS queries and file events in the
 	// journal whose process is unknown (PID 0).
 	UnattributedEvents int `json:"unattributed_events"`
@@ -245,6 +249,11 @@ func Build(recs []event.Record, opt Options) *Report {
 		r.FileMonitoring = start.FileMonitoring
 		t := start.Time
 		a.Start = &t
+		a.Attribution, a.AttributionReason = start.Attribution, start.AttributionReason
+		if a.Attribution == "procfs" {
+			a.Warnings = append(a.Warnings, Message{Component: "agent",
+				Message: "processes are looked up after the fact (best effort: short-lived senders may go unnamed): " + a.AttributionReason})
+		}
 	} else {
 		a.Warnings = append(a.Warnings, Message{Component: "report",
 			Message: "the journal has no start record: the agent's settings are unknown"})
