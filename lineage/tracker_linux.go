@@ -137,9 +137,22 @@ func (t *Tracker) Start(ctx context.Context) (err error) {
 	return nil
 }
 
-// cgroup2Root finds the cgroup v2 mount.
+// cgroup2Root finds the cgroup v2 mount: in our mount namespace, else in
+// pid 1's, reached through /proc/1/root (`ip netns exec` mounts a new
+// /sys that hides the cgroup mounts).
 func cgroup2Root() (string, error) {
-	f, err := os.Open("/proc/self/mountinfo")
+	if dir, err := cgroup2Mount("/proc/self/mountinfo"); err == nil {
+		return dir, nil
+	}
+	dir, err := cgroup2Mount("/proc/1/mountinfo")
+	if err != nil {
+		return "", err
+	}
+	return "/proc/1/root" + dir, nil
+}
+
+func cgroup2Mount(mountinfo string) (string, error) {
+	f, err := os.Open(mountinfo)
 	if err != nil {
 		return "", fmt.Errorf("read mounts: %w", err)
 	}
