@@ -78,6 +78,8 @@ const (
 	lineageProgOnConnect6   = "on_connect6"
 	lineageProgOnExec       = "on_exec"
 	lineageProgOnExit       = "on_exit"
+	lineageProgOnFib4       = "on_fib4"
+	lineageProgOnFib6       = "on_fib6"
 	lineageProgOnFork       = "on_fork"
 	lineageProgOnSend       = "on_send"
 	lineageProgOnSendmsg4   = "on_sendmsg4"
@@ -133,6 +135,8 @@ type lineageProgramSpecs struct {
 	OnConnect6   *ebpf.ProgramSpec `ebpf:"on_connect6"`
 	OnExec       *ebpf.ProgramSpec `ebpf:"on_exec"`
 	OnExit       *ebpf.ProgramSpec `ebpf:"on_exit"`
+	OnFib4       *ebpf.ProgramSpec `ebpf:"on_fib4"`
+	OnFib6       *ebpf.ProgramSpec `ebpf:"on_fib6"`
 	OnFork       *ebpf.ProgramSpec `ebpf:"on_fork"`
 	OnSend       *ebpf.ProgramSpec `ebpf:"on_send"`
 	OnSendmsg4   *ebpf.ProgramSpec `ebpf:"on_sendmsg4"`
@@ -211,6 +215,8 @@ type lineagePrograms struct {
 	OnConnect6   *ebpf.Program `ebpf:"on_connect6"`
 	OnExec       *ebpf.Program `ebpf:"on_exec"`
 	OnExit       *ebpf.Program `ebpf:"on_exit"`
+	OnFib4       *ebpf.Program `ebpf:"on_fib4"`
+	OnFib6       *ebpf.Program `ebpf:"on_fib6"`
 	OnFork       *ebpf.Program `ebpf:"on_fork"`
 	OnSend       *ebpf.Program `ebpf:"on_send"`
 	OnSendmsg4   *ebpf.Program `ebpf:"on_sendmsg4"`
@@ -225,6 +231,8 @@ func (p *lineagePrograms) Close() error {
 		p.OnConnect6,
 		p.OnExec,
 		p.OnExit,
+		p.OnFib4,
+		p.OnFib6,
 		p.OnFork,
 		p.OnSend,
 		p.OnSendmsg4,

@@ -35,6 +35,10 @@ type Config struct {
 	// Cgroup is the cgroup v2 directory the socket hooks attach to
 	// (default: the root of the cgroup2 mount).
 	Cgroup string
+	// ICMPFresh is how recent an ICMP send to an address must be to name
+	// an ICMP flow to it (default 1 s: the firewall's readers see the
+	// packet within milliseconds).
+	ICMPFresh time.Duration
 	// Log receives diagnostics; nil discards them.
 	Log *slog.Logger
 }
@@ -76,14 +80,14 @@ const (
 )
 
 // flowKey is a flow as the BPF side keys it: without the local address
-// (see bpf/lineage.c), and ICMP by its protocol alone.
+// (see bpf/lineage.c), and ICMP without ports.
 func flowKey(proto uint8, src, dst netip.AddrPort) lineageLinFlow {
 	var k lineageLinFlow
 	k.Proto = proto
+	k.Daddr = dst.Addr().As16()
 	if proto == protoICMP || proto == protoICMPv6 {
 		return k
 	}
-	k.Daddr = dst.Addr().As16()
 	k.Sport, k.Dport = src.Port(), dst.Port()
 	return k
 }

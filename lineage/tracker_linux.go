@@ -54,6 +54,9 @@ func New(cfg Config) (*Tracker, error) {
 	if cfg.Keep == 0 {
 		cfg.Keep = 30 * time.Second
 	}
+	if cfg.ICMPFresh <= 0 {
+		cfg.ICMPFresh = time.Second
+	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
@@ -101,7 +104,7 @@ func (t *Tracker) Start(ctx context.Context) (err error) {
 	}
 	t.objs = objs
 	p := objs.lineagePrograms
-	for _, tr := range []*ebpf.Program{p.OnExec, p.OnFork, p.OnExit, p.OnSend} {
+	for _, tr := range []*ebpf.Program{p.OnExec, p.OnFork, p.OnExit, p.OnSend, p.OnFib4, p.OnFib6} {
 		l, err := link.AttachTracing(link.TracingOptions{Program: tr})
 		if err != nil {
 			return fmt.Errorf("%w: attach %s: %v", ErrUnsupported, tr, err)
@@ -336,8 +339,10 @@ func (t *Tracker) Process(pid int, at uint64, wait time.Duration) (Proc, bool) {
 	}
 	deadline := time.Now().Add(wait)
 	for {
+		// current before get: an event applied in between then shows.
+		cur := wait <= 0 || t.current()
 		p, ok, changed := t.table.get(pid, at)
-		if wait <= 0 || t.current() {
+		if cur {
 			return p, ok
 		}
 		left := time.Until(deadline)
@@ -373,16 +378,11 @@ func (t *Tracker) current() bool {
 	return t.handled.Load() >= produced
 }
 
-// icmpFresh is how recent the last ICMP send must be to name an ICMP flow:
-// the firewall's readers see the packet within milliseconds.
-const icmpFresh = time.Second
-
 // FlowOwner returns the owner of the socket that sent a packet from src to
 // dst; proto is the IP protocol number; IPv4 and IPv4-mapped addresses are
 // the same. A connected UDP socket's flow is recorded just after its first
 // send, so a miss is retried for up to wait. For ICMP and ICMPv6 it is the
-// last process that sent on an ICMP socket, if it sent within the last
-// icmpFresh (the caller should check the uid the packet carries).
+// last process that sent ICMP to dst, if it did within Config.ICMPFresh.
 func (t *Tracker) FlowOwner(proto uint8, src, dst netip.AddrPort, wait time.Duration) (Owner, bool) {
 	t.mu.Lock()
 	objs := t.objs
@@ -396,7 +396,7 @@ func (t *Tracker) FlowOwner(proto uint8, src, dst netip.AddrPort, wait time.Dura
 		var o lineageLinOwner
 		if err := objs.Flows.Lookup(&k, &o); err == nil {
 			if k.Proto == protoICMP || k.Proto == protoICMPv6 {
-				if monotonic()-o.Ktime > uint64(icmpFresh) {
+				if monotonic()-o.Ktime > uint64(t.cfg.ICMPFresh) {
 					return Owner{}, false
 				}
 			}

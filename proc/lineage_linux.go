@@ -23,8 +23,10 @@ const (
 	// firewall's readers may see first.
 	flowWait = 10 * time.Millisecond
 	// tableWait bounds the wait for the process table to hold every event
-	// the kernel submitted (an exec may be in the ring buffer).
-	tableWait = 50 * time.Millisecond
+	// the kernel submitted (an exec may be in the ring buffer). The table
+	// is current within microseconds on an idle machine; a loaded one can
+	// delay the reader by tens of milliseconds.
+	tableWait = 250 * time.Millisecond
 )
 
 // WithLineage makes f ask l first. Call it before the first lookup; it

@@ -17,8 +17,9 @@
  *   before the SYN is sent), for unconnected UDP and UDP-Lite by
  *   cgroup/sendmsg4/6 (before the datagram is built), for connected UDP by
  *   the sock_send_length tracepoint (just after the send), and for ICMP
- *   and ICMPv6 sockets (whose destination the socket does not hold) as
- *   "the last ICMP sender", also from sock_send_length.
+ *   and ICMPv6 (whose destination the socket does not hold) by the
+ *   fib_table_lookup/fib6_table_lookup tracepoints of the send's route
+ *   lookup, keyed by protocol and destination.
  *
  * The local address is not part of the key: the hooks that run before
  * the packet exists do not know it yet (the route picks it).
@@ -97,8 +98,10 @@ const struct lin_exec *unused_exec __attribute__((unused));
 static __always_inline void count(__u32 i)
 {
 	__u64 *n = bpf_map_lookup_elem(&counts, &i);
+	/* Atomic: a preempted program on the same CPU would lose a plain
+	 * increment, and an undercount makes the table look current early. */
 	if (n)
-		*n += 1;
+		__sync_fetch_and_add(n, 1);
 }
 
 static __always_inline void fill_task(struct lin_task *t, __u32 kind, struct task_struct *p)
@@ -312,7 +315,7 @@ int on_sockops(struct bpf_sock_ops *skops)
 }
 
 /* sock_send_length runs after every sendmsg: it names connected UDP and
- * UDP-Lite flows (sendmsg4/6 does not run for them) and ICMP senders. */
+ * UDP-Lite flows (sendmsg4/6 does not run for them). */
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(on_send, struct sock *sk, int ret, int flags)
 {
@@ -337,20 +340,60 @@ int BPF_PROG(on_send, struct sock *sk, int ret, int flags)
 			__builtin_memcpy(f.daddr, &d6, 16);
 		break;
 	}
-	case IPPROTO_ICMP:
-	case IPPROTO_ICMPV6:
-		break; /* the last ICMP sender: the key is the protocol alone */
 	default:
 		return 0;
 	}
 	struct sk_owner *o = bpf_sk_storage_get(&sk_owners, sk, 0, 0);
 	if (!o)
 		return 0;
-	if (proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6) {
-		/* Every send counts: the key does not tell two pings apart. */
-		o->owner.ktime = bpf_ktime_get_ns();
-		o->last = 0;
-	}
 	record(o, &f);
+	return 0;
+}
+
+#define LOOPBACK_IFINDEX 1
+
+/* icmp_owner records the current process as the sender of ICMP to daddr.
+ * The route lookup of a locally sent packet (input interface loopback)
+ * runs in the sending process, before the packet exists: for ICMP
+ * sockets, whose destination the socket does not hold, it is the one
+ * place that knows both. */
+static __always_inline void icmp_owner(struct lin_flow *f)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if (!id)
+		return; /* idle: not a process */
+	struct lin_owner o = {};
+	o.tgid = id >> 32;
+	o.pid = (__u32)id;
+	o.uid = (__u32)bpf_get_current_uid_gid();
+	o.cgroup = bpf_get_current_cgroup_id();
+	o.ktime = bpf_ktime_get_ns();
+	bpf_map_update_elem(&flows, f, &o, BPF_ANY);
+}
+
+SEC("tp_btf/fib_table_lookup")
+int BPF_PROG(on_fib4, __u32 tb_id, const struct flowi4 *flp)
+{
+	if (BPF_CORE_READ(flp, __fl_common.flowic_proto) != IPPROTO_ICMP ||
+	    BPF_CORE_READ(flp, __fl_common.flowic_iif) != LOOPBACK_IFINDEX)
+		return 0;
+	struct lin_flow f = {};
+	f.proto = IPPROTO_ICMP;
+	map4(f.daddr, BPF_CORE_READ(flp, daddr));
+	icmp_owner(&f);
+	return 0;
+}
+
+SEC("tp_btf/fib6_table_lookup")
+int BPF_PROG(on_fib6, const void *net, const void *res, void *table, const struct flowi6 *flp)
+{
+	if (BPF_CORE_READ(flp, __fl_common.flowic_proto) != IPPROTO_ICMPV6 ||
+	    BPF_CORE_READ(flp, __fl_common.flowic_iif) != LOOPBACK_IFINDEX)
+		return 0;
+	struct lin_flow f = {};
+	f.proto = IPPROTO_ICMPV6;
+	struct in6_addr d = BPF_CORE_READ(flp, daddr);
+	__builtin_memcpy(f.daddr, &d, 16);
+	icmp_owner(&f);
 	return 0;
 }

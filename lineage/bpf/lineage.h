@@ -52,7 +52,7 @@ struct lin_owner {
 
 /* lin_flow is a flow: the remote address (16 bytes, IPv4 as IPv4-mapped
  * IPv6), the local and remote port in host order, the IP protocol. ICMP
- * and ICMPv6 have everything but the protocol 0 (the last sender). */
+ * and ICMPv6 have ports 0. */
 struct lin_flow {
 	__u8 daddr[16];
 	__u16 sport;

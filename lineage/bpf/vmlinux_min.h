@@ -62,6 +62,21 @@ struct sock {
 	__u16 sk_protocol;
 };
 
+struct flowi_common {
+	int flowic_iif;
+	__u8 flowic_proto;
+};
+
+struct flowi4 {
+	struct flowi_common __fl_common;
+	__be32 daddr;
+};
+
+struct flowi6 {
+	struct flowi_common __fl_common;
+	struct in6_addr daddr;
+};
+
 #pragma clang attribute pop
 
 #endif
