@@ -240,7 +240,9 @@ func (w *world) run(t *testing.T, flags []string, wl workload) (map[string]int, 
 	args := append([]string{w.bin, "run", "--report-dir", reportDir, "--workspace", w.tmp, "--disable-file-monitoring"}, flags...)
 	args = append(args, "--", "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", "/bin/sh", script)
 	if w.cgroup2 {
-		args = append([]string{"sh", "-c", `mount -t cgroup2 cgroup2 /sys/fs/cgroup && exec "$@"`, "sh"}, args...)
+		// Only where nothing is mounted there (the fresh /sys of ip netns
+		// exec, in its private mount namespace), never over a real one.
+		args = append([]string{"sh", "-c", `mountpoint -q /sys/fs/cgroup || mount -t cgroup2 cgroup2 /sys/fs/cgroup; exec "$@"`, "sh"}, args...)
 	}
 	cmd := w.In(w.Runner, args...)
 	out, err := cmd.CombinedOutput()
