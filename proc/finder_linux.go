@@ -98,7 +98,7 @@ func ipProto(proto string) (uint8, bool) {
 }
 
 func (f *Finder) owner(proto string, local, remote netip.AddrPort) event.Process {
-	if p, ok := f.fromLineage(proto, local, remote); ok {
+	if p, ok := f.fromLineage(proto, local, remote, false); ok {
 		return p
 	}
 	ipproto, ok := ipProto(proto)

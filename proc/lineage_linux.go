@@ -54,7 +54,8 @@ func lineageProto(proto string) (uint8, bool) {
 }
 
 // fromLineage is the kernel's answer for a flow's owner, if it has one.
-func (f *Finder) fromLineage(proto string, local, remote netip.AddrPort) (event.Process, bool) {
+// forwarded: the flow came from a container (its ID is then looked up).
+func (f *Finder) fromLineage(proto string, local, remote netip.AddrPort, forwarded bool) (event.Process, bool) {
 	n, ok := lineageProto(proto)
 	if !ok || f.lin == nil {
 		return event.Process{}, false
@@ -70,6 +71,9 @@ func (f *Finder) fromLineage(proto string, local, remote netip.AddrPort) (event.
 	}
 	p := f.lineageInfo(o.PID, o.At)
 	p.UID = o.UID
+	if forwarded && p.Container == "" {
+		p.Container = containerID(o.PID)
+	}
 	return p, true
 }
 
@@ -111,9 +115,6 @@ func (f *Finder) lineageInfo(pid int, at uint64) event.Process {
 	}
 	if len(p.Parents) > maxParents {
 		p.Parents = p.Parents[:maxParents]
-	}
-	if !lp.Exited {
-		p.Container = containerID(pid)
 	}
 	return p
 }
