@@ -7,10 +7,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
+	"strconv"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/harden-runner/harden-runner/internal/fakerunner"
 	"github.com/harden-runner/harden-runner/internal/fakevm"
 	"github.com/harden-runner/harden-runner/internal/testnet"
 )
@@ -22,7 +26,12 @@ type actionVM struct {
 	n      *testnet.Net
 	d      *fakevm.Dockerd
 	dirs   map[string]string
+	image  string // the image content directory
 	docker func(args ...string) *exec.Cmd
+	// runner, when set, runs the runner's docker commands (runAction):
+	// a stand-in Runner.Worker inside the VM; dockerEnv is their environment.
+	runner    *fakerunner.Runner
+	dockerEnv []string
 	// runAction runs the action's container the way the runner does.
 	runAction func(entrypoint string, env ...string) (string, error)
 }
@@ -40,7 +49,7 @@ func startActionVM(t *testing.T) *actionVM {
 	// The image content, built as a release is.
 	out := filepath.Join(t.TempDir(), "image")
 	build := exec.Command("./dist/build.sh")
-	build.Env = append(os.Environ(), "OUT="+out)
+	build.Env = append(os.Environ(), "OUT="+out, "ARCHS="+runtime.GOARCH)
 	if b, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("dist/build.sh: %v\n%s", err, b)
 	}
@@ -57,7 +66,7 @@ func startActionVM(t *testing.T) *actionVM {
 		c.Env = append(os.Environ(), "DOCKER_BUILDKIT=0", "DOCKER_API_VERSION=1.41", "DOCKER_CONFIG="+d.Dir)
 		return c
 	}
-	if b, err := docker("build", "-q", "-t", "harden-runner:e2e", out).CombinedOutput(); err != nil {
+	if b, err := docker("build", "-q", "--build-arg", "TARGETARCH="+runtime.GOARCH, "-t", "harden-runner:e2e", out).CombinedOutput(); err != nil {
 		t.Fatalf("docker build: %v\n%s", err, b)
 	}
 
@@ -79,7 +88,7 @@ func startActionVM(t *testing.T) *actionVM {
 			t.Fatal(err)
 		}
 	}
-	v := &actionVM{vm: vm, n: n, d: d, dirs: dirs, docker: docker}
+	v := &actionVM{vm: vm, n: n, d: d, dirs: dirs, image: out, docker: docker}
 	v.runAction = func(entrypoint string, env ...string) (string, error) {
 		args := []string{"run", "--rm", "--network", "none", "--workdir", "/github/workspace",
 			"-v", d.Socket + ":/var/run/docker.sock",
@@ -92,6 +101,9 @@ func startActionVM(t *testing.T) *actionVM {
 			"-e", "HARDEN_RUNNER_DIR=" + dirs["opt"], "--entrypoint", entrypoint}
 		for _, e := range env {
 			args = append(args, "-e", e)
+		}
+		if v.runner != nil {
+			return v.runner.ExecEnv(v.dockerEnv, append([]string{"docker", "-H", "unix://" + d.Socket}, append(args, "harden-runner:e2e")...)...)
 		}
 		b, err := docker(append(args, "harden-runner:e2e")...).CombinedOutput()
 		return string(b), err
@@ -203,12 +215,6 @@ func TestActionImageEndToEnd(t *testing.T) {
 	}
 }
 
-// TestActionDisablesContainers: with disable-sudo-and-containers, a step
-// (nobody, which could use the socket before) is refused by docker, the
-// runner's own docker commands (a stand-in Runner.Worker running the
-// docker CLI) and root still get through, the post step — whose own
-// docker socket is the gate it stops — still writes the report listing
-// the refusal, and afterwards dockerd's socket is back.
 // escapeMD escapes what the summary escapes in a path.
 func escapeMD(s string) string {
 	return strings.NewReplacer("-", `\-`, ".", `\.`, "_", `\_`).Replace(s)
@@ -216,16 +222,22 @@ func escapeMD(s string) string {
 
 var versionRe = regexp.MustCompile(`^[0-9]+\.[0-9.]+\S*\n$`)
 
+// TestActionDisablesContainers: with disable-sudo-and-containers, a
+// stand-in runner (Runner.Listener → Runner.Worker, inside the VM, started
+// before the action and so pinned) keeps docker for its own docker
+// commands — the action's main and post steps run through it — and
+// everything else is refused: a step (nobody, which could use the socket
+// before), a copy of bash named Runner.Worker started later, a credential
+// helper planted in the runner's docker config, a third party's container
+// action running as root with the socket mounted, root on the host. A
+// container that had the socket mounted before the action started is an
+// error in the summary. Afterwards dockerd's socket is back.
 func TestActionDisablesContainers(t *testing.T) {
 	v := startActionVM(t)
 	dirs, runAction := v.dirs, v.runAction
 	dockerCLI, err := exec.LookPath("docker")
 	if err != nil {
 		t.Skip("no docker CLI")
-	}
-	bash, err := exec.LookPath("bash")
-	if err != nil {
-		t.Skip("no bash")
 	}
 	// Steps run as nobody; as if nobody were in the docker group.
 	if err := os.Chmod(v.d.Socket, 0o666); err != nil {
@@ -234,31 +246,38 @@ func TestActionDisablesContainers(t *testing.T) {
 	if err := os.Chmod(filepath.Dir(v.d.Socket), 0o711); err != nil {
 		t.Fatal(err)
 	}
-	scratch, err := os.MkdirTemp("", "hr-e2e-docker")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(scratch) })
+	scratch := fakerunner.TempDir(t)
 	if err := os.Chmod(scratch, 0o777); err != nil {
 		t.Fatal(err)
 	}
-	worker := filepath.Join(scratch, "bin/Runner.Worker")
-	if err := os.MkdirAll(filepath.Dir(worker), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("cp", bash, worker).CombinedOutput(); err != nil {
-		t.Fatalf("cp: %v %s", err, out)
-	}
-	version := dockerCLI + " -H unix://" + v.d.Socket + " version --format '{{.Server.Version}}'"
+	sockArg := "unix://" + v.d.Socket
+	version := dockerCLI + " -H " + sockArg + " version --format '{{.Server.Version}}'"
 	// Steps run inside the VM (its PID namespace is the agent's).
-	nobody := func(script string) (string, error) {
-		c := v.vm.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", "sh", "-c", script)
+	inVM := func(argv ...string) *exec.Cmd {
+		c := v.vm.Command(append([]string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"}, argv...)...)
 		c.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + scratch, "DOCKER_CONFIG=" + scratch, "DOCKER_API_VERSION=1.41"}
-		b, err := c.CombinedOutput()
+		return c
+	}
+	nobody := func(script string) (string, error) {
+		b, err := inVM("sh", "-c", script).CombinedOutput()
 		return string(b), err
 	}
 	if out, err := nobody(version); err != nil {
 		t.Fatalf("before the action, nobody cannot use docker, so this test could not fail: %v %s", err, out)
+	}
+	// A third party's image (another ID than the action's).
+	if b, err := v.docker("build", "-q", "--label", "third=party", "-t", "third:party", v.image).CombinedOutput(); err != nil {
+		t.Fatalf("docker build: %v\n%s", err, b)
+	}
+	// The runner, there before the job's steps.
+	v.runner = fakerunner.Start(t, filepath.Join(scratch, "runner"), inVM)
+	v.dockerEnv = []string{"DOCKER_API_VERSION=1.41", "DOCKER_BUILDKIT=0", "DOCKER_CONFIG=" + scratch}
+	runnerDocker := func(env []string, args ...string) (string, error) {
+		return v.runner.ExecEnv(append(v.dockerEnv, env...), append([]string{"docker", "-H", sockArg}, args...)...)
+	}
+	// A job container, set up with the socket before any step.
+	if out, err := runnerDocker(nil, "create", "--name", "job-container", "-v", v.d.Socket+":/var/run/docker.sock", "third:party"); err != nil {
+		t.Fatalf("job container: %v %s", err, out)
 	}
 
 	// The workspace's owner is the runner's user, whose sudo rules go
@@ -275,21 +294,251 @@ func TestActionDisablesContainers(t *testing.T) {
 	if out, err := nobody(version); err == nil || !strings.Contains(out, "disable-sudo-and-containers") {
 		t.Errorf("a step used docker: %v %s", err, out)
 	}
-	if out, err := nobody(worker + " -c \"" + version + "; true\""); err != nil || !versionRe.MatchString(out) {
+	if out, err := runnerDocker(nil, "version", "--format", "{{.Server.Version}}"); err != nil || !versionRe.MatchString(out) {
 		t.Errorf("the runner's docker command was refused: %v %s", err, out)
 	}
-	if out, err := v.docker("ps", "-q").CombinedOutput(); err != nil {
-		t.Errorf("root was refused: %v %s", err, out)
+	if out, err := v.docker("ps", "-q").CombinedOutput(); err == nil || !strings.Contains(string(out), "disable-sudo-and-containers") {
+		t.Errorf("root on the host used docker: %v %s", err, out)
+	}
+	// A copy of bash named Runner.Worker, beside a Runner.Listener copy.
+	fake := fakerunner.Start(t, filepath.Join(scratch, "fake"), inVM)
+	if out, err := fake.ExecEnv(v.dockerEnv, "docker", "-H", sockArg, "ps"); err == nil || !strings.Contains(out, "disable-sudo-and-containers") {
+		t.Errorf("a copy of Runner.Worker used docker: %v %s", err, out)
+	}
+	// A credential helper planted in the runner's docker config runs when
+	// the runner pulls; it is the runner's docker's child.
+	evilConf, evilBin, evilOut := filepath.Join(scratch, "evilconf"), filepath.Join(scratch, "evilbin"), filepath.Join(scratch, "evil.out")
+	for _, d := range []string{evilConf, evilBin} {
+		if err := os.MkdirAll(d, 0o777); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(evilConf, "config.json"), []byte(`{"credsStore":"evil"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	helper := "#!/bin/sh\n" + dockerCLI + " -H " + sockArg + " ps > " + evilOut + " 2>&1\necho '{\"ServerURL\":\"\",\"Username\":\"x\",\"Secret\":\"y\"}'\n"
+	if err := os.WriteFile(filepath.Join(evilBin, "docker-credential-evil"), []byte(helper), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, _ := runnerDocker([]string{"DOCKER_CONFIG=" + evilConf, "PATH=" + evilBin + ":/usr/bin:/bin"}, "pull", "198.18.0.99:5000/x:1")
+	if b, err := os.ReadFile(evilOut); err != nil {
+		t.Errorf("the planted credential helper never ran, so this case was not tried: %v (pull: %s)", err, out)
+	} else if !strings.Contains(string(b), "disable-sudo-and-containers") {
+		t.Errorf("a credential helper of the runner's docker used docker: %s", b)
+	}
+	// A third party's container action, as root, with the socket the runner mounts.
+	out, err = runnerDocker(nil, "run", "--rm", "--network", "none", "-v", v.d.Socket+":/var/run/docker.sock", "-e", "GITHUB_ACTIONS=true",
+		"--entrypoint", "/main", "third:party")
+	if err == nil || !strings.Contains(out, "disable-sudo-and-containers") {
+		t.Errorf("a third party's container action used docker: %v %s", err, out)
+	}
+
+	// The runner's own clean-up still works.
+	if out, err := runnerDocker(nil, "rm", "-f", "job-container"); err != nil {
+		t.Errorf("the runner's docker rm was refused: %v %s", err, out)
 	}
 
 	summary := v.post(t)
 	if n := strings.Count(string(summary), `docker\.sock — blocked: GET /v1\.41/version | `+escapeMD(dockerCLI)+` \(pid`); n != 1 {
 		t.Errorf("summary has %d refused docker requests by %s, want 1 (the step's):\n%s", n, dockerCLI, summary)
 	}
+	if !strings.Contains(string(summary), "mounted before harden") || !strings.Contains(string(summary), "job") {
+		t.Errorf("summary does not name the job container that bypasses the gate:\n%s", summary)
+	}
+	var rep struct {
+		Privileged []struct {
+			Verdict string `json:"verdict"`
+			Detail  string `json:"detail"`
+		} `json:"privileged"`
+	}
+	b, err := os.ReadFile(filepath.Join(dirs["home"], "harden-runner-report", "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	var allowed []string
+	for _, p := range rep.Privileged {
+		if p.Verdict == "allowed" {
+			allowed = append(allowed, p.Detail)
+		}
+	}
+	for _, want := range []string{"POST /v1.41/containers/create", "DELETE /v1.41/containers/{id}"} {
+		if !slices.ContainsFunc(allowed, func(d string) bool { return strings.HasPrefix(d, want) }) {
+			t.Errorf("the runner's admitted %s is not in the report: %q", want, allowed)
+		}
+	}
+	t.Logf("admitted docker requests in the report:\n%s", strings.Join(allowed, "\n"))
 	if out, err := nobody(version); err != nil {
 		t.Errorf("dockerd's socket is not back after the post step: %v %s", err, out)
 	}
 	if _, err := os.Stat(filepath.Join(filepath.Dir(v.d.Socket), ".harden-runner-docker")); !os.IsNotExist(err) {
 		t.Errorf("the gate's hidden directory is left: %v", err)
+	}
+}
+
+// TestActionReportForgery is issue 9's forged report: a process a step
+// left running, as the runner's user, plants a stop result and an empty
+// journal in the post step's report directory (the runner user's home) in
+// a loop. The summary and the blocked-count output must still say what the
+// agent saw: the journal reaches the post step only over its own helper
+// container's output stream.
+func TestActionReportForgery(t *testing.T) {
+	v := startActionVM(t)
+	n, dirs := v.n, v.dirs
+	// The runner's home belongs to the runner's user (nobody here).
+	if err := os.Chown(dirs["home"], 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	for d := filepath.Dir(dirs["home"]); d != os.TempDir(); d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o711); err != nil { // t.TempDir's are 0700
+			t.Fatal(err)
+		}
+	}
+	out, err := v.runAction("/main", "GITHUB_OUTPUT=/github/file_commands/set_output_1",
+		"GITHUB_STATE=/github/file_commands/save_state_1", "GITHUB_STEP_SUMMARY=/github/file_commands/step_summary_1")
+	t.Logf("main step:\n%s", out)
+	if err != nil {
+		t.Fatalf("main step: %v", err)
+	}
+	if err := n.In(n.Runner, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
+		"curl", "-sk", "-o", "/dev/null", "--max-time", "5", "https://blocked.test/").Run(); err == nil {
+		t.Fatal("curl blocked.test succeeded")
+	}
+	rd := filepath.Join(dirs["home"], "harden-runner-report")
+	forger := v.vm.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", "sh", "-c",
+		`R=$1; mkdir -p "$R"; while :; do printf '{}' > "$R/.f"; mv -f "$R/.f" "$R/.harden-runner-stop.json"; : > "$R/.j"; mv -f "$R/.j" "$R/journal.jsonl"; done`,
+		"forger", rd)
+	if err := forger.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = forger.Process.Kill(); _ = forger.Wait() })
+	// The forger is at work before the post step starts.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(filepath.Join(rd, "journal.jsonl")); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the forger planted nothing: this test could not fail")
+		}
+	}
+	summary := v.post(t)
+	if !strings.Contains(string(summary), "blocked\\.test") {
+		t.Errorf("the forged journal won: summary lacks the blocked name:\n%s", summary)
+	}
+	outputs, _ := os.ReadFile(filepath.Join(dirs["file_commands"], "set_output_2"))
+	if m := regexp.MustCompile(`blocked-count<<(\S+)\n(\d+)\n`).FindStringSubmatch(string(outputs)); m == nil || m[2] == "0" {
+		t.Errorf("blocked-count after forgery: %q", outputs)
+	}
+	var rep struct {
+		Agent struct {
+			Journal struct {
+				Verified bool `json:"verified"`
+			} `json:"journal"`
+		} `json:"agent"`
+	}
+	b, _ := os.ReadFile(filepath.Join(rd, "report.json"))
+	if err := json.Unmarshal(b, &rep); err != nil || !rep.Agent.Journal.Verified {
+		t.Errorf("report.json does not say the journal was verified: %v %s", err, b)
+	}
+}
+
+// TestActionLeftoverAfterPost is issue 9's "enforcement ends before the
+// job does": a process a step left running (as the runner's user) keeps
+// connecting to a blocked address while the post step runs and for 3 s
+// after it. On a GitHub-hosted runner the post step reports a snapshot
+// and leaves the agent enforcing: the far end sees nothing, and the
+// table is still there. A self-hosted machine is torn down as before,
+// and the same loop gets out once the table is gone: the trade-off the
+// README's threat model states (and proof that this test can fail).
+func TestActionLeftoverAfterPost(t *testing.T) {
+	for _, tc := range []struct {
+		runnerEnv string
+		keep      bool
+	}{{"github-hosted", true}, {"self-hosted", false}} {
+		t.Run(tc.runnerEnv, func(t *testing.T) {
+			v := startActionVM(t)
+			n, dirs := v.n, v.dirs
+			out, err := v.runAction("/main", "GITHUB_OUTPUT=/github/file_commands/set_output_1",
+				"GITHUB_STATE=/github/file_commands/save_state_1", "GITHUB_STEP_SUMMARY=/github/file_commands/step_summary_1")
+			t.Logf("main step:\n%s", out)
+			if err != nil {
+				t.Fatalf("main step: %v", err)
+			}
+			scratch, err := os.MkdirTemp("", "hr-leftover")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { os.RemoveAll(scratch) })
+			if err := os.Chmod(scratch, 0o777); err != nil {
+				t.Fatal(err)
+			}
+			attempts := filepath.Join(scratch, "attempts")
+			target := "https://" + testnet.Host4(11).String() + "/"
+			loop := v.vm.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", "sh", "-c",
+				`while :; do date +%s.%N >> "$1"; curl -sk -o /dev/null --connect-timeout 0.3 --max-time 0.5 "$2"; done`,
+				"leftover", attempts, target)
+			if err := loop.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = loop.Process.Kill(); _ = loop.Wait() })
+			attemptsSince := func(t0 time.Time) int {
+				b, _ := os.ReadFile(attempts)
+				k := 0
+				for _, l := range strings.Fields(string(b)) {
+					if f, err := strconv.ParseFloat(l, 64); err == nil && f >= float64(t0.UnixNano())/1e9 {
+						k++
+					}
+				}
+				return k
+			}
+			for deadline := time.Now().Add(10 * time.Second); attemptsSince(time.Time{}) == 0; time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("the leftover loop never ran")
+				}
+			}
+			out, err = v.runAction("/post", "STATE_harden_runner_started=true", "RUNNER_ENVIRONMENT="+tc.runnerEnv,
+				"GITHUB_OUTPUT=/github/file_commands/set_output_2", "GITHUB_STEP_SUMMARY=/github/file_commands/step_summary_2")
+			t.Logf("post step:\n%s", out)
+			if err != nil {
+				t.Fatalf("post step: %v", err)
+			}
+			postEnd := time.Now()
+			// The attack: 3 s of tries after the post step.
+			for attemptsSince(postEnd.Add(3*time.Second)) == 0 {
+				if time.Since(postEnd) > 20*time.Second {
+					t.Fatalf("the leftover loop made no attempt 3 s after the post step (%d after it)", attemptsSince(postEnd))
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			after := attemptsSince(postEnd)
+			hits := n.HitsTo("tcp", testnet.Host4(11), 443)
+			tables, _ := n.In(n.Runner, "nft", "list", "tables").CombinedOutput()
+			summary, _ := os.ReadFile(filepath.Join(dirs["file_commands"], "step_summary_2"))
+			t.Logf("%s: %d attempts in the 3 s after the post step, %d reached the far end; tables: %q",
+				tc.runnerEnv, after, len(hits), strings.TrimSpace(string(tables)))
+			if tc.keep {
+				if len(hits) != 0 {
+					t.Errorf("the leftover reached the far end %d times: %+v", len(hits), hits[0])
+				}
+				if !strings.Contains(string(tables), "harden_runner") {
+					t.Error("the table is gone after the post step on a GitHub-hosted runner")
+				}
+				if !strings.Contains(string(summary), "events after the snapshot are not in it") {
+					t.Errorf("the summary does not say it is a snapshot:\n%s", summary)
+				}
+				if !strings.Contains(out, "keeps enforcing") {
+					t.Errorf("the post step does not say the agent keeps enforcing:\n%s", out)
+				}
+			} else {
+				if len(hits) == 0 {
+					t.Error("after a clean teardown the leftover never got out: the loop does not test what it should")
+				}
+				if strings.Contains(string(tables), "harden_runner") {
+					t.Errorf("table left after a self-hosted teardown: %s", tables)
+				}
+			}
+		})
 	}
 }

@@ -7,6 +7,7 @@ package main
 
 import (
 	"bufio"
+	"crypto/tls"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -24,6 +26,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/harden-runner/harden-runner/internal/fakerunner"
 	"github.com/harden-runner/harden-runner/internal/testnet"
 )
 
@@ -44,8 +47,13 @@ func TestMain(m *testing.M) {
 // (several DNS queries in one TCP write).
 func goClient(mode string, args []string) int {
 	switch mode {
+	case "tcpflood": // see e2e_scale_test.go
+		return tcpFlood(args)
 	case "dial":
-		c, err := net.DialTimeout("tcp", args[0], 5*time.Second)
+		// A TLS handshake, as a real client's first bytes: a connection
+		// closed the moment it opens may be gone before the relay can ask
+		// whose it was.
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", args[0], &tls.Config{InsecureSkipVerify: true})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
@@ -133,7 +141,7 @@ func goClient(mode string, args []string) int {
 		}
 		return 0
 	}
-	return 2
+	return relayClient(mode, args)
 }
 
 var (
@@ -189,12 +197,14 @@ func newWorld(t *testing.T) *world {
 		"pipe-blocked.test":   {h4(16)},
 		"c2VjcmV0.exfil.test": {h4(17)},
 		"audit-only.test":     {h4(18)},
+		// Another tenant of allowed.test's addresses (a CDN's shared front).
+		"evil.test": {h4(10), h6(10)},
 	})
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.StartServers(self, "tls::443", "tls::8443", "tls::853", "tcp::22", "echo::7777",
+	n.StartServers(self, "tls::443", "tls::8443", "http::80", "tls::853", "tcp::22", "echo::7777",
 		"udp:0.0.0.0:9999", "udp:198.18.1.53:53", "tcp:198.18.1.53:53",
 		"udp:[2001:db8:1::53]:53", "udp:0.0.0.0:5353", "icmp")
 	tmp, err := os.MkdirTemp("", "hr-e2e")
@@ -282,7 +292,8 @@ type reportFile struct {
 			Exe     string `json:"exe"`
 			Cmdline string `json:"cmdline"`
 		} `json:"process"`
-		Step string `json:"step"`
+		Step   string `json:"step"`
+		Reason string `json:"reason"`
 	} `json:"egress"`
 	DNS []struct {
 		Name    string `json:"name"`
@@ -359,6 +370,15 @@ func TestRunBlockMode(t *testing.T) {
 	// The pipelined client sends two queries in one TCP segment to the real
 	// server's address; ours answers both, refusing the second name.
 	wl := commonWorkload(w, "NXDOMAIN")
+	// Wire labels no host name has, under the allowed *.wild.test: one label
+	// "x.wild" under test (the escaped-dot escape to the parent zone), NUL,
+	// a space. None may be forwarded, nor its answer (wild.test's address) allowed.
+	wl = append(wl, workload{
+		{"escaped-dot", `dig +short +time=2 +tries=1 'x\.wild.test' | grep -q 198.18.1.14`},
+		{"escaped-dot-connect", `curl -sk --max-time 5 --resolve wild.test:443:198.18.1.14 https://wild.test/`},
+		{"nul-label", `dig +short +time=2 +tries=1 'a\000.wild.test' | grep -q .`},
+		{"space-label", `dig +short +time=2 +tries=1 'a\032b.wild.test' | grep -q .`},
+	}...)
 	status, rep := w.run(t, []string{"--egress-policy", "block", "--allowed-endpoints", allowFlags, "--upstream", "198.18.0.2"}, wl)
 	h4, h6 := testnet.Host4, testnet.Host6
 	want := map[string]bool{ // case -> should succeed
@@ -413,6 +433,13 @@ func TestRunBlockMode(t *testing.T) {
 			t.Errorf("blocked name %s reached the upstream DNS server", name)
 		}
 	}
+	// Only allowed names reach it at all (dnsmasq logs a name with a byte it
+	// cannot print as "<name unprintable>", and one with a space cut short).
+	for _, q := range w.DNSQueries() {
+		if !slices.Contains([]string{"ready.probe", "allowed.test", "api.wild.test", "deep.a.wild.test"}, q) {
+			t.Errorf("upstream DNS server was asked %q", q)
+		}
+	}
 	for _, name := range []string{"allowed.test", "api.wild.test", "deep.a.wild.test"} {
 		if !w.DNSAsked(name) {
 			t.Errorf("allowed name %s never reached the upstream DNS server", name)
@@ -437,6 +464,9 @@ func TestRunBlockMode(t *testing.T) {
 func TestRunAuditMode(t *testing.T) {
 	w := newWorld(t)
 	wl := commonWorkload(w, "NOERROR")
+	// Through the relay, which only records: the report names what the
+	// connection asked for, not what DNS last said of the address.
+	wl = append(wl, workload{{"shared-address", "curl -sk --max-time 5 --resolve evil.test:443:198.18.1.10 https://evil.test/"}}...)
 	status, rep := w.run(t, []string{"--egress-policy", "audit", "--allowed-endpoints", allowFlags, "--upstream", "198.18.0.2"}, wl)
 	// In audit mode everything goes through, DNS to other servers still
 	// lands at our resolver (recorded) rather than the server asked.
@@ -479,31 +509,43 @@ func TestRunAuditMode(t *testing.T) {
 	assertFlow(t, rep, "198.18.1.10", 443, "allowed", "curl")
 	assertDNS(t, rep, "blocked.test", "audit", "getent")
 	assertDNS(t, rep, "c2vjcmv0.exfil.test", "audit", "dig")
-	for _, want := range []string{"blocked.test:443", "wild.test:443", "evilwild.test:443", "allowed.test:8443"} {
-		found := false
-		for _, e := range rep.Suggested.AllowedEndpoints {
-			found = found || e == want
-		}
-		if !found {
+	var shared bool
+	for _, e := range rep.Egress {
+		shared = shared || e.Domain == "evil.test" && e.IP == "198.18.1.10" && e.Verdict == "audit" && strings.Contains(e.Reason, "evil.test")
+	}
+	if !shared {
+		t.Errorf("report: no audit row naming evil.test on 198.18.1.10: %+v", rep.Egress)
+	}
+	// direct-ip-v4 is curl connecting to blocked.test's address, which only
+	// getent resolved: the address is suggested, not getent's name.
+	for _, want := range []string{"198.18.1.11:443", "wild.test:443", "evilwild.test:443", "allowed.test:8443"} {
+		if !slices.Contains(rep.Suggested.AllowedEndpoints, want) {
 			t.Errorf("suggested policy %v lacks %s", rep.Suggested.AllowedEndpoints, want)
 		}
+	}
+	if slices.Contains(rep.Suggested.AllowedEndpoints, "blocked.test:443") {
+		t.Errorf("suggested policy %v names curl's direct-IP connection after getent's lookup", rep.Suggested.AllowedEndpoints)
 	}
 }
 
 func assertFlow(t *testing.T, rep *reportFile, ip string, port int, verdict, exe string) {
 	t.Helper()
+	// One address may have several rows (a name the relay refused beside
+	// one it allowed): one of them must match.
+	var seen []string
 	for _, e := range rep.Egress {
 		if e.IP == ip && e.Port == port {
-			if e.Verdict != verdict {
-				t.Errorf("report: %s:%d verdict %s, want %s", ip, port, e.Verdict, verdict)
+			if e.Verdict == verdict && filepath.Base(e.Process.Exe) == exe {
+				return
 			}
-			if filepath.Base(e.Process.Exe) != exe {
-				t.Errorf("report: %s:%d process %q (%q), want %s", ip, port, e.Process.Exe, e.Process.Cmdline, exe)
-			}
-			return
+			seen = append(seen, fmt.Sprintf("%s by %q (%q)", e.Verdict, e.Process.Exe, e.Process.Cmdline))
 		}
 	}
-	t.Errorf("report: no egress entry for %s:%d", ip, port)
+	if seen == nil {
+		t.Errorf("report: no egress entry for %s:%d", ip, port)
+		return
+	}
+	t.Errorf("report: %s:%d is %v, want %s by %s", ip, port, seen, verdict, exe)
 }
 
 func assertDNS(t *testing.T, rep *reportFile, name, verdict, exe string) {
@@ -721,19 +763,16 @@ func TestRunReportsTamperedFiles(t *testing.T) {
 	}
 }
 
-// TestRunNamesWorkflowSteps runs a stand-in for the runner: a program
-// named Runner.Worker (a copy of bash) that runs each step as its child,
-// as the runner does: two `run:` steps (scripts in _temp named by a GUID)
+// TestRunNamesWorkflowSteps runs a stand-in for the runner (a copy of
+// bash as Runner.Worker, started by a copy as Runner.Listener beside it:
+// package fakerunner), which starts `run` and then each step as its
+// child, as the runner does: two `run:` steps (scripts in _temp named by a GUID)
 // and a JavaScript-like action under _actions. Without the jobs API the
 // report names each event's step as the runner would ("Run " and the
 // script's first line, "Run owner/repo@ref"); a process that outlived
 // its step (re-parented) gets none.
 func TestRunNamesWorkflowSteps(t *testing.T) {
 	w := newWorld(t)
-	bash, err := exec.LookPath("bash")
-	if err != nil {
-		t.Skip("no bash")
-	}
 	files := map[string]string{
 		"work/_temp/0f3c2a4e-1b2d-4c5e-8f90-a1b2c3d4e5f6.sh": "\n  curl -sk --max-time 5 https://allowed.test/\n",
 		"work/_temp/7a1e9c3b-2d4f-4e6a-9b8c-0d1e2f3a4b5c.sh": "getent hosts blocked.test; true\nexit 0\n",
@@ -749,27 +788,57 @@ func TestRunNamesWorkflowSteps(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	worker := filepath.Join(w.tmp, "runners/2.321.0/bin/Runner.Worker")
-	if err := os.MkdirAll(filepath.Dir(worker), 0o755); err != nil {
+	// The runner, there first; run is one of its commands, and the steps
+	// are its direct children while the agent runs (as the Action's agent
+	// and the runner's steps are).
+	if err := os.Chmod(w.tmp, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command("cp", bash, worker).CombinedOutput(); err != nil {
-		t.Fatalf("cp: %v %s", err, out)
-	}
+	r := fakerunner.Start(t, filepath.Join(w.tmp, "runners/2.321.0"), func(argv ...string) *exec.Cmd { return w.In(w.Runner, argv...) })
 	temp, actions := filepath.Join(w.tmp, "work/_temp"), filepath.Join(w.tmp, "work/_actions")
-	steps := strings.Join([]string{
-		// Step 1 also leaves a process behind that connects after the step.
-		"(bash -e " + temp + "/0f3c2a4e-1b2d-4c5e-8f90-a1b2c3d4e5f6.sh; setsid sh -c 'sleep 1; curl -sk --max-time 5 https://api.wild.test/' &)",
-		"bash -e " + temp + "/7a1e9c3b-2d4f-4e6a-9b8c-0d1e2f3a4b5c.sh",
-		"sh " + actions + "/octo/greet/v1/dist/index.sh",
-		"sleep 3", "true",
-	}, "; ")
 	dir := filepath.Join(w.tmp, "steps-report")
-	out, err := w.In(w.Runner, w.bin, "run", "--upstream", "198.18.0.2", "--report-dir", dir, "--disable-file-monitoring",
-		"--egress-policy", "block", "--allowed-endpoints", allowFlags, "--", "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
-		worker, "-c", steps).CombinedOutput()
-	if err != nil {
-		t.Fatalf("run: %v\n%s", err, out)
+	ready, done, exit := filepath.Join(w.tmp, "ready"), filepath.Join(w.tmp, "done"), filepath.Join(w.tmp, "exit")
+	runCmd := []string{w.bin, "run", "--upstream", "198.18.0.2", "--report-dir", dir, "--disable-file-monitoring",
+		"--egress-policy", "block", "--allowed-endpoints", allowFlags, "--",
+		"sh", "-c", "touch " + ready + "; while [ ! -e " + done + " ]; do sleep 0.05; done"}
+	quoted := make([]string, len(runCmd))
+	for i, a := range runCmd {
+		quoted[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+	}
+	if out, err := r.Run("(" + strings.Join(quoted, " ") + " > " + dir + ".log 2>&1; echo $? > " + exit + ") &"); err != nil {
+		t.Fatalf("start run: %v %s", err, out)
+	}
+	waitFile := func(p string) {
+		t.Helper()
+		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			if _, err := os.Stat(p); err == nil {
+				return
+			}
+			if time.Now().After(deadline) {
+				log, _ := os.ReadFile(dir + ".log")
+				t.Fatalf("%s never appeared; run's log:\n%s", p, log)
+			}
+		}
+	}
+	waitFile(ready)
+	nobody := []string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"}
+	for _, step := range [][]string{
+		// Step 1 also leaves a process behind that connects after the step.
+		{"bash", "-c", "bash -e " + temp + "/0f3c2a4e-1b2d-4c5e-8f90-a1b2c3d4e5f6.sh ; setsid sh -c 'sleep 1; curl -sk --max-time 5 https://api.wild.test/' > /dev/null 2>&1 &"},
+		{"bash", "-e", temp + "/7a1e9c3b-2d4f-4e6a-9b8c-0d1e2f3a4b5c.sh"},
+		{"sh", actions + "/octo/greet/v1/dist/index.sh"},
+		{"sleep", "3"},
+	} {
+		out, err := r.Exec(append(nobody, step...)...)
+		t.Logf("step %q: %v %s", step, err, out)
+	}
+	if err := os.WriteFile(done, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFile(exit)
+	if code, _ := os.ReadFile(exit); strings.TrimSpace(string(code)) != "0" {
+		log, _ := os.ReadFile(dir + ".log")
+		t.Fatalf("run exited %s:\n%s", code, log)
 	}
 	rep := readReport(t, dir)
 	want := map[string]string{
@@ -902,6 +971,8 @@ func TestRunPolicesContainers(t *testing.T) {
 		{"ctr-blocked-name", in + "getent hosts blocked.test"},
 		{"ctr-direct-ip", in + "curl -sk --max-time 5 https://198.18.1.11/"},
 		{"ctr-dns-other-server", in + "dig +time=2 +tries=1 @198.18.1.53 allowed.test | grep -q 198.18.1.10"},
+		// Another name on allowed.test's address: the relay checks containers' SNI too.
+		{"ctr-shared-address", in + "curl -sk --max-time 5 --resolve evil.test:443:198.18.1.10 https://evil.test/"},
 	}
 	script, results := w.script(wl)
 	dir := filepath.Join(w.tmp, "ctr-report")
@@ -918,7 +989,7 @@ func TestRunPolicesContainers(t *testing.T) {
 			status[name] = code
 		}
 	}
-	for name, want := range map[string]bool{"ctr-allowed": true, "ctr-blocked-name": false, "ctr-direct-ip": false, "ctr-dns-other-server": true} {
+	for name, want := range map[string]bool{"ctr-allowed": true, "ctr-blocked-name": false, "ctr-direct-ip": false, "ctr-dns-other-server": true, "ctr-shared-address": false} {
 		if (status[name] == "0") != want {
 			t.Errorf("%s: exit %s, want success=%v", name, status[name], want)
 		}
@@ -928,6 +999,11 @@ func TestRunPolicesContainers(t *testing.T) {
 	}
 	if len(w.HitsTo("tcp", testnet.Host4(11), 443)) != 0 || len(w.HitsTo("udp", testnet.Host4(53), 53)) != 0 || len(w.HitsTo("tcp", testnet.Host4(10), 443)) == 0 {
 		t.Errorf("what reached the internet is wrong: %+v", w.Hits())
+	}
+	for _, h := range w.Hits() {
+		if strings.Contains(h.Detail, "evil.test") {
+			t.Errorf("the container's evil.test reached the server: %+v", h)
+		}
 	}
 	if w.DNSAsked("blocked.test") {
 		t.Error("the container's blocked name reached the upstream DNS server")
@@ -943,7 +1019,18 @@ func TestRunPolicesContainers(t *testing.T) {
 	// The container's flows name its process, found in its own network
 	// namespace: the blocked one (gate) and the allowed one (flow log).
 	assertFlow(t, rep, "198.18.1.11", 443, "blocked", "curl")
-	assertFlow(t, rep, "198.18.1.10", 443, "allowed", "curl")
+	// The allowed one and the one the relay refused share an address: each
+	// has its own row, with its name and the container's process.
+	for _, want := range []struct{ domain, verdict string }{{"allowed.test", "allowed"}, {"evil.test", "blocked"}} {
+		found := false
+		for _, e := range rep.Egress {
+			found = found || e.IP == "198.18.1.10" && e.Port == 443 && e.Domain == want.domain && e.Verdict == want.verdict &&
+				filepath.Base(e.Process.Exe) == "curl"
+		}
+		if !found {
+			t.Errorf("report: no %s flow to %s by the container's curl: %+v", want.verdict, want.domain, rep.Egress)
+		}
+	}
 	// And its DNS queries, redirected to the resolver, name theirs too.
 	assertDNS(t, rep, "blocked.test", "blocked", "getent")
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"syscall"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/harden-runner/harden-runner/action/docker"
 	"github.com/harden-runner/harden-runner/action/host"
 	"github.com/harden-runner/harden-runner/agent"
+	"github.com/harden-runner/harden-runner/internal/escape"
 )
 
 // actionArgs returns the subcommand line: the image's stage entrypoints
@@ -61,15 +63,17 @@ func actionEnv(ctx context.Context, log *slog.Logger) (*action.Env, *action.Dock
 		}
 	}
 	env.HostDockerSocket = self.HostPath(docker.DefaultSocket)
+	env.DockerImage = self.Image
 	h := &action.DockerHost{Docker: cli, Image: self.Image, Dir: os.Getenv("HARDEN_RUNNER_DIR")}
-	if hostReport := self.HostPath(reportDir); hostReport != "" {
-		h.Exchange, h.HostExchange = reportDir, hostReport
-	}
 	return env, h, nil
 }
 
 // mainCmd is the Action's pre and main step.
 func mainCmd(ctx context.Context, log *slog.Logger) (int, error) {
+	if err := action.CheckArch(os.Getenv("RUNNER_ARCH"), runtime.GOARCH); err != nil {
+		fmt.Printf("::error title=harden-runner::%s\n", escapeCmd(err.Error()))
+		return 1, err
+	}
 	if os.Getenv("STATE_harden_runner_started") == "true" {
 		// Started by the pre step: no docker needed to know that.
 		return exitCode(action.Main(ctx, &action.Env{Getenv: os.Getenv, Stdout: os.Stdout, Log: log}, nil))
@@ -103,10 +107,8 @@ func exitCode(err error) (int, error) {
 	return 0, nil
 }
 
-func escapeCmd(s string) string {
-	b, _ := json.Marshal(s) // one line; the runner shows it verbatim
-	return string(b)
-}
+// escapeCmd escapes the message of a workflow command.
+func escapeCmd(s string) string { return escape.CommandData(s) }
 
 // agentCmd is the host daemon: `harden-runner agent --config FILE`.
 func agentCmd(ctx context.Context, args []string, log *slog.Logger) (int, error) {
@@ -130,13 +132,22 @@ func agentCmd(ctx context.Context, args []string, log *slog.Logger) (int, error)
 func installCmd(ctx context.Context, args []string, log *slog.Logger) (int, error) {
 	fs := flag.NewFlagSet("install", flag.ContinueOnError)
 	conf := fs.String("config-json", "", "install request (JSON, see host.Config)")
+	confFile := fs.String("config-file", "", "file holding the install request (for requests over the 128 KiB an argument holds)")
 	noSystemd := fs.Bool("no-systemd", false, "start a detached process even if PID 1 is systemd")
 	if err := fs.Parse(args); err != nil {
 		return 2, err
 	}
+	src, raw := "--config-json", []byte(*conf)
+	if *confFile != "" {
+		b, err := os.ReadFile(*confFile)
+		if err != nil {
+			return 2, fmt.Errorf("install: --config-file: %w", err)
+		}
+		src, raw = "--config-file "+*confFile, b
+	}
 	var cfg host.Config
-	if err := json.Unmarshal([]byte(*conf), &cfg); err != nil {
-		return 2, fmt.Errorf("install: --config-json: %w", err)
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		return 2, fmt.Errorf("install: %s: %w", src, err)
 	}
 	cfg.NoSystemd = cfg.NoSystemd || *noSystemd
 	res, err := host.Install(ctx, cfg, log)
@@ -148,23 +159,33 @@ func installCmd(ctx context.Context, args []string, log *slog.Logger) (int, erro
 	return 0, nil
 }
 
-// hostStopCmd runs in the helper container: stop the agent on the VM.
+// hostStopCmd runs in the helper container: stop the agent on the VM
+// (or, with --snapshot, take a snapshot of its journal and leave it
+// enforcing); with --stream, write the journal as an export stream to
+// stdout, which the post step reads from its attach to this container.
 func hostStopCmd(ctx context.Context, args []string, _ *slog.Logger) (int, error) {
 	fs := flag.NewFlagSet("host-stop", flag.ContinueOnError)
 	dir := fs.String("dir", host.DefaultDir, "host directory of the agent")
 	root := fs.String("root", host.DefaultRoot, "the VM's root directory")
-	out := fs.String("out", "", "VM directory to copy the journal and the stop's result into (the post step's report dir)")
+	stream := fs.Bool("stream", false, "write the journal to stdout as an export stream (see host.ReadExport)")
+	snapshot := fs.Bool("snapshot", false, "leave the agent enforcing; export its journal up to a snapshot")
 	_ = fs.Bool("no-systemd", false, "ignored")
 	if err := fs.Parse(args); err != nil {
 		return 2, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	err := host.Stop(ctx, *root, *dir)
-	if *out != "" && !errors.Is(err, host.ErrWrongHost) {
-		// The stop's error travels in the result file; only a failed
+	var snap *agent.SnapshotResult
+	var err error
+	if *snapshot {
+		snap, err = host.Snapshot(ctx, *root, *dir)
+	} else {
+		err = host.Stop(ctx, *root, *dir)
+	}
+	if *stream && !errors.Is(err, host.ErrWrongHost) {
+		// The stop's error travels in the stream's trailer; only a failed
 		// export fails the helper.
-		return exitCode(host.ExportJournal(*root, *dir, *out, err))
+		return exitCode(host.WriteExport(os.Stdout, *root, *dir, snap, err))
 	}
 	return exitCode(err)
 }

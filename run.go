@@ -18,14 +18,20 @@ import (
 	"github.com/harden-runner/harden-runner/agent"
 	"github.com/harden-runner/harden-runner/dockergate"
 	"github.com/harden-runner/harden-runner/egress/policy"
+	"github.com/harden-runner/harden-runner/egress/policyfile"
 	"github.com/harden-runner/harden-runner/egress/resolver"
+	"github.com/harden-runner/harden-runner/internal/proctree"
 	"github.com/harden-runner/harden-runner/post/report"
+	"github.com/harden-runner/harden-runner/proc"
+	"github.com/harden-runner/harden-runner/runnerid"
 )
 
 // runOptions are the `run` flags; they mirror the Action's inputs.
 type runOptions struct {
 	mode           string
+	modeSet        bool // --egress-policy was given
 	endpoints      string
+	policyFile     string
 	workspace      string
 	noFileMonitor  bool
 	reportDir      string
@@ -34,6 +40,9 @@ type runOptions struct {
 	implicitAllows bool
 	noContainers   bool
 	dockerSocket   string
+	leftoverWait   time.Duration
+	onTamper       string
+	allowDockerFor string
 }
 
 func parseRunFlags(args []string, stderr io.Writer) (*runOptions, []string, error) {
@@ -42,20 +51,31 @@ func parseRunFlags(args []string, stderr io.Writer) (*runOptions, []string, erro
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.mode, "egress-policy", "audit", "audit (record everything) or block (allow only --allowed-endpoints)")
 	fs.StringVar(&o.endpoints, "allowed-endpoints", "", `allowed "host:port" entries, separated by spaces, commas or newlines; *.example.com:443 for subdomains`)
+	fs.StringVar(&o.policyFile, "policy", "", "policy file (the Action's policy-file format): its egress-policy and allowed-endpoints, added to --allowed-endpoints")
 	fs.StringVar(&o.workspace, "workspace", "", "file monitoring root (default: the current directory)")
 	fs.BoolVar(&o.noFileMonitor, "disable-file-monitoring", false, "do not watch the workspace")
 	fs.StringVar(&o.reportDir, "report-dir", "harden-runner-report", "where report.json, summary.md and the journal go")
 	fs.StringVar(&o.upstreams, "upstream", "", "DNS servers to forward to, e.g. 192.0.2.53,[2001:db8::53]:53 (default: the machine's own, from resolv.conf or systemd-resolved)")
 	fs.UintVar(&o.resolverPort, "resolver-port", agent.DefaultResolverPort, "local port the DNS redirect points at")
 	fs.BoolVar(&o.implicitAllows, "github-runner-endpoints", true, "also allow what a GitHub-hosted runner needs to run the job (see README)")
-	fs.BoolVar(&o.noContainers, "disable-containers", false, "leave docker to root and to docker commands Runner.Worker starts (see dockergate)")
+	fs.BoolVar(&o.noContainers, "disable-containers", false, "leave docker to the docker commands the Runner.Worker this runs under starts itself (see dockergate)")
+	fs.StringVar(&o.allowDockerFor, "allow-docker-for", "runner", "with --disable-containers: runner, or containers (also any container dockerd runs)")
 	fs.StringVar(&o.dockerSocket, "docker-socket", dockergate.DefaultSocket, "dockerd's socket, for --disable-containers")
+	fs.DurationVar(&o.leftoverWait, "leftover-wait", 10*time.Second, "after COMMAND exits, how long enforcement waits for the processes it left running before it kills them")
+	fs.StringVar(&o.onTamper, "on-tamper", "fail", "fail (exit non-zero) or report (only record) when something changes or switches off our enforcement during the run")
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, err
 	}
+	if o.onTamper != "fail" && o.onTamper != "report" {
+		return nil, nil, fmt.Errorf("run: --on-tamper %q: must be fail or report", o.onTamper)
+	}
+	fs.Visit(func(f *flag.Flag) { o.modeSet = o.modeSet || f.Name == "egress-policy" })
 	cmd := fs.Args()
 	if len(cmd) == 0 {
 		return nil, nil, errors.New("run: no command given (harden-runner run [flags] -- COMMAND [ARGS...])")
+	}
+	if o.leftoverWait < 0 {
+		return nil, nil, fmt.Errorf("run: --leftover-wait %v: must not be negative", o.leftoverWait)
 	}
 	if o.resolverPort == 0 || o.resolverPort > 65535 || o.resolverPort == 53 {
 		return nil, nil, fmt.Errorf("run: --resolver-port %d: must be 1-65535 and not 53", o.resolverPort)
@@ -73,13 +93,9 @@ func runCmd(ctx context.Context, args []string, log *slog.Logger) (int, error) {
 		}
 		return 2, err
 	}
-	mode, err := policy.ParseMode(o.mode)
+	mode, eps, err := o.policy()
 	if err != nil {
-		return 2, fmt.Errorf("run: --egress-policy: %w", err)
-	}
-	eps, err := policy.ParseEndpoints(o.endpoints)
-	if err != nil {
-		return 2, fmt.Errorf("run: --allowed-endpoints: %w", err)
+		return 2, err
 	}
 	pol := policy.New(mode, eps, o.implicitAllows)
 	ups, err := upstreams(o.upstreams)
@@ -99,11 +115,19 @@ func runCmd(ctx context.Context, args []string, log *slog.Logger) (int, error) {
 		return 1, fmt.Errorf("run: report dir: %w", err)
 	}
 	journal := filepath.Join(o.reportDir, "journal.jsonl")
+	// run is a step's command: up its ancestry is the real runner (for
+	// step attribution, and for --disable-containers the only trusted docker).
+	runner, pinErr := runnerid.FromAncestry(os.Getpid())
+	if pinErr != nil && o.noContainers {
+		return 1, fmt.Errorf("run: --disable-containers: pin the runner's process: %w", pinErr)
+	}
 	clientServers := resolver.ParseResolvConfFile(resolver.ResolvConf)
 	ag, err := agent.New(agent.Config{
 		Policy: pol, Upstreams: ups, ResolverPort: uint16(o.resolverPort), ClientServers: clientServers,
 		JournalPath: journal, Workspace: ws, FileMonitoring: !o.noFileMonitor, Log: log,
-		DisableContainers: o.noContainers, Docker: dockergate.Config{Socket: o.dockerSocket},
+		DisableContainers: o.noContainers, Docker: dockergate.Config{Socket: o.dockerSocket, Runner: runner,
+			AllowFor: dockergate.AllowFor(o.allowDockerFor)},
+		WatchEtc: "/etc",
 	})
 	if err != nil {
 		return 1, fmt.Errorf("run: %w", err)
@@ -111,10 +135,25 @@ func runCmd(ctx context.Context, args []string, log *slog.Logger) (int, error) {
 	if err := ag.Start(ctx); err != nil {
 		return 1, fmt.Errorf("run: %w", err)
 	}
-	code, cmdErr := runChild(ctx, argv)
+	tree, treeErr := proctree.New(fmt.Sprintf("harden-runner-run-%d", os.Getpid()))
+	if treeErr != nil {
+		ag.Note("agent", "warning", treeErr.Error())
+	}
+	code, cmdErr := runChild(ctx, argv, tree)
+	// Enforcement ends only once COMMAND's whole tree is gone; at once
+	// when we were told to stop.
+	wait := o.leftoverWait
+	if ctx.Err() != nil {
+		wait = 0
+	}
+	endTree(ag, tree, wait)
 	stopErr := ag.Stop()
 	repErr := writeReport(journal, o.reportDir, ws)
-	if err := errors.Join(cmdErr, stopErr, repErr); err != nil {
+	var tamperErr error
+	if n := ag.Tampered(); n > 0 && o.onTamper == "fail" {
+		tamperErr = fmt.Errorf("enforcement was tampered with %d time(s) during the run (restored; see the report's agent errors); --on-tamper report only records it", n)
+	}
+	if err := errors.Join(cmdErr, stopErr, repErr, tamperErr); err != nil {
 		if code == 0 {
 			code = 1
 		}
@@ -123,14 +162,129 @@ func runCmd(ctx context.Context, args []string, log *slog.Logger) (int, error) {
 	return code, nil
 }
 
-// runChild runs argv with our stdio and returns its exit code. When ctx
-// ends (SIGINT/SIGTERM to us) the child gets SIGTERM, then SIGKILL 10 s later.
-func runChild(ctx context.Context, argv []string) (int, error) {
+// policy is the mode and entries from the flags and the --policy file.
+// The entries are the union of both. The mode is the file's when it sets
+// one, unless --egress-policy says otherwise: then it is an error, since
+// silently preferring either could open what the other closes.
+func (o *runOptions) policy() (policy.Mode, []policy.Endpoint, error) {
+	eps, err := policy.ParseEndpoints(o.endpoints)
+	if err != nil {
+		return "", nil, fmt.Errorf("run: --allowed-endpoints: %w", err)
+	}
+	modeStr := o.mode
+	if o.policyFile != "" {
+		b, err := readLimited(o.policyFile, policyfile.MaxSize)
+		if err != nil {
+			return "", nil, fmt.Errorf("run: --policy: %w", err)
+		}
+		f, err := policyfile.Parse(o.policyFile, b)
+		if err != nil {
+			return "", nil, fmt.Errorf("run: --policy: %w", err)
+		}
+		if f.EgressPolicy != "" {
+			if o.modeSet && f.EgressPolicy != o.mode {
+				return "", nil, fmt.Errorf("run: --egress-policy %q and the egress-policy %q of --policy %s disagree", o.mode, f.EgressPolicy, o.policyFile)
+			}
+			modeStr = f.EgressPolicy
+		}
+		eps = append(eps, f.Endpoints...)
+	}
+	mode, err := policy.ParseMode(modeStr)
+	if err != nil {
+		return "", nil, fmt.Errorf("run: --egress-policy: %w", err)
+	}
+	return mode, eps, nil
+}
+
+// readLimited reads the file at path, failing if it holds more than max bytes.
+func readLimited(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s: more than %d bytes", path, limit)
+	}
+	return b, nil
+}
+
+// endTree waits up to wait for the processes COMMAND left running (its
+// tree: see package proctree), then kills what is left, and journals
+// either. A daemon COMMAND started must not outlive enforcement: with the
+// table gone it would get out unrecorded. Waiting first lets a well-behaved
+// background job (a cache upload) finish under the policy; the bound keeps
+// `run` from hanging on a server that never ends.
+func endTree(ag *agent.Agent, tree *proctree.Group, wait time.Duration) {
+	defer func() {
+		if err := tree.Close(); err != nil {
+			ag.Note("agent", "warning", err.Error())
+		}
+	}()
+	pids, err := tree.Pids()
+	if err != nil {
+		ag.Note("agent", "warning", "cannot tell whether COMMAND left processes running: "+err.Error())
+		return
+	}
+	if len(pids) == 0 {
+		return
+	}
+	left := describePids(pids)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	t0 := time.Now()
+	if tree.Wait(ctx) == nil {
+		ag.Note("agent", "info", fmt.Sprintf("COMMAND exited leaving %s running; they ended %.1f s later, before enforcement did", left, time.Since(t0).Seconds()))
+		return
+	}
+	pids, _ = tree.Pids()
+	msg := fmt.Sprintf("COMMAND exited leaving %s running; %s still ran after %v (--leftover-wait) and were killed before enforcement ended",
+		left, describePids(pids), wait)
+	if err := tree.Kill(); err != nil {
+		msg += ": " + err.Error()
+	}
+	kctx, kcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer kcancel()
+	if err := tree.Wait(kctx); err != nil {
+		msg += "; some survived the kill: " + err.Error()
+	}
+	ag.Note("agent", "warning", msg)
+}
+
+// describePids names up to five processes ("3 process(es): 12 sleep, ...").
+func describePids(pids []int) string {
+	var names []string
+	for i, pid := range pids {
+		if i == 5 {
+			names = append(names, "…")
+			break
+		}
+		p := proc.Info(pid)
+		name := filepath.Base(p.Exe)
+		if p.Exe == "" {
+			name = "?"
+		}
+		names = append(names, fmt.Sprintf("%d %s", pid, name))
+	}
+	return fmt.Sprintf("%d process(es) (%s)", len(pids), strings.Join(names, ", "))
+}
+
+// runChild runs argv with our stdio, in tree, and returns its exit code.
+// When ctx ends (SIGINT/SIGTERM to us) the child gets SIGTERM, then
+// SIGKILL 10 s later.
+func runChild(ctx context.Context, argv []string, tree *proctree.Group) (int, error) {
 	c := exec.Command(argv[0], argv[1:]...)
 	c.Stdin, c.Stdout, c.Stderr = os.Stdin, os.Stdout, os.Stderr
+	c.SysProcAttr = &syscall.SysProcAttr{}
+	tree.Prepare(c.SysProcAttr)
 	if err := c.Start(); err != nil {
 		return 127, fmt.Errorf("start %s: %w", argv[0], err)
 	}
+	tree.Started(c.Process.Pid)
 	done := make(chan error, 1)
 	go func() { done <- c.Wait() }()
 	var werr error

@@ -28,6 +28,8 @@ import (
 	"github.com/sethvargo/go-githubactions"
 
 	"github.com/harden-runner/harden-runner/agent"
+	"github.com/harden-runner/harden-runner/egress/policyfile"
+	"github.com/harden-runner/harden-runner/internal/escape"
 	"github.com/harden-runner/harden-runner/post/report"
 )
 
@@ -57,14 +59,36 @@ type StartResult struct {
 	Warnings     []string
 }
 
+// StopRequest says how the post step ends the job's enforcement.
+type StopRequest struct {
+	// Keep leaves the agent enforcing (the nftables table, the DNS
+	// redirect, the docker gate) and takes a snapshot of its journal:
+	// a GitHub-hosted VM is discarded after the job, so nothing a step
+	// left running gets out after the post step.
+	Keep bool
+}
+
+// Collected is the agent's journal as the post step received it.
+type Collected struct {
+	Journal []byte
+	// Verified: the journal came whole (its length and SHA-256 checked)
+	// over a channel no step can write to.
+	Verified bool
+	// Snapshot: the agent goes on enforcing; the journal ends with its
+	// Snapshot record.
+	Snapshot bool
+	SHA256   string
+}
+
 // Host runs the agent on the VM.
 type Host interface {
 	// Start returns once the agent enforces req on the VM, or an error.
 	Start(ctx context.Context, req StartRequest) (*StartResult, error)
-	// Stop stops the agent (final journal flush) and returns the journal.
-	// The error says what went wrong; the journal is returned whenever it
-	// could be read, even with an error.
-	Stop(ctx context.Context) (journal []byte, err error)
+	// Stop stops the agent (final journal flush), or with req.Keep takes
+	// a snapshot of its journal, and returns the journal. The error says
+	// what went wrong; the journal is returned whenever it arrived whole,
+	// even with an error.
+	Stop(ctx context.Context, req StopRequest) (*Collected, error)
 }
 
 // Env is the runner environment of one step.
@@ -83,6 +107,9 @@ type Env struct {
 	// container was given (for disable-sudo-and-containers); "" means
 	// dockergate's default.
 	HostDockerSocket string
+	// DockerImage is this action's image ID: its containers (the post
+	// step, the helpers) keep docker under disable-sudo-and-containers.
+	DockerImage string
 	// HTTPClient is used for the GitHub API; nil means http.DefaultClient.
 	HTTPClient *http.Client
 	Log        *slog.Logger
@@ -132,8 +159,10 @@ func Main(ctx context.Context, env *Env, h Host) error {
 		FileMonitoring:   !in.DisableFileMonitoring && env.HostWorkspace != "",
 		// Steps lose docker; the runner keeps it (its container
 		// actions and services, and this action's post step).
-		DisableContainers: in.DisableSudoAndContainers,
-		DockerSocket:      env.HostDockerSocket,
+		DisableContainers:  in.DisableSudoAndContainers,
+		DockerSocket:       env.HostDockerSocket,
+		AllowDockerFor:     in.AllowDockerFor,
+		DockerTrustedImage: env.DockerImage,
 	}}
 	if in.DisableSudo {
 		if env.SudoUser == "" {
@@ -205,30 +234,58 @@ func workspaceReader(dir string) func(string) ([]byte, error) {
 			return nil, err
 		}
 		defer f.Close()
-		return io.ReadAll(io.LimitReader(f, maxPolicyFile+1))
+		return io.ReadAll(io.LimitReader(f, policyfile.MaxSize+1))
 	}
 }
 
-// Post is the post step: stop the agent, build the report, write it to
-// ReportDir, the job summary, annotations and (with checks: write) a check
-// run. It fails when the agent was not running at the end of a job it
-// had been started for: that means something took it down.
+// Post is the post step: stop the agent (or, on a GitHub-hosted runner,
+// take a snapshot of its journal and leave it enforcing until the VM
+// goes; see KeepEnforcement), build the report, write it to ReportDir,
+// the job summary, annotations and (with checks: write) a check run. It
+// fails when the agent was not running at the end of a job it had been
+// started for (something took it down), and when the journal did not
+// arrive whole over the Host's trusted channel: a report without the
+// agent's word is an error, never a clean report.
 func Post(ctx context.Context, env *Env, h Host) error {
 	a := env.action()
 	started := env.Getenv("STATE_"+stateStarted) == "true"
-	journal, stopErr := h.Stop(ctx)
-	if !started && len(journal) == 0 {
+	keep, keepErr := KeepEnforcement(a.GetInput, env.Getenv)
+	if keepErr != nil {
+		keep = true // the safer reading of a bad value; the error fails the step
+	}
+	got, stopErr := h.Stop(ctx, StopRequest{Keep: keep})
+	if got == nil {
+		got = &Collected{}
+	}
+	if !started && len(got.Journal) == 0 {
 		fmt.Fprintln(env.Stdout, "harden-runner: the agent was not started in this job; no report")
 		return nil
 	}
-	var notes []string
+	// cautions say the report itself cannot be trusted: they come before
+	// the verdict, which they qualify. Other notes come after it.
+	var notes, cautions []string
 	var errs []error
-	if stopErr != nil {
-		a.WithFieldsMap(map[string]string{"title": "harden-runner"}).Errorf("%s", stopErr.Error())
-		notes = append(notes, "> [!CAUTION]\n> The agent did not stop cleanly: "+inlineText(stopErr.Error())+"\n")
-		errs = append(errs, stopErr)
+	fail := func(err error, note string) {
+		a.WithFieldsMap(map[string]string{"title": "harden-runner"}).Errorf("%s", err.Error())
+		cautions = append(cautions, "> [!CAUTION]\n> "+note+inlineText(err.Error())+"\n\n")
+		errs = append(errs, err)
 	}
-	recs, bad, err := report.ReadJournal(bytes.NewReader(journal))
+	if keepErr != nil {
+		fail(keepErr, "")
+	}
+	if stopErr != nil {
+		fail(stopErr, "The agent did not stop cleanly: ")
+	}
+	switch {
+	case !got.Verified:
+		if stopErr == nil {
+			fail(errors.New("the agent's journal did not arrive over the trusted channel"), "")
+		}
+		cautions = append(cautions, "> [!CAUTION]\n> This report has no verified journal: it does not show what happened in this job.\n\n")
+	case len(got.Journal) == 0:
+		fail(errors.New("the agent's journal is empty"), "")
+	}
+	recs, bad, err := report.ReadJournal(bytes.NewReader(got.Journal))
 	if err != nil {
 		errs = append(errs, fmt.Errorf("read journal: %w", err))
 	}
@@ -236,26 +293,26 @@ func Post(ctx context.Context, env *Env, h Host) error {
 	if stepsNote != "" {
 		notes = append(notes, stepsNote)
 	}
-	rep := report.Build(recs, report.Options{Workspace: env.HostWorkspace, JournalBadLines: bad, Steps: steps})
+	how := ""
+	if got.Verified {
+		how = "the stop helper container's output stream (length and SHA-256 checked)"
+	}
+	rep := report.Build(recs, report.Options{Workspace: env.HostWorkspace, JournalBadLines: bad, Steps: steps,
+		Journal: report.JournalInfo{Verified: got.Verified, Via: how, Bytes: len(got.Journal), SHA256: got.SHA256, Snapshot: got.Snapshot}})
 	if err := report.WriteDir(env.ReportDir, rep); err != nil {
 		errs = append(errs, err)
 	}
-	// The journal beside the report (the stop helper left it there, unless
-	// it had to be copied out through docker), for `harden-runner report`.
-	if jp := filepath.Join(env.ReportDir, "journal.jsonl"); len(journal) > 0 {
-		if _, err := os.Stat(jp); errors.Is(err, os.ErrNotExist) {
-			if err := os.WriteFile(jp, journal, 0o644); err != nil {
-				errs = append(errs, fmt.Errorf("write the journal: %w", err))
-			}
+	// The journal beside the report, for `harden-runner report`; written
+	// over whatever a step may have put there.
+	if len(got.Journal) > 0 {
+		if err := writeReplacing(filepath.Join(env.ReportDir, "journal.jsonl"), got.Journal); err != nil {
+			errs = append(errs, fmt.Errorf("write the journal: %w", err))
 		}
 	}
 	anns := Annotations(rep)
 	notes = append(notes, publish(ctx, env, a, rep, anns)...)
-	notesText := strings.Join(notes, "\n")
-	if notesText != "" {
-		notesText += "\n"
-	}
-	summary := notesText + rep.Summary(report.DefaultSummaryMax-len(notesText))
+	head := strings.Join(cautions, "")
+	summary := head + rep.SummaryNotes(report.DefaultSummaryMax-len(head), notes) // verdict first, notes after
 	blocked := rep.Counts.DestinationsBlocked + rep.Counts.DNSBlockedNames
 	errs = append(errs,
 		fileCommand("GITHUB_STEP_SUMMARY", func() { a.AddStepSummary(summary) }),
@@ -263,8 +320,34 @@ func Post(ctx context.Context, env *Env, h Host) error {
 			a.SetOutput(OutputReportPath, env.hostReportPath())
 			a.SetOutput(OutputBlockedCount, strconv.Itoa(blocked))
 		}))
+	if got.Snapshot {
+		fmt.Fprintln(env.Stdout, "harden-runner: the agent keeps enforcing until the VM is discarded (keep-enforcement); the report is a snapshot of its journal")
+	}
 	fmt.Fprintf(env.Stdout, "harden-runner: report written to %s (%d blocked)\n", env.hostReportPath(), blocked)
 	return errors.Join(errs...)
+}
+
+// writeReplacing writes b to path through a new file renamed over it: a
+// file or link a step put there is replaced, never written through.
+func writeReplacing(path string, b []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".journal-*")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(f.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
 }
 
 // jobsTimeout bounds the jobs API calls: the report must not wait on them.
@@ -391,7 +474,4 @@ func workflowPath(ref string) string {
 }
 
 // inlineText makes an error message one inert line of markdown.
-func inlineText(s string) string {
-	r := strings.NewReplacer("\n", " ", "\r", " ", "<", "&lt;", ">", "&gt;", "&", "&amp;", "`", "'", "[", "\\[", "]", "\\]", "*", "\\*", "_", "\\_", "@", "@\u200b")
-	return r.Replace(s)
-}
+func inlineText(s string) string { return escape.Line(s) }

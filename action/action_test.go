@@ -21,6 +21,7 @@ import (
 	"golang.org/x/net/html"
 
 	"github.com/harden-runner/harden-runner/event"
+	"github.com/harden-runner/harden-runner/internal/escape"
 )
 
 // fakeRunner is a runner environment: INPUT_*, the GITHUB_* env files,
@@ -117,6 +118,9 @@ type fakeHost struct {
 	already  bool
 	journal  []byte
 	stopErr  error
+	// unverified: the journal did not arrive over the trusted channel.
+	unverified bool
+	stopReqs   []StopRequest
 }
 
 func (h *fakeHost) Start(_ context.Context, req StartRequest) (*StartResult, error) {
@@ -129,11 +133,15 @@ func (h *fakeHost) Start(_ context.Context, req StartRequest) (*StartResult, err
 	return &StartResult{Already: h.already, Pid: 4242, How: "detached", SudoDisabled: []string{"/etc/sudoers.d/runner"}}, nil
 }
 
-func (h *fakeHost) Stop(context.Context) ([]byte, error) {
+func (h *fakeHost) Stop(_ context.Context, req StopRequest) (*Collected, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.stops++
-	return h.journal, h.stopErr
+	h.stopReqs = append(h.stopReqs, req)
+	if h.unverified {
+		return nil, h.stopErr
+	}
+	return &Collected{Journal: h.journal, Verified: true, Snapshot: req.Keep}, h.stopErr
 }
 
 func TestMainStartsAgentOnce(t *testing.T) {
@@ -662,8 +670,8 @@ func TestPostLabelsSteps(t *testing.T) {
 		runID  string
 		want   string
 	}{
-		{"forbidden", http.StatusForbidden, "123", "the token lacks 'actions: read'"},
-		{"not found", http.StatusNotFound, "123", "the token lacks 'actions: read'"},
+		{"forbidden", http.StatusForbidden, "123", escape.Line("the token lacks `actions: read`")},
+		{"not found", http.StatusNotFound, "123", escape.Line("the token lacks `actions: read`")},
 		{"server error", http.StatusInternalServerError, "123", "500"},
 		{"not in a run", http.StatusOK, "", "GITHUB\\_RUN\\_ID is not set"},
 	} {
@@ -683,6 +691,9 @@ func TestPostLabelsSteps(t *testing.T) {
 			if !strings.Contains(string(sum), "The jobs API is unavailable") || !strings.Contains(string(sum), tt.want) {
 				t.Errorf("summary lacks the note with %q:\n%s", tt.want, sum)
 			}
+			if !strings.HasPrefix(string(sum), "## 🛡️ harden-runner (") {
+				t.Errorf("the verdict is not the summary's first line:\n%s", sum)
+			}
 			if strings.Contains(string(sum), "| Step |") {
 				t.Errorf("Step column without steps")
 			}
@@ -694,4 +705,125 @@ func TestPostLabelsSteps(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPostJournalTrust: a journal that did not arrive over the trusted
+// channel, or arrived empty, fails the post step and says so at the top
+// of the summary; report.json says whether the journal was verified, and
+// the journal beside the report replaces whatever a step put there.
+func TestPostJournalTrust(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		host    *fakeHost
+		wantErr string
+	}{
+		{"unverified", &fakeHost{unverified: true, stopErr: errors.New("the journal did not arrive whole from the stop helper: export: the journal is truncated")}, "truncated"},
+		{"unverified without an error", &fakeHost{unverified: true}, "trusted channel"},
+		{"empty", &fakeHost{}, "journal is empty"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRunner(t, nil)
+			r.env["STATE_"+stateStarted] = "true"
+			err := Post(context.Background(), r.envFor(), tc.host)
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("err %v, want one with %q", err, tc.wantErr)
+			}
+			sum, _ := os.ReadFile(r.env["GITHUB_STEP_SUMMARY"])
+			if !strings.HasPrefix(string(sum), "> [!CAUTION]") {
+				t.Errorf("summary does not open with the caution:\n%s", sum)
+			}
+			if !strings.Contains(r.stdout.String(), "::error title=harden-runner::") {
+				t.Errorf("no error annotation:\n%s", r.stdout.String())
+			}
+		})
+	}
+	t.Run("verified", func(t *testing.T) {
+		r := newRunner(t, nil)
+		r.env["STATE_"+stateStarted] = "true"
+		env := r.envFor()
+		if err := os.MkdirAll(env.ReportDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		planted := filepath.Join(env.ReportDir, "journal.jsonl")
+		if err := os.WriteFile(planted, []byte("{}\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		j := hostileJournal(t)
+		if err := Post(context.Background(), env, &fakeHost{journal: j}); err != nil {
+			t.Fatal(err)
+		}
+		if b, _ := os.ReadFile(planted); !bytes.Equal(b, j) {
+			t.Errorf("the planted journal is left beside the report: %q", b)
+		}
+		var rep struct {
+			Agent struct {
+				Journal struct {
+					Verified bool `json:"verified"`
+					Bytes    int  `json:"bytes"`
+				} `json:"journal"`
+			} `json:"agent"`
+		}
+		b, _ := os.ReadFile(filepath.Join(env.ReportDir, "report.json"))
+		if err := json.Unmarshal(b, &rep); err != nil || !rep.Agent.Journal.Verified || rep.Agent.Journal.Bytes != len(j) {
+			t.Errorf("agent.journal %+v (%v)", rep.Agent.Journal, err)
+		}
+	})
+}
+
+// TestPostKeepEnforcement: on a GitHub-hosted runner the post step asks
+// for a snapshot (the agent keeps enforcing) unless keep-enforcement is
+// false; elsewhere it stops the agent unless the input says keep. The
+// summary of a snapshot says that later events are not in it.
+func TestPostKeepEnforcement(t *testing.T) {
+	snapshot := func(t *testing.T) []byte {
+		recs := startStop("block")
+		recs[len(recs)-1] = event.Record{Snapshot: &event.Snapshot{Time: t0.Add(time.Minute)}}
+		return journal(t, recs...)
+	}
+	for _, tc := range []struct {
+		runnerEnv, input string
+		keep             bool
+	}{
+		{"github-hosted", "", true},
+		{"github-hosted", "false", false},
+		{"self-hosted", "", false},
+		{"", "", false},
+		{"self-hosted", "true", true},
+	} {
+		t.Run(tc.runnerEnv+"/"+tc.input, func(t *testing.T) {
+			r := newRunner(t, map[string]string{InputKeepEnforcement: tc.input})
+			r.env["STATE_"+stateStarted] = "true"
+			r.env["RUNNER_ENVIRONMENT"] = tc.runnerEnv
+			h := &fakeHost{journal: journal(t, startStop("block")...)}
+			if tc.keep {
+				h.journal = snapshot(t)
+			}
+			if err := Post(context.Background(), r.envFor(), h); err != nil {
+				t.Fatal(err)
+			}
+			if len(h.stopReqs) != 1 || h.stopReqs[0].Keep != tc.keep {
+				t.Fatalf("stop requests %+v, want keep %v", h.stopReqs, tc.keep)
+			}
+			sum, _ := os.ReadFile(r.env["GITHUB_STEP_SUMMARY"])
+			says := strings.Contains(string(sum), "events after the snapshot are not in it")
+			if says != tc.keep || strings.Contains(string(sum), "did not stop cleanly") {
+				t.Errorf("summary (keep %v):\n%s", tc.keep, sum)
+			}
+		})
+	}
+	t.Run("bad value", func(t *testing.T) {
+		r := newRunner(t, map[string]string{InputKeepEnforcement: "maybe"})
+		r.env["STATE_"+stateStarted] = "true"
+		h := &fakeHost{journal: snapshot(t)}
+		err := Post(context.Background(), r.envFor(), h)
+		if err == nil || !strings.Contains(err.Error(), "keep-enforcement") || !strings.Contains(err.Error(), "maybe") {
+			t.Fatalf("err %v", err)
+		}
+		if len(h.stopReqs) != 1 || !h.stopReqs[0].Keep {
+			t.Errorf("a bad value did not keep enforcing: %+v", h.stopReqs)
+		}
+		if err := Main(context.Background(), newRunner(t, map[string]string{InputKeepEnforcement: "maybe"}).envFor(), &fakeHost{}); err == nil {
+			t.Error("Main accepted keep-enforcement: maybe")
+		}
+	})
 }

@@ -9,14 +9,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
-	"time"
 
 	"github.com/harden-runner/harden-runner/action/docker"
 	"github.com/harden-runner/harden-runner/action/host"
-	"github.com/harden-runner/harden-runner/agent"
 )
 
 // HelperCaps are the capabilities the helper container (and the detached
@@ -38,12 +35,6 @@ type DockerHost struct {
 	Dir    string // host directory for the binary and state; default host.DefaultDir
 	// Args are extra arguments for the helper (tests: --no-systemd).
 	Args []string
-	// Exchange is a directory this container shares with the VM (the
-	// report dir) and HostExchange its path on the VM: Stop's helper
-	// leaves the journal there. Without it the journal is copied out of
-	// the helper through docker, which fails if the docker gate
-	// (disable-sudo-and-containers) stopped with the agent.
-	Exchange, HostExchange string
 }
 
 func (d *DockerHost) dir() string {
@@ -72,22 +63,8 @@ func (d *DockerHost) helperConfig(autoRemove bool, args ...string) docker.Create
 	}
 }
 
-// helper runs one helper container to its end and returns its exit code,
-// stdout and stderr. cleanup removes it; callers may copy files out first.
-func (d *DockerHost) helper(ctx context.Context, args ...string) (id string, code int, stdout, stderr []byte, err error) {
-	id, err = d.Docker.Create(ctx, "", d.helperConfig(false, args...))
-	if err != nil {
-		return "", -1, nil, nil, err
-	}
-	if err = d.Docker.Start(ctx, id); err != nil {
-		return id, -1, nil, nil, err
-	}
-	if code, err = d.Docker.Wait(ctx, id); err != nil {
-		return id, code, nil, nil, err
-	}
-	stdout, stderr, err = d.Docker.Logs(ctx, id)
-	return id, code, stdout, stderr, err
-}
+// helperConfigFile is where the install helper finds its request.
+const helperConfigFile = "harden-runner-install.json"
 
 func (d *DockerHost) remove(id string) {
 	if id != "" {
@@ -104,8 +81,15 @@ func (d *DockerHost) Start(ctx context.Context, req StartRequest) (*StartResult,
 	if err != nil {
 		return nil, err
 	}
-	id, err := d.Docker.Create(ctx, "", d.helperConfig(true, "install", "--config-json", string(cfg)))
+	// The request goes in as a file in the helper's own root file system,
+	// not as an argument: a long policy (100,000 entries) is megabytes, and
+	// one argument holds at most 128 KiB.
+	id, err := d.Docker.Create(ctx, "", d.helperConfig(true, "install", "--config-file", "/"+helperConfigFile))
 	if err != nil {
+		return nil, fmt.Errorf("helper container: %w", err)
+	}
+	if err := d.Docker.PutFile(ctx, id, "/", helperConfigFile, cfg); err != nil {
+		d.remove(id)
 		return nil, fmt.Errorf("helper container: %w", err)
 	}
 	stream, err := d.Docker.Attach(ctx, id)
@@ -162,112 +146,79 @@ func readResult(stream io.Reader) (*host.Result, []byte, error) {
 	}
 }
 
-// Stop implements Host: `harden-runner host-stop` in a helper, which
-// leaves the journal and its result in the exchange directory; this
-// container reads them from its own mount. No docker call is needed once
-// the agent has stopped: with disable-sudo-and-containers, this
-// container's docker socket was the agent's gate, and is gone with it.
-func (d *DockerHost) Stop(ctx context.Context) ([]byte, error) {
-	if d.HostExchange == "" {
-		return d.stopAndCopy(ctx)
+// Stop implements Host: `harden-runner host-stop --stream` in a helper
+// this step created and attached to before it started, which stops the
+// agent (or, with req.Keep, takes a snapshot of its journal and leaves it
+// enforcing) and writes the journal as an export stream (host.ReadExport)
+// on its stdout. The stream is the only channel: nothing is read from a
+// directory the runner's user can write, so a step cannot plant a journal
+// or a stop result. No docker call is made once the helper runs: with
+// disable-sudo-and-containers this container's docker socket is the
+// agent's gate, which lets the connections it has finish (the attach
+// among them) but takes no new ones once the agent stops.
+func (d *DockerHost) Stop(ctx context.Context, req StopRequest) (*Collected, error) {
+	args := []string{"host-stop", "--dir", d.dir(), "--stream"}
+	if req.Keep {
+		args = append(args, "--snapshot")
 	}
-	if err := os.MkdirAll(d.Exchange, 0o755); err != nil {
-		return nil, fmt.Errorf("stop the agent: %w", err)
-	}
-	result := filepath.Join(d.Exchange, host.ExportResultFile)
-	journalPath := filepath.Join(d.Exchange, host.ExportJournalFile)
-	for _, f := range []string{result, journalPath} {
-		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("stop the agent: %w", err)
-		}
-	}
-	id, err := d.Docker.Create(ctx, "", d.helperConfig(true, "host-stop", "--dir", d.dir(), "--out", d.HostExchange))
+	id, err := d.Docker.Create(ctx, "", d.helperConfig(true, args...))
 	if err != nil {
 		return nil, fmt.Errorf("helper container: %w", err)
 	}
+	stream, err := d.Docker.Attach(ctx, id)
+	if err != nil {
+		d.remove(id)
+		return nil, fmt.Errorf("helper container: %w", err)
+	}
+	defer stream.Close()
 	if err := d.Docker.Start(ctx, id); err != nil {
 		d.remove(id)
 		return nil, fmt.Errorf("helper container: %w", err)
 	}
-	exited := make(chan int, 1)
-	go func() {
-		code, err := d.Docker.Wait(ctx, id)
-		if err != nil {
-			code = -1 // removed already (AutoRemove), or the gate went away
-		}
-		exited <- code
-	}()
-	var gone <-chan time.Time // after the helper exited: a last look
-	for {
-		if b, err := os.ReadFile(result); err == nil {
-			var res host.StopResult
-			if err := json.Unmarshal(b, &res); err != nil {
-				return nil, fmt.Errorf("stop the agent: unreadable result %q: %w", b, err)
-			}
-			_ = os.Remove(result)
-			var stopErr error
-			if res.Error != "" {
-				stopErr = fmt.Errorf("stop the agent: %s", res.Error)
-			}
-			journal, err := readCapped(journalPath, maxJournal)
-			if errors.Is(err, os.ErrNotExist) {
-				return nil, stopErr
-			}
-			if err != nil {
-				return nil, errors.Join(stopErr, fmt.Errorf("read the journal: %w", err))
-			}
-			return journal, stopErr
-		}
-		select {
-		case code := <-exited:
-			if code > 0 {
-				return nil, fmt.Errorf("stop the agent: the helper container exited with %d without a result", code)
-			}
-			gone = time.After(2 * time.Second)
-		case <-gone:
-			return nil, errors.New("stop the agent: the helper container ended without a result")
-		case <-ctx.Done():
-			return nil, fmt.Errorf("stop the agent: %w", ctx.Err())
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-}
-
-// stopAndCopy is Stop without an exchange directory: the journal is
-// copied out of the stopped helper through docker.
-func (d *DockerHost) stopAndCopy(ctx context.Context) ([]byte, error) {
-	id, code, _, stderr, err := d.helper(ctx, "host-stop", "--dir", d.dir())
-	defer d.remove(id)
+	out := &stdoutReader{br: bufio.NewReader(stream)}
+	ex, err := host.ReadExport(out, maxJournal)
 	if err != nil {
-		return nil, fmt.Errorf("helper container: %w", err)
+		msg := strings.TrimSpace(out.stderr.String())
+		if msg != "" {
+			msg = ": " + msg
+		}
+		return nil, fmt.Errorf("the journal did not arrive whole from the stop helper: %w%s", err, msg)
 	}
 	var stopErr error
-	if code != 0 {
-		stopErr = fmt.Errorf("stop the agent: %s", strings.TrimSpace(string(stderr)))
+	if ex.Error != "" {
+		stopErr = fmt.Errorf("stop the agent: %s", ex.Error)
 	}
-	journal, err := d.Docker.CopyFile(ctx, id, filepath.Join(d.dir(), "state", agent.StateJournal), maxJournal)
-	if err != nil {
-		var ae *docker.APIError
-		if errors.As(err, &ae) && ae.Status == 404 {
-			return nil, stopErr
-		}
-		return nil, errors.Join(stopErr, fmt.Errorf("read the journal: %w", err))
-	}
-	return journal, stopErr
+	return &Collected{Journal: ex.Journal, Verified: true, Snapshot: ex.Snapshot, SHA256: ex.SHA256}, stopErr
 }
 
-// readCapped reads a file of at most max bytes.
-func readCapped(path string, max int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
+// maxStderr caps the helper's stderr kept for error messages.
+const maxStderr = 64 << 10
+
+// stdoutReader reads the stdout frames of docker's multiplexed stream
+// and keeps (the first maxStderr bytes of) stderr.
+type stdoutReader struct {
+	br     *bufio.Reader
+	cur    []byte
+	stderr bytes.Buffer
+}
+
+func (r *stdoutReader) Read(p []byte) (int, error) {
+	for len(r.cur) == 0 {
+		st, b, err := docker.ReadFrame(r.br)
+		if err != nil {
+			return 0, err
+		}
+		if st == 2 {
+			if room := maxStderr - r.stderr.Len(); room > 0 {
+				r.stderr.Write(b[:min(len(b), room)])
+			}
+			continue
+		}
+		r.cur = b
 	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err == nil && int64(len(b)) > max {
-		return nil, fmt.Errorf("%s: more than %d bytes", path, max)
-	}
-	return b, err
+	n := copy(p, r.cur)
+	r.cur = r.cur[n:]
+	return n, nil
 }
 
 var containerIDRe = regexp.MustCompile(`/containers/([0-9a-f]{64})/(?:hostname|hosts|resolv\.conf)`)

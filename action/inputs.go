@@ -6,7 +6,9 @@ import (
 	"path"
 	"strings"
 
+	"github.com/harden-runner/harden-runner/dockergate"
 	"github.com/harden-runner/harden-runner/egress/policy"
+	"github.com/harden-runner/harden-runner/egress/policyfile"
 )
 
 // Input names, as action.yml declares them (StepSecurity Harden-Runner's).
@@ -15,10 +17,12 @@ const (
 	InputAllowedEndpoints         = "allowed-endpoints"
 	InputDisableSudo              = "disable-sudo"
 	InputDisableSudoAndContainers = "disable-sudo-and-containers"
+	InputAllowDockerFor           = "allow-docker-for"
 	InputDisableFileMonitoring    = "disable-file-monitoring"
 	InputDisableTelemetry         = "disable-telemetry"
 	InputPolicy                   = "policy"
 	InputToken                    = "token"
+	InputKeepEnforcement          = "keep-enforcement" // see keep.go
 )
 
 // Inputs are the parsed and checked action inputs.
@@ -28,10 +32,13 @@ type Inputs struct {
 	Endpoints                []policy.Endpoint
 	DisableSudo              bool // also true when DisableSudoAndContainers is
 	DisableSudoAndContainers bool
-	DisableFileMonitoring    bool
-	DisableTelemetry         bool // accepted for compatibility; nothing is ever sent
-	PolicyFile               string
-	Token                    string
+	// AllowDockerFor is who keeps docker under DisableSudoAndContainers:
+	// "runner" (default) or "containers" (dockergate.AllowFor).
+	AllowDockerFor        string
+	DisableFileMonitoring bool
+	DisableTelemetry      bool // accepted for compatibility; nothing is ever sent
+	PolicyFile            string
+	Token                 string
 }
 
 // InputError is a malformed input. Its message names the input and the value.
@@ -113,6 +120,18 @@ func ParseInputs(get func(string) string, readFile func(string) ([]byte, error))
 	if in.DisableSudoAndContainers {
 		in.DisableSudo = true
 	}
+	if _, err := KeepEnforcement(get, func(string) string { return "" }); err != nil {
+		errs = append(errs, err)
+	}
+	if v := get(InputAllowDockerFor); v != "" {
+		if af, err := dockergate.ParseAllowFor(v); err != nil {
+			bad(InputAllowDockerFor, v, err)
+		} else {
+			in.AllowDockerFor = string(af)
+		}
+	} else {
+		in.AllowDockerFor = string(dockergate.AllowRunner)
+	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -132,7 +151,7 @@ func parseBool(s string) (bool, error) {
 }
 
 // loadPolicyFile checks that p stays inside the workspace and parses it.
-func loadPolicyFile(p string, readFile func(string) ([]byte, error)) (*PolicyFile, error) {
+func loadPolicyFile(p string, readFile func(string) ([]byte, error)) (*policyfile.File, error) {
 	clean := path.Clean(strings.TrimPrefix(p, "./"))
 	if path.IsAbs(p) || clean == ".." || strings.HasPrefix(clean, "../") || strings.ContainsRune(p, 0) {
 		return nil, errors.New("want a path relative to the repository root, inside it")
@@ -144,5 +163,5 @@ func loadPolicyFile(p string, readFile func(string) ([]byte, error)) (*PolicyFil
 	if err != nil {
 		return nil, fmt.Errorf("read: %w", err)
 	}
-	return ParsePolicyFile(b)
+	return policyfile.Parse(clean, b)
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/harden-runner/harden-runner/egress/policy"
+	"github.com/harden-runner/harden-runner/egress/policyfile"
 )
 
 func getter(m map[string]string) func(string) string {
@@ -59,6 +60,19 @@ func TestParseInputs(t *testing.T) {
 					t.Errorf("bools: %+v", in)
 				}
 			}},
+		{name: "allow-docker-for default", in: map[string]string{}, mode: policy.Block,
+			check: func(t *testing.T, in *Inputs) {
+				if in.AllowDockerFor != "runner" {
+					t.Errorf("allow-docker-for %q", in.AllowDockerFor)
+				}
+			}},
+		{name: "allow-docker-for containers", in: map[string]string{"allow-docker-for": "containers"}, mode: policy.Block,
+			check: func(t *testing.T, in *Inputs) {
+				if in.AllowDockerFor != "containers" {
+					t.Errorf("allow-docker-for %q", in.AllowDockerFor)
+				}
+			}},
+		{name: "bad allow-docker-for", in: map[string]string{"allow-docker-for": "everyone"}, errs: []string{"allow-docker-for"}, errText: `"everyone"`},
 		{name: "token", in: map[string]string{"token": "ghs_x"}, mode: policy.Block,
 			check: func(t *testing.T, in *Inputs) {
 				if in.Token != "ghs_x" {
@@ -70,12 +84,12 @@ func TestParseInputs(t *testing.T) {
 		{name: "policy file mode only", in: map[string]string{"policy": "modeonly.yml", "egress-policy": "block"}, mode: policy.Audit},
 		{name: "policy flow list", in: map[string]string{"policy": "flowlist.yml"}, mode: policy.Block, endpoints: 2},
 		{name: "policy crlf", in: map[string]string{"policy": "crlf.yml"}, mode: policy.Audit, endpoints: 1},
-		{name: "policy unknown key", in: map[string]string{"policy": "bad.yml"}, errs: []string{"policy"}, errText: `line 2: unknown key "foo"`},
-		{name: "policy bad endpoint", in: map[string]string{"policy": "badendpoint.yml"}, errs: []string{"allowed-endpoints"}, errText: "bad..name"},
-		{name: "policy bad mode", in: map[string]string{"policy": "badmode.yml"}, errs: []string{"egress-policy"}, errText: `"yes"`},
-		{name: "policy duplicate", in: map[string]string{"policy": "duplicate.yml"}, errs: []string{"policy"}, errText: "given twice"},
+		{name: "policy unknown key", in: map[string]string{"policy": "bad.yml"}, errs: []string{"policy"}, errText: `bad.yml:2: unknown key "foo"`},
+		{name: "policy bad endpoint", in: map[string]string{"policy": "badendpoint.yml"}, errs: []string{"policy"}, errText: `badendpoint.yml:1: allowed-endpoints: entry "bad..name:443"`},
+		{name: "policy bad mode", in: map[string]string{"policy": "badmode.yml"}, errs: []string{"policy"}, errText: `badmode.yml:1: egress-policy: "yes"`},
+		{name: "policy duplicate", in: map[string]string{"policy": "duplicate.yml"}, errs: []string{"policy"}, errText: `duplicate.yml:2: mapping key "egress-policy" already defined at line 1`},
 		{name: "policy tab", in: map[string]string{"policy": "tabindent.yml"}, errs: []string{"policy"}, errText: "tab"},
-		{name: "policy continuation", in: map[string]string{"policy": "continuation.yml"}, errs: []string{"policy"}, errText: "cannot continue"},
+		{name: "policy continuation", in: map[string]string{"policy": "continuation.yml"}, errs: []string{"policy"}, errText: `continuation.yml:1: egress-policy: "audit block"`},
 		{name: "policy missing", in: map[string]string{"policy": "nope.yml"}, errs: []string{"policy"}, errText: "nope.yml"},
 		{name: "policy absolute", in: map[string]string{"policy": "/etc/passwd"}, errs: []string{"policy"}, errText: "relative"},
 		{name: "policy escapes", in: map[string]string{"policy": "a/../../x.yml"}, errs: []string{"policy"}, errText: "inside"},
@@ -122,31 +136,7 @@ func TestParseInputs(t *testing.T) {
 	}
 }
 
-func TestParsePolicyFileValues(t *testing.T) {
-	tests := []struct{ in, mode, eps string }{
-		{"# only a comment\n", "", ""},
-		{"---\negress-policy: 'block' # c\n", "block", ""},
-		{"allowed-endpoints: a.test:443 b.test:443\n", "", "a.test:443 b.test:443"},
-		{"allowed-endpoints: >\n  a.test:443\n# comment at column 1\n  b.test:443\n", "", "a.test:443\nb.test:443"},
-		{"allowed-endpoints:\n  - a.test:443\n\n  - \"b.test:443\" # x\negress-policy: audit\n", "audit", "a.test:443\nb.test:443"},
-		{"\ufeffegress-policy: audit", "audit", ""},
-	}
-	for _, tt := range tests {
-		pf, err := ParsePolicyFile([]byte(tt.in))
-		if err != nil {
-			t.Errorf("%q: %v", tt.in, err)
-			continue
-		}
-		if pf.EgressPolicy != tt.mode || pf.AllowedEndpoints != tt.eps {
-			t.Errorf("%q: got %q/%q, want %q/%q", tt.in, pf.EgressPolicy, pf.AllowedEndpoints, tt.mode, tt.eps)
-		}
-	}
-	if _, err := ParsePolicyFile(make([]byte, maxPolicyFile+1)); err == nil {
-		t.Error("oversized file accepted")
-	}
-}
-
-func FuzzParsePolicyFile(f *testing.F) {
+func FuzzPolicyFileInputs(f *testing.F) {
 	for _, s := range []string{
 		"egress-policy: block\nallowed-endpoints: >\n  a.test:443\n",
 		"allowed-endpoints:\n  - 'x:1'\n  - \"y\"\n", "allowed-endpoints: [a, 'b']", "a: |\n\t#", "egress-policy: '",
@@ -154,12 +144,8 @@ func FuzzParsePolicyFile(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		pf, err := ParsePolicyFile(data)
-		if err != nil {
+		if _, err := policyfile.Parse("p", data); err != nil {
 			return
-		}
-		if strings.Contains(pf.EgressPolicy, "\n") {
-			t.Fatalf("multi-line egress-policy %q", pf.EgressPolicy)
 		}
 		// Whatever parses must go through the input parser without panics.
 		_, _ = ParseInputs(getter(map[string]string{"policy": "p"}), func(string) ([]byte, error) { return data, nil })

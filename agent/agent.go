@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"os/exec"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -21,25 +22,34 @@ import (
 	"github.com/harden-runner/harden-runner/egress/firewall"
 	"github.com/harden-runner/harden-runner/egress/flowlog"
 	"github.com/harden-runner/harden-runner/egress/gate"
+	"github.com/harden-runner/harden-runner/egress/guard"
 	"github.com/harden-runner/harden-runner/egress/policy"
+	"github.com/harden-runner/harden-runner/egress/relay"
 	"github.com/harden-runner/harden-runner/egress/resolver"
 	"github.com/harden-runner/harden-runner/event"
 	"github.com/harden-runner/harden-runner/filemon"
 	"github.com/harden-runner/harden-runner/lineage"
 	"github.com/harden-runner/harden-runner/privmon"
 	"github.com/harden-runner/harden-runner/proc"
+	"github.com/harden-runner/harden-runner/runnerid"
 	"github.com/harden-runner/harden-runner/runnerstep"
+	"github.com/harden-runner/harden-runner/sudowatch"
 )
 
 // DefaultResolverPort is where the firewall redirects DNS. A port below 1024
 // cannot be taken over by an unprivileged process if the agent dies.
 const DefaultResolverPort = 153
 
+// DefaultRelayPort is where the firewall redirects new TCP connections to
+// the name-checking relay; below 1024 for the same reason.
+const DefaultRelayPort = 154
+
 // Config says what the agent enforces and where it records.
 type Config struct {
 	Policy       *policy.Policy   // required
 	Upstreams    []netip.AddrPort // required: see resolver.SystemUpstreams
 	ResolverPort uint16           // default DefaultResolverPort
+	RelayPort    uint16           // default DefaultRelayPort
 	JournalPath  string           // required
 	// ClientServers are the DNS servers the machine's clients are configured
 	// to ask (resolv.conf), which speeds up finding a query's process.
@@ -55,7 +65,15 @@ type Config struct {
 	// Process are the agent's).
 	DisableContainers bool
 	Docker            dockergate.Config
-	Log               *slog.Logger
+	// WatchEtc, when set, is the machine's /etc as the agent sees it: changes
+	// of resolv.conf, hosts and the sudoers files there are tamper errors
+	// with the writer (guard.WatchFiles). Start it after our own changes
+	// there (disable-sudo).
+	WatchEtc string
+	// SudoUser, when set, is the runner's user whose sudo rights
+	// disable-sudo took: a rule for it put back is an error (sudowatch).
+	SudoUser string
+	Log      *slog.Logger
 }
 
 // Agent runs the components. Start once, Stop once (Stop is safe to repeat).
@@ -66,11 +84,16 @@ type Agent struct {
 	fw         *firewall.Firewall
 	flows      *flowlog.Reader
 	gate       *gate.Gate
+	guard      *guard.Guard
+	etc        *guard.Files
+	sysctls    *guard.Sysctls
 	priv       *privmon.Monitor
 	docker     *dockergate.Gate
+	sudo       *sudowatch.Watch
 	finder     *proc.Finder
 	lineage    *lineage.Tracker // nil when the kernel cannot run it
 	res        *resolver.Resolver
+	relay      *relay.Relay
 	filesMu    sync.Mutex // guards files: the settle goroutine sets it later
 	files      *filemon.Monitor
 	settled    chan struct{} // closed when the settle goroutine is done
@@ -96,6 +119,9 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.ResolverPort == 0 {
 		cfg.ResolverPort = DefaultResolverPort
 	}
+	if cfg.RelayPort == 0 {
+		cfg.RelayPort = DefaultRelayPort
+	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
@@ -115,9 +141,18 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
+	// The runner's job process, pinned now, before any workflow step ran
+	// (the steps' docker gate and step attribution trust it alone).
+	runner, pinErr := a.cfg.Docker.Runner, error(nil)
+	if runner.IsZero() {
+		runner, pinErr = runnerid.Find()
+	}
+	if pinErr != nil && a.cfg.DisableContainers {
+		return fmt.Errorf("agent: disable containers: pin the runner's process (only its own docker commands may use docker): %w", pinErr)
+	}
 	// Every event under a workflow step's process is preceded, once per
 	// step, by a record of that step's root (for the report's Step column).
-	emit := runnerstep.NewTracker(runnerstep.HostFS{}).Wrap(a.journal.Emit)
+	emit := runnerstep.NewTracker(runnerstep.HostFS{}, runner.PID).Wrap(a.journal.Emit)
 	p := a.cfg.Policy
 	start := &event.Start{Time: time.Now(), Mode: string(p.Mode()), Workspace: a.cfg.Workspace, FileMonitoring: a.cfg.FileMonitoring}
 	for _, e := range p.Endpoints() {
@@ -140,6 +175,10 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 		a.lineage = tr
 	}
 	emit(event.Record{Start: start})
+	if pinErr != nil {
+		emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "agent", Level: "info",
+			Message: "no workflow step is named by process (the runner's process was not found): " + pinErr.Error()}})
+	}
 
 	finder := proc.NewFinder(a.log)
 	if a.lineage != nil {
@@ -151,6 +190,11 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 		Queues:       uint16(runtime.GOMAXPROCS(0)), // one gate reader per CPU
 		Prefixes:     p.Prefixes(),
 		ResolverPort: a.cfg.ResolverPort,
+		RelayPort:    a.cfg.RelayPort,
+		RelayPorts:   namedPorts(p),
+		Upstreams:    a.cfg.Upstreams,
+		Preexisting:  preexisting(emit),
+		DHCPServers:  dhcpServers(),
 		Log:          a.log,
 	})
 	if err != nil {
@@ -197,8 +241,14 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	if err = a.res.Start(ctx); err != nil {
 		return fmt.Errorf("agent: start resolver: %w", err)
 	}
+	if err = a.startRelay(ctx, emit, finder); err != nil {
+		return err
+	}
 	if err = a.fw.Install(); err != nil {
 		return fmt.Errorf("agent: %w", err)
+	}
+	if err = a.startGuard(ctx, emit); err != nil {
+		return err
 	}
 	a.flushHostDNSCache(emit)
 	// Privilege use is reported, not enforced: a machine without fanotify
@@ -211,9 +261,22 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 			a.priv = m
 		}
 	}
+	if a.cfg.SudoUser != "" {
+		// Before the helper takes the rights: their return is what is watched.
+		if a.sudo, err = sudowatch.New(sudowatch.Config{User: a.cfg.SudoUser, Emit: emit, Log: a.log}); err != nil {
+			return fmt.Errorf("agent: %w", err)
+		}
+		if err = a.sudo.Start(ctx); err != nil {
+			a.sudo = nil
+			return fmt.Errorf("agent: disable sudo: %w", err)
+		}
+	}
 	if a.cfg.DisableContainers {
 		dc := a.cfg.Docker
-		dc.Emit, dc.Process, dc.Log = emit, finder.Info, a.log
+		dc.Emit, dc.Process, dc.Container, dc.Log = emit, finder.Info, proc.ContainerID, a.log
+		dc.Runner = runner
+		emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "dockergate", Level: "info",
+			Message: fmt.Sprintf("docker is the runner's only: pinned %s (pid %d); allow-docker-for: %s", dc.Runner.Exe, dc.Runner.PID, dc.AllowFor)}})
 		if a.docker, err = dockergate.New(dc); err != nil {
 			return fmt.Errorf("agent: %w", err)
 		}
@@ -250,6 +313,127 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	}
 	a.log.Info("agent: enforcing", "mode", p.Mode(), "endpoints", len(start.AllowedEndpoints))
 	return nil
+}
+
+// startRelay starts the name-checking relay that the firewall sends new
+// TCP connections on named ports to; it must listen before the table goes in.
+func (a *Agent) startRelay(ctx context.Context, emit event.Emit, finder *proc.Finder) error {
+	port := a.cfg.RelayPort
+	r, err := relay.New(relay.Config{
+		// Every address: containers' connections arrive redirected to
+		// their bridge's address; the input chain admits only loopback and
+		// docker's bridges to this port.
+		Listen: []netip.AddrPort{
+			netip.AddrPortFrom(netip.IPv4Unspecified(), port),
+			netip.AddrPortFrom(netip.IPv6Unspecified(), port),
+		},
+		Policy:         a.cfg.Policy,
+		Resolved:       a.res.Resolved,
+		NamesOf:        a.res.NamesOf,
+		Mark:           a.fw.Mark(),
+		Owner:          finder.Owner,
+		ForwardedOwner: finder.ForwardedOwner,
+		Emit:           emit,
+		Log:            a.log,
+	})
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	if err := r.Start(ctx); err != nil {
+		return fmt.Errorf("agent: start relay: %w", err)
+	}
+	a.relay = r
+	return nil
+}
+
+// namedPorts returns the ports that the policy's name entries name, sorted:
+// what the relay checks in audit mode.
+func namedPorts(p *policy.Policy) []uint16 {
+	var out []uint16
+	for _, e := range p.Endpoints() {
+		if e.Host != "" && !slices.Contains(out, e.Port) {
+			out = append(out, e.Port)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// startGuard watches the table just installed: whoever else changes it,
+// it goes back and the journal gets an error naming them. Enforcement
+// that cannot be watched is not started (block mode would fail open
+// unnoticed).
+func (a *Agent) startGuard(ctx context.Context, emit event.Emit) error {
+	var hooks []guard.Hook
+	for _, h := range a.fw.Hooks() {
+		hooks = append(hooks, guard.Hook{Hook: h.Hook, Priority: h.Priority})
+	}
+	var existing []guard.Change
+	if chains, err := a.fw.ForeignBaseChains(); err == nil {
+		for _, c := range chains {
+			existing = append(existing, guard.Change{Family: guard.FamilyName(c.Family), Table: c.Table, Name: c.Name,
+				Hook: c.Hook, Priority: c.Priority})
+		}
+	}
+	g, err := guard.New(guard.Config{Table: firewall.DefaultTable, Hooks: hooks, Restore: a.fw.Restore,
+		Verify: a.fw.Verify, Existing: existing, Emit: emit, Process: proc.Info, Log: a.log})
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	if err := g.Start(ctx); err != nil {
+		return fmt.Errorf("agent: watch the firewall: %w", err)
+	}
+	a.guard = g
+	if s, err := guard.WatchSysctls(ctx, guard.SysctlsConfig{Emit: emit}); err != nil {
+		emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "guard", Level: "warning",
+			Message: "sysctls that weaken the rules are not watched: " + err.Error()}})
+	} else {
+		a.sysctls = s
+	}
+	if a.cfg.WatchEtc != "" {
+		// Reported, not enforced: a machine without fanotify only loses this.
+		f, err := guard.WatchFiles(ctx, guard.FilesConfig{Root: a.cfg.WatchEtc, Emit: emit, Process: proc.Info, Log: a.log})
+		if err != nil {
+			emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "guard", Level: "warning",
+				Message: "changes of resolv.conf, hosts and sudoers are not watched: " + err.Error()}})
+		} else {
+			a.etc = f
+		}
+	}
+	return nil
+}
+
+// Tampered returns how many times something changed our enforcement
+// (see package egress/guard). Read it after Stop for the final count.
+func (a *Agent) Tampered() int {
+	n := 0
+	if a.guard != nil {
+		n += a.guard.Tampered()
+	}
+	if a.etc != nil {
+		n += a.etc.Changes()
+	}
+	if a.sysctls != nil {
+		n += a.sysctls.Changes()
+	}
+	return n
+}
+
+// preexisting snapshots the TCP connections open now, which keep working
+// under the firewall however conntrack first sees them. Without the
+// snapshot they are cut when next used mid-stream: said in the journal.
+func preexisting(emit event.Emit) []firewall.Conn {
+	conns, err := proc.TCPConns()
+	if err != nil {
+		emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "firewall", Level: "warning",
+			Message: "connections open before the agent may break: " + err.Error()}})
+		return nil
+	}
+	out := make([]firewall.Conn, len(conns))
+	for i, c := range conns {
+		out[i] = firewall.Conn{Local: c.Local, Remote: c.Remote}
+	}
+	return out
 }
 
 // startFiles takes the workspace baseline and starts watching it.
@@ -309,6 +493,9 @@ func (a *Agent) teardown() error {
 	if a.priv != nil {
 		errs = append(errs, a.priv.Close())
 	}
+	if a.sudo != nil {
+		errs = append(errs, a.sudo.Close())
+	}
 	if a.docker != nil {
 		errs = append(errs, a.docker.Close())
 	}
@@ -317,9 +504,27 @@ func (a *Agent) teardown() error {
 		errs = append(errs, a.files.Close())
 	}
 	a.filesMu.Unlock()
+	// The /etc watch drains and rescans as it closes (tens of ms): in
+	// parallel with the rest, collected before the journal closes.
+	etcClosed := make(chan error, 1)
+	if a.etc != nil {
+		go func() { etcClosed <- a.etc.Close() }()
+	} else {
+		etcClosed <- nil
+	}
+	if a.sysctls != nil {
+		errs = append(errs, a.sysctls.Close())
+	}
+	// The guard before the table: removing it is no tampering.
+	if a.guard != nil {
+		errs = append(errs, a.guard.Close())
+	}
 	// The table goes first, so no query is redirected to a closed resolver.
 	if a.fw != nil {
 		errs = append(errs, a.fw.Remove())
+	}
+	if a.relay != nil {
+		errs = append(errs, a.relay.Close())
 	}
 	if a.res != nil {
 		errs = append(errs, a.res.Close())
@@ -340,6 +545,7 @@ func (a *Agent) teardown() error {
 		}
 		errs = append(errs, a.lineage.Close())
 	}
+	errs = append(errs, <-etcClosed)
 	if a.cancel != nil {
 		a.cancel()
 	}
@@ -367,4 +573,22 @@ func startLineage(ctx context.Context, log *slog.Logger) (*lineage.Tracker, erro
 		return nil, err
 	}
 	return tr, nil
+}
+
+// Snapshot ends the journal's part the post step takes while the agent
+// goes on enforcing (see Journal.Snapshot): it returns the length of the
+// journal up to and with its Snapshot record.
+func (a *Agent) Snapshot() (int64, error) {
+	if a.journal == nil || a.stopped {
+		return 0, errors.New("agent: snapshot: the agent is not running")
+	}
+	return a.journal.Snapshot(event.Record{Snapshot: &event.Snapshot{Time: time.Now()}})
+}
+
+// Note writes a note into the journal from outside the agent's
+// components (e.g. `run`, about COMMAND's leftover processes).
+func (a *Agent) Note(component, level, message string) {
+	if a.journal != nil && !a.stopped {
+		a.journal.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: component, Level: level, Message: message}})
+	}
 }

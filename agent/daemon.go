@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -33,11 +34,18 @@ type DaemonConfig struct {
 	StateDir string `json:"state_dir"`
 	// Upstreams overrides the DNS servers found in the host's resolv.conf.
 	Upstreams []string `json:"upstreams,omitempty"`
-	// DisableContainers leaves docker to the runner and root (dockergate);
-	// DockerSocket and DockerCLIs override dockergate's defaults.
-	DisableContainers bool     `json:"disable_containers,omitempty"`
-	DockerSocket      string   `json:"docker_socket,omitempty"`
-	DockerCLIs        []string `json:"docker_clis,omitempty"`
+	// DisableContainers leaves docker to the pinned runner's docker CLI and
+	// this Action's containers (dockergate); DockerSocket and DockerCLIs
+	// override dockergate's defaults. AllowDockerFor is the
+	// allow-docker-for input; DockerTrustedImage the Action's image ID.
+	DisableContainers  bool     `json:"disable_containers,omitempty"`
+	DockerSocket       string   `json:"docker_socket,omitempty"`
+	DockerCLIs         []string `json:"docker_clis,omitempty"`
+	AllowDockerFor     string   `json:"allow_docker_for,omitempty"`
+	DockerTrustedImage string   `json:"docker_trusted_image,omitempty"`
+	// SudoUser is the runner's user name when disable-sudo is on: the
+	// agent reports a sudo rule for it that comes back.
+	SudoUser string `json:"sudo_user,omitempty"`
 }
 
 // Files the daemon keeps in DaemonConfig.StateDir.
@@ -47,7 +55,18 @@ const (
 	StateFailed  = "failed"        // the start error, if start failed
 	StateStopped = "stopped"       // written after the final journal flush
 	StateJournal = "journal.jsonl" // the event journal (root only)
+	// StateSnapshot answers a snapshot request (SIGUSR1): SnapshotResult.
+	StateSnapshot = "snapshot.json"
 )
+
+// SnapshotResult is the daemon's answer to a snapshot request, in
+// StateSnapshot: the journal's first Bytes bytes end with the Snapshot
+// record written for it.
+type SnapshotResult struct {
+	Bytes int64     `json:"bytes"`
+	Time  time.Time `json:"time"`
+	Error string    `json:"error,omitempty"`
+}
 
 // drainTimeout bounds the wait for docker connections after a stop.
 const drainTimeout = 30 * time.Second
@@ -80,12 +99,16 @@ func RunDaemon(ctx context.Context, cfg *DaemonConfig, log *slog.Logger) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("agent: state dir: %w", err)
 	}
-	for _, f := range []string{StateReady, StateFailed, StateStopped} {
+	for _, f := range []string{StateReady, StateFailed, StateStopped, StateSnapshot} {
 		_ = os.Remove(filepath.Join(dir, f))
 	}
 	if err := writeAtomic(filepath.Join(dir, StatePid), []byte(strconv.Itoa(os.Getpid())+"\n")); err != nil {
 		return err
 	}
+	// Before ready: SIGUSR1's default action would end the agent.
+	snap := make(chan os.Signal, 1)
+	signal.Notify(snap, syscall.SIGUSR1)
+	defer signal.Stop(snap)
 	ag, err := daemonAgent(cfg, log)
 	if err == nil {
 		err = ag.Start(ctx)
@@ -99,7 +122,14 @@ func RunDaemon(ctx context.Context, cfg *DaemonConfig, log *slog.Logger) error {
 		_ = ag.Stop()
 		return err
 	}
-	<-ctx.Done()
+	for done := false; !done; {
+		select {
+		case <-ctx.Done():
+			done = true
+		case <-snap:
+			answerSnapshot(dir, ag, log)
+		}
+	}
 	err = ag.Stop()
 	msg := "ok\n"
 	if err != nil {
@@ -115,6 +145,19 @@ func RunDaemon(ctx context.Context, cfg *DaemonConfig, log *slog.Logger) error {
 		log.Warn("agent: drain docker connections", "err", derr)
 	}
 	return err
+}
+
+// answerSnapshot writes StateSnapshot for one snapshot request.
+func answerSnapshot(dir string, ag *Agent, log *slog.Logger) {
+	size, err := ag.Snapshot()
+	res := SnapshotResult{Bytes: size, Time: time.Now().UTC()}
+	if err != nil {
+		res.Error = err.Error()
+	}
+	b, _ := json.Marshal(res)
+	if err := writeAtomic(filepath.Join(dir, StateSnapshot), append(b, '\n')); err != nil {
+		log.Warn("agent: snapshot", "err", err)
+	}
 }
 
 func daemonAgent(cfg *DaemonConfig, log *slog.Logger) (*Agent, error) {
@@ -151,8 +194,10 @@ func daemonAgent(cfg *DaemonConfig, log *slog.Logger) (*Agent, error) {
 		// not the empty directory.
 		WaitForWorkspace:  true,
 		DisableContainers: cfg.DisableContainers,
-		Docker:            dockergate.Config{Socket: cfg.DockerSocket, CLIs: cfg.DockerCLIs},
-		Log:               log,
+		Docker: dockergate.Config{Socket: cfg.DockerSocket, CLIs: cfg.DockerCLIs,
+			AllowFor: dockergate.AllowFor(cfg.AllowDockerFor), TrustedImage: cfg.DockerTrustedImage},
+		SudoUser: cfg.SudoUser,
+		Log:      log,
 	})
 }
 
@@ -217,6 +262,44 @@ func Ready(dir string) bool {
 	return err == nil
 }
 
+// SnapshotDaemon asks the daemon recorded in dir for a journal snapshot
+// (SIGUSR1) and waits for its answer. The daemon goes on enforcing.
+func SnapshotDaemon(ctx context.Context, dir string) (*SnapshotResult, error) {
+	pid := DaemonPid(dir)
+	if pid == 0 {
+		return nil, ErrNotRunning
+	}
+	path := filepath.Join(dir, StateSnapshot)
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("agent: snapshot: %w", err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGUSR1); err != nil {
+		return nil, fmt.Errorf("agent: signal daemon %d: %w", pid, err)
+	}
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if b, err := os.ReadFile(path); err == nil {
+			var res SnapshotResult
+			if err := json.Unmarshal(b, &res); err != nil {
+				return nil, fmt.Errorf("agent: snapshot: unreadable answer %q: %w", b, err)
+			}
+			if res.Error != "" {
+				return nil, fmt.Errorf("agent: snapshot: %s", res.Error)
+			}
+			return &res, nil
+		}
+		if DaemonPid(dir) != pid {
+			return nil, fmt.Errorf("agent: daemon %d exited before it answered the snapshot request", pid)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("agent: waiting for daemon %d's snapshot: %w", pid, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
 // StopDaemon sends SIGTERM to the daemon recorded in dir and waits until it
 // has written its stopped marker (the journal is then complete) or ctx
 // ends. It returns ErrNotRunning when there is no live daemon, and the
@@ -235,6 +318,13 @@ func StopDaemon(ctx context.Context, dir string) error {
 		if b, err := os.ReadFile(filepath.Join(dir, StateStopped)); err == nil {
 			if msg := strings.TrimSpace(string(b)); msg != "ok" {
 				return fmt.Errorf("agent: daemon stopped with: %s", msg)
+			}
+			// The mark comes with the final flush, just before the daemon
+			// exits: a caller that next checks the machine (no table, no
+			// agent) must find it gone. Its exit is bounded by what is
+			// left of its shutdown, so wait a little, not forever.
+			for end := time.Now().Add(5 * time.Second); DaemonPid(dir) == pid && time.Now().Before(end) && ctx.Err() == nil; {
+				time.Sleep(5 * time.Millisecond)
 			}
 			return nil
 		}

@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -27,6 +28,7 @@ type Journal struct {
 
 	wmu  sync.Mutex // one file write at a time, in order
 	f    *os.File
+	size int64 // bytes in the file; guarded by wmu
 	kick chan struct{}
 	done chan struct{}
 }
@@ -110,13 +112,25 @@ func (j *Journal) flusher() {
 func (j *Journal) flush() error {
 	j.wmu.Lock()
 	defer j.wmu.Unlock()
+	return j.flushLocked(nil)
+}
+
+// flushLocked is flush with wmu held; last, if any, is appended as the
+// last line of this write, in the same hold of mu as the buffer swap.
+func (j *Journal) flushLocked(last []byte) error {
 	j.mu.Lock()
+	if last != nil {
+		j.pending.Write(last)
+		j.n++
+	}
 	out := j.pending
 	j.pending, j.spare = j.spare, nil
 	j.mu.Unlock()
 	var err error
 	if out.Len() > 0 { // nothing to write is no write (the file may be closed by now)
-		_, err = j.f.Write(out.Bytes())
+		var n int
+		n, err = j.f.Write(out.Bytes())
+		j.size += int64(n)
 	}
 	out.Reset()
 	j.mu.Lock()
@@ -126,6 +140,34 @@ func (j *Journal) flush() error {
 	}
 	j.mu.Unlock()
 	return err
+}
+
+// Snapshot appends rec (an event.Snapshot record), writes out everything
+// pending and syncs the file. It returns the journal's length then: the
+// file's first size bytes are a consistent journal ending with rec, since
+// the journal is only ever appended to.
+func (j *Journal) Snapshot(rec event.Record) (size int64, err error) {
+	line, err := json.Marshal(rec)
+	if err != nil {
+		return 0, fmt.Errorf("journal: snapshot: %w", err)
+	}
+	// wmu first, then rec last in pending, under one hold of each: no
+	// record lands between rec and the size.
+	j.wmu.Lock()
+	defer j.wmu.Unlock()
+	j.mu.Lock()
+	closed := j.closed
+	j.mu.Unlock()
+	if closed {
+		return 0, errors.New("journal: snapshot: the journal is closed")
+	}
+	if err := j.flushLocked(append(line, '\n')); err != nil {
+		return 0, fmt.Errorf("journal: snapshot: %w", err)
+	}
+	if err := j.f.Sync(); err != nil {
+		return 0, fmt.Errorf("journal: snapshot: %w", err)
+	}
+	return j.size, nil
 }
 
 // Counts returns how many records were written and how many could not be.

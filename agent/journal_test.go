@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -59,5 +60,67 @@ func TestJournalKeepsEveryRecord(t *testing.T) {
 	}
 	if len(seen) != writers*each || written != writers*each || failed != 1 {
 		t.Errorf("file has %d records, Counts %d written %d failed; want %d, %d, 1", len(seen), written, failed, writers*each, writers*each)
+	}
+}
+
+// TestJournalSnapshot: while emitters keep writing, the size Snapshot
+// returns cuts the file right after the snapshot record, on a line
+// boundary, and later records come after it.
+func TestJournalSnapshot(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "journal.jsonl")
+	j, err := OpenJournal(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+					j.Emit(event.Record{Note: &event.Note{Message: "busy"}})
+				}
+			}
+		}()
+	}
+	time.Sleep(20 * time.Millisecond) // let the emitters get going; not a synchronisation
+	size, err := j.Snapshot(event.Record{Snapshot: &event.Snapshot{Time: time.Now()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	close(stop)
+	wg.Wait()
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := j.Snapshot(event.Record{Snapshot: &event.Snapshot{}}); err == nil {
+		t.Error("snapshot of a closed journal succeeded")
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int64(len(b)) <= size {
+		t.Fatalf("file %d bytes, snapshot %d: nothing written after it", len(b), size)
+	}
+	prefix := b[:size]
+	if prefix[len(prefix)-1] != '\n' {
+		t.Fatal("snapshot size is not on a line boundary")
+	}
+	lines := bytes.Split(bytes.TrimSuffix(prefix, []byte("\n")), []byte("\n"))
+	var last event.Record
+	if err := json.Unmarshal(lines[len(lines)-1], &last); err != nil || last.Snapshot == nil {
+		t.Errorf("last record of the snapshot: %s (%v)", lines[len(lines)-1], err)
+	}
+	for _, l := range lines[:len(lines)-1] {
+		var r event.Record
+		if err := json.Unmarshal(l, &r); err != nil || r.Snapshot != nil {
+			t.Fatalf("record before the snapshot: %s (%v)", l, err)
+		}
 	}
 }

@@ -4,21 +4,36 @@
 // actions, service containers and this Action's own post step.
 //
 // The Gate moves dockerd's socket into a root-only directory next to it
-// and serves a proxy at the old path. A connection passes through to
-// dockerd when its peer (SO_PEERCRED) is root — containers and system
-// services — or is a docker CLI that Runner.Worker itself started, or a
-// child of one (CLI plugins). Those are told apart at exec time: the
-// docker CLI files are watched with fanotify FAN_OPEN_EXEC_PERM, and while
-// the exec waits for the answer the process still runs its old image, so a
-// fresh fork of Runner.Worker shows Runner.Worker, and a step's shell that
-// runs `exec docker` shows the shell. Every other connection is answered
-// HTTP 403 with a message naming the input, and reported.
+// and serves a proxy at the old path. Who may pass is decided per
+// connection from the peer's pid (SO_PEERCRED), never from a name, argv
+// or uid:
+//   - a docker CLI the pinned runner (runnerid.Identity) forked and exec'd
+//     itself, while it still runs that docker CLI file — not its children
+//     (credential helpers, CLI plugins and hooks a step planted in
+//     ~/.docker), not a docker CLI a step started;
+//   - a process in a container of the trusted image (this Action's own
+//     post step and helpers), and with AllowContainers any container
+//     dockerd runs (the container is read from the peer's cgroup and
+//     confirmed with dockerd);
+//   - the agent itself.
+//
+// Everything else, root on the host included, is answered HTTP 403 with a
+// message naming the input. The runner's docker CLI is told apart at exec
+// time: the docker CLI files are watched with fanotify FAN_OPEN_EXEC_PERM,
+// and while the exec waits for the answer the process still runs its old
+// image, so a fresh fork of the runner shows the runner's pid as parent
+// and the runner's executable, and a step's shell that runs `exec docker`
+// shows the shell.
+//
+// Every request that passes is journaled too, folded per client process
+// and endpoint, with the container and image where the request names them.
 package dockergate
 
 import (
 	"bufio"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -35,8 +50,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/harden-runner/harden-runner/dockergate/lsm"
 	"github.com/harden-runner/harden-runner/event"
-	"github.com/harden-runner/harden-runner/runnerstep"
+	"github.com/harden-runner/harden-runner/runnerid"
 )
 
 // DefaultSocket is dockerd's socket on Ubuntu (/var/run is /run).
@@ -51,15 +67,51 @@ var DefaultCLIs = []string{"/usr/bin/docker", "/usr/local/bin/docker"}
 const HiddenDir = ".harden-runner-docker"
 
 // DeniedMessage is the error a denied docker command prints.
-const DeniedMessage = "harden-runner: docker is disabled for workflow steps (disable-sudo-and-containers); only the runner's own docker commands and containers may use it"
+const DeniedMessage = "harden-runner: docker is disabled for workflow steps (disable-sudo-and-containers); only the runner's own docker commands and containers may use it (allow-docker-for)"
+
+// AllowFor says who besides the runner's own docker CLI gets docker.
+type AllowFor string
+
+// AllowFor values (the allow-docker-for input).
+const (
+	// AllowRunner: the runner's docker CLI, this Action's own containers
+	// (TrustedImage) and the agent; no other container.
+	AllowRunner AllowFor = "runner"
+	// AllowContainers: AllowRunner, and processes in any container dockerd
+	// runs (job, service and container-action containers, which the runner
+	// started: while the gate runs nothing else can start one).
+	AllowContainers AllowFor = "containers"
+)
+
+// ParseAllowFor checks an allow-docker-for value ("" is AllowRunner).
+func ParseAllowFor(s string) (AllowFor, error) {
+	switch AllowFor(s) {
+	case "", AllowRunner:
+		return AllowRunner, nil
+	case AllowContainers:
+		return AllowContainers, nil
+	}
+	return "", fmt.Errorf("want %q or %q", AllowRunner, AllowContainers)
+}
 
 // Config configures a Gate.
 type Config struct {
-	Socket  string   // dockerd's socket; default DefaultSocket
-	CLIs    []string // docker CLI files; default DefaultCLIs
-	Emit    event.Emit
-	Process func(pid int) event.Process // required: who a denied peer is
-	Log     *slog.Logger
+	Socket string   // dockerd's socket; default DefaultSocket
+	CLIs   []string // docker CLI files; default DefaultCLIs
+	// Runner is the pinned runner process (runnerid). Zero: no docker CLI
+	// is the runner's, only containers and the agent pass.
+	Runner runnerid.Identity
+	// AllowFor: default AllowRunner.
+	AllowFor AllowFor
+	// TrustedImage is this Action's image ID ("sha256:..."): processes in
+	// its containers (the post step, the helpers) always pass.
+	TrustedImage string
+	Emit         event.Emit
+	Process      func(pid int) event.Process // required: who a peer is
+	// Container returns the ID of the container pid runs in (from its
+	// cgroup), or "": proc.ContainerID. Required.
+	Container func(pid int) string
+	Log       *slog.Logger
 }
 
 // Gate is the filtering proxy. Start once, Close once (safe to repeat).
@@ -69,9 +121,20 @@ type Gate struct {
 	ln      *net.UnixListener
 	fan     *os.File
 	watched []string
+	self    int
+	selfNS  string
+	guard   *lsm.Guard // nil: pre-mounted sockets are reported, not closed
 
 	mu      sync.Mutex
-	runners map[int]uint64 // pid → start time: docker CLIs Runner.Worker started
+	runners map[int]cliProc // pid → the runner's docker CLIs
+
+	images sync.Map // container ID → image ID ("" if dockerd does not know it)
+
+	bufs sync.Pool // forward's 32 KiB readers (a build context streams through one)
+
+	jmu     sync.Mutex
+	journal map[reqKey]*reqFold
+	who     map[procKey]event.Process
 
 	readers sync.WaitGroup // accept loop and fanotify reader
 	conns   sync.WaitGroup // connections in flight
@@ -82,10 +145,17 @@ type Gate struct {
 	closeErr error
 }
 
+// cliProc is a docker CLI the runner exec'd: its start time, and the
+// device and inode of the CLI file it exec'd.
+type cliProc struct {
+	start    uint64
+	dev, ino uint64
+}
+
 // New validates cfg. It does no I/O.
 func New(cfg Config) (*Gate, error) {
-	if cfg.Emit == nil || cfg.Process == nil {
-		return nil, errors.New("dockergate: Emit and Process are required")
+	if cfg.Emit == nil || cfg.Process == nil || cfg.Container == nil {
+		return nil, errors.New("dockergate: Emit, Process and Container are required")
 	}
 	if cfg.Socket == "" {
 		cfg.Socket = DefaultSocket
@@ -93,10 +163,16 @@ func New(cfg Config) (*Gate, error) {
 	if len(cfg.CLIs) == 0 {
 		cfg.CLIs = DefaultCLIs
 	}
+	af, err := ParseAllowFor(string(cfg.AllowFor))
+	if err != nil {
+		return nil, fmt.Errorf("dockergate: allow-docker-for %q: %w", cfg.AllowFor, err)
+	}
+	cfg.AllowFor = af
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Gate{cfg: cfg, runners: make(map[int]uint64),
+	return &Gate{cfg: cfg, runners: make(map[int]cliProc), journal: make(map[reqKey]*reqFold),
+		who: make(map[procKey]event.Process), self: os.Getpid(),
 		hidden: filepath.Join(filepath.Dir(cfg.Socket), HiddenDir, filepath.Base(cfg.Socket))}, nil
 }
 
@@ -112,6 +188,9 @@ func (g *Gate) Start(ctx context.Context) error {
 	if st.Mode().Type() != os.ModeSocket {
 		return fmt.Errorf("dockergate: %s is not a socket", g.cfg.Socket)
 	}
+	if g.selfNS, err = os.Readlink("/proc/self/ns/pid"); err != nil {
+		return fmt.Errorf("dockergate: own PID namespace: %w", err)
+	}
 	if err := g.watchCLIs(); err != nil {
 		return err
 	}
@@ -122,12 +201,23 @@ func (g *Gate) Start(ctx context.Context) error {
 	g.readers.Add(2)
 	go g.readExecs()
 	go g.accept(ctx)
-	g.cfg.Log.Info("dockergate: docker is the runner's only", "socket", g.cfg.Socket, "clis", g.watched)
+	g.guardPremounted()
+	if err := g.premounted(); err != nil {
+		// Cannot tell: say so, as loudly as a container that is exposed.
+		g.cfg.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "dockergate", Level: "error",
+			Message: "cannot tell whether a container had docker's socket mounted before harden-runner started (and so bypasses the gate): " + err.Error()}})
+	}
+	g.cfg.Log.Info("dockergate: docker is the runner's only", "socket", g.cfg.Socket, "clis", g.watched,
+		"runner", g.cfg.Runner.PID, "allow_for", g.cfg.AllowFor)
 	return nil
 }
 
 // Watched returns the docker CLI files being watched.
 func (g *Gate) Watched() []string { return g.watched }
+
+// Upstream is dockerd's own socket while the gate runs (in the root-only
+// directory); a caller that must reach dockerd itself (the agent) dials it.
+func (g *Gate) Upstream() string { return g.hidden }
 
 func (g *Gate) watchCLIs() error {
 	fd, err := unix.FanotifyInit(unix.FAN_CLASS_CONTENT|unix.FAN_CLOEXEC|unix.FAN_NONBLOCK, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_LARGEFILE)
@@ -190,8 +280,9 @@ func (g *Gate) swap() error {
 }
 
 // Close stops accepting, puts dockerd's socket back and stops watching
-// the CLIs. Connections in flight go on (see Drain). It emits Stats:
-// Events counts denied connections.
+// the CLIs. Connections in flight go on (see Drain); their requests after
+// Close are not journaled. It emits the folded admitted requests, then
+// Stats: Events counts connections, denied and admitted.
 func (g *Gate) Close() error {
 	g.once.Do(func() {
 		if g.ln == nil {
@@ -206,8 +297,15 @@ func (g *Gate) Close() error {
 			_ = os.Remove(filepath.Dir(g.hidden))
 		}
 		errs = append(errs, g.fan.Close()) // pending exec permissions are granted by the kernel
+		if g.guard != nil {
+			errs = append(errs, g.guard.Close())
+			if n := g.guard.Lost(); n > 0 {
+				g.cfg.Emit(event.Record{Stats: &event.Stats{Component: "dockergate-lsm", Lost: n}})
+			}
+		}
 		g.readers.Wait()
-		g.cfg.Emit(event.Record{Stats: &event.Stats{Component: "dockergate", Events: g.denied.Load()}})
+		g.flushJournal()
+		g.cfg.Emit(event.Record{Stats: &event.Stats{Component: "dockergate", Events: g.denied.Load() + g.passed.Load()}})
 		g.closeErr = errors.Join(errs...)
 	})
 	return g.closeErr
@@ -230,7 +328,7 @@ func (g *Gate) Drain(ctx context.Context) error {
 const metaLen = 24 // struct fanotify_event_metadata
 
 // readExecs answers every exec of a watched CLI (always with FAN_ALLOW:
-// the gate decides at the socket), remembering the ones Runner.Worker made.
+// the gate decides at the socket), remembering the ones the runner made.
 func (g *Gate) readExecs() {
 	defer g.readers.Done()
 	buf := make([]byte, 4096)
@@ -250,13 +348,7 @@ func (g *Gate) readExecs() {
 			fd := int32(binary.NativeEndian.Uint32(b[16:]))
 			pid := int(int32(binary.NativeEndian.Uint32(b[20:])))
 			if fd >= 0 {
-				// The exec waits for this answer, so the process still runs
-				// the image it had before: Runner.Worker for the runner's own.
-				if exe, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe"); err == nil && filepath.Base(exe) == runnerstep.WorkerName {
-					if start, _, err := procStat(pid); err == nil {
-						g.remember(pid, start)
-					}
-				}
+				g.execed(pid, int(fd))
 				var resp [8]byte
 				binary.NativeEndian.PutUint32(resp[:], uint32(fd))
 				binary.NativeEndian.PutUint32(resp[4:], unix.FAN_ALLOW)
@@ -270,53 +362,121 @@ func (g *Gate) readExecs() {
 	}
 }
 
+// execed remembers pid, which is exec'ing the CLI file open at fd, when
+// it is the runner's own fork: the exec waits for our answer, so pid
+// still runs the image it had before — the runner's executable, with the
+// pinned runner as its parent.
+func (g *Gate) execed(pid, fd int) {
+	r := g.cfg.Runner
+	if r.IsZero() {
+		return
+	}
+	start, ppid, err := runnerid.Stat(pid)
+	if err != nil || ppid != r.PID || !runnerid.SameExe(pid, r.Dev, r.Ino) || !r.Is(ppid) {
+		return
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return
+	}
+	g.remember(pid, cliProc{start: start, dev: uint64(st.Dev), ino: st.Ino})
+}
+
 // maxRunners bounds the remembered docker CLIs; exited ones are pruned.
 const maxRunners = 4096
 
-func (g *Gate) remember(pid int, start uint64) {
+func (g *Gate) remember(pid int, c cliProc) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if len(g.runners) >= maxRunners {
 		for p, s := range g.runners {
-			if cur, _, err := procStat(p); err != nil || cur != s {
+			if cur, _, err := runnerid.Stat(p); err != nil || cur != s.start {
 				delete(g.runners, p)
 			}
 		}
 	}
-	g.runners[pid] = start
+	g.runners[pid] = c
 }
 
-// maxAncestry is how far up a peer's parents a runner's docker CLI is looked for.
-const maxAncestry = 4
+// Why a peer passed (or "" when it did not).
+const (
+	byRunnerCLI = "runner's docker CLI"
+	byAgent     = "agent"
+	byImage     = "this action's container"
+	byContainer = "container (allow-docker-for: containers)"
+)
 
-// admits reports whether a peer may reach dockerd: root, or a docker CLI
-// the runner started, or a process it started (a CLI plugin).
-func (g *Gate) admits(pid, uid int) bool {
-	if uid == 0 {
-		return true
+// admits says why pid may reach dockerd, or "" when it may not. Only the
+// peer itself counts, never its parents: a credential helper or CLI
+// plugin of the runner's docker CLI is a step's code.
+// start is pid's start time, when it was read.
+func (g *Gate) admits(pid int) (why, container string, start uint64) {
+	if pid <= 0 {
+		return "", "", 0 // outside our PID namespace: cannot be told
 	}
-	// Read the chain first: /proc reads are slow, the lock is shared.
-	type link struct {
-		pid   int
-		start uint64
+	if pid == g.self {
+		return byAgent, "", 0
 	}
-	var chain []link
-	for i := 0; i <= maxAncestry && pid > 1; i++ {
-		start, ppid, err := procStat(pid)
-		if err != nil {
-			break
-		}
-		chain = append(chain, link{pid, start})
-		pid = ppid
+	start, _, err := runnerid.Stat(pid)
+	if err != nil {
+		return "", "", 0
 	}
 	g.mu.Lock()
-	defer g.mu.Unlock()
-	for _, l := range chain {
-		if s, ok := g.runners[l.pid]; ok && s == l.start {
-			return true
-		}
+	c, ok := g.runners[pid]
+	g.mu.Unlock()
+	if ok && c.start == start && runnerid.SameExe(pid, c.dev, c.ino) {
+		return byRunnerCLI, "", start
 	}
-	return false
+	if ns, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/ns/pid"); err != nil || ns == g.selfNS {
+		return "", "", start // a host process (unshare cannot move it out of its cgroup, below)
+	}
+	id := g.cfg.Container(pid)
+	if id == "" {
+		return "", "", start
+	}
+	image, known := g.image(id)
+	switch {
+	case !known:
+		return "", id, start // not a container dockerd runs: a step's own namespace
+	case g.cfg.TrustedImage != "" && image == g.cfg.TrustedImage:
+		return byImage, id, start
+	case g.cfg.AllowFor == AllowContainers:
+		return byContainer, id, start
+	}
+	return "", id, start
+}
+
+// image asks dockerd (at its own socket) for a container's image ID,
+// once per container; known is false when dockerd has no such container.
+func (g *Gate) image(id string) (image string, known bool) {
+	if v, ok := g.images.Load(id); ok {
+		s := v.(string)
+		return s, s != ""
+	}
+	c, err := net.DialTimeout("unix", g.hidden, 5*time.Second)
+	if err != nil {
+		return "", false
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(c, "GET /containers/%s/json HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n", id)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return "", false
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		if resp.StatusCode == http.StatusNotFound {
+			g.images.Store(id, "")
+		}
+		return "", false
+	}
+	var v struct{ Image string }
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(&v); err != nil || v.Image == "" {
+		return "", false
+	}
+	g.images.Store(id, v.Image)
+	return v.Image, true
 }
 
 func (g *Gate) accept(ctx context.Context) {
@@ -341,13 +501,14 @@ func (g *Gate) accept(ctx context.Context) {
 
 func (g *Gate) serve(ctx context.Context, c *net.UnixConn) {
 	defer c.Close()
-	pid, uid, err := peer(c)
+	pid, err := peer(c)
 	if err != nil {
 		g.cfg.Log.Warn("dockergate: peer credentials", "err", err)
 		return
 	}
-	if !g.admits(pid, uid) {
-		g.deny(c, pid)
+	why, container, start := g.admits(pid)
+	if why == "" {
+		g.deny(c, pid, container)
 		return
 	}
 	up, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: g.hidden, Net: "unix"})
@@ -359,9 +520,11 @@ func (g *Gate) serve(ctx context.Context, c *net.UnixConn) {
 	g.passed.Add(1)
 	// Both ways, half-closing as each side finishes: docker's attach and
 	// exec streams are hijacked HTTP connections that close one way first.
+	// The requests are read for the journal from a copy of what passes,
+	// so what reaches dockerd is the client's bytes unchanged.
 	done := make(chan struct{})
 	go func() {
-		_, _ = io.Copy(up, c)
+		g.forward(up, c, procKey{pid, start}, container)
 		_ = up.CloseWrite()
 		close(done)
 	}()
@@ -375,7 +538,7 @@ func (g *Gate) serve(ctx context.Context, c *net.UnixConn) {
 
 // deny answers a peer's requests with 403 and reports the first one that
 // is not a ping (the CLI pings before every command).
-func (g *Gate) deny(c *net.UnixConn, pid int) {
+func (g *Gate) deny(c *net.UnixConn, pid int, container string) {
 	g.denied.Add(1)
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 	br := bufio.NewReader(io.LimitReader(c, 1<<20))
@@ -390,64 +553,33 @@ func (g *Gate) deny(c *net.UnixConn, pid int) {
 		req.Body.Close()
 		if !reported && !strings.HasSuffix(req.URL.Path, "/_ping") {
 			reported = true
+			p := g.cfg.Process(pid)
+			if p.Container == "" {
+				p.Container = short(container)
+			}
 			g.cfg.Emit(event.Record{Exec: &event.Exec{Time: time.Now(), Program: g.cfg.Socket, Verdict: event.Blocked,
-				Detail: req.Method + " " + req.URL.Path, Process: g.cfg.Process(pid)}})
+				Detail: req.Method + " " + req.URL.Path, Process: p}})
 		}
 		fmt.Fprintf(c, "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: %d\r\nApi-Version: 1.41\r\n\r\n%s", len(body), body)
 	}
 }
 
-// peer returns the pid and uid of a unix socket's other end.
-func peer(c *net.UnixConn) (pid, uid int, err error) {
+// peer returns the pid of a unix socket's other end (0 when it is
+// outside our PID namespace).
+func peer(c *net.UnixConn) (pid int, err error) {
 	raw, err := c.SyscallConn()
 	if err != nil {
-		return 0, 0, err
+		return 0, err
 	}
 	var cred *unix.Ucred
 	var serr error
 	if err := raw.Control(func(fd uintptr) {
 		cred, serr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
 	}); err != nil {
-		return 0, 0, err
+		return 0, err
 	}
 	if serr != nil {
-		return 0, 0, serr
+		return 0, serr
 	}
-	return int(cred.Pid), int(cred.Uid), nil
-}
-
-// procStat returns a process's start time (clock ticks since boot, which
-// tells a pid's reuse apart) and its parent's pid.
-func procStat(pid int) (start uint64, ppid int, err error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, 0, err
-	}
-	start, ppid, err = parseStat(b)
-	if err != nil {
-		return 0, 0, fmt.Errorf("dockergate: /proc/%d/stat: %w", pid, err)
-	}
-	return start, ppid, nil
-}
-
-// parseStat reads the parent pid and start time out of /proc/PID/stat.
-// The command name (field 2) is the process's to choose and may hold
-// spaces and parentheses: the fields that follow start after the last ')'.
-func parseStat(b []byte) (start uint64, ppid int, err error) {
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return 0, 0, errors.New("no command name")
-	}
-	f := strings.Fields(string(b[i+1:]))
-	// f[0] is field 3 (state); ppid is field 4, starttime field 22.
-	if len(f) < 20 {
-		return 0, 0, fmt.Errorf("%d fields", len(f))
-	}
-	if ppid, err = strconv.Atoi(f[1]); err != nil {
-		return 0, 0, err
-	}
-	if start, err = strconv.ParseUint(f[19], 10, 64); err != nil {
-		return 0, 0, err
-	}
-	return start, ppid, nil
+	return int(cred.Pid), nil
 }

@@ -46,6 +46,13 @@ type Flow struct {
 	Verdict  Verdict   `json:"verdict"`
 	Forward  bool      `json:"forward,omitempty"` // routed through the host (a container), not sent by it
 	Process  Process   `json:"process"`
+	// Name is the server name the connection itself carried (TLS SNI, or
+	// the HTTP/1 Host without its port), as the name-checking relay read
+	// it; "" when it carried none or did not pass through the relay.
+	// Attacker-controlled: a name no host could have is quoted (Go syntax).
+	Name string `json:"name,omitempty"`
+	// Reason says why the relay refused or would have refused it.
+	Reason string `json:"reason,omitempty"`
 }
 
 // DNS is one query that reached the agent's resolver.
@@ -144,6 +151,12 @@ type Note struct {
 	Component string    `json:"component"` // firewall, resolver, flowlog, filemon, agent
 	Level     string    `json:"level"`     // info, warning, error
 	Message   string    `json:"message"`
+	// Tamper marks an error about our own enforcement being changed or
+	// switched off (package egress/guard); `run --on-tamper fail` and the
+	// post step fail the job on it.
+	Tamper bool `json:"tamper,omitempty"`
+	// Process is who did what the note is about, when known.
+	Process *Process `json:"process,omitempty"`
 }
 
 // Stats are counters a component reports when it stops. Lost and
@@ -169,6 +182,10 @@ type Record struct {
 	// Start and Stop mark the agent's lifetime; Start carries the settings.
 	Start *Start `json:"start,omitempty"`
 	Stop  *Stop  `json:"stop,omitempty"`
+	// Snapshot marks where the post step took the journal while the
+	// agent went on enforcing (a GitHub-hosted VM is discarded after the
+	// job): a report built from it ends here.
+	Snapshot *Snapshot `json:"snapshot,omitempty"`
 }
 
 // Start is the first journal record: when enforcement began and with what policy.
@@ -189,6 +206,11 @@ type Start struct {
 
 // Stop is the last journal record, written when the agent shuts down cleanly.
 type Stop struct {
+	Time time.Time `json:"time"`
+}
+
+// Snapshot is the last record of a journal taken while the agent still ran.
+type Snapshot struct {
 	Time time.Time `json:"time"`
 }
 

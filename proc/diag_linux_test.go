@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -80,4 +81,42 @@ func dialMapped(typ int, to netip.AddrPort) (net.Conn, error) {
 	f := os.NewFile(uintptr(fd), "mapped")
 	defer f.Close()
 	return net.FileConn(f)
+}
+
+// TestTCPConnsFindsAConnection: a loopback connection shows up from both
+// ends, unmapped where the socket is AF_INET6 with IPv4-mapped addresses (a
+// dual-stack listener's accepted socket).
+func TestTCPConnsFindsAConnection(t *testing.T) {
+	for _, nw := range []string{"tcp4", "tcp"} {
+		l, err := net.Listen(nw, map[string]string{"tcp4": "127.0.0.1:0", "tcp": ":0"}[nw])
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		port := l.Addr().(*net.TCPAddr).Port
+		c, err := net.Dial("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		s, err := l.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		client := netip.MustParseAddrPort(c.LocalAddr().String())
+		server := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port))
+		conns, err := TCPConns()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var fromClient, fromServer bool
+		for _, k := range conns {
+			fromClient = fromClient || k == Conn{Local: client, Remote: server}
+			fromServer = fromServer || k == Conn{Local: server, Remote: client}
+		}
+		if !fromClient || !fromServer {
+			t.Errorf("%s: client side found %v, server side found %v in %v", nw, fromClient, fromServer, conns)
+		}
+	}
 }

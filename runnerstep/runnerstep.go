@@ -1,7 +1,11 @@
 // Package runnerstep tells which workflow step a process belongs to from
 // its ancestry. The runner's job process (Runner.Worker) starts each step
 // as a child process, so the ancestor whose parent is Runner.Worker is the
-// step's root, and its command line gives the name the runner shows for a
+// step's root. Runner.Worker is the process pinned at the start of the job
+// (package runnerid), named here by its pid: never a process that calls
+// itself Runner.Worker (a copy of bash, `exec -a`), so a step cannot choose
+// the step its events are blamed on. The root's command line gives the
+// name the runner shows for a
 // step without `name:`: "Run " and the script's first line for a `run:`
 // step (its script is a file in the runner's _temp directory), "Run
 // owner/repo@ref" for a JavaScript action (node runs a file under
@@ -22,9 +26,6 @@ import (
 	"github.com/harden-runner/harden-runner/event"
 )
 
-// WorkerName is the executable name of the runner's job process.
-const WorkerName = "Runner.Worker"
-
 // Key identifies a step root: its pid and command line (a pid alone may
 // be reused by a later step).
 type Key struct {
@@ -33,15 +34,18 @@ type Key struct {
 }
 
 // RootOf returns the step root among p and its parents: the nearest
-// process whose parent is Runner.Worker. ok is false when there is none
-// (a daemon, a container's process, an orphan, or the runner itself).
-func RootOf(p event.Process) (root event.Ancestor, ok bool) {
-	prev := event.Ancestor{PID: p.PID, Exe: p.Exe, Cmdline: p.Cmdline}
-	if p.PID == 0 || isWorker(prev) {
+// process whose parent is the runner, the process with pid runner (the
+// pinned Runner.Worker; a pid is not reused while its process lives, and
+// the runner outlives every step). ok is false when there is none (a
+// daemon, a container's process, an orphan, the runner itself, or no
+// pinned runner: runner 0).
+func RootOf(p event.Process, runner int) (root event.Ancestor, ok bool) {
+	if runner <= 0 || p.PID == 0 || p.PID == runner {
 		return event.Ancestor{}, false
 	}
+	prev := event.Ancestor{PID: p.PID, Exe: p.Exe, Cmdline: p.Cmdline}
 	for _, a := range p.Parents {
-		if isWorker(a) {
+		if a.PID == runner {
 			return prev, true
 		}
 		prev = a
@@ -49,12 +53,23 @@ func RootOf(p event.Process) (root event.Ancestor, ok bool) {
 	return event.Ancestor{}, false
 }
 
-func isWorker(a event.Ancestor) bool {
-	if path.Base(a.Exe) == WorkerName {
-		return true
+// RootAmong returns the nearest of p and its parents that isRoot says is
+// a step root: for a reader of the journal, whose StepRoot records name
+// the roots the agent found under the pinned runner. No step root runs
+// under another, so the nearest is the one.
+func RootAmong(p event.Process, isRoot func(Key) bool) (root event.Ancestor, ok bool) {
+	if p.PID == 0 {
+		return event.Ancestor{}, false
 	}
-	first, _, _ := strings.Cut(a.Cmdline, " ")
-	return a.Exe == "" && path.Base(first) == WorkerName
+	if isRoot(Key{p.PID, p.Cmdline}) {
+		return event.Ancestor{PID: p.PID, Exe: p.Exe, Cmdline: p.Cmdline}, true
+	}
+	for _, a := range p.Parents {
+		if isRoot(Key{a.PID, a.Cmdline}) {
+			return a, true
+		}
+	}
+	return event.Ancestor{}, false
 }
 
 var (
@@ -150,14 +165,17 @@ const maxRoots = 10000
 // Tracker records each step root once, the first time an event of a
 // process under it goes by. Safe for concurrent use.
 type Tracker struct {
-	fs   FS
-	mu   sync.Mutex
-	seen map[Key]bool
+	fs     FS
+	runner int
+	mu     sync.Mutex
+	seen   map[Key]bool
 }
 
-// NewTracker returns a Tracker that reads scripts and action directories through fs.
-func NewTracker(fs FS) *Tracker {
-	return &Tracker{fs: fs, seen: make(map[Key]bool)}
+// NewTracker returns a Tracker that reads scripts and action directories
+// through fs, for the steps of the pinned runner with pid runner (0: none,
+// no step roots are recorded).
+func NewTracker(fs FS, runner int) *Tracker {
+	return &Tracker{fs: fs, runner: runner, seen: make(map[Key]bool)}
 }
 
 // Wrap returns an Emit that passes every record to next, preceded by a
@@ -165,7 +183,7 @@ func NewTracker(fs FS) *Tracker {
 func (t *Tracker) Wrap(next event.Emit) event.Emit {
 	return func(r event.Record) {
 		if p := r.Process(); p != nil {
-			if root, ok := RootOf(*p); ok && t.first(Key{root.PID, root.Cmdline}) {
+			if root, ok := RootOf(*p, t.runner); ok && t.first(Key{root.PID, root.Cmdline}) {
 				at := r.Time()
 				if at.IsZero() {
 					at = time.Now()

@@ -31,12 +31,18 @@ func TestRootOf(t *testing.T) {
 		{"the worker itself", event.Process{PID: 10, Exe: worker, Parents: []event.Ancestor{listener}}, 0},
 		{"an orphan", event.Process{PID: 31, Exe: "/usr/bin/node", Parents: []event.Ancestor{{PID: 1, Exe: "/usr/lib/systemd/systemd"}}}, 0},
 		{"unknown process", event.Process{Unknown: "exited"}, 0},
-		{"worker known by command line only", event.Process{PID: 30, Parents: []event.Ancestor{bash, {PID: 10, Cmdline: worker + " spawnclient"}}}, 20},
-		// A look-alike name is not the worker.
-		{"Runner.Worker.evil", event.Process{PID: 30, Parents: []event.Ancestor{bash, {PID: 10, Exe: "/tmp/Runner.Worker.evil"}}}, 0},
+		{"worker known by pid only (exited exe unread)", event.Process{PID: 30, Parents: []event.Ancestor{bash, {PID: 10}}}, 20},
+		// Spoofs a step can make: none is the pinned worker (pid 10).
+		{"bash copied as Runner.Worker in a step", event.Process{PID: 40, Exe: "/usr/bin/curl",
+			Parents: []event.Ancestor{{PID: 35, Exe: "/usr/bin/sh"}, {PID: 33, Exe: "/tmp/x/bin/Runner.Worker"}, bash, w, listener}}, 20},
+		{"exec -a Runner.Worker command line", event.Process{PID: 40, Exe: "/usr/bin/node",
+			Parents: []event.Ancestor{{PID: 33, Exe: "/usr/bin/bash", Cmdline: worker + " spawnclient 1 2"}, bash, w}}, 20},
+		{"a step's process that says it is actions/checkout", event.Process{PID: 40, Exe: "/usr/bin/node",
+			Cmdline: "node /home/runner/work/_actions/actions/checkout/v4/dist/index.js", Parents: []event.Ancestor{bash, w}}, 20},
+		{"a copy of the worker outside any step", event.Process{PID: 30, Parents: []event.Ancestor{bash, {PID: 11, Exe: worker}}}, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			root, ok := RootOf(tc.p)
+			root, ok := RootOf(tc.p, 10)
 			if got := map[bool]int{true: root.PID}[ok]; got != tc.want || ok != (tc.want != 0) {
 				t.Errorf("RootOf = %+v, %v; want pid %d", root, ok, tc.want)
 			}
@@ -98,7 +104,7 @@ func TestTrackerRecordsEachRootOnce(t *testing.T) {
 	w := event.Ancestor{PID: 10, Exe: worker}
 	bash := event.Ancestor{PID: 20, Exe: "/usr/bin/bash", Cmdline: "/usr/bin/bash -e " + script}
 	var got []event.Record
-	emit := NewTracker(mapFS{script: "curl https://example.com\n"}).Wrap(func(r event.Record) { got = append(got, r) })
+	emit := NewTracker(mapFS{script: "curl https://example.com\n"}, 10).Wrap(func(r event.Record) { got = append(got, r) })
 	t0 := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
 	flow := func(pid int, parents ...event.Ancestor) event.Record {
 		return event.Record{Flow: &event.Flow{Time: t0, Process: event.Process{PID: pid, Parents: parents}}}
@@ -178,7 +184,7 @@ func FuzzDefaultName(f *testing.F) {
 		if strings.ContainsAny(strings.TrimPrefix(name, "Run "), "\r\n") {
 			t.Errorf("name spans lines: %q", name)
 		}
-		RootOf(event.Process{PID: 2, Cmdline: cmdline, Parents: []event.Ancestor{{PID: 1, Cmdline: cmdline}}})
+		RootOf(event.Process{PID: 2, Cmdline: cmdline, Parents: []event.Ancestor{{PID: 1, Cmdline: cmdline}}}, 1)
 	})
 }
 

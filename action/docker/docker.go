@@ -240,6 +240,30 @@ func (c *Client) CopyFile(ctx context.Context, id, path string, max int64) ([]by
 	}
 }
 
+// PutFile writes data as the regular file dir/name (mode 0600, root's) in
+// a created container, before it starts: what a helper needs that does not
+// fit on its command line (one argument holds at most 128 KiB).
+func (c *Client) PutFile(ctx context.Context, id, dir, name string, data []byte) error {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	if err := tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Size: int64(len(data)), Mode: 0o600}); err != nil {
+		return fmt.Errorf("docker: put %s: %w", name, err)
+	}
+	if _, err := tw.Write(data); err != nil {
+		return fmt.Errorf("docker: put %s: %w", name, err)
+	}
+	if err := tw.Close(); err != nil {
+		return fmt.Errorf("docker: put %s: %w", name, err)
+	}
+	resp, err := c.send(ctx, "PUT", "/containers/"+url.PathEscape(id)+"/archive?path="+url.QueryEscape(dir), "application/x-tar", &buf)
+	if err != nil {
+		return fmt.Errorf("docker: put %s into %s:%s: %w", name, short(id), dir, err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return nil
+}
+
 // Remove force-removes a container.
 func (c *Client) Remove(ctx context.Context, id string) error {
 	if err := c.do(ctx, "DELETE", "/containers/"+url.PathEscape(id)+"?force=1", nil, nil); err != nil {
@@ -257,20 +281,25 @@ type APIError struct {
 func (e *APIError) Error() string { return fmt.Sprintf("HTTP %d: %s", e.Status, e.Message) }
 
 func (c *Client) req(ctx context.Context, method, path string, body any) (*http.Response, error) {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return nil, err
-		}
-		rd = bytes.NewReader(b)
+	if body == nil {
+		return c.send(ctx, method, path, "", nil)
 	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	return c.send(ctx, method, path, "application/json", bytes.NewReader(b))
+}
+
+// send makes one API request with a body of the given type (none if rd is
+// nil); a non-2xx answer is an *APIError.
+func (c *Client) send(ctx context.Context, method, path, contentType string, rd io.Reader) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, method, apiPrefix+path, rd)
 	if err != nil {
 		return nil, err
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+	if rd != nil {
+		req.Header.Set("Content-Type", contentType)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {

@@ -82,6 +82,18 @@ func TestClient(t *testing.T) {
 		_, _ = tw.Write([]byte("hello"))
 		_ = tw.Close()
 	})
+	var put struct {
+		dir, name, body, ctype string
+		mode                   int64
+	}
+	mux.HandleFunc("PUT /v1.41/containers/abc/archive", func(w http.ResponseWriter, r *http.Request) {
+		put.dir, put.ctype = r.URL.Query().Get("path"), r.Header.Get("Content-Type")
+		tr := tar.NewReader(r.Body)
+		if h, err := tr.Next(); err == nil {
+			b, _ := io.ReadAll(tr)
+			put.name, put.body, put.mode = h.Name, string(b), h.Mode
+		}
+	})
 	mux.HandleFunc("GET /v1.41/containers/missing/json", func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(404)
 		io.WriteString(w, `{"message":"No such container: missing"}`)
@@ -107,6 +119,12 @@ func TestClient(t *testing.T) {
 	}
 	if _, err := c.CopyFile(ctx, id, "/x/journal.jsonl", 4); err == nil {
 		t.Error("copy over the limit succeeded")
+	}
+	if err := c.PutFile(ctx, id, "/", "config.json", []byte(`{"a":1}`)); err != nil {
+		t.Errorf("put: %v", err)
+	}
+	if put.dir != "/" || put.name != "config.json" || put.body != `{"a":1}` || put.mode != 0o600 || put.ctype != "application/x-tar" {
+		t.Errorf("put arrived as %+v", put)
 	}
 	_, err = c.Inspect(ctx, "missing")
 	var ae *APIError

@@ -1,10 +1,11 @@
 package host_test
 
 import (
-	"encoding/json"
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -12,62 +13,175 @@ import (
 	"github.com/harden-runner/harden-runner/agent"
 )
 
-// TestExportJournal: the journal and the stop's result land in the post
-// step's directory of the VM (a temp dir stands for PID 1's root), and a
-// symbolic link anywhere on that path, which a step could plant in the
-// runner's home, is refused rather than followed.
-func TestExportJournal(t *testing.T) {
-	root := t.TempDir()
-	state := filepath.Join(root, "opt/hr/state")
+const testJournal = `{"start":{}}` + "\n" + `{"snapshot":{}}` + "\n" + `{"stop":{}}` + "\n"
+
+// agentDir makes a VM root (a temp dir stands for PID 1's root) with the
+// agent's directory /opt/hr and its root-only state dir and journal.
+func agentDir(t *testing.T) (root, state string) {
+	t.Helper()
+	root = t.TempDir()
+	state = filepath.Join(root, "opt/hr/state")
 	if err := os.MkdirAll(state, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(state, agent.StateJournal), []byte(`{"stop":{}}`+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(state, agent.StateJournal), []byte(testJournal), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	home := filepath.Join(root, "home/runner/work/_temp/_github_home")
-	if err := os.MkdirAll(home, 0o755); err != nil {
+	return root, state
+}
+
+// TestExportRoundTrip: the whole journal, or a snapshot's prefix, and the
+// stop's error come back out of the stream as they went in.
+func TestExportRoundTrip(t *testing.T) {
+	root, _ := agentDir(t)
+	var buf bytes.Buffer
+	if err := host.WriteExport(&buf, root, "/opt/hr", nil, errors.New("agent: daemon stopped with: x")); err != nil {
 		t.Fatal(err)
 	}
-	out := "/home/runner/work/_temp/_github_home/harden-runner-report"
-	if err := host.ExportJournal(root, "/opt/hr", out, errors.New("agent: daemon stopped with: x")); err != nil {
+	ex, err := host.ReadExport(&buf, 1<<20)
+	if err != nil {
 		t.Fatal(err)
 	}
-	j, _ := os.ReadFile(filepath.Join(root, out, host.ExportJournalFile))
-	b, _ := os.ReadFile(filepath.Join(root, out, host.ExportResultFile))
-	var res host.StopResult
-	if string(j) != `{"stop":{}}`+"\n" || json.Unmarshal(b, &res) != nil || !strings.Contains(res.Error, "stopped with: x") {
-		t.Errorf("journal %q, result %q", j, b)
+	if string(ex.Journal) != testJournal || ex.Snapshot || !strings.Contains(ex.Error, "stopped with: x") {
+		t.Errorf("export %+v", ex)
 	}
 
-	// A step replaced the report dir's parent with a link to /etc.
-	etc := filepath.Join(root, "etc")
-	if err := os.MkdirAll(etc, 0o755); err != nil {
+	buf.Reset()
+	cut := int64(strings.Index(testJournal, `{"stop"`))
+	if err := host.WriteExport(&buf, root, "/opt/hr", &agent.SnapshotResult{Bytes: cut}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.RemoveAll(home); err != nil {
+	ex, err = host.ReadExport(&buf, 1<<20)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink("/etc", home); err != nil {
+	if string(ex.Journal) != testJournal[:cut] || !ex.Snapshot || ex.Error != "" {
+		t.Errorf("snapshot export %+v", ex)
+	}
+}
+
+// TestExportRefusesOpenJournal: a journal a step could have written (a
+// link, a state dir or journal open to others) is not exported: the
+// stream carries no journal and an error naming why.
+func TestExportRefusesOpenJournal(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		setup func(t *testing.T, root, state string)
+		want  string
+	}{
+		{"journal is a link", func(t *testing.T, root, state string) {
+			j := filepath.Join(state, agent.StateJournal)
+			other := filepath.Join(root, "forged.jsonl")
+			if err := os.WriteFile(other, []byte(`{"stop":{}}`+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Remove(j); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(other, j); err != nil {
+				t.Fatal(err)
+			}
+		}, "open the journal"},
+		{"state dir open to others", func(t *testing.T, _, state string) {
+			if err := os.Chmod(state, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}, "open to others"},
+		{"journal open to others", func(t *testing.T, _, state string) {
+			if err := os.Chmod(filepath.Join(state, agent.StateJournal), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, "open to others"},
+		{"state dir not root's", func(t *testing.T, _, state string) {
+			if err := os.Chown(state, 65534, 65534); err != nil {
+				t.Fatal(err)
+			}
+		}, "not owned by root"},
+		{"no journal", func(t *testing.T, _, state string) {
+			if err := os.Remove(filepath.Join(state, agent.StateJournal)); err != nil {
+				t.Fatal(err)
+			}
+		}, "no journal"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if os.Geteuid() != 0 {
+				t.Skip("needs root (files owned by root)")
+			}
+			root, state := agentDir(t)
+			tc.setup(t, root, state)
+			var buf bytes.Buffer
+			if err := host.WriteExport(&buf, root, "/opt/hr", nil, nil); err != nil {
+				t.Fatal(err)
+			}
+			ex, err := host.ReadExport(&buf, 1<<20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ex.Journal) != 0 || !strings.Contains(ex.Error, tc.want) {
+				t.Errorf("export %q, error %q, want one with %q", ex.Journal, ex.Error, tc.want)
+			}
+		})
+	}
+}
+
+// TestReadExportRejects: every way a stream can be short or damaged is
+// an error, never a shorter journal.
+func TestReadExportRejects(t *testing.T) {
+	root, _ := agentDir(t)
+	var buf bytes.Buffer
+	if err := host.WriteExport(&buf, root, "/opt/hr", nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := host.ExportJournal(root, "/opt/hr", out, nil); err == nil {
-		t.Error("export through a symlinked directory succeeded")
+	good := buf.String()
+	hdrEnd := strings.Index(good, "\n") + 1
+	for name, s := range map[string]string{
+		"empty":              "",
+		"header only":        good[:hdrEnd],
+		"truncated journal":  good[:hdrEnd+10],
+		"no trailer":         good[:hdrEnd+len(testJournal)],
+		"torn trailer":       good[:len(good)-5],
+		"changed journal":    good[:hdrEnd] + strings.Replace(testJournal, "stop", "stoq", 1) + good[hdrEnd+len(testJournal):],
+		"trailing data":      good + "{}\n",
+		"not an export":      testJournal,
+		"over the cap":       strings.Replace(good, `"bytes":`+strconv.Itoa(len(testJournal)), `"bytes":99999999`, 1),
+		"negative length":    strings.Replace(good, `"bytes":`+strconv.Itoa(len(testJournal)), `"bytes":-1`, 1),
+		"other format":       strings.Replace(good, host.ExportFormat, "x/v9", 1),
+		"empty sha":          good[:hdrEnd+len(testJournal)] + `{"sha256":""}` + "\n",
+		"journal no newline": strings.Replace(good, `"bytes":`+strconv.Itoa(len(testJournal)), `"bytes":`+strconv.Itoa(len(testJournal)+1), 1),
+	} {
+		if _, err := host.ReadExport(strings.NewReader(s), 1<<20); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
 	}
-	// The report dir itself a link.
-	if err := os.Remove(home); err != nil {
-		t.Fatal(err)
+	if _, err := host.ReadExport(strings.NewReader(good), 1<<20); err != nil {
+		t.Errorf("the good stream: %v", err)
 	}
-	if err := os.MkdirAll(home, 0o755); err != nil {
-		t.Fatal(err)
+}
+
+// FuzzReadExport: any stream is read or refused without a panic, and a
+// stream read back writes the same journal.
+func FuzzReadExport(f *testing.F) {
+	root := f.TempDir()
+	state := filepath.Join(root, "opt/hr/state")
+	if err := os.MkdirAll(state, 0o700); err != nil {
+		f.Fatal(err)
 	}
-	if err := os.Symlink("/etc", filepath.Join(root, out)); err != nil {
-		t.Fatal(err)
+	if err := os.WriteFile(filepath.Join(state, agent.StateJournal), []byte(testJournal), 0o600); err != nil {
+		f.Fatal(err)
 	}
-	if err := host.ExportJournal(root, "/opt/hr", out, nil); err == nil {
-		t.Error("export into a symlinked report dir succeeded")
+	var buf bytes.Buffer
+	if err := host.WriteExport(&buf, root, "/opt/hr", nil, nil); err != nil {
+		f.Fatal(err)
 	}
-	if ents, _ := os.ReadDir(etc); len(ents) != 0 {
-		t.Errorf("wrote into the link's target: %v", ents)
-	}
+	f.Add(buf.Bytes())
+	f.Add([]byte(`{"format":"` + host.ExportFormat + `","bytes":0}` + "\n" + `{"sha256":"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"}` + "\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ex, err := host.ReadExport(bytes.NewReader(b), 1<<16)
+		if err != nil {
+			return
+		}
+		if int64(len(ex.Journal)) > 1<<16 {
+			t.Fatalf("journal of %d bytes over the cap", len(ex.Journal))
+		}
+	})
 }

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/harden-runner/harden-runner/agent"
+	"github.com/harden-runner/harden-runner/sudowatch"
 )
 
 // DefaultDir is the host directory the binary, its config and state go to.
@@ -128,12 +129,21 @@ func Install(ctx context.Context, cfg Config, log *slog.Logger) (*Result, error)
 	if err := os.MkdirAll(state, 0o700); err != nil {
 		return nil, fmt.Errorf("host: %w", err)
 	}
-	for _, f := range []string{agent.StatePid, agent.StateReady, agent.StateFailed, agent.StateStopped} {
+	for _, f := range []string{agent.StatePid, agent.StateReady, agent.StateFailed, agent.StateStopped, agent.StateSnapshot} {
 		_ = os.Remove(filepath.Join(state, f))
 	}
 	bin := filepath.Join(cfg.Dir, "harden-runner")
 	if err := copySelf(filepath.Join(cfg.Root, bin)); err != nil {
 		return nil, err
+	}
+	sudoUser := ""
+	if cfg.SudoUser != "" {
+		var err error
+		if sudoUser, err = userName(cfg.Root, cfg.SudoUser); err != nil {
+			return nil, err
+		}
+		// The agent watches for the rights coming back.
+		cfg.Daemon.SudoUser = sudoUser
 	}
 	conf := filepath.Join(cfg.Dir, "config.json")
 	b, _ := json.MarshalIndent(cfg.Daemon, "", "  ")
@@ -158,12 +168,8 @@ func Install(ctx context.Context, cfg Config, log *slog.Logger) (*Result, error)
 	}
 	res.Pid = agent.DaemonPid(state)
 	res.Millis = time.Since(t0).Milliseconds()
-	if cfg.SudoUser != "" {
-		user, err := userName(cfg.Root, cfg.SudoUser)
-		if err != nil {
-			return res, err
-		}
-		moved, warn, err := disableSudo(cfg.Root, hostDir, user)
+	if sudoUser != "" {
+		moved, warn, err := disableSudo(cfg.Root, hostDir, sudoUser)
 		res.SudoDisabled, res.Warnings = moved, append(res.Warnings, warn...)
 		if err != nil {
 			return res, err
@@ -378,17 +384,8 @@ func disableSudo(root, hostDir, user string) (moved, warn []string, err error) {
 	return moved, warn, nil
 }
 
-// grantsUser reports whether a sudoers text has a rule whose user list
-// starts with user.
-func grantsUser(text, user string) bool {
-	for _, line := range strings.Split(text, "\n") {
-		f := strings.Fields(line)
-		if len(f) > 0 && strings.Split(f[0], ",")[0] == user {
-			return true
-		}
-	}
-	return false
-}
+// grantsUser is sudowatch's: the rules taken and the rules watched for are one.
+var grantsUser = sudowatch.GrantsUser
 
 // Stop stops the daemon and waits for its final journal flush. A daemon
 // that already stopped cleanly is not an error; one that is gone without

@@ -11,10 +11,13 @@
 //	        denies port-53 packets that escaped the DNS redirect; every TCP
 //	        SYN -> egress (even if conntrack reuses an old entry);
 //	        established/related; a TCP segment without SYN in a new entry
-//	        (a connection from before we started) -> accept; then egress
-//	forward (filter, hook forward): the same for containers, egress_fwd
+//	        only if it is a connection from before we started (pre4/pre6);
+//	        DHCP to the broadcast address or the lease's server, NDP/MLD
+//	        that cannot leave the link (see sidedoor.go); then egress
+//	forward (filter, hook forward): the same for containers, egress_fwd,
+//	        without any of those exemptions
 //	egress, egress_fwd: allowed address·port (sets) -> log + accept;
-//	        NDP/MLD and DHCP -> accept; everything else -> deny
+//	        everything else -> deny
 //	deny:   NFQUEUE to the gate (egress/gate), which records the flow with
 //	        its process, then accepts it (audit) or gives it back with the
 //	        reject mark (block)
@@ -24,6 +27,8 @@
 //	        docker's bridges
 //	input   (filter, hook input): the resolver's port only from loopback
 //	        and docker's bridges
+//	relay_out, relay_pre, relay, quic_out, quic_fwd: new TCP to the
+//	        name-checking relay, QUIC refused (see relay_rules.go)
 //
 // Allowed destinations live in four sets: dyn4/dyn6 (address . port, with
 // per-element timeouts, filled by the resolver) and net4/net6 (address
@@ -68,7 +73,23 @@ type Config struct {
 	Queues       uint16            // flows are balanced over Queue..Queue+Queues-1 by hash; default 1
 	RejectMark   uint32            // mark the gate sets on packets to reject
 	NetNS        int               // netns fd to work in; 0 = the caller's namespace
-	Log          *slog.Logger
+	// RelayPort is where new TCP connections are redirected to the
+	// name-checking relay (egress/relay); 0 = no relay. RelayPorts are the
+	// ports redirected in audit mode: those the policy's name entries name.
+	RelayPort  uint16
+	RelayPorts []uint16
+	// Preexisting are the TCP connections open before the table (see
+	// proc.TCPConns): their segments keep passing even if conntrack first
+	// sees them mid-stream. Any other TCP segment without SYN in a new
+	// conntrack entry is treated as a new flow.
+	Preexisting []Conn
+	// Upstreams are the resolver's upstream servers: the only destinations
+	// of packets carrying Mark. Empty: marked packets go anywhere.
+	Upstreams []netip.AddrPort
+	// DHCPServers are the lease's servers, which DHCP renewals go to by
+	// unicast; broadcast and ff02::1:2 are always allowed.
+	DHCPServers []netip.Addr
+	Log         *slog.Logger
 }
 
 // Firewall manages one nftables table. Safe for concurrent use.
@@ -83,6 +104,7 @@ type Firewall struct {
 	installed bool
 	expiry    map[elemKey]time.Time // our view of dyn-set elements' expiry
 	lastPrune time.Time
+	shape     shape // the table as installed (restore.go)
 }
 
 type elemKey struct {
@@ -112,6 +134,9 @@ func New(cfg Config) (*Firewall, error) {
 	}
 	if cfg.RejectMark == cfg.Mark {
 		return nil, fmt.Errorf("firewall: reject mark %#x equals the resolver mark", cfg.RejectMark)
+	}
+	if cfg.RelayPort == 53 || (cfg.RelayPort != 0 && cfg.RelayPort == cfg.ResolverPort) {
+		return nil, fmt.Errorf("firewall: relay port %d: must not be 53 or the resolver's", cfg.RelayPort)
 	}
 	if cfg.ResolverPort == 0 || cfg.ResolverPort == 53 {
 		return nil, fmt.Errorf("firewall: resolver port %d: must be set and not 53 (port 53 is what gets redirected)", cfg.ResolverPort)
@@ -150,7 +175,7 @@ func (f *Firewall) RejectMark() uint32 { return f.cfg.RejectMark }
 func (f *Firewall) Install() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	opts := []nftables.ConnOption{nftables.AsLasting()}
+	opts := []nftables.ConnOption{nftables.AsLasting(), nftables.WithSockOptions(bigBuffers)}
 	if f.cfg.NetNS != 0 {
 		opts = append(opts, nftables.WithNetNSFd(f.cfg.NetNS))
 	}
@@ -168,6 +193,11 @@ func (f *Firewall) Install() error {
 	}
 	f.table, f.sets, f.installed = b.table, b.sets, true
 	clear(f.expiry)
+	sh, err := f.readShapeLocked()
+	if err != nil {
+		return fmt.Errorf("firewall: install table %q: read it back: %w", f.cfg.Table, err)
+	}
+	f.shape = sh
 	return nil
 }
 
@@ -262,9 +292,9 @@ func (f *Firewall) batch(del, add []elemKey, ttl time.Duration) error {
 			continue
 		}
 		if op.del {
-			errs = append(errs, f.conn.SetDeleteElements(f.sets[op.set], op.elms))
+			errs = append(errs, deleteElements(f.conn, f.sets[op.set], op.elms))
 		} else {
-			errs = append(errs, f.conn.SetAddElements(f.sets[op.set], op.elms))
+			errs = append(errs, addElements(f.conn, f.sets[op.set], op.elms))
 		}
 	}
 	errs = append(errs, f.conn.Flush())

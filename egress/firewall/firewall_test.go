@@ -190,7 +190,11 @@ func TestRuleset(t *testing.T) {
 			install(t, n, Config{Block: block, Prefixes: []policy.Endpoint{
 				{Prefix: netip.MustParsePrefix("203.0.113.0/24"), Port: 443},
 				{Prefix: netip.MustParsePrefix("2001:db8:99::/48"), Port: 22},
-			}})
+			}, Preexisting: []Conn{
+				{netip.MustParseAddrPort("198.18.0.1:40000"), netip.MustParseAddrPort("203.0.113.7:443")},
+				{netip.MustParseAddrPort("[2001:db8::1]:40001"), netip.MustParseAddrPort("[2001:db8:99::7]:22")},
+			}, DHCPServers: []netip.Addr{netip.MustParseAddr("168.63.129.16")},
+				Upstreams: []netip.AddrPort{netip.MustParseAddrPort("198.18.0.2:53"), netip.MustParseAddrPort("[2001:db8::2]:53")}})
 			out, err := n.In(n.Runner, "nft", "list", "table", "inet", DefaultTable).Output()
 			if err != nil {
 				t.Fatalf("nft list: %v\n%s", err, out)

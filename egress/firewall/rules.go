@@ -77,18 +77,15 @@ func (b *builder) build() {
 		[]expr.Any{&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 1}}, eq([]byte{127}), accept)
 	b.rule(out, meta(expr.MetaKeyNFPROTO), eq([]byte{unix.NFPROTO_IPV6}),
 		[]expr.Any{&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 24, Len: 16}}, eq(netip.IPv6Loopback().AsSlice()), accept)
-	b.rule(out, meta(expr.MetaKeyMARK), eq(binaryutil.NativeEndian.PutUint32(b.cfg.Mark)), accept)
+	b.resolverUpstream(out)
 	b.dnsGuard(out, deny)
 	// A SYN is a new connection even when conntrack calls it established
 	// (a 4-tuple reused while its old entry lingers in TIME_WAIT is taken
 	// over by conntrack): decide and record it like any new flow.
 	b.rule(out, tcpFlags(tcpSYN|tcpACK, tcpSYN), jump(egress.Name))
 	b.rule(out, ctEstablished(), accept)
-	// A connection opened before conntrack was tracking (nothing on the
-	// machine used it before our table) shows up as a new entry picked up
-	// mid-stream, without SYN: it was established before we started, and
-	// keeps working. Only a raw socket (root) can start a flow without SYN.
-	b.rule(out, tcpFlags(tcpSYN, 0), ctNew(), accept)
+	b.preexisting(out)
+	b.linkHousekeeping(out)
 	b.rule(out, jump(egress.Name))
 
 	fwd := b.c.AddChain(&nftables.Chain{Name: chainFwd, Table: b.table, Type: nftables.ChainTypeFilter,
@@ -100,7 +97,9 @@ func (b *builder) build() {
 	b.dnsGuard(fwd, deny)
 	b.rule(fwd, tcpFlags(tcpSYN|tcpACK, tcpSYN), jump(egressFwd.Name))
 	b.rule(fwd, ctEstablished(), accept)
-	b.rule(fwd, tcpFlags(tcpSYN, 0), ctNew(), accept)
+	// No exemption for segments without SYN here: what a container had
+	// open before we started is in conntrack already (docker's NAT tracks
+	// it), so a new entry without SYN is a raw socket's forgery.
 	b.rule(fwd, jump(egressFwd.Name))
 
 	nat := b.c.AddChain(&nftables.Chain{Name: "dns_out", Table: b.table, Type: nftables.ChainTypeNAT,
@@ -125,6 +124,8 @@ func (b *builder) build() {
 				dport(), eq(be16(53)), redirect)
 		}
 	}
+	b.relayChains(reject, deny)
+
 	// The resolver listens on every address for that; only loopback and
 	// the bridges may reach it.
 	in := b.c.AddChain(&nftables.Chain{Name: "input", Table: b.table, Type: nftables.ChainTypeFilter,
@@ -136,6 +137,7 @@ func (b *builder) build() {
 		b.rule(in, meta(expr.MetaKeyL4PROTO), eq([]byte{proto}), dport(), eq(be16(b.cfg.ResolverPort)),
 			verdict(expr.VerdictDrop))
 	}
+	b.relayInput(in)
 }
 
 func (b *builder) addSets() {
@@ -149,25 +151,21 @@ func (b *builder) addSets() {
 	b.addSet(&nftables.Set{Table: b.table, Name: setDyn4, KeyType: key4, Concatenation: true, HasTimeout: true}, nil)
 	b.addSet(&nftables.Set{Table: b.table, Name: setDyn6, KeyType: key6, Concatenation: true, HasTimeout: true}, nil)
 
-	var net4, net6 []nftables.SetElement
-	for _, e := range b.cfg.Prefixes {
-		p := e.Prefix.Masked()
-		el := nftables.SetElement{Key: concatKey(p.Addr(), e.Port), KeyEnd: concatKey(lastAddr(p), e.Port)}
-		if p.Addr().Is4() {
-			net4 = append(net4, el)
-		} else {
-			net6 = append(net6, el)
-		}
-	}
+	net4, net6 := intervalElements(b.cfg.Prefixes)
 	b.addSet(&nftables.Set{Table: b.table, Name: setNet4, KeyType: key4, Concatenation: true, Interval: true}, net4)
 	b.addSet(&nftables.Set{Table: b.table, Name: setNet6, KeyType: key6, Concatenation: true, Interval: true}, net6)
+	b.addSideDoorSets()
 }
 
 func (b *builder) addSet(s *nftables.Set, elems []nftables.SetElement) {
 	// AddSet only fails on a malformed Set, which would be a bug here; the
 	// kernel's verdict on the contents comes with Flush.
-	if err := b.c.AddSet(s, elems); err != nil {
+	first := elems[:min(len(elems), elemsPerMsg)]
+	if err := b.c.AddSet(s, first); err != nil {
 		panic("firewall: set " + s.Name + ": " + err.Error())
+	}
+	if err := addElements(b.c, s, elems[len(first):]); err != nil {
+		panic(err.Error())
 	}
 	b.sets[s.Name] = s
 }
@@ -199,7 +197,7 @@ func (b *builder) rejectChain() *nftables.Chain {
 }
 
 // egressChain decides new outbound flows: allowed destinations are logged
-// and accepted, link-level housekeeping is accepted, the rest goes to deny.
+// and accepted, the rest goes to deny.
 func (b *builder) egressChain(name string, forward bool, deny *nftables.Chain) *nftables.Chain {
 	ch := b.c.AddChain(&nftables.Chain{Name: name, Table: b.table})
 	allowLog := b.log(event.Allowed, forward)
@@ -224,21 +222,6 @@ func (b *builder) egressChain(name string, forward bool, deny *nftables.Chain) *
 		b.rule(ch, meta(expr.MetaKeyNFPROTO), eq([]byte{s.fam}), l4, s.load,
 			[]expr.Any{&expr.Lookup{SourceRegister: 1, SetName: s.set, SetID: b.sets[s.set].ID}},
 			allowLog, accept)
-	}
-	// IPv6 neighbour discovery and multicast listener reports: without them
-	// IPv6 stops working. They never leave the link.
-	icmp6 := []expr.Any{
-		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_ICMPV6}},
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
-	}
-	b.rule(ch, icmp6, []expr.Any{&expr.Range{Op: expr.CmpOpEq, Register: 1, FromData: []byte{130}, ToData: []byte{136}}}, accept)
-	b.rule(ch, icmp6, eq([]byte{143}), accept)
-	// DHCP lease renewal (the runner's VM keeps its address by it).
-	for _, p := range [][2]uint16{{68, 67}, {546, 547}} {
-		b.rule(ch, meta(expr.MetaKeyL4PROTO), eq([]byte{unix.IPPROTO_UDP}),
-			[]expr.Any{&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 4}},
-			eq(append(be16(p[0]), be16(p[1])...)), accept)
 	}
 	b.rule(ch, []expr.Any{&expr.Verdict{Kind: expr.VerdictGoto, Chain: deny.Name}})
 	return ch

@@ -292,6 +292,9 @@ func looksNumeric(s string) bool {
 // maxName is the longest DNS name in text form, without the trailing dot.
 const maxName = 253
 
+// maxLabel is the longest DNS label.
+const maxLabel = 63
+
 // parseName validates and normalizes a DNS name or "*."-wildcard.
 func parseName(host string, port uint16) (Endpoint, string) {
 	for i := 0; i < len(host); i++ {

@@ -122,16 +122,14 @@ func FuzzPorts(f *testing.F) {
 // referencePorts answers Ports by scanning every entry.
 func referencePorts(eps []Endpoint, name string) ([]uint16, bool) {
 	n := strings.TrimSuffix(name, ".")
-	if n == "" || len(n) > maxName || strings.HasPrefix(n, ".") || strings.HasSuffix(n, ".") || strings.Contains(n, "..") {
+	if n == "" || len(n) > maxName {
 		return nil, false
 	}
-	b := []byte(n)
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			b[i] = c - 'A' + 'a'
-		}
+	labels := strings.Split(n, ".")
+	if !hostLabels(labels) {
+		return nil, false
 	}
-	n = string(b)
+	n = strings.ToLower(n)
 	var out []uint16
 	user := false
 	for _, e := range eps {
@@ -150,4 +148,108 @@ func referencePorts(eps []Endpoint, name string) ([]uint16, bool) {
 	}
 	slices.Sort(out)
 	return out, !user
+}
+
+// hostLabels reports whether every label is 1-63 letters, digits, '-' or '_'.
+func hostLabels(labels []string) bool {
+	for _, l := range labels {
+		if l == "" || len(l) > 63 {
+			return false
+		}
+		for i := 0; i < len(l); i++ {
+			c := l[i]
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// textForm writes wire-format labels the way miekg/dns's text form does: a
+// dot, a backslash or one of its special characters inside a label is
+// escaped with a backslash, and bytes outside printable ASCII as \DDD.
+func textForm(labels []string) string {
+	var b strings.Builder
+	for _, l := range labels {
+		for i := 0; i < len(l); i++ {
+			switch c := l[i]; {
+			case c == '.' || c == '\\' || c == '"' || c == '(' || c == ')' || c == ';' || c == ' ' || c == '@' || c == '$':
+				b.WriteByte('\\')
+				b.WriteByte(c)
+			case c < '!' || c > '~':
+				fmt.Fprintf(&b, "\\%03d", c)
+			default:
+				b.WriteByte(c)
+			}
+		}
+		b.WriteByte('.')
+	}
+	if b.Len() == 0 {
+		return "."
+	}
+	return b.String()
+}
+
+// labelPorts is the reference on wire-format labels: an entry matches when
+// its labels equal the name's (exact) or are a proper suffix of them
+// (wildcard), compared case-insensitively, and only a name made of host
+// name labels matches anything.
+func labelPorts(eps []Endpoint, labels []string) []uint16 {
+	if len(labels) == 0 || !hostLabels(labels) || len(strings.Join(labels, ".")) > maxName {
+		return nil
+	}
+	var out []uint16
+	for _, e := range eps {
+		if e.Host == "" {
+			continue
+		}
+		want := strings.Split(e.Host, ".")
+		if len(labels) < len(want) || (!e.Wildcard && len(labels) != len(want)) || (e.Wildcard && len(labels) == len(want)) {
+			continue
+		}
+		tail := labels[len(labels)-len(want):]
+		same := true
+		for i := range want {
+			same = same && strings.EqualFold(tail[i], want[i])
+		}
+		if same && !slices.Contains(out, e.Port) {
+			out = append(out, e.Port)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// FuzzPortsWireLabels checks Ports, given the text form of a name built
+// from arbitrary wire-format labels (dots, NUL, spaces, backslashes and
+// over-long labels inside them), against labelPorts: a label holding a dot
+// must never let a name escape to its parent zone.
+func FuzzPortsWireLabels(f *testing.F) {
+	f.Add("*.allowed.test allowed.test:80", "x.allowed", "test", "", 2)
+	f.Add("*.allowed.test", "x", "allowed", "test", 3)
+	f.Add("*.allowed.test", "a\x00", "allowed", "test", 3)
+	f.Add("*.allowed.test", "a b", "allowed", "test", 3)
+	f.Add("*.test", strings.Repeat("a", 64), "x", "test", 3)
+	f.Add("_dmarc.a.test:443", "_DMARC", "a", "test", 3)
+	f.Add("*.allowed.test", "x\\", "allowed", "test", 3)
+	f.Fuzz(func(t *testing.T, entries, l1, l2, l3 string, n int) {
+		user, err := ParseEndpoints(entries)
+		if err != nil {
+			return
+		}
+		p := New(Audit, user, false)
+		all := []string{l1, l2, l3}
+		labels := all[:max(1, min(3, n&3))]
+		for _, l := range labels {
+			if l == "" || len(l) > 255 {
+				return // the wire cannot carry it
+			}
+		}
+		text := textForm(labels)
+		got, _ := p.Ports(text)
+		if want := labelPorts(p.Endpoints(), labels); !slices.Equal(got, want) {
+			t.Fatalf("policy %q: labels %q (text %q): Ports = %v, labels say %v", entries, labels, text, got, want)
+		}
+	})
 }

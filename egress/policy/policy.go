@@ -115,6 +115,15 @@ func (p *Policy) Mode() Mode { return p.mode }
 // implicit is true when only built-in entries matched. Ports answers by the
 // entries alone, in either mode; what Audit does with a nil answer is the
 // caller's business. The result is a new slice, the only allocation.
+//
+// name is matched label by label as the wire carries it: it must be a host
+// name, labels of 1-63 letters, digits, '-' or '_' (kept for SRV-like names
+// such as _dmarc) joined by dots, or nothing matches it. That is the
+// canonical form: miekg/dns's text form writes a label that holds a dot, a
+// backslash, a space, NUL or any other byte as an escape (`x\.allowed`,
+// `\000`), so such a label never matches an entry, exact or wildcard, and
+// `x\.allowed.test` (one label "x.allowed" under "test") is not under
+// allowed.test. TLS SNI and HTTP Host names are checked by the same rule.
 func (p *Policy) Ports(name string) (ports []uint16, implicit bool) {
 	var buf [maxName + 1]byte
 	n := len(name)
@@ -124,21 +133,29 @@ func (p *Policy) Ports(name string) (ports []uint16, implicit bool) {
 	if n == 0 || n > maxName {
 		return nil, false
 	}
-	// Lower-case into buf and refuse empty labels; map lookups keyed by
-	// string(buf[...]) do not allocate.
-	prevDot := true
+	// Lower-case into buf and refuse empty, over-long and non-host-name
+	// labels; map lookups keyed by string(buf[...]) do not allocate.
+	label := 0
 	for i := 0; i < n; i++ {
 		c := name[i]
-		if 'A' <= c && c <= 'Z' {
+		switch {
+		case 'A' <= c && c <= 'Z':
 			c += 'a' - 'A'
+		case 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '-', c == '_':
+		case c == '.':
+			if label == 0 {
+				return nil, false
+			}
+			label = -1
+		default:
+			return nil, false // an escape (`\.`, `\000`) or a byte no host name has
 		}
-		if c == '.' && prevDot {
+		if label++; label > maxLabel {
 			return nil, false
 		}
-		prevDot = c == '.'
 		buf[i] = c
 	}
-	if prevDot {
+	if label == 0 {
 		return nil, false
 	}
 

@@ -58,6 +58,20 @@ func TestPortsMatching(t *testing.T) {
 		{".a.example.com", nil},
 		{"a.example.com..", nil},
 		{strings.Repeat("a.", 126) + "example.com", nil}, // 263 characters: too long for DNS
+		// Text forms of wire labels no host name has (miekg/dns escapes them):
+		// `x\.example.com` is one label "x.example" under com, not under example.com.
+		{`x\.example.com`, nil},
+		{`x\.b.example.com`, nil}, // would be under *.example.com, never under *.b.example.com
+		{`a\000.example.com`, nil},
+		{`a\ b.example.com`, nil},
+		{`a\\.example.com`, nil},
+		{"a b.example.com", nil},
+		{"a\x00.example.com", nil},
+		{"*.example.com", nil},
+		{"a/b.example.com", nil},
+		{strings.Repeat("a", 64) + ".example.com", nil}, // over-long label
+		{strings.Repeat("a", 63) + ".example.com", []uint16{443}},
+		{"_dmarc.example.com", []uint16{443}},
 	}
 	for _, tt := range tests {
 		got, implicit := p.Ports(tt.name)

@@ -37,8 +37,11 @@ import (
 const (
 	DefaultGrace   = 15 * time.Minute
 	DefaultTimeout = 2 * time.Second
-	minAllowTTL    = 60 * time.Second
-	ownerCacheTTL  = 2 * time.Second
+	// DefaultShutdown bounds Close: queries still being answered then are
+	// counted as lost (event.Stats.Lost) and not waited for.
+	DefaultShutdown = 2 * time.Second
+	minAllowTTL     = 60 * time.Second
+	ownerCacheTTL   = 2 * time.Second
 )
 
 // Config configures a Resolver. Policy, Upstreams and Listen are required.
@@ -65,6 +68,7 @@ type Config struct {
 	Emit           event.Emit // required
 	Grace          time.Duration
 	Timeout        time.Duration // per upstream attempt
+	Shutdown       time.Duration // how long Close waits for queries in flight
 	Log            *slog.Logger
 }
 
@@ -75,6 +79,7 @@ type Resolver struct {
 	cache *cache
 	fwd   *forwarder
 	fold  *folder
+	book  *book // name -> answered addresses, for the relay
 	done  chan struct{}
 
 	likely                []netip.AddrPort
@@ -82,6 +87,18 @@ type Resolver struct {
 	// upstreamSlots bounds the UDP queries waiting for an upstream at once.
 	upstreamSlots chan struct{}
 	shed          atomic.Uint64 // queries refused because all slots were taken
+
+	// TCP connections open now and at most so far (tcp.go).
+	tcpOpen, tcpHigh atomic.Int64
+	tcpRefused       atomic.Int64 // connections closed unserved at shutdown
+	closing          atomic.Bool
+	rawTCP           []*net.TCPListener
+	// inflight counts queries being answered (TCP handlers, UDP queries
+	// waiting for an upstream); what is left at the shutdown deadline is
+	// lost. After sealed, stragglers record nothing (they are counted).
+	inflight atomic.Int64
+	recMu    sync.RWMutex
+	sealed   bool
 
 	mu      sync.Mutex
 	servers []*dns.Server // TCP
@@ -121,6 +138,9 @@ func New(cfg Config) (*Resolver, error) {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = DefaultTimeout
 	}
+	if cfg.Shutdown == 0 {
+		cfg.Shutdown = DefaultShutdown
+	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
@@ -134,6 +154,7 @@ func New(cfg Config) (*Resolver, error) {
 	}
 	r.fwd = newForwarder(cfg.Upstreams, cfg.Mark, cfg.Timeout)
 	r.fold = newFolder(cfg.Emit)
+	r.book = newBook()
 	r.done = make(chan struct{})
 	r.cache = newCache(r.fwd.exchange, 20000)
 	r.upstreamSlots = make(chan struct{}, maxUpstreamWaiting)
@@ -148,8 +169,7 @@ const maxUpstreamWaiting = 2048
 // the journal the first time.
 func (r *Resolver) overloaded(w dns.ResponseWriter, req *dns.Msg) {
 	if r.shed.Add(1) == 1 {
-		r.cfg.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "resolver", Level: "warning",
-			Message: fmt.Sprintf("more than %d queries waited for an upstream at once: further ones got SERVFAIL until some were answered", maxUpstreamWaiting)}})
+		r.warn(fmt.Sprintf("more than %d queries waited for an upstream at once: further ones got SERVFAIL until some were answered", maxUpstreamWaiting))
 	}
 	m := new(dns.Msg)
 	m.SetRcode(req, dns.RcodeServerFailure)
@@ -240,7 +260,9 @@ func (r *Resolver) listenLocked(ctx context.Context, ap netip.AddrPort) error {
 		r.udp = append(r.udp, s)
 		s.start(&r.loops)
 	}
-	s := &dns.Server{Listener: l, Net: "tcp", Handler: r, ReadTimeout: 10 * time.Second, IdleTimeout: func() time.Duration { return 10 * time.Second }}
+	r.rawTCP = append(r.rawTCP, l.(*net.TCPListener))
+	s := &dns.Server{Listener: r.tcpListener(l.(*net.TCPListener)), Net: "tcp", Handler: r, ReadTimeout: tcpReadTimeout,
+		IdleTimeout: r.tcpIdleTimeout, MaxTCPQueries: maxTCPQueries}
 	r.servers = append(r.servers, s)
 	go func() {
 		if err := s.ActivateAndServe(); err != nil && !r.isClosed() {
@@ -276,11 +298,15 @@ func (r *Resolver) janitor(ctx context.Context) {
 				}
 			}
 			r.mu.Unlock()
+			r.book.prune(now)
 		}
 	}
 }
 
-// Close stops every listener. Safe to call twice.
+// Close stops every listener and waits for the queries in flight, at most
+// Config.Shutdown; those still unanswered then are counted as lost in the
+// resolver's stats record (and a warning note), not waited for. Safe to
+// call twice.
 func (r *Resolver) Close() error {
 	r.mu.Lock()
 	if r.closed {
@@ -288,35 +314,91 @@ func (r *Resolver) Close() error {
 		return nil
 	}
 	r.closed = true
-	err := r.shutdownLocked()
+	servers, udp, raw := r.servers, r.udp, r.rawTCP
+	r.servers, r.udp, r.rawTCP = nil, nil, nil
 	r.mu.Unlock()
-	// The UDP loops end once their sockets are closed; one may be in
-	// ServeDNS, which takes mu: wait without holding it.
-	r.loops.Wait()
+	// Connections still in the accept queue are never served: count them.
+	var unserved int64
+	for _, l := range raw {
+		unserved += r.drainTCP(l)
+	}
+	// Handlers take mu (owner cache): shut down without holding it.
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.Shutdown)
+	defer cancel()
+	err := shutdown(ctx, servers, udp)
+	r.loops.Wait() // the UDP loops end as soon as their sockets are closed
+	for r.inflight.Load() > 0 && ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	r.recMu.Lock()
+	r.sealed = true
+	inflight := max(r.inflight.Load(), 0)
+	r.recMu.Unlock()
 	close(r.done)
 	r.fold.flush()
-	r.cfg.Emit(event.Record{Stats: &event.Stats{Component: "resolver", Events: r.queries.Load(), Unattributed: r.unattributed.Load()}})
+	if inflight+unserved > 0 {
+		var what []string
+		if inflight > 0 {
+			what = append(what, fmt.Sprintf("%d queries still being answered %v after it began", inflight, r.cfg.Shutdown))
+		}
+		if unserved > 0 {
+			what = append(what, fmt.Sprintf("%d TCP connections not yet served (at most %d are at once)", unserved, MaxTCPConns))
+		}
+		r.cfg.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "resolver", Level: "warning",
+			Message: "at shutdown: " + strings.Join(what, ", ") + ": not recorded, counted as lost"}})
+	}
+	r.cfg.Emit(event.Record{Stats: &event.Stats{Component: "resolver", Events: r.queries.Load(),
+		Lost: uint64(inflight + unserved), Unattributed: r.unattributed.Load()}})
 	return err
 }
 
+// shutdownLocked closes what Start opened when Start fails (no query has
+// been served yet).
 func (r *Resolver) shutdownLocked() error {
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.Shutdown)
+	defer cancel()
+	err := shutdown(ctx, r.servers, r.udp)
+	r.servers, r.udp, r.rawTCP = nil, nil, nil
+	return err
+}
+
+// shutdown stops the TCP servers (waiting for their handlers until ctx
+// ends: a deadline is no error, what is left is counted by the caller) and
+// closes the UDP sockets.
+func shutdown(ctx context.Context, servers []*dns.Server, udp []*udpServer) error {
 	var errs []error
-	for _, s := range r.servers {
-		if err := s.Shutdown(); err != nil {
+	for _, s := range servers {
+		if err := s.ShutdownContext(ctx); err != nil && ctx.Err() == nil {
 			errs = append(errs, fmt.Errorf("resolver: shutdown %s: %w", s.Net, err))
 		}
 	}
-	for _, s := range r.udp {
+	for _, s := range udp {
 		if err := s.close(); err != nil {
 			errs = append(errs, fmt.Errorf("resolver: close udp: %w", err))
 		}
 	}
-	r.servers, r.udp = nil, nil
 	return errors.Join(errs...)
 }
 
 // ServeDNS answers one query. It implements dns.Handler.
-func (r *Resolver) ServeDNS(w dns.ResponseWriter, req *dns.Msg) { r.serve(w, req, true) }
+func (r *Resolver) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
+	r.inflight.Add(1)
+	defer r.inflight.Add(-1)
+	r.serve(w, req, true)
+}
+
+// record adds a query's event to the journal, unless Close has sealed the
+// record (the query was then counted as lost).
+func (r *Resolver) record(ev *event.DNS) {
+	r.recMu.RLock()
+	defer r.recMu.RUnlock()
+	if !r.sealed {
+		r.fold.add(ev)
+	}
+}
 
 // serve answers req. Unless mayWait, it answers only what needs no
 // upstream (malformed, refused, cached) and otherwise returns false having
@@ -363,7 +445,7 @@ func (r *Resolver) serve(w dns.ResponseWriter, req *dns.Msg, mayWait bool) bool 
 		m.RecursionAvailable = true
 		r.write(w, req, m)
 		ev.Rcode = dns.RcodeToString[m.Rcode]
-		r.fold.add(&ev)
+		r.record(&ev)
 		return true
 	}
 	if resp == nil {
@@ -377,17 +459,19 @@ func (r *Resolver) serve(w dns.ResponseWriter, req *dns.Msg, mayWait bool) bool 
 	}
 	addrs, ttl := answerAddrs(resp)
 	ev.Answers, ev.TTL = answerStrings(resp), ttl
+	life := max(time.Duration(ttl)*time.Second, minAllowTTL) + r.cfg.Grace
 	if allowed && len(addrs) > 0 && r.cfg.Allow != nil {
-		life := max(time.Duration(ttl)*time.Second, minAllowTTL) + r.cfg.Grace
 		if err := r.cfg.Allow(addrs, ports, life); err != nil {
 			// Never answer with addresses the firewall will not pass.
 			r.servfail(w, req, &ev, fmt.Errorf("allow answer addresses: %w", err))
 			return true
 		}
 	}
+	// Before the reply too: the relay checks a connection's name against it.
+	r.book.add(name, addrs, now.Add(life))
 	ev.Rcode = dns.RcodeToString[resp.Rcode]
 	r.write(w, req, resp)
-	r.fold.add(&ev)
+	r.record(&ev)
 	return true
 }
 
@@ -397,9 +481,18 @@ func (r *Resolver) servfail(w dns.ResponseWriter, req *dns.Msg, ev *event.DNS, e
 	m.RecursionAvailable = true
 	r.write(w, req, m)
 	ev.Rcode = dns.RcodeToString[dns.RcodeServerFailure]
-	r.fold.add(ev)
-	r.cfg.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "resolver", Level: "warning",
-		Message: fmt.Sprintf("SERVFAIL for %s %s: %v", ev.Name, ev.Type, err)}})
+	r.record(ev)
+	r.warn(fmt.Sprintf("SERVFAIL for %s %s: %v", ev.Name, ev.Type, err))
+}
+
+// warn journals a warning from a query's handler, unless Close has sealed
+// the record (the journal may be closed by then).
+func (r *Resolver) warn(msg string) {
+	r.recMu.RLock()
+	defer r.recMu.RUnlock()
+	if !r.sealed {
+		r.cfg.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "resolver", Level: "warning", Message: msg}})
+	}
 }
 
 // write sends m as the answer to req, fitting it to the client's EDNS0

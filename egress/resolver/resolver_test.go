@@ -3,6 +3,7 @@ package resolver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"runtime"
@@ -409,5 +410,59 @@ func TestCloseLeaksNoGoroutines(t *testing.T) {
 	if n := runtime.NumGoroutine(); n > base+1 {
 		buf := make([]byte, 1<<16)
 		t.Errorf("%d goroutines after Close, %d before:\n%s", n, base, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+func TestResolvedRemembersAnswers(t *testing.T) {
+	up := startUpstream(t, 0)
+	h := newHarness(t, policy.Block, "allowed.test:443 cname.test:443", up.addr)
+	a10, cdn := netip.MustParseAddr("198.18.1.10"), netip.MustParseAddr("198.18.1.20")
+	if h.r.Resolved("allowed.test", a10) {
+		t.Fatal("Resolved before any query")
+	}
+	query(t, "udp", h.addr, "allowed.test.", dns.TypeA, 0)
+	query(t, "udp", h.addr, "cname.test.", dns.TypeA, 0)
+	query(t, "udp", h.addr, "blocked.test.", dns.TypeA, 0)
+	for _, c := range []struct {
+		name string
+		addr netip.Addr
+		want bool
+	}{
+		{"allowed.test", a10, true},
+		{"ALLOWED.test.", a10, true},
+		{"allowed.test", cdn, false},
+		{"cname.test", cdn, true}, // the name asked, not the CNAME target
+		{"evil.test", a10, false},
+	} {
+		if got := h.r.Resolved(c.name, c.addr); got != c.want {
+			t.Errorf("Resolved(%s, %s) = %v, want %v", c.name, c.addr, got, c.want)
+		}
+	}
+	if got := h.r.NamesOf(netip.MustParseAddr("::ffff:198.18.1.10")); len(got) != 1 || got[0] != "allowed.test" {
+		t.Errorf("NamesOf(198.18.1.10) = %q", got)
+	}
+}
+
+func TestBookExpiresAndEvicts(t *testing.T) {
+	b := newBook()
+	now := time.Now()
+	a := netip.MustParseAddr("198.18.1.1")
+	b.add("x.test", []netip.Addr{a}, now.Add(time.Minute))
+	b.add("y.test", []netip.Addr{a}, now.Add(time.Second))
+	if !b.has("y.test", a, now) || b.has("y.test", a, now.Add(2*time.Second)) {
+		t.Error("expiry not honoured")
+	}
+	b.prune(now.Add(2 * time.Second))
+	if got := b.names(a, now); len(got) != 1 || got[0] != "x.test" {
+		t.Errorf("after prune: %q", got)
+	}
+	for i := range maxBookNames + 10 {
+		b.add(fmt.Sprintf("n%d.test", i), []netip.Addr{a}, now.Add(time.Hour+time.Duration(i)))
+	}
+	if len(b.byName) > maxBookNames {
+		t.Errorf("%d names kept, limit %d", len(b.byName), maxBookNames)
+	}
+	if !b.has(fmt.Sprintf("n%d.test", maxBookNames+9), a, now) {
+		t.Error("the newest name was evicted")
 	}
 }

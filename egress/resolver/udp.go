@@ -136,8 +136,9 @@ func (s *udpServer) handle(m *ipv4.Message) *udpWriter {
 			return w
 		}
 		w.direct = true
+		s.r.inflight.Add(1)
 		go func() {
-			defer func() { <-s.r.upstreamSlots }()
+			defer func() { <-s.r.upstreamSlots; s.r.inflight.Add(-1) }()
 			s.r.serve(w, req, true)
 		}()
 		return nil

@@ -5,8 +5,10 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -87,7 +90,8 @@ func (s *server) listen(kind, addr string, cert tls.Certificate) error {
 		case "http":
 			go s.serveHTTP(l, "http")
 		case "tls":
-			tl := tls.NewListener(&loggingListener{l, s}, &tls.Config{Certificates: []tls.Certificate{cert}})
+			tl := tls.NewListener(&loggingListener{l, s}, &tls.Config{Certificates: []tls.Certificate{cert},
+				NextProtos: []string{"h2", "http/1.1"}}) // HTTP/2 by ALPN, as real servers offer
 			go s.serveHTTP(tl, "https")
 		}
 	case "udp":
@@ -180,6 +184,11 @@ func (s *server) serveHTTP(l net.Listener, kind string) {
 			detail += " sni=" + r.TLS.ServerName
 		}
 		s.hit(Hit{Proto: "tcp", Kind: kind, Local: local, Remote: r.RemoteAddr, Detail: detail})
+		if n, err := strconv.ParseInt(strings.TrimPrefix(r.URL.Path, "/bytes/"), 10, 64); err == nil && strings.HasPrefix(r.URL.Path, "/bytes/") {
+			w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+			_, _ = io.Copy(w, io.LimitReader(Pattern(), n))
+			return
+		}
 		_, _ = io.WriteString(w, "ok\n")
 	})}
 	_ = srv.Serve(l)
@@ -255,6 +264,31 @@ func (s *server) serveICMP(pc net.PacketConn, nw string) {
 			s.hit(Hit{Proto: "icmp", Kind: "icmp", Local: nw, Remote: from.String(), Detail: fmt.Sprintf("%d bytes", n-8)})
 		}
 	}
+}
+
+// Pattern returns an endless reader of the bytes the servers send for
+// GET /bytes/N (the first N of them): a hash chain, so a byte lost,
+// duplicated or reordered on the way changes the digest of what arrived.
+func Pattern() io.Reader { return &pattern{} }
+
+type pattern struct {
+	block [sha256.Size]byte
+	off   int
+	n     uint64
+}
+
+func (p *pattern) Read(b []byte) (int, error) {
+	for i := range b {
+		if p.off == 0 {
+			var seed [8]byte
+			binary.BigEndian.PutUint64(seed[:], p.n)
+			p.block = sha256.Sum256(seed[:])
+			p.n++
+		}
+		b[i] = p.block[p.off]
+		p.off = (p.off + 1) % sha256.Size
+	}
+	return len(b), nil
 }
 
 func selfSigned() (tls.Certificate, error) {

@@ -14,7 +14,9 @@
 // suggested_policy.rejected.
 //
 // Domain correlation: a flow's domain is the query name of the most recent
-// DNS answer earlier in the journal that contained the flow's address. If
+// DNS answer earlier in the journal that contained the flow's address and
+// answered a query of the flow's own process (same pid), or of an unknown
+// process (pid 0) when the flow's own process asked for none. If
 // there is none, a later answer is accepted when its time is at most
 // reorderSkew after the flow's (the resolver and the packet log write to the
 // journal concurrently). Every other name that resolved to the same address
@@ -68,6 +70,8 @@ type Options struct {
 	// labelled with the step their process ran under, else with the step
 	// whose window contains their first time (see labelSteps).
 	Steps []Step
+	// Journal is where the journal came from (agent.journal).
+	Journal JournalInfo
 }
 
 // Report is the content of report.json. Build creates it; callers treat it
@@ -107,6 +111,9 @@ type Egress struct {
 	FirstSeen         time.Time     `json:"first_seen"`
 	LastSeen          time.Time     `json:"last_seen"`
 	Step              string        `json:"step,omitempty"` // workflow step of FirstSeen, if known
+	// Reason is why the name-checking relay refused (or, in audit mode,
+	// would have refused) the first of these flows.
+	Reason string `json:"reason,omitempty"`
 }
 
 // DNS is one aggregated DNS query kind: all queries with the same name,
@@ -157,16 +164,20 @@ type Agent struct {
 	Start *time.Time `json:"start"` // nil if the journal has no Start record
 	// Attribution is how events were tied to processes: "ebpf" or
 	// "procfs" (best effort), with why; "" for an older journal.
-	Attribution       string      `json:"attribution,omitempty"`
-	AttributionReason string      `json:"attribution_reason,omitempty"`
-	Stop              *time.Time  `json:"stop"` // nil if the agent did not stop cleanly
-	StoppedCleanly    bool        `json:"stopped_cleanly"`
-	Errors            []Message   `json:"errors"`
-	Warnings          []Message   `json:"warnings"`
-	Info              []Message   `json:"info"`
-	Components        []Component `json:"components"`
-	Lost              Tally       `json:"lost"`
-	Unattributed      Tally       `json:"unattributed"`
+	Attribution       string     `json:"attribution,omitempty"`
+	AttributionReason string     `json:"attribution_reason,omitempty"`
+	Stop              *time.Time `json:"stop"` // nil if the agent did not stop cleanly
+	StoppedCleanly    bool       `json:"stopped_cleanly"`
+	// Snapshot is the time of the journal's Snapshot record when the
+	// journal ends there: the agent went on enforcing after it.
+	Snapshot     *time.Time  `json:"snapshot,omitempty"`
+	Journal      JournalInfo `json:"journal"`
+	Errors       []Message   `json:"errors"`
+	Warnings     []Message   `json:"warnings"`
+	Info         []Message   `json:"info"`
+	Components   []Component `json:"components"`
+	Lost         Tally       `json:"lost"`
+	Unattributed Tally       `json:"unattributed"`
 	// UnattributedEvents counts flows, DNS queries and file events in the
 	// journal whose process is unknown (PID 0).
 	UnattributedEvents int `json:"unattributed_events"`
@@ -284,7 +295,10 @@ func Build(recs []event.Record, opt Options) *Report {
 			f := rec.Flow
 			expected["flowlog"] = true
 			ip := normIP(f.IP)
-			domain := names.domainFor(ip, i, f.Time)
+			domain := relayName(f)
+			if domain == "" {
+				domain = names.domainFor(ip, i, f.Time, f.Process.PID)
+			}
 			k := egressKey{domain: domain, ip: ip, port: f.Port, proto: strings.ToLower(f.Protocol),
 				verdict: f.Verdict, forward: f.Forward, exe: f.Process.Exe, cmdline: f.Process.Cmdline}
 			if f.Process.PID == 0 {
@@ -303,7 +317,7 @@ func Build(recs []event.Record, opt Options) *Report {
 			others, total := names.others(ip, domain)
 			e := &Egress{Domain: domain, OtherDomains: others, OtherDomainsTotal: total,
 				IP: ip, Port: f.Port, Protocol: k.proto, Verdict: f.Verdict, Forward: f.Forward,
-				Process: f.Process, Count: 1, FirstSeen: f.Time, LastSeen: f.Time}
+				Process: f.Process, Count: 1, FirstSeen: f.Time, LastSeen: f.Time, Reason: f.Reason}
 			eg[k] = e
 			egRows = append(egRows, e)
 		case rec.DNS != nil:
@@ -364,13 +378,22 @@ func Build(recs []event.Record, opt Options) *Report {
 		case rec.Stop != nil:
 			t := rec.Stop.Time
 			a.Stop = &t
+			a.Snapshot = nil // a snapshot before the end is just a mark
+		case rec.Snapshot != nil:
+			t := rec.Snapshot.Time
+			a.Snapshot = &t
 		case rec.Start != nil:
 		default:
 			a.UnknownRecords++
 		}
 	}
 	a.StoppedCleanly = a.Stop != nil
-	if !a.StoppedCleanly {
+	a.Journal = opt.Journal
+	a.Journal.Snapshot = a.Snapshot != nil
+	if a.Snapshot != nil {
+		a.Info = append(a.Info, Message{Component: "report",
+			Message: "the journal is a snapshot taken while the agent went on enforcing: events after it are not in this report, and components report their counts (lost events among them) only when they stop"})
+	} else if !a.StoppedCleanly {
 		a.Warnings = append(a.Warnings, Message{Component: "report",
 			Message: "agent did not stop cleanly: events from its last moments may be missing"})
 	}
@@ -459,17 +482,24 @@ type answerRef struct {
 	name string
 }
 
-// answerIndex maps an address to the DNS answers that contained it.
+// askedKey is an address in an answer and the process that asked.
+type askedKey struct {
+	ip  string
+	pid int
+}
+
+// answerIndex maps an address and the process that asked to the DNS
+// answers that contained it.
 type answerIndex struct {
-	refs  map[string][]answerRef // in journal order
-	names map[string][]string    // distinct names per address, sorted
+	refs  map[askedKey][]answerRef // in journal order
+	names map[string][]string      // distinct names per address, sorted
 }
 
 // maxOtherDomains caps Egress.OtherDomains.
 const maxOtherDomains = 10
 
 func indexAnswers(recs []event.Record) answerIndex {
-	ix := answerIndex{refs: map[string][]answerRef{}, names: map[string][]string{}}
+	ix := answerIndex{refs: map[askedKey][]answerRef{}, names: map[string][]string{}}
 	seen := map[[2]string]bool{}
 	for i, rec := range recs {
 		d := rec.DNS
@@ -482,7 +512,8 @@ func indexAnswers(recs []event.Record) answerIndex {
 				continue // a CNAME target
 			}
 			ip := a.Unmap().WithZone("").String()
-			ix.refs[ip] = append(ix.refs[ip], answerRef{idx: i, time: d.Time, name: d.Name})
+			k := askedKey{ip, d.Process.PID}
+			ix.refs[k] = append(ix.refs[k], answerRef{idx: i, time: d.Time, name: d.Name})
 			if k := [2]string{ip, d.Name}; !seen[k] {
 				seen[k] = true
 				ix.names[ip] = append(ix.names[ip], d.Name)
@@ -495,9 +526,24 @@ func indexAnswers(recs []event.Record) answerIndex {
 	return ix
 }
 
-// domainFor names the address ip of the flow at journal index i, time t.
-func (ix answerIndex) domainFor(ip string, i int, t time.Time) string {
-	refs := ix.refs[ip]
+// domainFor names the address ip of the flow at journal index i, time t,
+// sent by process pid, from an answer to a query of the same process; only
+// when there is none, from a query whose process is unknown (pid 0: the
+// resolver could not tell who asked). So a connection to an address the
+// process never looked up is never shown, nor suggested, under a name
+// another known process resolved to it.
+func (ix answerIndex) domainFor(ip string, i int, t time.Time, pid int) string {
+	if name := ix.answerFor(askedKey{ip, pid}, i, t); name != "" || pid == 0 {
+		return name
+	}
+	return ix.answerFor(askedKey{ip, 0}, i, t)
+}
+
+// answerFor is the name of the latest answer for k before journal index
+// i, else of the first one after it timestamped at most reorderSkew
+// after t, else "".
+func (ix answerIndex) answerFor(k askedKey, i int, t time.Time) string {
+	refs := ix.refs[k]
 	j := sort.Search(len(refs), func(k int) bool { return refs[k].idx > i })
 	if j > 0 {
 		return refs[j-1].name
@@ -700,4 +746,15 @@ func (c *Count) UnmarshalJSON(b []byte) error {
 	}
 	*c = Count{N: n, Known: true}
 	return nil
+}
+
+// relayName is the name a flow itself carried (TLS SNI or HTTP Host, read
+// by the relay), which beats DNS correlation: it is the name the client
+// asked that address for. A name no host could have (the relay quoted
+// it) is not used; the flow then falls back to correlation.
+func relayName(f *event.Flow) string {
+	if f.Name == "" || strings.HasPrefix(f.Name, `"`) {
+		return ""
+	}
+	return normName(f.Name)
 }

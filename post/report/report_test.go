@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"go/parser"
 	"go/token"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -113,26 +114,28 @@ func TestBuildBlock(t *testing.T) {
 		}
 	}
 
-	wantEndpoints := []string{
-		"198.18.1.1:443", "198.18.2.2:80", "[2001:db8::99]:8443",
-		"api.github.com:443", "evil.test:443", "ipv6.test:443", "late.pkg.test:443", "www.pkg.test:443",
-	}
+	// Used and reached: paste-ready. Refused: for review, never merged in.
+	wantEndpoints := []string{"api.github.com:443", "ipv6.test:443", "late.pkg.test:443", "www.pkg.test:443"}
 	if got := r.SuggestedPolicy.AllowedEndpoints; !slices.Equal(got, wantEndpoints) {
 		t.Errorf("suggested endpoints =\n%q\nwant\n%q", got, wantEndpoints)
 	}
-	for _, e := range r.SuggestedPolicy.Entries {
+	wantReview := []string{"evil.test:443", "198.18.1.1:443", "198.18.2.2:80", "[2001:db8::99]:8443"}
+	if got := r.SuggestedPolicy.ReviewEndpoints(); !slices.Equal(got, wantReview) {
+		t.Errorf("review =\n%q\nwant\n%q", got, wantReview)
+	}
+	for _, e := range append(slices.Clone(r.SuggestedPolicy.Entries), r.SuggestedPolicy.Review...) {
 		if (e.Endpoint == "evil.test:443") != (e.Reason == reasonDNSOnly) {
 			t.Errorf("entry %+v: wrong reason", e)
 		}
 	}
-	if got, want := r.SuggestedPolicy.ImplicitExcluded, []string{"169.254.169.254:80", "pipelines.actions.githubusercontent.com:443"}; !slices.Equal(got, want) {
+	if got, want := r.SuggestedPolicy.ImplicitExcluded, []string{"pipelines.actions.githubusercontent.com:443", "169.254.169.254:80"}; !slices.Equal(got, want) {
 		t.Errorf("implicit excluded = %q, want %q", got, want)
 	}
 	if got := r.SuggestedPolicy.Rejected; len(got) != 1 || got[0].Reason != reasonNoPort || r.SuggestedPolicy.RejectedCount != 1 {
 		t.Errorf("rejected = %+v", got)
 	}
-	wantYAML := "with:\n  egress-policy: block\n  allowed-endpoints: >\n    198.18.1.1:443\n    198.18.2.2:80\n" +
-		"    [2001:db8::99]:8443\n    api.github.com:443\n    evil.test:443\n    ipv6.test:443\n    late.pkg.test:443\n    www.pkg.test:443\n"
+	wantYAML := "with:\n  egress-policy: block\n  allowed-endpoints: >\n" +
+		"    api.github.com:443\n    ipv6.test:443\n    late.pkg.test:443\n    www.pkg.test:443\n"
 	if r.SuggestedPolicy.WithBlock != wantYAML {
 		t.Errorf("with block =\n%s\nwant\n%s", r.SuggestedPolicy.WithBlock, wantYAML)
 	}
@@ -289,7 +292,7 @@ func TestOtherDomainsCapped(t *testing.T) {
 	}
 }
 
-func TestParseEndpoint(t *testing.T) {
+func TestCheckObserved(t *testing.T) {
 	tests := []struct {
 		in       string
 		needPort bool
@@ -331,20 +334,20 @@ func TestParseEndpoint(t *testing.T) {
 		{":443", true, false, false, 0},
 	}
 	for _, tt := range tests {
-		e := parseEndpoint(tt.in, tt.needPort)
-		if (e != nil) != tt.ok {
-			t.Errorf("parseEndpoint(%q, %v) ok = %v, want %v", tt.in, tt.needPort, e != nil, tt.ok)
-			continue
+		if !tt.needPort {
+			continue // implicit patterns: parsed by egress/policy, tested there
 		}
-		if e != nil && (e.wildcard != tt.wildcard || e.port != tt.port) {
-			t.Errorf("parseEndpoint(%q) = %+v", tt.in, e)
+		reason := checkObserved(normName(tt.in))
+		ok := reason == "" || reason == reasonWildcard
+		if ok != tt.ok || (reason == reasonWildcard) != tt.wildcard {
+			t.Errorf("checkObserved(%q) = %q, want ok %v, wildcard %v", tt.in, reason, tt.ok, tt.wildcard)
 		}
 	}
 }
 
 func TestPatternsMatch(t *testing.T) {
-	ps := compilePatterns([]string{"*.actions.githubusercontent.com:443", "github.com", "169.254.169.254:80",
-		"[2001:db8::53]:53", "api.test:*", "not valid!:443"})
+	ps := compileImplicit([]string{"*.actions.githubusercontent.com:443", "github.com:22", "169.254.169.254:80",
+		"[2001:db8::53]:53", "api.test:8080", "not valid!:443"})
 	tests := []struct {
 		domain, ip string
 		port       uint16
@@ -356,7 +359,8 @@ func TestPatternsMatch(t *testing.T) {
 		{"pipelines.actions.githubusercontent.com", "", 80, false},
 		{"evilactions.githubusercontent.com", "", 443, false},
 		{"PIPELINES.Actions.GitHubUserContent.com.", "", 443, true},
-		{"github.com", "", 22, true}, // no port: any port
+		{"github.com", "", 22, true},
+		{"github.com", "", 443, false},
 		{"www.github.com", "", 443, false},
 		{"", "169.254.169.254", 80, true},
 		{"metadata.test", "169.254.169.254", 80, true},
@@ -368,7 +372,8 @@ func TestPatternsMatch(t *testing.T) {
 		{"", "198.18.0.1", 443, false},
 	}
 	for _, tt := range tests {
-		if got := ps.match(tt.domain, tt.ip, tt.port); got != tt.want {
+		addr, _ := netip.ParseAddr(tt.ip)
+		if got := ps.match(tt.domain, addr.Unmap(), tt.port); got != tt.want {
 			t.Errorf("match(%q, %q, %d) = %v, want %v", tt.domain, tt.ip, tt.port, got, tt.want)
 		}
 	}
@@ -507,47 +512,11 @@ func TestWriteDir(t *testing.T) {
 }
 
 func TestWorkflowCommand(t *testing.T) {
-	if got, want := EscapeWorkflowCommand("50%\r\n::error::x, y: z"), "50%25%0D%0A::error::x, y: z"; got != want {
-		t.Errorf("EscapeWorkflowCommand = %q, want %q", got, want)
-	}
-	if got, want := EscapeWorkflowProperty("a%b\nc:d,e"), "a%25b%0Ac%3Ad%2Ce"; got != want {
-		t.Errorf("EscapeWorkflowProperty = %q, want %q", got, want)
-	}
 	got := WorkflowCommand("error", map[string]string{"title": "blocked: evil,com", "file": "a\nb", "bad key": "x"},
 		"evil.test\n::warning::pwned 100%")
 	want := "::error file=a%0Ab,title=blocked%3A evil%2Ccom::evil.test%0A::warning::pwned 100%25"
 	if got != want {
 		t.Errorf("WorkflowCommand =\n%q\nwant\n%q", got, want)
-	}
-	if strings.ContainsAny(got, "\r\n") {
-		t.Error("workflow command spans lines")
-	}
-}
-
-func TestDisplay(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"plain.test", "plain.test"},
-		{"a\nb\r\nc", "a\u2424b\u240d\u2424c"},
-		{"  a \t\t b  ", "a b"},
-		{"\x00\x1b[31m\x7f", "\u2400\u241b[31m\u2421"},
-		{"bidi\u202eexe", `bidi\u{202E}exe`},
-		{"zw\u200bsp\u00a0", `zw\u{200B}sp\u{00A0}`},
-		{"bad\xffutf8", "bad\ufffdutf8"},
-		{"hi @octocat", "hi @" + zwsp + "octocat"},
-		{strings.Repeat("x", maxCellRunes+5), strings.Repeat("x", maxCellRunes) + "…"},
-	}
-	for _, tt := range tests {
-		if got := display(tt.in, maxCellRunes); got != tt.want {
-			t.Errorf("display(%q) = %q, want %q", tt.in, got, tt.want)
-		}
-	}
-}
-
-func TestFence(t *testing.T) {
-	for in, want := range map[string]string{"": "```", "a`b": "```", "x````y": "`````"} {
-		if got := fence(in); got != want {
-			t.Errorf("fence(%q) = %q, want %q", in, got, want)
-		}
 	}
 }
 
@@ -571,9 +540,74 @@ func TestImports(t *testing.T) {
 		for _, imp := range f.Imports {
 			p, _ := strconv.Unquote(imp.Path.Value)
 			if strings.Contains(strings.Split(p, "/")[0], ".") && p != "github.com/harden-runner/harden-runner/event" &&
-				p != "github.com/harden-runner/harden-runner/runnerstep" {
+				p != "github.com/harden-runner/harden-runner/runnerstep" &&
+				p != "github.com/harden-runner/harden-runner/internal/escape" &&
+				p != "github.com/harden-runner/harden-runner/egress/policy" {
 				t.Errorf("%s imports %s", name, p)
 			}
 		}
+	}
+}
+
+// TestWireNamesNotSuggested: a name whose labels no host name has (the
+// resolver's text form of a dot, NUL or space inside a label) is never
+// suggested, neither from a flow nor from a blocked query; and a relay
+// flow's own name is its domain unless the relay had to quote it.
+func TestWireNamesNotSuggested(t *testing.T) {
+	recs := []event.Record{
+		{DNS: &event.DNS{Name: `x\.allowed.test`, Type: "A", Verdict: event.Audit, Answers: []string{"198.18.9.1"}}},
+		{Flow: &event.Flow{IP: "198.18.9.1", Port: 443, Protocol: "tcp", Verdict: event.Audit}},
+		{DNS: &event.DNS{Name: `a\000.allowed.test`, Type: "A", Verdict: event.Blocked}},
+		{Flow: &event.Flow{IP: "198.18.9.2", Port: 443, Protocol: "tcp", Verdict: event.Blocked, Name: "evil.test", Reason: "evil.test is not allowed on port 443"}},
+		{Flow: &event.Flow{IP: "198.18.9.3", Port: 443, Protocol: "tcp", Verdict: event.Blocked, Name: `"a\x00b"`}},
+	}
+	r := Build(recs, Options{})
+	// Blocked endpoints are for review, never paste-ready; the name with
+	// an escaped dot is not offered at all (its address is).
+	got := slices.Clone(r.SuggestedPolicy.AllowedEndpoints)
+	for _, e := range r.SuggestedPolicy.Review {
+		got = append(got, e.Endpoint)
+	}
+	slices.Sort(got)
+	if want := []string{"198.18.9.3:443", "evil.test:443"}; !slices.Equal(got, want) {
+		t.Errorf("suggested = %q, review %+v, want %q", r.SuggestedPolicy.AllowedEndpoints, r.SuggestedPolicy.Review, want)
+	}
+	for _, e := range r.Egress {
+		if e.IP == "198.18.9.2" && (e.Domain != "evil.test" || e.Reason == "") {
+			t.Errorf("relay flow: %+v", e)
+		}
+	}
+}
+
+// TestBuildSnapshot: a journal that ends with a Snapshot record is a
+// report of a still-enforcing agent, not one that died: no "did not stop
+// cleanly", a snapshot time, and the summary says later events are
+// missing. A Stop after a Snapshot (the whole journal, later) is a
+// normal stop. The journal's provenance is copied into agent.journal.
+func TestBuildSnapshot(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	start := event.Record{Start: &event.Start{Time: t0, Mode: "block"}}
+	snap := event.Record{Snapshot: &event.Snapshot{Time: t0.Add(time.Minute)}}
+	info := JournalInfo{Verified: true, Via: "test", Bytes: 42, SHA256: "ab"}
+	r := Build([]event.Record{start, snap}, Options{Journal: info})
+	if r.Agent.Snapshot == nil || !r.Agent.Snapshot.Equal(t0.Add(time.Minute)) || r.Agent.StoppedCleanly {
+		t.Errorf("agent %+v", r.Agent)
+	}
+	if !r.Agent.Journal.Verified || !r.Agent.Journal.Snapshot || r.Agent.Journal.Bytes != 42 {
+		t.Errorf("agent.journal %+v", r.Agent.Journal)
+	}
+	for _, w := range r.Agent.Warnings {
+		if strings.Contains(w.Message, "did not stop cleanly") {
+			t.Errorf("a snapshot reads as a dead agent: %s", w.Message)
+		}
+	}
+	sum := r.Summary(DefaultSummaryMax)
+	if !strings.Contains(sum, "events after the snapshot are not in it") || strings.Contains(sum, "did not stop cleanly") {
+		t.Errorf("summary:\n%s", sum)
+	}
+
+	r = Build([]event.Record{start, snap, {Stop: &event.Stop{Time: t0.Add(2 * time.Minute)}}}, Options{})
+	if r.Agent.Snapshot != nil || !r.Agent.StoppedCleanly || r.Agent.Journal.Snapshot || r.Agent.Journal.Verified {
+		t.Errorf("snapshot then stop: %+v", r.Agent)
 	}
 }

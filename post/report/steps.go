@@ -49,7 +49,10 @@ func stepAt(steps []Step, t time.Time) string {
 // window holds their first time.
 func labelSteps(r *Report, steps []Step, roots map[runnerstep.Key]event.StepRoot) {
 	label := func(p event.Process, t time.Time) string {
-		if root, ok := runnerstep.RootOf(p); ok {
+		// Only the roots the agent recorded under the pinned runner count:
+		// a process named Runner.Worker in a step does not make one.
+		isRoot := func(k runnerstep.Key) bool { _, ok := roots[k]; return ok }
+		if root, ok := runnerstep.RootAmong(p, isRoot); ok {
 			if sr, ok := roots[runnerstep.Key{PID: root.PID, Cmdline: root.Cmdline}]; ok {
 				if name := stepOfRoot(steps, sr); name != "" {
 					return name

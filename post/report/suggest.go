@@ -4,17 +4,19 @@ import (
 	"cmp"
 	"net/netip"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 
+	"github.com/harden-runner/harden-runner/egress/policy"
 	"github.com/harden-runner/harden-runner/event"
 )
 
 // SuggestedPolicy is the allow-list that would let this run pass with
 // egress-policy: block. See the package comment for what goes in it.
 type SuggestedPolicy struct {
-	// AllowedEndpoints is the host:port list, sorted by host then port.
+	// AllowedEndpoints is the host:port list of endpoints the run used
+	// and reached (allowed, or audited in audit mode), in the policy
+	// package's canonical order (names, then addresses).
 	AllowedEndpoints []string `json:"allowed_endpoints"`
 	// Entries explain AllowedEndpoints, in the same order.
 	Entries []SuggestedEndpoint `json:"entries"`
@@ -25,8 +27,24 @@ type SuggestedPolicy struct {
 	// written as a safe host:port entry; the values are untrusted data.
 	Rejected      []Rejected `json:"rejected"`
 	RejectedCount int        `json:"rejected_count"`
-	// WithBlock is the ready-to-paste `with:` block of the workflow step.
+	// WithBlock is the ready-to-paste `with:` block of the workflow step:
+	// AllowedEndpoints, nothing from Review.
 	WithBlock string `json:"with_block"`
+	// Review lists endpoints the run tried and was refused (every
+	// connection blocked, or a blocked DNS name): they may be what an
+	// attacker wanted out, so they are for a person to review before
+	// allowing, never in AllowedEndpoints or WithBlock. Empty in audit
+	// mode, where nothing is refused.
+	Review []SuggestedEndpoint `json:"review"`
+}
+
+// ReviewEndpoints returns the endpoints of Review, in order.
+func (sp SuggestedPolicy) ReviewEndpoints() []string {
+	out := make([]string, 0, len(sp.Review))
+	for _, e := range sp.Review {
+		out = append(out, e.Endpoint)
+	}
+	return out
 }
 
 // SuggestedEndpoint is one entry of the suggested allow-list and why.
@@ -55,8 +73,8 @@ const (
 
 func suggest(r *Report) SuggestedPolicy {
 	sp := SuggestedPolicy{AllowedEndpoints: []string{}, Entries: []SuggestedEndpoint{},
-		ImplicitExcluded: []string{}, Rejected: []Rejected{}}
-	implicit := compilePatterns(r.ImplicitAllowed)
+		ImplicitExcluded: []string{}, Rejected: []Rejected{}, Review: []SuggestedEndpoint{}}
+	implicit := compileImplicit(r.ImplicitAllowed)
 	entries := map[string]*SuggestedEndpoint{}
 	excluded := map[string]bool{}
 	rejected := map[Rejected]bool{}
@@ -74,27 +92,31 @@ func suggest(r *Report) SuggestedPolicy {
 			flowHosts[domain] = true
 		}
 		host := domain
+		addr, err := netip.ParseAddr(e.IP)
+		if err == nil {
+			addr = addr.Unmap().WithZone("")
+		}
 		if host == "" {
-			a, err := netip.ParseAddr(e.IP)
 			if err != nil {
 				reject(e.IP, reasonBadIP)
 				continue
 			}
-			host = hostOf(a)
+			host = hostOf(addr)
 		}
 		if e.Port == 0 {
 			reject(e.Protocol+" "+host, reasonNoPort)
 			continue
 		}
 		ep := host + ":" + strconv.Itoa(int(e.Port))
-		if implicit.match(domain, e.IP, e.Port) {
+		if implicit.match(domain, addr, e.Port) {
 			if !excluded[ep] {
 				excluded[ep] = true
 				sp.ImplicitExcluded = append(sp.ImplicitExcluded, ep)
 			}
 			continue
 		}
-		if reason := checkObserved(ep); reason != "" {
+		reason := checkObserved(ep)
+		if reason != "" {
 			reject(ep, reason)
 			continue
 		}
@@ -114,34 +136,49 @@ func suggest(r *Report) SuggestedPolicy {
 			continue
 		}
 		ep := name + ":443"
-		if implicit.match(name, "", 443) {
+		if implicit.match(name, netip.Addr{}, 443) {
 			continue
 		}
-		if reason := checkObserved(ep); reason != "" {
+		reason := checkObserved(ep)
+		if reason != "" {
 			reject(ep, reason)
 			continue
 		}
 		s := entries[ep]
 		if s == nil {
-			s = &SuggestedEndpoint{Endpoint: ep, Source: "dns", Reason: reasonDNSOnly}
+			s = &SuggestedEndpoint{Endpoint: ep, Source: "dns", Reason: reasonDNSOnly,
+				Verdicts: []event.Verdict{event.Blocked}}
 			entries[ep] = s
 		}
 		s.Count += d.Count
 	}
-	for _, s := range entries {
+	keys := make([]string, 0, len(entries))
+	for ep, s := range entries {
 		slices.SortFunc(s.Verdicts, func(x, y event.Verdict) int { return cmp.Compare(verdictRank(x), verdictRank(y)) })
-		sp.Entries = append(sp.Entries, *s)
+		keys = append(keys, ep)
 	}
-	sort.Slice(sp.Entries, func(i, j int) bool { return endpointLess(sp.Entries[i].Endpoint, sp.Entries[j].Endpoint) })
-	for _, s := range sp.Entries {
-		sp.AllowedEndpoints = append(sp.AllowedEndpoints, s.Endpoint)
+	for _, ep := range canonicalOrder(keys) {
+		s := entries[ep]
+		if s == nil {
+			continue // cannot happen: every key passed checkObserved
+		}
+		if reached(s.Verdicts) {
+			sp.Entries = append(sp.Entries, *s)
+			sp.AllowedEndpoints = append(sp.AllowedEndpoints, s.Endpoint)
+		} else {
+			sp.Review = append(sp.Review, *s)
+		}
 	}
-	sort.Slice(sp.ImplicitExcluded, func(i, j int) bool {
-		return endpointLess(sp.ImplicitExcluded[i], sp.ImplicitExcluded[j])
-	})
+	sp.ImplicitExcluded = canonicalOrder(sp.ImplicitExcluded)
 	sp.RejectedCount = len(sp.Rejected)
 	sp.WithBlock = withBlock(sp.AllowedEndpoints)
 	return sp
+}
+
+// reached reports whether some connection to an endpoint got through
+// (allowed, or let through in audit mode).
+func reached(vs []event.Verdict) bool {
+	return slices.Contains(vs, event.Allowed) || slices.Contains(vs, event.Audit)
 }
 
 // withBlock renders the step's with: block. Every endpoint has passed
@@ -155,7 +192,7 @@ func withBlock(eps []string) string {
 	}
 	b.WriteString("  allowed-endpoints: >\n")
 	for _, ep := range eps {
-		if parseEndpoint(ep, false) == nil { // defence in depth
+		if checkObserved(ep) != "" { // defence in depth
 			continue
 		}
 		b.WriteString("    ")
@@ -177,164 +214,73 @@ func hostOf(a netip.Addr) string {
 	return a.String()
 }
 
-func endpointLess(x, y string) bool {
-	hx, px := splitEndpoint(x)
-	hy, py := splitEndpoint(y)
-	if hx != hy {
-		return hx < hy
-	}
-	nx, _ := strconv.Atoi(px)
-	ny, _ := strconv.Atoi(py)
-	if nx != ny {
-		return nx < ny
-	}
-	return x < y
-}
-
-func splitEndpoint(s string) (host, port string) {
-	i := strings.LastIndexByte(s, ':')
-	if i < 0 || strings.HasSuffix(s, "]") {
-		return s, ""
-	}
-	return s[:i], s[i+1:]
-}
-
-// checkObserved says why an endpoint built from observed (untrusted) data
-// may not be suggested, or "" if it may.
+// checkObserved says why an endpoint built from observed (untrusted)
+// data may not be suggested, or "" if it may: it must parse, with the
+// grammar the Action enforces (egress/policy), as exactly one entry that
+// is already in canonical form (what is pasted is what was seen) and not
+// a wildcard.
 func checkObserved(ep string) string {
-	e := parseEndpoint(ep, true)
+	eps, err := policy.ParseEndpoints(ep)
 	switch {
-	case e == nil:
-		return reasonGrammar
-	case e.wildcard:
+	case err == nil && len(eps) == 1 && eps[0].Wildcard:
 		return reasonWildcard
+	case err != nil || len(eps) != 1 || eps[0].String() != ep:
+		return reasonGrammar
 	}
 	return ""
 }
 
-// endpoint is a parsed host:port.
-type endpoint struct {
-	host     string     // lower case, without brackets or the "*." of a wildcard
-	addr     netip.Addr // valid when the host is an IP literal
-	wildcard bool       // "*.host": subdomains of host at any depth
-	port     uint16     // 0: any port (only in patterns)
+// canonicalOrder sorts distinct canonical endpoints (as checkObserved
+// accepts them) in the policy package's order: names, then addresses.
+func canonicalOrder(eps []string) []string {
+	parsed, err := policy.ParseEndpoints(strings.Join(eps, " "))
+	if err != nil || len(parsed) != len(eps) {
+		return slices.Sorted(slices.Values(eps)) // not canonical: plain order
+	}
+	out := make([]string, len(parsed))
+	for i, e := range parsed {
+		out[i] = e.String()
+	}
+	return out
 }
 
-// parseEndpoint parses the strict endpoint grammar
-//
-//	endpoint = host ":" port
-//	host     = ["*."] label *("." label) | IPv4 | "[" IPv6 "]"
-//	label    = 1*63( ALPHA | DIGIT | "-" | "_" )
-//	port     = 1..65535 in decimal, no leading zero
-//
-// with the name at most 253 bytes. With needPort false the ":port" may be
-// missing or "*" (any port); that form is only for implicit patterns.
-// It returns nil if s does not match.
-func parseEndpoint(s string, needPort bool) *endpoint {
-	host, port := s, ""
-	if i := strings.LastIndexByte(s, ':'); i >= 0 && !strings.HasSuffix(s, "]") {
-		host, port = s[:i], s[i+1:]
-	} else if needPort {
-		return nil
-	}
-	e := &endpoint{}
-	switch {
-	case port == "" && !needPort:
-	case port == "*" && !needPort:
-	default:
-		if len(port) == 0 || len(port) > 5 || port[0] == '0' {
-			return nil
-		}
-		n := 0
-		for i := 0; i < len(port); i++ {
-			if port[i] < '0' || port[i] > '9' {
-				return nil
-			}
-			n = n*10 + int(port[i]-'0')
-		}
-		if n > 65535 {
-			return nil
-		}
-		e.port = uint16(n)
-	}
-	if strings.HasPrefix(host, "[") {
-		if !strings.HasSuffix(host, "]") {
-			return nil
-		}
-		a, err := netip.ParseAddr(host[1 : len(host)-1])
-		if err != nil || !a.Is6() || a.Zone() != "" {
-			return nil
-		}
-		e.addr, e.host = a, a.String()
-		return e
-	}
-	if a, err := netip.ParseAddr(host); err == nil {
-		if !a.Is4() {
-			return nil // IPv6 must be bracketed
-		}
-		e.addr, e.host = a, a.String()
-		return e
-	}
-	if rest, ok := strings.CutPrefix(host, "*."); ok {
-		e.wildcard = true
-		host = rest
-	}
-	if host == "" || len(host) > 253 {
-		return nil
-	}
-	for _, label := range strings.Split(host, ".") {
-		if len(label) == 0 || len(label) > 63 {
-			return nil
-		}
-		for i := 0; i < len(label); i++ {
-			c := label[i]
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-				return nil
-			}
-		}
-	}
-	e.host = strings.ToLower(host)
-	return e
+// implicitSet is the Start record's implicit endpoints, compiled by the
+// policy package that enforces them.
+type implicitSet struct {
+	pol      *policy.Policy
+	prefixes []policy.Endpoint
 }
 
-// patterns are compiled implicit endpoints.
-type patterns []*endpoint
-
-func compilePatterns(list []string) patterns {
-	var ps patterns
+// compileImplicit compiles the Start record's implicit_allowed entries;
+// entries that do not parse are ignored (they came from the agent, which
+// printed them from parsed endpoints).
+func compileImplicit(list []string) implicitSet {
+	var eps []policy.Endpoint
 	for _, s := range list {
-		if e := parseEndpoint(strings.TrimSuffix(strings.TrimSpace(s), "."), false); e != nil {
-			ps = append(ps, e)
+		if e, err := policy.ParseEndpoints(s); err == nil {
+			eps = append(eps, e...)
 		}
 	}
-	return ps
+	pol := policy.New(policy.Block, eps, false)
+	return implicitSet{pol: pol, prefixes: pol.Prefixes()}
 }
 
-// match reports whether a destination (domain may be "", ip may be "")
-// matches any pattern. "*.x.com" matches names below x.com at any depth,
-// not x.com itself; an IP pattern matches the flow's address.
-func (ps patterns) match(domain, ip string, port uint16) bool {
-	var addr netip.Addr
-	if a, err := netip.ParseAddr(ip); err == nil {
-		addr = a.Unmap().WithZone("")
-	}
-	domain = normName(domain)
-	for _, p := range ps {
-		if p.port != 0 && p.port != port {
-			continue
-		}
-		switch {
-		case p.addr.IsValid():
-			if addr.IsValid() && p.addr.Unmap() == addr {
-				return true
-			}
-		case domain == "":
-		case p.wildcard:
-			if strings.HasSuffix(domain, "."+p.host) {
-				return true
-			}
-		case domain == p.host:
+// match reports whether a destination (domain may be "", addr invalid)
+// is one the Action always allows, by the policy package's matching:
+// "*.x.com" matches names below x.com at any depth, not x.com itself; an
+// address entry matches the flow's address.
+func (s implicitSet) match(domain string, addr netip.Addr, port uint16) bool {
+	if domain != "" {
+		ports, _ := s.pol.Ports(domain)
+		if slices.Contains(ports, port) {
 			return true
+		}
+	}
+	if addr.IsValid() {
+		for _, p := range s.prefixes {
+			if p.Port == port && p.Prefix.Contains(addr) {
+				return true
+			}
 		}
 	}
 	return false

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/harden-runner/harden-runner/event"
+	"github.com/harden-runner/harden-runner/internal/escape"
 )
 
 // DefaultSummaryMax is the summary size callers should use: GitHub's 1 MiB
@@ -28,13 +29,26 @@ const listCap = 20
 // do not fit they are cut at a row boundary and a note says how many rows
 // were left out; the verdict line, agent health and suggested policy are
 // kept whenever they fit on their own. All untrusted data is escaped.
-func (r *Report) Summary(maxBytes int) string {
+func (r *Report) Summary(maxBytes int) string { return r.SummaryNotes(maxBytes, nil) }
+
+// SummaryNotes is Summary with notes from the caller (trusted markdown
+// blocks, each ending in a newline, such as the Action's "> [!NOTE]" about
+// a missing token) placed after the verdict line and the report's own
+// alerts, before the tables: the verdict is always the first line. The
+// notes count against maxBytes.
+func (r *Report) SummaryNotes(maxBytes int, notes []string) string {
 	if maxBytes <= 0 {
 		maxBytes = DefaultSummaryMax
 	}
+	writeHead := func(w *mdWriter) {
+		r.writeHead(w)
+		for _, n := range notes {
+			w.put(n + "\n")
+		}
+	}
 	all := newMDWriter(maxBytes)
 	all.reserve = 0
-	r.writeHead(all)
+	writeHead(all)
 	r.writeMiddle(all)
 	r.writeTail(all, true)
 	if !all.full {
@@ -44,7 +58,7 @@ func (r *Report) Summary(maxBytes int) string {
 	// in half the budget; the tables get the rest. If the policy block is
 	// what makes them too big, the tail says so instead of showing it.
 	head := newMDWriter(-1)
-	r.writeHead(head)
+	writeHead(head)
 	h := head.finish()
 	for _, policy := range []bool{true, false} {
 		tail := newMDWriter(-1)
@@ -55,7 +69,7 @@ func (r *Report) Summary(maxBytes int) string {
 		}
 	}
 	return within(maxBytes, func(w *mdWriter) {
-		r.writeHead(w)
+		writeHead(w)
 		r.writeMiddle(w)
 		r.writeTail(w, false)
 	})
@@ -100,13 +114,19 @@ func (r *Report) writeHead(w *mdWriter) {
 	}
 	w.put("## 🛡️ harden-runner (" + mode + "): " + strings.Join(parts, ", ") + "\n\n")
 	a := r.Agent
-	if !a.StoppedCleanly {
+	if a.Snapshot != nil {
+		w.put("> ℹ️ The agent still enforces until the VM is discarded: this report is a snapshot of its journal at " +
+			a.Snapshot.UTC().Format("15:04:05") + " UTC; events after the snapshot are not in it, nor counts of lost events (components count them when they stop).\n\n")
+	} else if !a.StoppedCleanly {
 		w.put("> ⚠️ The agent did not stop cleanly: events from its last moments may be missing.\n\n")
 	}
 	if n := len(a.Errors); n > 0 {
 		w.put("> ❌ The agent reported " + plural(n, "error", "errors") + ": see Agent health below.\n\n")
 	}
-	if !a.Lost.Total.Known || a.Lost.Total.N > 0 {
+	switch {
+	case a.Snapshot != nil && !a.Lost.Total.Known:
+		// Components count their losses when they stop; they have not.
+	case !a.Lost.Total.Known || a.Lost.Total.N > 0:
 		w.put("> ⚠️ Events lost: " + a.Lost.Total.String() + ". This report may be incomplete.\n\n")
 	}
 }
@@ -119,8 +139,8 @@ func (r *Report) writeMiddle(w *mdWriter) {
 	r.writePrivileged(w)
 }
 
-// writePrivileged lists starts of sudo, su and the like, and refused
-// docker requests; nothing when there were none (it would only be noise).
+// writePrivileged lists starts of sudo, su and the like, and docker
+// requests (refused, and admitted ones folded per client and endpoint); nothing when there were none (it would only be noise).
 func (r *Report) writePrivileged(w *mdWriter) {
 	if len(r.Privileged) == 0 {
 		return
@@ -134,8 +154,8 @@ func (r *Report) writePrivileged(w *mdWriter) {
 	w.table(header, plural(len(r.Privileged), "start", "starts"), len(r.Privileged), func(i int) string {
 		p := r.Privileged[i]
 		prog := cell(p.Program)
-		if p.Verdict == event.Blocked {
-			prog += " — blocked: " + cell(p.Detail)
+		if p.Verdict != "" { // a docker request: refused, or admitted (folded, with a count)
+			prog += " — " + cell(string(p.Verdict)) + ": " + cell(p.Detail)
 		}
 		line := "| " + prog + " | " + processCell(p.Process) + " | " + cell(p.Process.Cmdline) +
 			" | " + timeCell(p.Time) + " |"
@@ -238,7 +258,7 @@ func (r *Report) writeEgress(w *mdWriter) {
 				d := g.rows[i]
 				domain := "—"
 				if d.domain != "" {
-					domain = cell(d.domain)
+					domain = cell(displayName(d.domain))
 				}
 				port := "—"
 				if d.port != 0 {
@@ -297,7 +317,11 @@ func (r *Report) writeSteps(w *mdWriter) {
 	}
 	for _, d := range r.DNS {
 		if d.Verdict == event.Blocked {
-			get(d.Step, d.FirstSeen).dns++
+			// One per name: its A and AAAA rows are one name refused.
+			if t := get(d.Step, d.FirstSeen); !t.seen["dns|"+d.Name] {
+				t.seen["dns|"+d.Name] = true
+				t.dns++
+			}
 		}
 	}
 	for _, f := range r.Files {
@@ -402,11 +426,34 @@ func verdictCell(v event.Verdict) string {
 	return cell(string(v))
 }
 
+// dnsRow is one row of the DNS table: a name's queries of every record
+// type with one verdict.
+type dnsRow struct {
+	DNS
+	types []string
+}
+
 func (r *Report) writeDNS(w *mdWriter) {
-	var rows []DNS
+	var rows []*dnsRow
+	byName := map[[2]string]*dnsRow{}
 	for _, d := range r.DNS {
-		if d.Verdict == event.Blocked || d.Verdict == event.Audit {
-			rows = append(rows, d)
+		if d.Verdict != event.Blocked && d.Verdict != event.Audit {
+			continue
+		}
+		k := [2]string{d.Name, string(d.Verdict)}
+		row := byName[k]
+		if row == nil {
+			row = &dnsRow{DNS: d}
+			byName[k] = row
+			rows = append(rows, row) // r.DNS is sorted by verdict, name, type
+		} else {
+			row.Count += d.Count
+			if d.FirstSeen.Before(row.FirstSeen) {
+				row.Process, row.FirstSeen, row.Step = d.Process, d.FirstSeen, d.Step
+			}
+		}
+		if !slices.Contains(row.types, d.Type) {
+			row.types = append(row.types, d.Type)
 		}
 	}
 	if r.Mode == "audit" || r.Counts.DNSAudit > 0 {
@@ -425,7 +472,7 @@ func (r *Report) writeDNS(w *mdWriter) {
 	}
 	w.table(header, plural(len(rows), "name", "names"), len(rows), func(i int) string {
 		d := rows[i]
-		line := "| " + cell(d.Name) + " | " + cell(d.Type) + " | " + verdictCell(d.Verdict) + " | " +
+		line := "| " + cell(displayName(d.Name)) + " | " + cellList(d.types, 6) + " | " + verdictCell(d.Verdict) + " | " +
 			strconv.Itoa(d.Count) + " | " + processCell(d.Process) + " |"
 		if steps {
 			line += " " + stepCell(d.Step) + " |"
@@ -485,6 +532,13 @@ func timeCell(t time.Time) string {
 func (r *Report) writeTail(w *mdWriter, policy bool) {
 	a := r.Agent
 	w.put("### Agent health\n\n")
+	// Folded when it has nothing to say: every component reported, nothing
+	// was lost, no error.
+	quiet := a.Lost.Total.Known && a.Lost.Total.N == 0 && len(a.Errors) == 0
+	if quiet {
+		w.open("<details><summary>"+escape.HTMLText("No events lost, no errors: "+
+			plural(len(a.Components), "component", "components")+" reported")+"</summary>\n\n", "</details>\n\n")
+	}
 	w.table("| Component | Events | Lost | Unattributed |\n| --- | ---: | ---: | ---: |\n", "components",
 		len(a.Components)+1, func(i int) string {
 			if i == len(a.Components) {
@@ -502,6 +556,8 @@ func (r *Report) writeTail(w *mdWriter, policy bool) {
 	}
 	if a.Stop != nil {
 		facts = append(facts, "Stopped: "+cell(a.Stop.UTC().Format(time.RFC3339)))
+	} else if a.Snapshot != nil {
+		facts = append(facts, "Snapshot: "+cell(a.Snapshot.UTC().Format(time.RFC3339))+" (the agent went on enforcing)")
 	} else {
 		facts = append(facts, "Stopped: the agent did not stop cleanly")
 	}
@@ -522,6 +578,9 @@ func (r *Report) writeTail(w *mdWriter, policy bool) {
 		w.put("- " + f + "\n")
 	}
 	w.put("\n")
+	if quiet {
+		w.close()
+	}
 	writeMessages(w, "Errors", a.Errors)
 	writeMessages(w, "Warnings", a.Warnings)
 	r.writePolicy(w, policy)
@@ -542,39 +601,42 @@ func writeMessages(w *mdWriter, title string, ms []Message) {
 	w.put("\n")
 }
 
-// writePolicy writes the suggested policy; the with: block itself only if
-// block is true, else a pointer to report.json.
+// writePolicy writes the suggested policy: the paste-ready with: block
+// (only if block is true, else a pointer to report.json), then what was
+// refused, for review, outside the block.
 func (r *Report) writePolicy(w *mdWriter, block bool) {
 	sp := r.SuggestedPolicy
 	w.put("### Suggested policy\n\n")
-	if !block {
+	switch {
+	case !block:
 		w.put("The suggested allow-list has " + plural(len(sp.AllowedEndpoints), "entry", "entries") +
 			", too long for this summary: see suggested_policy in report.json.\n\n")
-	} else {
-		f := fence(sp.WithBlock)
+	case len(sp.Review) > 0:
+		f := escape.Fence(sp.WithBlock)
+		w.put("The endpoints this run used and reached, ready to paste into the harden-runner step (what was blocked is not in it: see below):\n\n" +
+			f + "yaml\n" + sp.WithBlock + f + "\n\n")
+	default:
+		f := escape.Fence(sp.WithBlock)
 		w.put("This would let the run pass with egress-policy: block. Paste it into the harden-runner step:\n\n" +
 			f + "yaml\n" + sp.WithBlock + f + "\n\n")
 	}
-	var assumed []string
-	for _, e := range sp.Entries {
-		if e.Reason == reasonDNSOnly {
-			assumed = append(assumed, e.Endpoint)
+	if len(sp.Review) > 0 {
+		w.put("#### Review before allowing\n\n" +
+			"The run tried these and was refused. A build may need them, or they may be what an attacker wanted out: check each one before you add it.\n\n")
+		for i, e := range sp.Review {
+			if i == listCap {
+				w.put(fmt.Sprintf("- …and %d more in suggested_policy.review in report.json\n", len(sp.Review)-listCap))
+				break
+			}
+			what := plural(e.Count, "blocked connection", "blocked connections")
+			if e.Reason == reasonDNSOnly {
+				what = plural(e.Count, "blocked DNS query", "blocked DNS queries") + "; port 443 assumed"
+			}
+			w.put("- " + cell(e.Endpoint) + " (" + what + ")\n")
 		}
+		w.put("\n")
 	}
 	var notes []string
-	if len(assumed) > 0 {
-		s := "Port 443 is assumed for " + plural(len(assumed), "entry", "entries") + " seen only as blocked DNS names: "
-		var shown []string
-		for _, ep := range assumed[:min(len(assumed), listCap)] {
-			shown = append(shown, cell(ep))
-		}
-		s += strings.Join(shown, ", ")
-		if len(assumed) > listCap {
-			s += fmt.Sprintf(" and %d more", len(assumed)-listCap)
-		}
-		s += "."
-		notes = append(notes, s)
-	}
 	if n := len(sp.ImplicitExcluded); n > 0 {
 		notes = append(notes, "Left out because the Action always allows them (implicit): "+plural(n, "endpoint", "endpoints")+".")
 	}
@@ -659,7 +721,7 @@ func (w *mdWriter) close() {
 func (w *mdWriter) table(header, what string, n int, row func(int) string) {
 	folded := n > detailsRows
 	if folded {
-		w.open("<details><summary>"+htmlText(what)+"</summary>\n\n", "</details>\n\n")
+		w.open("<details><summary>"+escape.HTMLText(what)+"</summary>\n\n", "</details>\n\n")
 	}
 	w.open(header, "\n")
 	for i := 0; i < n; i++ {
@@ -675,12 +737,6 @@ func (w *mdWriter) table(header, what string, n int, row func(int) string) {
 	if folded {
 		w.close()
 	}
-}
-
-// htmlText escapes text for raw HTML. Only the writer's own text goes into
-// HTML, but escape it anyway.
-func htmlText(s string) string {
-	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;").Replace(s)
 }
 
 func truncNote(omitted int) string {
