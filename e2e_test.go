@@ -177,6 +177,10 @@ type world struct {
 	bin  string
 	self string // this test binary, for Go clients
 	tmp  string // world-writable scratch for the unprivileged workload
+	// cgroup2 mounts cgroup v2 in the agent's private mount namespace
+	// first: `ip netns exec` mounts a new /sys without it, which makes the
+	// agent fall back to /proc attribution.
+	cgroup2 bool
 }
 
 func newWorld(t *testing.T) *world {
@@ -245,6 +249,11 @@ func (w *world) run(t *testing.T, flags []string, wl workload) (map[string]int, 
 	reportDir := filepath.Join(w.tmp, "report-"+t.Name()[strings.LastIndex(t.Name(), "/")+1:])
 	args := append([]string{w.bin, "run", "--report-dir", reportDir, "--workspace", w.tmp, "--disable-file-monitoring"}, flags...)
 	args = append(args, "--", "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", "/bin/sh", script)
+	if w.cgroup2 {
+		// Only where nothing is mounted there (the fresh /sys of ip netns
+		// exec, in its private mount namespace), never over a real one.
+		args = append([]string{"sh", "-c", `mountpoint -q /sys/fs/cgroup || mount -t cgroup2 cgroup2 /sys/fs/cgroup; exec "$@"`, "sh"}, args...)
+	}
 	cmd := w.In(w.Runner, args...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {

@@ -3,6 +3,7 @@ module github.com/harden-runner/harden-runner
 go 1.26.0
 
 require (
+	github.com/cilium/ebpf v0.22.0
 	github.com/florianl/go-nflog/v2 v2.3.0
 	github.com/florianl/go-nfqueue/v2 v2.0.2
 	github.com/fsnotify/fsnotify v1.10.1
@@ -35,3 +36,5 @@ require (
 // aligned length: NFQUEUE messages with an unaligned payload panic. v1.9.0
 // reads into page-size buffers.
 replace github.com/mdlayher/netlink => github.com/mdlayher/netlink v1.9.0
+
+tool github.com/cilium/ebpf/cmd/bpf2go

@@ -28,6 +28,7 @@ import (
 	"github.com/harden-runner/harden-runner/egress/resolver"
 	"github.com/harden-runner/harden-runner/event"
 	"github.com/harden-runner/harden-runner/filemon"
+	"github.com/harden-runner/harden-runner/lineage"
 	"github.com/harden-runner/harden-runner/privmon"
 	"github.com/harden-runner/harden-runner/proc"
 	"github.com/harden-runner/harden-runner/runnerid"
@@ -90,6 +91,7 @@ type Agent struct {
 	docker     *dockergate.Gate
 	sudo       *sudowatch.Watch
 	finder     *proc.Finder
+	lineage    *lineage.Tracker // nil when the kernel cannot run it
 	res        *resolver.Resolver
 	relay      *relay.Relay
 	filesMu    sync.Mutex // guards files: the settle goroutine sets it later
@@ -163,6 +165,15 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	for _, u := range a.cfg.Upstreams {
 		start.Upstreams = append(start.Upstreams, u.String())
 	}
+	// Attribution from the kernel's records when it can run them, else
+	// after the fact from sock_diag and /proc (said in the report).
+	start.Attribution, start.AttributionReason = "ebpf", ""
+	if tr, lerr := startLineage(ctx, a.log); lerr != nil {
+		start.Attribution, start.AttributionReason = "procfs", lerr.Error()
+		a.log.Info("agent: process attribution from /proc (best effort)", "reason", lerr)
+	} else {
+		a.lineage = tr
+	}
 	emit(event.Record{Start: start})
 	if pinErr != nil {
 		emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "agent", Level: "info",
@@ -170,6 +181,9 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	}
 
 	finder := proc.NewFinder(a.log)
+	if a.lineage != nil {
+		finder.WithLineage(a.lineage)
+	}
 	a.finder = finder
 	a.fw, err = firewall.New(firewall.Config{
 		Block:        p.Mode() == policy.Block,
@@ -187,7 +201,7 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("agent: %w", err)
 	}
 	a.flows, err = flowlog.New(flowlog.Config{Group: a.fw.LogGroup(), Emit: emit, Owner: finder.Owner,
-		ForwardedOwner: finder.ForwardedOwner, Log: a.log})
+		ForwardedOwner: finder.ForwardedOwner, AllProtocols: a.lineage != nil, Log: a.log})
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
@@ -259,7 +273,7 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	}
 	if a.cfg.DisableContainers {
 		dc := a.cfg.Docker
-		dc.Emit, dc.Process, dc.Container, dc.Log = emit, proc.Info, proc.ContainerID, a.log
+		dc.Emit, dc.Process, dc.Container, dc.Log = emit, finder.Info, proc.ContainerID, a.log
 		dc.Runner = runner
 		emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "dockergate", Level: "info",
 			Message: fmt.Sprintf("docker is the runner's only: pinned %s (pid %d); allow-docker-for: %s", dc.Runner.Exe, dc.Runner.PID, dc.AllowFor)}})
@@ -424,7 +438,7 @@ func preexisting(emit event.Emit) []firewall.Conn {
 
 // startFiles takes the workspace baseline and starts watching it.
 func (a *Agent) startFiles(ctx context.Context, emit event.Emit) error {
-	m, err := filemon.New(filemon.Config{Root: a.cfg.Workspace, Emit: emit, Process: proc.Info, Log: a.log})
+	m, err := filemon.New(filemon.Config{Root: a.cfg.Workspace, Emit: emit, Process: a.finder.Info, Log: a.log})
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
@@ -524,6 +538,13 @@ func (a *Agent) teardown() error {
 	if a.finder != nil {
 		errs = append(errs, a.finder.Close())
 	}
+	if a.lineage != nil {
+		st := a.lineage.Stats()
+		if a.journal != nil {
+			a.journal.Emit(event.Record{Stats: &event.Stats{Component: "lineage", Events: st.Events, Lost: st.Lost}})
+		}
+		errs = append(errs, a.lineage.Close())
+	}
 	errs = append(errs, <-etcClosed)
 	if a.cancel != nil {
 		a.cancel()
@@ -539,6 +560,19 @@ func (a *Agent) teardown() error {
 		errs = append(errs, a.journal.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// startLineage starts the kernel-side capture, or says why it cannot run.
+func startLineage(ctx context.Context, log *slog.Logger) (*lineage.Tracker, error) {
+	tr, err := lineage.New(lineage.Config{Log: log})
+	if err != nil {
+		return nil, err
+	}
+	if err := tr.Start(ctx); err != nil {
+		_ = tr.Close()
+		return nil, err
+	}
+	return tr, nil
 }
 
 // Snapshot ends the journal's part the post step takes while the agent

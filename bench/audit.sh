@@ -14,7 +14,7 @@ ip netns exec "$NET" "$LOAD" -serve :443 >/dev/null & PIDS+=($!)
 sleep 0.3
 R=$OUT/audit-report
 rm -rf "$R"
-ip netns exec "$NS" "$BIN" run --egress-policy audit --upstream 198.18.0.2 --report-dir "$R" --disable-file-monitoring -- \
+HARDEN_RUNNER_NO_EBPF=${NO_EBPF:-} ip netns exec "$NS" "${CG2[@]}" "$BIN" run --egress-policy audit --upstream 198.18.0.2 --report-dir "$R" --disable-file-monitoring -- \
   bash -c "'$LOAD' -dial 198.18.1.10:443 -c 32 -rate $RATE -d ${SECS}s >'$OUT/audit-load.txt'; sleep 1; grep VmHWM /proc/\$PPID/status >'$OUT/audit-rss.txt'"
 read -r rate failed made <"$OUT/audit-load.txt"
 python3 - "$R/report.json" "$made" "$rate" "$OUT/audit-rss.txt" <<'PY'
@@ -24,6 +24,6 @@ made, rate = int(sys.argv[2]), float(sys.argv[3])
 seen = sum(e.get("count", 1) for e in rep["egress"] if e["ip"] == "198.18.1.10" and e["port"] == 443)
 agent = rep.get("agent", {})
 rss_kb = int(open(sys.argv[4]).read().split()[1])
-print(f"connections made: {made} ({rate:.0f}/s); in report: {seen}; lost: {agent.get('lost')}; unattributed: {agent.get('unattributed')}; agent peak RSS: {rss_kb/1024:.1f} MB")
+print(f"attribution: {agent.get('attribution')}; connections made: {made} ({rate:.0f}/s); in report: {seen}; lost: {agent.get('lost')}; unattributed: {agent.get('unattributed')}; agent peak RSS: {rss_kb/1024:.1f} MB")
 PY
 echo "machine: $(machine)"

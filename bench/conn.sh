@@ -45,10 +45,14 @@ for n in $SIZES; do
   { echo "add element inet harden_runner dyn4 {"
     fillers "$n" | awk '{printf "%s . %s timeout 1h,\n", $1, $2}'
     echo "$TARGET . 443 timeout 1h }"; } >"$OUT/nft.elems"
-  r=$(ip netns exec "$NS" "$BIN" run --egress-policy block --upstream 198.18.0.2 --report-dir "$OUT/conn-report" \
-      --disable-file-monitoring -- bash -c "nft -f '$OUT/nft.elems' && for i in \$(seq $REPS); do '$LOAD' -dial $TARGET:443 -c 8 -d ${SECS}s; done" \
-      | awk '{print $1}' | median)
-  results+=("harden-runner $n $r")
+  # Once with the kernel's attribution records (ebpf), once without (procfs).
+  for attr in ebpf procfs; do
+    noebpf=""; [ "$attr" = procfs ] && noebpf=1
+    r=$(HARDEN_RUNNER_NO_EBPF=$noebpf ip netns exec "$NS" "${CG2[@]}" "$BIN" run --egress-policy block --upstream 198.18.0.2 --report-dir "$OUT/conn-report" \
+        --disable-file-monitoring -- bash -c "nft -f '$OUT/nft.elems' && for i in \$(seq $REPS); do '$LOAD' -dial $TARGET:443 -c 8 -d ${SECS}s; done" \
+        | awk '{print $1}' | median)
+    results+=("hr-$attr $n $r")
+  done
 done
 
 echo "machine: $(machine)"

@@ -59,3 +59,9 @@ median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else prin
 percentile() { sort -n | awk -v p="$1" '{a[NR]=$1} END {i=int(NR*p/100); if (i<1) i=1; print a[i]}'; }
 
 machine() { echo "$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r), $(date -u +%Y-%m-%d)"; }
+
+# CG2 prefixes a command run with ip netns exec so that it sees cgroup v2:
+# ip netns exec mounts a fresh /sys without it (in its private mount
+# namespace), and the agent would fall back to /proc attribution. It
+# mounts only where nothing is mounted, never over the machine's own.
+CG2=(sh -c 'mountpoint -q /sys/fs/cgroup || mount -t cgroup2 cgroup2 /sys/fs/cgroup; exec "$@"' sh)

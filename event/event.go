@@ -197,6 +197,11 @@ type Start struct {
 	Upstreams        []string  `json:"upstreams"`
 	Workspace        string    `json:"workspace,omitempty"`
 	FileMonitoring   bool      `json:"file_monitoring"`
+	// Attribution says how events are tied to processes: "ebpf" (the
+	// kernel's records, as it happens) or "procfs" (looked up afterwards:
+	// best effort, short-lived processes may go unnamed), with the reason.
+	Attribution       string `json:"attribution,omitempty"`
+	AttributionReason string `json:"attribution_reason,omitempty"`
 }
 
 // Stop is the last journal record, written when the agent shuts down cleanly.

@@ -30,6 +30,7 @@ type Finder struct {
 	procs  procCache
 	inodes inodeCache
 	netns  namespaces // containers' network namespaces (ForwardedOwner)
+	lin    Lineage    // the kernel's records, asked first; nil: none
 
 	mu      sync.Mutex
 	recent  [recentCap]int32 // most recent first
@@ -66,7 +67,9 @@ func (f *Finder) Stats() (lookups, failed uint64) {
 // Owner returns the process owning the socket with this local address and,
 // if remote is valid, this remote address. proto is "tcp" or "udp". A zero
 // remote matches any remote: the resolver sees queries that nftables
-// redirected, whose socket is connected to the original server. IPv4 and
+// redirected, whose socket is connected to the original server. With
+// WithLineage, the kernel's record is asked first, and proto may also be
+// "udplite", "icmp" or "icmpv6". IPv4 and
 // IPv4-mapped IPv6 addresses are interchangeable. When no process is found,
 // PID is 0 (or the pid of a process that has since exited) and Unknown says
 // why; UID is the socket's owner if the socket was found.
@@ -95,6 +98,9 @@ func ipProto(proto string) (uint8, bool) {
 }
 
 func (f *Finder) owner(proto string, local, remote netip.AddrPort) event.Process {
+	if p, ok := f.fromLineage(proto, local, remote, false); ok {
+		return p
+	}
 	ipproto, ok := ipProto(proto)
 	if !ok {
 		return event.Process{Unknown: "unsupported protocol " + proto}

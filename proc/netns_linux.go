@@ -43,6 +43,10 @@ func (f *Finder) ForwardedOwner(proto string, local, remote netip.AddrPort) even
 }
 
 func (f *Finder) forwardedOwner(proto string, local, remote netip.AddrPort) event.Process {
+	// The kernel's records hold containers' sockets too (global pids).
+	if p, ok := f.fromLineage(proto, local, remote, true); ok {
+		return p
+	}
 	ipproto, ok := ipProto(proto)
 	if !ok {
 		return event.Process{Unknown: "container; no socket lookup for " + proto}

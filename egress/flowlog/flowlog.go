@@ -21,13 +21,18 @@ type Config struct {
 	// Required; called from several goroutines.
 	Emit event.Emit
 	// Owner finds the process behind a local socket (proc.Finder.Owner).
-	// It is called only for TCP and UDP flows the host itself sent, from a
-	// few worker goroutines. May be nil: flows then say Unknown="no lookup".
+	// It is called for the TCP and UDP flows the host itself sent (and,
+	// with AllProtocols, UDP-Lite, ICMP and ICMPv6; proto as OwnerProto
+	// names it), from a few worker goroutines. May be nil: flows then say
+	// Unknown="no lookup".
 	Owner func(proto string, local, remote netip.AddrPort) event.Process
-	// ForwardedOwner does the same for TCP and UDP flows the host routed
+	// ForwardedOwner does the same for the flows the host routed
 	// from a container (proc.Finder.ForwardedOwner). May be nil: those
 	// flows then say Unknown=UnknownForwarded.
 	ForwardedOwner func(proto string, local, remote netip.AddrPort) event.Process
+	// AllProtocols says Owner can place UDP-Lite, ICMP and ICMPv6 flows
+	// too (it asks the kernel's records: proc.Finder.WithLineage).
+	AllProtocols bool
 	// Log receives the reader's own diagnostics; nil discards them.
 	Log *slog.Logger
 

@@ -166,6 +166,23 @@ func ports(p Packet, l4 []byte) (Packet, []byte, error) {
 // ProtoName returns the name event.Flow uses for an IP protocol: "tcp",
 // "udp", "icmp", "icmpv6", or the number.
 func ProtoName(proto uint8) string {
+	return protoName(proto)
+}
+
+// OwnerProto names proto as owner lookups (proc.Finder.Owner) take it:
+// "tcp", "udp", "udplite", "icmp", "icmpv6"; false for protocols no
+// lookup can place.
+func OwnerProto(proto uint8) (string, bool) {
+	switch proto {
+	case protoUDPLite:
+		return "udplite", true
+	case protoTCP, protoUDP, protoICMP, protoICMPv6:
+		return protoName(proto), true
+	}
+	return "", false
+}
+
+func protoName(proto uint8) string {
 	switch proto {
 	case protoTCP:
 		return "tcp"

@@ -73,6 +73,7 @@ type Reader struct {
 // lookup is a flow waiting for its process.
 type lookup struct {
 	flow     event.Flow
+	proto    string // as Owner takes it (OwnerProto)
 	src, dst netip.AddrPort
 	uid      int // -1 if the kernel did not say
 }
@@ -80,9 +81,9 @@ type lookup struct {
 // owner is the lookup for a flow: the container's for a forwarded one.
 func (r *Reader) owner(l lookup) event.Process {
 	if l.flow.Forward {
-		return r.cfg.ForwardedOwner(l.flow.Protocol, l.src, l.dst)
+		return r.cfg.ForwardedOwner(l.proto, l.src, l.dst)
 	}
-	return r.cfg.Owner(l.flow.Protocol, l.src, l.dst)
+	return r.cfg.Owner(l.proto, l.src, l.dst)
 }
 
 func newReader(cfg Config) *Reader {
@@ -245,16 +246,18 @@ func (r *Reader) hook(a nflog.Attribute) int {
 		r.lost.Add(1) // logged while closing
 		return 0
 	}
+	oproto, known := OwnerProto(pkt.Proto)
+	known = known && (r.cfg.AllProtocols || pkt.Proto == protoTCP || pkt.Proto == protoUDP)
 	switch {
-	case fwd && (r.cfg.ForwardedOwner == nil || pkt.Proto != protoTCP && pkt.Proto != protoUDP):
+	case fwd && (r.cfg.ForwardedOwner == nil || !known):
 		f.Process.Unknown = UnknownForwarded
-	case pkt.Proto != protoTCP && pkt.Proto != protoUDP:
+	case !known:
 		f.Process.Unknown = UnknownProtocol
 	case !fwd && r.cfg.Owner == nil:
 		f.Process.Unknown = UnknownNoLookup
 	default:
 		select {
-		case r.queue <- lookup{flow: f, src: pkt.Src, dst: pkt.Dst, uid: uid}:
+		case r.queue <- lookup{flow: f, proto: oproto, src: pkt.Src, dst: pkt.Dst, uid: uid}:
 			return 0
 		default:
 			f.Process.Unknown = UnknownQueueFull

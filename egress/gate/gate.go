@@ -226,13 +226,8 @@ func (g *Gate) owner(p flowlog.Packet, forward bool) event.Process {
 	if lookup == nil {
 		return event.Process{Unknown: "no lookup"}
 	}
-	var proto string
-	switch p.Proto {
-	case 6:
-		proto = "tcp"
-	case 17:
-		proto = "udp"
-	default:
+	proto, ok := flowlog.OwnerProto(p.Proto)
+	if !ok {
 		return event.Process{Unknown: "no socket lookup for " + flowlog.ProtoName(p.Proto)}
 	}
 	return lookup(proto, p.Src, p.Dst)

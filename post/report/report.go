@@ -161,9 +161,13 @@ type Message struct {
 
 // Agent describes the agent's own health during the run.
 type Agent struct {
-	Start          *time.Time `json:"start"` // nil if the journal has no Start record
-	Stop           *time.Time `json:"stop"`  // nil if the agent did not stop cleanly
-	StoppedCleanly bool       `json:"stopped_cleanly"`
+	Start *time.Time `json:"start"` // nil if the journal has no Start record
+	// Attribution is how events were tied to processes: "ebpf" or
+	// "procfs" (best effort), with why; "" for an older journal.
+	Attribution       string     `json:"attribution,omitempty"`
+	AttributionReason string     `json:"attribution_reason,omitempty"`
+	Stop              *time.Time `json:"stop"` // nil if the agent did not stop cleanly
+	StoppedCleanly    bool       `json:"stopped_cleanly"`
 	// Snapshot is the time of the journal's Snapshot record when the
 	// journal ends there: the agent went on enforcing after it.
 	Snapshot     *time.Time  `json:"snapshot,omitempty"`
@@ -256,6 +260,11 @@ func Build(recs []event.Record, opt Options) *Report {
 		r.FileMonitoring = start.FileMonitoring
 		t := start.Time
 		a.Start = &t
+		a.Attribution, a.AttributionReason = start.Attribution, start.AttributionReason
+		if a.Attribution == "procfs" {
+			a.Warnings = append(a.Warnings, Message{Component: "agent",
+				Message: "processes are looked up after the fact (best effort: short-lived senders may go unnamed): " + a.AttributionReason})
+		}
 	} else {
 		a.Warnings = append(a.Warnings, Message{Component: "report",
 			Message: "the journal has no start record: the agent's settings are unknown"})

@@ -1,0 +1,399 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Process lineage and socket ownership, observed in the kernel.
+ *
+ * Every program here only observes: the tracepoint and fentry programs
+ * cannot change anything, and the cgroup programs always return 1
+ * (allow). They are attached machine-wide (the root cgroup), so they must
+ * never deny.
+ *
+ * - tp_btf sched_process_exec/fork/exit: a ring buffer of process events,
+ *   from which Go keeps its pid -> exe, argv, parent table.
+ * - cgroup/sock_create, connect4/6, sendmsg4/6: the process that made a
+ *   socket, or last connected or sent on it, in socket-local storage.
+ * - The socket's owner is copied to a map keyed by the flow (protocol,
+ *   local port, remote address and port), where the agent's firewall
+ *   readers look it up: for TCP by sock_ops TCP_CONNECT_CB (ports bound,
+ *   before the SYN is sent), for unconnected UDP and UDP-Lite by
+ *   cgroup/sendmsg4/6 (before the datagram is built), for connected UDP by
+ *   the sock_send_length tracepoint (just after the send), and for ICMP
+ *   and ICMPv6 (whose destination the socket does not hold) by the
+ *   fib_table_lookup/fib6_table_lookup tracepoints of the send's route
+ *   lookup, keyed by protocol and destination.
+ *
+ * The local address is not part of the key: the hooks that run before
+ * the packet exists do not know it yet (the route picks it).
+ *
+ * fentry/kprobe/LSM programs would see the packet itself, but need BPF
+ * trampolines or kprobes, which kernels without them refuse; the hooks
+ * used here need only BTF tracepoints and cgroup v2.
+ */
+#include <linux/bpf.h>
+#include "vmlinux_min.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include "lineage.h"
+
+#define AF_INET 2
+#define AF_INET6 10
+#define IPPROTO_ICMP 1
+#define IPPROTO_TCP 6
+#define IPPROTO_UDP 17
+#define IPPROTO_ICMPV6 58
+#define IPPROTO_UDPLITE 136
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Size of the flow tables; userspace may resize them before load. */
+#define LIN_FLOWS 65536
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4 << 20);
+} events SEC(".maps");
+
+/* sk_owner is the socket-local record: the owner and the hash of the
+ * last flow copied to the flow maps (so later packets cost no update). */
+struct sk_owner {
+	struct lin_owner owner;
+	__u64 last;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct sk_owner);
+} sk_owners SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, LIN_FLOWS);
+	__type(key, struct lin_flow);
+	__type(value, struct lin_owner);
+} flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, LIN_FLOWS);
+	__type(key, struct lin_local);
+	__type(value, struct lin_owner);
+} locals SEC(".maps");
+
+/* counts: [LIN_PRODUCED] events submitted to the ring buffer, [LIN_LOST]
+ * events that found no room. Go compares the first with what it has read
+ * to know that its table is current. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u64);
+} counts SEC(".maps");
+
+/* Force the generated Go types. */
+const struct lin_exec *unused_exec __attribute__((unused));
+
+static __always_inline void count(__u32 i)
+{
+	__u64 *n = bpf_map_lookup_elem(&counts, &i);
+	/* Atomic: a preempted program on the same CPU would lose a plain
+	 * increment, and an undercount makes the table look current early. */
+	if (n)
+		__sync_fetch_and_add(n, 1);
+}
+
+static __always_inline void fill_task(struct lin_task *t, __u32 kind, struct task_struct *p)
+{
+	t->kind = kind;
+	t->tgid = BPF_CORE_READ(p, tgid);
+	t->ppid = BPF_CORE_READ(p, real_parent, tgid);
+	t->uid = (__u32)bpf_get_current_uid_gid();
+	t->ktime = bpf_ktime_get_ns();
+	t->start = BPF_CORE_READ(p, group_leader, start_time);
+	t->cgroup = bpf_get_current_cgroup_id();
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	struct lin_exec *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(LIN_LOST);
+		return 0;
+	}
+	fill_task(&e->task, LIN_EXEC, p);
+	const char *fn = BPF_CORE_READ(bprm, filename);
+	long n = bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), fn);
+	e->filename_len = n > 0 ? n - 1 : 0;
+	unsigned long start = BPF_CORE_READ(p, mm, arg_start);
+	unsigned long end = BPF_CORE_READ(p, mm, arg_end);
+	__u64 len = end > start ? end - start : 0;
+	if (len >= LIN_ARGS_MAX)
+		len = LIN_ARGS_MAX - 1;
+	len &= LIN_ARGS_MAX - 1;
+	e->args_len = 0;
+	if (len > 0 && bpf_probe_read_user(e->args, len, (void *)start) == 0)
+		e->args_len = len;
+	count(LIN_PRODUCED); /* before submit: see counts */
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
+{
+	if (BPF_CORE_READ(child, pid) != BPF_CORE_READ(child, tgid))
+		return 0; /* a thread, not a process */
+	struct lin_task *t = bpf_ringbuf_reserve(&events, sizeof(*t), 0);
+	if (!t) {
+		count(LIN_LOST);
+		return 0;
+	}
+	fill_task(t, LIN_FORK, child);
+	count(LIN_PRODUCED);
+	bpf_ringbuf_submit(t, 0);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(on_exit, struct task_struct *p)
+{
+	if (BPF_CORE_READ(p, pid) != BPF_CORE_READ(p, tgid))
+		return 0; /* a thread */
+	struct lin_task *t = bpf_ringbuf_reserve(&events, sizeof(*t), 0);
+	if (!t) {
+		count(LIN_LOST);
+		return 0;
+	}
+	fill_task(t, LIN_EXIT, p);
+	count(LIN_PRODUCED);
+	bpf_ringbuf_submit(t, 0);
+	return 0;
+}
+
+static __always_inline __u64 flow_hash(const struct lin_flow *f)
+{
+	const __u32 *w = (const __u32 *)f;
+	__u64 h = 14695981039346656037ULL;
+#pragma unroll
+	for (int i = 0; i < sizeof(*f) / 4; i++) {
+		h ^= w[i];
+		h *= 1099511628211ULL;
+	}
+	return h | 1; /* never 0, which means "none yet" */
+}
+
+/* record copies sk's owner to the flow maps, once per flow. */
+static __always_inline void record(struct sk_owner *o, struct lin_flow *f)
+{
+	__u64 h = flow_hash(f);
+	if (o->last == h)
+		return;
+	o->last = h;
+	bpf_map_update_elem(&flows, f, &o->owner, BPF_ANY);
+	if (f->sport) {
+		struct lin_local l = {};
+		l.sport = f->sport;
+		l.proto = f->proto;
+		bpf_map_update_elem(&locals, &l, &o->owner, BPF_ANY);
+	}
+}
+
+static __always_inline void map4(__u8 *dst, __be32 a)
+{
+	__builtin_memset(dst, 0, 10);
+	dst[10] = 0xff;
+	dst[11] = 0xff;
+	__builtin_memcpy(dst + 12, &a, 4);
+}
+
+static __always_inline bool is_mapped(const __u32 *a)
+{
+	return a[0] == 0 && a[1] == 0 && a[2] == bpf_htonl(0xffff);
+}
+
+/* own records the current process as the owner of sk. */
+static __always_inline struct sk_owner *own(struct bpf_sock *sk)
+{
+	if (!sk)
+		return 0;
+	struct sk_owner *o = bpf_sk_storage_get(&sk_owners, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!o)
+		return 0;
+	__u64 id = bpf_get_current_pid_tgid();
+	o->owner.tgid = id >> 32;
+	o->owner.pid = (__u32)id;
+	o->owner.uid = (__u32)bpf_get_current_uid_gid();
+	o->owner.cgroup = bpf_get_current_cgroup_id();
+	o->owner.ktime = bpf_ktime_get_ns();
+	o->last = 0;
+	return o;
+}
+
+SEC("cgroup/sock_create")
+int on_sock_create(struct bpf_sock *sk)
+{
+	own(sk);
+	return 1;
+}
+
+SEC("cgroup/connect4")
+int on_connect4(struct bpf_sock_addr *ctx)
+{
+	own(ctx->sk);
+	return 1;
+}
+
+SEC("cgroup/connect6")
+int on_connect6(struct bpf_sock_addr *ctx)
+{
+	own(ctx->sk);
+	return 1;
+}
+
+/* sendmsg4/6 run for unconnected UDP and UDP-Lite sends, after the
+ * socket got its local port and before the datagram is built. */
+SEC("cgroup/sendmsg4")
+int on_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	struct bpf_sock *sk = ctx->sk;
+	struct sk_owner *o = own(sk);
+	if (!o || !sk)
+		return 1;
+	struct lin_flow f = {};
+	f.proto = sk->protocol;
+	f.sport = sk->src_port;
+	f.dport = bpf_ntohs((__u16)ctx->user_port);
+	map4(f.daddr, ctx->user_ip4);
+	record(o, &f);
+	return 1;
+}
+
+SEC("cgroup/sendmsg6")
+int on_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	struct bpf_sock *sk = ctx->sk;
+	struct sk_owner *o = own(sk);
+	if (!o || !sk)
+		return 1;
+	struct lin_flow f = {};
+	f.proto = sk->protocol;
+	f.sport = sk->src_port;
+	f.dport = bpf_ntohs((__u16)ctx->user_port);
+	__u32 a[4] = {ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3]};
+	__builtin_memcpy(f.daddr, a, 16);
+	record(o, &f);
+	return 1;
+}
+
+/* TCP_CONNECT_CB runs in tcp_connect: ports bound, SYN not yet sent. */
+SEC("sockops")
+int on_sockops(struct bpf_sock_ops *skops)
+{
+	if (skops->op != BPF_SOCK_OPS_TCP_CONNECT_CB)
+		return 1;
+	struct bpf_sock *sk = skops->sk;
+	if (!sk)
+		return 1;
+	struct sk_owner *o = bpf_sk_storage_get(&sk_owners, sk, 0, 0);
+	if (!o)
+		return 1;
+	struct lin_flow f = {};
+	f.proto = IPPROTO_TCP;
+	f.sport = sk->src_port;
+	f.dport = bpf_ntohs((__u16)sk->dst_port);
+	if (sk->family == AF_INET) {
+		map4(f.daddr, sk->dst_ip4);
+	} else {
+		__u32 a[4] = {sk->dst_ip6[0], sk->dst_ip6[1], sk->dst_ip6[2], sk->dst_ip6[3]};
+		__builtin_memcpy(f.daddr, a, 16);
+	}
+	record(o, &f);
+	return 1;
+}
+
+/* sock_send_length runs after every sendmsg: it names connected UDP and
+ * UDP-Lite flows (sendmsg4/6 does not run for them). */
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(on_send, struct sock *sk, int ret, int flags)
+{
+	__u16 proto = BPF_CORE_READ(sk, sk_protocol);
+	unsigned short family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family != AF_INET && family != AF_INET6)
+		return 0;
+	struct lin_flow f = {};
+	f.proto = proto;
+	switch (proto) {
+	case IPPROTO_UDP:
+	case IPPROTO_UDPLITE: {
+		__be16 dport = BPF_CORE_READ(sk, __sk_common.skc_dport);
+		if (!dport)
+			return 0; /* unconnected: sendmsg4/6 named it */
+		f.sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+		f.dport = bpf_ntohs(dport);
+		struct in6_addr d6 = BPF_CORE_READ(sk, __sk_common.skc_v6_daddr);
+		if (family == AF_INET || is_mapped(d6.in6_u.u6_addr32))
+			map4(f.daddr, BPF_CORE_READ(sk, __sk_common.skc_daddr));
+		else
+			__builtin_memcpy(f.daddr, &d6, 16);
+		break;
+	}
+	default:
+		return 0;
+	}
+	struct sk_owner *o = bpf_sk_storage_get(&sk_owners, sk, 0, 0);
+	if (!o)
+		return 0;
+	record(o, &f);
+	return 0;
+}
+
+#define LOOPBACK_IFINDEX 1
+
+/* icmp_owner records the current process as the sender of ICMP to daddr.
+ * The route lookup of a locally sent packet (input interface loopback)
+ * runs in the sending process, before the packet exists: for ICMP
+ * sockets, whose destination the socket does not hold, it is the one
+ * place that knows both. */
+static __always_inline void icmp_owner(struct lin_flow *f)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if (!id)
+		return; /* idle: not a process */
+	struct lin_owner o = {};
+	o.tgid = id >> 32;
+	o.pid = (__u32)id;
+	o.uid = (__u32)bpf_get_current_uid_gid();
+	o.cgroup = bpf_get_current_cgroup_id();
+	o.ktime = bpf_ktime_get_ns();
+	bpf_map_update_elem(&flows, f, &o, BPF_ANY);
+}
+
+SEC("tp_btf/fib_table_lookup")
+int BPF_PROG(on_fib4, __u32 tb_id, const struct flowi4 *flp)
+{
+	if (BPF_CORE_READ(flp, __fl_common.flowic_proto) != IPPROTO_ICMP ||
+	    BPF_CORE_READ(flp, __fl_common.flowic_iif) != LOOPBACK_IFINDEX)
+		return 0;
+	struct lin_flow f = {};
+	f.proto = IPPROTO_ICMP;
+	map4(f.daddr, BPF_CORE_READ(flp, daddr));
+	icmp_owner(&f);
+	return 0;
+}
+
+SEC("tp_btf/fib6_table_lookup")
+int BPF_PROG(on_fib6, const void *net, const void *res, void *table, const struct flowi6 *flp)
+{
+	if (BPF_CORE_READ(flp, __fl_common.flowic_proto) != IPPROTO_ICMPV6 ||
+	    BPF_CORE_READ(flp, __fl_common.flowic_iif) != LOOPBACK_IFINDEX)
+		return 0;
+	struct lin_flow f = {};
+	f.proto = IPPROTO_ICMPV6;
+	struct in6_addr d = BPF_CORE_READ(flp, daddr);
+	__builtin_memcpy(f.daddr, &d, 16);
+	icmp_owner(&f);
+	return 0;
+}

@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The records lineage.c hands to Go: ring-buffer events about processes
+ * and the socket-owner maps. bpf2go generates the Go types from these
+ * (-type), so this header is their one definition. Version 1.
+ */
+#ifndef LINEAGE_H
+#define LINEAGE_H
+
+#define LIN_FILENAME_MAX 256
+#define LIN_ARGS_MAX 512 /* a power of two: sizes are masked with it */
+
+enum lin_count {
+	LIN_PRODUCED = 0,
+	LIN_LOST = 1,
+};
+
+enum lin_kind {
+	LIN_EXEC = 1,
+	LIN_FORK = 2,
+	LIN_EXIT = 3,
+};
+
+/* lin_task is every process event; exec events carry a lin_exec. */
+struct lin_task {
+	__u32 kind;   /* enum lin_kind */
+	__u32 tgid;   /* global (initial pid namespace) */
+	__u32 ppid;   /* real parent's tgid */
+	__u32 uid;
+	__u64 ktime;  /* CLOCK_MONOTONIC ns of the event */
+	__u64 start;  /* task start_time (monotonic ns): pid + start name one process */
+	__u64 cgroup; /* cgroup v2 id */
+};
+
+struct lin_exec {
+	struct lin_task task;
+	__u32 filename_len;
+	__u32 args_len;
+	char filename[LIN_FILENAME_MAX];
+	char args[LIN_ARGS_MAX]; /* NUL-separated, cut at LIN_ARGS_MAX */
+};
+
+/* lin_owner is who made a socket or last connected/sent on it. */
+struct lin_owner {
+	__u32 tgid;
+	__u32 pid; /* thread */
+	__u32 uid;
+	__u32 pad;
+	__u64 cgroup;
+	__u64 ktime; /* when this owner was recorded */
+};
+
+/* lin_flow is a flow: the remote address (16 bytes, IPv4 as IPv4-mapped
+ * IPv6), the local and remote port in host order, the IP protocol. ICMP
+ * and ICMPv6 have ports 0. */
+struct lin_flow {
+	__u8 daddr[16];
+	__u16 sport;
+	__u16 dport;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+/* lin_local is a socket's local port, for lookups that know no remote. */
+struct lin_local {
+	__u16 sport;
+	__u8 proto;
+	__u8 pad;
+};
+
+#endif

@@ -1,0 +1,64 @@
+package lineage
+
+import (
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/harden-runner/harden-runner/internal/testnet"
+	"golang.org/x/sys/unix"
+)
+
+// The system tests run in the runner namespace that testnet.Reexec makes
+// (with a "container" namespace routed through it): the senders' packets
+// go only to test addresses there. The BPF programs attach machine-wide but
+// only observe.
+func TestMain(m *testing.M) {
+	if sendHelper() {
+		return
+	}
+	if code, done := testnet.Reexec("lineage", true); done {
+		os.Exit(code)
+	}
+	os.Exit(m.Run())
+}
+
+// sendHelper is the test binary run as a short-lived sender: with
+// LINEAGE_SEND=proto,addr:port it sends one datagram (or connects) and exits.
+func sendHelper() bool {
+	spec := os.Getenv("LINEAGE_SEND")
+	if spec == "" {
+		return false
+	}
+	proto, addr, _ := strings.Cut(spec, ",")
+	dst := netip.MustParseAddrPort(addr)
+	switch proto {
+	case "tcp":
+		c, err := net.DialTimeout("tcp", dst.String(), 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+		}
+	case "udplite":
+		fam := unix.AF_INET6
+		var sa unix.Sockaddr = &unix.SockaddrInet6{Port: int(dst.Port()), Addr: dst.Addr().As16()}
+		if dst.Addr().Is4() {
+			fam = unix.AF_INET
+			sa = &unix.SockaddrInet4{Port: int(dst.Port()), Addr: dst.Addr().As4()}
+		}
+		fd, err := unix.Socket(fam, unix.SOCK_DGRAM, unix.IPPROTO_UDPLITE)
+		if err != nil {
+			os.Exit(2)
+		}
+		if err := unix.Sendto(fd, []byte("x"), 0, sa); err != nil {
+			os.Exit(3)
+		}
+		unix.Close(fd)
+	default:
+		os.Exit(4)
+	}
+	os.Exit(0)
+	return true
+}

@@ -1,0 +1,480 @@
+package lineage
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
+)
+
+// Tracker loads the BPF programs, keeps the process table from their
+// events and answers who owned a flow. Its methods are safe for concurrent
+// use. A Tracker that failed to Start answers nothing (every lookup misses).
+type Tracker struct {
+	cfg   Config
+	log   *slog.Logger
+	table *table
+
+	mu      sync.Mutex
+	objs    *lineageObjects
+	links   []link.Link
+	rd      *ringbuf.Reader
+	done    chan struct{}
+	started bool
+	closed  bool
+
+	// events counts the records read, unreadable those that were not
+	// understood, handled both (after the table changed).
+	events, unreadable, handled atomic.Uint64
+}
+
+// New returns a Tracker for cfg. It does no I/O.
+func New(cfg Config) (*Tracker, error) {
+	if cfg.Keep < 0 {
+		return nil, fmt.Errorf("lineage: negative Keep %v", cfg.Keep)
+	}
+	if cfg.Keep == 0 {
+		cfg.Keep = 30 * time.Second
+	}
+	if cfg.ICMPFresh <= 0 {
+		cfg.ICMPFresh = time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Tracker{cfg: cfg, log: cfg.Log, table: newTable()}, nil
+}
+
+// Start checks the kernel, loads and attaches the programs, reads the
+// processes already running from /proc and reads events until ctx ends or
+// Close. On error nothing stays attached and the error wraps
+// ErrUnsupported (the caller falls back to /proc) or says what failed.
+func (t *Tracker) Start(ctx context.Context) (err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.started || t.closed {
+		return errors.New("lineage: already started")
+	}
+	t.started = true
+	if v := os.Getenv(DisableEnv); v != "" {
+		return fmt.Errorf("%w: %s=%s", ErrUnsupported, DisableEnv, v)
+	}
+	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
+		return fmt.Errorf("%w: no kernel BTF: %v", ErrUnsupported, err)
+	}
+	cg := t.cfg.Cgroup
+	if cg == "" {
+		if cg, err = cgroup2Root(); err != nil {
+			return fmt.Errorf("%w: %v", ErrUnsupported, err)
+		}
+	}
+	defer func() {
+		if err != nil {
+			t.detach()
+		}
+	}()
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return fmt.Errorf("%w: memlock: %v", ErrUnsupported, err)
+	}
+	objs := &lineageObjects{}
+	if err := loadLineageObjects(objs, nil); err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			t.log.Debug("lineage: verifier", "log", fmt.Sprintf("%+v", ve))
+		}
+		return fmt.Errorf("%w: load: %v", ErrUnsupported, err)
+	}
+	t.objs = objs
+	p := objs.lineagePrograms
+	for _, tr := range []*ebpf.Program{p.OnExec, p.OnFork, p.OnExit, p.OnSend, p.OnFib4, p.OnFib6} {
+		l, err := link.AttachTracing(link.TracingOptions{Program: tr})
+		if err != nil {
+			return fmt.Errorf("%w: attach %s: %v", ErrUnsupported, tr, err)
+		}
+		t.links = append(t.links, l)
+	}
+	for _, c := range []struct {
+		prog *ebpf.Program
+		at   ebpf.AttachType
+	}{
+		{p.OnSockCreate, ebpf.AttachCGroupInetSockCreate},
+		{p.OnConnect4, ebpf.AttachCGroupInet4Connect},
+		{p.OnConnect6, ebpf.AttachCGroupInet6Connect},
+		{p.OnSendmsg4, ebpf.AttachCGroupUDP4Sendmsg},
+		{p.OnSendmsg6, ebpf.AttachCGroupUDP6Sendmsg},
+		{p.OnSockops, ebpf.AttachCGroupSockOps},
+	} {
+		l, err := link.AttachCgroup(link.CgroupOptions{Path: cg, Attach: c.at, Program: c.prog})
+		if err != nil {
+			return fmt.Errorf("%w: attach %v to %s: %v", ErrUnsupported, c.at, cg, err)
+		}
+		t.links = append(t.links, l)
+	}
+	if t.rd, err = ringbuf.NewReader(objs.Events); err != nil {
+		return fmt.Errorf("lineage: ring buffer: %w", err)
+	}
+	// Attached first, seeded second: a process started in between is in
+	// both, and the event wins (seed adds only unknown pids).
+	t.seed()
+	t.done = make(chan struct{})
+	go t.read()
+	go t.expire(ctx)
+	return nil
+}
+
+// cgroup2Root finds the cgroup v2 mount: in our mount namespace, else in
+// pid 1's, reached through /proc/1/root (`ip netns exec` mounts a new
+// /sys that hides the cgroup mounts).
+func cgroup2Root() (string, error) {
+	if dir, err := cgroup2Mount("/proc/self/mountinfo"); err == nil {
+		return dir, nil
+	}
+	dir, err := cgroup2Mount("/proc/1/mountinfo")
+	if err != nil {
+		return "", err
+	}
+	return "/proc/1/root" + dir, nil
+}
+
+func cgroup2Mount(mountinfo string) (string, error) {
+	f, err := os.Open(mountinfo)
+	if err != nil {
+		return "", fmt.Errorf("read mounts: %w", err)
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		// "... mountpoint opts ... - fstype source superopts"
+		pre, post, ok := strings.Cut(s.Text(), " - ")
+		if !ok || !strings.HasPrefix(post, "cgroup2 ") {
+			continue
+		}
+		if fs := strings.Fields(pre); len(fs) >= 5 && fs[3] == "/" {
+			return fs[4], nil
+		}
+	}
+	return "", errors.New("no cgroup v2 mount")
+}
+
+// read turns ring-buffer records into table changes until Close.
+func (t *Tracker) read() {
+	defer close(t.done)
+	var rec ringbuf.Record
+	for {
+		if err := t.rd.ReadInto(&rec); err != nil {
+			if errors.Is(err, ringbuf.ErrClosed) {
+				return
+			}
+			t.unreadable.Add(1)
+			continue
+		}
+		t.handle(rec.RawSample)
+		t.handled.Add(1)
+		t.table.touch() // wakes Process waiting for the table to be current
+	}
+}
+
+var taskSize = int(unsafe.Sizeof(lineageLinTask{}))
+
+func (t *Tracker) handle(b []byte) {
+	if len(b) < taskSize {
+		t.unreadable.Add(1)
+		return
+	}
+	var task lineageLinTask
+	if _, err := binary.Decode(b, binary.NativeEndian, &task); err != nil {
+		t.unreadable.Add(1)
+		return
+	}
+	t.events.Add(1)
+	p := Proc{PID: int(task.Tgid), PPID: int(task.Ppid), UID: int(task.Uid), Start: task.Start, Cgroup: task.Cgroup}
+	switch task.Kind {
+	case 1: // LIN_EXEC
+		var e lineageLinExec
+		if _, err := binary.Decode(b, binary.NativeEndian, &e); err != nil {
+			t.unreadable.Add(1)
+			return
+		}
+		fn := cstr(e.Filename[:], int(e.FilenameLen))
+		p.Exe = resolveExe(p.PID, fn)
+		p.Cmdline = joinArgs(bytesOf(e.Args[:], int(e.ArgsLen)))
+		t.table.exec(p)
+	case 2: // LIN_FORK
+		t.table.fork(p)
+	case 3: // LIN_EXIT
+		t.table.exit(p.PID, p.Start, task.Ktime)
+	default:
+		t.unreadable.Add(1)
+	}
+}
+
+func bytesOf(a []int8, n int) []byte {
+	n = min(max(n, 0), len(a))
+	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(a))), n)
+}
+
+func cstr(a []int8, n int) string {
+	b := bytesOf(a, n)
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		b = b[:i]
+	}
+	return string(b)
+}
+
+// resolveExe names the executable as readlink /proc/PID/exe does, while
+// the process lives; the path given to execve otherwise (symlinks resolved
+// if it is absolute and resolvable from here).
+func resolveExe(pid int, filename string) string {
+	if exe, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe"); err == nil {
+		return exe
+	}
+	if filepath.IsAbs(filename) {
+		if r, err := filepath.EvalSymlinks(filename); err == nil {
+			return r
+		}
+	}
+	return filename
+}
+
+// seed adds the processes already running, from /proc.
+func (t *Tracker) seed() {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		dir := "/proc/" + e.Name() + "/"
+		stat, err := os.ReadFile(dir + "stat")
+		if err != nil {
+			continue
+		}
+		p := Proc{PID: pid, PPID: statPPid(stat), UID: -1}
+		p.Exe, _ = os.Readlink(dir + "exe")
+		if b, err := os.ReadFile(dir + "cmdline"); err == nil {
+			p.Cmdline = joinArgs(b)
+		}
+		var st unix.Stat_t
+		if unix.Stat(dir, &st) == nil {
+			p.UID = int(st.Uid)
+		}
+		t.table.seed(p)
+	}
+}
+
+// statPPid is the fourth field of /proc/PID/stat ("pid (comm) S ppid").
+func statPPid(b []byte) int {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 {
+		return 0
+	}
+	n, _ := strconv.Atoi(f[1])
+	return n
+}
+
+// expire drops exited processes older than Keep, every second.
+func (t *Tracker) expire(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.done:
+			return
+		case <-tick.C:
+			if now := monotonic(); now > uint64(t.cfg.Keep) {
+				t.table.expire(now - uint64(t.cfg.Keep))
+			}
+		}
+	}
+}
+
+// monotonic is CLOCK_MONOTONIC in ns, the clock of bpf_ktime_get_ns.
+func monotonic() uint64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return uint64(ts.Nano())
+}
+
+// Running reports whether the programs are attached.
+func (t *Tracker) Running() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.rd != nil && !t.closed
+}
+
+// Process returns the table's entry for pid as it was at the monotonic
+// time at (0: now). If the table does not know it, Process waits up to
+// wait for the ring buffer to deliver it (its exec or fork may still be in
+// flight), then gives up.
+func (t *Tracker) Process(pid int, at uint64, wait time.Duration) (Proc, bool) {
+	if !t.Running() {
+		return Proc{}, false
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		// current before get: an event applied in between then shows.
+		cur := wait <= 0 || t.current()
+		p, ok, changed := t.table.get(pid, at)
+		if cur {
+			return p, ok
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return p, ok
+		}
+		timer := time.NewTimer(left)
+		select {
+		case <-changed:
+		case <-timer.C:
+		}
+		timer.Stop()
+	}
+}
+
+// current reports whether the table holds every event the kernel has
+// submitted so far (none still in the ring buffer or being applied).
+func (t *Tracker) current() bool {
+	t.mu.Lock()
+	objs := t.objs
+	t.mu.Unlock()
+	if objs == nil {
+		return true
+	}
+	var per []uint64
+	if err := objs.Counts.Lookup(uint32(0), &per); err != nil {
+		return true
+	}
+	var produced uint64
+	for _, n := range per {
+		produced += n
+	}
+	return t.handled.Load() >= produced
+}
+
+// FlowOwner returns the owner of the socket that sent a packet from src to
+// dst; proto is the IP protocol number; IPv4 and IPv4-mapped addresses are
+// the same. A connected UDP socket's flow is recorded just after its first
+// send, so a miss is retried for up to wait. For ICMP and ICMPv6 it is the
+// last process that sent ICMP to dst, if it did within Config.ICMPFresh.
+func (t *Tracker) FlowOwner(proto uint8, src, dst netip.AddrPort, wait time.Duration) (Owner, bool) {
+	t.mu.Lock()
+	objs := t.objs
+	t.mu.Unlock()
+	if objs == nil {
+		return Owner{}, false
+	}
+	k := flowKey(proto, src, dst)
+	deadline := time.Now().Add(wait)
+	for {
+		var o lineageLinOwner
+		if err := objs.Flows.Lookup(&k, &o); err == nil {
+			if k.Proto == protoICMP || k.Proto == protoICMPv6 {
+				if monotonic()-o.Ktime > uint64(t.cfg.ICMPFresh) {
+					return Owner{}, false
+				}
+			}
+			return owner(o), true
+		}
+		if time.Now().After(deadline) {
+			return Owner{}, false
+		}
+		time.Sleep(200 * time.Microsecond) // polling a kernel map: no event to wait on
+	}
+}
+
+// LocalOwner returns the owner of the socket that last sent from src,
+// whatever the destination (for the resolver, which sees queries after
+// the firewall redirected them).
+func (t *Tracker) LocalOwner(proto uint8, src netip.AddrPort) (Owner, bool) {
+	t.mu.Lock()
+	objs := t.objs
+	t.mu.Unlock()
+	if objs == nil {
+		return Owner{}, false
+	}
+	var o lineageLinOwner
+	k := localKey(proto, src)
+	if err := objs.Locals.Lookup(&k, &o); err != nil {
+		return Owner{}, false
+	}
+	return owner(o), true
+}
+
+// Stats returns what the tracker counted so far.
+func (t *Tracker) Stats() Stats {
+	s := Stats{Events: t.events.Load(), Lost: t.unreadable.Load(), Procs: t.table.len()}
+	t.mu.Lock()
+	objs := t.objs
+	t.mu.Unlock()
+	if objs != nil {
+		var per []uint64
+		if err := objs.Counts.Lookup(uint32(1), &per); err == nil {
+			for _, n := range per {
+				s.Lost += n
+			}
+		}
+	}
+	return s
+}
+
+// Close detaches the programs and stops reading. Safe to call twice.
+func (t *Tracker) Close() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return nil
+	}
+	t.closed = true
+	return t.detach()
+}
+
+// detach undoes Start; t.mu must be held.
+func (t *Tracker) detach() error {
+	var errs []error
+	for _, l := range t.links {
+		errs = append(errs, l.Close())
+	}
+	t.links = nil
+	if t.rd != nil {
+		errs = append(errs, t.rd.Close())
+		if t.done != nil {
+			<-t.done
+		}
+		t.rd = nil
+	}
+	if t.objs != nil {
+		errs = append(errs, t.objs.Close())
+		t.objs = nil
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("lineage: close: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,202 @@
+package lineage
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/harden-runner/harden-runner/internal/testnet"
+)
+
+// startForTest starts a Tracker for the test, or skips when the kernel
+// cannot run it.
+func startForTest(t *testing.T) *Tracker {
+	t.Helper()
+	testnet.Current(t) // in the test's own namespaces, or skip
+	// The test hosts live behind the internet side of the link; this
+	// namespace is the test's own.
+	for _, r := range [][]string{
+		{"ip", "route", "replace", "198.18.1.0/24", "via", testnet.DNS4.String()},
+		{"ip", "-6", "route", "replace", "2001:db8:1::/64", "via", testnet.DNS6.String()},
+	} {
+		if out, err := exec.Command(r[0], r[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v: %s", r, err, out)
+		}
+	}
+	// ICMPFresh: a loaded machine can take seconds to run a ping.
+	tr, err := New(Config{ICMPFresh: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Start(context.Background()); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	t.Cleanup(func() { _ = tr.Close() })
+	return tr
+}
+
+// helperForTest copies the test binary where the unprivileged user can run it.
+func helperForTest(t *testing.T) string {
+	t.Helper()
+	// Not t.TempDir: its parent is private to root.
+	dir, err := os.MkdirTemp("", "lineage-sender")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.ReadFile("/proc/self/exe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "sender")
+	if err := os.WriteFile(p, self, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// waitFlow waits for a recorded flow to dst with protocol proto.
+func waitFlow(t *testing.T, tr *Tracker, proto uint8, dst netip.Addr) (lineageLinFlow, Owner) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		for k, o := range tr.flowsToForTest(dst) {
+			if k.Proto == proto {
+				return k, o
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no flow (proto %d) to %v recorded", proto, dst)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestShortLivedSenders runs a sender of each protocol as the unprivileged
+// user, under a shell, in the runner namespace (the host) and in the
+// container namespace, lets it exit, and then asks who sent the flow: the
+// sender's exe and uid, and the shell as its parent. The sock_diag/proc
+// path named none of these (the socket and the process were gone).
+func TestShortLivedSenders(t *testing.T) {
+	top := testnet.Current(t)
+	tr := startForTest(t)
+	helper := helperForTest(t)
+	type tc struct {
+		name  string
+		proto uint8
+		dst   netip.Addr
+		cmd   string // run by sh -c as uid 65534; {dst} is replaced
+		exe   string // base name of the sender's executable
+	}
+	for i, ns := range []string{"", top.Container} {
+		n := 10 + 20*i
+		h4 := func(k int) netip.Addr { return testnet.Host4(n + k) }
+		h6 := func(k int) netip.Addr { return testnet.Host6(n + k) }
+		cs := []tc{
+			{"udp4 socat -u", 17, h4(1), "echo x | socat -u - UDP4:{dst}:9999", "socat"},
+			{"udp6 socat -u", 17, h6(2), "echo x | socat -u - UDP6:[{dst}]:9999", "socat"},
+			{"udplite4", 136, h4(3), "LINEAGE_SEND=udplite,{ap} " + helper, "sender"},
+			{"udplite6", 136, h6(4), "LINEAGE_SEND=udplite,{ap} " + helper, "sender"},
+			{"icmp ping", 1, h4(5), "ping -c1 -W0.2 {dst} >/dev/null; true", "ping"},
+			{"icmpv6 ping", 58, h6(6), "ping -6 -c1 -W0.2 {dst} >/dev/null; true", "ping"},
+			{"tcp4 go connect", 6, h4(7), "LINEAGE_SEND=tcp,{ap} " + helper, "sender"},
+			{"tcp6 go connect", 6, h6(8), "LINEAGE_SEND=tcp,{ap} " + helper, "sender"},
+		}
+		if ns != "" {
+			// The container namespace reaches only IPv4 (198.19.0.2 routed).
+			var v4 []tc
+			for _, c := range cs {
+				if c.dst.Is4() {
+					v4 = append(v4, c)
+				}
+			}
+			cs = v4
+		}
+		for _, c := range cs {
+			name := "host/" + c.name
+			if ns != "" {
+				name = "container/" + c.name
+			}
+			c.cmd = strings.ReplaceAll(c.cmd, "{dst}", c.dst.String())
+			c.cmd = strings.ReplaceAll(c.cmd, "{ap}", netip.AddrPortFrom(c.dst, 9).String())
+			t.Run(name, func(t *testing.T) {
+				// "|| exit 9; true" keeps the shell as the sender's parent
+				// and fails the test if the sender failed.
+				script := c.cmd + " || exit 9; true"
+				argv := []string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c", script}
+				if ns != "" {
+					argv = append([]string{"nsenter", "--net=/var/run/netns/" + ns}, argv...)
+				}
+				cmd := exec.Command(argv[0], argv[1:]...)
+				cmd.Env = append(os.Environ(), "LINEAGE_SEND=")
+				before := monotonic()
+				if out, err := cmd.CombinedOutput(); err != nil {
+					t.Fatalf("%s: %v: %s", script, err, out)
+				}
+				var o Owner
+				if c.proto == protoICMP || c.proto == protoICMPv6 {
+					var ok bool
+					o, ok = tr.FlowOwner(c.proto, netip.AddrPort{}, netip.AddrPortFrom(c.dst, 0), time.Second)
+					if !ok || o.At < before {
+						t.Fatalf("no ICMP sender to %v since the ping started: %+v %v", c.dst, o, ok)
+					}
+				} else {
+					k, fo := waitFlow(t, tr, c.proto, c.dst)
+					o = fo
+					src := netip.AddrPortFrom(netip.IPv4Unspecified(), k.Sport)
+					dst := netip.AddrPortFrom(c.dst, k.Dport)
+					if got, ok := tr.FlowOwner(c.proto, src, dst, 0); !ok || got != o {
+						t.Errorf("FlowOwner(%d, %v, %v) = %+v, %v; want %+v", c.proto, src, dst, got, ok, o)
+					}
+				}
+				if o.UID != 65534 {
+					t.Errorf("owner uid %d, want 65534", o.UID)
+				}
+				p, ok := tr.Process(o.PID, o.At, 10*time.Second)
+				if !ok {
+					t.Fatalf("process %d not in the table", o.PID)
+				}
+				if filepath.Base(p.Exe) != c.exe {
+					t.Errorf("exe %q (cmdline %q), want %s", p.Exe, p.Cmdline, c.exe)
+				}
+				par, ok := tr.Process(p.PPID, o.At, 10*time.Second)
+				if !ok || filepath.Base(par.Exe) != "dash" {
+					t.Errorf("parent %d: %+v %v, want dash", p.PPID, par, ok)
+				}
+			})
+		}
+	}
+}
+
+// TestSpawnedAndExited: a process that lives well under a millisecond is
+// in the table afterwards with its own image (never its parent's: the
+// fork record is superseded by the exec) and its parent.
+func TestSpawnedAndExited(t *testing.T) {
+	tr := startForTest(t)
+	for i := range 50 {
+		arg := fmt.Sprintf("marker-%d", i)
+		cmd := exec.Command("/usr/bin/true", arg)
+		start := time.Now()
+		if err := cmd.Run(); err != nil {
+			t.Fatal(err)
+		}
+		took := time.Since(start)
+		// A deadline, not a delay: under load the reader may lag.
+		p, ok := tr.Process(cmd.Process.Pid, 0, 10*time.Second)
+		if !ok {
+			t.Fatalf("pid %d (lived %v) not in the table (stats %+v)", cmd.Process.Pid, took, tr.Stats())
+		}
+		if p.Exe != "/usr/bin/true" || p.Cmdline != "/usr/bin/true "+arg || p.PPID != os.Getpid() {
+			t.Fatalf("pid %d (lived %v): %+v; want /usr/bin/true %s, parent %d", cmd.Process.Pid, took, p, arg, os.Getpid())
+		}
+	}
+}

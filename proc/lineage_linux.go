@@ -1,0 +1,120 @@
+package proc
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/harden-runner/harden-runner/event"
+	"github.com/harden-runner/harden-runner/lineage"
+)
+
+// Lineage is what the kernel recorded about processes and socket owners
+// (a started *lineage.Tracker). A Finder with one asks it first and falls
+// back to sock_diag and /proc when it knows nothing.
+type Lineage interface {
+	Process(pid int, at uint64, wait time.Duration) (lineage.Proc, bool)
+	FlowOwner(proto uint8, src, dst netip.AddrPort, wait time.Duration) (lineage.Owner, bool)
+	LocalOwner(proto uint8, src netip.AddrPort) (lineage.Owner, bool)
+}
+
+const (
+	// flowWait bounds the wait for a flow record: a connected UDP
+	// socket's flow is recorded just after its first send, which the
+	// firewall's readers may see first.
+	flowWait = 10 * time.Millisecond
+	// tableWait bounds the wait for the process table to hold every event
+	// the kernel submitted (an exec may be in the ring buffer). The table
+	// is current within microseconds on an idle machine; a loaded one can
+	// delay the reader by tens of milliseconds.
+	tableWait = 250 * time.Millisecond
+)
+
+// WithLineage makes f ask l first. Call it before the first lookup; it
+// returns f.
+func (f *Finder) WithLineage(l Lineage) *Finder {
+	f.lin = l
+	return f
+}
+
+// lineageProto maps a protocol name to the number the BPF side keys by.
+func lineageProto(proto string) (uint8, bool) {
+	switch proto {
+	case "tcp":
+		return 6, true
+	case "udp":
+		return 17, true
+	case "udplite":
+		return 136, true
+	case "icmp":
+		return 1, true
+	case "icmpv6":
+		return 58, true
+	}
+	return 0, false
+}
+
+// fromLineage is the kernel's answer for a flow's owner, if it has one.
+// forwarded: the flow came from a container (its ID is then looked up).
+func (f *Finder) fromLineage(proto string, local, remote netip.AddrPort, forwarded bool) (event.Process, bool) {
+	n, ok := lineageProto(proto)
+	if !ok || f.lin == nil {
+		return event.Process{}, false
+	}
+	var o lineage.Owner
+	if remote.IsValid() {
+		o, ok = f.lin.FlowOwner(n, local, remote, flowWait)
+	} else if local.IsValid() {
+		o, ok = f.lin.LocalOwner(n, local)
+	}
+	if !ok || o.PID <= 0 {
+		return event.Process{}, false
+	}
+	p := f.lineageInfo(o.PID, o.At)
+	p.UID = o.UID
+	if forwarded && p.Container == "" {
+		p.Container = containerID(o.PID)
+	}
+	return p, true
+}
+
+// Info returns who pid is: from the kernel's process table when f has
+// one (also for a process that has exited since), else as Info reads
+// /proc. The table answers only once it holds every event submitted so
+// far, so a process that has exec'd is never named by its old image.
+func (f *Finder) Info(pid int) event.Process {
+	if f.lin == nil || pid <= 0 {
+		return info(pid, &f.cache)
+	}
+	return f.lineageInfo(pid, 0)
+}
+
+// lineageInfo builds pid's event.Process (as it was at the monotonic time
+// at; 0: now) from the table, reading /proc for what the table lacks.
+func (f *Finder) lineageInfo(pid int, at uint64) event.Process {
+	lp, ok := f.lin.Process(pid, at, tableWait)
+	if !ok {
+		p := info(pid, &f.cache)
+		p.PID = pid
+		return p
+	}
+	p := event.Process{PID: pid, Exe: lp.Exe, Cmdline: lp.Cmdline, UID: lp.UID}
+	for ppid := lp.PPID; ppid > 0 && len(p.Parents) < maxParents; {
+		a, ok := f.lin.Process(ppid, at, 0)
+		if !ok {
+			// Not in the table: the rest of the chain from /proc.
+			rest := info(ppid, &f.cache)
+			p.Parents = append(p.Parents, event.Ancestor{PID: ppid, Exe: rest.Exe, Cmdline: rest.Cmdline})
+			p.Parents = append(p.Parents, rest.Parents...)
+			break
+		}
+		p.Parents = append(p.Parents, event.Ancestor{PID: ppid, Exe: a.Exe, Cmdline: a.Cmdline})
+		if a.PPID == ppid {
+			break
+		}
+		ppid = a.PPID
+	}
+	if len(p.Parents) > maxParents {
+		p.Parents = p.Parents[:maxParents]
+	}
+	return p
+}
