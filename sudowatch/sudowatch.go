@@ -179,6 +179,9 @@ func (s *Watch) Close() error {
 // GrantsUser reports whether a sudoers text has a rule whose user list
 // starts with user.
 func GrantsUser(text, user string) bool {
+	if user == "" {
+		return false // no user: nothing can grant it
+	}
 	for _, line := range strings.Split(text, "\n") {
 		f := strings.Fields(line)
 		if len(f) > 0 && strings.Split(f[0], ",")[0] == user {
