@@ -309,6 +309,14 @@ func Post(ctx context.Context, env *Env, h Host) error {
 			errs = append(errs, fmt.Errorf("write the journal: %w", err))
 		}
 	}
+	// Tampering with our enforcement is an error of the job unless the
+	// workflow said to only report it (tamper-policy: report).
+	if t := rep.Tampering(); len(t) > 0 {
+		if fails, _ := TamperFails(a.GetInput); fails {
+			fail(fmt.Errorf("enforcement was tampered with %d time(s) during the job (restored where possible; first: %s); tamper-policy: report only records it",
+				len(t), t[0].Message), "")
+		}
+	}
 	anns := Annotations(rep)
 	notes = append(notes, publish(ctx, env, a, rep, anns)...)
 	head := strings.Join(cautions, "")

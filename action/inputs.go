@@ -123,6 +123,9 @@ func ParseInputs(get func(string) string, readFile func(string) ([]byte, error))
 	if _, err := KeepEnforcement(get, func(string) string { return "" }); err != nil {
 		errs = append(errs, err)
 	}
+	if _, err := TamperFails(get); err != nil {
+		errs = append(errs, err)
+	}
 	if v := get(InputAllowDockerFor); v != "" {
 		if af, err := dockergate.ParseAllowFor(v); err != nil {
 			bad(InputAllowDockerFor, v, err)

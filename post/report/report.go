@@ -157,6 +157,22 @@ type Message struct {
 	Time      time.Time `json:"time,omitzero"` // zero (left out) for the report's own messages
 	Component string    `json:"component"`
 	Message   string    `json:"message"`
+	// Tamper marks an error about our own enforcement being changed or
+	// switched off, and Process is who did it, when known (egress/guard).
+	Tamper  bool           `json:"tamper,omitempty"`
+	Process *event.Process `json:"process,omitempty"`
+}
+
+// Tampering returns the errors about our own enforcement being changed
+// or switched off during the run (each was undone where it could be).
+func (r *Report) Tampering() []Message {
+	var out []Message
+	for _, m := range r.Agent.Errors {
+		if m.Tamper {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // Agent describes the agent's own health during the run.
@@ -356,7 +372,7 @@ func Build(recs []event.Record, opt Options) *Report {
 				Verdict: e.Verdict, Detail: e.Detail})
 		case rec.Note != nil:
 			n := rec.Note
-			m := Message{Time: n.Time, Component: n.Component, Message: n.Message}
+			m := Message{Time: n.Time, Component: n.Component, Message: n.Message, Tamper: n.Tamper, Process: n.Process}
 			switch n.Level {
 			case "error":
 				a.Errors = append(a.Errors, m)
