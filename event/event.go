@@ -166,9 +166,22 @@ type Record struct {
 	// StepRoot names a workflow step's process the first time an event
 	// under it is seen (see package runnerstep).
 	StepRoot *StepRoot `json:"step_root,omitempty"`
+	// Coverage says what a monitor did not cover (see Coverage).
+	Coverage *Coverage `json:"coverage,omitempty"`
 	// Start and Stop mark the agent's lifetime; Start carries the settings.
 	Start *Start `json:"start,omitempty"`
 	Stop  *Stop  `json:"stop,omitempty"`
+}
+
+// Coverage says that a monitor could not start, started late, or had
+// nothing to watch, and what that left uncovered. A report shows it as a
+// warning in its verdict line: "0 files tampered" means little when the
+// files were not watched.
+type Coverage struct {
+	Time       time.Time `json:"time"`
+	Component  string    `json:"component"`   // filemon
+	NotCovered string    `json:"not_covered"` // what was not watched: "every file", "the files the checkout wrote"
+	Reason     string    `json:"reason"`      // why
 }
 
 // Start is the first journal record: when enforcement began and with what policy.

@@ -33,8 +33,14 @@ type fan struct {
 
 	sink     atomic.Pointer[fanSink] // nil until the baseline is built
 	overflow func(source string)     // called on a queue overflow
-	done     chan struct{}           // closed when the reader has stopped and closed the fds
-	hold     <-chan struct{}         // tests only: receives until the test closes it
+	// gitKey is the fanotify key of the root's .git directory once it is
+	// marked; onIndex receives the process that wrote .git/index there
+	// (git renames index.lock over it), nil to ignore it.
+	gitKey  atomic.Pointer[string]
+	gitRoot string // the root's .git directory, absolute
+	onIndex func(event.Process)
+	done    chan struct{}   // closed when the reader has stopped and closed the fds
+	hold    <-chan struct{} // tests only: receives until the test closes it
 }
 
 // fanSink is where events go once the baseline exists.
@@ -102,6 +108,44 @@ func (f *fan) markDir(dirfd int) error {
 		return nil
 	}
 	return unix.FanotifyMark(f.dirs, unix.FAN_MARK_ADD|unix.FAN_MARK_ONLYDIR, dirMask, dirfd, "")
+}
+
+// armGit marks the root's .git directory, open as fd: its entry changes,
+// so that the writer of .git/index is seen, and with the gate the opens of
+// the files directly in it, so that the writer is named even after it
+// exits (git writes index.lock, renames it over index, and is gone).
+func (f *fan) armGit(fd int) error {
+	if f.gate {
+		err := unix.FanotifyMark(f.content, unix.FAN_MARK_ADD|unix.FAN_MARK_ONLYDIR, unix.FAN_OPEN_PERM|unix.FAN_EVENT_ON_CHILD, fd, "")
+		if err != nil {
+			return fmt.Errorf("gate on .git: %w", err)
+		}
+	}
+	if f.dirs < 0 {
+		return nil
+	}
+	if err := f.markDir(fd); err != nil {
+		return err
+	}
+	key, err := dirKey(fd)
+	if err != nil {
+		return err
+	}
+	f.gitKey.Store(&key)
+	return nil
+}
+
+// gitAppeared arms the root's .git directory, created after the walk.
+func (f *fan) gitAppeared() {
+	fd, err := unix.Open(f.gitRoot, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		f.log.Warn("filemon: open new .git", "err", err)
+		return
+	}
+	defer unix.Close(fd)
+	if err := f.armGit(fd); err != nil {
+		f.log.Warn("filemon: mark new .git", "err", err)
+	}
 }
 
 // start runs the reader. It must run before the first mark is added: the
@@ -264,10 +308,19 @@ func (f *fan) dirEvent(ev *fanevent.Event) {
 	if s == nil {
 		return
 	}
-	var key [128]byte
-	dir, ok := s.base.byHandle[string(fanevent.AppendKey(key[:0], ev.DirFSID, ev.DirHandle))]
+	var kb [128]byte
+	key := fanevent.AppendKey(kb[:0], ev.DirFSID, ev.DirHandle)
+	if gk := f.gitKey.Load(); gk != nil && *gk == string(key) && string(ev.Name) == "index" &&
+		ev.Mask&(unix.FAN_MOVED_TO|unix.FAN_CREATE) != 0 && f.onIndex != nil {
+		f.onIndex(f.procs.at(int(ev.PID)))
+	}
+	dir, ok := s.base.byHandle[string(key)]
 	if !ok {
 		return
+	}
+	if s.base.entries[dir].path == "" && string(ev.Name) == ".git" && ev.Mask&unix.FAN_ONDIR != 0 &&
+		ev.Mask&(unix.FAN_CREATE|unix.FAN_MOVED_TO) != 0 && f.onIndex != nil {
+		f.gitAppeared()
 	}
 	var rel [512]byte
 	p := rel[:0]

@@ -117,7 +117,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/harden-runner/harden-runner/event"
 )
@@ -144,6 +147,13 @@ type Config struct {
 	// NoFanotify uses fsnotify alone, as when the agent lacks the rights
 	// for fanotify: no process is ever identified.
 	NoFanotify bool
+	// Checkout says whether a process belongs to the checkout (in the
+	// Action: the actions/checkout step). Its writes build the baseline:
+	// they are never reported, and each time it writes the root's git
+	// index the baseline is rebuilt from that index (see the package
+	// doc). Nil: nothing after Start builds the baseline. It is called on
+	// the event path: it must be fast and safe for concurrent use.
+	Checkout func(event.Process) bool
 
 	// Tests stall a reader until they close these, to force an overflow.
 	inotifyHoldForTest, fanotifyHoldForTest <-chan struct{}
@@ -155,10 +165,20 @@ type Monitor struct {
 	cfg Config
 	log *slog.Logger
 
-	mu      sync.Mutex
-	started bool
-	closed  bool
-	run     *run // nil until Start succeeds
+	mu       sync.Mutex
+	started  bool
+	closed   bool
+	run      *run // nil until Start succeeds; replaced by each rebuild
+	reported *reportedSet
+	procs    *procCache
+	retired  event.Stats // counters of the runs that rebuilds replaced
+	rebuilt  int         // baselines rebuilt from the checkout's index
+
+	rebuild  chan struct{} // the checkout wrote the index
+	writer   atomic.Int64  // the pid that wrote it last
+	stop     chan struct{}
+	stopOnce sync.Once
+	done     chan struct{} // closed when the rebuild loop ends
 }
 
 // ErrStarted is returned by a second call to Start.
@@ -176,7 +196,8 @@ func New(cfg Config) (*Monitor, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Monitor{cfg: cfg, log: log}, nil
+	return &Monitor{cfg: cfg, log: log, reported: newReportedSet(), procs: newProcCache(cfg.Process, os.Getpid()),
+		rebuild: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}, nil
 }
 
 // Start records the baseline and arms the watches. It returns once
@@ -192,12 +213,55 @@ func (m *Monitor) Start(ctx context.Context) error {
 		return errors.New("filemon: closed")
 	}
 	m.started = true
-	r, err := start(ctx, m.cfg, m.log)
+	r, err := start(ctx, m.cfg, m.log, m.opts(nil))
 	if err != nil {
+		close(m.done)
 		return fmt.Errorf("filemon: start: %w", err)
 	}
 	m.run = r
+	go m.rebuildLoop()
 	return nil
+}
+
+func (m *Monitor) opts(in *rebaseInput) startOpts {
+	o := startOpts{reported: m.reported, rebase: in, procs: m.procs}
+	if m.cfg.Checkout != nil {
+		o.onIndex = m.indexWritten
+	}
+	return o
+}
+
+// indexWritten is called (on the fanotify reader) with the process that
+// wrote the root's .git/index. It must not block.
+func (m *Monitor) indexWritten(p event.Process) {
+	if !m.cfg.Checkout(p) {
+		return // a build's git add: not the baseline
+	}
+	m.writer.Store(int64(p.PID))
+	select {
+	case m.rebuild <- struct{}{}:
+	default: // one is due already, and will read the newest index
+	}
+}
+
+func (m *Monitor) rebuildLoop() {
+	defer close(m.done)
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-m.rebuild:
+			// git writes more after the index (the branch's config), in
+			// the same process: the baseline is what it leaves. A tamper
+			// meanwhile is still found, against the index's blob ids.
+			waitExit(int(m.writer.Load()), m.stop)
+			m.mu.Lock()
+			if !m.closed {
+				m.rebase()
+			}
+			m.mu.Unlock()
+		}
+	}
 }
 
 // Close stops watching: it drains the kernel queues, rescans the workspace
@@ -205,14 +269,37 @@ func (m *Monitor) Start(ctx context.Context) error {
 // for component "filemon". It is safe to call twice; the second call does
 // nothing. Closing a Monitor that never started emits nothing.
 func (m *Monitor) Close() error {
+	m.stopOnce.Do(func() { close(m.stop) })
+	m.mu.Lock()
+	started := m.started
+	m.mu.Unlock()
+	if started {
+		<-m.done // a rebuild in progress finishes first
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
 		return nil
 	}
-	m.closed = true
 	if m.run == nil {
+		m.closed = true
 		return nil
 	}
-	return m.run.close()
+	select {
+	case <-m.rebuild: // the checkout wrote the index just before Close
+		m.rebase()
+	default:
+	}
+	m.closed = true
+	st, err := m.run.close(true, nil)
+	st.Events += m.retired.Events
+	st.Lost += m.retired.Lost
+	st.Unattributed += m.retired.Unattributed
+	if m.rebuilt == 0 && m.run.base.files == 0 {
+		m.cfg.Emit(event.Record{Coverage: &event.Coverage{Time: time.Now(), Component: "filemon",
+			NotCovered: "every file: the workspace was empty when monitoring began and no checkout wrote it",
+			Reason:     "files that appear after monitoring begins are a build's own, unless the checkout wrote them"}})
+	}
+	m.cfg.Emit(event.Record{Stats: &st})
+	return err
 }
