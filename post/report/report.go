@@ -154,15 +154,18 @@ type Message struct {
 
 // Agent describes the agent's own health during the run.
 type Agent struct {
-	Start          *time.Time  `json:"start"` // nil if the journal has no Start record
-	Stop           *time.Time  `json:"stop"`  // nil if the agent did not stop cleanly
-	StoppedCleanly bool        `json:"stopped_cleanly"`
-	Errors         []Message   `json:"errors"`
-	Warnings       []Message   `json:"warnings"`
-	Info           []Message   `json:"info"`
-	Components     []Component `json:"components"`
-	Lost           Tally       `json:"lost"`
-	Unattributed   Tally       `json:"unattributed"`
+	Start          *time.Time `json:"start"` // nil if the journal has no Start record
+	Stop           *time.Time `json:"stop"`  // nil if the agent did not stop cleanly
+	StoppedCleanly bool       `json:"stopped_cleanly"`
+	Errors         []Message  `json:"errors"`
+	Warnings       []Message  `json:"warnings"`
+	Info           []Message  `json:"info"`
+	// NotCovered says what a monitor did not watch (event.Coverage): the
+	// summary's verdict line warns of it. Omitted when everything was.
+	NotCovered   []Message   `json:"not_covered,omitempty"`
+	Components   []Component `json:"components"`
+	Lost         Tally       `json:"lost"`
+	Unattributed Tally       `json:"unattributed"`
 	// UnattributedEvents counts flows, DNS queries and file events in the
 	// journal whose process is unknown (PID 0).
 	UnattributedEvents int `json:"unattributed_events"`
@@ -342,6 +345,11 @@ func Build(recs []event.Record, opt Options) *Report {
 			default: // warning, or a level this version does not know
 				a.Warnings = append(a.Warnings, m)
 			}
+		case rec.Coverage != nil:
+			c := rec.Coverage
+			a.NotCovered = append(a.NotCovered, Message{Time: c.Time, Component: c.Component, Message: c.NotCovered})
+			a.Warnings = append(a.Warnings, Message{Time: c.Time, Component: c.Component,
+				Message: "not watched: " + c.NotCovered + ": " + c.Reason})
 		case rec.Stats != nil:
 			s := rec.Stats
 			c := stats[s.Component]

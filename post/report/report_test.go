@@ -577,3 +577,25 @@ func TestImports(t *testing.T) {
 		}
 	}
 }
+
+// TestNotCoveredInVerdict: "0 files tampered" is not the whole truth when
+// the files were not watched; the verdict line says so.
+func TestNotCoveredInVerdict(t *testing.T) {
+	recs := []event.Record{
+		{Start: &event.Start{Mode: "audit", FileMonitoring: true}},
+		{Coverage: &event.Coverage{Component: "filemon", NotCovered: "every file", Reason: "the workspace was empty"}},
+		{Stop: &event.Stop{}},
+	}
+	r := Build(recs, Options{})
+	head, _, _ := strings.Cut(r.Summary(0), "\n")
+	if !strings.Contains(head, "0 files tampered (⚠️ not watched: every file)") {
+		t.Errorf("verdict line %q does not warn of what was not watched", head)
+	}
+	if len(r.Agent.NotCovered) != 1 {
+		t.Errorf("report.json agent.not_covered = %v", r.Agent.NotCovered)
+	}
+	r = Build(recs[:1], Options{})
+	if head, _, _ := strings.Cut(r.Summary(0), "\n"); strings.Contains(head, "not watched") {
+		t.Errorf("verdict line %q warns with nothing uncovered", head)
+	}
+}

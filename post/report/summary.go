@@ -94,7 +94,14 @@ func (r *Report) writeHead(w *mdWriter) {
 		parts = append(parts, plural(c.DNSBlockedNames, "DNS name", "DNS names")+" blocked")
 	}
 	if r.FileMonitoring || c.Files > 0 {
-		parts = append(parts, plural(c.Files, "file", "files")+" tampered")
+		files := plural(c.Files, "file", "files") + " tampered"
+		for _, m := range r.Agent.NotCovered {
+			if m.Component == "filemon" {
+				files += " (⚠️ not watched: " + cell(m.Message) + ")"
+				break
+			}
+		}
+		parts = append(parts, files)
 	} else {
 		parts = append(parts, "file monitoring off")
 	}
