@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -39,8 +40,12 @@ type fan struct {
 	gitKey  atomic.Pointer[string]
 	gitRoot string // the root's .git directory, absolute
 	onIndex func(event.Process)
-	done    chan struct{}   // closed when the reader has stopped and closed the fds
-	hold    <-chan struct{} // tests only: receives until the test closes it
+	// extra maps the fanotify key of each directory marked after the walk
+	// (a new .git, .github, workflows, hooks) to its path relative to the
+	// root: only steering files are looked for there.
+	extra sync.Map
+	done  chan struct{}   // closed when the reader has stopped and closed the fds
+	hold  <-chan struct{} // tests only: receives until the test closes it
 }
 
 // fanSink is where events go once the baseline exists.
@@ -135,16 +140,49 @@ func (f *fan) armGit(fd int) error {
 	return nil
 }
 
-// gitAppeared arms the root's .git directory, created after the walk.
-func (f *fan) gitAppeared() {
-	fd, err := unix.Open(f.gitRoot, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+// dirAppeared marks a directory created after the walk at rel (relative
+// to the root; abs is its absolute path) that may hold steering files, or
+// is the root's .git, and reports the steering files already in it: they
+// were created before the mark, so no event names their writer.
+func (f *fan) dirAppeared(s *fanSink, rel string, creator event.Process) {
+	abs := s.base.abs(rel)
+	fd, err := unix.Open(abs, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 	if err != nil {
-		f.log.Warn("filemon: open new .git", "err", err)
-		return
+		return // gone again
 	}
 	defer unix.Close(fd)
-	if err := f.armGit(fd); err != nil {
-		f.log.Warn("filemon: mark new .git", "err", err)
+	if rel == ".git" && f.onIndex != nil {
+		if err := f.armGit(fd); err != nil {
+			f.log.Warn("filemon: mark new .git", "err", err)
+		}
+	} else if f.dirs >= 0 {
+		if err := f.markDir(fd); err != nil {
+			f.log.Warn("filemon: mark new directory", "dir", rel, "err", err)
+			return
+		}
+	}
+	if key, err := dirKey(fd); err == nil {
+		f.extra.Store(key, rel)
+	}
+	if s.tr.checkout != nil && creator.PID != 0 && s.tr.checkout(creator) {
+		return // the checkout made it (git init): its content is the checkout's
+	}
+	ents, err := os.ReadDir(abs)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		p := join(rel, e.Name())
+		if e.IsDir() {
+			if steerDir(p) {
+				f.dirAppeared(s, p, creator)
+			}
+			continue
+		}
+		if why := steerNew(p); why != "" {
+			who := event.Process{Unknown: fmt.Sprintf("created before its new directory %q was watched; the directory was made by pid %d (%s)", rel, creator.PID, creator.Exe)}
+			s.tr.steerCreated(p, why, who, time.Now())
+		}
 	}
 }
 
@@ -314,22 +352,43 @@ func (f *fan) dirEvent(ev *fanevent.Event) {
 		ev.Mask&(unix.FAN_MOVED_TO|unix.FAN_CREATE) != 0 && f.onIndex != nil {
 		f.onIndex(f.procs.at(int(ev.PID)))
 	}
-	dir, ok := s.base.byHandle[string(key)]
-	if !ok {
+	var dirRel string
+	dir, isBase := s.base.byHandle[string(key)]
+	if isBase {
+		dirRel = s.base.entries[dir].path
+	} else if v, ok := f.extra.Load(string(key)); ok {
+		dirRel = v.(string)
+	} else {
 		return
-	}
-	if s.base.entries[dir].path == "" && string(ev.Name) == ".git" && ev.Mask&unix.FAN_ONDIR != 0 &&
-		ev.Mask&(unix.FAN_CREATE|unix.FAN_MOVED_TO) != 0 && f.onIndex != nil {
-		f.gitAppeared()
 	}
 	var rel [512]byte
 	p := rel[:0]
-	if d := s.base.entries[dir].path; d != "" {
-		p = append(append(p, d...), '/')
+	if dirRel != "" {
+		p = append(append(p, dirRel...), '/')
 	}
 	p = append(p, ev.Name...)
+	created := ev.Mask&(unix.FAN_CREATE|unix.FAN_MOVED_TO) != 0
+	if created && ev.Mask&unix.FAN_ONDIR != 0 {
+		if rp := string(p); (rp == ".git" && f.onIndex != nil) || steerDir(rp) {
+			if _, known := s.base.byPath[rp]; !known {
+				f.dirAppeared(s, rp, f.procs.at(int(ev.PID)))
+			}
+		}
+		if !isBase {
+			return
+		}
+	}
+	if !isBase {
+		if why := steerNew(string(p)); created && why != "" {
+			s.tr.steerCreated(string(p), why, f.procs.at(int(ev.PID)), time.Now())
+		}
+		return
+	}
 	idx, ok := s.base.byPath[string(p)]
 	if !ok {
+		if why := steerNew(string(p)); created && why != "" && ev.Mask&unix.FAN_ONDIR == 0 {
+			s.tr.steerCreated(string(p), why, f.procs.at(int(ev.PID)), time.Now())
+		}
 		return // not a baseline name: a build's own file
 	}
 	proc := f.procs.at(int(ev.PID))

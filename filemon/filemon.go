@@ -11,8 +11,35 @@
 // data (device, inode, birth time, size, mtime) — the baseline. For a git
 // checkout it also takes each clean tracked file's blob id from the index,
 // so a later stat difference can be checked against the content cheaply.
-// Inside any directory named .git only "config" and "hooks/" are part of
-// the baseline: the rest is git's own state, rewritten in normal use.
+// Inside a directory named .git only the state git reads as configuration
+// is part of the baseline (config, HEAD, packed-refs, info/attributes,
+// hooks/, refs/replace/): the rest is git's own, rewritten in normal use.
+//
+// # The baseline is what the checkout wrote
+//
+// No timer decides coverage. Without Config.Checkout the baseline is the
+// workspace at Start. With it, every write of the root's .git/index by a
+// process of the checkout (git renames index.lock over it) rebuilds the
+// baseline from that index, once that process has exited: the tracked
+// paths (with the blob ids and the stat data of what the checkout wrote)
+// and the untracked files the previous baseline held. A tracked file that
+// already differs from its blob, or is gone, changed after the checkout
+// wrote it and is reported at once, without a process (no mark was on it
+// yet). The new baseline is armed before the previous one is retired. The
+// checkout's own writes are never reported, nor a build's new files; the
+// opens of the files directly in the root's .git are gated (see below) so
+// that git, gone right after writing the index, is still named.
+//
+// # Steering files
+//
+// A new file that changes how a build's tools behave (.npmrc, .yarnrc*,
+// pip.conf, sitecustomize.py, *.pth, conftest.py, go.work,
+// Directory.Build.props, .git/hooks/*, .github/workflows/*) in a directory
+// the monitor marks, and any change to the git state above, is reported
+// as an event.Steer with its writer, not as tampering (steer.go). A new
+// .github, workflows, .git/hooks, .git/info or refs/replace directory is
+// marked when it appears; what was already in it then is reported without
+// a writer.
 //
 // Three kernel interfaces then watch, and Start returns once all are armed:
 //

@@ -336,7 +336,8 @@ func (t *tracker) resolve(idx int32, p *pending, now time.Time, all bool) {
 	}
 }
 
-// report emits f unless its path and kind were reported already.
+// report emits f unless its path and kind were reported already. A change
+// to git's configuration is reported as steering (event.Steer).
 func (t *tracker) report(f event.File) {
 	if !t.reported.first(reportKey{f.Path, f.Event}) {
 		return
@@ -345,7 +346,26 @@ func (t *tracker) report(f event.File) {
 	if !identified(f.Process) {
 		t.unattributed.Add(1)
 	}
+	if why := steerGit(f.Path); why != "" {
+		t.emit(event.Record{Steer: &event.Steer{Time: f.Time, Path: f.Path, Change: string(f.Event), Why: why, Process: f.Process}})
+		return
+	}
 	t.emit(event.Record{File: &f})
+}
+
+// steerCreated reports a new steering file at path, once.
+func (t *tracker) steerCreated(path, why string, proc event.Process, at time.Time) {
+	if proc.PID != 0 && t.checkout != nil && t.checkout(proc) {
+		return // the checkout's own: git init writes hooks, checkout writes config
+	}
+	if !t.reported.first(reportKey{path, "created"}) {
+		return
+	}
+	t.events.Add(1)
+	if !identified(proc) {
+		t.unattributed.Add(1)
+	}
+	t.emit(event.Record{Steer: &event.Steer{Time: at, Path: path, Change: "created", Why: why, Process: proc}})
 }
 
 // merge adds the facts of q, which arrived while p was being resolved.

@@ -55,8 +55,11 @@ type walkResult struct {
 
 // walkDir is one directory still to read.
 type walkDir struct {
-	rel    string
-	gitDir bool // the directory is named .git: keep only config and hooks
+	rel string
+	// git is the directory's path inside a .git directory ("" for .git
+	// itself), when it is in one: only what keepGit keeps is walked.
+	git   string
+	inGit bool
 }
 
 // walk records every file and directory under root and arms the watches
@@ -188,12 +191,16 @@ func (w *walker) readDir(d walkDir, out []entry, names []string, buf []byte) ([]
 	}
 	var sub []walkDir
 	for _, name := range names {
-		if d.gitDir && !keepInGitDir(name) {
-			continue
-		}
 		st, err := statxAt(fd, name)
 		if err != nil {
 			continue // gone since the directory was read
+		}
+		var g string
+		if d.inGit {
+			g = join(d.git, name)
+			if !keepGit(g, st.mode == modeDir) {
+				continue
+			}
 		}
 		rel := join(d.rel, name)
 		if w.h.keep != nil && !w.h.keep(rel, st) {
@@ -201,7 +208,7 @@ func (w *walker) readDir(d walkDir, out []entry, names []string, buf []byte) ([]
 		}
 		switch st.mode {
 		case modeDir:
-			sub = append(sub, walkDir{rel: rel, gitDir: name == ".git"})
+			sub = append(sub, walkDir{rel: rel, git: g, inGit: d.inGit || name == ".git"})
 		case modeReg:
 			if w.h.fan != nil {
 				if err := w.h.fan.markFile(fd, name); err != nil {
