@@ -82,6 +82,10 @@ type Report struct {
 	Egress           []Egress        `json:"egress"`
 	DNS              []DNS           `json:"dns"`
 	Files            []File          `json:"files"`
+	// Steering lists files that change how a build's tools behave (a new
+	// .npmrc, a git hook, a change to .git/config): not tampering with a
+	// source file, reported on their own (event.Steer).
+	Steering   []Steering      `json:"steering"`
 	Privileged       []Privileged    `json:"privileged"`
 	SuggestedPolicy  SuggestedPolicy `json:"suggested_policy"`
 	Agent            Agent           `json:"agent"`
@@ -131,6 +135,16 @@ type File struct {
 	Process event.Process `json:"process"`
 	Time    time.Time     `json:"time"`
 	Step    string        `json:"step,omitempty"` // workflow step of the process, else of Time, if known
+}
+
+// Steering is one steering file created or changed (event.Steer).
+type Steering struct {
+	Path    string        `json:"path"`
+	Change  string        `json:"change"` // created, or a file event of a file that existed
+	Why     string        `json:"why"`
+	Process event.Process `json:"process"`
+	Time    time.Time     `json:"time"`
+	Step    string        `json:"step,omitempty"`
 }
 
 // Privileged is one start of a privilege-raising program (sudo, su, ...),
@@ -220,6 +234,7 @@ func Build(recs []event.Record, opt Options) *Report {
 		Egress:           []Egress{},
 		DNS:              []DNS{},
 		Files:            []File{},
+		Steering:         []Steering{},
 		Privileged:       []Privileged{},
 	}
 	a := &r.Agent
@@ -329,6 +344,10 @@ func Build(recs []event.Record, opt Options) *Report {
 			}
 			r.Files = append(r.Files, File{Path: relPath(f.Path, workspace), Event: f.Event,
 				Process: f.Process, Time: f.Time})
+		case rec.Steer != nil:
+			st := rec.Steer
+			r.Steering = append(r.Steering, Steering{Path: relPath(st.Path, workspace), Change: st.Change, Why: st.Why,
+				Process: st.Process, Time: st.Time})
 		case rec.Exec != nil:
 			e := rec.Exec
 			expected["privmon"] = true

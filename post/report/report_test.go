@@ -599,3 +599,23 @@ func TestNotCoveredInVerdict(t *testing.T) {
 		t.Errorf("verdict line %q warns with nothing uncovered", head)
 	}
 }
+
+// TestSteering: a steering file is its own section and count, not a
+// tampered file, and its writer's step is named.
+func TestSteering(t *testing.T) {
+	recs := []event.Record{
+		{Start: &event.Start{Mode: "audit", FileMonitoring: true, Workspace: "/w"}},
+		{Steer: &event.Steer{Path: ".npmrc", Change: "created", Why: "npm configuration (registry, scripts)",
+			Process: event.Process{PID: 7, Exe: "/usr/bin/dash"}}},
+		{Stop: &event.Stop{}},
+	}
+	r := Build(recs, Options{})
+	if len(r.Steering) != 1 || len(r.Files) != 0 || r.Agent.UnknownRecords != 0 {
+		t.Fatalf("steering %v, files %v, unknown records %d", r.Steering, r.Files, r.Agent.UnknownRecords)
+	}
+	s := r.Summary(0)
+	head, _, _ := strings.Cut(s, "\n")
+	if !strings.Contains(head, "0 files tampered, 1 steering file") || !strings.Contains(s, "### Files that steer") || !strings.Contains(s, "npm configuration") {
+		t.Errorf("summary does not show the steering file:\n%s", s)
+	}
+}
