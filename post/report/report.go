@@ -82,14 +82,15 @@ type Report struct {
 	Egress           []Egress        `json:"egress"`
 	DNS              []DNS           `json:"dns"`
 	Files            []File          `json:"files"`
-	// Steering lists files that change how a build's tools behave (a new
-	// .npmrc, a git hook, a change to .git/config): not tampering with a
-	// source file, reported on their own (event.Steer).
-	Steering   []Steering      `json:"steering"`
 	Privileged       []Privileged    `json:"privileged"`
 	SuggestedPolicy  SuggestedPolicy `json:"suggested_policy"`
 	Agent            Agent           `json:"agent"`
 	Counts           Counts          `json:"counts"`
+
+	// Steering lists files that change how a build's tools behave (a new
+	// .npmrc, a git hook, a change to .git/config): not tampering with a
+	// source file, reported on their own (event.Steer).
+	Steering []Steering `json:"steering"`
 }
 
 // Egress is one aggregated outbound destination: all flows with the same
