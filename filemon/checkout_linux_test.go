@@ -179,3 +179,28 @@ func TestEmptyWorkspaceCoverage(t *testing.T) {
 		t.Fatalf("%d coverage records, want 1: %v", n, rec.notes())
 	}
 }
+
+// TestUntrackedNotBaseline: in a workspace that is a git checkout at
+// Start, untracked trees (node_modules from an earlier install) are a
+// build's, not source: rewriting them is not reported, and they carry no
+// marks. AllFiles takes them in.
+func TestUntrackedNotBaseline(t *testing.T) {
+	needRoot(t)
+	origin := originForTest(t)
+	for _, all := range []bool{false, true} {
+		root := treeForTest(t, nil)
+		workload(t, root, "sh", "-c", "git clone -q "+origin+" . && mkdir -p node_modules/x && echo a > node_modules/x/index.js")
+		m, rec := startForTest(t, Config{Root: root, AllFiles: all})
+		workload(t, root, "sh", "-c", "rm -r node_modules && echo evil >> main.go")
+		if err := m.Close(); err != nil {
+			t.Fatal(err)
+		}
+		want := "overwrite main.go"
+		if all {
+			want = "overwrite main.go, delete node_modules/x/index.js" // files() sorts by path
+		}
+		if got := fileSet(rec.files()); got != want {
+			t.Errorf("AllFiles=%v: reported %q, want %q", all, got, want)
+		}
+	}
+}

@@ -145,6 +145,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -181,6 +182,12 @@ type Config struct {
 	// doc). Nil: nothing after Start builds the baseline. It is called on
 	// the event path: it must be fast and safe for concurrent use.
 	Checkout func(event.Process) bool
+	// AllFiles takes every file in a git workspace into the baseline at
+	// Start. By default a workspace whose root holds a git index gets the
+	// tracked files (and .git's configuration) only: untracked files there
+	// (node_modules, build output) are not source, and watching them is
+	// what made a build slow.
+	AllFiles bool
 
 	// Tests stall a reader until they close these, to force an overflow.
 	inotifyHoldForTest, fanotifyHoldForTest <-chan struct{}
@@ -240,7 +247,24 @@ func (m *Monitor) Start(ctx context.Context) error {
 		return errors.New("filemon: closed")
 	}
 	m.started = true
-	r, err := start(ctx, m.cfg, m.log, m.opts(nil))
+	// A workspace that is a git checkout already: its baseline is what the
+	// index tracks, not a build's untracked output (node_modules).
+	var in *rebaseInput
+	if !m.cfg.AllFiles {
+		if root, err := filepath.Abs(m.cfg.Root); err == nil {
+			if root, err = filepath.EvalSymlinks(root); err == nil {
+				if fi, err := os.Stat(filepath.Join(root, ".git", "index")); err == nil && fi.Mode().IsRegular() {
+					if in, err = readIndex(root, nil); err != nil {
+						m.log.Warn("filemon: git index; the baseline is every file", "err", err)
+						in = nil
+					} else {
+						in.initial = true
+					}
+				}
+			}
+		}
+	}
+	r, err := start(ctx, m.cfg, m.log, m.opts(in))
 	if err != nil {
 		close(m.done)
 		return fmt.Errorf("filemon: start: %w", err)

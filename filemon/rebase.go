@@ -23,6 +23,10 @@ type rebaseInput struct {
 	tracked map[string]gitindex.Entry // stage 0, in the work tree, relative to the root
 	dirs    map[string]bool           // directories above tracked paths
 	hashLen int
+	// initial: the baseline at Start of a workspace that is already a
+	// checkout. A tracked file that differs from its blob was changed
+	// before monitoring began: it is baseline as it is, not reported.
+	initial bool
 }
 
 // readIndex reads root/.git/index, the index of the repository whose top
@@ -117,11 +121,16 @@ func (in *rebaseInput) verify(b *baseline) []afterCheckout {
 	for path, e := range in.tracked {
 		idx, ok := b.byPath[path]
 		if !ok {
-			out = append(out, afterCheckout{path: path, deleted: true})
+			if !in.initial {
+				out = append(out, afterCheckout{path: path, deleted: true})
+			}
 			continue
 		}
 		be := &b.entries[idx]
 		if be.blob >= 0 {
+			continue
+		}
+		if in.initial {
 			continue
 		}
 		if hashIs(b.abs(path), be.mode, e.Hash, in.hashLen) {
