@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -166,6 +167,12 @@ func (f *fan) dirAppeared(s *fanSink, rel string, creator event.Process) {
 	}
 	if s.tr.checkout != nil && creator.PID != 0 && s.tr.checkout(creator) {
 		return // the checkout made it (git init): its content is the checkout's
+	}
+	if _, baseGit := s.base.byPath[".git"]; !baseGit && (rel == ".git" || strings.HasPrefix(rel, ".git/")) {
+		// A .git that is new since the baseline holds what git init wrote (HEAD, config, sample
+		// hooks), whoever ran it: a git that exited before its event was
+		// read cannot be told from the checkout's. Later changes are seen.
+		return
 	}
 	ents, err := os.ReadDir(abs)
 	if err != nil {
