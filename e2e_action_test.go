@@ -122,8 +122,7 @@ func (v *actionVM) post(t *testing.T) []byte {
 		t.Fatalf("post step: %v", err)
 	}
 	summary, _ := os.ReadFile(filepath.Join(v.dirs["file_commands"], "step_summary_2"))
-	// Every component accounted for its events, the file monitor too,
-	// though the workspace never settled in so short a job.
+	// Every component accounted for its events, the file monitor too.
 	if strings.Contains(string(summary), "Events lost: unknown") {
 		t.Errorf("a component's counts are unknown:\n%s", summary)
 	}

@@ -15,7 +15,6 @@ import (
 	"os/exec"
 	"runtime"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/harden-runner/harden-runner/dockergate"
@@ -53,13 +52,12 @@ type Config struct {
 	JournalPath  string           // required
 	// ClientServers are the DNS servers the machine's clients are configured
 	// to ask (resolv.conf), which speeds up finding a query's process.
-	ClientServers  []netip.AddrPort
-	Workspace      string // file monitoring root
+	ClientServers []netip.AddrPort
+	// Workspace is the file monitoring root. Monitoring starts with the
+	// agent; in the Action the workspace may still be empty, and the
+	// actions/checkout step's writes build the baseline (see isCheckout).
+	Workspace      string
 	FileMonitoring bool
-	// WaitForWorkspace defers file monitoring until the workspace has
-	// content that stopped changing (see settle.go): in the Action the agent
-	// starts before actions/checkout, when the workspace is still empty.
-	WaitForWorkspace bool
 	// DisableContainers takes docker away from everything but the runner
 	// and root (package dockergate); Docker configures it (Emit and
 	// Process are the agent's).
@@ -78,28 +76,27 @@ type Config struct {
 
 // Agent runs the components. Start once, Stop once (Stop is safe to repeat).
 type Agent struct {
-	cfg        Config
-	log        *slog.Logger
-	journal    *Journal
-	fw         *firewall.Firewall
-	flows      *flowlog.Reader
-	gate       *gate.Gate
-	guard      *guard.Guard
-	etc        *guard.Files
-	sysctls    *guard.Sysctls
-	priv       *privmon.Monitor
-	docker     *dockergate.Gate
-	sudo       *sudowatch.Watch
-	finder     *proc.Finder
-	lineage    *lineage.Tracker // nil when the kernel cannot run it
-	res        *resolver.Resolver
-	relay      *relay.Relay
-	filesMu    sync.Mutex // guards files: the settle goroutine sets it later
-	files      *filemon.Monitor
-	settled    chan struct{} // closed when the settle goroutine is done
-	stopSettle context.CancelFunc
-	cancel     context.CancelFunc
-	stopped    bool
+	cfg     Config
+	log     *slog.Logger
+	journal *Journal
+	fw      *firewall.Firewall
+	flows   *flowlog.Reader
+	gate    *gate.Gate
+	guard   *guard.Guard
+	etc     *guard.Files
+	sysctls *guard.Sysctls
+	priv    *privmon.Monitor
+	docker  *dockergate.Gate
+	sudo    *sudowatch.Watch
+	finder  *proc.Finder
+	lineage *lineage.Tracker // nil when the kernel cannot run it
+	res     *resolver.Resolver
+	relay   *relay.Relay
+	files   *filemon.Monitor
+	cancel  context.CancelFunc
+	stopped bool
+	// runnerPID is the pinned Runner.Worker (0: none found).
+	runnerPID int
 }
 
 // New validates cfg. It does no I/O.
@@ -152,6 +149,7 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	}
 	// Every event under a workflow step's process is preceded, once per
 	// step, by a record of that step's root (for the report's Step column).
+	a.runnerPID = runner.PID
 	emit := runnerstep.NewTracker(runnerstep.HostFS{}, runner.PID).Wrap(a.journal.Emit)
 	p := a.cfg.Policy
 	start := &event.Start{Time: time.Now(), Mode: string(p.Mode()), Workspace: a.cfg.Workspace, FileMonitoring: a.cfg.FileMonitoring}
@@ -285,29 +283,10 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 			return fmt.Errorf("agent: disable containers: %w", err)
 		}
 	}
-	if a.cfg.FileMonitoring && a.cfg.WaitForWorkspace {
-		a.settled = make(chan struct{})
-		var sctx context.Context
-		sctx, a.stopSettle = context.WithCancel(ctx)
-		go func() {
-			defer close(a.settled)
-			if err := waitSettled(sctx, a.cfg.Workspace, settlePoll, settleQuiet); err != nil {
-				// Stopped first: nothing was watched, so nothing was lost.
-				emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "filemon", Level: "info",
-					Message: "file monitoring never began: the workspace had no content that stayed unchanged for " +
-						settleQuiet.String() + " (no checkout?) before the agent stopped"}})
-				emit(event.Record{Stats: &event.Stats{Component: "filemon"}})
-				return
-			}
-			if err := a.startFiles(ctx, emit); err != nil {
-				emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "filemon", Level: "error", Message: err.Error()}})
-				return
-			}
-			emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "filemon", Level: "info",
-				Message: "file monitoring began once the workspace had settled (after checkout)"}})
-		}()
-	} else if a.cfg.FileMonitoring {
+	if a.cfg.FileMonitoring {
 		if err = a.startFiles(ctx, emit); err != nil {
+			emit(event.Record{Coverage: &event.Coverage{Time: time.Now(), Component: "filemon",
+				NotCovered: "every file", Reason: err.Error()}})
 			return err
 		}
 	}
@@ -438,16 +417,15 @@ func preexisting(emit event.Emit) []firewall.Conn {
 
 // startFiles takes the workspace baseline and starts watching it.
 func (a *Agent) startFiles(ctx context.Context, emit event.Emit) error {
-	m, err := filemon.New(filemon.Config{Root: a.cfg.Workspace, Emit: emit, Process: a.finder.Info, Log: a.log})
+	m, err := filemon.New(filemon.Config{Root: a.cfg.Workspace, Emit: emit, Process: a.finder.Info, Log: a.log,
+		Checkout: func(p event.Process) bool { return isCheckout(p, a.runnerPID) }})
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
 	if err := m.Start(ctx); err != nil {
 		return fmt.Errorf("agent: start file monitor: %w", err)
 	}
-	a.filesMu.Lock()
 	a.files = m
-	a.filesMu.Unlock()
 	return nil
 }
 
@@ -486,10 +464,6 @@ func (a *Agent) Stop() error {
 func (a *Agent) teardown() error {
 	a.stopped = true
 	var errs []error
-	if a.settled != nil {
-		a.stopSettle() // ends a settle wait still in progress
-		<-a.settled
-	}
 	if a.priv != nil {
 		errs = append(errs, a.priv.Close())
 	}
@@ -499,11 +473,9 @@ func (a *Agent) teardown() error {
 	if a.docker != nil {
 		errs = append(errs, a.docker.Close())
 	}
-	a.filesMu.Lock()
 	if a.files != nil {
 		errs = append(errs, a.files.Close())
 	}
-	a.filesMu.Unlock()
 	// The /etc watch drains and rescans as it closes (tens of ms): in
 	// parallel with the rest, collected before the journal closes.
 	etcClosed := make(chan error, 1)

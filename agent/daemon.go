@@ -190,9 +190,8 @@ func daemonAgent(cfg *DaemonConfig, log *slog.Logger) (*Agent, error) {
 		JournalPath:    filepath.Join(cfg.StateDir, StateJournal),
 		Workspace:      cfg.Workspace,
 		FileMonitoring: cfg.FileMonitoring && cfg.Workspace != "",
-		// The Action starts before actions/checkout: baseline the sources,
-		// not the empty directory.
-		WaitForWorkspace:  true,
+		// The Action starts before actions/checkout: its writes to the
+		// still empty workspace build the baseline (isCheckout).
 		DisableContainers: cfg.DisableContainers,
 		Docker: dockergate.Config{Socket: cfg.DockerSocket, CLIs: cfg.DockerCLIs,
 			AllowFor: dockergate.AllowFor(cfg.AllowDockerFor), TrustedImage: cfg.DockerTrustedImage},

@@ -91,6 +91,18 @@ type File struct {
 	Process Process   `json:"process"`
 }
 
+// Steer is a file that changes how a build's tools behave though no source
+// file changed (a new .npmrc, *.pth, conftest.py, workflow or git hook; a
+// change to .git/config, HEAD, packed-refs, info/attributes or a replace
+// ref). It is not tampering with a source file, and is reported on its own.
+type Steer struct {
+	Time    time.Time `json:"time"`
+	Path    string    `json:"path"`   // relative to the workspace, slash-separated
+	Change  string    `json:"change"` // created, or a FileOp of a file that existed
+	Why     string    `json:"why"`    // what the file steers
+	Process Process   `json:"process"`
+}
+
 // Exec is a use of a privilege-raising program (sudo, su, ...: a start of
 // it, Verdict empty) or of docker (a connection to its socket that was
 // refused, Verdict Blocked).
@@ -113,7 +125,7 @@ type StepRoot struct {
 }
 
 // Process returns the process a record names (flow, DNS query, file
-// change or exec), or nil.
+// change, exec or steering file), or nil.
 func (r Record) Process() *Process {
 	switch {
 	case r.Flow != nil:
@@ -124,12 +136,14 @@ func (r Record) Process() *Process {
 		return &r.File.Process
 	case r.Exec != nil:
 		return &r.Exec.Process
+	case r.Steer != nil:
+		return &r.Steer.Process
 	}
 	return nil
 }
 
-// Time returns when a flow, DNS query, file change or exec happened, or
-// the zero time for other records.
+// Time returns when a flow, DNS query, file change, exec or steering file
+// happened, or the zero time for other records.
 func (r Record) Time() time.Time {
 	switch {
 	case r.Flow != nil:
@@ -140,6 +154,8 @@ func (r Record) Time() time.Time {
 		return r.File.Time
 	case r.Exec != nil:
 		return r.Exec.Time
+	case r.Steer != nil:
+		return r.Steer.Time
 	}
 	return time.Time{}
 }
@@ -179,6 +195,10 @@ type Record struct {
 	// StepRoot names a workflow step's process the first time an event
 	// under it is seen (see package runnerstep).
 	StepRoot *StepRoot `json:"step_root,omitempty"`
+	// Steer is a file that steers a build's tools (see Steer).
+	Steer *Steer `json:"steer,omitempty"`
+	// Coverage says what a monitor did not cover (see Coverage).
+	Coverage *Coverage `json:"coverage,omitempty"`
 	// Start and Stop mark the agent's lifetime; Start carries the settings.
 	Start *Start `json:"start,omitempty"`
 	Stop  *Stop  `json:"stop,omitempty"`
@@ -186,6 +206,17 @@ type Record struct {
 	// agent went on enforcing (a GitHub-hosted VM is discarded after the
 	// job): a report built from it ends here.
 	Snapshot *Snapshot `json:"snapshot,omitempty"`
+}
+
+// Coverage says that a monitor could not start, started late, or had
+// nothing to watch, and what that left uncovered. A report shows it as a
+// warning in its verdict line: "0 files tampered" means little when the
+// files were not watched.
+type Coverage struct {
+	Time       time.Time `json:"time"`
+	Component  string    `json:"component"`   // filemon
+	NotCovered string    `json:"not_covered"` // what was not watched: "every file", "the files the checkout wrote"
+	Reason     string    `json:"reason"`      // why
 }
 
 // Start is the first journal record: when enforcement began and with what policy.

@@ -145,10 +145,3 @@ func join(dir, name string) string {
 	}
 	return dir + "/" + name
 }
-
-// inGitDir says how the walk treats a path below a directory named .git:
-// only "config" and the "hooks" tree are source. name is the entry's name
-// directly inside the .git directory.
-func keepInGitDir(name string) bool {
-	return name == "config" || name == "hooks"
-}

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -33,8 +35,18 @@ type fan struct {
 
 	sink     atomic.Pointer[fanSink] // nil until the baseline is built
 	overflow func(source string)     // called on a queue overflow
-	done     chan struct{}           // closed when the reader has stopped and closed the fds
-	hold     <-chan struct{}         // tests only: receives until the test closes it
+	// gitKey is the fanotify key of the root's .git directory once it is
+	// marked; onIndex receives the process that wrote .git/index there
+	// (git renames index.lock over it), nil to ignore it.
+	gitKey  atomic.Pointer[string]
+	gitRoot string // the root's .git directory, absolute
+	onIndex func(event.Process)
+	// extra maps the fanotify key of each directory marked after the walk
+	// (a new .git, .github, workflows, hooks) to its path relative to the
+	// root: only steering files are looked for there.
+	extra sync.Map
+	done  chan struct{}   // closed when the reader has stopped and closed the fds
+	hold  <-chan struct{} // tests only: receives until the test closes it
 }
 
 // fanSink is where events go once the baseline exists.
@@ -102,6 +114,83 @@ func (f *fan) markDir(dirfd int) error {
 		return nil
 	}
 	return unix.FanotifyMark(f.dirs, unix.FAN_MARK_ADD|unix.FAN_MARK_ONLYDIR, dirMask, dirfd, "")
+}
+
+// armGit marks the root's .git directory, open as fd: its entry changes,
+// so that the writer of .git/index is seen, and with the gate the opens of
+// the files directly in it, so that the writer is named even after it
+// exits (git writes index.lock, renames it over index, and is gone).
+func (f *fan) armGit(fd int) error {
+	if f.gate {
+		err := unix.FanotifyMark(f.content, unix.FAN_MARK_ADD|unix.FAN_MARK_ONLYDIR, unix.FAN_OPEN_PERM|unix.FAN_EVENT_ON_CHILD, fd, "")
+		if err != nil {
+			return fmt.Errorf("gate on .git: %w", err)
+		}
+	}
+	if f.dirs < 0 {
+		return nil
+	}
+	if err := f.markDir(fd); err != nil {
+		return err
+	}
+	key, err := dirKey(fd)
+	if err != nil {
+		return err
+	}
+	f.gitKey.Store(&key)
+	return nil
+}
+
+// dirAppeared marks a directory created after the walk at rel (relative
+// to the root; abs is its absolute path) that may hold steering files, or
+// is the root's .git, and reports the steering files already in it: they
+// were created before the mark, so no event names their writer.
+func (f *fan) dirAppeared(s *fanSink, rel string, creator event.Process) {
+	abs := s.base.abs(rel)
+	fd, err := unix.Open(abs, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return // gone again
+	}
+	defer unix.Close(fd)
+	if rel == ".git" && f.onIndex != nil {
+		if err := f.armGit(fd); err != nil {
+			f.log.Warn("filemon: mark new .git", "err", err)
+		}
+	} else if f.dirs >= 0 {
+		if err := f.markDir(fd); err != nil {
+			f.log.Warn("filemon: mark new directory", "dir", rel, "err", err)
+			return
+		}
+	}
+	if key, err := dirKey(fd); err == nil {
+		f.extra.Store(key, rel)
+	}
+	if s.tr.checkout != nil && creator.PID != 0 && s.tr.checkout(creator) {
+		return // the checkout made it (git init): its content is the checkout's
+	}
+	if _, baseGit := s.base.byPath[".git"]; !baseGit && (rel == ".git" || strings.HasPrefix(rel, ".git/")) {
+		// A .git that is new since the baseline holds what git init wrote (HEAD, config, sample
+		// hooks), whoever ran it: a git that exited before its event was
+		// read cannot be told from the checkout's. Later changes are seen.
+		return
+	}
+	ents, err := os.ReadDir(abs)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		p := join(rel, e.Name())
+		if e.IsDir() {
+			if steerDir(p) {
+				f.dirAppeared(s, p, creator)
+			}
+			continue
+		}
+		if why := steerNew(p); why != "" {
+			who := event.Process{Unknown: fmt.Sprintf("created before its new directory %q was watched; the directory was made by pid %d (%s)", rel, creator.PID, creator.Exe)}
+			s.tr.steerCreated(p, why, who, time.Now())
+		}
+	}
 }
 
 // start runs the reader. It must run before the first mark is added: the
@@ -264,19 +353,49 @@ func (f *fan) dirEvent(ev *fanevent.Event) {
 	if s == nil {
 		return
 	}
-	var key [128]byte
-	dir, ok := s.base.byHandle[string(fanevent.AppendKey(key[:0], ev.DirFSID, ev.DirHandle))]
-	if !ok {
+	var kb [128]byte
+	key := fanevent.AppendKey(kb[:0], ev.DirFSID, ev.DirHandle)
+	if gk := f.gitKey.Load(); gk != nil && *gk == string(key) && string(ev.Name) == "index" &&
+		ev.Mask&(unix.FAN_MOVED_TO|unix.FAN_CREATE) != 0 && f.onIndex != nil {
+		f.onIndex(f.procs.at(int(ev.PID)))
+	}
+	var dirRel string
+	dir, isBase := s.base.byHandle[string(key)]
+	if isBase {
+		dirRel = s.base.entries[dir].path
+	} else if v, ok := f.extra.Load(string(key)); ok {
+		dirRel = v.(string)
+	} else {
 		return
 	}
 	var rel [512]byte
 	p := rel[:0]
-	if d := s.base.entries[dir].path; d != "" {
-		p = append(append(p, d...), '/')
+	if dirRel != "" {
+		p = append(append(p, dirRel...), '/')
 	}
 	p = append(p, ev.Name...)
+	created := ev.Mask&(unix.FAN_CREATE|unix.FAN_MOVED_TO) != 0
+	if created && ev.Mask&unix.FAN_ONDIR != 0 {
+		if rp := string(p); (rp == ".git" && f.onIndex != nil) || steerDir(rp) {
+			if _, known := s.base.byPath[rp]; !known {
+				f.dirAppeared(s, rp, f.procs.at(int(ev.PID)))
+			}
+		}
+		if !isBase {
+			return
+		}
+	}
+	if !isBase {
+		if why := steerNew(string(p)); created && why != "" {
+			s.tr.steerCreated(string(p), why, f.procs.at(int(ev.PID)), time.Now())
+		}
+		return
+	}
 	idx, ok := s.base.byPath[string(p)]
 	if !ok {
+		if why := steerNew(string(p)); created && why != "" && ev.Mask&unix.FAN_ONDIR == 0 {
+			s.tr.steerCreated(string(p), why, f.procs.at(int(ev.PID)), time.Now())
+		}
 		return // not a baseline name: a build's own file
 	}
 	proc := f.procs.at(int(ev.PID))

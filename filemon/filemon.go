@@ -11,8 +11,35 @@
 // data (device, inode, birth time, size, mtime) — the baseline. For a git
 // checkout it also takes each clean tracked file's blob id from the index,
 // so a later stat difference can be checked against the content cheaply.
-// Inside any directory named .git only "config" and "hooks/" are part of
-// the baseline: the rest is git's own state, rewritten in normal use.
+// Inside a directory named .git only the state git reads as configuration
+// is part of the baseline (config, HEAD, packed-refs, info/attributes,
+// hooks/, refs/replace/): the rest is git's own, rewritten in normal use.
+//
+// # The baseline is what the checkout wrote
+//
+// No timer decides coverage. Without Config.Checkout the baseline is the
+// workspace at Start. With it, every write of the root's .git/index by a
+// process of the checkout (git renames index.lock over it) rebuilds the
+// baseline from that index, once that process has exited: the tracked
+// paths (with the blob ids and the stat data of what the checkout wrote)
+// and the untracked files the previous baseline held. A tracked file that
+// already differs from its blob, or is gone, changed after the checkout
+// wrote it and is reported at once, without a process (no mark was on it
+// yet). The new baseline is armed before the previous one is retired. The
+// checkout's own writes are never reported, nor a build's new files; the
+// opens of the files directly in the root's .git are gated (see below) so
+// that git, gone right after writing the index, is still named.
+//
+// # Steering files
+//
+// A new file that changes how a build's tools behave (.npmrc, .yarnrc*,
+// pip.conf, sitecustomize.py, *.pth, conftest.py, go.work,
+// Directory.Build.props, .git/hooks/*, .github/workflows/*) in a directory
+// the monitor marks, and any change to the git state above, is reported
+// as an event.Steer with its writer, not as tampering (steer.go). A new
+// .github, workflows, .git/hooks, .git/info or refs/replace directory is
+// marked when it appears; what was already in it then is reported without
+// a writer.
 //
 // Three kernel interfaces then watch, and Start returns once all are armed:
 //
@@ -117,7 +144,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/harden-runner/harden-runner/event"
 )
@@ -144,6 +175,19 @@ type Config struct {
 	// NoFanotify uses fsnotify alone, as when the agent lacks the rights
 	// for fanotify: no process is ever identified.
 	NoFanotify bool
+	// Checkout says whether a process belongs to the checkout (in the
+	// Action: the actions/checkout step). Its writes build the baseline:
+	// they are never reported, and each time it writes the root's git
+	// index the baseline is rebuilt from that index (see the package
+	// doc). Nil: nothing after Start builds the baseline. It is called on
+	// the event path: it must be fast and safe for concurrent use.
+	Checkout func(event.Process) bool
+	// AllFiles takes every file in a git workspace into the baseline at
+	// Start. By default a workspace whose root holds a git index gets the
+	// tracked files (and .git's configuration) only: untracked files there
+	// (node_modules, build output) are not source, and watching them is
+	// what made a build slow.
+	AllFiles bool
 
 	// Tests stall a reader until they close these, to force an overflow.
 	inotifyHoldForTest, fanotifyHoldForTest <-chan struct{}
@@ -155,10 +199,20 @@ type Monitor struct {
 	cfg Config
 	log *slog.Logger
 
-	mu      sync.Mutex
-	started bool
-	closed  bool
-	run     *run // nil until Start succeeds
+	mu       sync.Mutex
+	started  bool
+	closed   bool
+	run      *run // nil until Start succeeds; replaced by each rebuild
+	reported *reportedSet
+	procs    *procCache
+	retired  event.Stats // counters of the runs that rebuilds replaced
+	rebuilt  int         // baselines rebuilt from the checkout's index
+
+	rebuild  chan struct{} // the checkout wrote the index
+	writer   atomic.Int64  // the pid that wrote it last
+	stop     chan struct{}
+	stopOnce sync.Once
+	done     chan struct{} // closed when the rebuild loop ends
 }
 
 // ErrStarted is returned by a second call to Start.
@@ -176,7 +230,8 @@ func New(cfg Config) (*Monitor, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Monitor{cfg: cfg, log: log}, nil
+	return &Monitor{cfg: cfg, log: log, reported: newReportedSet(), procs: newProcCache(cfg.Process, os.Getpid()),
+		rebuild: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}, nil
 }
 
 // Start records the baseline and arms the watches. It returns once
@@ -192,12 +247,72 @@ func (m *Monitor) Start(ctx context.Context) error {
 		return errors.New("filemon: closed")
 	}
 	m.started = true
-	r, err := start(ctx, m.cfg, m.log)
+	// A workspace that is a git checkout already: its baseline is what the
+	// index tracks, not a build's untracked output (node_modules).
+	var in *rebaseInput
+	if !m.cfg.AllFiles {
+		if root, err := filepath.Abs(m.cfg.Root); err == nil {
+			if root, err = filepath.EvalSymlinks(root); err == nil {
+				if fi, err := os.Stat(filepath.Join(root, ".git", "index")); err == nil && fi.Mode().IsRegular() {
+					if in, err = readIndex(root, nil); err != nil {
+						m.log.Warn("filemon: git index; the baseline is every file", "err", err)
+						in = nil
+					} else {
+						in.initial = true
+					}
+				}
+			}
+		}
+	}
+	r, err := start(ctx, m.cfg, m.log, m.opts(in))
 	if err != nil {
+		close(m.done)
 		return fmt.Errorf("filemon: start: %w", err)
 	}
 	m.run = r
+	go m.rebuildLoop()
 	return nil
+}
+
+func (m *Monitor) opts(in *rebaseInput) startOpts {
+	o := startOpts{reported: m.reported, rebase: in, procs: m.procs}
+	if m.cfg.Checkout != nil {
+		o.onIndex = m.indexWritten
+	}
+	return o
+}
+
+// indexWritten is called (on the fanotify reader) with the process that
+// wrote the root's .git/index. It must not block.
+func (m *Monitor) indexWritten(p event.Process) {
+	if !m.cfg.Checkout(p) {
+		return // a build's git add: not the baseline
+	}
+	m.writer.Store(int64(p.PID))
+	select {
+	case m.rebuild <- struct{}{}:
+	default: // one is due already, and will read the newest index
+	}
+}
+
+func (m *Monitor) rebuildLoop() {
+	defer close(m.done)
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-m.rebuild:
+			// git writes more after the index (the branch's config), in
+			// the same process: the baseline is what it leaves. A tamper
+			// meanwhile is still found, against the index's blob ids.
+			waitExit(int(m.writer.Load()), m.stop)
+			m.mu.Lock()
+			if !m.closed {
+				m.rebase()
+			}
+			m.mu.Unlock()
+		}
+	}
 }
 
 // Close stops watching: it drains the kernel queues, rescans the workspace
@@ -205,14 +320,37 @@ func (m *Monitor) Start(ctx context.Context) error {
 // for component "filemon". It is safe to call twice; the second call does
 // nothing. Closing a Monitor that never started emits nothing.
 func (m *Monitor) Close() error {
+	m.stopOnce.Do(func() { close(m.stop) })
+	m.mu.Lock()
+	started := m.started
+	m.mu.Unlock()
+	if started {
+		<-m.done // a rebuild in progress finishes first
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
 		return nil
 	}
-	m.closed = true
 	if m.run == nil {
+		m.closed = true
 		return nil
 	}
-	return m.run.close()
+	select {
+	case <-m.rebuild: // the checkout wrote the index just before Close
+		m.rebase()
+	default:
+	}
+	m.closed = true
+	st, err := m.run.close(true, nil)
+	st.Events += m.retired.Events
+	st.Lost += m.retired.Lost
+	st.Unattributed += m.retired.Unattributed
+	if m.rebuilt == 0 && m.run.base.files == 0 {
+		m.cfg.Emit(event.Record{Coverage: &event.Coverage{Time: time.Now(), Component: "filemon",
+			NotCovered: "every file: the workspace was empty when monitoring began and no checkout wrote it",
+			Reason:     "files that appear after monitoring begins are a build's own, unless the checkout wrote them"}})
+	}
+	m.cfg.Emit(event.Record{Stats: &st})
+	return err
 }

@@ -1,12 +1,7 @@
 package filemon
 
 import (
-	"bytes"
-	"crypto/sha1"
-	"crypto/sha256"
 	"fmt"
-	"hash"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -138,34 +133,5 @@ func (b *baseline) sameBlob(idx int32) bool {
 		return false
 	}
 	want := b.blobs[int(e.blob)*b.hashLen : int(e.blob+1)*b.hashLen]
-	var h hash.Hash = sha1.New()
-	if b.hashLen == 32 {
-		h = sha256.New()
-	}
-	abs := b.abs(e.path)
-	switch e.mode {
-	case modeLink:
-		target, err := os.Readlink(abs)
-		if err != nil {
-			return false
-		}
-		fmt.Fprintf(h, "blob %d\x00%s", len(target), target)
-	case modeReg:
-		f, err := os.Open(abs)
-		if err != nil {
-			return false
-		}
-		defer f.Close()
-		fi, err := f.Stat()
-		if err != nil || !fi.Mode().IsRegular() {
-			return false
-		}
-		fmt.Fprintf(h, "blob %d\x00", fi.Size())
-		if n, err := io.Copy(h, f); err != nil || n != fi.Size() {
-			return false
-		}
-	default:
-		return false
-	}
-	return bytes.Equal(h.Sum(nil), want)
+	return hashIs(b.abs(e.path), e.mode, want, b.hashLen)
 }

@@ -38,7 +38,17 @@ type run struct {
 	wg        sync.WaitGroup // settle and rescan loops
 }
 
-func start(ctx context.Context, cfg Config, log *slog.Logger) (_ *run, err error) {
+// startOpts is what a Monitor shares with each of its runs.
+type startOpts struct {
+	reported *reportedSet
+	onIndex  func(event.Process) // the root's .git/index was written; nil: not watched
+	rebase   *rebaseInput        // nil: the baseline is the workspace as found
+	// procs is shared, so that a process the gate named for one run is
+	// known to the next (git exits right after writing the index).
+	procs *procCache
+}
+
+func start(ctx context.Context, cfg Config, log *slog.Logger, opts startOpts) (_ *run, err error) {
 	root, err := filepath.Abs(cfg.Root)
 	if err == nil {
 		// Events name real paths: a root reached through a symlink would
@@ -49,7 +59,10 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (_ *run, err error
 		return nil, err
 	}
 	r := &run{cfg: cfg, log: log, rescanReq: make(chan struct{}, 1), stop: make(chan struct{})}
-	procs := newProcCache(cfg.Process, os.Getpid())
+	procs := opts.procs
+	if procs == nil {
+		procs = newProcCache(cfg.Process, os.Getpid())
+	}
 
 	unknown := event.Process{Unknown: "no process information: fanotify not used (Config.NoFanotify)"}
 	if !cfg.NoFanotify {
@@ -64,6 +77,8 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (_ *run, err error
 			r.fan = f
 			r.fan.overflow = r.overflow
 			r.fan.hold = cfg.fanotifyHoldForTest
+			r.fan.gitRoot = filepath.Join(root, ".git")
+			r.fan.onIndex = opts.onIndex
 			unknown.Unknown = "seen by inotify only: fanotify reported no process for this change"
 			f.start()
 		}
@@ -81,11 +96,18 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (_ *run, err error
 	}()
 
 	t0 := time.Now()
-	res, err := walk(ctx, root, walkHooks{fan: r.fan, watch: fsw.Add})
+	hooks := walkHooks{fan: r.fan, watch: fsw.Add}
+	if opts.rebase != nil {
+		hooks.keep = opts.rebase.keep
+	}
+	res, err := walk(ctx, root, hooks)
 	if err != nil {
 		return nil, fmt.Errorf("baseline: %w", err)
 	}
 	r.base = res.base
+	if opts.rebase != nil {
+		opts.rebase.carry(r.base)
+	}
 	if res.failed > 0 {
 		r.lost.Add(uint64(res.failed))
 		r.note("warning", fmt.Sprintf("%d directories, watches or marks could not be set up (first: %v); changes there are found only by rescans", res.failed, res.firstError))
@@ -97,8 +119,24 @@ func start(ctx context.Context, cfg Config, log *slog.Logger) (_ *run, err error
 	log.Info("filemon: baseline", "root", root, "files", r.base.files, "dirs", len(r.base.entries)-r.base.files,
 		"clean_git_files", blobs, "fanotify", r.fan != nil, "gate", r.fan != nil && r.fan.gate, "took", time.Since(t0))
 
-	r.tr = newTracker(r.base, cfg.Emit)
+	var late []afterCheckout
+	if opts.rebase != nil {
+		late = opts.rebase.verify(r.base)
+	}
+	r.tr = newTracker(r.base, cfg.Emit, opts.reported)
 	r.tr.naming = r.fan != nil
+	r.tr.checkout = cfg.Checkout
+	for _, a := range late {
+		f := event.File{Time: time.Now(), Path: a.path, Event: event.Overwrite, Process: event.Process{
+			Unknown: "changed after the checkout wrote it and before monitoring covered it (" + time.Since(t0).Round(time.Millisecond).String() + "): no event names the writer"}}
+		switch {
+		case a.deleted:
+			f.Event = event.Delete
+		case a.shorter:
+			f.Event = event.Truncate
+		}
+		r.tr.report(f)
+	}
 	r.tr.statPath = func(idx int32) (fileStat, bool) {
 		st, err := statxAt(unix.AT_FDCWD, r.base.abs(r.base.entries[idx].path))
 		return st, err == nil
@@ -242,7 +280,12 @@ func (r *run) waitSync(name string, deadline <-chan time.Time) (bool, error) {
 	}
 }
 
-func (r *run) close() error {
+// close stops the run: it drains the kernel queues and reports what is
+// pending. rescan compares the workspace with the baseline first (at the
+// Monitor's Close); a run retired for a newer baseline skips it, and drop
+// names the paths the checkout has just rewritten, which are not
+// reported. It returns the run's counters.
+func (r *run) close(rescan bool, drop func(path string) bool) (event.Stats, error) {
 	var errs []error
 	// Let the queues deliver what happened before Close, then stop them.
 	if err := r.syncInotify(); err != nil {
@@ -256,15 +299,83 @@ func (r *run) close() error {
 	close(r.stop)
 	r.wg.Wait()
 
-	found := r.rescan()
+	found := 0
+	if rescan {
+		found = r.rescan()
+	}
+	if drop != nil {
+		r.tr.mu.Lock()
+		r.tr.drop = drop
+		r.tr.mu.Unlock()
+	}
 	r.tr.settleDue(true)
 	r.log.Info("filemon: stopped", "rescan_differences", found, "events", r.tr.events.Load(),
 		"lost", r.lost.Load(), "unattributed", r.tr.unattributed.Load())
-	r.cfg.Emit(event.Record{Stats: &event.Stats{
+	return event.Stats{
 		Component:    "filemon",
 		Events:       r.tr.events.Load(),
 		Lost:         r.lost.Load(),
 		Unattributed: r.tr.unattributed.Load(),
-	}})
-	return errors.Join(errs...)
+	}, errors.Join(errs...)
+}
+
+// rebase rebuilds the baseline from the index the checkout just wrote
+// and retires the current run. The new run is armed before the old one
+// stops, so nothing goes unwatched in between. Called with m.mu held.
+func (m *Monitor) rebase() {
+	old := m.run
+	in, err := readIndex(old.base.root, old.base)
+	if err == nil {
+		var r *run
+		r, err = start(context.Background(), m.cfg, m.log, m.opts(in))
+		if err == nil {
+			nb := r.base
+			clean := func(path string) bool {
+				idx, ok := nb.byPath[path]
+				return ok && nb.entries[idx].blob >= 0
+			}
+			st, cerr := old.close(false, clean)
+			if cerr != nil {
+				m.log.Warn("filemon: retire the previous baseline", "err", cerr)
+			}
+			m.retired.Events += st.Events
+			m.retired.Lost += st.Lost
+			m.retired.Unattributed += st.Unattributed
+			m.run = r
+			m.rebuilt++
+			r.note("info", fmt.Sprintf("baseline rebuilt from the checkout's git index: %d tracked files, %d files in all", len(in.tracked), nb.files))
+			return
+		}
+	}
+	// Keep watching the previous baseline; what the checkout wrote since
+	// is not covered, and the summary says so.
+	m.log.Warn("filemon: rebuild the baseline", "err", err)
+	m.cfg.Emit(event.Record{Coverage: &event.Coverage{Time: time.Now(), Component: "filemon",
+		NotCovered: "the files the checkout wrote",
+		Reason:     "the baseline could not be rebuilt from the checkout's git index: " + err.Error()}})
+}
+
+// waitExit waits until process pid has exited, or stop is closed. A pid
+// that cannot be opened has exited already (or was never known).
+func waitExit(pid int, stop <-chan struct{}) {
+	if pid <= 0 {
+		return
+	}
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(fd)
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		// Wake now and then to see stop; the pidfd turns readable at exit.
+		n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 100)
+		if n > 0 || (err != nil && !errors.Is(err, unix.EINTR)) {
+			return
+		}
+	}
 }

@@ -22,6 +22,13 @@ const (
 	numFacts
 )
 
+// factOp is the report a fact makes on its own, when the path's state
+// cannot decide (the checkout has rewritten it since).
+var factOp = [numFacts]event.FileOp{
+	factWrite: event.Overwrite, factTruncate: event.Truncate, factChanged: event.Overwrite,
+	factUnlink: event.Delete, factAway: event.Rename, factReplace: event.Overwrite,
+}
+
 // fact is the first sighting of a factKind for a path.
 type fact struct {
 	set  bool
@@ -42,6 +49,9 @@ type pending struct {
 	last  time.Time
 	ready bool // the writer closed the file: settle without waiting
 	named bool // some fact came with a pid (fanotify)
+	// checkout: a process of the checkout wrote the path: its writes
+	// build the baseline, so nothing about the path is reported.
+	checkout bool
 }
 
 // fileStat is what a stat of a path says, as far as the baseline cares.
@@ -59,8 +69,28 @@ type emission struct {
 }
 
 type reportKey struct {
-	idx int32
-	op  event.FileOp
+	path string
+	op   event.FileOp
+}
+
+// reportedSet remembers each (path, kind) reported, across the baselines
+// of one Monitor: each is reported once per job. Safe for concurrent use.
+type reportedSet struct {
+	mu sync.Mutex
+	m  map[reportKey]struct{}
+}
+
+func newReportedSet() *reportedSet { return &reportedSet{m: make(map[reportKey]struct{})} }
+
+// first records k and says whether it is new.
+func (s *reportedSet) first(k reportKey) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, dup := s.m[k]; dup {
+		return false
+	}
+	s.m[k] = struct{}{}
+	return true
 }
 
 // tracker holds the facts per baseline path and turns them into reports.
@@ -77,16 +107,25 @@ type tracker struct {
 	grace       time.Duration // quiet time when only pid-less facts arrived and fanotify runs
 	naming      bool          // fanotify runs: pid-less facts may still be joined by named ones
 	now         func() time.Time
+	// checkout says whether a process belongs to the checkout, whose
+	// writes build the baseline (Config.Checkout); nil: none does.
+	checkout func(event.Process) bool
+	reported *reportedSet
 
-	mu       sync.Mutex
-	pend     map[int32]*pending
-	reported map[reportKey]struct{}
-	last     map[int32]sizeTime // size and mtime of baseline files when last seen through fanotify
+	mu   sync.Mutex
+	pend map[int32]*pending
+	// drop, when set, says the checkout has just rewritten a path (see
+	// Monitor.rebase): it is treated as if a checkout fact named it.
+	drop func(path string) bool
+	last map[int32]sizeTime // size and mtime of baseline files when last seen through fanotify
 
 	events, unattributed atomic.Uint64
 }
 
-func newTracker(base *baseline, emit event.Emit) *tracker {
+func newTracker(base *baseline, emit event.Emit, reported *reportedSet) *tracker {
+	if reported == nil {
+		reported = newReportedSet()
+	}
 	return &tracker{
 		base:     base,
 		emit:     emit,
@@ -94,7 +133,7 @@ func newTracker(base *baseline, emit event.Emit) *tracker {
 		grace:    time.Second,
 		now:      time.Now,
 		pend:     make(map[int32]*pending),
-		reported: make(map[reportKey]struct{}),
+		reported: reported,
 		last:     make(map[int32]sizeTime),
 	}
 }
@@ -114,9 +153,18 @@ func (t *tracker) get(idx int32) *pending {
 // when the event was read (content facts), or -1. A fact with a pid replaces
 // an earlier pid-less one of the same kind, keeping the earlier time.
 func (t *tracker) add(idx int32, k factKind, proc event.Process, at time.Time, size int64) {
+	byCheckout := proc.PID != 0 && t.checkout != nil && t.checkout(proc)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	p := t.get(idx)
+	if byCheckout {
+		// Not a fact: the checkout's writes are the baseline. It marks
+		// the path so that the same change seen without a pid is not
+		// reported either.
+		p.checkout = true
+		p.last = t.now()
+		return
+	}
 	f := &p.facts[k]
 	switch {
 	case !f.set || f.inferred:
@@ -139,9 +187,15 @@ func (t *tracker) add(idx int32, k factKind, proc event.Process, at time.Time, s
 // addInferred records a write that no event announced (see fact.inferred).
 // A write an event announced wins over it.
 func (t *tracker) addInferred(idx int32, proc event.Process, at time.Time, size int64) {
+	byCheckout := proc.PID != 0 && t.checkout != nil && t.checkout(proc)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	p := t.get(idx)
+	if byCheckout {
+		p.checkout = true
+		p.last = t.now()
+		return
+	}
 	if !p.facts[factWrite].set {
 		p.facts[factWrite] = fact{set: true, at: at, proc: proc, inferred: true}
 	}
@@ -257,29 +311,61 @@ func (t *tracker) resolve(idx int32, p *pending, now time.Time, all bool) {
 		t.mu.Unlock()
 		return
 	}
+	t.mu.Lock()
+	drop := t.drop
+	t.mu.Unlock()
+	if p.checkout || (drop != nil && drop(b.path)) {
+		// The checkout wrote the path: what it did is the baseline, and
+		// so are the changes seen without a pid (most likely its own).
+		// Whatever a named process did before it is still reported.
+		for k, f := range p.facts {
+			if f.set && f.proc.PID != 0 {
+				t.report(event.File{Path: b.path, Event: factOp[k], Time: f.at, Process: f.proc})
+			}
+		}
+		return
+	}
 	same := func() bool { return t.sameContent(idx) }
 	for _, em := range decide(b, st, ok, p, same) {
-		key := reportKey{idx, em.op}
-		t.mu.Lock()
-		_, dup := t.reported[key]
-		if !dup {
-			t.reported[key] = struct{}{}
-		}
-		t.mu.Unlock()
-		if dup {
-			continue
-		}
 		f := event.File{Path: b.path, Event: em.op, Time: em.f.at, Process: em.f.proc}
 		if !em.f.set {
 			f.Time = now
 			f.Process = event.Process{Unknown: "found by rescan: no event was received for this change"}
 		}
-		t.events.Add(1)
-		if !identified(f.Process) {
-			t.unattributed.Add(1)
-		}
-		t.emit(event.Record{File: &f})
+		t.report(f)
 	}
+}
+
+// report emits f unless its path and kind were reported already. A change
+// to git's configuration is reported as steering (event.Steer).
+func (t *tracker) report(f event.File) {
+	if !t.reported.first(reportKey{f.Path, f.Event}) {
+		return
+	}
+	t.events.Add(1)
+	if !identified(f.Process) {
+		t.unattributed.Add(1)
+	}
+	if why := steerGit(f.Path); why != "" {
+		t.emit(event.Record{Steer: &event.Steer{Time: f.Time, Path: f.Path, Change: string(f.Event), Why: why, Process: f.Process}})
+		return
+	}
+	t.emit(event.Record{File: &f})
+}
+
+// steerCreated reports a new steering file at path, once.
+func (t *tracker) steerCreated(path, why string, proc event.Process, at time.Time) {
+	if proc.PID != 0 && t.checkout != nil && t.checkout(proc) {
+		return // the checkout's own: git init writes hooks, checkout writes config
+	}
+	if !t.reported.first(reportKey{path, "created"}) {
+		return
+	}
+	t.events.Add(1)
+	if !identified(proc) {
+		t.unattributed.Add(1)
+	}
+	t.emit(event.Record{Steer: &event.Steer{Time: at, Path: path, Change: "created", Why: why, Process: proc}})
 }
 
 // merge adds the facts of q, which arrived while p was being resolved.

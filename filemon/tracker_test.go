@@ -92,7 +92,7 @@ func TestTrackerOnce(t *testing.T) {
 	state := fileStat{dev: 1, ino: 2, size: 10, mtime: 1, mode: modeReg}
 	exists := true
 	var got []event.File
-	tr := newTracker(base, func(r event.Record) { got = append(got, *r.File) })
+	tr := newTracker(base, func(r event.Record) { got = append(got, *r.File) }, nil)
 	tr.statPath = func(int32) (fileStat, bool) { return state, exists }
 	tr.sameContent = func(int32) bool { return false }
 	now := time.Unix(1000, 0)

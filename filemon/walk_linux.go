@@ -40,6 +40,10 @@ func (st fileStat) entry(rel string) entry {
 type walkHooks struct {
 	fan   *fan                   // nil without fanotify
 	watch func(abs string) error // inotify watch on a directory
+	// keep, when set, says whether a file or directory the walk meets is
+	// part of the baseline; what it rejects is neither recorded nor
+	// watched (nor, for a directory, entered).
+	keep func(rel string, st fileStat) bool
 }
 
 // walkResult is the baseline plus what could not be watched.
@@ -51,8 +55,11 @@ type walkResult struct {
 
 // walkDir is one directory still to read.
 type walkDir struct {
-	rel    string
-	gitDir bool // the directory is named .git: keep only config and hooks
+	rel string
+	// git is the directory's path inside a .git directory ("" for .git
+	// itself), when it is in one: only what keepGit keeps is walked.
+	git   string
+	inGit bool
 }
 
 // walk records every file and directory under root and arms the watches
@@ -184,17 +191,24 @@ func (w *walker) readDir(d walkDir, out []entry, names []string, buf []byte) ([]
 	}
 	var sub []walkDir
 	for _, name := range names {
-		if d.gitDir && !keepInGitDir(name) {
-			continue
-		}
 		st, err := statxAt(fd, name)
 		if err != nil {
 			continue // gone since the directory was read
 		}
+		var g string
+		if d.inGit {
+			g = join(d.git, name)
+			if !keepGit(g, st.mode == modeDir) {
+				continue
+			}
+		}
 		rel := join(d.rel, name)
+		if w.h.keep != nil && !w.h.keep(rel, st) {
+			continue
+		}
 		switch st.mode {
 		case modeDir:
-			sub = append(sub, walkDir{rel: rel, gitDir: name == ".git"})
+			sub = append(sub, walkDir{rel: rel, git: g, inGit: d.inGit || name == ".git"})
 		case modeReg:
 			if w.h.fan != nil {
 				if err := w.h.fan.markFile(fd, name); err != nil {
@@ -220,26 +234,42 @@ func (w *walker) armDir(fd int, rel, abs string) {
 		w.fail(fmt.Errorf("watch %q: %w", abs, err))
 	}
 	f := w.h.fan
-	if f == nil || f.dirs < 0 {
+	if f == nil {
+		return
+	}
+	if rel == ".git" {
+		if err := f.armGit(fd); err != nil {
+			w.fail(fmt.Errorf("fanotify mark %q: %w", abs, err))
+		}
+	}
+	if f.dirs < 0 {
 		return
 	}
 	if err := f.markDir(fd); err != nil {
 		w.fail(fmt.Errorf("fanotify mark directory %q: %w", abs, err))
 		return
 	}
-	h, _, err := unix.NameToHandleAt(fd, "", unix.AT_EMPTY_PATH)
+	key, err := dirKey(fd)
 	if err != nil {
-		w.fail(fmt.Errorf("file handle of %q: %w", abs, err))
+		w.fail(fmt.Errorf("%q: %w", abs, err))
 		return
 	}
-	var sfs unix.Statfs_t
-	if err := unix.Fstatfs(fd, &sfs); err != nil {
-		w.fail(fmt.Errorf("statfs %q: %w", abs, err))
-		return
-	}
-	fsid := uint64(uint32(sfs.Fsid.Val[0])) | uint64(uint32(sfs.Fsid.Val[1]))<<32
-	key := fanevent.HandleKey(fsid, h.Type(), h.Bytes())
 	w.mu.Lock()
 	w.handles[rel] = key
 	w.mu.Unlock()
+}
+
+// dirKey returns the fanotify key (fsid, handle) of the directory open as
+// fd, as fanevent.AppendKey builds it from an event.
+func dirKey(fd int) (string, error) {
+	h, _, err := unix.NameToHandleAt(fd, "", unix.AT_EMPTY_PATH)
+	if err != nil {
+		return "", fmt.Errorf("file handle: %w", err)
+	}
+	var sfs unix.Statfs_t
+	if err := unix.Fstatfs(fd, &sfs); err != nil {
+		return "", fmt.Errorf("statfs: %w", err)
+	}
+	fsid := uint64(uint32(sfs.Fsid.Val[0])) | uint64(uint32(sfs.Fsid.Val[1]))<<32
+	return fanevent.HandleKey(fsid, h.Type(), h.Bytes()), nil
 }

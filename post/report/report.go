@@ -90,6 +90,11 @@ type Report struct {
 	SuggestedPolicy  SuggestedPolicy `json:"suggested_policy"`
 	Agent            Agent           `json:"agent"`
 	Counts           Counts          `json:"counts"`
+
+	// Steering lists files that change how a build's tools behave (a new
+	// .npmrc, a git hook, a change to .git/config): not tampering with a
+	// source file, reported on their own (event.Steer).
+	Steering []Steering `json:"steering"`
 }
 
 // Egress is one aggregated outbound destination: all flows with the same
@@ -140,6 +145,16 @@ type File struct {
 	Step    string        `json:"step,omitempty"` // workflow step of the process, else of Time, if known
 }
 
+// Steering is one steering file created or changed (event.Steer).
+type Steering struct {
+	Path    string        `json:"path"`
+	Change  string        `json:"change"` // created, or a file event of a file that existed
+	Why     string        `json:"why"`
+	Process event.Process `json:"process"`
+	Time    time.Time     `json:"time"`
+	Step    string        `json:"step,omitempty"`
+}
+
 // Privileged is one start of a privilege-raising program (sudo, su, ...),
 // in journal order.
 type Privileged struct {
@@ -186,11 +201,14 @@ type Agent struct {
 	StoppedCleanly    bool       `json:"stopped_cleanly"`
 	// Snapshot is the time of the journal's Snapshot record when the
 	// journal ends there: the agent went on enforcing after it.
-	Snapshot     *time.Time  `json:"snapshot,omitempty"`
-	Journal      JournalInfo `json:"journal"`
-	Errors       []Message   `json:"errors"`
-	Warnings     []Message   `json:"warnings"`
-	Info         []Message   `json:"info"`
+	Snapshot *time.Time  `json:"snapshot,omitempty"`
+	Journal  JournalInfo `json:"journal"`
+	Errors   []Message   `json:"errors"`
+	Warnings []Message   `json:"warnings"`
+	Info     []Message   `json:"info"`
+	// NotCovered says what a monitor did not watch (event.Coverage): the
+	// summary's verdict line warns of it. Omitted when everything was.
+	NotCovered   []Message   `json:"not_covered,omitempty"`
 	Components   []Component `json:"components"`
 	Lost         Tally       `json:"lost"`
 	Unattributed Tally       `json:"unattributed"`
@@ -248,6 +266,7 @@ func Build(recs []event.Record, opt Options) *Report {
 		Egress:           []Egress{},
 		DNS:              []DNS{},
 		Files:            []File{},
+		Steering:         []Steering{},
 		Privileged:       []Privileged{},
 	}
 	a := &r.Agent
@@ -365,6 +384,10 @@ func Build(recs []event.Record, opt Options) *Report {
 			}
 			r.Files = append(r.Files, File{Path: relPath(f.Path, workspace), Event: f.Event,
 				Process: f.Process, Time: f.Time})
+		case rec.Steer != nil:
+			st := rec.Steer
+			r.Steering = append(r.Steering, Steering{Path: relPath(st.Path, workspace), Change: st.Change, Why: st.Why,
+				Process: st.Process, Time: st.Time})
 		case rec.Exec != nil:
 			e := rec.Exec
 			expected["privmon"] = true
@@ -381,6 +404,11 @@ func Build(recs []event.Record, opt Options) *Report {
 			default: // warning, or a level this version does not know
 				a.Warnings = append(a.Warnings, m)
 			}
+		case rec.Coverage != nil:
+			c := rec.Coverage
+			a.NotCovered = append(a.NotCovered, Message{Time: c.Time, Component: c.Component, Message: c.NotCovered})
+			a.Warnings = append(a.Warnings, Message{Time: c.Time, Component: c.Component,
+				Message: "not watched: " + c.NotCovered + ": " + c.Reason})
 		case rec.Stats != nil:
 			s := rec.Stats
 			c := stats[s.Component]

@@ -611,3 +611,45 @@ func TestBuildSnapshot(t *testing.T) {
 		t.Errorf("snapshot then stop: %+v", r.Agent)
 	}
 }
+
+// TestNotCoveredInVerdict: "0 files tampered" is not the whole truth when
+// the files were not watched; the verdict line says so.
+func TestNotCoveredInVerdict(t *testing.T) {
+	recs := []event.Record{
+		{Start: &event.Start{Mode: "audit", FileMonitoring: true}},
+		{Coverage: &event.Coverage{Component: "filemon", NotCovered: "every file", Reason: "the workspace was empty"}},
+		{Stop: &event.Stop{}},
+	}
+	r := Build(recs, Options{})
+	head, _, _ := strings.Cut(r.Summary(0), "\n")
+	if !strings.Contains(head, "0 files tampered (⚠️ not watched: every file)") {
+		t.Errorf("verdict line %q does not warn of what was not watched", head)
+	}
+	if len(r.Agent.NotCovered) != 1 {
+		t.Errorf("report.json agent.not_covered = %v", r.Agent.NotCovered)
+	}
+	r = Build(recs[:1], Options{})
+	if head, _, _ := strings.Cut(r.Summary(0), "\n"); strings.Contains(head, "not watched") {
+		t.Errorf("verdict line %q warns with nothing uncovered", head)
+	}
+}
+
+// TestSteering: a steering file is its own section and count, not a
+// tampered file, and its writer's step is named.
+func TestSteering(t *testing.T) {
+	recs := []event.Record{
+		{Start: &event.Start{Mode: "audit", FileMonitoring: true, Workspace: "/w"}},
+		{Steer: &event.Steer{Path: ".npmrc", Change: "created", Why: "npm configuration (registry, scripts)",
+			Process: event.Process{PID: 7, Exe: "/usr/bin/dash"}}},
+		{Stop: &event.Stop{}},
+	}
+	r := Build(recs, Options{})
+	if len(r.Steering) != 1 || len(r.Files) != 0 || r.Agent.UnknownRecords != 0 {
+		t.Fatalf("steering %v, files %v, unknown records %d", r.Steering, r.Files, r.Agent.UnknownRecords)
+	}
+	s := r.Summary(0)
+	head, _, _ := strings.Cut(s, "\n")
+	if !strings.Contains(head, "0 files tampered, 1 steering file") || !strings.Contains(s, "### Files that steer") || !strings.Contains(s, "npm configuration") {
+		t.Errorf("summary does not show the steering file:\n%s", s)
+	}
+}

@@ -70,6 +70,9 @@ func labelSteps(r *Report, steps []Step, roots map[runnerstep.Key]event.StepRoot
 	for i := range r.Files {
 		r.Files[i].Step = label(r.Files[i].Process, r.Files[i].Time)
 	}
+	for i := range r.Steering {
+		r.Steering[i].Step = label(r.Steering[i].Process, r.Steering[i].Time)
+	}
 	for i := range r.Privileged {
 		r.Privileged[i].Step = label(r.Privileged[i].Process, r.Privileged[i].Time)
 	}

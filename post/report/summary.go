@@ -108,7 +108,17 @@ func (r *Report) writeHead(w *mdWriter) {
 		parts = append(parts, plural(c.DNSBlockedNames, "DNS name", "DNS names")+" blocked")
 	}
 	if r.FileMonitoring || c.Files > 0 {
-		parts = append(parts, plural(c.Files, "file", "files")+" tampered")
+		files := plural(c.Files, "file", "files") + " tampered"
+		for _, m := range r.Agent.NotCovered {
+			if m.Component == "filemon" {
+				files += " (⚠️ not watched: " + cell(m.Message) + ")"
+				break
+			}
+		}
+		parts = append(parts, files)
+		if n := len(r.Steering); n > 0 {
+			parts = append(parts, plural(n, "steering file", "steering files"))
+		}
 	} else {
 		parts = append(parts, "file monitoring off")
 	}
@@ -136,6 +146,7 @@ func (r *Report) writeMiddle(w *mdWriter) {
 	r.writeEgress(w)
 	r.writeDNS(w)
 	r.writeFiles(w)
+	r.writeSteering(w)
 	r.writePrivileged(w)
 }
 
@@ -499,6 +510,28 @@ func (r *Report) writeFiles(w *mdWriter) {
 	w.table(header, plural(len(r.Files), "file event", "file events"), len(r.Files), func(i int) string {
 		f := r.Files[i]
 		line := "| " + cell(f.Path) + " | " + cell(string(f.Event)) + " | " + processCell(f.Process) +
+			" | " + timeCell(f.Time) + " |"
+		if steps {
+			line += " " + stepCell(f.Step) + " |"
+		}
+		return line + "\n"
+	})
+}
+
+// writeSteering lists steering files; nothing when there were none.
+func (r *Report) writeSteering(w *mdWriter) {
+	if len(r.Steering) == 0 {
+		return
+	}
+	w.put("### Files that steer the build's tools\n\nNot source files, but they change what npm, pip, pytest, go, MSBuild, git or the workflow do.\n\n")
+	steps := r.hasSteps()
+	header := "| Path | Change | What it steers | Process | Time |\n| --- | --- | --- | --- | --- |\n"
+	if steps {
+		header = "| Path | Change | What it steers | Process | Time | Step |\n| --- | --- | --- | --- | --- | --- |\n"
+	}
+	w.table(header, plural(len(r.Steering), "steering file", "steering files"), len(r.Steering), func(i int) string {
+		f := r.Steering[i]
+		line := "| " + cell(f.Path) + " | " + cell(f.Change) + " | " + cell(f.Why) + " | " + processCell(f.Process) +
 			" | " + timeCell(f.Time) + " |"
 		if steps {
 			line += " " + stepCell(f.Step) + " |"

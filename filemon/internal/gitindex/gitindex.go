@@ -26,6 +26,9 @@ type Entry struct {
 	Ino       uint32
 	Size      uint32 // low 32 bits of the size
 	Hash      []byte // blob id, hashLen bytes
+	// SkipWorktree is set for a path a sparse checkout left out of the
+	// work tree: its absence there is not a change.
+	SkipWorktree bool
 }
 
 const (
@@ -75,6 +78,7 @@ func Parse(data []byte, hashLen int, fn func(Entry) bool) error {
 			if ver < 3 || len(data)-off < 2 {
 				return fmt.Errorf("%w: entry %d: bad extended flags", ErrFormat, i)
 			}
+			e.SkipWorktree = binary.BigEndian.Uint16(data[off:])&0x4000 != 0
 			off += 2
 		}
 		var name []byte
