@@ -25,14 +25,18 @@ func readProcess(pid int) event.Process {
 	p.Exe = readExe(dir, buf[:])
 	p.Cmdline = cmdline(readProc(dir+"/cmdline", buf[:]))
 	st, ok := parseStat(readProc(dir+"/stat", buf[:]))
-	if uid, ok := parseStatusUID(readProc(dir+"/status", buf[:])); ok {
+	uid, uidOK := parseStatusUID(readProc(dir+"/status", buf[:]))
+	if uidOK {
 		p.UID = uid
 	}
 	switch {
 	case !ok && p.Exe == "" && p.Cmdline == "":
 		return event.Process{PID: pid, Unknown: "process exited before it could be identified"}
 	case !ok:
-		return p // exited while being read: named, without parents
+		// Exited while being read: its name is known, its uid (0 would
+		// read as root) and parents are not.
+		p.Unknown = "process exited while it was being identified (uid and parents unknown)"
+		return p
 	case st.kthread:
 		p.Cmdline = "[" + st.comm + "]"
 	case p.Exe == "" || st.state == 'Z' || st.state == 'X':
