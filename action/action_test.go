@@ -827,3 +827,41 @@ func TestPostKeepEnforcement(t *testing.T) {
 		}
 	})
 }
+
+// TestPostFailsOnTamper: a journal with a tamper error (our table deleted
+// by another process) fails the post step unless tamper-policy: report,
+// and the error names the change either way.
+func TestPostFailsOnTamper(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	var j bytes.Buffer
+	for _, rec := range []event.Record{
+		{Start: &event.Start{Time: t0, Mode: "block"}},
+		{Note: &event.Note{Time: t0.Add(time.Second), Component: "guard", Level: "error", Tamper: true,
+			Message: "delete table inet harden_runner by nft (pid 42): restored", Process: &event.Process{PID: 42, Exe: "/usr/sbin/nft"}}},
+		{Stop: &event.Stop{Time: t0.Add(2 * time.Second)}},
+	} {
+		b, _ := json.Marshal(rec)
+		j.Write(append(b, '\n'))
+	}
+	for _, tc := range []struct {
+		policy   string
+		wantFail bool
+	}{{"", true}, {"fail", true}, {"report", false}} {
+		t.Run("tamper-policy="+tc.policy, func(t *testing.T) {
+			r := newRunner(t, map[string]string{InputTamperPolicy: tc.policy})
+			r.env["STATE_"+stateStarted] = "true"
+			env := r.envFor()
+			err := Post(context.Background(), env, &fakeHost{journal: j.Bytes()})
+			if (err != nil) != tc.wantFail || (err != nil && !strings.Contains(err.Error(), "tampered")) {
+				t.Fatalf("Post = %v, want failure %v", err, tc.wantFail)
+			}
+			b, _ := os.ReadFile(filepath.Join(env.ReportDir, "report.json"))
+			if !bytes.Contains(b, []byte(`"tamper": true`)) && !bytes.Contains(b, []byte(`"tamper":true`)) {
+				t.Errorf("report.json has no tamper error:\n%s", b)
+			}
+		})
+	}
+	if _, err := TamperFails(func(string) string { return "maybe" }); err == nil || !strings.Contains(err.Error(), "tamper-policy") {
+		t.Errorf("a bad tamper-policy gave %v", err)
+	}
+}
