@@ -354,7 +354,7 @@ func (a *Agent) startGuard(ctx context.Context, emit event.Emit) error {
 				Hook: c.Hook, Priority: c.Priority})
 		}
 	}
-	g, err := guard.New(guard.Config{Table: firewall.DefaultTable, Hooks: hooks, Restore: a.fw.Restore,
+	g, err := guard.New(guard.Config{Table: firewall.DefaultTable, Hooks: hooks, Restore: a.fw.Restore, OwnPort: a.fw.OwnsPort,
 		Verify: a.fw.Verify, Existing: existing, Emit: emit, Process: proc.Info, Log: a.log})
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)

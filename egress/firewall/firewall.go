@@ -45,6 +45,8 @@ import (
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/harden-runner/harden-runner/egress/policy"
 )
@@ -96,6 +98,8 @@ type Config struct {
 type Firewall struct {
 	cfg Config
 	log *slog.Logger
+
+	ports sync.Map // uint32 netlink port ids of our sockets: see OwnsPort
 
 	mu        sync.Mutex
 	conn      *nftables.Conn
@@ -170,12 +174,39 @@ func (f *Firewall) Queues() uint16 { return f.cfg.Queues }
 // gate gives back.
 func (f *Firewall) RejectMark() uint32 { return f.cfg.RejectMark }
 
+// notePort remembers the netlink port id of a socket of ours (a SockOption).
+func (f *Firewall) notePort(c *netlink.Conn) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("netlink socket: %w", err)
+	}
+	var sa unix.Sockaddr
+	var serr error
+	if err := rc.Control(func(fd uintptr) { sa, serr = unix.Getsockname(int(fd)) }); err != nil {
+		return fmt.Errorf("netlink socket: %w", err)
+	}
+	if serr != nil {
+		return fmt.Errorf("netlink socket: getsockname: %w", serr)
+	}
+	if nl, ok := sa.(*unix.SockaddrNetlink); ok {
+		f.ports.Store(nl.Pid, true)
+	}
+	return nil
+}
+
+// OwnsPort reports whether portID is the netlink port of one of the
+// firewall's own sockets: what the guard tells our commits apart by.
+func (f *Firewall) OwnsPort(portID uint32) bool {
+	_, ok := f.ports.Load(portID)
+	return ok
+}
+
 // Install replaces any table of ours with a fresh one in a single atomic
 // batch: either the whole ruleset is in force afterwards or nothing changed.
 func (f *Firewall) Install() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	opts := []nftables.ConnOption{nftables.AsLasting(), nftables.WithSockOptions(bigBuffers)}
+	opts := []nftables.ConnOption{nftables.AsLasting(), nftables.WithSockOptions(bigBuffers, f.notePort)}
 	if f.cfg.NetNS != 0 {
 		opts = append(opts, nftables.WithNetNSFd(f.cfg.NetNS))
 	}

@@ -27,8 +27,13 @@ type Change struct {
 // is the committing thread's id, Comm its name (the kernel's TASK_COMM_LEN
 // prefix).
 type Commit struct {
-	PID     int
-	Comm    string
+	PID  int
+	Comm string
+	// PortID is the netlink port the batch came from (the notification's
+	// nlmsg_pid): unique in the network namespace while its socket lives,
+	// so it tells our own commits apart where the kernel's pid does not
+	// (the agent in a pid namespace: PID is the pid of the initial one).
+	PortID  uint32
 	Changes []Change
 }
 
@@ -114,7 +119,7 @@ func decode(m netlink.Message) (ch Change, gen *Commit, err error) {
 	}
 	ad.ByteOrder = binary.BigEndian
 	if typ == unix.NFT_MSG_NEWGEN {
-		gen = &Commit{}
+		gen = &Commit{PortID: m.Header.PID}
 		for ad.Next() {
 			switch ad.Type() {
 			case unix.NFTA_GEN_PROC_PID:

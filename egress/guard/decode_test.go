@@ -89,6 +89,10 @@ func TestCommitJudgement(t *testing.T) {
 	}{
 		{"other process deletes ours", Commit{PID: 2, Changes: []Change{ours}}, 1, 1, false},
 		{"our own commit", Commit{PID: 1, Changes: []Change{ours}}, 0, 0, true},
+		// The agent in a pid namespace: the kernel's pid is not ours, the
+		// netlink port of our own socket is.
+		{"our own socket from a pid namespace", Commit{PID: 7, PortID: 4242, Changes: []Change{ours}}, 0, 0, true},
+		{"another socket, a pid not ours", Commit{PID: 7, PortID: 99, Changes: []Change{ours}}, 1, 1, false},
 		{"early foreign chain", Commit{PID: 2, Changes: []Change{early}}, 1, 0, false},
 		{"same-priority foreign chain", Commit{PID: 2, Changes: []Change{late}}, 0, 0, false},
 		{"unrelated table", Commit{PID: 2, Changes: []Change{other}}, 0, 0, false},
@@ -98,7 +102,8 @@ func TestCommitJudgement(t *testing.T) {
 			var restores, notes int
 			g, err := New(Config{Table: "harden_runner", Hooks: []Hook{{unix.NF_INET_LOCAL_OUT, 0}},
 				Restore: func() error { restores++; return nil }, Emit: func(rec event.Record) { notes++ },
-				Process: func(int) event.Process { return event.Process{} }, isSelf: func(tid int) bool { return tid == 1 }})
+				Process: func(int) event.Process { return event.Process{} }, isSelf: func(tid int) bool { return tid == 1 },
+				OwnPort: func(p uint32) bool { return p == 4242 }})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -53,6 +53,9 @@ type Config struct {
 	Emit     event.Emit
 	Process  func(pid int) event.Process // who a pid is (proc.Info); required
 	Log      *slog.Logger
+	// OwnPort reports whether a netlink port id is one of our own
+	// nftables sockets (firewall.OwnsPort); nil: judged by pid only.
+	OwnPort func(portID uint32) bool
 	// isSelf reports whether a thread id is one of ours; tests replace it.
 	isSelf func(tid int) bool
 }
@@ -209,7 +212,7 @@ func (g *Guard) lost() {
 
 // commit judges one generation.
 func (g *Guard) commit(c Commit, seen time.Time) {
-	if c.PID != 0 && g.cfg.isSelf(c.PID) {
+	if (c.PID != 0 && g.cfg.isSelf(c.PID)) || (c.PortID != 0 && g.cfg.OwnPort != nil && g.cfg.OwnPort(c.PortID)) {
 		return // our own install, restore or set update
 	}
 	var ours, early []string
