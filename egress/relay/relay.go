@@ -286,16 +286,25 @@ func (r *Relay) handle(ctx context.Context, c *net.TCPConn) {
 	default:
 		f.Verdict = event.Blocked
 	}
-	// The record waits for the process lookup; the connection does not.
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		f.Process = <-proc
-		r.cfg.Emit(event.Record{Flow: f})
-	}()
 	if silent != "" {
+		// Nothing to relay: the record waits for the lookup, the
+		// connection does not.
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			f.Process = <-proc
+			r.cfg.Emit(event.Record{Flow: f})
+		}()
 		return
 	}
+	// A client that spoke waits for our answer (the server's first bytes
+	// or our refusal) and so still holds its socket: finish the lookup
+	// before answering, or a client that exits right after its handshake
+	// can be gone when a slow lookup (a /proc scan on a loaded machine)
+	// gets to it. The lookup began at accept, beside the wait for the
+	// first bytes, so this usually costs nothing.
+	f.Process = <-proc
+	r.cfg.Emit(event.Record{Flow: f})
 	if f.Verdict == event.Blocked {
 		r.refused.Add(1)
 		refuse(c, s, reason)
