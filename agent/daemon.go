@@ -211,11 +211,18 @@ func DaemonPid(dir string) int {
 	if err != nil || pid <= 0 {
 		return 0
 	}
-	cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil || !strings.Contains(string(cmd), "\x00agent\x00") {
+	if !isDaemon(pid) {
 		return 0
 	}
 	return pid
+}
+
+// isDaemon reports whether pid runs `harden-runner agent` (a zombie has no
+// command line: it is not running). It does not need the pid file, which
+// the daemon may remove as it stops.
+func isDaemon(pid int) bool {
+	cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return err == nil && strings.Contains(string(cmd), "\x00agent\x00")
 }
 
 // WaitReady waits until the daemon in dir enforces (nil), reports a start
@@ -322,7 +329,7 @@ func StopDaemon(ctx context.Context, dir string) error {
 			// exits: a caller that next checks the machine (no table, no
 			// agent) must find it gone. Its exit is bounded by what is
 			// left of its shutdown, so wait a little, not forever.
-			for end := time.Now().Add(5 * time.Second); DaemonPid(dir) == pid && time.Now().Before(end) && ctx.Err() == nil; {
+			for end := time.Now().Add(5 * time.Second); isDaemon(pid) && time.Now().Before(end) && ctx.Err() == nil; {
 				time.Sleep(5 * time.Millisecond)
 			}
 			return nil
