@@ -37,6 +37,9 @@ func readProcess(pid int) event.Process {
 		// read as root) and parents are not.
 		p.Unknown = "process exited while it was being identified (uid and parents unknown)"
 		return p
+	case !uidOK:
+		p.Unknown = "process exited while it was being identified (uid unknown)"
+		return p
 	case st.kthread:
 		p.Cmdline = "[" + st.comm + "]"
 	case p.Exe == "" || st.state == 'Z' || st.state == 'X':

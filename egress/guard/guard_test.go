@@ -284,7 +284,8 @@ func TestReportsChainsThatWereThere(t *testing.T) {
 	w.nft(t, "add", "rule", "ip", "late", "out", "counter")
 	w.nft(t, "add", "rule", "ip", "early", "out", "meta", "mark", "set", strconv.Itoa(firewall.DefaultMark))
 	deadline := time.Now().Add(2 * time.Second)
-	for w.g.Tampered() < 1 && time.Now().Before(deadline) {
+	// The count goes up before the error is emitted: wait for both.
+	for (w.g.Tampered() < 1 || len(w.rec.notes()) < 2) && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
 	notes = w.rec.notes()
