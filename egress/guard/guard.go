@@ -201,12 +201,12 @@ func (g *Guard) lost() {
 			g.log.Warn("guard: nftables notifications lost; our table is whole")
 			return
 		} else {
-			g.tampered.Add(1)
 			g.restoreNow(fmt.Sprintf("our table was changed while notifications were lost (%v)", err))
+			g.tampered.Add(1)
 			return
 		}
 	}
-	g.tampered.Add(1)
+	defer g.tampered.Add(1)
 	g.restoreNow("nftables notifications were lost (socket overflow): the table was re-installed in case it was changed")
 }
 
@@ -232,7 +232,8 @@ func (g *Guard) commit(c Commit, seen time.Time) {
 	if len(ours) == 0 && len(early) == 0 {
 		return
 	}
-	g.tampered.Add(1)
+	// Counted once its notes are out, so a reader of Tampered finds them.
+	defer g.tampered.Add(1)
 	// Who did it is read while the table goes back (reading /proc takes
 	// milliseconds; the committer may exit meanwhile, then Comm remains).
 	who := make(chan event.Process, 1)
