@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/harden-runner/harden-runner/dockergate/lsm"
 	"github.com/harden-runner/harden-runner/internal/fakerunner"
 	"github.com/harden-runner/harden-runner/internal/fakevm"
 	"github.com/harden-runner/harden-runner/internal/testnet"
@@ -278,6 +280,20 @@ func TestActionDisablesContainers(t *testing.T) {
 	if out, err := runnerDocker(nil, "create", "--name", "job-container", "-v", v.d.Socket+":/var/run/docker.sock", "third:party"); err != nil {
 		t.Fatalf("job container: %v %s", err, out)
 	}
+	// A `container:` job's container, running since job set-up with the
+	// socket mounted, as the runner starts it (an image with a shell and
+	// docker: the host's /usr, read-only).
+	tools := []string{"--network", "none", "-v", "/usr:/usr:ro", "-v", "/usr/lib:/lib:ro", "-v", "/usr/lib64:/lib64:ro",
+		"-e", "PATH=/usr/bin", "-e", "DOCKER_API_VERSION=1.41", "-e", "DOCKER_CONFIG=/nonexistent"}
+	sleeper := func(name string, extra ...string) []string {
+		return append(append(append([]string{"run", "-d", "--name", name}, tools...), extra...), "--entrypoint", "/usr/bin/sleep", "third:party", "infinity")
+	}
+	if out, err := runnerDocker(nil, sleeper("job-running", "-v", v.d.Socket+":/var/run/docker.sock")...); err != nil {
+		t.Fatalf("running job container: %v %s", err, out)
+	}
+	// Whether this kernel can close the socket the job container holds.
+	closable := lsmWorksForTest(t)
+	t.Logf("BPF LSM guard loads on this kernel: %v", closable)
 
 	// The workspace's owner is the runner's user, whose sudo rules go
 	// too: nobody has none on this machine, so nothing is moved here.
@@ -332,17 +348,77 @@ func TestActionDisablesContainers(t *testing.T) {
 		t.Errorf("a third party's container action used docker: %v %s", err, out)
 	}
 
+	// The same with a docker CLI of its own; dockerd's view decides (below).
+	if out, err := runnerDocker(nil, append(append([]string{"run", "--rm", "-v", v.d.Socket + ":/var/run/docker.sock"}, tools...),
+		"--entrypoint", "/usr/bin/docker", "third:party", "create", "--name", "from-action", "third:party")...); err == nil || !strings.Contains(out, "disable-sudo-and-containers") {
+		t.Errorf("a third party's container action's docker CLI was not refused: %v %s", err, out)
+	}
+
+	// The runner's own docker commands for a container step and a
+	// `services:` container: pull, create, start, exec, rm.
+	if out, _ := runnerDocker(nil, "pull", "198.18.0.99:5000/x:1"); strings.Contains(out, "disable-sudo-and-containers") {
+		t.Errorf("the runner's docker pull was refused: %s", out)
+	}
+	if out, err := runnerDocker(nil, sleeper("service")...); err != nil {
+		t.Errorf("the runner could not start a services: container: %v %s", err, out)
+	} else if out, err := runnerDocker(nil, "inspect", "-f", "{{.State.Running}}", "service"); err != nil || strings.TrimSpace(out) != "true" {
+		t.Errorf("the services: container is not running: %v %s", err, out)
+	}
+	for _, args := range [][]string{
+		append(append([]string{"create", "--name", "step-container"}, tools...), "--entrypoint", "/usr/bin/sleep", "third:party", "infinity"),
+		{"start", "step-container"},
+		{"exec", "step-container", "true"},
+		{"rm", "-f", "step-container", "service"},
+	} {
+		if out, err := runnerDocker(nil, args...); err != nil {
+			t.Errorf("the runner's docker %s was refused: %v %s", args[0], err, out)
+		}
+	}
+	// A step of the container job: the runner execs it in the job
+	// container, where the socket mounted before the agent started is.
+	if out, err := runnerDocker(nil, "exec", "job-running", "true"); err != nil {
+		t.Errorf("the runner's docker exec into the job container was refused: %v %s", err, out)
+	}
+	jobStep, _ := runnerDocker(nil, "exec", "job-running", "docker", "-H", "unix:///var/run/docker.sock", "create", "--name", "from-job-step", "third:party")
+	t.Logf("a job step's docker create through the socket mounted before the agent: %s", jobStep)
+
 	// The runner's own clean-up still works.
-	if out, err := runnerDocker(nil, "rm", "-f", "job-container"); err != nil {
+	if out, err := runnerDocker(nil, "rm", "-f", "job-container", "job-running"); err != nil {
 		t.Errorf("the runner's docker rm was refused: %v %s", err, out)
 	}
 
 	summary := v.post(t)
+	// dockerd's own view (its socket is back): what reached it.
+	created := func(name string) bool { return v.docker("inspect", "--type", "container", name).Run() == nil }
+	if created("from-action") {
+		t.Error("a third party's container action created a container")
+	}
+	switch {
+	case closable && created("from-job-step"):
+		t.Error("a job step reached dockerd through the socket mounted before the agent, on a kernel where BPF LSM closes it")
+	case !closable:
+		// The path stays open here: the main step must say so at once,
+		// as an error, and the summary must list it under its errors.
+		if !created("from-job-step") {
+			t.Errorf("the job step did not reach dockerd, so this test did not try the open path: %s", jobStep)
+		}
+		if !strings.Contains(outMain, "::error title=harden-runner%3A not enforced::dockergate: docker's socket as mounted before harden-runner started") {
+			t.Errorf("the main step does not say at once that the pre-mounted socket stays open:\n%s", outMain)
+		}
+		if i, j := strings.Index(string(summary), "#### Errors"), strings.Index(string(summary), "stays open"); i < 0 || j < i {
+			t.Errorf("the summary does not list the open pre-mounted socket among its errors:\n%s", summary)
+		}
+	}
+	for _, name := range []string{"job-container", "job-running"} {
+		if !strings.Contains(string(summary), escapeMD(name)) {
+			t.Errorf("summary does not name %s, which had the socket before the gate:\n%s", name, summary)
+		}
+		if !strings.Contains(outMain, "("+name+", image third:party") {
+			t.Errorf("the main step does not name %s, which had the socket before the gate, at once:\n%s", name, outMain)
+		}
+	}
 	if n := strings.Count(string(summary), `docker\.sock — blocked: GET /v1\.41/version | `+escapeMD(dockerCLI)+` \(pid`); n != 1 {
 		t.Errorf("summary has %d refused docker requests by %s, want 1 (the step's):\n%s", n, dockerCLI, summary)
-	}
-	if !strings.Contains(string(summary), "mounted before harden") || !strings.Contains(string(summary), "job") {
-		t.Errorf("summary does not name the job container that bypasses the gate:\n%s", summary)
 	}
 	var rep struct {
 		Privileged []struct {
@@ -540,4 +616,30 @@ func TestActionLeftoverAfterPost(t *testing.T) {
 			}
 		})
 	}
+}
+
+// lsmWorksForTest reports whether this kernel loads and attaches the BPF
+// LSM guard, tried on a listening socket of the test's own (the only one
+// it could refuse connections to), detached at once.
+func lsmWorksForTest(t *testing.T) bool {
+	t.Helper()
+	dir := t.TempDir()
+	ln, err := net.Listen("unix", filepath.Join(dir, "probe.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	inodes, err := lsm.ListeningInodes(filepath.Join(dir, "probe.sock"))
+	if err != nil || len(inodes) != 1 {
+		t.Fatalf("probe socket inodes %v: %v", inodes, err)
+	}
+	g, err := lsm.Start(inodes, []int{os.Getpid()}, func(lsm.Denial) {})
+	if err != nil {
+		t.Logf("BPF LSM guard: %v (%s)", err, lsm.Diagnose(err))
+		return false
+	}
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return true
 }

@@ -57,6 +57,7 @@ type StartResult struct {
 	How          string
 	SudoDisabled []string
 	Warnings     []string
+	Errors       []string // what the agent could not enforce (shown as errors at once)
 }
 
 // StopRequest says how the post step ends the job's enforcement.
@@ -190,6 +191,11 @@ func Main(ctx context.Context, env *Env, h Host) error {
 	}
 	for _, w := range res.Warnings {
 		a.Warningf("harden-runner: %s", w)
+	}
+	// What is not enforced is said now, as an error, not only in the
+	// summary at the end of the job (which shows it as an error too).
+	for _, e := range res.Errors {
+		a.WithFieldsMap(map[string]string{"title": "harden-runner: not enforced"}).Errorf("%s", e)
 	}
 	if in.DisableSudoAndContainers {
 		fmt.Fprintln(env.Stdout, "harden-runner: disable-sudo-and-containers: docker now serves only the runner's own docker commands and containers; steps' docker commands are refused")

@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"runtime"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/harden-runner/harden-runner/dockergate"
@@ -97,6 +98,10 @@ type Agent struct {
 	stopped bool
 	// runnerPID is the pinned Runner.Worker (0: none found).
 	runnerPID int
+
+	smu       sync.Mutex
+	startErrs []string // error notes emitted while Start ran
+	started   bool
 }
 
 // New validates cfg. It does no I/O.
@@ -150,7 +155,12 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	// Every event under a workflow step's process is preceded, once per
 	// step, by a record of that step's root (for the report's Step column).
 	a.runnerPID = runner.PID
-	emit := runnerstep.NewTracker(runnerstep.HostFS{}, runner.PID).Wrap(a.journal.Emit)
+	emit := a.keepStartErrors(runnerstep.NewTracker(runnerstep.HostFS{}, runner.PID).Wrap(a.journal.Emit))
+	defer func() {
+		a.smu.Lock()
+		a.started = true
+		a.smu.Unlock()
+	}()
 	p := a.cfg.Policy
 	start := &event.Start{Time: time.Now(), Mode: string(p.Mode()), Workspace: a.cfg.Workspace, FileMonitoring: a.cfg.FileMonitoring}
 	for _, e := range p.Endpoints() {
@@ -292,6 +302,30 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	}
 	a.log.Info("agent: enforcing", "mode", p.Mode(), "endpoints", len(start.AllowedEndpoints))
 	return nil
+}
+
+// keepStartErrors passes every record to next and keeps the messages of
+// the error notes emitted until Start returns (StartErrors).
+func (a *Agent) keepStartErrors(next event.Emit) event.Emit {
+	return func(r event.Record) {
+		if n := r.Note; n != nil && n.Level == "error" {
+			a.smu.Lock()
+			if !a.started {
+				a.startErrs = append(a.startErrs, n.Component+": "+n.Message)
+			}
+			a.smu.Unlock()
+		}
+		next(r)
+	}
+}
+
+// StartErrors returns the errors noted while Start ran (what enforcement
+// could not cover, e.g. a path to dockerd the gate cannot close), for the
+// step that started the agent to show at once. Safe for concurrent use.
+func (a *Agent) StartErrors() []string {
+	a.smu.Lock()
+	defer a.smu.Unlock()
+	return slices.Clone(a.startErrs)
 }
 
 // startRelay starts the name-checking relay that the firewall sends new

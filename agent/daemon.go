@@ -68,6 +68,29 @@ type SnapshotResult struct {
 	Error string    `json:"error,omitempty"`
 }
 
+// Readiness is StateReady's content.
+type Readiness struct {
+	Pid  int       `json:"pid"`
+	Time time.Time `json:"time"`
+	// Errors are what the agent noted as errors while it started (e.g.
+	// a path to dockerd it cannot close on this kernel): the step that
+	// started it shows them at once, not only the report at the end.
+	Errors []string `json:"errors,omitempty"`
+}
+
+// ReadReadiness reads the StateReady file of the daemon in dir.
+func ReadReadiness(dir string) (*Readiness, error) {
+	b, err := os.ReadFile(filepath.Join(dir, StateReady))
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	var r Readiness
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("agent: %s: %w", StateReady, err)
+	}
+	return &r, nil
+}
+
 // drainTimeout bounds the wait for docker connections after a stop.
 const drainTimeout = 30 * time.Second
 
@@ -117,7 +140,7 @@ func RunDaemon(ctx context.Context, cfg *DaemonConfig, log *slog.Logger) error {
 		_ = writeAtomic(filepath.Join(dir, StateFailed), []byte(err.Error()+"\n"))
 		return err
 	}
-	ready, _ := json.Marshal(map[string]any{"pid": os.Getpid(), "time": time.Now().UTC()})
+	ready, _ := json.Marshal(Readiness{Pid: os.Getpid(), Time: time.Now().UTC(), Errors: ag.StartErrors()})
 	if err := writeAtomic(filepath.Join(dir, StateReady), append(ready, '\n')); err != nil {
 		_ = ag.Stop()
 		return err
