@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -91,8 +92,12 @@ func startActionVM(t *testing.T) *actionVM {
 		}
 	}
 	v := &actionVM{vm: vm, n: n, d: d, dirs: dirs, image: out, docker: docker}
+	runs := 0
 	v.runAction = func(entrypoint string, env ...string) (string, error) {
-		args := []string{"run", "--rm", "--network", "none", "--workdir", "/github/workspace",
+		// Named as the runner names a container action's container.
+		runs++
+		name := fmt.Sprintf("%032x_hardenrunnere2e_%s%d", runs, strings.Trim(entrypoint, "/"), runs)
+		args := []string{"run", "--rm", "--name", name, "--network", "none", "--workdir", "/github/workspace",
 			"-v", d.Socket + ":/var/run/docker.sock",
 			"-v", dirs["home"] + ":/github/home", "-v", dirs["workflow"] + ":/github/workflow",
 			"-v", fc + ":/github/file_commands", "-v", dirs["workspace"] + ":/github/workspace",
@@ -270,8 +275,12 @@ func TestActionDisablesContainers(t *testing.T) {
 	if b, err := v.docker("build", "-q", "--label", "third=party", "-t", "third:party", v.image).CombinedOutput(); err != nil {
 		t.Fatalf("docker build: %v\n%s", err, b)
 	}
-	// The runner, there before the job's steps.
+	// The runner, there before the job's steps, and a second one on the
+	// same machine (a self-hosted machine with two runners; or a
+	// lookalike): the scan of /proc cannot choose, the docker CLI that
+	// runs this action's container can.
 	v.runner = fakerunner.Start(t, filepath.Join(scratch, "runner"), inVM)
+	fakerunner.Start(t, filepath.Join(scratch, "second"), inVM)
 	v.dockerEnv = []string{"DOCKER_API_VERSION=1.41", "DOCKER_BUILDKIT=0", "DOCKER_CONFIG=" + scratch}
 	runnerDocker := func(env []string, args ...string) (string, error) {
 		return v.runner.ExecEnv(append(v.dockerEnv, env...), append([]string{"docker", "-H", sockArg}, args...)...)
@@ -425,6 +434,11 @@ func TestActionDisablesContainers(t *testing.T) {
 			Verdict string `json:"verdict"`
 			Detail  string `json:"detail"`
 		} `json:"privileged"`
+		Agent struct {
+			Info []struct {
+				Message string `json:"message"`
+			} `json:"info"`
+		} `json:"agent"`
 	}
 	b, err := os.ReadFile(filepath.Join(dirs["home"], "harden-runner-report", "report.json"))
 	if err != nil {
@@ -432,6 +446,21 @@ func TestActionDisablesContainers(t *testing.T) {
 	}
 	if err := json.Unmarshal(b, &rep); err != nil {
 		t.Fatal(err)
+	}
+	// The pin is the parent of the docker CLI that ran this action's
+	// container: the runner, not the second one.
+	workerPID, err := v.runner.Pid()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinned := fmt.Sprintf("pinned the runner %s (pid %d) as the parent of the docker CLI that runs this action's container",
+		v.runner.Worker, workerPID)
+	if !slices.ContainsFunc(rep.Agent.Info, func(m struct {
+		Message string `json:"message"`
+	}) bool {
+		return strings.HasPrefix(m.Message, pinned)
+	}) {
+		t.Errorf("report's info lacks %q: %+v", pinned, rep.Agent.Info)
 	}
 	var allowed []string
 	for _, p := range rep.Privileged {

@@ -111,6 +111,9 @@ type Env struct {
 	// DockerImage is this action's image ID: its containers (the post
 	// step, the helpers) keep docker under disable-sudo-and-containers.
 	DockerImage string
+	// DockerName is this action's container's name: the runner is the
+	// parent of the docker CLI that runs it.
+	DockerName string
 	// HTTPClient is used for the GitHub API; nil means http.DefaultClient.
 	HTTPClient *http.Client
 	Log        *slog.Logger
@@ -164,6 +167,7 @@ func Main(ctx context.Context, env *Env, h Host) error {
 		DockerSocket:       env.HostDockerSocket,
 		AllowDockerFor:     in.AllowDockerFor,
 		DockerTrustedImage: env.DockerImage,
+		ActionContainer:    env.DockerName,
 	}}
 	if in.DisableSudo {
 		if env.SudoUser == "" {

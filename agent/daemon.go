@@ -43,6 +43,8 @@ type DaemonConfig struct {
 	DockerCLIs         []string `json:"docker_clis,omitempty"`
 	AllowDockerFor     string   `json:"allow_docker_for,omitempty"`
 	DockerTrustedImage string   `json:"docker_trusted_image,omitempty"`
+	// ActionContainer is the Action's own container's name (Config.ActionContainer).
+	ActionContainer string `json:"action_container,omitempty"`
 	// SudoUser is the runner's user name when disable-sudo is on: the
 	// agent reports a sudo rule for it that comes back.
 	SudoUser string `json:"sudo_user,omitempty"`
@@ -218,8 +220,9 @@ func daemonAgent(cfg *DaemonConfig, log *slog.Logger) (*Agent, error) {
 		DisableContainers: cfg.DisableContainers,
 		Docker: dockergate.Config{Socket: cfg.DockerSocket, CLIs: cfg.DockerCLIs,
 			AllowFor: dockergate.AllowFor(cfg.AllowDockerFor), TrustedImage: cfg.DockerTrustedImage},
-		SudoUser: cfg.SudoUser,
-		Log:      log,
+		ActionContainer: cfg.ActionContainer,
+		SudoUser:        cfg.SudoUser,
+		Log:             log,
 	})
 }
 
