@@ -7,8 +7,10 @@
 //
 // It needs a kernel with BPF LSM active ("bpf" in
 // /sys/kernel/security/lsm; Ubuntu's kernels since 6.x list it when booted
-// with lsm=...,bpf, GitHub's hosted images do not by default): Start
-// says why not, and the caller falls back to reporting.
+// with lsm=...,bpf, GitHub's hosted images do not by default) that also
+// loads BPF trampoline programs (Firecracker guest kernels refuse them
+// with EPERM although bpf is active): Start says why not, Diagnose says
+// which of the two it is, and the caller falls back to reporting.
 package lsm
 
 import (
