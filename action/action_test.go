@@ -252,10 +252,10 @@ func journal(t *testing.T, recs ...event.Record) []byte {
 var t0 = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 
 func startStop(mode string, middle ...event.Record) []event.Record {
-	recs := []event.Record{{Start: &event.Start{Time: t0, Mode: mode, AllowedEndpoints: []string{"github.com:443"},
+	recs := []event.Record{{Start: &event.Start{Time: t0, Mode: event.Mode(mode), AllowedEndpoints: []string{"github.com:443"},
 		Workspace: "/home/runner/work/repo/repo", FileMonitoring: true}}}
 	recs = append(recs, middle...)
-	for _, c := range []string{"flowlog", "resolver", "filemon", "journal", "gate"} {
+	for _, c := range []event.Component{"flowlog", "resolver", "filemon", "journal", "gate"} {
 		recs = append(recs, event.Record{Stats: &event.Stats{Component: c}})
 	}
 	return append(recs, event.Record{Stop: &event.Stop{Time: t0.Add(time.Minute)}})

@@ -152,7 +152,7 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	a.runnerPID = runner.PID
 	emit := runnerstep.NewTracker(runnerstep.HostFS{}, runner.PID).Wrap(a.journal.Emit)
 	p := a.cfg.Policy
-	start := &event.Start{Time: time.Now(), Mode: string(p.Mode()), Workspace: a.cfg.Workspace, FileMonitoring: a.cfg.FileMonitoring}
+	start := &event.Start{Time: time.Now(), Mode: p.Mode(), Workspace: a.cfg.Workspace, FileMonitoring: a.cfg.FileMonitoring}
 	for _, e := range p.Endpoints() {
 		if e.Implicit {
 			start.ImplicitAllowed = append(start.ImplicitAllowed, e.String())
@@ -559,7 +559,7 @@ func (a *Agent) Snapshot() (int64, error) {
 
 // Note writes a note into the journal from outside the agent's
 // components (e.g. `run`, about COMMAND's leftover processes).
-func (a *Agent) Note(component, level, message string) {
+func (a *Agent) Note(component event.Component, level event.Level, message string) {
 	if a.journal != nil && !a.stopped {
 		a.journal.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: component, Level: level, Message: message}})
 	}

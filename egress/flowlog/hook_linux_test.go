@@ -88,7 +88,7 @@ func TestHook(t *testing.T) {
 			f := rec.Flow
 			got = append(got, fmt.Sprintf("%s %s:%d %s fwd=%v pid=%d uid=%d %q", f.Protocol, f.IP, f.Port, f.Verdict, f.Forward, f.Process.PID, f.Process.UID, f.Process.Unknown))
 		case rec.Note != nil:
-			got = append(got, "note "+rec.Note.Level)
+			got = append(got, "note "+string(rec.Note.Level))
 		case rec.Stats != nil:
 			got = append(got, fmt.Sprintf("stats %+v", *rec.Stats))
 		}
