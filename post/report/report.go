@@ -1,8 +1,8 @@
 // Package report turns the agent's journal (event.Record lines) into the
 // run's report: report.json (schema "harden-runner/report/v1") and the
-// GitHub job-summary markdown summary.md. It is pure logic apart from
-// ReadJournal's reader and WriteDir's file writes; it imports neither
-// nftables nor miekg/dns.
+// GitHub job-summary markdown summary.md, from records package journal
+// read. It is pure logic apart from WriteDir's file writes; it imports
+// neither nftables nor miekg/dns.
 //
 // Everything in the journal that a workload can influence (DNS names, file
 // paths, executable paths, command lines, even note messages) is treated as
@@ -63,7 +63,7 @@ type Options struct {
 	// Workspace is the absolute workspace root used to make absolute file
 	// paths relative. Empty means the Start record's Workspace.
 	Workspace string
-	// JournalBadLines is ReadJournal's count of unreadable lines; it is
+	// JournalBadLines is journal.Read's count of unreadable lines; it is
 	// reported in agent.journal_bad_lines.
 	JournalBadLines int
 	// Steps are the job's workflow steps (from the jobs API). Rows are
