@@ -805,7 +805,11 @@ func TestRunNamesWorkflowSteps(t *testing.T) {
 	for i, a := range runCmd {
 		quoted[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
 	}
-	if out, err := r.Run("(" + strings.Join(quoted, " ") + " > " + dir + ".log 2>&1; echo $? > " + exit + ") &"); err != nil {
+	// The step's shell waits until run is ready (it pins the runner from
+	// its ancestry first): were it to exit at once, run could be
+	// re-parented before it looked, as no real step's shell does.
+	if out, err := r.Run("(" + strings.Join(quoted, " ") + " > " + dir + ".log 2>&1; echo $? > " + exit + ") & " +
+		"while [ ! -e " + ready + " ] && [ ! -e " + exit + " ]; do sleep 0.05; done"); err != nil {
 		t.Fatalf("start run: %v %s", err, out)
 	}
 	waitFile := func(p string) {
