@@ -156,7 +156,11 @@ func TestMainStartsAgentOnce(t *testing.T) {
 		t.Fatalf("%d starts", len(h.starts))
 	}
 	d := h.starts[0].Daemon
-	if d.EgressPolicy != "block" || d.AllowedEndpoints != "github.com:443\n*.npmjs.org:443" || !d.FileMonitoring ||
+	var eps []string
+	for _, e := range d.Settings.Endpoints {
+		eps = append(eps, e.String())
+	}
+	if d.Settings.Mode != "block" || strings.Join(eps, " ") != "github.com:443 *.npmjs.org:443" || !d.Settings.FileMonitoring ||
 		d.Workspace != "/home/runner/work/repo/repo" || h.starts[0].SudoUser != "#1001" {
 		t.Errorf("start request %+v", h.starts[0])
 	}
