@@ -28,6 +28,7 @@ import (
 	"github.com/harden-runner/harden-runner/egress/resolver"
 	"github.com/harden-runner/harden-runner/event"
 	"github.com/harden-runner/harden-runner/filemon"
+	"github.com/harden-runner/harden-runner/journal"
 	"github.com/harden-runner/harden-runner/lineage"
 	"github.com/harden-runner/harden-runner/privmon"
 	"github.com/harden-runner/harden-runner/proc"
@@ -83,7 +84,7 @@ type Config struct {
 type Agent struct {
 	cfg     Config
 	log     *slog.Logger
-	journal *Journal
+	journal *journal.Writer
 	fw      *firewall.Firewall
 	flows   *flowlog.Reader
 	gate    *gate.Gate
@@ -143,7 +144,7 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 			_ = a.teardown()
 		}
 	}()
-	a.journal, err = OpenJournal(a.cfg.JournalPath)
+	a.journal, err = journal.Create(a.cfg.JournalPath)
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
@@ -168,7 +169,7 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 		a.smu.Unlock()
 	}()
 	p := a.cfg.Policy
-	start := &event.Start{Time: time.Now(), Mode: string(p.Mode()), Workspace: a.cfg.Workspace, FileMonitoring: a.cfg.FileMonitoring}
+	start := &event.Start{Time: time.Now(), Mode: p.Mode(), Workspace: a.cfg.Workspace, FileMonitoring: a.cfg.FileMonitoring}
 	for _, e := range p.Endpoints() {
 		if e.Implicit {
 			start.ImplicitAllowed = append(start.ImplicitAllowed, e.String())
@@ -326,8 +327,8 @@ func (a *Agent) confirmRunner(runner runnerid.Identity, pinErr error) (runnerid.
 	if len(clis) == 0 {
 		clis = dockergate.DefaultCLIs
 	}
-	note := func(level, format string, args ...any) *event.Note {
-		return &event.Note{Time: time.Now(), Component: "agent", Level: level, Message: fmt.Sprintf(format, args...)}
+	note := func(level event.Level, format string, args ...any) *event.Note {
+		return &event.Note{Time: time.Now(), Component: event.ComponentAgent, Level: level, Message: fmt.Sprintf(format, args...)}
 	}
 	byCLI, err := runnerid.FromDockerRun(name, clis)
 	switch {
@@ -345,10 +346,10 @@ func (a *Agent) confirmRunner(runner runnerid.Identity, pinErr error) (runnerid.
 // the error notes emitted until Start returns (StartErrors).
 func (a *Agent) keepStartErrors(next event.Emit) event.Emit {
 	return func(r event.Record) {
-		if n := r.Note; n != nil && n.Level == "error" {
+		if n := r.Note; n != nil && n.Level == event.LevelError {
 			a.smu.Lock()
 			if !a.started {
-				a.startErrs = append(a.startErrs, n.Component+": "+n.Message)
+				a.startErrs = append(a.startErrs, string(n.Component)+": "+n.Message)
 			}
 			a.smu.Unlock()
 		}
@@ -619,7 +620,7 @@ func startLineage(ctx context.Context, log *slog.Logger) (*lineage.Tracker, erro
 }
 
 // Snapshot ends the journal's part the post step takes while the agent
-// goes on enforcing (see Journal.Snapshot): it returns the length of the
+// goes on enforcing (see journal.Writer.Snapshot): it returns the length of the
 // journal up to and with its Snapshot record.
 func (a *Agent) Snapshot() (int64, error) {
 	if a.journal == nil || a.stopped {
@@ -630,7 +631,7 @@ func (a *Agent) Snapshot() (int64, error) {
 
 // Note writes a note into the journal from outside the agent's
 // components (e.g. `run`, about COMMAND's leftover processes).
-func (a *Agent) Note(component, level, message string) {
+func (a *Agent) Note(component event.Component, level event.Level, message string) {
 	if a.journal != nil && !a.stopped {
 		a.journal.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: component, Level: level, Message: message}})
 	}
