@@ -344,6 +344,11 @@ func TestActionDisablesContainers(t *testing.T) {
 	if out, err := fake.ExecEnv(v.dockerEnv, "docker", "-H", sockArg, "ps"); err == nil || !strings.Contains(out, "disable-sudo-and-containers") {
 		t.Errorf("a copy of Runner.Worker used docker: %v %s", err, out)
 	}
+	// A command line that says Runner.Worker (exec -a), run by a step.
+	if b, err := inVM("bash", "-c", "exec -a "+v.runner.Worker+" "+dockerCLI+" -H "+sockArg+" ps").CombinedOutput(); err == nil ||
+		!strings.Contains(string(b), "disable-sudo-and-containers") {
+		t.Errorf("an exec -a Runner.Worker command line used docker: %v %s", err, b)
+	}
 	// A credential helper planted in the runner's docker config runs when
 	// the runner pulls; it is the runner's docker's child.
 	evilConf, evilBin, evilOut := filepath.Join(scratch, "evilconf"), filepath.Join(scratch, "evilbin"), filepath.Join(scratch, "evil.out")

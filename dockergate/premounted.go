@@ -36,7 +36,7 @@ func (g *Gate) premounted() error {
 	}
 	for _, ct := range exposed(list, g.cfg.Socket, g.cfg.TrustedImage) {
 		what := fmt.Sprintf("container %s (%s, image %s, %s)", short(ct.ID), strings.TrimPrefix(strings.Join(ct.Names, ","), "/"), ct.Image, ct.State)
-		if ct.State == "created" || ct.State == "exited" || ct.State == "dead" {
+		if ct.State == "created" || ct.State == "exited" || ct.State == "dead" || ct.State == "restarting" {
 			note("info", what+" has docker's socket mounted from before harden-runner started: when it starts, the mount is the gate's")
 			continue
 		}
@@ -50,6 +50,9 @@ func (g *Gate) premounted() error {
 		case err != nil:
 			note(level, what+" had docker's socket mounted before harden-runner started and it could not be put behind the gate: "+
 				err.Error()+"; its processes reach dockerd directly (docker is root on this machine)")
+		case undo != "" && g.guard != nil:
+			note("info", what+" had docker's socket mounted before harden-runner started: the gate's socket is mounted over it, and though "+
+				undo+" and could unmount it, BPF LSM refuses its connections to dockerd")
 		case undo != "":
 			note(level, what+" had docker's socket mounted before harden-runner started: the gate's socket is mounted over it, but "+
 				undo+" and could unmount it; its processes can then reach dockerd directly (docker is root on this machine)")
