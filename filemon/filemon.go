@@ -123,7 +123,11 @@
 // (path, kind) is reported once, with the first process seen for it: a file
 // written a thousand times by a build is one event. A file may be reported
 // under two kinds when two things happened to it (truncated by one process
-// and appended to by another; renamed away and then written).
+// and appended to by another; renamed away and then written). A path
+// already decided is decided again only if its state has changed since,
+// or an event names a process: inotify's late copy of a change fanotify
+// reported, and the final rescan finding the same difference from the
+// baseline, add nothing.
 //
 // # Nothing missed silently
 //
