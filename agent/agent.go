@@ -418,8 +418,17 @@ func preexisting(emit event.Emit) []firewall.Conn {
 
 // startFiles takes the workspace baseline and starts watching it.
 func (a *Agent) startFiles(ctx context.Context, emit event.Emit) error {
+	var procs procTable // nil, not a nil *lineage.Tracker
+	if a.lineage != nil {
+		procs = a.lineage
+	}
+	// With the kernel's process table a writer is named after it exits
+	// (measured: rm, mv, sed -i, truncate 100 of 100 each), so no open of
+	// a workspace file needs to wait for us: the open gate is only the
+	// fallback for attribution from /proc.
 	m, err := filemon.New(filemon.Config{Root: a.cfg.Workspace, Emit: emit, Process: a.finder.Info, Log: a.log,
-		Checkout: func(p event.Process) bool { return isCheckout(p, a.runnerPID) }})
+		NoOpenGate: a.lineage != nil,
+		Checkout:   func(p event.Process) bool { return isCheckout(p, a.runnerPID, procs) }})
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
