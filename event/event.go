@@ -260,7 +260,7 @@ type Gap struct {
 	To   time.Time `json:"to"`
 	// Reason is how it ended ("killed by signal 9"), when its supervisor
 	// saw it, else why it is unknown.
-	Reason string `json:"reason"`
+	Reason  string   `json:"reason"`
 	Process *Process `json:"process,omitempty"` // who ended it, when known
 }
 

@@ -96,7 +96,7 @@ type Config struct {
 	// their lifetime): an agent restarted after its predecessor died
 	// replaces that table without a moment in which they are refused.
 	Takeover bool
-	Log         *slog.Logger
+	Log      *slog.Logger
 }
 
 // Firewall manages one nftables table. Safe for concurrent use.
