@@ -71,7 +71,12 @@ type Config struct {
 	// SudoUser, when set, is the runner's user whose sudo rights
 	// disable-sudo took: a rule for it put back is an error (sudowatch).
 	SudoUser string
-	Log      *slog.Logger
+	// Resume, when set, says this agent takes over from one that died
+	// during the job: it appends to the journal, keeps the addresses the
+	// dead one's table allowed (firewall.Config.Takeover), and writes
+	// Resume as a Gap record, To set, once it enforces again.
+	Resume *event.Gap
+	Log    *slog.Logger
 }
 
 // Agent runs the components. Start once, Stop once (Stop is safe to repeat).
@@ -134,7 +139,11 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 			_ = a.teardown()
 		}
 	}()
-	a.journal, err = OpenJournal(a.cfg.JournalPath)
+	if a.cfg.Resume != nil {
+		a.journal, err = AppendJournal(a.cfg.JournalPath)
+	} else {
+		a.journal, err = OpenJournal(a.cfg.JournalPath)
+	}
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
@@ -193,6 +202,7 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 		Upstreams:    a.cfg.Upstreams,
 		Preexisting:  preexisting(emit),
 		DHCPServers:  dhcpServers(),
+		Takeover:     a.cfg.Resume != nil,
 		Log:          a.log,
 	})
 	if err != nil {
@@ -247,6 +257,11 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	}
 	if err = a.startGuard(ctx, emit); err != nil {
 		return err
+	}
+	if a.cfg.Resume != nil {
+		gap := *a.cfg.Resume
+		gap.To = time.Now()
+		emit(event.Record{Gap: &gap})
 	}
 	a.flushHostDNSCache(emit)
 	// Privilege use is reported, not enforced: a machine without fanotify
@@ -555,6 +570,15 @@ func (a *Agent) Snapshot() (int64, error) {
 		return 0, errors.New("agent: snapshot: the agent is not running")
 	}
 	return a.journal.Snapshot(event.Record{Snapshot: &event.Snapshot{Time: time.Now()}})
+}
+
+// Alert writes a tamper error into the journal: something switched our
+// enforcement off or tried to (see event.Note's Tamper).
+func (a *Agent) Alert(component, message string) {
+	if a.journal != nil && !a.stopped {
+		a.journal.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: component, Level: "error",
+			Message: message, Tamper: true}})
+	}
 }
 
 // Note writes a note into the journal from outside the agent's

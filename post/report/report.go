@@ -203,7 +203,10 @@ type Agent struct {
 	// journal ends there: the agent went on enforcing after it.
 	Snapshot *time.Time  `json:"snapshot,omitempty"`
 	Journal  JournalInfo `json:"journal"`
-	Errors   []Message   `json:"errors"`
+	// Gaps are the times the agent was not running during the run
+	// (killed, then restarted by its supervisor); each is also an error.
+	Gaps     []Gap     `json:"gaps"`
+	Errors   []Message `json:"errors"`
 	Warnings []Message   `json:"warnings"`
 	Info     []Message   `json:"info"`
 	// NotCovered says what a monitor did not watch (event.Coverage): the
@@ -219,6 +222,17 @@ type Agent struct {
 	// UnknownRecords counts journal records with no field this version
 	// understands (a newer agent, or a damaged line that still parsed).
 	UnknownRecords int `json:"unknown_records"`
+}
+
+// Gap is a time the agent was down (event.Gap). Seconds is To - From;
+// From is the dead agent's last sign of life, so the gap is at most a
+// heartbeat (agent.HeartbeatEvery) shorter than this.
+type Gap struct {
+	From    time.Time      `json:"from"`
+	To      time.Time      `json:"to"`
+	Seconds float64        `json:"seconds"`
+	Reason  string         `json:"reason"`
+	Process *event.Process `json:"process,omitempty"`
 }
 
 // Component holds one component's Stats; the counts are Unknown when the
@@ -270,15 +284,18 @@ func Build(recs []event.Record, opt Options) *Report {
 		Privileged:       []Privileged{},
 	}
 	a := &r.Agent
-	a.Errors, a.Warnings, a.Info = []Message{}, []Message{}, []Message{}
+	a.Errors, a.Warnings, a.Info, a.Gaps = []Message{}, []Message{}, []Message{}, []Gap{}
 	a.JournalBadLines = opt.JournalBadLines
 
 	var start *event.Start
-	starts := 0
+	starts, gaps := 0, 0
 	roots := map[runnerstep.Key]event.StepRoot{}
 	for _, rec := range recs {
 		if sr := rec.StepRoot; sr != nil {
 			roots[runnerstep.Key{PID: sr.PID, Cmdline: sr.Cmdline}] = *sr
+		}
+		if rec.Gap != nil {
+			gaps++
 		}
 		if rec.Start != nil {
 			starts++
@@ -304,7 +321,7 @@ func Build(recs []event.Record, opt Options) *Report {
 		a.Warnings = append(a.Warnings, Message{Component: "report",
 			Message: "the journal has no start record: the agent's settings are unknown"})
 	}
-	if starts > 1 {
+	if starts > 1+gaps { // a restart after a gap has its own error
 		a.Warnings = append(a.Warnings, Message{Time: start.Time, Component: "report",
 			Message: "the journal has more than one start record: the agent was started again during the run"})
 	}
@@ -426,6 +443,17 @@ func Build(recs []event.Record, opt Options) *Report {
 		case rec.Snapshot != nil:
 			t := rec.Snapshot.Time
 			a.Snapshot = &t
+		case rec.Gap != nil:
+			g := rec.Gap
+			gap := Gap{From: g.From, To: g.To, Seconds: g.To.Sub(g.From).Seconds(), Reason: g.Reason, Process: g.Process}
+			a.Gaps = append(a.Gaps, gap)
+			from := "an unknown time"
+			if !g.From.IsZero() {
+				from = g.From.UTC().Format("15:04:05.000")
+			}
+			a.Errors = append(a.Errors, Message{Time: g.To, Component: "agent", Tamper: true, Process: g.Process,
+				Message: fmt.Sprintf("the agent was not running for %.3f s (from %s to %s UTC; %s) until its supervisor restarted it: the table stayed, so what was blocked stayed blocked, but nothing was recorded meanwhile and DNS went unanswered",
+					gap.Seconds, from, g.To.UTC().Format("15:04:05.000"), g.Reason)})
 		case rec.Start != nil:
 		default:
 			a.UnknownRecords++
