@@ -207,8 +207,8 @@ type Agent struct {
 	// (killed, then restarted by its supervisor); each is also an error.
 	Gaps     []Gap     `json:"gaps"`
 	Errors   []Message `json:"errors"`
-	Warnings []Message   `json:"warnings"`
-	Info     []Message   `json:"info"`
+	Warnings []Message `json:"warnings"`
+	Info     []Message `json:"info"`
 	// NotCovered says what a monitor did not watch (event.Coverage): the
 	// summary's verdict line warns of it. Omitted when everything was.
 	NotCovered   []Message   `json:"not_covered,omitempty"`
