@@ -69,7 +69,8 @@ type Config struct {
 	// there (disable-sudo).
 	WatchEtc string
 	// SudoUser, when set, is the runner's user whose sudo rights
-	// disable-sudo took: a rule for it put back is an error (sudowatch).
+	// disable-sudo took: a rule for it put back is an error (in the /etc
+	// watch's line for the change, or by sudowatch without WatchEtc).
 	SudoUser string
 	// Resume, when set, says this agent takes over from one that died
 	// during the job: it appends to the journal, keeps the addresses the
@@ -274,8 +275,9 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 			a.priv = m
 		}
 	}
-	if a.cfg.SudoUser != "" {
-		// Before the helper takes the rights: their return is what is watched.
+	if a.cfg.SudoUser != "" && a.etc == nil {
+		// Without the /etc watch (which says it in its one line per
+		// change): only the rights' return is watched.
 		if a.sudo, err = sudowatch.New(sudowatch.Config{User: a.cfg.SudoUser, Emit: emit, Log: a.log}); err != nil {
 			return fmt.Errorf("agent: %w", err)
 		}
@@ -386,7 +388,18 @@ func (a *Agent) startGuard(ctx context.Context, emit event.Emit) error {
 	}
 	if a.cfg.WatchEtc != "" {
 		// Reported, not enforced: a machine without fanotify only loses this.
-		f, err := guard.WatchFiles(ctx, guard.FilesConfig{Root: a.cfg.WatchEtc, Emit: emit, Process: proc.Info, Log: a.log})
+		var explain func(string) string
+		if user := a.cfg.SudoUser; user != "" {
+			etc := a.cfg.WatchEtc
+			explain = func(rel string) string {
+				if sudowatch.EtcGrants(etc, rel, user) {
+					return fmt.Sprintf("; it gives %s sudo rights again after disable-sudo", user)
+				}
+				return ""
+			}
+		}
+		f, err := guard.WatchFiles(ctx, guard.FilesConfig{Root: a.cfg.WatchEtc, Emit: emit, Process: proc.Info,
+			Explain: explain, Log: a.log})
 		if err != nil {
 			emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "guard", Level: "warning",
 				Message: "changes of resolv.conf, hosts and sudoers are not watched: " + err.Error()}})

@@ -295,6 +295,8 @@ func daemonAgent(cfg *DaemonConfig, resume *event.Gap, log *slog.Logger) (*Agent
 		Docker: dockergate.Config{Socket: cfg.DockerSocket, CLIs: cfg.DockerCLIs,
 			AllowFor: dockergate.AllowFor(cfg.AllowDockerFor), TrustedImage: cfg.DockerTrustedImage},
 		SudoUser: cfg.SudoUser,
+		// The VM's /etc (the daemon runs chrooted to the VM's root).
+		WatchEtc: "/etc",
 		Resume:   resume,
 		Log:      log,
 	})

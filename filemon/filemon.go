@@ -188,6 +188,11 @@ type Config struct {
 	// (node_modules, build output) are not source, and watching them is
 	// what made a build slow.
 	AllFiles bool
+	// Steer, if set, says why a file created at rel (relative to Root,
+	// slash separated) steers something, beyond the built-in steering
+	// names; "" when it does not. Such files are reported as event.Steer
+	// (with fanotify only). Called on the event path: fast, concurrent-safe.
+	Steer func(rel string) string
 
 	// Tests stall a reader until they close these, to force an overflow.
 	inotifyHoldForTest, fanotifyHoldForTest <-chan struct{}

@@ -77,6 +77,7 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, opts startOpts) (_
 			r.fan = f
 			r.fan.overflow = r.overflow
 			r.fan.hold = cfg.fanotifyHoldForTest
+			r.fan.steerAlso = cfg.Steer
 			r.fan.gitRoot = filepath.Join(root, ".git")
 			r.fan.onIndex = opts.onIndex
 			unknown.Unknown = "seen by inotify only: fanotify reported no process for this change"

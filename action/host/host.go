@@ -151,6 +151,15 @@ func Install(ctx context.Context, cfg Config, log *slog.Logger) (*Result, error)
 		return nil, fmt.Errorf("host: write config: %w", err)
 	}
 	res := &Result{}
+	if sudoUser != "" {
+		// Before the agent starts: its watch of /etc reports every later
+		// change of the sudoers files, ours would be among them.
+		moved, warn, err := disableSudo(cfg.Root, hostDir, sudoUser)
+		res.SudoDisabled, res.Warnings = moved, append(res.Warnings, warn...)
+		if err != nil {
+			return res, err
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	var err error
@@ -168,13 +177,6 @@ func Install(ctx context.Context, cfg Config, log *slog.Logger) (*Result, error)
 	}
 	res.Pid = agent.DaemonPid(state)
 	res.Millis = time.Since(t0).Milliseconds()
-	if sudoUser != "" {
-		moved, warn, err := disableSudo(cfg.Root, hostDir, sudoUser)
-		res.SudoDisabled, res.Warnings = moved, append(res.Warnings, warn...)
-		if err != nil {
-			return res, err
-		}
-	}
 	log.Debug("host: agent enforcing", "pid", res.Pid, "how", res.How, "ms", res.Millis)
 	return res, nil
 }

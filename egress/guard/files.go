@@ -8,6 +8,7 @@ import (
 	"path"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/harden-runner/harden-runner/event"
 	"github.com/harden-runner/harden-runner/filemon"
@@ -20,12 +21,19 @@ import (
 // covers everything in it.
 var DefaultFiles = []string{"resolv.conf", "hosts", "sudoers", "sudoers.d"}
 
+// steerWhy marks filemon's Steer records of files new under a watched path.
+const steerWhy = "guard: a watched file"
+
 // FilesConfig says which files to watch.
 type FilesConfig struct {
 	Root    string   // default /etc
 	Files   []string // relative to Root; default DefaultFiles
 	Emit    event.Emit
 	Process func(pid int) event.Process // required
+	// Explain, if set, says more about a change of the file rel (relative
+	// to Root, slash separated), appended to its one report line: e.g.
+	// that a sudoers change gives disable-sudo's user its rights back.
+	Explain func(rel string) string
 	Log     *slog.Logger
 }
 
@@ -51,14 +59,22 @@ func WatchFiles(ctx context.Context, cfg FilesConfig) (*Files, error) {
 		cfg.Files = DefaultFiles
 	}
 	n := new(atomic.Int64)
+	report := func(t time.Time, rel, what string, p event.Process) {
+		msg := fmt.Sprintf("%s: %s by %s", path.Join(cfg.Root, rel), what, who(p))
+		if cfg.Explain != nil {
+			msg += cfg.Explain(rel)
+		}
+		n.Add(1)
+		cfg.Emit(event.Record{Note: &event.Note{Time: t, Component: "guard", Level: "error", Tamper: true,
+			Process: &p, Message: msg}})
+	}
 	emit := func(rec event.Record) {
 		switch {
 		case rec.File != nil && watched(cfg.Files, rec.File.Path):
-			f := rec.File
-			p := f.Process
-			n.Add(1)
-			cfg.Emit(event.Record{Note: &event.Note{Time: f.Time, Component: "guard", Level: "error", Tamper: true,
-				Process: &p, Message: fmt.Sprintf("%s: %s by %s", path.Join(cfg.Root, f.Path), f.Event, who(p))}})
+			report(rec.File.Time, rec.File.Path, string(rec.File.Event), rec.File.Process)
+		case rec.Steer != nil && rec.Steer.Why == steerWhy && watched(cfg.Files, rec.Steer.Path):
+			// A file new since the baseline (a sudoers.d drop-in put back).
+			report(rec.Steer.Time, rec.Steer.Path, rec.Steer.Change, rec.Steer.Process)
 		case rec.Note != nil && rec.Note.Level != "info":
 			// filemon's own trouble (lost events, no fanotify) matters here
 			// too: say which watch it is about.
@@ -70,7 +86,16 @@ func WatchFiles(ctx context.Context, cfg FilesConfig) (*Files, error) {
 		// File records of other paths, StepRoots and filemon's Stats
 		// belong to the workspace monitor's report, not here.
 	}
-	m, err := filemon.New(filemon.Config{Root: cfg.Root, Emit: emit, Process: cfg.Process, Log: cfg.Log, NoOpenGate: true})
+	// New files are not tampering for filemon (it guards what existed):
+	// as steering files, the watched paths' new files are reported too.
+	steer := func(rel string) string {
+		if watched(cfg.Files, rel) {
+			return steerWhy
+		}
+		return ""
+	}
+	m, err := filemon.New(filemon.Config{Root: cfg.Root, Emit: emit, Process: cfg.Process, Log: cfg.Log, NoOpenGate: true,
+		Steer: steer})
 	if err != nil {
 		return nil, fmt.Errorf("guard: watch %s: %w", cfg.Root, err)
 	}
