@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -76,6 +77,8 @@ type lookup struct {
 	proto    string // as Owner takes it (OwnerProto)
 	src, dst netip.AddrPort
 	uid      int // -1 if the kernel did not say
+	// marked: logged under MarkedPrefix; dropped if the socket is ours.
+	marked bool
 }
 
 // owner is the lookup for a flow: the container's for a forwarded one.
@@ -209,6 +212,10 @@ func (r *Reader) hook(a nflog.Attribute) int {
 		return 0
 	}
 	v, fwd, ok := ParsePrefix(*a.Prefix)
+	marked := !ok && *a.Prefix == MarkedPrefix
+	if marked {
+		v, ok = event.Audit, true
+	}
 	if !ok {
 		return 0 // another rule's packet on our group
 	}
@@ -236,6 +243,9 @@ func (r *Reader) hook(a nflog.Attribute) int {
 		Verdict:  v,
 		Forward:  fwd,
 	}
+	if marked {
+		f.Reason = ReasonMarked
+	}
 	uid := -1
 	if a.UID != nil {
 		uid = int(*a.UID)
@@ -257,7 +267,7 @@ func (r *Reader) hook(a nflog.Attribute) int {
 		f.Process.Unknown = UnknownNoLookup
 	default:
 		select {
-		case r.queue <- lookup{flow: f, proto: oproto, src: pkt.Src, dst: pkt.Dst, uid: uid}:
+		case r.queue <- lookup{flow: f, proto: oproto, src: pkt.Src, dst: pkt.Dst, uid: uid, marked: marked}:
 			return 0
 		default:
 			f.Process.Unknown = UnknownQueueFull
@@ -273,8 +283,12 @@ func (r *Reader) hook(a nflog.Attribute) int {
 // work runs owner lookups until Close.
 func (r *Reader) work() {
 	defer r.workers.Done()
+	self := os.Getpid()
 	for l := range r.queue {
 		p := r.owner(l)
+		if l.marked && p.PID == self {
+			continue // the relay's own connection: it records the flow itself
+		}
 		if p.PID == 0 && l.uid >= 0 {
 			p.UID = l.uid // the kernel knows the socket's uid even when we lost the pid
 		}
