@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -189,13 +190,21 @@ func TestSupervisedAgentKilled(t *testing.T) {
 			if exp.Error != "" {
 				t.Errorf("host-stop: %s", exp.Error)
 			}
-			recs, bad, err := report.ReadJournal(bytes.NewReader(exp.Journal))
-			if err != nil {
+			// report.json, as the binary writes it from that journal.
+			rdir := t.TempDir()
+			jpath := filepath.Join(rdir, "journal.jsonl")
+			if err := os.WriteFile(jpath, exp.Journal, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			rep := report.Build(recs, report.Options{JournalBadLines: bad})
+			if out, err := exec.Command(bin, "report", "--journal", jpath, "--report-dir", rdir).CombinedOutput(); err != nil {
+				t.Fatalf("report: %v %s", err, out)
+			}
+			var rep report.Report
+			if err := json.Unmarshal(must(os.ReadFile(filepath.Join(rdir, "report.json"))), &rep); err != nil {
+				t.Fatal(err)
+			}
 			if len(rep.Agent.Gaps) != 1 {
-				t.Fatalf("gaps %+v, want one", rep.Agent.Gaps)
+				t.Fatalf("report.json's gaps %+v, want one", rep.Agent.Gaps)
 			}
 			g := rep.Agent.Gaps[0]
 			t.Logf("gap: %+v", g)
