@@ -807,8 +807,15 @@ func TestRunNamesWorkflowSteps(t *testing.T) {
 	for i, a := range runCmd {
 		quoted[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
 	}
-	if out, err := r.Run("(" + strings.Join(quoted, " ") + " > " + dir + ".log 2>&1; echo $? > " + exit + ") &"); err != nil {
-		t.Fatalf("start run: %v %s", err, out)
+	// A lookalike started before run (a copy of the runner's pair, as a
+	// step could leave behind): run must pin the runner up its own
+	// ancestry, not by scanning /proc, which finds two. (The flake this
+	// test had: its run was started by a shell that exited at once, so
+	// run's ancestry had lost the runner and the scan found another
+	// test's lookalike now and then: every step label empty.)
+	fakerunner.Start(t, filepath.Join(w.tmp, "lookalike"), func(argv ...string) *exec.Cmd { return w.In(w.Runner, argv...) })
+	if err := r.Go(strings.Join(quoted, " ") + " > " + dir + ".log 2>&1; echo $? > " + exit); err != nil {
+		t.Fatalf("start run: %v", err)
 	}
 	waitFile := func(p string) {
 		t.Helper()

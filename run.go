@@ -21,6 +21,7 @@ import (
 	"github.com/harden-runner/harden-runner/egress/policyfile"
 	"github.com/harden-runner/harden-runner/egress/resolver"
 	"github.com/harden-runner/harden-runner/internal/proctree"
+	"github.com/harden-runner/harden-runner/journal"
 	"github.com/harden-runner/harden-runner/post/report"
 	"github.com/harden-runner/harden-runner/proc"
 	"github.com/harden-runner/harden-runner/runnerid"
@@ -350,13 +351,13 @@ func reportCmd(args []string) (int, error) {
 	return exitCode(writeReport(*journal, *dir, *ws))
 }
 
-func writeReport(journal, dir, workspace string) error {
-	f, err := os.Open(journal)
+func writeReport(path, dir, workspace string) error {
+	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("report: %w", err)
 	}
 	defer f.Close()
-	recs, bad, err := report.ReadJournal(f)
+	recs, bad, err := journal.Read(f)
 	if err != nil {
 		return fmt.Errorf("report: read journal: %w", err)
 	}

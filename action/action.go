@@ -30,6 +30,7 @@ import (
 	"github.com/harden-runner/harden-runner/agent"
 	"github.com/harden-runner/harden-runner/egress/policyfile"
 	"github.com/harden-runner/harden-runner/internal/escape"
+	"github.com/harden-runner/harden-runner/journal"
 	"github.com/harden-runner/harden-runner/post/report"
 )
 
@@ -285,7 +286,7 @@ func Post(ctx context.Context, env *Env, h Host) error {
 	case len(got.Journal) == 0:
 		fail(errors.New("the agent's journal is empty"), "")
 	}
-	recs, bad, err := report.ReadJournal(bytes.NewReader(got.Journal))
+	recs, bad, err := journal.Read(bytes.NewReader(got.Journal))
 	if err != nil {
 		errs = append(errs, fmt.Errorf("read journal: %w", err))
 	}

@@ -236,8 +236,8 @@ func TestMainFailsLoudly(t *testing.T) {
 	})
 }
 
-// journal builds a JSONL journal.
-func journal(t *testing.T, recs ...event.Record) []byte {
+// journalOf builds a JSONL journal.
+func journalOf(t *testing.T, recs ...event.Record) []byte {
 	t.Helper()
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
@@ -252,10 +252,10 @@ func journal(t *testing.T, recs ...event.Record) []byte {
 var t0 = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 
 func startStop(mode string, middle ...event.Record) []event.Record {
-	recs := []event.Record{{Start: &event.Start{Time: t0, Mode: mode, AllowedEndpoints: []string{"github.com:443"},
+	recs := []event.Record{{Start: &event.Start{Time: t0, Mode: event.Mode(mode), AllowedEndpoints: []string{"github.com:443"},
 		Workspace: "/home/runner/work/repo/repo", FileMonitoring: true}}}
 	recs = append(recs, middle...)
-	for _, c := range []string{"flowlog", "resolver", "filemon", "journal", "gate"} {
+	for _, c := range []event.Component{"flowlog", "resolver", "filemon", "journal", "gate"} {
 		recs = append(recs, event.Record{Stats: &event.Stats{Component: c}})
 	}
 	return append(recs, event.Record{Stop: &event.Stop{Time: t0.Add(time.Minute)}})
@@ -265,7 +265,7 @@ const hostileName = "evil.test\n::add-mask::x\n::error::injected <script>alert(1
 
 func hostileJournal(t *testing.T) []byte {
 	p := event.Process{PID: 77, Exe: "/usr/bin/curl", Cmdline: "curl https://evil.test/%0A::warning::x"}
-	return journal(t, startStop("block",
+	return journalOf(t, startStop("block",
 		event.Record{DNS: &event.DNS{Time: t0, Name: hostileName, Type: "A", Verdict: event.Blocked, Rcode: "NXDOMAIN", Process: p}},
 		event.Record{DNS: &event.DNS{Time: t0, Name: "github.com", Type: "A", Verdict: event.Allowed, Answers: []string{"198.18.1.1"}, Process: p}},
 		event.Record{Flow: &event.Flow{Time: t0, IP: "198.18.1.1", Port: 443, Protocol: "tcp", Verdict: event.Allowed, Process: p}},
@@ -471,7 +471,7 @@ func TestPostCreatesCheckRun(t *testing.T) {
 				t.Fatal(err)
 			}
 			r.env["STATE_"+stateStarted] = "true"
-			if err := Post(context.Background(), r.envFor(), &fakeHost{journal: journal(t, startStop("block", recs...)...)}); err != nil {
+			if err := Post(context.Background(), r.envFor(), &fakeHost{journal: journalOf(t, startStop("block", recs...)...)}); err != nil {
 				t.Fatalf("Post: %v\n%s", err, r.stdout.String())
 			}
 			if len(g.requests) != 3 {
@@ -514,7 +514,7 @@ func TestPostCreatesCheckRun(t *testing.T) {
 func TestPostAgentGone(t *testing.T) {
 	r := newRunner(t, nil)
 	r.env["STATE_"+stateStarted] = "true"
-	h := &fakeHost{journal: journal(t, startStop("audit")[:1]...), stopErr: errors.New("host: the agent was not running at the end of the job (killed?)")}
+	h := &fakeHost{journal: journalOf(t, startStop("audit")[:1]...), stopErr: errors.New("host: the agent was not running at the end of the job (killed?)")}
 	err := Post(context.Background(), r.envFor(), h)
 	if err == nil || !strings.Contains(err.Error(), "not running") {
 		t.Fatalf("err %v", err)
@@ -609,7 +609,7 @@ func TestPostLabelsSteps(t *testing.T) {
 			r.env["GITHUB_JOB"] = tt.job
 			r.env["STATE_"+stateStarted] = "true"
 			env := r.envFor()
-			if err := Post(context.Background(), env, &fakeHost{journal: journal(t, recs...)}); err != nil {
+			if err := Post(context.Background(), env, &fakeHost{journal: journalOf(t, recs...)}); err != nil {
 				t.Fatalf("Post: %v\n%s", err, r.stdout.String())
 			}
 			var jobReqs []ghRequest
@@ -684,7 +684,7 @@ func TestPostLabelsSteps(t *testing.T) {
 			r.env["RUNNER_NAME"] = "GitHub Actions 7"
 			r.env["STATE_"+stateStarted] = "true"
 			env := r.envFor()
-			if err := Post(context.Background(), env, &fakeHost{journal: journal(t, recs...)}); err != nil {
+			if err := Post(context.Background(), env, &fakeHost{journal: journalOf(t, recs...)}); err != nil {
 				t.Fatalf("Post failed because of the jobs API: %v", err)
 			}
 			sum, _ := os.ReadFile(r.env["GITHUB_STEP_SUMMARY"])
@@ -778,7 +778,7 @@ func TestPostKeepEnforcement(t *testing.T) {
 	snapshot := func(t *testing.T) []byte {
 		recs := startStop("block")
 		recs[len(recs)-1] = event.Record{Snapshot: &event.Snapshot{Time: t0.Add(time.Minute)}}
-		return journal(t, recs...)
+		return journalOf(t, recs...)
 	}
 	for _, tc := range []struct {
 		runnerEnv, input string
@@ -794,7 +794,7 @@ func TestPostKeepEnforcement(t *testing.T) {
 			r := newRunner(t, map[string]string{InputKeepEnforcement: tc.input})
 			r.env["STATE_"+stateStarted] = "true"
 			r.env["RUNNER_ENVIRONMENT"] = tc.runnerEnv
-			h := &fakeHost{journal: journal(t, startStop("block")...)}
+			h := &fakeHost{journal: journalOf(t, startStop("block")...)}
 			if tc.keep {
 				h.journal = snapshot(t)
 			}

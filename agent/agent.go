@@ -27,6 +27,7 @@ import (
 	"github.com/harden-runner/harden-runner/egress/resolver"
 	"github.com/harden-runner/harden-runner/event"
 	"github.com/harden-runner/harden-runner/filemon"
+	"github.com/harden-runner/harden-runner/journal"
 	"github.com/harden-runner/harden-runner/lineage"
 	"github.com/harden-runner/harden-runner/privmon"
 	"github.com/harden-runner/harden-runner/proc"
@@ -84,7 +85,7 @@ type Config struct {
 type Agent struct {
 	cfg     Config
 	log     *slog.Logger
-	journal *Journal
+	journal *journal.Writer
 	fw      *firewall.Firewall
 	flows   *flowlog.Reader
 	gate    *gate.Gate
@@ -141,9 +142,9 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 		}
 	}()
 	if a.cfg.Resume != nil {
-		a.journal, err = AppendJournal(a.cfg.JournalPath)
+		a.journal, err = journal.Append(a.cfg.JournalPath)
 	} else {
-		a.journal, err = OpenJournal(a.cfg.JournalPath)
+		a.journal, err = journal.Create(a.cfg.JournalPath)
 	}
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
@@ -162,7 +163,7 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	a.runnerPID = runner.PID
 	emit := runnerstep.NewTracker(runnerstep.HostFS{}, runner.PID).Wrap(a.journal.Emit)
 	p := a.cfg.Policy
-	start := &event.Start{Time: time.Now(), Mode: string(p.Mode()), Workspace: a.cfg.Workspace, FileMonitoring: a.cfg.FileMonitoring}
+	start := &event.Start{Time: time.Now(), Mode: p.Mode(), Workspace: a.cfg.Workspace, FileMonitoring: a.cfg.FileMonitoring}
 	for _, e := range p.Endpoints() {
 		if e.Implicit {
 			start.ImplicitAllowed = append(start.ImplicitAllowed, e.String())
@@ -576,7 +577,7 @@ func startLineage(ctx context.Context, log *slog.Logger) (*lineage.Tracker, erro
 }
 
 // Snapshot ends the journal's part the post step takes while the agent
-// goes on enforcing (see Journal.Snapshot): it returns the length of the
+// goes on enforcing (see journal.Writer.Snapshot): it returns the length of the
 // journal up to and with its Snapshot record.
 func (a *Agent) Snapshot() (int64, error) {
 	if a.journal == nil || a.stopped {
@@ -587,16 +588,16 @@ func (a *Agent) Snapshot() (int64, error) {
 
 // Alert writes a tamper error into the journal: something switched our
 // enforcement off or tried to (see event.Note's Tamper).
-func (a *Agent) Alert(component, message string) {
+func (a *Agent) Alert(component event.Component, message string) {
 	if a.journal != nil && !a.stopped {
-		a.journal.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: component, Level: "error",
+		a.journal.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: component, Level: event.LevelError,
 			Message: message, Tamper: true}})
 	}
 }
 
 // Note writes a note into the journal from outside the agent's
 // components (e.g. `run`, about COMMAND's leftover processes).
-func (a *Agent) Note(component, level, message string) {
+func (a *Agent) Note(component event.Component, level event.Level, message string) {
 	if a.journal != nil && !a.stopped {
 		a.journal.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: component, Level: level, Message: message}})
 	}

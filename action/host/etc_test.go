@@ -13,6 +13,7 @@ import (
 	"github.com/harden-runner/harden-runner/action/host"
 	"github.com/harden-runner/harden-runner/agent"
 	"github.com/harden-runner/harden-runner/internal/fakevm"
+	"github.com/harden-runner/harden-runner/journal"
 	"github.com/harden-runner/harden-runner/post/report"
 )
 
@@ -67,12 +68,12 @@ func TestDaemonWatchesEtc(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { stdin.Close(); _ = hold.Wait() }()
-	journal := filepath.Join(etc, "hr-test-opt", "state", agent.StateJournal)
+	jfile := filepath.Join(etc, "hr-test-opt", "state", agent.StateJournal)
 	if !waitFor(10*time.Second, func() bool {
-		b, _ := os.ReadFile(journal)
+		b, _ := os.ReadFile(jfile)
 		return bytes.Contains(b, []byte(`"message":"/etc/hosts: `)) && bytes.Contains(b, []byte(`"message":"/etc/sudoers.d/back: `))
 	}) {
-		b, _ := os.ReadFile(journal)
+		b, _ := os.ReadFile(jfile)
 		t.Fatalf("the changes of /etc are not in the journal:\n%s", b)
 	}
 	stdin.Close()
@@ -80,7 +81,7 @@ func TestDaemonWatchesEtc(t *testing.T) {
 	if out, err := vm.Command(bin, "host-stop", "--dir", dir).CombinedOutput(); err != nil {
 		t.Fatalf("host-stop: %v %s", err, out)
 	}
-	recs, _, _ := report.ReadJournal(bytes.NewReader(must(os.ReadFile(journal))))
+	recs, _, _ := journal.Read(bytes.NewReader(must(os.ReadFile(jfile))))
 	rep := report.Build(recs, report.Options{})
 	var sudo, hosts int
 	for _, m := range append(rep.Agent.Errors, rep.Agent.Warnings...) {

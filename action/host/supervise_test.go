@@ -16,6 +16,7 @@ import (
 	"github.com/harden-runner/harden-runner/agent"
 	"github.com/harden-runner/harden-runner/internal/fakevm"
 	"github.com/harden-runner/harden-runner/internal/testnet"
+	"github.com/harden-runner/harden-runner/journal"
 	"github.com/harden-runner/harden-runner/post/report"
 )
 
@@ -183,7 +184,7 @@ func TestSupervisedAgentKilled(t *testing.T) {
 			if err := stop.Run(); err != nil {
 				t.Fatalf("host-stop --stream: %v", err)
 			}
-			exp, err := host.ReadExport(&stream, 64<<20)
+			exp, err := journal.ReadExport(&stream, 64<<20)
 			if err != nil {
 				t.Fatalf("the export stream: %v", err)
 			}
@@ -245,7 +246,7 @@ func TestStopSignalWithoutRequest(t *testing.T) {
 	if err := json.Unmarshal(out, &res); err != nil || res.Pid == 0 {
 		t.Fatalf("install result %q: %v", out, err)
 	}
-	journal := filepath.Join(dir, "state", agent.StateJournal)
+	jfile := filepath.Join(dir, "state", agent.StateJournal)
 	for _, sig := range []string{"TERM", "INT"} {
 		if out, err := vm.Command("kill", "-"+sig, strconv.Itoa(res.Pid)).CombinedOutput(); err != nil {
 			t.Fatalf("kill -%s: %v %s", sig, err, out)
@@ -253,10 +254,10 @@ func TestStopSignalWithoutRequest(t *testing.T) {
 	}
 	// The journal is flushed every 200 ms: wait for both notes.
 	if !waitFor(10*time.Second, func() bool {
-		b, _ := os.ReadFile(journal)
+		b, _ := os.ReadFile(jfile)
 		return bytes.Count(b, []byte("without the post step's stop request")) == 2
 	}) {
-		b, _ := os.ReadFile(journal)
+		b, _ := os.ReadFile(jfile)
 		t.Fatalf("no tamper note for the stop signals:\n%s", b)
 	}
 	if b, _ := vm.Command("cat", "/proc/"+strconv.Itoa(res.Pid)+"/cmdline").Output(); !bytes.Contains(b, []byte("agent")) {
@@ -266,7 +267,7 @@ func TestStopSignalWithoutRequest(t *testing.T) {
 	if out, err := vm.Command(bin, "host-stop", "--dir", dir).CombinedOutput(); err != nil {
 		t.Fatalf("host-stop: %v %s", err, out)
 	}
-	recs, _, _ := report.ReadJournal(bytes.NewReader(must(os.ReadFile(journal))))
+	recs, _, _ := journal.Read(bytes.NewReader(must(os.ReadFile(jfile))))
 	rep := report.Build(recs, report.Options{})
 	if len(rep.Tampering()) != 2 || !rep.Agent.StoppedCleanly {
 		t.Errorf("tampering %+v, stopped cleanly %v", rep.Tampering(), rep.Agent.StoppedCleanly)

@@ -58,7 +58,7 @@ func TestSummaryShowsNamesAsQueried(t *testing.T) {
 				v = event.Audit
 			}
 			recs := []event.Record{
-				{Start: &event.Start{Time: tRead, Mode: mode}},
+				{Start: &event.Start{Time: tRead, Mode: event.Mode(mode)}},
 				{DNS: &event.DNS{Time: tRead, Name: journaled, Type: "A", Verdict: v, Answers: []string{"198.18.7.1"}, Process: p}},
 				{Flow: &event.Flow{Time: tRead, IP: "198.18.7.1", Port: 443, Protocol: "tcp", Verdict: v, Process: p}},
 				{Stop: &event.Stop{Time: tRead}},

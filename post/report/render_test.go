@@ -172,7 +172,7 @@ func hostileReport() *Report {
 			event.Record{DNS: &event.DNS{Time: t0, Name: "b." + s, Type: "A", Verdict: event.Blocked, Process: p}},
 			event.Record{Flow: &event.Flow{Time: t0, IP: ip, Port: 443, Protocol: "tcp", Verdict: event.Blocked, Process: p}},
 			event.Record{File: &event.File{Time: t0, Path: s, Event: event.Overwrite, Process: p}},
-			event.Record{Note: &event.Note{Time: t0, Component: s, Level: "error", Message: s}},
+			event.Record{Note: &event.Note{Time: t0, Component: event.Component(s), Level: "error", Message: s}},
 		)
 	}
 	recs = append(recs, event.Record{Stop: &event.Stop{Time: t0}})

@@ -94,7 +94,7 @@ func (r *Report) writeHead(w *mdWriter) {
 	c := r.Counts
 	mode := "unknown mode"
 	if r.Mode != "" {
-		mode = cell(r.Mode)
+		mode = cell(string(r.Mode))
 	}
 	var parts []string
 	if c.DestinationsBlocked > 0 || r.Mode != "audit" {
@@ -578,7 +578,7 @@ func (r *Report) writeTail(w *mdWriter, policy bool) {
 				return "| total | | " + a.Lost.Total.String() + " | " + a.Unattributed.Total.String() + " |\n"
 			}
 			c := a.Components[i]
-			return "| " + cell(c.Name) + " | " + c.Events.String() + " | " + c.Lost.String() + " | " +
+			return "| " + cell(string(c.Name)) + " | " + c.Events.String() + " | " + c.Lost.String() + " | " +
 				c.Unattributed.String() + " |\n"
 		})
 	var facts []string
@@ -629,7 +629,7 @@ func writeMessages(w *mdWriter, title string, ms []Message) {
 			w.put(fmt.Sprintf("- …and %d more in report.json\n", len(ms)-listCap))
 			break
 		}
-		w.put("- " + cell(m.Component) + ": " + cell(m.Message) + "\n")
+		w.put("- " + cell(string(m.Component)) + ": " + cell(m.Message) + "\n")
 	}
 	w.put("\n")
 }

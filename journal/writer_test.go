@@ -1,4 +1,4 @@
-package agent
+package journal
 
 import (
 	"bufio"
@@ -19,7 +19,7 @@ import (
 // every record is in the file, once, whole, and the counts agree.
 func TestJournalKeepsEveryRecord(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "journal.jsonl")
-	j, err := OpenJournal(path)
+	j, err := Create(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func TestJournalKeepsEveryRecord(t *testing.T) {
 // boundary, and later records come after it.
 func TestJournalSnapshot(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "journal.jsonl")
-	j, err := OpenJournal(path)
+	j, err := Create(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +130,7 @@ func TestJournalSnapshot(t *testing.T) {
 // one left, whose last line may be torn: that line stays one bad line,
 // every earlier and later record is whole, and the size a snapshot
 // reports counts the old bytes too.
-func TestAppendJournal(t *testing.T) {
+func TestAppend(t *testing.T) {
 	for _, tc := range []struct {
 		name, old string
 	}{{"whole", `{"note":{"message":"a"}}` + "\n"}, {"torn", `{"note":{"message":"a"}}` + "\n" + `{"note":{"mess`}, {"empty", ""}} {
@@ -139,7 +139,7 @@ func TestAppendJournal(t *testing.T) {
 			if err := os.WriteFile(path, []byte(tc.old), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			j, err := AppendJournal(path)
+			j, err := Append(path)
 			if err != nil {
 				t.Fatal(err)
 			}
