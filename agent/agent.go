@@ -583,6 +583,10 @@ func (a *Agent) Snapshot() (int64, error) {
 	if a.journal == nil || a.stopped {
 		return 0, errors.New("agent: snapshot: the agent is not running")
 	}
+	for _, st := range a.liveStats() {
+		st.Live = true
+		a.journal.Emit(event.Record{Stats: &st})
+	}
 	return a.journal.Snapshot(event.Record{Snapshot: &event.Snapshot{Time: time.Now()}})
 }
 
@@ -601,4 +605,35 @@ func (a *Agent) Note(component event.Component, level event.Level, message strin
 	if a.journal != nil && !a.stopped {
 		a.journal.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: component, Level: level, Message: message}})
 	}
+}
+
+// liveStats are the running components' counts, for a snapshot: the
+// report of a journal that ends there (the agent goes on enforcing) then
+// knows what was lost so far instead of nothing.
+func (a *Agent) liveStats() []event.Stats {
+	var out []event.Stats
+	if a.flows != nil {
+		out = append(out, a.flows.Stats())
+	}
+	if a.gate != nil {
+		out = append(out, a.gate.Stats())
+	}
+	if a.res != nil {
+		out = append(out, a.res.Stats())
+	}
+	if a.relay != nil {
+		out = append(out, a.relay.Stats())
+	}
+	if a.priv != nil {
+		out = append(out, a.priv.Stats())
+	}
+	if a.files != nil {
+		out = append(out, a.files.Stats())
+	}
+	if a.lineage != nil {
+		st := a.lineage.Stats()
+		out = append(out, event.Stats{Component: "lineage", Events: st.Events, Lost: st.Lost})
+	}
+	_, failed := a.journal.Counts()
+	return append(out, event.Stats{Component: "journal", Lost: failed})
 }

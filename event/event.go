@@ -226,6 +226,10 @@ type Stats struct {
 	Events       uint64    `json:"events"`
 	Lost         uint64    `json:"lost"`
 	Unattributed uint64    `json:"unattributed"`
+	// Live: the counts so far of a component that goes on running, taken
+	// for a journal snapshot; a later Stats of the same component (when
+	// it stops) supersedes them.
+	Live bool `json:"live,omitempty"`
 }
 
 // Record is one journal line: exactly one of its pointer fields is set.

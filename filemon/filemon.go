@@ -359,3 +359,19 @@ func (m *Monitor) Close() error {
 	m.cfg.Emit(event.Record{Stats: &st})
 	return err
 }
+
+// Stats returns the counts so far, over every run rebuilds replaced (what
+// Close emits, before its final rescan), for a snapshot while the monitor
+// goes on. Safe for concurrent use.
+func (m *Monitor) Stats() event.Stats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st := event.Stats{Component: "filemon"}
+	if m.run != nil {
+		st = m.run.counts()
+	}
+	st.Events += m.retired.Events
+	st.Lost += m.retired.Lost
+	st.Unattributed += m.retired.Unattributed
+	return st
+}

@@ -380,3 +380,9 @@ func waitExit(pid int, stop <-chan struct{}) {
 		}
 	}
 }
+
+// counts are the run's counters so far.
+func (r *run) counts() event.Stats {
+	return event.Stats{Component: "filemon", Events: r.tr.events.Load(), Lost: r.lost.Load(),
+		Unattributed: r.tr.unattributed.Load()}
+}

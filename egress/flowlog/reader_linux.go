@@ -186,12 +186,8 @@ func (r *Reader) Close() error {
 				Message: fmt.Sprintf("the packet log's receive buffer overflowed %d times: %d new flows were not reported", n, r.lost.Load()),
 			}})
 		}
-		r.cfg.Emit(event.Record{Stats: &event.Stats{
-			Component:    "flowlog",
-			Events:       r.events.Load(),
-			Lost:         r.lost.Load(),
-			Unattributed: r.unattributed.Load(),
-		}})
+		st := r.Stats()
+		r.cfg.Emit(event.Record{Stats: &st})
 	})
 	return r.closeErr
 }
@@ -357,4 +353,12 @@ func (l nflogLogger) Debugf(format string, args ...any) {
 
 func (l nflogLogger) Errorf(format string, args ...any) {
 	l.log.Debug("flowlog: nflog: " + fmt.Sprintf(format, args...))
+}
+
+// Stats returns the reader's counts so far (what Close emits): flows
+// logged, lost (NFLOG overflows, packets it could not parse) and without
+// a process. Safe for concurrent use.
+func (r *Reader) Stats() event.Stats {
+	return event.Stats{Component: "flowlog", Events: r.events.Load(), Lost: r.lost.Load() + r.pending.Load(),
+		Unattributed: r.unattributed.Load()}
 }

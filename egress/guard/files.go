@@ -6,9 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"path"
+	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/harden-runner/harden-runner/event"
 	"github.com/harden-runner/harden-runner/filemon"
@@ -43,6 +47,7 @@ type FilesConfig struct {
 type Files struct {
 	m     *filemon.Monitor
 	count func() int
+	wg    sync.WaitGroup // reports of new files waiting for their writer
 }
 
 // WatchFiles baselines Root and starts watching; it returns once armed.
@@ -59,22 +64,41 @@ func WatchFiles(ctx context.Context, cfg FilesConfig) (*Files, error) {
 		cfg.Files = DefaultFiles
 	}
 	n := new(atomic.Int64)
-	report := func(t time.Time, rel, what string, p event.Process) {
-		msg := fmt.Sprintf("%s: %s by %s", path.Join(cfg.Root, rel), what, who(p))
-		if cfg.Explain != nil {
-			msg += cfg.Explain(rel)
-		}
-		n.Add(1)
+	explain := cfg.Explain
+	report := func(t time.Time, rel, what, more string, p event.Process) {
+		msg := fmt.Sprintf("%s: %s by %s", path.Join(cfg.Root, rel), what, who(p)) + more
 		cfg.Emit(event.Record{Note: &event.Note{Time: t, Component: "guard", Level: "error", Tamper: true,
 			Process: &p, Message: msg}})
+		n.Add(1) // once the note is out: a reader of Changes finds it
 	}
+	files := &Files{count: func() int { return int(n.Load()) }}
 	emit := func(rec event.Record) {
 		switch {
 		case rec.File != nil && watched(cfg.Files, rec.File.Path):
-			report(rec.File.Time, rec.File.Path, string(rec.File.Event), rec.File.Process)
+			more := ""
+			if explain != nil {
+				more = explain(rec.File.Path)
+			}
+			report(rec.File.Time, rec.File.Path, string(rec.File.Event), more, rec.File.Process)
 		case rec.Steer != nil && rec.Steer.Why == steerWhy && watched(cfg.Files, rec.Steer.Path):
 			// A file new since the baseline (a sudoers.d drop-in put back).
-			report(rec.Steer.Time, rec.Steer.Path, rec.Steer.Change, rec.Steer.Process)
+			// It is reported as it is created, before its writer has
+			// written it: what it says (Explain) is read once it is.
+			st := *rec.Steer
+			if explain == nil {
+				report(st.Time, st.Path, st.Change, "", st.Process)
+				break
+			}
+			files.wg.Add(1)
+			go func() {
+				defer files.wg.Done()
+				more := explain(st.Path)
+				if more == "" {
+					waitWritten(filepath.Join(cfg.Root, filepath.FromSlash(st.Path)), explain, st.Path, writtenWait)
+					more = explain(st.Path)
+				}
+				report(st.Time, st.Path, st.Change, more, st.Process)
+			}()
 		case rec.Note != nil && rec.Note.Level != "info":
 			// filemon's own trouble (lost events, no fanotify) matters here
 			// too: say which watch it is about.
@@ -102,14 +126,40 @@ func WatchFiles(ctx context.Context, cfg FilesConfig) (*Files, error) {
 	if err := m.Start(ctx); err != nil {
 		return nil, fmt.Errorf("guard: watch %s: %w", cfg.Root, err)
 	}
-	return &Files{m: m, count: func() int { return int(n.Load()) }}, nil
+	files.m = m
+	return files, nil
+}
+
+// writtenWait bounds the wait for a new watched file's writer to close it.
+const writtenWait = time.Second
+
+// waitWritten waits until the file at abs is closed after a write
+// (inotify IN_CLOSE_WRITE), explain says something of rel (its writer
+// finished before the watch was set), or d passes.
+func waitWritten(abs string, explain func(string) string, rel string, d time.Duration) {
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	if err != nil {
+		return
+	}
+	defer unix.Close(fd)
+	if _, err := unix.InotifyAddWatch(fd, abs, unix.IN_CLOSE_WRITE|unix.IN_DELETE_SELF|unix.IN_ONESHOT); err != nil {
+		return
+	}
+	if explain(rel) != "" {
+		return
+	}
+	_, _ = unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, int(d.Milliseconds()))
 }
 
 // Changes returns how many changes of watched files were reported.
 func (f *Files) Changes() int { return f.count() }
 
 // Close stops watching; changes still settling are reported first.
-func (f *Files) Close() error { return f.m.Close() }
+func (f *Files) Close() error {
+	err := f.m.Close()
+	f.wg.Wait()
+	return err
+}
 
 // watched reports whether p (slash-separated, relative to the root) is one
 // of files or inside one of them.

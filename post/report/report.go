@@ -336,6 +336,25 @@ func Build(recs []event.Record, opt Options) *Report {
 	dq := map[dnsKey]*dnsAgg{}    // aggregated DNS rows
 	var dnsRows []*dnsAgg         // in first-seen order
 	stats := map[event.Component]*Component{}
+	addStats := func(st *event.Stats) {
+		c := stats[st.Component]
+		if c == nil {
+			c = &Component{Name: st.Component, Reported: true}
+			stats[st.Component] = c
+		}
+		c.Events = c.Events.add(st.Events)
+		c.Lost = c.Lost.add(st.Lost)
+		c.Unattributed = c.Unattributed.add(st.Unattributed)
+	}
+	// live holds each running component's latest counts from a snapshot
+	// (event.Stats.Live) until its own Stats supersede them.
+	live := map[event.Component]event.Stats{}
+	flushLive := func() {
+		for _, st := range live {
+			addStats(&st)
+		}
+		clear(live)
+	}
 	expected := map[event.Component]bool{"flowlog": true, "resolver": true}
 	if start != nil && start.FileMonitoring {
 		expected["filemon"] = true
@@ -426,16 +445,11 @@ func Build(recs []event.Record, opt Options) *Report {
 			a.NotCovered = append(a.NotCovered, Message{Time: c.Time, Component: c.Component, Message: c.NotCovered})
 			a.Warnings = append(a.Warnings, Message{Time: c.Time, Component: c.Component,
 				Message: "not watched: " + c.NotCovered + ": " + c.Reason})
+		case rec.Stats != nil && rec.Stats.Live:
+			live[rec.Stats.Component] = *rec.Stats // the latest, until the component's own Stats
 		case rec.Stats != nil:
-			s := rec.Stats
-			c := stats[s.Component]
-			if c == nil {
-				c = &Component{Name: s.Component, Reported: true}
-				stats[s.Component] = c
-			}
-			c.Events = c.Events.add(s.Events)
-			c.Lost = c.Lost.add(s.Lost)
-			c.Unattributed = c.Unattributed.add(s.Unattributed)
+			delete(live, rec.Stats.Component)
+			addStats(rec.Stats)
 		case rec.Stop != nil:
 			t := rec.Stop.Time
 			a.Stop = &t
@@ -455,16 +469,19 @@ func Build(recs []event.Record, opt Options) *Report {
 				Message: fmt.Sprintf("the agent was not running for %.3f s (from %s to %s UTC; %s) until its supervisor restarted it: the table stayed, so what was blocked stayed blocked, but nothing was recorded meanwhile and DNS went unanswered",
 					gap.Seconds, from, g.To.UTC().Format("15:04:05.000"), g.Reason)})
 		case rec.Start != nil:
+			flushLive() // an agent that died after a snapshot: its last word
 		default:
 			a.UnknownRecords++
 		}
 	}
+	liveCounts := len(live) > 0
+	flushLive()
 	a.StoppedCleanly = a.Stop != nil
 	a.Journal = opt.Journal
 	a.Journal.Snapshot = a.Snapshot != nil
 	if a.Snapshot != nil {
 		a.Info = append(a.Info, Message{Component: "report",
-			Message: "the journal is a snapshot taken while the agent went on enforcing: events after it are not in this report, and components report their counts (lost events among them) only when they stop"})
+			Message: snapshotNote(liveCounts)})
 	} else if !a.StoppedCleanly {
 		a.Warnings = append(a.Warnings, Message{Component: "report",
 			Message: "agent did not stop cleanly: events from its last moments may be missing"})
@@ -829,4 +846,12 @@ func relayName(f *event.Flow) string {
 		return ""
 	}
 	return normName(f.Name)
+}
+
+// snapshotNote is the report's word on a journal that ends at a snapshot.
+func snapshotNote(liveCounts bool) string {
+	if liveCounts {
+		return "the journal is a snapshot taken while the agent went on enforcing: events after it are not in this report; counts (lost events among them) are as of the snapshot"
+	}
+	return "the journal is a snapshot taken while the agent went on enforcing: events after it are not in this report, and components report their counts (lost events among them) only when they stop"
 }

@@ -647,3 +647,38 @@ func TestBuildGap(t *testing.T) {
 		})
 	}
 }
+
+// TestBuildLiveStats: a snapshot carries the running components' counts
+// (Stats.Live): a report that ends there knows what was lost so far; a
+// component's own Stats when it stops supersede its live ones; the live
+// counts of an agent that died after them are its last word.
+func TestBuildLiveStats(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	start := event.Record{Start: &event.Start{Time: t0, Mode: "block"}}
+	st := func(c event.Component, lost uint64, live bool) event.Record {
+		return event.Record{Stats: &event.Stats{Component: c, Events: 10, Lost: lost, Live: live}}
+	}
+	snap := event.Record{Snapshot: &event.Snapshot{Time: t0.Add(time.Minute)}}
+	stop := event.Record{Stop: &event.Stop{Time: t0.Add(2 * time.Minute)}}
+	gap := event.Record{Gap: &event.Gap{From: t0.Add(90 * time.Second), To: t0.Add(91 * time.Second), Reason: "x"}}
+	for _, tc := range []struct {
+		name  string
+		recs  []event.Record
+		known bool
+		lost  uint64
+	}{
+		{"snapshot without live counts", []event.Record{start, snap}, false, 0},
+		{"snapshot with live counts", []event.Record{start, st("flowlog", 2, true), st("resolver", 0, true), snap}, true, 2},
+		{"superseded at stop", []event.Record{start, st("flowlog", 2, true), st("resolver", 0, true), snap,
+			st("flowlog", 3, false), st("resolver", 1, false), stop}, true, 4},
+		{"died after the snapshot", []event.Record{start, st("flowlog", 2, true), st("resolver", 0, true), snap,
+			start, gap, st("flowlog", 1, false), st("resolver", 0, false), stop}, true, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := Build(tc.recs, Options{})
+			if got := r.Agent.Lost.Total; got.Known != tc.known || tc.known && got.N != tc.lost {
+				t.Errorf("lost %+v, want known %v, %d", got, tc.known, tc.lost)
+			}
+		})
+	}
+}
