@@ -42,7 +42,6 @@ func TestRunNamesShortLivedSenders(t *testing.T) {
 		t.Skip("needs kernel BTF for the kernel-side capture")
 	}
 	w := newWorld(t)
-	w.cgroup2 = true
 	type sender struct {
 		ip, proto string
 		port      int
@@ -110,7 +109,6 @@ func TestRunNamesShortLivedSenders(t *testing.T) {
 // "procfs" and why.
 func TestRunSaysAttributionFallback(t *testing.T) {
 	w := newWorld(t)
-	w.cgroup2 = true
 	t.Setenv("HARDEN_RUNNER_NO_EBPF", "1")
 	w.run(t, []string{"--egress-policy", "audit"}, workload{{"udp", "echo x | socat -u - UDP4:198.18.1.47:9999"}})
 	b, err := os.ReadFile(filepath.Join(w.tmp, "report-TestRunSaysAttributionFallback", "report.json"))
