@@ -57,7 +57,9 @@ type Reader struct {
 
 	events, lost, unattributed, overflows atomic.Uint64
 	consecutiveErrs                       atomic.Int32
-	logLimit                              rateLimit
+	// lastPacket is when hook last got a packet (Unix ns), for drainBatch.
+	lastPacket atomic.Int64
+	logLimit   rateLimit
 
 	// Packet sequence numbers, touched only on go-nflog's reading goroutine
 	// (hook and onError): lastSeq is the last one seen, and pending counts
@@ -99,14 +101,18 @@ func (r *Reader) Start(ctx context.Context) error {
 	if r.started || r.closed {
 		return ErrStarted
 	}
+	qthresh, timeout := batching(r.cfg.Batch)
 	nf, err := nflog.Open(&nflog.Config{
 		Group:    r.cfg.Group,
 		Copymode: nflog.CopyPacket,
 		Bufsize:  copyRange,
-		// Hand over each packet at once: the default holds packets for up
-		// to a second, and by then a short-lived client and its socket
-		// are gone, so its process cannot be found.
-		QThresh: 1,
+		// Without Batch, hand over each packet at once: the default holds
+		// packets for up to a second, and by then a short-lived client and
+		// its socket are gone, so its process cannot be found from /proc.
+		// With it, one message per batch: one wake-up of the agent per
+		// batch instead of per new flow.
+		QThresh: qthresh,
+		Timeout: timeout,
 		// Number the packets, so that gaps count exactly what overflows lost.
 		Flags:  nflog.FlagSeq,
 		Logger: nflogLogger{r.cfg.Log},
@@ -135,6 +141,41 @@ func (r *Reader) startWorkers() {
 	}
 }
 
+// batchPackets is the batch size with Config.Batch: the kernel also hands
+// a batch over when its message buffer (a page) is full, about ten of our
+// packets, so this rarely binds.
+const batchPackets = 64
+
+// batching returns the kernel's queue threshold (packets) and flush
+// timeout (1/100 s) for batch.
+func batching(batch time.Duration) (qthresh, timeout uint32) {
+	if batch <= 0 {
+		return 1, 0
+	}
+	return batchPackets, uint32(max(1, (batch+10*time.Millisecond-1)/(10*time.Millisecond)))
+}
+
+// drainBatch waits, at Close with Config.Batch, until the kernel's flush
+// timer has handed over what it held when logging stopped (the firewall's
+// table is removed before Close), and the reading goroutine has read it:
+// twice the timeout for a late timer, then as long as packets still
+// arrive, up to ten timeouts.
+func (r *Reader) drainBatch() {
+	if r.cfg.Batch <= 0 {
+		return
+	}
+	_, t := batching(r.cfg.Batch)
+	step := time.Duration(t) * 10 * time.Millisecond
+	start := time.Now()
+	time.Sleep(2 * step)
+	for time.Since(start) < 10*step {
+		if time.Since(time.Unix(0, r.lastPacket.Load())) > step/2 {
+			return
+		}
+		time.Sleep(step / 2)
+	}
+}
+
 // setReadBuffer sets SO_RCVBUFFORCE (root may exceed net.core.rmem_max),
 // falling back to SO_RCVBUF.
 func setReadBuffer(c *netlink.Conn, n int) error {
@@ -156,6 +197,12 @@ func setReadBuffer(c *netlink.Conn, n int) error {
 // call twice, and before Start.
 func (r *Reader) Close() error {
 	r.closeOnce.Do(func() {
+		r.mu.Lock()
+		started := r.started
+		r.mu.Unlock()
+		if started {
+			r.drainBatch()
+		}
 		r.mu.Lock()
 		r.closed = true
 		nf, cancel := r.nf, r.cancel
@@ -192,10 +239,12 @@ func (r *Reader) Close() error {
 	return r.closeErr
 }
 
-// hook handles one logged packet, on go-nflog's reading goroutine: it must
-// not block, so owner lookups go to the workers.
+// hook handles one logged packet, on go-nflog's reading goroutine: owner
+// lookups go to the workers. It blocks only with Config.Batch, when the
+// workers are behind.
 func (r *Reader) hook(a nflog.Attribute) int {
 	r.consecutiveErrs.Store(0)
+	r.lastPacket.Store(time.Now().UnixNano())
 	if a.Seq != nil {
 		if r.haveSeq {
 			if gap := *a.Seq - r.lastSeq - 1; gap != 0 && gap < 1<<31 {
@@ -256,12 +305,20 @@ func (r *Reader) hook(a nflog.Attribute) int {
 	case !fwd && r.cfg.Owner == nil:
 		f.Process.Unknown = UnknownNoLookup
 	default:
+		l := lookup{flow: f, proto: oproto, src: pkt.Src, dst: pkt.Dst, uid: uid}
 		select {
-		case r.queue <- lookup{flow: f, proto: oproto, src: pkt.Src, dst: pkt.Dst, uid: uid}:
+		case r.queue <- l:
 			return 0
 		default:
-			f.Process.Unknown = UnknownQueueFull
 		}
+		if r.cfg.Batch > 0 {
+			// The kernel's records outlive the socket: better late than
+			// unnamed. The kernel's buffer holds what arrives meanwhile
+			// (and counts what it cannot).
+			r.queue <- l
+			return 0
+		}
+		f.Process.Unknown = UnknownQueueFull
 	}
 	if uid >= 0 {
 		f.Process.UID = uid
