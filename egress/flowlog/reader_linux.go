@@ -57,8 +57,10 @@ type Reader struct {
 
 	events, lost, unattributed, overflows atomic.Uint64
 	consecutiveErrs                       atomic.Int32
-	// lastPacket is when hook last got a packet (Unix ns), for drainBatch.
+	// lastPacket is when hook last finished a packet (Unix ns), inHook
+	// whether it is in one: for drainBatch.
 	lastPacket atomic.Int64
+	inHook     atomic.Int32
 	logLimit   rateLimit
 
 	// Packet sequence numbers, touched only on go-nflog's reading goroutine
@@ -157,9 +159,9 @@ func batching(batch time.Duration) (qthresh, timeout uint32) {
 
 // drainBatch waits, at Close with Config.Batch, until the kernel's flush
 // timer has handed over what it held when logging stopped (the firewall's
-// table is removed before Close), and the reading goroutine has read it:
-// twice the timeout for a late timer, then as long as packets still
-// arrive, up to ten timeouts.
+// table is removed before Close) and the reading goroutine has taken it
+// all: at least twice the timeout (a late timer), then until the reader
+// has been idle for a timeout, for up to maxDrain.
 func (r *Reader) drainBatch() {
 	if r.cfg.Batch <= 0 {
 		return
@@ -168,13 +170,17 @@ func (r *Reader) drainBatch() {
 	step := time.Duration(t) * 10 * time.Millisecond
 	start := time.Now()
 	time.Sleep(2 * step)
-	for time.Since(start) < 10*step {
-		if time.Since(time.Unix(0, r.lastPacket.Load())) > step/2 {
+	for time.Since(start) < maxDrain {
+		if r.inHook.Load() == 0 && time.Since(time.Unix(0, r.lastPacket.Load())) > step {
 			return
 		}
 		time.Sleep(step / 2)
 	}
 }
+
+// maxDrain bounds drainBatch: a reader still busy after it has lookups
+// queued that Close waits for anyway; what the kernel still holds then is lost.
+const maxDrain = 2 * time.Second
 
 // setReadBuffer sets SO_RCVBUFFORCE (root may exceed net.core.rmem_max),
 // falling back to SO_RCVBUF.
@@ -244,7 +250,11 @@ func (r *Reader) Close() error {
 // workers are behind.
 func (r *Reader) hook(a nflog.Attribute) int {
 	r.consecutiveErrs.Store(0)
-	r.lastPacket.Store(time.Now().UnixNano())
+	r.inHook.Add(1)
+	defer func() {
+		r.lastPacket.Store(time.Now().UnixNano())
+		r.inHook.Add(-1)
+	}()
 	if a.Seq != nil {
 		if r.haveSeq {
 			if gap := *a.Seq - r.lastSeq - 1; gap != 0 && gap < 1<<31 {
