@@ -42,7 +42,7 @@ type Config struct {
 	// records that outlive the socket (the kernel's, proc.Finder with
 	// lineage): looked up from /proc after the fact, a short-lived
 	// client is gone by then. 0 (the default) hands each packet over at
-	// once. Close then waits for the kernel's last batch.
+	// once. Close has the kernel hand over what it still holds.
 	Batch time.Duration
 	// Log receives the reader's own diagnostics; nil discards them.
 	Log *slog.Logger

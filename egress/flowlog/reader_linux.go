@@ -57,11 +57,12 @@ type Reader struct {
 
 	events, lost, unattributed, overflows atomic.Uint64
 	consecutiveErrs                       atomic.Int32
-	// lastPacket is when hook last finished a packet (Unix ns), inHook
-	// whether it is in one: for drainBatch.
-	lastPacket atomic.Int64
-	inHook     atomic.Int32
-	logLimit   rateLimit
+	// draining is set by drain; drained is closed when the reading
+	// goroutine has seen drain's marker.
+	draining    atomic.Bool
+	drained     chan struct{}
+	drainedOnce sync.Once
+	logLimit    rateLimit
 
 	// Packet sequence numbers, touched only on go-nflog's reading goroutine
 	// (hook and onError): lastSeq is the last one seen, and pending counts
@@ -91,7 +92,7 @@ func (r *Reader) owner(l lookup) event.Process {
 }
 
 func newReader(cfg Config) *Reader {
-	return &Reader{cfg: cfg, queue: make(chan lookup, cfg.Queue), ctx: context.Background(), rcvbuf: readBuffer}
+	return &Reader{cfg: cfg, queue: make(chan lookup, cfg.Queue), ctx: context.Background(), rcvbuf: readBuffer, drained: make(chan struct{})}
 }
 
 // Start binds the NFLOG group and returns once it is bound, so the caller
@@ -157,29 +158,48 @@ func batching(batch time.Duration) (qthresh, timeout uint32) {
 	return batchPackets, uint32(max(1, (batch+10*time.Millisecond-1)/(10*time.Millisecond)))
 }
 
-// drainBatch waits, at Close with Config.Batch, until the kernel's flush
-// timer has handed over what it held when logging stopped (the firewall's
-// table is removed before Close) and the reading goroutine has taken it
-// all: at least twice the timeout (a late timer), then until the reader
-// has been idle for a timeout, for up to maxDrain.
-func (r *Reader) drainBatch() {
-	if r.cfg.Batch <= 0 {
+// nfnetlink_log's configuration message (linux/netfilter/nfnetlink_log.h),
+// which x/sys does not name.
+const (
+	nfulnlMsgConfig   = 1 // NFULNL_MSG_CONFIG
+	nfulaCfgCmd       = 1 // NFULA_CFG_CMD
+	nfulnlCfgCmdUnbnd = 2 // NFULNL_CFG_CMD_UNBIND
+)
+
+// drain makes the kernel hand over every packet it still holds for our
+// group and waits until the reading goroutine has taken them (Close calls
+// it after the firewall's rules are gone, so nothing new is logged):
+// unbinding the group flushes its batch into our socket at once, and a
+// second unbind, which finds no group, is answered with ENODEV, which the
+// reading goroutine sees after every packet of that batch (onError then
+// closes r.drained). Gives up after maxDrain (a reader stuck behind a full
+// lookup queue that long has more than a batch to do; Close then counts
+// nothing it did not see).
+func (r *Reader) drain(nf *nflog.Nflog) {
+	ad := netlink.NewAttributeEncoder()
+	ad.Bytes(nfulaCfgCmd, []byte{nfulnlCfgCmdUnbnd})
+	attrs, err := ad.Encode()
+	if err != nil {
 		return
 	}
-	_, t := batching(r.cfg.Batch)
-	step := time.Duration(t) * 10 * time.Millisecond
-	start := time.Now()
-	time.Sleep(2 * step)
-	for time.Since(start) < maxDrain {
-		if r.inHook.Load() == 0 && time.Since(time.Unix(0, r.lastPacket.Load())) > step {
+	// struct nfgenmsg: family, version, resource id (the group, big endian).
+	data := append([]byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, byte(r.cfg.Group >> 8), byte(r.cfg.Group)}, attrs...)
+	r.draining.Store(true)
+	for _, flags := range []netlink.HeaderFlags{netlink.Request, netlink.Request | netlink.Acknowledge} {
+		m := netlink.Message{Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_ULOG<<8 | nfulnlMsgConfig), Flags: flags}, Data: data}
+		if _, err := nf.Con.Send(m); err != nil {
+			r.cfg.Log.Debug("flowlog: flush the kernel's batch", "err", err)
 			return
 		}
-		time.Sleep(step / 2)
+	}
+	select {
+	case <-r.drained:
+	case <-time.After(maxDrain):
+		r.cfg.Log.Warn("flowlog: packets still arriving at close; stopped waiting for them")
 	}
 }
 
-// maxDrain bounds drainBatch: a reader still busy after it has lookups
-// queued that Close waits for anyway; what the kernel still holds then is lost.
+// maxDrain bounds drain.
 const maxDrain = 2 * time.Second
 
 // setReadBuffer sets SO_RCVBUFFORCE (root may exceed net.core.rmem_max),
@@ -204,10 +224,10 @@ func setReadBuffer(c *netlink.Conn, n int) error {
 func (r *Reader) Close() error {
 	r.closeOnce.Do(func() {
 		r.mu.Lock()
-		started := r.started
+		nf0 := r.nf
 		r.mu.Unlock()
-		if started {
-			r.drainBatch()
+		if nf0 != nil {
+			r.drain(nf0)
 		}
 		r.mu.Lock()
 		r.closed = true
@@ -250,11 +270,6 @@ func (r *Reader) Close() error {
 // workers are behind.
 func (r *Reader) hook(a nflog.Attribute) int {
 	r.consecutiveErrs.Store(0)
-	r.inHook.Add(1)
-	defer func() {
-		r.lastPacket.Store(time.Now().UnixNano())
-		r.inHook.Add(-1)
-	}()
 	if a.Seq != nil {
 		if r.haveSeq {
 			if gap := *a.Seq - r.lastSeq - 1; gap != 0 && gap < 1<<31 {
@@ -362,6 +377,10 @@ func (r *Reader) emit(f event.Flow) {
 func (r *Reader) onError(err error) int {
 	if r.ctx.Err() != nil {
 		return 1
+	}
+	if errors.Is(err, unix.ENODEV) && r.draining.Load() {
+		r.drainedOnce.Do(func() { close(r.drained) })
+		return 1 // drain's marker: everything before it is read
 	}
 	if errors.Is(err, unix.ENOBUFS) {
 		// The next packet's sequence number tells how many were lost.
