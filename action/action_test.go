@@ -16,12 +16,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/yuin/goldmark"
-	"github.com/yuin/goldmark/extension"
 	"golang.org/x/net/html"
 
 	"github.com/harden-runner/harden-runner/event"
 	"github.com/harden-runner/harden-runner/internal/escape"
+	"github.com/harden-runner/harden-runner/internal/escape/mdtest"
 )
 
 // fakeRunner is a runner environment: INPUT_*, the GITHUB_* env files,
@@ -157,7 +156,11 @@ func TestMainStartsAgentOnce(t *testing.T) {
 		t.Fatalf("%d starts", len(h.starts))
 	}
 	d := h.starts[0].Daemon
-	if d.EgressPolicy != "block" || d.AllowedEndpoints != "github.com:443\n*.npmjs.org:443" || !d.FileMonitoring ||
+	var eps []string
+	for _, e := range d.Settings.Endpoints {
+		eps = append(eps, e.String())
+	}
+	if d.Settings.Mode != "block" || strings.Join(eps, " ") != "github.com:443 *.npmjs.org:443" || !d.Settings.FileMonitoring ||
 		d.Workspace != "/home/runner/work/repo/repo" || h.starts[0].SudoUser != "#1001" {
 		t.Errorf("start request %+v", h.starts[0])
 	}
@@ -236,8 +239,8 @@ func TestMainFailsLoudly(t *testing.T) {
 	})
 }
 
-// journal builds a JSONL journal.
-func journal(t *testing.T, recs ...event.Record) []byte {
+// journalOf builds a JSONL journal.
+func journalOf(t *testing.T, recs ...event.Record) []byte {
 	t.Helper()
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
@@ -252,10 +255,10 @@ func journal(t *testing.T, recs ...event.Record) []byte {
 var t0 = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 
 func startStop(mode string, middle ...event.Record) []event.Record {
-	recs := []event.Record{{Start: &event.Start{Time: t0, Mode: mode, AllowedEndpoints: []string{"github.com:443"},
+	recs := []event.Record{{Start: &event.Start{Time: t0, Mode: event.Mode(mode), AllowedEndpoints: []string{"github.com:443"},
 		Workspace: "/home/runner/work/repo/repo", FileMonitoring: true}}}
 	recs = append(recs, middle...)
-	for _, c := range []string{"flowlog", "resolver", "filemon", "journal", "gate"} {
+	for _, c := range []event.Component{"flowlog", "resolver", "filemon", "journal", "gate"} {
 		recs = append(recs, event.Record{Stats: &event.Stats{Component: c}})
 	}
 	return append(recs, event.Record{Stop: &event.Stop{Time: t0.Add(time.Minute)}})
@@ -265,7 +268,7 @@ const hostileName = "evil.test\n::add-mask::x\n::error::injected <script>alert(1
 
 func hostileJournal(t *testing.T) []byte {
 	p := event.Process{PID: 77, Exe: "/usr/bin/curl", Cmdline: "curl https://evil.test/%0A::warning::x"}
-	return journal(t, startStop("block",
+	return journalOf(t, startStop("block",
 		event.Record{DNS: &event.DNS{Time: t0, Name: hostileName, Type: "A", Verdict: event.Blocked, Rcode: "NXDOMAIN", Process: p}},
 		event.Record{DNS: &event.DNS{Time: t0, Name: "github.com", Type: "A", Verdict: event.Allowed, Answers: []string{"198.18.1.1"}, Process: p}},
 		event.Record{Flow: &event.Flow{Time: t0, IP: "198.18.1.1", Port: 443, Protocol: "tcp", Verdict: event.Allowed, Process: p}},
@@ -364,26 +367,6 @@ func githubServer(t *testing.T, status int) (*fakeGitHub, string) {
 	return g, srv.URL + "/api/v3"
 }
 
-func renderGFM(t *testing.T, md string) *html.Node {
-	t.Helper()
-	var buf bytes.Buffer
-	if err := goldmark.New(goldmark.WithExtensions(extension.GFM)).Convert([]byte(md), &buf); err != nil {
-		t.Fatal(err)
-	}
-	doc, err := html.Parse(&buf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return doc
-}
-
-func walkHTML(n *html.Node, f func(*html.Node)) {
-	f(n)
-	for c := n.FirstChild; c != nil; c = c.NextSibling {
-		walkHTML(c, f)
-	}
-}
-
 func TestPostFallsBackToWorkflowCommands(t *testing.T) {
 	r := newRunner(t, map[string]string{"token": "ghs_tok"})
 	g, api := githubServer(t, http.StatusForbidden)
@@ -429,9 +412,9 @@ func TestPostFallsBackToWorkflowCommands(t *testing.T) {
 	if len(sum) == 0 || len(sum) > 1<<20 {
 		t.Fatalf("summary is %d bytes", len(sum))
 	}
-	doc := renderGFM(t, string(sum))
+	doc := mdtest.Render(t, string(sum), false)
 	var text strings.Builder
-	walkHTML(doc, func(n *html.Node) {
+	mdtest.Walk(doc, func(n *html.Node) {
 		switch {
 		case n.Type == html.ElementNode && (n.Data == "script" || n.Data == "a" || n.Data == "img"):
 			t.Errorf("summary renders a <%s> element", n.Data)
@@ -471,7 +454,7 @@ func TestPostCreatesCheckRun(t *testing.T) {
 				t.Fatal(err)
 			}
 			r.env["STATE_"+stateStarted] = "true"
-			if err := Post(context.Background(), r.envFor(), &fakeHost{journal: journal(t, startStop("block", recs...)...)}); err != nil {
+			if err := Post(context.Background(), r.envFor(), &fakeHost{journal: journalOf(t, startStop("block", recs...)...)}); err != nil {
 				t.Fatalf("Post: %v\n%s", err, r.stdout.String())
 			}
 			if len(g.requests) != 3 {
@@ -514,7 +497,7 @@ func TestPostCreatesCheckRun(t *testing.T) {
 func TestPostAgentGone(t *testing.T) {
 	r := newRunner(t, nil)
 	r.env["STATE_"+stateStarted] = "true"
-	h := &fakeHost{journal: journal(t, startStop("audit")[:1]...), stopErr: errors.New("host: the agent was not running at the end of the job (killed?)")}
+	h := &fakeHost{journal: journalOf(t, startStop("audit")[:1]...), stopErr: errors.New("host: the agent was not running at the end of the job (killed?)")}
 	err := Post(context.Background(), r.envFor(), h)
 	if err == nil || !strings.Contains(err.Error(), "not running") {
 		t.Fatalf("err %v", err)
@@ -609,7 +592,7 @@ func TestPostLabelsSteps(t *testing.T) {
 			r.env["GITHUB_JOB"] = tt.job
 			r.env["STATE_"+stateStarted] = "true"
 			env := r.envFor()
-			if err := Post(context.Background(), env, &fakeHost{journal: journal(t, recs...)}); err != nil {
+			if err := Post(context.Background(), env, &fakeHost{journal: journalOf(t, recs...)}); err != nil {
 				t.Fatalf("Post: %v\n%s", err, r.stdout.String())
 			}
 			var jobReqs []ghRequest
@@ -684,7 +667,7 @@ func TestPostLabelsSteps(t *testing.T) {
 			r.env["RUNNER_NAME"] = "GitHub Actions 7"
 			r.env["STATE_"+stateStarted] = "true"
 			env := r.envFor()
-			if err := Post(context.Background(), env, &fakeHost{journal: journal(t, recs...)}); err != nil {
+			if err := Post(context.Background(), env, &fakeHost{journal: journalOf(t, recs...)}); err != nil {
 				t.Fatalf("Post failed because of the jobs API: %v", err)
 			}
 			sum, _ := os.ReadFile(r.env["GITHUB_STEP_SUMMARY"])
@@ -778,7 +761,7 @@ func TestPostKeepEnforcement(t *testing.T) {
 	snapshot := func(t *testing.T) []byte {
 		recs := startStop("block")
 		recs[len(recs)-1] = event.Record{Snapshot: &event.Snapshot{Time: t0.Add(time.Minute)}}
-		return journal(t, recs...)
+		return journalOf(t, recs...)
 	}
 	for _, tc := range []struct {
 		runnerEnv, input string
@@ -794,7 +777,7 @@ func TestPostKeepEnforcement(t *testing.T) {
 			r := newRunner(t, map[string]string{InputKeepEnforcement: tc.input})
 			r.env["STATE_"+stateStarted] = "true"
 			r.env["RUNNER_ENVIRONMENT"] = tc.runnerEnv
-			h := &fakeHost{journal: journal(t, startStop("block")...)}
+			h := &fakeHost{journal: journalOf(t, startStop("block")...)}
 			if tc.keep {
 				h.journal = snapshot(t)
 			}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/harden-runner/harden-runner/action/docker"
 	"github.com/harden-runner/harden-runner/action/host"
+	"github.com/harden-runner/harden-runner/journal"
 )
 
 // HelperCaps are the capabilities the helper container (and the detached
@@ -149,7 +150,7 @@ func readResult(stream io.Reader) (*host.Result, []byte, error) {
 // Stop implements Host: `harden-runner host-stop --stream` in a helper
 // this step created and attached to before it started, which stops the
 // agent (or, with req.Keep, takes a snapshot of its journal and leaves it
-// enforcing) and writes the journal as an export stream (host.ReadExport)
+// enforcing) and writes the journal as an export stream (journal.ReadExport)
 // on its stdout. The stream is the only channel: nothing is read from a
 // directory the runner's user can write, so a step cannot plant a journal
 // or a stop result. No docker call is made once the helper runs: with
@@ -176,7 +177,7 @@ func (d *DockerHost) Stop(ctx context.Context, req StopRequest) (*Collected, err
 		return nil, fmt.Errorf("helper container: %w", err)
 	}
 	out := &stdoutReader{br: bufio.NewReader(stream)}
-	ex, err := host.ReadExport(out, maxJournal)
+	ex, err := journal.ReadExport(out, maxJournal)
 	if err != nil {
 		msg := strings.TrimSpace(out.stderr.String())
 		if msg != "" {

@@ -27,6 +27,7 @@ import (
 	"github.com/harden-runner/harden-runner/egress/resolver"
 	"github.com/harden-runner/harden-runner/event"
 	"github.com/harden-runner/harden-runner/filemon"
+	"github.com/harden-runner/harden-runner/journal"
 	"github.com/harden-runner/harden-runner/lineage"
 	"github.com/harden-runner/harden-runner/privmon"
 	"github.com/harden-runner/harden-runner/proc"
@@ -78,7 +79,7 @@ type Config struct {
 type Agent struct {
 	cfg     Config
 	log     *slog.Logger
-	journal *Journal
+	journal *journal.Writer
 	fw      *firewall.Firewall
 	flows   *flowlog.Reader
 	gate    *gate.Gate
@@ -134,7 +135,7 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 			_ = a.teardown()
 		}
 	}()
-	a.journal, err = OpenJournal(a.cfg.JournalPath)
+	a.journal, err = journal.Create(a.cfg.JournalPath)
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
@@ -152,7 +153,7 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	a.runnerPID = runner.PID
 	emit := runnerstep.NewTracker(runnerstep.HostFS{}, runner.PID).Wrap(a.journal.Emit)
 	p := a.cfg.Policy
-	start := &event.Start{Time: time.Now(), Mode: string(p.Mode()), Workspace: a.cfg.Workspace, FileMonitoring: a.cfg.FileMonitoring}
+	start := &event.Start{Time: time.Now(), Mode: p.Mode(), Workspace: a.cfg.Workspace, FileMonitoring: a.cfg.FileMonitoring}
 	for _, e := range p.Endpoints() {
 		if e.Implicit {
 			start.ImplicitAllowed = append(start.ImplicitAllowed, e.String())
@@ -548,7 +549,7 @@ func startLineage(ctx context.Context, log *slog.Logger) (*lineage.Tracker, erro
 }
 
 // Snapshot ends the journal's part the post step takes while the agent
-// goes on enforcing (see Journal.Snapshot): it returns the length of the
+// goes on enforcing (see journal.Writer.Snapshot): it returns the length of the
 // journal up to and with its Snapshot record.
 func (a *Agent) Snapshot() (int64, error) {
 	if a.journal == nil || a.stopped {
@@ -559,7 +560,7 @@ func (a *Agent) Snapshot() (int64, error) {
 
 // Note writes a note into the journal from outside the agent's
 // components (e.g. `run`, about COMMAND's leftover processes).
-func (a *Agent) Note(component, level, message string) {
+func (a *Agent) Note(component event.Component, level event.Level, message string) {
 	if a.journal != nil && !a.stopped {
 		a.journal.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: component, Level: level, Message: message}})
 	}

@@ -32,7 +32,6 @@ package dockergate
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -52,6 +51,7 @@ import (
 
 	"github.com/harden-runner/harden-runner/dockergate/lsm"
 	"github.com/harden-runner/harden-runner/event"
+	"github.com/harden-runner/harden-runner/internal/fanotify"
 	"github.com/harden-runner/harden-runner/runnerid"
 )
 
@@ -220,23 +220,13 @@ func (g *Gate) Watched() []string { return g.watched }
 func (g *Gate) Upstream() string { return g.hidden }
 
 func (g *Gate) watchCLIs() error {
-	fd, err := unix.FanotifyInit(unix.FAN_CLASS_CONTENT|unix.FAN_CLOEXEC|unix.FAN_NONBLOCK, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_LARGEFILE)
+	f, watched, err := fanotify.WatchFiles(unix.FAN_CLASS_CONTENT, unix.FAN_OPEN_EXEC_PERM, g.cfg.CLIs)
 	if err != nil {
-		return fmt.Errorf("dockergate: fanotify_init (needed to tell the runner's docker commands from the steps'): %w", err)
-	}
-	for _, p := range g.cfg.CLIs {
-		if _, err := os.Stat(p); err != nil {
-			continue
-		}
-		if err := unix.FanotifyMark(fd, unix.FAN_MARK_ADD, unix.FAN_OPEN_EXEC_PERM, unix.AT_FDCWD, p); err != nil {
-			unix.Close(fd)
-			return fmt.Errorf("dockergate: watch %s for FAN_OPEN_EXEC_PERM: %w", p, err)
-		}
-		g.watched = append(g.watched, p)
+		return fmt.Errorf("dockergate: watch the docker CLIs for FAN_OPEN_EXEC_PERM (needed to tell the runner's docker commands from the steps'): %w", err)
 	}
 	// No CLI at all: only root and containers can use docker, which is
 	// what the runner could do too; nothing to fail for.
-	g.fan = os.NewFile(uintptr(fd), "fanotify")
+	g.fan, g.watched = f, watched
 	return nil
 }
 
@@ -325,8 +315,6 @@ func (g *Gate) Drain(ctx context.Context) error {
 	}
 }
 
-const metaLen = 24 // struct fanotify_event_metadata
-
 // readExecs answers every exec of a watched CLI (always with FAN_ALLOW:
 // the gate decides at the socket), remembering the ones the runner made.
 func (g *Gate) readExecs() {
@@ -340,24 +328,18 @@ func (g *Gate) readExecs() {
 			}
 			return // closed
 		}
-		for b := buf[:n]; len(b) >= metaLen; {
-			evLen := int(binary.NativeEndian.Uint32(b))
-			if evLen < metaLen || evLen > len(b) {
-				break
-			}
-			fd := int32(binary.NativeEndian.Uint32(b[16:]))
-			pid := int(int32(binary.NativeEndian.Uint32(b[20:])))
-			if fd >= 0 {
-				g.execed(pid, int(fd))
-				var resp [8]byte
-				binary.NativeEndian.PutUint32(resp[:], uint32(fd))
-				binary.NativeEndian.PutUint32(resp[4:], unix.FAN_ALLOW)
-				if _, err := unix.Write(int(g.fan.Fd()), resp[:]); err != nil {
-					g.cfg.Log.Warn("dockergate: answer exec", "pid", pid, "err", err)
+		err = fanotify.Parse(buf[:n], func(ev *fanotify.Event) bool {
+			if ev.FD >= 0 {
+				g.execed(int(ev.PID), int(ev.FD))
+				if err := fanotify.Allow(int(g.fan.Fd()), ev.FD); err != nil {
+					g.cfg.Log.Warn("dockergate: answer exec", "pid", ev.PID, "err", err)
 				}
-				unix.Close(int(fd))
+				unix.Close(int(ev.FD))
 			}
-			b = b[evLen:]
+			return true
+		})
+		if err != nil {
+			g.cfg.Log.Error("dockergate: read fanotify events", "err", err)
 		}
 	}
 }

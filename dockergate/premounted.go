@@ -105,7 +105,7 @@ func (g *Gate) guardPremounted() {
 		return // containers keep docker anyway
 	}
 	note := func(level, msg string) {
-		g.cfg.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "dockergate", Level: level, Message: msg}})
+		g.cfg.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "dockergate", Level: event.Level(level), Message: msg}})
 	}
 	inodes, err := lsm.ListeningInodes(g.cfg.Socket)
 	if err == nil && len(inodes) == 0 {

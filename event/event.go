@@ -15,6 +15,50 @@ const (
 	Audit   Verdict = "audit"
 )
 
+// Level is how much a Note matters to the user.
+type Level string
+
+// Note levels: an error fails nothing by itself but is shown as one.
+const (
+	LevelInfo    Level = "info"
+	LevelWarning Level = "warning"
+	LevelError   Level = "error"
+)
+
+// Mode is the egress policy a run enforced (package egress/policy parses
+// it): ModeAudit lets everything through and records what ModeBlock would
+// have stopped; ModeBlock stops everything the policy does not allow.
+type Mode string
+
+// The two egress policies, spelled as the `egress-policy` input spells them.
+const (
+	ModeAudit Mode = "audit"
+	ModeBlock Mode = "block"
+)
+
+// Component names the part of the agent a Note, Stats or Coverage record
+// comes from.
+type Component string
+
+// The components that write records.
+const (
+	ComponentAgent         Component = "agent"
+	ComponentDockergate    Component = "dockergate"
+	ComponentDockergateLSM Component = "dockergate-lsm"
+	ComponentFilemon       Component = "filemon"
+	ComponentFirewall      Component = "firewall"
+	ComponentFlowlog       Component = "flowlog"
+	ComponentGate          Component = "gate"
+	ComponentGuard         Component = "guard"
+	ComponentJournal       Component = "journal"
+	ComponentLineage       Component = "lineage"
+	ComponentPrivmon       Component = "privmon"
+	ComponentRelay         Component = "relay"
+	ComponentReport        Component = "report"
+	ComponentResolver      Component = "resolver"
+	ComponentSudowatch     Component = "sudowatch"
+)
+
 // Process identifies the program behind an event. The zero value (PID 0)
 // means the process could not be determined; Unknown says why.
 type Process struct {
@@ -164,8 +208,8 @@ func (r Record) Time() time.Time {
 // an error, a degraded component, a count of events lost.
 type Note struct {
 	Time      time.Time `json:"time"`
-	Component string    `json:"component"` // firewall, resolver, flowlog, filemon, agent
-	Level     string    `json:"level"`     // info, warning, error
+	Component Component `json:"component"`
+	Level     Level     `json:"level"`
 	Message   string    `json:"message"`
 	// Tamper marks an error about our own enforcement being changed or
 	// switched off (package egress/guard); `run --on-tamper fail` and the
@@ -178,10 +222,10 @@ type Note struct {
 // Stats are counters a component reports when it stops. Lost and
 // Unattributed are never left out: zero is a measured zero.
 type Stats struct {
-	Component    string `json:"component"`
-	Events       uint64 `json:"events"`
-	Lost         uint64 `json:"lost"`
-	Unattributed uint64 `json:"unattributed"`
+	Component    Component `json:"component"`
+	Events       uint64    `json:"events"`
+	Lost         uint64    `json:"lost"`
+	Unattributed uint64    `json:"unattributed"`
 }
 
 // Record is one journal line: exactly one of its pointer fields is set.
@@ -214,7 +258,7 @@ type Record struct {
 // files were not watched.
 type Coverage struct {
 	Time       time.Time `json:"time"`
-	Component  string    `json:"component"`   // filemon
+	Component  Component `json:"component"`   // filemon
 	NotCovered string    `json:"not_covered"` // what was not watched: "every file", "the files the checkout wrote"
 	Reason     string    `json:"reason"`      // why
 }
@@ -222,7 +266,7 @@ type Coverage struct {
 // Start is the first journal record: when enforcement began and with what policy.
 type Start struct {
 	Time             time.Time `json:"time"`
-	Mode             string    `json:"mode"` // audit or block
+	Mode             Mode      `json:"mode"`
 	AllowedEndpoints []string  `json:"allowed_endpoints"`
 	ImplicitAllowed  []string  `json:"implicit_allowed"`
 	Upstreams        []string  `json:"upstreams"`

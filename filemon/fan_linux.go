@@ -1,7 +1,6 @@
 package filemon
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,7 +12,7 @@ import (
 	"time"
 
 	"github.com/harden-runner/harden-runner/event"
-	"github.com/harden-runner/harden-runner/filemon/internal/fanevent"
+	"github.com/harden-runner/harden-runner/internal/fanotify"
 	"golang.org/x/sys/unix"
 )
 
@@ -262,7 +261,7 @@ func (f *fan) drain(buf []byte, deadline time.Time) {
 
 // readGroup does one read(2) of fd and handles its events. It reports
 // whether anything was read.
-func (f *fan) readGroup(fd int, buf []byte, handle func(*fanevent.Event)) bool {
+func (f *fan) readGroup(fd int, buf []byte, handle func(*fanotify.Event)) bool {
 	n, err := unix.Read(fd, buf)
 	switch {
 	case errors.Is(err, unix.EINTR):
@@ -275,7 +274,7 @@ func (f *fan) readGroup(fd int, buf []byte, handle func(*fanevent.Event)) bool {
 	case n <= 0:
 		return false
 	}
-	if err := fanevent.Parse(buf[:n], func(ev *fanevent.Event) bool { handle(ev); return true }); err != nil {
+	if err := fanotify.Parse(buf[:n], func(ev *fanotify.Event) bool { handle(ev); return true }); err != nil {
 		// Cannot happen with a kernel that speaks version 3; any
 		// descriptors in the unparsed rest leak, so say so loudly.
 		f.log.Error("filemon: parse fanotify events", "err", err)
@@ -285,7 +284,7 @@ func (f *fan) readGroup(fd int, buf []byte, handle func(*fanevent.Event)) bool {
 }
 
 // contentEvent handles one event of the content group.
-func (f *fan) contentEvent(ev *fanevent.Event) {
+func (f *fan) contentEvent(ev *fanotify.Event) {
 	if ev.Mask&unix.FAN_Q_OVERFLOW != 0 {
 		f.overflow("fanotify")
 	}
@@ -297,10 +296,7 @@ func (f *fan) contentEvent(ev *fanevent.Event) {
 	if ev.Mask&unix.FAN_OPEN_PERM != 0 {
 		f.procs.gate(int(ev.PID))
 		// Always allow: the gate exists to read who opens, never to refuse.
-		var resp [8]byte // struct fanotify_response
-		binary.NativeEndian.PutUint32(resp[0:], uint32(fd))
-		binary.NativeEndian.PutUint32(resp[4:], unix.FAN_ALLOW)
-		if _, err := unix.Write(f.content, resp[:]); err != nil {
+		if err := fanotify.Allow(f.content, ev.FD); err != nil {
 			f.log.Error("filemon: answer fanotify permission event", "err", err)
 		}
 	}
@@ -341,7 +337,7 @@ func (f *fan) contentEvent(ev *fanevent.Event) {
 }
 
 // dirEvent handles one event of the directory group.
-func (f *fan) dirEvent(ev *fanevent.Event) {
+func (f *fan) dirEvent(ev *fanotify.Event) {
 	if ev.Mask&unix.FAN_Q_OVERFLOW != 0 {
 		f.overflow("fanotify (directories)")
 		return
@@ -354,7 +350,7 @@ func (f *fan) dirEvent(ev *fanevent.Event) {
 		return
 	}
 	var kb [128]byte
-	key := fanevent.AppendKey(kb[:0], ev.DirFSID, ev.DirHandle)
+	key := fanotify.AppendKey(kb[:0], ev.DirFSID, ev.DirHandle)
 	if gk := f.gitKey.Load(); gk != nil && *gk == string(key) && string(ev.Name) == "index" &&
 		ev.Mask&(unix.FAN_MOVED_TO|unix.FAN_CREATE) != 0 && f.onIndex != nil {
 		f.onIndex(f.procs.at(int(ev.PID)))

@@ -75,7 +75,7 @@ func (r *recorder) notes() []string {
 	var out []string
 	for _, rec := range r.recs {
 		if rec.Note != nil {
-			out = append(out, rec.Note.Level+": "+rec.Note.Message)
+			out = append(out, string(rec.Note.Level)+": "+rec.Note.Message)
 		}
 	}
 	return out

@@ -168,7 +168,7 @@ func (r *run) closeFan() {
 // note emits a Note record for the user.
 func (r *run) note(level, msg string) {
 	r.log.Log(context.Background(), map[string]slog.Level{"info": slog.LevelInfo, "warning": slog.LevelWarn, "error": slog.LevelError}[level], "filemon: "+msg)
-	r.cfg.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "filemon", Level: level, Message: msg}})
+	r.cfg.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "filemon", Level: event.Level(level), Message: msg}})
 }
 
 // overflow counts a kernel queue overflow and rescans.

@@ -7,7 +7,7 @@ import (
 	"runtime"
 	"sync"
 
-	"github.com/harden-runner/harden-runner/filemon/internal/fanevent"
+	"github.com/harden-runner/harden-runner/internal/fanotify"
 	"golang.org/x/sys/unix"
 )
 
@@ -260,7 +260,7 @@ func (w *walker) armDir(fd int, rel, abs string) {
 }
 
 // dirKey returns the fanotify key (fsid, handle) of the directory open as
-// fd, as fanevent.AppendKey builds it from an event.
+// fd, as fanotify.AppendKey builds it from an event.
 func dirKey(fd int) (string, error) {
 	h, _, err := unix.NameToHandleAt(fd, "", unix.AT_EMPTY_PATH)
 	if err != nil {
@@ -271,5 +271,5 @@ func dirKey(fd int) (string, error) {
 		return "", fmt.Errorf("statfs: %w", err)
 	}
 	fsid := uint64(uint32(sfs.Fsid.Val[0])) | uint64(uint32(sfs.Fsid.Val[1]))<<32
-	return fanevent.HandleKey(fsid, h.Type(), h.Bytes()), nil
+	return fanotify.HandleKey(fsid, h.Type(), h.Bytes()), nil
 }

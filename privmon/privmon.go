@@ -7,7 +7,6 @@ package privmon
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/harden-runner/harden-runner/event"
+	"github.com/harden-runner/harden-runner/internal/fanotify"
 )
 
 // DefaultPrograms are watched when Config.Programs is empty; missing ones
@@ -66,25 +66,15 @@ func New(cfg Config) (*Monitor, error) {
 // Start marks the programs that exist and returns once they are watched.
 // It fails if fanotify is unavailable or none could be marked.
 func (m *Monitor) Start(ctx context.Context) error {
-	fd, err := unix.FanotifyInit(unix.FAN_CLASS_NOTIF|unix.FAN_CLOEXEC|unix.FAN_NONBLOCK, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_LARGEFILE)
+	f, watched, err := fanotify.WatchFiles(unix.FAN_CLASS_NOTIF, unix.FAN_OPEN_EXEC, m.cfg.Programs)
 	if err != nil {
-		return fmt.Errorf("privmon: fanotify_init: %w", err)
+		return fmt.Errorf("privmon: %w", err)
 	}
-	for _, p := range m.cfg.Programs {
-		if _, err := os.Stat(p); err != nil {
-			continue
-		}
-		if err := unix.FanotifyMark(fd, unix.FAN_MARK_ADD, unix.FAN_OPEN_EXEC, unix.AT_FDCWD, p); err != nil {
-			unix.Close(fd)
-			return fmt.Errorf("privmon: watch %s: %w", p, err)
-		}
-		m.watched = append(m.watched, p)
-	}
-	if len(m.watched) == 0 {
-		unix.Close(fd)
+	if len(watched) == 0 {
+		f.Close()
 		return fmt.Errorf("privmon: none of %v exists", m.cfg.Programs)
 	}
-	m.f = os.NewFile(uintptr(fd), "fanotify") // non-blocking: Close ends a Read
+	m.f, m.watched = f, watched // non-blocking: Close ends a Read
 	m.wg.Add(1)
 	go m.read(ctx)
 	return nil
@@ -92,8 +82,6 @@ func (m *Monitor) Start(ctx context.Context) error {
 
 // Watched returns the programs being watched.
 func (m *Monitor) Watched() []string { return m.watched }
-
-const metaLen = 24 // struct fanotify_event_metadata
 
 func (m *Monitor) read(ctx context.Context) {
 	defer m.wg.Done()
@@ -103,21 +91,18 @@ func (m *Monitor) read(ctx context.Context) {
 		if err != nil {
 			return // closed
 		}
-		for b := buf[:n]; len(b) >= metaLen; {
-			evLen := int(binary.NativeEndian.Uint32(b))
-			if evLen < metaLen || evLen > len(b) {
-				break
-			}
-			fd := int(int32(binary.NativeEndian.Uint32(b[16:])))
-			pid := int(int32(binary.NativeEndian.Uint32(b[20:])))
+		err = fanotify.Parse(buf[:n], func(ev *fanotify.Event) bool {
 			prog := ""
-			if fd >= 0 {
-				prog, _ = os.Readlink("/proc/self/fd/" + strconv.Itoa(fd))
-				unix.Close(fd)
+			if ev.FD >= 0 {
+				prog, _ = os.Readlink("/proc/self/fd/" + strconv.Itoa(int(ev.FD)))
+				unix.Close(int(ev.FD))
 			}
 			m.wg.Add(1)
-			go m.record(ctx, prog, pid, time.Now())
-			b = b[evLen:]
+			go m.record(ctx, prog, int(ev.PID), time.Now())
+			return true
+		})
+		if err != nil {
+			m.cfg.Log.Error("privmon: read fanotify events", "err", err)
 		}
 	}
 }

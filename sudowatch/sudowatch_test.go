@@ -34,7 +34,7 @@ func TestRestoreIsReported(t *testing.T) {
 	emit := func(r event.Record) {
 		if r.Note != nil {
 			mu.Lock()
-			notes = append(notes, r.Note.Level+": "+r.Note.Message)
+			notes = append(notes, string(r.Note.Level)+": "+r.Note.Message)
 			mu.Unlock()
 		}
 	}

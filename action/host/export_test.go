@@ -5,12 +5,12 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/harden-runner/harden-runner/action/host"
 	"github.com/harden-runner/harden-runner/agent"
+	"github.com/harden-runner/harden-runner/journal"
 )
 
 const testJournal = `{"start":{}}` + "\n" + `{"snapshot":{}}` + "\n" + `{"stop":{}}` + "\n"
@@ -38,7 +38,7 @@ func TestExportRoundTrip(t *testing.T) {
 	if err := host.WriteExport(&buf, root, "/opt/hr", nil, errors.New("agent: daemon stopped with: x")); err != nil {
 		t.Fatal(err)
 	}
-	ex, err := host.ReadExport(&buf, 1<<20)
+	ex, err := journal.ReadExport(&buf, 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +51,7 @@ func TestExportRoundTrip(t *testing.T) {
 	if err := host.WriteExport(&buf, root, "/opt/hr", &agent.SnapshotResult{Bytes: cut}, nil); err != nil {
 		t.Fatal(err)
 	}
-	ex, err = host.ReadExport(&buf, 1<<20)
+	ex, err = journal.ReadExport(&buf, 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +113,7 @@ func TestExportRefusesOpenJournal(t *testing.T) {
 			if err := host.WriteExport(&buf, root, "/opt/hr", nil, nil); err != nil {
 				t.Fatal(err)
 			}
-			ex, err := host.ReadExport(&buf, 1<<20)
+			ex, err := journal.ReadExport(&buf, 1<<20)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -122,66 +122,4 @@ func TestExportRefusesOpenJournal(t *testing.T) {
 			}
 		})
 	}
-}
-
-// TestReadExportRejects: every way a stream can be short or damaged is
-// an error, never a shorter journal.
-func TestReadExportRejects(t *testing.T) {
-	root, _ := agentDir(t)
-	var buf bytes.Buffer
-	if err := host.WriteExport(&buf, root, "/opt/hr", nil, nil); err != nil {
-		t.Fatal(err)
-	}
-	good := buf.String()
-	hdrEnd := strings.Index(good, "\n") + 1
-	for name, s := range map[string]string{
-		"empty":              "",
-		"header only":        good[:hdrEnd],
-		"truncated journal":  good[:hdrEnd+10],
-		"no trailer":         good[:hdrEnd+len(testJournal)],
-		"torn trailer":       good[:len(good)-5],
-		"changed journal":    good[:hdrEnd] + strings.Replace(testJournal, "stop", "stoq", 1) + good[hdrEnd+len(testJournal):],
-		"trailing data":      good + "{}\n",
-		"not an export":      testJournal,
-		"over the cap":       strings.Replace(good, `"bytes":`+strconv.Itoa(len(testJournal)), `"bytes":99999999`, 1),
-		"negative length":    strings.Replace(good, `"bytes":`+strconv.Itoa(len(testJournal)), `"bytes":-1`, 1),
-		"other format":       strings.Replace(good, host.ExportFormat, "x/v9", 1),
-		"empty sha":          good[:hdrEnd+len(testJournal)] + `{"sha256":""}` + "\n",
-		"journal no newline": strings.Replace(good, `"bytes":`+strconv.Itoa(len(testJournal)), `"bytes":`+strconv.Itoa(len(testJournal)+1), 1),
-	} {
-		if _, err := host.ReadExport(strings.NewReader(s), 1<<20); err == nil {
-			t.Errorf("%s: accepted", name)
-		}
-	}
-	if _, err := host.ReadExport(strings.NewReader(good), 1<<20); err != nil {
-		t.Errorf("the good stream: %v", err)
-	}
-}
-
-// FuzzReadExport: any stream is read or refused without a panic, and a
-// stream read back writes the same journal.
-func FuzzReadExport(f *testing.F) {
-	root := f.TempDir()
-	state := filepath.Join(root, "opt/hr/state")
-	if err := os.MkdirAll(state, 0o700); err != nil {
-		f.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(state, agent.StateJournal), []byte(testJournal), 0o600); err != nil {
-		f.Fatal(err)
-	}
-	var buf bytes.Buffer
-	if err := host.WriteExport(&buf, root, "/opt/hr", nil, nil); err != nil {
-		f.Fatal(err)
-	}
-	f.Add(buf.Bytes())
-	f.Add([]byte(`{"format":"` + host.ExportFormat + `","bytes":0}` + "\n" + `{"sha256":"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"}` + "\n"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		ex, err := host.ReadExport(bytes.NewReader(b), 1<<16)
-		if err != nil {
-			return
-		}
-		if int64(len(ex.Journal)) > 1<<16 {
-			t.Fatalf("journal of %d bytes over the cap", len(ex.Journal))
-		}
-	})
 }

@@ -3,6 +3,8 @@ package flowlog
 import (
 	"encoding/binary"
 	"time"
+
+	"github.com/harden-runner/harden-runner/egress/packet"
 )
 
 // dedup suppresses repeats of a flow's first packet. "ct state new" holds
@@ -35,20 +37,20 @@ const (
 )
 
 // key builds the dedup key of a packet whose transport header is l4.
-func key(p Packet, l4 []byte, forward bool) flowKey {
+func key(p packet.Packet, l4 []byte, forward bool) flowKey {
 	k := flowKey{
 		src: p.Src.Addr().As16(), dst: p.Dst.Addr().As16(),
 		sport: p.Src.Port(), dport: p.Dst.Port(),
 		proto: p.Proto, forward: forward,
 	}
-	if p.Proto == protoTCP && len(l4) >= 8 {
+	if p.Proto == packet.TCP && len(l4) >= 8 {
 		k.isn = binary.BigEndian.Uint32(l4[4:])
 	}
 	return k
 }
 
 func ttl(k flowKey) time.Duration {
-	if k.proto == protoTCP {
+	if k.proto == packet.TCP {
 		return synTTL
 	}
 	return udpFlowTTL

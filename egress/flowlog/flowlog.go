@@ -24,7 +24,7 @@ type Config struct {
 	Emit event.Emit
 	// Owner finds the process behind a local socket (proc.Finder.Owner).
 	// It is called for the TCP and UDP flows the host itself sent (and,
-	// with AllProtocols, UDP-Lite, ICMP and ICMPv6; proto as OwnerProto
+	// with AllProtocols, UDP-Lite, ICMP and ICMPv6; proto as packet.OwnerProto
 	// names it), from a few worker goroutines. May be nil: flows then say
 	// Unknown="no lookup".
 	Owner func(proto string, local, remote netip.AddrPort) event.Process

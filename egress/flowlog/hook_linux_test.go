@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/florianl/go-nflog/v2"
+	"github.com/harden-runner/harden-runner/egress/packet"
+	"github.com/harden-runner/harden-runner/egress/packet/packettest"
 	"github.com/harden-runner/harden-runner/event"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
@@ -34,11 +36,11 @@ func TestHook(t *testing.T) {
 	port := uint16(40000)
 	tcpFrom := func() []byte {
 		port++
-		return ip4ForTest(protoTCP, "198.18.0.1", "198.18.0.2", 0, 0, l4ForTest(port, 443, 20))
+		return packettest.IPv4(packet.TCP, "198.18.0.1", "198.18.0.2", 0, 0, packettest.L4(port, 443, 20))
 	}
 	tcp := tcpFrom()
-	udp6 := ip6ForTest("2001:db8::1", "2001:db8::2", nil, protoUDP, l4ForTest(50000, 53, 8))
-	icmp := ip4ForTest(protoICMP, "198.18.0.1", "198.18.0.2", 0, 0, []byte{8, 0, 0, 0})
+	udp6 := packettest.IPv6("2001:db8::1", "2001:db8::2", nil, packet.UDP, packettest.L4(50000, 53, 8))
+	icmp := packettest.IPv4(packet.ICMP, "198.18.0.1", "198.18.0.2", 0, 0, []byte{8, 0, 0, 0})
 
 	rec := newRecorder()
 	release := make(chan struct{})
@@ -88,7 +90,7 @@ func TestHook(t *testing.T) {
 			f := rec.Flow
 			got = append(got, fmt.Sprintf("%s %s:%d %s fwd=%v pid=%d uid=%d %q", f.Protocol, f.IP, f.Port, f.Verdict, f.Forward, f.Process.PID, f.Process.UID, f.Process.Unknown))
 		case rec.Note != nil:
-			got = append(got, "note "+rec.Note.Level)
+			got = append(got, "note "+string(rec.Note.Level))
 		case rec.Stats != nil:
 			got = append(got, fmt.Sprintf("stats %+v", *rec.Stats))
 		}
@@ -135,15 +137,15 @@ func TestDedup(t *testing.T) {
 	var d dedup
 	t0 := time.Now()
 	syn := func(sport uint16, isn uint32) flowKey {
-		l4 := l4ForTest(sport, 443, 20)
+		l4 := packettest.L4(sport, 443, 20)
 		binary.BigEndian.PutUint32(l4[4:], isn)
-		p, l4, err := parsePacket(ip4ForTest(protoTCP, "198.18.0.1", "198.18.0.2", 0, 0, l4))
+		p, l4, err := packet.ParseL4(packettest.IPv4(packet.TCP, "198.18.0.1", "198.18.0.2", 0, 0, l4))
 		if err != nil {
 			t.Fatal(err)
 		}
 		return key(p, l4, false)
 	}
-	udp := key(Packet{Src: netip.MustParseAddrPort("198.18.0.1:5000"), Dst: netip.MustParseAddrPort("198.18.0.2:53"), Proto: protoUDP}, nil, false)
+	udp := key(packet.Packet{Src: netip.MustParseAddrPort("198.18.0.1:5000"), Dst: netip.MustParseAddrPort("198.18.0.2:53"), Proto: packet.UDP}, nil, false)
 	fwd := syn(40000, 1)
 	fwd.forward = true
 	steps := []struct {

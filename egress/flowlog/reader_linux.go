@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/florianl/go-nflog/v2"
+	"github.com/harden-runner/harden-runner/egress/packet"
 	"github.com/harden-runner/harden-runner/event"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
@@ -78,7 +79,7 @@ type Reader struct {
 // lookup is a flow waiting for its process.
 type lookup struct {
 	flow     event.Flow
-	proto    string // as Owner takes it (OwnerProto)
+	proto    string // as Owner takes it (packet.OwnerProto)
 	src, dst netip.AddrPort
 	uid      int // -1 if the kernel did not say
 }
@@ -289,7 +290,7 @@ func (r *Reader) hook(a nflog.Attribute) int {
 	if r.capture != nil {
 		r.capture(*a.Payload)
 	}
-	pkt, l4, err := parsePacket(*a.Payload)
+	pkt, l4, err := packet.ParseL4(*a.Payload)
 	if !pkt.Dst.IsValid() {
 		r.lost.Add(1)
 		if r.logLimit.allow() {
@@ -306,7 +307,7 @@ func (r *Reader) hook(a nflog.Attribute) int {
 		Time:     now,
 		IP:       pkt.Dst.Addr().String(),
 		Port:     pkt.Dst.Port(),
-		Protocol: ProtoName(pkt.Proto),
+		Protocol: packet.ProtoName(pkt.Proto),
 		Verdict:  v,
 		Forward:  fwd,
 	}
@@ -320,8 +321,8 @@ func (r *Reader) hook(a nflog.Attribute) int {
 		r.lost.Add(1) // logged while closing
 		return 0
 	}
-	oproto, known := OwnerProto(pkt.Proto)
-	known = known && (r.cfg.AllProtocols || pkt.Proto == protoTCP || pkt.Proto == protoUDP)
+	oproto, known := packet.OwnerProto(pkt.Proto)
+	known = known && (r.cfg.AllProtocols || pkt.Proto == packet.TCP || pkt.Proto == packet.UDP)
 	switch {
 	case fwd && (r.cfg.ForwardedOwner == nil || !known):
 		f.Process.Unknown = UnknownForwarded

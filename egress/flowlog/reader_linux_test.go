@@ -524,7 +524,7 @@ func TestReaderOverflow(t *testing.T) {
 }
 
 // TestCaptureSeeds prints the first packets of real flows as Go literals
-// for realpackets_test.go. It runs only with HRTEST_CAPTURE_SEEDS=1.
+// for egress/packet/realpackets_test.go. It runs only with HRTEST_CAPTURE_SEEDS=1.
 func TestCaptureSeeds(t *testing.T) {
 	if os.Getenv("HRTEST_CAPTURE_SEEDS") == "" {
 		t.Skip("set HRTEST_CAPTURE_SEEDS=1 to capture fuzz seeds")

@@ -30,7 +30,7 @@ import (
 	nfqueue "github.com/florianl/go-nfqueue/v2"
 	"github.com/mdlayher/netlink"
 
-	"github.com/harden-runner/harden-runner/egress/flowlog"
+	"github.com/harden-runner/harden-runner/egress/packet"
 	"github.com/harden-runner/harden-runner/event"
 )
 
@@ -178,7 +178,7 @@ func (g *Gate) onError(err error) int {
 // release records the flow (looking its process up unless given one) and
 // gives the packet back to the kernel.
 func (g *Gate) release(nf *nfqueue.Nfqueue, h held, proc event.Process) {
-	pkt, perr := flowlog.ParsePacket(h.payload)
+	pkt, perr := packet.Parse(h.payload)
 	f := event.Flow{Time: h.at, Forward: h.forward, Verdict: event.Audit}
 	if g.cfg.Block {
 		f.Verdict = event.Blocked
@@ -186,7 +186,7 @@ func (g *Gate) release(nf *nfqueue.Nfqueue, h held, proc event.Process) {
 	if perr == nil {
 		f.IP = pkt.Dst.Addr().String()
 		f.Port = pkt.Dst.Port()
-		f.Protocol = flowlog.ProtoName(pkt.Proto)
+		f.Protocol = packet.ProtoName(pkt.Proto)
 		if proc.Unknown == "" && proc.PID == 0 {
 			proc = g.owner(pkt, h.forward)
 		}
@@ -215,7 +215,7 @@ func (g *Gate) release(nf *nfqueue.Nfqueue, h held, proc event.Process) {
 	g.cfg.Emit(event.Record{Flow: &f})
 }
 
-func (g *Gate) owner(p flowlog.Packet, forward bool) event.Process {
+func (g *Gate) owner(p packet.Packet, forward bool) event.Process {
 	lookup := g.cfg.Owner
 	if forward {
 		lookup = g.cfg.ForwardedOwner
@@ -226,9 +226,9 @@ func (g *Gate) owner(p flowlog.Packet, forward bool) event.Process {
 	if lookup == nil {
 		return event.Process{Unknown: "no lookup"}
 	}
-	proto, ok := flowlog.OwnerProto(p.Proto)
+	proto, ok := packet.OwnerProto(p.Proto)
 	if !ok {
-		return event.Process{Unknown: "no socket lookup for " + flowlog.ProtoName(p.Proto)}
+		return event.Process{Unknown: "no socket lookup for " + packet.ProtoName(p.Proto)}
 	}
 	return lookup(proto, p.Src, p.Dst)
 }

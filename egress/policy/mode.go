@@ -3,16 +3,19 @@ package policy
 import (
 	"fmt"
 	"strings"
+
+	"github.com/harden-runner/harden-runner/event"
 )
 
 // Mode is the egress policy: Audit lets everything through and records what
 // Block would have stopped; Block stops everything the policy does not allow.
-type Mode string
+// It is the journal's event.Mode: one type from the input to the report.
+type Mode = event.Mode
 
 // The two egress policies, spelled as the `egress-policy` input spells them.
 const (
-	Audit Mode = "audit"
-	Block Mode = "block"
+	Audit = event.ModeAudit
+	Block = event.ModeBlock
 )
 
 // ParseMode parses the `egress-policy` input: "audit" or "block", in any

@@ -184,9 +184,21 @@ func TestTCPConnectionFlood(t *testing.T) {
 	udp := r.Addrs()[0].String()
 	m := new(dns.Msg)
 	m.SetQuestion("allowed.test.", dns.TypeA)
-	resp, _, err := (&dns.Client{Net: "udp", Timeout: 2 * time.Second}).Exchange(m, udp)
+	// Every UDP query gets an answer during the flood. On a loaded machine
+	// the upstream (in this process, busy with the flood's queries) can
+	// miss the 500 ms attempt deadline, and that answer is SERVFAIL (not
+	// cached), or the answer is late: a later try must then succeed.
+	var resp *dns.Msg
+	var err error
+	for try := 0; try < 5; try++ {
+		resp, _, err = (&dns.Client{Net: "udp", Timeout: 2 * time.Second}).Exchange(m, udp)
+		if err == nil && resp.Rcode == dns.RcodeSuccess {
+			break
+		}
+		t.Logf("UDP during the TCP flood, try %d: %v %v", try, resp, err)
+	}
 	if err != nil || resp.Rcode != dns.RcodeSuccess {
-		t.Errorf("UDP during the TCP flood: %v %v", resp, err)
+		t.Errorf("UDP during the TCP flood: no success in 5 tries: %v %v", resp, err)
 	}
 	if hw := r.tcpHigh.Load(); hw > MaxTCPConns {
 		t.Errorf("held %d TCP connections at once, bound is %d", hw, MaxTCPConns)

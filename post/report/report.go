@@ -1,8 +1,8 @@
 // Package report turns the agent's journal (event.Record lines) into the
 // run's report: report.json (schema "harden-runner/report/v1") and the
-// GitHub job-summary markdown summary.md. It is pure logic apart from
-// ReadJournal's reader and WriteDir's file writes; it imports neither
-// nftables nor miekg/dns.
+// GitHub job-summary markdown summary.md, from records package journal
+// read. It is pure logic apart from WriteDir's file writes; it imports
+// neither nftables nor miekg/dns.
 //
 // Everything in the journal that a workload can influence (DNS names, file
 // paths, executable paths, command lines, even note messages) is treated as
@@ -69,7 +69,7 @@ type Options struct {
 	// Workspace is the absolute workspace root used to make absolute file
 	// paths relative. Empty means the Start record's Workspace.
 	Workspace string
-	// JournalBadLines is ReadJournal's count of unreadable lines; it is
+	// JournalBadLines is journal.Read's count of unreadable lines; it is
 	// reported in agent.journal_bad_lines.
 	JournalBadLines int
 	// Steps are the job's workflow steps (from the jobs API). Rows are
@@ -84,7 +84,7 @@ type Options struct {
 // as read-only. Slices are never nil, so they marshal as [] rather than null.
 type Report struct {
 	Schema           string          `json:"schema"`
-	Mode             string          `json:"mode"` // audit, block, or "" if the journal had no Start record
+	Mode             event.Mode      `json:"mode"` // audit, block, or "" if the journal had no Start record
 	AllowedEndpoints []string        `json:"allowed_endpoints"`
 	ImplicitAllowed  []string        `json:"implicit_allowed"`
 	Workspace        string          `json:"workspace,omitempty"`
@@ -175,9 +175,9 @@ type Privileged struct {
 // Message is a note from the agent or one of its components (or, with
 // component "report", a problem the report builder found in the journal).
 type Message struct {
-	Time      time.Time `json:"time,omitzero"` // zero (left out) for the report's own messages
-	Component string    `json:"component"`
-	Message   string    `json:"message"`
+	Time      time.Time       `json:"time,omitzero"` // zero (left out) for the report's own messages
+	Component event.Component `json:"component"`
+	Message   string          `json:"message"`
 	// Tamper marks an error about our own enforcement being changed or
 	// switched off, and Process is who did it, when known (egress/guard).
 	Tamper  bool           `json:"tamper,omitempty"`
@@ -230,19 +230,19 @@ type Agent struct {
 // Component holds one component's Stats; the counts are Unknown when the
 // component wrote no Stats record.
 type Component struct {
-	Name         string `json:"component"`
-	Reported     bool   `json:"reported"`
-	Events       Count  `json:"events"`
-	Lost         Count  `json:"lost"`
-	Unattributed Count  `json:"unattributed"`
+	Name         event.Component `json:"component"`
+	Reported     bool            `json:"reported"`
+	Events       Count           `json:"events"`
+	Lost         Count           `json:"lost"`
+	Unattributed Count           `json:"unattributed"`
 }
 
 // Tally is a counter summed over components. Total is unknown when any
 // expected component did not report; Known is the sum over those that did.
 type Tally struct {
-	Total       Count            `json:"total"`
-	Known       uint64           `json:"known"`
-	ByComponent map[string]Count `json:"by_component"`
+	Total       Count                     `json:"total"`
+	Known       uint64                    `json:"known"`
+	ByComponent map[event.Component]Count `json:"by_component"`
 }
 
 // Counts are the report's headline numbers. Egress* count connections
@@ -324,8 +324,8 @@ func Build(recs []event.Record, opt Options) *Report {
 	var egRows []*Egress          // in first-seen order
 	dq := map[dnsKey]*dnsAgg{}    // aggregated DNS rows
 	var dnsRows []*dnsAgg         // in first-seen order
-	stats := map[string]*Component{}
-	expected := map[string]bool{"flowlog": true, "resolver": true}
+	stats := map[event.Component]*Component{}
+	expected := map[event.Component]bool{"flowlog": true, "resolver": true}
 	if start != nil && start.FileMonitoring {
 		expected["filemon"] = true
 	}
@@ -701,7 +701,7 @@ func sortEgress(es []*Egress) {
 	})
 }
 
-func components(expected map[string]bool, stats map[string]*Component) []Component {
+func components(expected map[event.Component]bool, stats map[event.Component]*Component) []Component {
 	out := make([]Component, 0, len(expected))
 	for name := range expected {
 		if c := stats[name]; c != nil {
@@ -715,7 +715,7 @@ func components(expected map[string]bool, stats map[string]*Component) []Compone
 }
 
 func tally(cs []Component, f func(Component) Count) Tally {
-	t := Tally{Total: Count{Known: true}, ByComponent: map[string]Count{}}
+	t := Tally{Total: Count{Known: true}, ByComponent: map[event.Component]Count{}}
 	for _, c := range cs {
 		v := f(c)
 		t.ByComponent[c.Name] = v

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/harden-runner/harden-runner/event"
+	"github.com/harden-runner/harden-runner/journal"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -29,7 +30,7 @@ func loadFixture(t testing.TB, name string) *Report {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	recs, bad, err := ReadJournal(f)
+	recs, bad, err := journal.Read(f)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -472,62 +473,6 @@ func TestCountJSON(t *testing.T) {
 	var c Count
 	if err := json.Unmarshal([]byte(`"0"`), &c); err == nil {
 		t.Error(`"0" accepted as a count`)
-	}
-}
-
-func TestReadJournal(t *testing.T) {
-	long := `{"note":{"component":"x","level":"info","message":"` + strings.Repeat("y", 200<<10) + `"}}`
-	tests := []struct {
-		name      string
-		in        string
-		recs, bad int
-	}{
-		{"empty", "", 0, 0},
-		{"one", `{"stop":{"time":"2025-05-01T10:00:00Z"}}` + "\n", 1, 0},
-		{"no final newline", `{"stop":{"time":"2025-05-01T10:00:00Z"}}`, 1, 0},
-		{"torn last line", `{"stop":{"time":"2025-05-01T10:00:00Z"}}` + "\n" + `{"flow":{"ip":"198.`, 1, 1},
-		{"bad middle line", `{"stop":{}}` + "\nnot json\n" + `{"stop":{}}` + "\n", 2, 1},
-		{"blank lines", "\n\n  \r\n" + `{"stop":{}}` + "\r\n\n", 1, 0},
-		{"not an object", "null\n[]\n\"x\"\n42\n", 0, 4},
-		{"unknown record kept", `{"future":{"x":1}}` + "\n", 1, 0},
-		{"wrong type", `{"flow":{"port":"443"}}` + "\n", 0, 1},
-		{"long line", long + "\n" + `{"stop":{}}` + "\n", 2, 0},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			recs, bad, err := ReadJournal(strings.NewReader(tt.in))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(recs) != tt.recs || bad != tt.bad {
-				t.Errorf("got %d records, %d bad; want %d, %d", len(recs), bad, tt.recs, tt.bad)
-			}
-		})
-	}
-}
-
-func TestReadJournalTooLong(t *testing.T) {
-	in := `{"stop":{}}` + "\n" + `{"note":{"message":"` + strings.Repeat("y", maxLineBytes) + `"}}` + "\n" + `{"stop":{}}`
-	recs, bad, err := ReadJournal(strings.NewReader(in))
-	if err != nil || len(recs) != 2 || bad != 1 {
-		t.Errorf("got %d records, %d bad, %v; want 2, 1, nil", len(recs), bad, err)
-	}
-}
-
-type failReader struct{ n int }
-
-func (f *failReader) Read(p []byte) (int, error) {
-	if f.n == 0 {
-		return 0, os.ErrDeadlineExceeded
-	}
-	f.n = 0
-	return copy(p, `{"stop":{}}`+"\n"), nil
-}
-
-func TestReadJournalReadError(t *testing.T) {
-	recs, _, err := ReadJournal(&failReader{n: 1})
-	if err == nil || !strings.Contains(err.Error(), "read journal") || len(recs) != 1 {
-		t.Errorf("got %d records, err %v; want 1 and a wrapped read error", len(recs), err)
 	}
 }
 

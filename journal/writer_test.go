@@ -1,4 +1,4 @@
-package agent
+package journal
 
 import (
 	"bufio"
@@ -18,7 +18,7 @@ import (
 // every record is in the file, once, whole, and the counts agree.
 func TestJournalKeepsEveryRecord(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "journal.jsonl")
-	j, err := OpenJournal(path)
+	j, err := Create(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +68,7 @@ func TestJournalKeepsEveryRecord(t *testing.T) {
 // boundary, and later records come after it.
 func TestJournalSnapshot(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "journal.jsonl")
-	j, err := OpenJournal(path)
+	j, err := Create(path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,35 +1,40 @@
-// Package fanevent decodes the records that a fanotify file descriptor
-// returns from read(2): the fixed event metadata and, for groups that report
-// file identifiers, the info records that follow it. It does no I/O and
-// depends on nothing outside the standard library, so it builds and fuzzes on
-// any platform.
-package fanevent
+//go:build linux
+
+package fanotify
 
 import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
-// Layout constants from <linux/fanotify.h>.
 const (
-	metadataLen = 24 // struct fanotify_event_metadata
-	version     = 3  // FANOTIFY_METADATA_VERSION
+	// metadataLen is the size of struct fanotify_event_metadata, which
+	// starts every event.
+	metadataLen = int(unsafe.Sizeof(unix.FanotifyEventMetadata{}))
 
-	infoHeaderLen = 4 // struct fanotify_event_info_header
-	fidFixedLen   = 4 + 8 + 8
+	// The info records after the metadata have no x/sys type:
+	// struct fanotify_event_info_header is {u8 info_type; u8 pad; u16 len},
+	// and struct fanotify_event_info_fid is that header, a
+	// __kernel_fsid_t (8 bytes), then a struct file_handle
+	// {u32 handle_bytes; s32 handle_type; f_handle[handle_bytes]}.
+	infoHeaderLen = 4
+	fidFixedLen   = infoHeaderLen + 8 + 8
 
 	// Info record types.
-	InfoFID         = 1
-	InfoDFIDName    = 2
-	InfoDFID        = 3
-	InfoOldDFIDName = 10
-	InfoNewDFIDName = 12
+	InfoFID         = unix.FAN_EVENT_INFO_TYPE_FID
+	InfoDFIDName    = unix.FAN_EVENT_INFO_TYPE_DFID_NAME
+	InfoDFID        = unix.FAN_EVENT_INFO_TYPE_DFID
+	InfoOldDFIDName = unix.FAN_EVENT_INFO_TYPE_OLD_DFID_NAME
+	InfoNewDFIDName = unix.FAN_EVENT_INFO_TYPE_NEW_DFID_NAME
 )
 
 // ErrMalformed is returned for a buffer that is not a sequence of
 // well-formed fanotify events.
-var ErrMalformed = errors.New("fanevent: malformed event")
+var ErrMalformed = errors.New("fanotify: malformed event")
 
 // Event is one decoded fanotify event. Handle, DirHandle and Name alias the
 // buffer given to Parse and are valid only during the callback.
@@ -80,20 +85,15 @@ func Parse(buf []byte, fn func(*Event) bool) error {
 		if len(rest) < metadataLen {
 			return fmt.Errorf("%w: %d trailing bytes at offset %d", ErrMalformed, len(rest), off)
 		}
-		evLen := int(binary.LittleEndian.Uint32(rest[0:]))
-		vers := rest[4]
-		metaLen := int(binary.LittleEndian.Uint16(rest[6:]))
-		if vers != version {
-			return fmt.Errorf("%w: version %d at offset %d", ErrMalformed, vers, off)
+		m := metadata(rest)
+		evLen, metaLen := int(m.Event_len), int(m.Metadata_len)
+		if m.Vers != unix.FANOTIFY_METADATA_VERSION {
+			return fmt.Errorf("%w: version %d at offset %d", ErrMalformed, m.Vers, off)
 		}
 		if metaLen < metadataLen || evLen < metaLen || evLen > len(rest) {
 			return fmt.Errorf("%w: lengths %d/%d at offset %d", ErrMalformed, evLen, metaLen, off)
 		}
-		ev = Event{
-			Mask: binary.LittleEndian.Uint64(rest[8:]),
-			FD:   int32(binary.LittleEndian.Uint32(rest[16:])),
-			PID:  int32(binary.LittleEndian.Uint32(rest[20:])),
-		}
+		ev = Event{Mask: m.Mask, FD: m.Fd, PID: m.Pid}
 		if err := parseInfo(rest[metaLen:evLen], &ev); err != nil {
 			return fmt.Errorf("%w at offset %d", err, off)
 		}
@@ -103,6 +103,15 @@ func Parse(buf []byte, fn func(*Event) bool) error {
 		off += evLen
 	}
 	return nil
+}
+
+// metadata copies the struct fanotify_event_metadata at the start of b
+// (at least metadataLen bytes, in the kernel's byte order) into x/sys's
+// type: one copy, whatever b's alignment.
+func metadata(b []byte) unix.FanotifyEventMetadata {
+	var m unix.FanotifyEventMetadata
+	*(*[metadataLen]byte)(unsafe.Pointer(&m)) = [metadataLen]byte(b)
+	return m
 }
 
 // parseInfo decodes the info records that follow the metadata.

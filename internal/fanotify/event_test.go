@@ -1,9 +1,14 @@
-package fanevent
+//go:build linux
+
+package fanotify
 
 import (
 	"encoding/binary"
 	"errors"
 	"testing"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // meta builds struct fanotify_event_metadata followed by info records.
@@ -12,13 +17,10 @@ func meta(mask uint64, fd, pid int32, info ...[]byte) []byte {
 	for _, r := range info {
 		n += len(r)
 	}
+	m := unix.FanotifyEventMetadata{Event_len: uint32(n), Vers: unix.FANOTIFY_METADATA_VERSION,
+		Metadata_len: uint16(metadataLen), Mask: mask, Fd: fd, Pid: pid}
 	b := make([]byte, metadataLen, n)
-	binary.LittleEndian.PutUint32(b[0:], uint32(n))
-	b[4] = version
-	binary.LittleEndian.PutUint16(b[6:], metadataLen)
-	binary.LittleEndian.PutUint64(b[8:], mask)
-	binary.LittleEndian.PutUint32(b[16:], uint32(fd))
-	binary.LittleEndian.PutUint32(b[20:], uint32(pid))
+	copy(b, unsafe.Slice((*byte)(unsafe.Pointer(&m)), metadataLen))
 	for _, r := range info {
 		b = append(b, r...)
 	}
@@ -104,9 +106,15 @@ func TestParseMalformed(t *testing.T) {
 		mut  func([]byte) []byte
 	}{
 		{"short", func(b []byte) []byte { return b[:10] }},
-		{"version", func(b []byte) []byte { b[4] = 2; return b }},
-		{"event too long", func(b []byte) []byte { binary.LittleEndian.PutUint32(b, 1000); return b }},
-		{"metadata too short", func(b []byte) []byte { binary.LittleEndian.PutUint16(b[6:], 8); return b }},
+		{"version", func(b []byte) []byte { b[unsafe.Offsetof(unix.FanotifyEventMetadata{}.Vers)] = 2; return b }},
+		{"event too long", func(b []byte) []byte {
+			binary.NativeEndian.PutUint32(b[unsafe.Offsetof(unix.FanotifyEventMetadata{}.Event_len):], 1000)
+			return b
+		}},
+		{"metadata too short", func(b []byte) []byte {
+			binary.NativeEndian.PutUint16(b[unsafe.Offsetof(unix.FanotifyEventMetadata{}.Metadata_len):], 8)
+			return b
+		}},
 		{"info too long", func(b []byte) []byte { binary.LittleEndian.PutUint16(b[metadataLen+2:], 200); return b }},
 		{"handle too long", func(b []byte) []byte { binary.LittleEndian.PutUint32(b[metadataLen+12:], 200); return b }},
 		{"name unterminated", func(b []byte) []byte {

@@ -1,4 +1,9 @@
-package flowlog
+// Package packet reads what the first packet of a flow says: addresses,
+// IP protocol (after IPv6 extension headers) and ports. The firewall hands
+// such packets to user space twice, logged (egress/flowlog, NFLOG) and
+// held (egress/gate, NFQUEUE); both parse them here. Pure: no I/O, and it
+// never panics on untrusted input (FuzzParse).
+package packet
 
 import (
 	"encoding/binary"
@@ -7,31 +12,32 @@ import (
 	"strconv"
 )
 
-// IP protocol numbers that ParsePacket knows.
+// IP protocol numbers that Parse knows (Packet.Proto): transports, and
+// the IPv6 extension headers it steps over.
 const (
-	protoHopOpts  = 0
-	protoICMP     = 1
-	protoTCP      = 6
-	protoUDP      = 17
-	protoDCCP     = 33
-	protoRouting  = 43
-	protoFragment = 44
-	protoAH       = 51
-	protoICMPv6   = 58
-	protoNoNext   = 59
-	protoDstOpts  = 60
-	protoSCTP     = 132
-	protoUDPLite  = 136
+	HopOpts  = 0
+	ICMP     = 1
+	TCP      = 6
+	UDP      = 17
+	DCCP     = 33
+	Routing  = 43
+	Fragment = 44
+	AH       = 51
+	ICMPv6   = 58
+	NoNext   = 59
+	DstOpts  = 60
+	SCTP     = 132
+	UDPLite  = 136
 )
 
-// Errors from ParsePacket.
+// Errors from Parse.
 var (
-	ErrTruncated = errors.New("flowlog: packet truncated")
-	ErrVersion   = errors.New("flowlog: not an IPv4 or IPv6 packet")
-	ErrHeader    = errors.New("flowlog: malformed IP header")
+	ErrTruncated = errors.New("packet: truncated")
+	ErrVersion   = errors.New("packet: not an IPv4 or IPv6 packet")
+	ErrHeader    = errors.New("packet: malformed IP header")
 )
 
-// maxExtHeaders bounds the IPv6 extension-header chain ParsePacket follows.
+// maxExtHeaders bounds the IPv6 extension-header chain Parse follows.
 const maxExtHeaders = 16
 
 // Packet is what the first packet of a flow says.
@@ -40,22 +46,22 @@ type Packet struct {
 	Proto    uint8 // IP protocol: 6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6, ...
 }
 
-// ParsePacket parses an IPv4 or IPv6 packet that starts at the IP header, as
+// Parse parses an IPv4 or IPv6 packet that starts at the IP header, as
 // NFLOG hands it over: the addresses, the transport protocol (after IPv6
 // extension headers: hop-by-hop, routing, fragment, destination options,
 // AH) and, for TCP, UDP, UDP-Lite, SCTP and DCCP, the ports. Other protocols
 // (ICMP, ICMPv6, ...) and non-first fragments have port 0. The input is
-// untrusted; ParsePacket never panics. When the IP header is intact but the
+// untrusted; Parse never panics. When the IP header is intact but the
 // transport header is cut off, it returns the packet without ports and
 // ErrTruncated.
-func ParsePacket(b []byte) (Packet, error) {
-	p, _, err := parsePacket(b)
+func Parse(b []byte) (Packet, error) {
+	p, _, err := ParseL4(b)
 	return p, err
 }
 
-// parsePacket is ParsePacket that also returns the transport header and
-// what follows it (nil if there is none).
-func parsePacket(b []byte) (Packet, []byte, error) {
+// ParseL4 is Parse that also returns the transport header and what
+// follows it (nil if there is none).
+func ParseL4(b []byte) (Packet, []byte, error) {
 	if len(b) < 1 {
 		return Packet{}, nil, ErrTruncated
 	}
@@ -105,7 +111,7 @@ func parse6(b []byte) (Packet, []byte, error) {
 	next, rest := b[6], b[40:]
 	for range maxExtHeaders {
 		switch next {
-		case protoHopOpts, protoRouting, protoDstOpts:
+		case HopOpts, Routing, DstOpts:
 			if len(rest) < 8 {
 				p.Proto = next
 				return p, nil, ErrTruncated
@@ -116,7 +122,7 @@ func parse6(b []byte) (Packet, []byte, error) {
 				return p, nil, ErrTruncated
 			}
 			next, rest = rest[0], rest[n:]
-		case protoAH:
+		case AH:
 			if len(rest) < 8 {
 				p.Proto = next
 				return p, nil, ErrTruncated
@@ -127,7 +133,7 @@ func parse6(b []byte) (Packet, []byte, error) {
 				return p, nil, ErrTruncated
 			}
 			next, rest = rest[0], rest[n:]
-		case protoFragment:
+		case Fragment:
 			if len(rest) < 8 {
 				p.Proto = next
 				return p, nil, ErrTruncated
@@ -151,7 +157,7 @@ func parse6(b []byte) (Packet, []byte, error) {
 // destination port.
 func ports(p Packet, l4 []byte) (Packet, []byte, error) {
 	switch p.Proto {
-	case protoTCP, protoUDP, protoUDPLite, protoSCTP, protoDCCP:
+	case TCP, UDP, UDPLite, SCTP, DCCP:
 	default:
 		return p, l4, nil
 	}
@@ -174,9 +180,9 @@ func ProtoName(proto uint8) string {
 // lookup can place.
 func OwnerProto(proto uint8) (string, bool) {
 	switch proto {
-	case protoUDPLite:
+	case UDPLite:
 		return "udplite", true
-	case protoTCP, protoUDP, protoICMP, protoICMPv6:
+	case TCP, UDP, ICMP, ICMPv6:
 		return protoName(proto), true
 	}
 	return "", false
@@ -184,13 +190,13 @@ func OwnerProto(proto uint8) (string, bool) {
 
 func protoName(proto uint8) string {
 	switch proto {
-	case protoTCP:
+	case TCP:
 		return "tcp"
-	case protoUDP:
+	case UDP:
 		return "udp"
-	case protoICMP:
+	case ICMP:
 		return "icmp"
-	case protoICMPv6:
+	case ICMPv6:
 		return "icmpv6"
 	}
 	return strconv.Itoa(int(proto))

@@ -1,4 +1,4 @@
-package agent
+package journal
 
 import (
 	"bytes"
@@ -12,13 +12,13 @@ import (
 	"github.com/harden-runner/harden-runner/event"
 )
 
-// Journal appends event records to a file, one JSON object per line.
+// Writer appends event records to a file, one JSON object per line.
 // Emit only encodes into memory; a flusher writes the lines out at least
 // every flushEvery (sooner once flushSize is pending), so a reader sees
 // events with little delay, a killed agent loses at most that much, and no
 // emitter (the resolver's answer path among them) waits for the disk.
 // Safe for concurrent use.
-type Journal struct {
+type Writer struct {
 	mu      sync.Mutex // guards pending, n, errs, closed
 	pending *bytes.Buffer
 	spare   *bytes.Buffer
@@ -41,13 +41,14 @@ const (
 	maxPending = 16 << 20
 )
 
-// OpenJournal creates (or truncates) the journal at path, readable only by its owner.
-func OpenJournal(path string) (*Journal, error) {
+// Create creates (or truncates) the journal at path, readable only by its
+// owner, and starts its flusher; Close stops it.
+func Create(path string) (*Writer, error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("journal: open %s: %w", path, err)
 	}
-	j := &Journal{f: f, pending: new(bytes.Buffer), spare: new(bytes.Buffer),
+	j := &Writer{f: f, pending: new(bytes.Buffer), spare: new(bytes.Buffer),
 		kick: make(chan struct{}, 1), done: make(chan struct{})}
 	go j.flusher()
 	return j, nil
@@ -67,7 +68,7 @@ var linePool = sync.Pool{New: func() any {
 
 // Emit appends one record. It is an event.Emit. The record is encoded
 // before the lock is taken: emitters wait for one another only to append.
-func (j *Journal) Emit(r event.Record) {
+func (j *Writer) Emit(r event.Record) {
 	l := linePool.Get().(*lineBuf)
 	defer linePool.Put(l)
 	l.b.Reset()
@@ -93,7 +94,7 @@ func (j *Journal) Emit(r event.Record) {
 	}
 }
 
-func (j *Journal) flusher() {
+func (j *Writer) flusher() {
 	t := time.NewTicker(flushEvery)
 	defer t.Stop()
 	for {
@@ -109,7 +110,7 @@ func (j *Journal) flusher() {
 
 // flush writes what is pending, holding the emitters' lock only to swap
 // buffers.
-func (j *Journal) flush() error {
+func (j *Writer) flush() error {
 	j.wmu.Lock()
 	defer j.wmu.Unlock()
 	return j.flushLocked(nil)
@@ -117,7 +118,7 @@ func (j *Journal) flush() error {
 
 // flushLocked is flush with wmu held; last, if any, is appended as the
 // last line of this write, in the same hold of mu as the buffer swap.
-func (j *Journal) flushLocked(last []byte) error {
+func (j *Writer) flushLocked(last []byte) error {
 	j.mu.Lock()
 	if last != nil {
 		j.pending.Write(last)
@@ -146,7 +147,7 @@ func (j *Journal) flushLocked(last []byte) error {
 // pending and syncs the file. It returns the journal's length then: the
 // file's first size bytes are a consistent journal ending with rec, since
 // the journal is only ever appended to.
-func (j *Journal) Snapshot(rec event.Record) (size int64, err error) {
+func (j *Writer) Snapshot(rec event.Record) (size int64, err error) {
 	line, err := json.Marshal(rec)
 	if err != nil {
 		return 0, fmt.Errorf("journal: snapshot: %w", err)
@@ -171,14 +172,14 @@ func (j *Journal) Snapshot(rec event.Record) (size int64, err error) {
 }
 
 // Counts returns how many records were written and how many could not be.
-func (j *Journal) Counts() (written, failed uint64) {
+func (j *Writer) Counts() (written, failed uint64) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	return j.n, j.errs
 }
 
 // Close flushes and closes the file. Safe to call twice.
-func (j *Journal) Close() error {
+func (j *Writer) Close() error {
 	j.mu.Lock()
 	if j.closed {
 		j.mu.Unlock()
