@@ -49,6 +49,8 @@ func goClient(mode string, args []string) int {
 	switch mode {
 	case "tcpflood": // see e2e_scale_test.go
 		return tcpFlood(args)
+	case "markdial": // see e2e_mark_test.go
+		return markDial(args)
 	case "dial":
 		// A TLS handshake, as a real client's first bytes: a connection
 		// closed the moment it opens may be gone before the relay can ask
@@ -842,7 +844,8 @@ func TestRunNamesWorkflowSteps(t *testing.T) {
 	// run's ancestry had lost the runner and the scan found another
 	// test's lookalike now and then: every step label empty.)
 	fakerunner.Start(t, filepath.Join(w.tmp, "lookalike"), func(argv ...string) *exec.Cmd { return w.In(w.Runner, argv...) })
-	if err := r.Go(strings.Join(quoted, " ") + " > " + dir + ".log 2>&1; echo $? > " + exit); err != nil {
+	// The exit status appears at once, whole (read as soon as the file is there).
+	if err := r.Go(strings.Join(quoted, " ") + " > " + dir + ".log 2>&1; echo $? > " + exit + ".tmp; mv " + exit + ".tmp " + exit); err != nil {
 		t.Fatalf("start run: %v", err)
 	}
 	waitFile := func(p string) {
