@@ -153,18 +153,16 @@ func Main(ctx context.Context, env *Env, h Host) error {
 	if in.Token != "" {
 		a.AddMask(in.Token)
 	}
+	// Steps lose docker under disable-sudo-and-containers; the runner
+	// keeps it (its container actions and services, and this action's
+	// post step).
 	req := StartRequest{Daemon: agent.DaemonConfig{
-		EgressPolicy:     string(in.Mode),
-		AllowedEndpoints: in.AllowedEndpoints,
-		Workspace:        env.HostWorkspace,
-		FileMonitoring:   !in.DisableFileMonitoring && env.HostWorkspace != "",
-		// Steps lose docker; the runner keeps it (its container
-		// actions and services, and this action's post step).
-		DisableContainers:  in.DisableSudoAndContainers,
+		Settings:           in.Settings,
+		Workspace:          env.HostWorkspace,
 		DockerSocket:       env.HostDockerSocket,
-		AllowDockerFor:     in.AllowDockerFor,
 		DockerTrustedImage: env.DockerImage,
 	}}
+	req.Daemon.Settings.FileMonitoring = in.FileMonitoring && env.HostWorkspace != ""
 	if in.DisableSudo {
 		if env.SudoUser == "" {
 			err := errors.New("disable-sudo: cannot tell the runner's user")
@@ -184,7 +182,7 @@ func Main(ctx context.Context, env *Env, h Host) error {
 		fmt.Fprintf(env.Stdout, "harden-runner: the agent is already enforcing (pid %d); nothing changed\n", res.Pid)
 	} else {
 		fmt.Fprintf(env.Stdout, "harden-runner: egress-policy %s, %d allowed endpoint(s), file monitoring %v: enforcing after %d ms (agent pid %d, %s)\n",
-			in.Mode, len(in.Endpoints), req.Daemon.FileMonitoring, time.Since(t0).Milliseconds(), res.Pid, res.How)
+			in.Mode, len(in.Endpoints), req.Daemon.Settings.FileMonitoring, time.Since(t0).Milliseconds(), res.Pid, res.How)
 	}
 	for _, f := range res.SudoDisabled {
 		fmt.Fprintf(env.Stdout, "harden-runner: disable-sudo: moved %s away\n", f)
@@ -192,7 +190,7 @@ func Main(ctx context.Context, env *Env, h Host) error {
 	for _, w := range res.Warnings {
 		a.Warningf("harden-runner: %s", w)
 	}
-	if in.DisableSudoAndContainers {
+	if in.DisableContainers {
 		fmt.Fprintln(env.Stdout, "harden-runner: disable-sudo-and-containers: docker now serves only the runner's own docker commands and containers; steps' docker commands are refused")
 	}
 	return errors.Join(

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -19,30 +18,25 @@ import (
 	"github.com/harden-runner/harden-runner/egress/policy"
 	"github.com/harden-runner/harden-runner/egress/resolver"
 	"github.com/harden-runner/harden-runner/event"
+	"github.com/harden-runner/harden-runner/settings"
 )
 
 // DaemonConfig is what the Action hands the host daemon (`harden-runner
 // agent --config FILE`), as JSON. Paths are the host's.
 type DaemonConfig struct {
-	EgressPolicy     string `json:"egress_policy"`     // audit or block
-	AllowedEndpoints string `json:"allowed_endpoints"` // policy.ParseEndpoints syntax
-	// NoRunnerEndpoints turns off policy.Implicit (self-hosted runners).
-	NoRunnerEndpoints bool   `json:"no_runner_endpoints,omitempty"`
-	Workspace         string `json:"workspace,omitempty"`
-	FileMonitoring    bool   `json:"file_monitoring"`
+	// Settings are the user's, parsed by the Action (package settings):
+	// the daemon decodes and checks them, it parses no text.
+	// Settings.FileMonitoring is off without a Workspace.
+	Settings  settings.Settings `json:"settings"`
+	Workspace string            `json:"workspace,omitempty"`
 	// StateDir holds the pid file, the ready/failed/stopped markers and
 	// the journal (see the State* names).
 	StateDir string `json:"state_dir"`
-	// Upstreams overrides the DNS servers found in the host's resolv.conf.
-	Upstreams []string `json:"upstreams,omitempty"`
-	// DisableContainers leaves docker to the pinned runner's docker CLI and
-	// this Action's containers (dockergate); DockerSocket and DockerCLIs
-	// override dockergate's defaults. AllowDockerFor is the
-	// allow-docker-for input; DockerTrustedImage the Action's image ID.
-	DisableContainers  bool     `json:"disable_containers,omitempty"`
+	// DockerSocket and DockerCLIs override dockergate's defaults (for
+	// Settings.DisableContainers); DockerTrustedImage is the Action's
+	// image ID.
 	DockerSocket       string   `json:"docker_socket,omitempty"`
 	DockerCLIs         []string `json:"docker_clis,omitempty"`
-	AllowDockerFor     string   `json:"allow_docker_for,omitempty"`
 	DockerTrustedImage string   `json:"docker_trusted_image,omitempty"`
 	// SudoUser is the runner's user name when disable-sudo is on: the
 	// agent reports a sudo rule for it that comes back.
@@ -114,6 +108,9 @@ func ReadDaemonConfig(path string) (*DaemonConfig, error) {
 	}
 	if c.StateDir == "" || !filepath.IsAbs(c.StateDir) {
 		return nil, fmt.Errorf("agent: config %s: state_dir %q must be an absolute path", path, c.StateDir)
+	}
+	if err := c.Settings.Check(); err != nil {
+		return nil, fmt.Errorf("agent: config %s: %w", path, err)
 	}
 	return &c, nil
 }
@@ -260,40 +257,27 @@ func answerSnapshot(dir string, ag *Agent, log *slog.Logger) {
 }
 
 func daemonAgent(cfg *DaemonConfig, resume *event.Gap, log *slog.Logger) (*Agent, error) {
-	mode, err := policy.ParseMode(cfg.EgressPolicy)
-	if err != nil {
-		return nil, fmt.Errorf("agent: %w", err)
-	}
-	eps, err := policy.ParseEndpoints(cfg.AllowedEndpoints)
-	if err != nil {
-		return nil, fmt.Errorf("agent: allowed-endpoints: %w", err)
-	}
-	var ups []netip.AddrPort
-	if len(cfg.Upstreams) == 0 {
+	s := &cfg.Settings
+	ups := s.Upstreams
+	if len(ups) == 0 {
+		var err error
 		ups, err = resolver.SystemUpstreams(resolver.ResolvConf, resolver.ResolvedUpstreamsConf)
 		if err != nil {
 			return nil, fmt.Errorf("agent: %w", err)
 		}
 	}
-	for _, u := range cfg.Upstreams {
-		ap, err := resolver.ParseUpstream(u)
-		if err != nil {
-			return nil, fmt.Errorf("agent: upstream: %w", err)
-		}
-		ups = append(ups, ap)
-	}
 	return New(Config{
-		Policy:         policy.New(mode, eps, !cfg.NoRunnerEndpoints),
+		Policy:         policy.New(s.Mode, s.Endpoints, !s.NoRunnerEndpoints),
 		Upstreams:      ups,
 		ClientServers:  resolver.ParseResolvConfFile(resolver.ResolvConf),
 		JournalPath:    filepath.Join(cfg.StateDir, StateJournal),
 		Workspace:      cfg.Workspace,
-		FileMonitoring: cfg.FileMonitoring && cfg.Workspace != "",
+		FileMonitoring: s.FileMonitoring && cfg.Workspace != "",
 		// The Action starts before actions/checkout: its writes to the
 		// still empty workspace build the baseline (isCheckout).
-		DisableContainers: cfg.DisableContainers,
+		DisableContainers: s.DisableContainers,
 		Docker: dockergate.Config{Socket: cfg.DockerSocket, CLIs: cfg.DockerCLIs,
-			AllowFor: dockergate.AllowFor(cfg.AllowDockerFor), TrustedImage: cfg.DockerTrustedImage},
+			AllowFor: s.AllowDockerFor, TrustedImage: cfg.DockerTrustedImage},
 		SudoUser: cfg.SudoUser,
 		// The VM's /etc (the daemon runs chrooted to the VM's root).
 		WatchEtc: "/etc",

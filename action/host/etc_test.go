@@ -45,7 +45,7 @@ func TestDaemonWatchesEtc(t *testing.T) {
 	// disable-sudo's rename works as on a runner's one filesystem.
 	const dir = "/etc/hr-test-opt"
 	cj, _ := json.Marshal(host.Config{Dir: dir, NoSystemd: true, SudoUser: "nobody", Daemon: agent.DaemonConfig{
-		EgressPolicy: "block", AllowedEndpoints: "allowed.test:443", Upstreams: []string{"198.18.0.2:53"}}})
+		Settings: settingsForTest(t, "block", "allowed.test:443", false)}})
 	var stderr bytes.Buffer
 	inst := vm.Command(bin, "install", "--config-json", string(cj))
 	inst.Stderr = &stderr

@@ -67,7 +67,7 @@ func TestSupervisedAgentKilled(t *testing.T) {
 			state := filepath.Join(dir, "state")
 			const delay = 2 * time.Second
 			cj, _ := json.Marshal(host.Config{Dir: dir, NoSystemd: how == "detached", Daemon: agent.DaemonConfig{
-				EgressPolicy: "block", AllowedEndpoints: "allowed.test:443", Upstreams: []string{"198.18.0.2:53"},
+				Settings: settingsForTest(t, "block", "allowed.test:443", false),
 				RestartDelay: delay}})
 			var stderr bytes.Buffer
 			inst := vm.Command(bin, "install", "--config-json", string(cj))
@@ -238,7 +238,7 @@ func TestStopSignalWithoutRequest(t *testing.T) {
 	vm := fakevm.Start(t, n.Runner)
 	dir := filepath.Join(t.TempDir(), "opt")
 	cj, _ := json.Marshal(host.Config{Dir: dir, NoSystemd: true, Daemon: agent.DaemonConfig{
-		EgressPolicy: "block", AllowedEndpoints: "allowed.test:443", Upstreams: []string{"198.18.0.2:53"}}})
+		Settings: settingsForTest(t, "block", "allowed.test:443", false)}})
 	out, err := vm.Command(bin, "install", "--config-json", string(cj)).Output()
 	if err != nil {
 		t.Fatalf("install: %v", err)
