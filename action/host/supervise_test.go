@@ -67,7 +67,7 @@ func TestSupervisedAgentKilled(t *testing.T) {
 			state := filepath.Join(dir, "state")
 			const delay = 2 * time.Second
 			cj, _ := json.Marshal(host.Config{Dir: dir, NoSystemd: how == "detached", Daemon: agent.DaemonConfig{
-				Settings: settingsForTest(t, "block", "allowed.test:443", false),
+				Settings:     settingsForTest(t, "block", "allowed.test:443", false),
 				RestartDelay: delay}})
 			var stderr bytes.Buffer
 			inst := vm.Command(bin, "install", "--config-json", string(cj))
