@@ -12,7 +12,8 @@ import (
 
 // TestSupervise runs a stand-in daemon (a shell script) under Supervise:
 // one killed after it was ready is started again, with how it ended in
-// StateExit; one that exits 0 (a clean stop) or never got ready on its
+// StateExit, and so is one frozen (SIGSTOP: its heartbeat stops), which
+// the supervisor kills; one that exits 0 (a clean stop) or never got ready on its
 // first start is not; one that keeps dying is given up on.
 func TestSupervise(t *testing.T) {
 	for _, tc := range []struct {
@@ -24,6 +25,8 @@ func TestSupervise(t *testing.T) {
 	}{
 		{"killed once, then clean", `n=$(cat "$2" 2>/dev/null || echo 0); echo $((n+1)) > "$2"; touch "$1/ready"; [ "$n" -ge 1 ] && exit 0; kill -KILL $$`,
 			2, "", "killed by signal 9"},
+		{"frozen once, then clean", `n=$(cat "$2" 2>/dev/null || echo 0); echo $((n+1)) > "$2"; [ "$n" -ge 1 ] && exit 0; ` +
+			`echo "{\"pid\":$$}" > "$1/ready"; touch -d '-10 seconds' "$1/heartbeat"; kill -STOP $$`, 2, "", "frozen (SIGSTOP?)"},
 		{"clean stop", `echo 1 > "$2"; touch "$1/ready"; exit 0`, 1, "", ""},
 		{"never ready", `echo 1 > "$2"; exit 3`, 1, "did not start", ""},
 		{"keeps dying", `n=$(cat "$2" 2>/dev/null || echo 0); echo $((n+1)) > "$2"; touch "$1/ready"; exit 2`, 4, "died 4 times", "exit status 2"},
@@ -32,7 +35,7 @@ func TestSupervise(t *testing.T) {
 			dir := t.TempDir()
 			count := filepath.Join(dir, "count")
 			err := Supervise(t.Context(), SuperviseConfig{Argv: []string{"sh", "-c", tc.script, "daemon", dir, count},
-				StateDir: dir, Delay: time.Millisecond, MaxRestarts: 3})
+				StateDir: dir, Delay: time.Millisecond, MaxRestarts: 3, Watchdog: 200 * time.Millisecond})
 			if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
 				t.Errorf("Supervise: %v, want %q", err, tc.err)
 			}

@@ -235,6 +235,9 @@ func startSystemd(ctx context.Context, cfg Config, bin, conf, state string) erro
 		"--description=harden-runner agent", "-p", "KillMode=mixed", "-p", "TimeoutStopSec=30",
 		"-p", "Restart=always", "-p", fmt.Sprintf("RestartSec=%dms", delay.Milliseconds()),
 		"-p", "RestartPreventExitStatus=0", "-p", "StartLimitIntervalSec=60", "-p", "StartLimitBurst=10",
+		// Frozen (SIGSTOP) is dead too: no heartbeat for WatchdogTimeout.
+		"-p", "NotifyAccess=main", "-p", fmt.Sprintf("WatchdogSec=%dms", agent.WatchdogTimeout.Milliseconds()),
+		"-p", "WatchdogSignal=SIGKILL",
 		bin, "agent", "--config", conf)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: cfg.Root}
 	cmd.Dir = "/"
