@@ -232,7 +232,7 @@ func deadPredecessor(dir string) (*event.Gap, error) {
 	if _, err := os.Stat(filepath.Join(dir, StateJournal)); err != nil {
 		return nil, nil // it never got as far as a journal: nothing to resume
 	}
-	gap := &event.Gap{Reason: "unknown: no supervisor saw it end (systemd restarted it, or it was killed with its supervisor)"}
+	gap := &event.Gap{Reason: "unknown: no supervisor saw it end (it was killed with its supervisor?)"}
 	if st, err := os.Stat(filepath.Join(dir, StateHeartbeat)); err == nil {
 		gap.From = st.ModTime()
 	} else if st, err := os.Stat(filepath.Join(dir, StateJournal)); err == nil {

@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -86,8 +88,7 @@ func Supervise(ctx context.Context, cfg SuperviseConfig) error {
 		if frozen != "" {
 			x.Reason = frozen
 		}
-		b, _ := json.Marshal(x)
-		if werr := writeAtomic(filepath.Join(cfg.StateDir, StateExit), append(b, '\n')); werr != nil {
+		if werr := writeExit(cfg.StateDir, x); werr != nil {
 			cfg.Log.Warn("agent: supervise", "err", werr)
 		}
 		cfg.Log.Warn("agent: supervise: the daemon died; restarting it", "pid", x.Pid, "how", x.Reason)
@@ -156,4 +157,38 @@ func exitReason(ps *os.ProcessState) string {
 		return fmt.Sprintf("killed by signal %d (%v)", int(ws.Signal()), ws.Signal())
 	}
 	return fmt.Sprintf("exit status %d", ps.ExitCode())
+}
+
+func writeExit(dir string, x ExitRecord) error {
+	b, _ := json.Marshal(x)
+	return writeAtomic(filepath.Join(dir, StateExit), append(b, '\n'))
+}
+
+// RecordExit writes StateExit for the daemon whose pid file is in dir,
+// when it did not stop cleanly: how it ended (systemd's word, see
+// SystemdExitReason), for the gap its restarted successor reports.
+func RecordExit(dir, reason string) error {
+	if _, err := os.Stat(filepath.Join(dir, StateStopped)); err == nil {
+		return nil
+	}
+	b, err := os.ReadFile(filepath.Join(dir, StatePid))
+	if err != nil {
+		return nil // a clean stop removed it, or it never started
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return writeExit(dir, ExitRecord{Pid: pid, Time: time.Now().UTC(), Reason: reason})
+}
+
+// SystemdExitReason words systemd's SERVICE_RESULT, EXIT_CODE and
+// EXIT_STATUS (ExecStopPost's environment) as exitReason does.
+func SystemdExitReason(result, code, status string) string {
+	switch {
+	case result == "watchdog":
+		return "frozen (SIGSTOP?): no heartbeat for systemd's watchdog; killed by systemd"
+	case code == "killed" || code == "dumped":
+		return "killed by signal " + status + " (systemd restarted it)"
+	case code == "exited":
+		return "exit status " + status + " (systemd restarted it)"
+	}
+	return fmt.Sprintf("systemd: result %q, code %q, status %q", result, code, status)
 }

@@ -112,3 +112,39 @@ func TestDeadPredecessor(t *testing.T) {
 		t.Errorf("PID 1 taken for a live daemon: %v", err)
 	}
 }
+
+// TestSystemdExit: how the unit's ExecStopPost words systemd's account of
+// the daemon's end, and that it records nothing after a clean stop.
+func TestSystemdExit(t *testing.T) {
+	for _, tc := range []struct{ result, code, status, want string }{
+		{"signal", "killed", "KILL", "killed by signal KILL"},
+		{"watchdog", "killed", "KILL", "frozen (SIGSTOP?)"},
+		{"exit-code", "exited", "1", "exit status 1"},
+		{"", "", "", `systemd: result ""`},
+	} {
+		if got := SystemdExitReason(tc.result, tc.code, tc.status); !strings.Contains(got, tc.want) {
+			t.Errorf("SystemdExitReason(%q, %q, %q) = %q, want %q", tc.result, tc.code, tc.status, got, tc.want)
+		}
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, StatePid), []byte("4242\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := RecordExit(dir, "killed by signal KILL"); err != nil {
+		t.Fatal(err)
+	}
+	var x ExitRecord
+	if b, _ := os.ReadFile(filepath.Join(dir, StateExit)); json.Unmarshal(b, &x) != nil || x.Pid != 4242 || x.Reason != "killed by signal KILL" {
+		t.Errorf("exit record %+v", x)
+	}
+	clean := t.TempDir()
+	if err := os.WriteFile(filepath.Join(clean, StateStopped), []byte("ok\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := RecordExit(clean, "x"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(clean, StateExit)); err == nil {
+		t.Error("an exit record after a clean stop")
+	}
+}

@@ -238,6 +238,8 @@ func startSystemd(ctx context.Context, cfg Config, bin, conf, state string) erro
 		// Frozen (SIGSTOP) is dead too: no heartbeat for WatchdogTimeout.
 		"-p", "NotifyAccess=main", "-p", fmt.Sprintf("WatchdogSec=%dms", agent.WatchdogTimeout.Milliseconds()),
 		"-p", "WatchdogSignal=SIGKILL",
+		// How it ended, for the gap the restarted daemon reports.
+		"-p", "ExecStopPost=-"+bin+" agent-exited --config "+conf,
 		bin, "agent", "--config", conf)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: cfg.Root}
 	cmd.Dir = "/"
