@@ -157,6 +157,16 @@ func (f *fan) dirAppeared(s *fanSink, rel string, creator event.Process) {
 		if err := f.armGit(fd); err != nil {
 			f.log.Warn("filemon: mark new .git", "err", err)
 		}
+		// A reader that lagged behind the checkout (a loaded machine)
+		// marks .git after the index is written, and no event will say
+		// so: an index already there is taken as the writing of the
+		// process that made .git, which onIndex accepts only if it is
+		// the checkout's. The rebuild checks every tracked file against
+		// the index's blob ids.
+		var st unix.Stat_t
+		if unix.Fstatat(fd, "index", &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG {
+			f.onIndex(creator)
+		}
 	} else if f.dirs >= 0 {
 		if err := f.markDir(fd); err != nil {
 			f.log.Warn("filemon: mark new directory", "dir", rel, "err", err)
