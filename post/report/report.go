@@ -297,11 +297,11 @@ func Build(recs []event.Record, opt Options) *Report {
 		a.Start = &t
 		a.Attribution, a.AttributionReason = start.Attribution, start.AttributionReason
 		if a.Attribution == "procfs" {
-			a.Warnings = append(a.Warnings, Message{Component: "agent",
+			a.Warnings = append(a.Warnings, Message{Component: event.ComponentAgent,
 				Message: "processes are looked up after the fact (best effort: short-lived senders may go unnamed): " + a.AttributionReason})
 		}
 	} else {
-		a.Warnings = append(a.Warnings, Message{Component: "report",
+		a.Warnings = append(a.Warnings, Message{Component: event.ComponentReport,
 			Message: "the journal has no start record: the agent's settings are unknown"})
 	}
 	if starts > 1 {
@@ -319,16 +319,16 @@ func Build(recs []event.Record, opt Options) *Report {
 	dq := map[dnsKey]*dnsAgg{}    // aggregated DNS rows
 	var dnsRows []*dnsAgg         // in first-seen order
 	stats := map[event.Component]*Component{}
-	expected := map[event.Component]bool{"flowlog": true, "resolver": true}
+	expected := map[event.Component]bool{event.ComponentFlowlog: true, event.ComponentResolver: true}
 	if start != nil && start.FileMonitoring {
-		expected["filemon"] = true
+		expected[event.ComponentFilemon] = true
 	}
 
 	for i, rec := range recs {
 		switch {
 		case rec.Flow != nil:
 			f := rec.Flow
-			expected["flowlog"] = true
+			expected[event.ComponentFlowlog] = true
 			ip := normIP(f.IP)
 			domain := relayName(f)
 			if domain == "" {
@@ -357,7 +357,7 @@ func Build(recs []event.Record, opt Options) *Report {
 			egRows = append(egRows, e)
 		case rec.DNS != nil:
 			d := rec.DNS
-			expected["resolver"] = true
+			expected[event.ComponentResolver] = true
 			if d.Process.PID == 0 {
 				a.UnattributedEvents++
 			}
@@ -378,7 +378,7 @@ func Build(recs []event.Record, opt Options) *Report {
 			}
 		case rec.File != nil:
 			f := rec.File
-			expected["filemon"] = true
+			expected[event.ComponentFilemon] = true
 			if f.Process.PID == 0 {
 				a.UnattributedEvents++
 			}
@@ -390,16 +390,16 @@ func Build(recs []event.Record, opt Options) *Report {
 				Process: st.Process, Time: st.Time})
 		case rec.Exec != nil:
 			e := rec.Exec
-			expected["privmon"] = true
+			expected[event.ComponentPrivmon] = true
 			r.Privileged = append(r.Privileged, Privileged{Program: e.Program, Process: e.Process, Time: e.Time,
 				Verdict: e.Verdict, Detail: e.Detail})
 		case rec.Note != nil:
 			n := rec.Note
 			m := Message{Time: n.Time, Component: n.Component, Message: n.Message, Tamper: n.Tamper, Process: n.Process}
 			switch n.Level {
-			case "error":
+			case event.LevelError:
 				a.Errors = append(a.Errors, m)
-			case "info":
+			case event.LevelInfo:
 				a.Info = append(a.Info, m)
 			default: // warning, or a level this version does not know
 				a.Warnings = append(a.Warnings, m)
@@ -435,18 +435,18 @@ func Build(recs []event.Record, opt Options) *Report {
 	a.Journal = opt.Journal
 	a.Journal.Snapshot = a.Snapshot != nil
 	if a.Snapshot != nil {
-		a.Info = append(a.Info, Message{Component: "report",
+		a.Info = append(a.Info, Message{Component: event.ComponentReport,
 			Message: "the journal is a snapshot taken while the agent went on enforcing: events after it are not in this report, and components report their counts (lost events among them) only when they stop"})
 	} else if !a.StoppedCleanly {
-		a.Warnings = append(a.Warnings, Message{Component: "report",
+		a.Warnings = append(a.Warnings, Message{Component: event.ComponentReport,
 			Message: "agent did not stop cleanly: events from its last moments may be missing"})
 	}
 	if opt.JournalBadLines > 0 {
-		a.Warnings = append(a.Warnings, Message{Component: "report",
+		a.Warnings = append(a.Warnings, Message{Component: event.ComponentReport,
 			Message: "the journal has unreadable lines (see journal_bad_lines); their events are missing"})
 	}
 	if a.UnknownRecords > 0 {
-		a.Warnings = append(a.Warnings, Message{Component: "report",
+		a.Warnings = append(a.Warnings, Message{Component: event.ComponentReport,
 			Message: "the journal has records this report version does not understand (see unknown_records)"})
 	}
 	for name := range stats {
