@@ -128,16 +128,26 @@ func Find() (Identity, error) {
 	return Identity{}, fmt.Errorf("%w: pids %v", ErrAmbiguous, cands)
 }
 
-// Candidates returns the pids Find chooses from.
+// Candidates returns the pids Find chooses from: those in the caller's
+// own PID namespace (the runner's steps and this Action's agent share
+// the VM's; a container's or a nested namespace's lookalike is not the
+// runner, and would only make Find ambiguous).
 func Candidates() ([]int, error) {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil, fmt.Errorf("runnerid: %w", err)
 	}
+	own, err := os.Readlink("/proc/self/ns/pid")
+	if err != nil {
+		return nil, fmt.Errorf("runnerid: own PID namespace: %w", err)
+	}
 	var out []int
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
+			continue
+		}
+		if ns, err := os.Readlink("/proc/" + e.Name() + "/ns/pid"); err != nil || ns != own {
 			continue
 		}
 		if isWorker(pid) {

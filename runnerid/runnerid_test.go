@@ -144,3 +144,38 @@ func FuzzParseStat(f *testing.F) {
 		}
 	})
 }
+
+// TestCandidatesOwnPIDNamespace: a stand-in runner in another PID
+// namespace (a container's, a nested VM's) is not a candidate: the
+// runner shares the agent's namespace, and a lookalike elsewhere would
+// only make Find ambiguous.
+func TestCandidatesOwnPIDNamespace(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: reads other users' /proc/PID/exe, unshare")
+	}
+	r := fakerunner.Start(t, fakerunner.TempDir(t), func(argv ...string) *exec.Cmd {
+		return exec.Command("unshare", append([]string{"--pid", "--fork", "--kill-child", "--"}, argv...)...)
+	})
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The Worker runs (r answered), so it is in /proc: find it by its file.
+	var there []int
+	for _, e := range ents {
+		if exe, err := os.Readlink("/proc/" + e.Name() + "/exe"); err == nil && exe == r.Worker {
+			pid, _ := strconv.Atoi(e.Name())
+			there = append(there, pid)
+		}
+	}
+	if len(there) != 1 {
+		t.Fatalf("the stand-in Worker in its own PID namespace: pids %v, want one", there)
+	}
+	cands, err := runnerid.Candidates()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(cands, there[0]) {
+		t.Errorf("candidates %v hold %d, a Worker in another PID namespace", cands, there[0])
+	}
+}

@@ -86,6 +86,17 @@ func (r *Runner) Run(script string) (string, error) {
 	return r.run("sh -c " + quote(script))
 }
 
+// Go has the Worker start script (sh -c script) in a direct child in the
+// background, as it starts a step, and returns once it is started. The
+// child's parent stays the Worker until it exits; script's own commands
+// keep the shell as their parent while it waits for them (unlike
+// Run("cmd &"), whose shell exits at once and leaves cmd re-parented).
+// script's output goes nowhere: it redirects its own.
+func (r *Runner) Go(script string) error {
+	_, err := r.run("sh -c " + quote(script) + " < /dev/null > /dev/null 2>&1 &")
+	return err
+}
+
 // Exec has the Worker itself fork and exec argv (as it runs its docker
 // commands): the child's parent is the Worker, and until the exec it runs
 // the Worker's image.
