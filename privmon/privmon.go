@@ -126,7 +126,7 @@ func (m *Monitor) Close() error {
 		}
 		m.closeErr = m.f.Close()
 		m.wg.Wait()
-		m.cfg.Emit(event.Record{Stats: &event.Stats{Component: "privmon", Events: m.events.Load(), Unattributed: m.unknown.Load()}})
+		m.cfg.Emit(event.Record{Stats: &event.Stats{Component: event.ComponentPrivmon, Events: m.events.Load(), Unattributed: m.unknown.Load()}})
 	})
 	return m.closeErr
 }

@@ -190,9 +190,9 @@ func (r *Relay) Close() error {
 	}
 	r.mu.Unlock()
 	r.wg.Wait()
-	r.cfg.Emit(event.Record{Stats: &event.Stats{Component: "relay", Events: r.conns.Load()}})
+	r.cfg.Emit(event.Record{Stats: &event.Stats{Component: event.ComponentRelay, Events: r.conns.Load()}})
 	if n := r.timeouts.Load(); n > 0 {
-		r.cfg.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "relay", Level: "info",
+		r.cfg.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: event.ComponentRelay, Level: event.LevelInfo,
 			Message: fmt.Sprintf("%d connections sent nothing within %v and were closed", n, r.cfg.FirstBytesTimeout)}})
 	}
 	return errors.Join(errs...)
