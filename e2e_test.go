@@ -49,6 +49,8 @@ func goClient(mode string, args []string) int {
 	switch mode {
 	case "tcpflood": // see e2e_scale_test.go
 		return tcpFlood(args)
+	case "markdial": // see e2e_mark_test.go
+		return markDial(args)
 	case "dial":
 		// A TLS handshake, as a real client's first bytes: a connection
 		// closed the moment it opens may be gone before the relay can ask

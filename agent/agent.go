@@ -70,9 +70,15 @@ type Config struct {
 	// there (disable-sudo).
 	WatchEtc string
 	// SudoUser, when set, is the runner's user whose sudo rights
-	// disable-sudo took: a rule for it put back is an error (sudowatch).
+	// disable-sudo took: a rule for it put back is an error (in the /etc
+	// watch's line for the change, or by sudowatch without WatchEtc).
 	SudoUser string
-	Log      *slog.Logger
+	// Resume, when set, says this agent takes over from one that died
+	// during the job: it appends to the journal, keeps the addresses the
+	// dead one's table allowed (firewall.Config.Takeover), and writes
+	// Resume as a Gap record, To set, once it enforces again.
+	Resume *event.Gap
+	Log    *slog.Logger
 }
 
 // Agent runs the components. Start once, Stop once (Stop is safe to repeat).
@@ -135,7 +141,11 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 			_ = a.teardown()
 		}
 	}()
-	a.journal, err = journal.Create(a.cfg.JournalPath)
+	if a.cfg.Resume != nil {
+		a.journal, err = journal.Append(a.cfg.JournalPath)
+	} else {
+		a.journal, err = journal.Create(a.cfg.JournalPath)
+	}
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
@@ -194,6 +204,7 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 		Upstreams:    a.cfg.Upstreams,
 		Preexisting:  preexisting(emit),
 		DHCPServers:  dhcpServers(),
+		Takeover:     a.cfg.Resume != nil,
 		Log:          a.log,
 	})
 	if err != nil {
@@ -249,6 +260,11 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	if err = a.startGuard(ctx, emit); err != nil {
 		return err
 	}
+	if a.cfg.Resume != nil {
+		gap := *a.cfg.Resume
+		gap.To = time.Now()
+		emit(event.Record{Gap: &gap})
+	}
 	a.flushHostDNSCache(emit)
 	// Privilege use is reported, not enforced: a machine without fanotify
 	// or without any of the programs only loses that section.
@@ -260,8 +276,9 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 			a.priv = m
 		}
 	}
-	if a.cfg.SudoUser != "" {
-		// Before the helper takes the rights: their return is what is watched.
+	if a.cfg.SudoUser != "" && a.etc == nil {
+		// Without the /etc watch (which says it in its one line per
+		// change): only the rights' return is watched.
 		if a.sudo, err = sudowatch.New(sudowatch.Config{User: a.cfg.SudoUser, Emit: emit, Log: a.log}); err != nil {
 			return fmt.Errorf("agent: %w", err)
 		}
@@ -372,7 +389,18 @@ func (a *Agent) startGuard(ctx context.Context, emit event.Emit) error {
 	}
 	if a.cfg.WatchEtc != "" {
 		// Reported, not enforced: a machine without fanotify only loses this.
-		f, err := guard.WatchFiles(ctx, guard.FilesConfig{Root: a.cfg.WatchEtc, Emit: emit, Process: proc.Info, Log: a.log})
+		var explain func(string) string
+		if user := a.cfg.SudoUser; user != "" {
+			etc := a.cfg.WatchEtc
+			explain = func(rel string) string {
+				if sudowatch.EtcGrants(etc, rel, user) {
+					return fmt.Sprintf("; it gives %s sudo rights again after disable-sudo", user)
+				}
+				return ""
+			}
+		}
+		f, err := guard.WatchFiles(ctx, guard.FilesConfig{Root: a.cfg.WatchEtc, Emit: emit, Process: proc.Info,
+			Explain: explain, Log: a.log})
 		if err != nil {
 			emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "guard", Level: "warning",
 				Message: "changes of resolv.conf, hosts and sudoers are not watched: " + err.Error()}})
@@ -418,8 +446,17 @@ func preexisting(emit event.Emit) []firewall.Conn {
 
 // startFiles takes the workspace baseline and starts watching it.
 func (a *Agent) startFiles(ctx context.Context, emit event.Emit) error {
+	var procs procTable // nil, not a nil *lineage.Tracker
+	if a.lineage != nil {
+		procs = a.lineage
+	}
+	// With the kernel's process table a writer is named after it exits
+	// (measured: rm, mv, sed -i, truncate 100 of 100 each), so no open of
+	// a workspace file needs to wait for us: the open gate is only the
+	// fallback for attribution from /proc.
 	m, err := filemon.New(filemon.Config{Root: a.cfg.Workspace, Emit: emit, Process: a.finder.Info, Log: a.log,
-		Checkout: func(p event.Process) bool { return isCheckout(p, a.runnerPID) }})
+		NoOpenGate: a.lineage != nil,
+		Checkout:   func(p event.Process) bool { return isCheckout(p, a.runnerPID, procs) }})
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
@@ -555,7 +592,20 @@ func (a *Agent) Snapshot() (int64, error) {
 	if a.journal == nil || a.stopped {
 		return 0, errors.New("agent: snapshot: the agent is not running")
 	}
+	for _, st := range a.liveStats() {
+		st.Live = true
+		a.journal.Emit(event.Record{Stats: &st})
+	}
 	return a.journal.Snapshot(event.Record{Snapshot: &event.Snapshot{Time: time.Now()}})
+}
+
+// Alert writes a tamper error into the journal: something switched our
+// enforcement off or tried to (see event.Note's Tamper).
+func (a *Agent) Alert(component event.Component, message string) {
+	if a.journal != nil && !a.stopped {
+		a.journal.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: component, Level: event.LevelError,
+			Message: message, Tamper: true}})
+	}
 }
 
 // Note writes a note into the journal from outside the agent's
@@ -564,4 +614,35 @@ func (a *Agent) Note(component event.Component, level event.Level, message strin
 	if a.journal != nil && !a.stopped {
 		a.journal.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: component, Level: level, Message: message}})
 	}
+}
+
+// liveStats are the running components' counts, for a snapshot: the
+// report of a journal that ends there (the agent goes on enforcing) then
+// knows what was lost so far instead of nothing.
+func (a *Agent) liveStats() []event.Stats {
+	var out []event.Stats
+	if a.flows != nil {
+		out = append(out, a.flows.Stats())
+	}
+	if a.gate != nil {
+		out = append(out, a.gate.Stats())
+	}
+	if a.res != nil {
+		out = append(out, a.res.Stats())
+	}
+	if a.relay != nil {
+		out = append(out, a.relay.Stats())
+	}
+	if a.priv != nil {
+		out = append(out, a.priv.Stats())
+	}
+	if a.files != nil {
+		out = append(out, a.files.Stats())
+	}
+	if a.lineage != nil {
+		st := a.lineage.Stats()
+		out = append(out, event.Stats{Component: "lineage", Events: st.Events, Lost: st.Lost})
+	}
+	_, failed := a.journal.Counts()
+	return append(out, event.Stats{Component: "journal", Lost: failed})
 }

@@ -3,8 +3,10 @@ package agent
 import (
 	"path"
 	"regexp"
+	"time"
 
 	"github.com/harden-runner/harden-runner/event"
+	"github.com/harden-runner/harden-runner/lineage"
 	"github.com/harden-runner/harden-runner/runnerstep"
 )
 
@@ -13,15 +15,42 @@ import (
 // the command line.
 var checkoutEntry = regexp.MustCompile(`^\S*/node\S* \S*/_actions/actions/checkout/[^/\s]+/dist/index\.js$`)
 
+// procTable is what isCheckout asks the kernel's process table (a started
+// *lineage.Tracker).
+type procTable interface {
+	Process(pid int, at uint64, wait time.Duration) (lineage.Proc, bool)
+}
+
 // isCheckout says whether p runs under the actions/checkout step: its
 // writes build the file monitor's baseline (filemon.Config.Checkout). The
-// step is known by its root process, the runner's child, running node on
-// checkout's entry point. A step cannot make itself the runner's child, but
-// a run: step's root could exec node on that file; it would then run the
-// real checkout, whose writes are what the repository's HEAD says.
-// The runner is the pinned Runner.Worker's pid (runnerid): a copy of a
-// program named Runner.Worker makes no step roots.
-func isCheckout(p event.Process, runner int) bool {
+// runner is the pinned Runner.Worker's pid (runnerid); the step's root is
+// its child (runnerstep.RootOf).
+//
+// The root's command line decides, but only as the kernel's process table
+// recorded it when the root was made: a process the runner itself made
+// (its maker, not merely its parent: CLONE_PARENT makes a sibling look like
+// the runner's child) that has run exactly one program since, so the
+// runner chose that program and its arguments. A run: step's root that
+// execs node on a copy of checkout's entry point (`exec -a`, a file of its
+// own under some _actions/actions/checkout/ path, NODE_OPTIONS) has run a
+// second program; a node that rewrites its own command line
+// (process.title) changes /proc, not the table. Without the table (no
+// eBPF) nothing is the checkout: a step could forge all that /proc says,
+// so the baseline is the workspace at start and the summary says what was
+// not covered. What the runner hands the checkout (the action's files,
+// the environment earlier steps set with GITHUB_ENV) is trusted: a step
+// that ran before the checkout could have changed the checkout itself.
+func isCheckout(p event.Process, runner int, procs procTable) bool {
+	if procs == nil {
+		return false
+	}
 	root, ok := runnerstep.RootOf(p, runner)
-	return ok && path.Base(root.Exe) == "node" && checkoutEntry.MatchString(root.Cmdline)
+	if !ok {
+		return false
+	}
+	lp, ok := procs.Process(root.PID, 0, 0)
+	if !ok || !lp.Forked || lp.PPID != runner || lp.Execs != 1 {
+		return false
+	}
+	return path.Base(lp.Exe) == "node" && checkoutEntry.MatchString(lp.Cmdline)
 }

@@ -25,6 +25,10 @@ func (r *recorder) steers() []event.Steer {
 func TestSteeringFiles(t *testing.T) {
 	needRoot(t)
 	origin := originForTest(t)
+	// As the agent runs the monitor: the checkout is recognised only with
+	// the kernel's process table (agent.isCheckout), which also names a git
+	// init that exited before a lagging reader saw .git appear.
+	fromTable := lineageFinderForTest(t)
 	for _, tc := range []struct {
 		script string
 		path   string
@@ -48,7 +52,7 @@ func TestSteeringFiles(t *testing.T) {
 	} {
 		t.Run(tc.path, func(t *testing.T) {
 			root := treeForTest(t, nil)
-			m, rec := startForTest(t, Config{Root: root, Checkout: isFakeCheckout})
+			m, rec := startForTest(t, Config{Root: root, Checkout: isFakeCheckout, NoOpenGate: true, Process: fromTable})
 			checkout(t, root, "git init -q; git remote add origin "+origin+"; git fetch -q origin +refs/heads/main:refs/remotes/origin/main; git checkout -q --force -B main refs/remotes/origin/main")
 			waitRebuilt(t, m, 1)
 			workload(t, root, "sh", "-c", tc.script)

@@ -118,6 +118,10 @@ type tracker struct {
 	// Monitor.rebase): it is treated as if a checkout fact named it.
 	drop func(path string) bool
 	last map[int32]sizeTime // size and mtime of baseline files when last seen through fanotify
+	// decided is each path's state when it was last resolved: a later
+	// pending with no named fact that finds the same state has nothing new
+	// to say (see resolve).
+	decided map[int32]pathState
 
 	events, unattributed atomic.Uint64
 }
@@ -135,7 +139,14 @@ func newTracker(base *baseline, emit event.Emit, reported *reportedSet) *tracker
 		pend:     make(map[int32]*pending),
 		reported: reported,
 		last:     make(map[int32]sizeTime),
+		decided:  make(map[int32]pathState),
 	}
+}
+
+// pathState is what a stat of a baseline path found: gone (!exists), or st.
+type pathState struct {
+	exists bool
+	st     fileStat
 }
 
 type sizeTime struct{ size, mtime int64 }
@@ -311,9 +322,23 @@ func (t *tracker) resolve(idx int32, p *pending, now time.Time, all bool) {
 		t.mu.Unlock()
 		return
 	}
+	state := pathState{exists: ok}
+	if ok {
+		state.st = st
+	}
 	t.mu.Lock()
 	drop := t.drop
+	prev, decidedBefore := t.decided[idx]
+	t.decided[idx] = state
 	t.mu.Unlock()
+	if decidedBefore && prev == state && !p.named && !p.checkout {
+		// The path is as it was when it was last decided, and nothing
+		// named a process since: these are late pid-less copies of what
+		// was decided then (inotify's events for a change fanotify
+		// reported, a rescan finding the same difference from the
+		// baseline again), not a new change.
+		return
+	}
 	if p.checkout || (drop != nil && drop(b.path)) {
 		// The checkout wrote the path: what it did is the baseline, and
 		// so are the changes seen without a pid (most likely its own).

@@ -136,6 +136,88 @@ func TestTrackerOnce(t *testing.T) {
 	}
 }
 
+// TestTrackerLateCopies: what settles first and what arrives after it
+// in either order, the race that made TestTamper flaky under load. A
+// change decided once is not decided again from inotify's late pid-less
+// copy of it, nor from the final rescan that finds the same difference
+// from the baseline; a change made after it still is.
+func TestTrackerLateCopies(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// first is the named change; late what arrives after it settled.
+		first, late func(tr *tracker, idx int32, now time.Time)
+		// size is the file's size after first (0: gone); after changes
+		// the path again before late, or is nil.
+		size  int64
+		after func(st *fileStat, exists *bool)
+		want  []event.FileOp
+	}{
+		{"rename, then the rescan finds the path gone",
+			func(tr *tracker, idx int32, now time.Time) {
+				tr.add(idx, factAway, event.Process{PID: 5, Exe: "/bin/mv"}, now, -1)
+			},
+			func(tr *tracker, idx int32, now time.Time) { tr.touch(idx) },
+			0, nil, []event.FileOp{event.Rename}},
+		{"shorter rewrite, then inotify's copy of its truncation",
+			func(tr *tracker, idx int32, now time.Time) {
+				tr.add(idx, factWrite, event.Process{PID: 5, Exe: "/bin/sh"}, now, 2)
+			},
+			func(tr *tracker, idx int32, now time.Time) {
+				tr.add(idx, factChanged, event.Process{Unknown: "inotify"}, now, 2)
+			},
+			2, nil, []event.FileOp{event.Overwrite}},
+		{"shorter rewrite, then the rescan",
+			func(tr *tracker, idx int32, now time.Time) {
+				tr.add(idx, factWrite, event.Process{PID: 5, Exe: "/bin/sh"}, now, 2)
+			},
+			func(tr *tracker, idx int32, now time.Time) { tr.touch(idx) },
+			2, nil, []event.FileOp{event.Overwrite}},
+		{"rewrite, then a truncation by path that only inotify sees",
+			func(tr *tracker, idx int32, now time.Time) {
+				tr.add(idx, factWrite, event.Process{PID: 5, Exe: "/bin/sh"}, now, 20)
+			},
+			func(tr *tracker, idx int32, now time.Time) {
+				tr.add(idx, factChanged, event.Process{Unknown: "inotify"}, now, 1)
+			},
+			20, func(st *fileStat, _ *bool) { st.size, st.mtime = 1, 3 }, []event.FileOp{event.Overwrite, event.Truncate}},
+		{"rewrite, then deleted without a named event",
+			func(tr *tracker, idx int32, now time.Time) {
+				tr.add(idx, factWrite, event.Process{PID: 5, Exe: "/bin/sh"}, now, 20)
+			},
+			func(tr *tracker, idx int32, now time.Time) { tr.touch(idx) },
+			20, func(_ *fileStat, exists *bool) { *exists = false }, []event.FileOp{event.Overwrite, event.Delete}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			base := &baseline{root: "/w", entries: []entry{
+				{path: "", mode: modeDir, blob: -1},
+				{path: "a", dev: 1, ino: 2, size: 10, mtime: 1, mode: modeReg, blob: -1},
+			}}
+			base.build(nil)
+			st := fileStat{dev: 1, ino: 2, size: tc.size, mtime: 2, mode: modeReg}
+			exists := tc.size > 0
+			var got []event.FileOp
+			tr := newTracker(base, func(r event.Record) { got = append(got, r.File.Event) }, nil)
+			tr.statPath = func(int32) (fileStat, bool) { return st, exists }
+			tr.sameContent = func(int32) bool { return false }
+			now := time.Unix(1000, 0)
+			tr.now = func() time.Time { return now }
+			tr.naming = true
+			idx := base.byPath["a"]
+			tc.first(tr, idx, now)
+			now = now.Add(tr.settle)
+			tr.settleDue(false)
+			if tc.after != nil {
+				tc.after(&st, &exists)
+			}
+			tc.late(tr, idx, now)
+			tr.settleDue(true)
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Errorf("reported %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
 func TestFilesUnder(t *testing.T) {
 	base := &baseline{root: "/w"}
 	for _, p := range []string{"", "a", "a/x", "a/y", "a/y/z", "a.txt", "ab", "b"} {

@@ -55,6 +55,13 @@ type Proc struct {
 	// Seeded is true for processes read from /proc at Start (they were
 	// running before the tracepoints were attached).
 	Seeded bool
+	// Forked is true when the table saw the process being made: PPID is
+	// then the process that made it (not a sibling that made it with
+	// CLONE_PARENT), and Execs counts the programs it has run since. A
+	// process that exec'd once after its fork runs what its maker chose:
+	// its command line is its maker's, not one it set itself.
+	Forked bool
+	Execs  int
 }
 
 // Owner is the process that made a socket, or last connected or sent on it.

@@ -46,7 +46,11 @@ func (t *table) exec(p Proc) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if cur := t.find(p.PID, p.Start); cur != nil && cur.Start == p.Start && !cur.Exited {
-		cur.Exe, cur.Cmdline, cur.UID, cur.Cgroup, cur.PPID = p.Exe, p.Cmdline, p.UID, p.Cgroup, p.PPID
+		cur.Exe, cur.Cmdline, cur.UID, cur.Cgroup = p.Exe, p.Cmdline, p.UID, p.Cgroup
+		if !cur.Forked {
+			cur.PPID = p.PPID // else its maker stays its parent
+		}
+		cur.Execs++
 		cur.Seeded = false
 	} else {
 		t.add(p)
@@ -60,6 +64,7 @@ func (t *table) fork(p Proc) {
 	if par := t.find(p.PPID, p.Start); par != nil {
 		p.Exe, p.Cmdline = par.Exe, par.Cmdline
 	}
+	p.Forked, p.Execs = true, 0
 	t.add(p)
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/harden-runner/harden-runner/internal/testnet"
+	"golang.org/x/sys/unix"
 )
 
 // startForTest starts a Tracker for the test, or skips when the kernel
@@ -198,5 +199,47 @@ func TestSpawnedAndExited(t *testing.T) {
 		if p.Exe != "/usr/bin/true" || p.Cmdline != "/usr/bin/true "+arg || p.PPID != os.Getpid() {
 			t.Fatalf("pid %d (lived %v): %+v; want /usr/bin/true %s, parent %d", cmd.Process.Pid, took, p, arg, os.Getpid())
 		}
+	}
+}
+
+// TestMakerNotSibling: a process made with CLONE_PARENT (a sibling of its
+// maker, a child of its maker's parent) has its maker as PPID, so a step
+// cannot make a process that looks started by the runner; Execs counts
+// the programs run since the fork, so a process that exec'd again is told
+// from one that runs what its maker chose.
+func TestMakerNotSibling(t *testing.T) {
+	tr := startForTest(t)
+	if _, err := exec.LookPath("perl"); err != nil {
+		t.Skip("needs perl for a raw clone(2)")
+	}
+	// clone(CLONE_PARENT|SIGCHLD) with no new stack is fork(2) but for
+	// the parent; the child runs true, the maker prints the child's pid.
+	maker := exec.Command("perl", "-e", `my $p = syscall(56, 0x8000|17, 0, 0, 0, 0); if ($p == 0) { exec "/usr/bin/true", "sibling-marker"; exit 1 } print $p;`)
+	out, err := maker.Output()
+	if err != nil {
+		t.Fatalf("perl: %v", err)
+	}
+	var pid int
+	if _, err := fmt.Sscan(string(out), &pid); err != nil || pid <= 0 {
+		t.Fatalf("perl printed %q", out)
+	}
+	// The sibling is the test process's child: reap it.
+	var ws unix.WaitStatus
+	_, _ = unix.Wait4(pid, &ws, 0, nil)
+	p, ok := tr.Process(pid, 0, 10*time.Second)
+	if !ok || p.Cmdline != "/usr/bin/true sibling-marker" {
+		t.Fatalf("pid %d: %+v, %v (stats %+v)", pid, p, ok, tr.Stats())
+	}
+	if p.PPID != maker.Process.Pid || !p.Forked || p.Execs != 1 {
+		t.Errorf("sibling: PPID %d Forked %v Execs %d; want its maker %d (not %d), true, 1", p.PPID, p.Forked, p.Execs, maker.Process.Pid, os.Getpid())
+	}
+
+	twice := exec.Command("sh", "-c", "exec /usr/bin/true twice-marker")
+	if err := twice.Run(); err != nil {
+		t.Fatal(err)
+	}
+	p, ok = tr.Process(twice.Process.Pid, 0, 10*time.Second)
+	if !ok || p.Cmdline != "/usr/bin/true twice-marker" || p.PPID != os.Getpid() || !p.Forked || p.Execs != 2 {
+		t.Errorf("sh exec'ing true: %+v, %v; want its second program, parent %d, Forked, Execs 2", p, ok, os.Getpid())
 	}
 }

@@ -215,7 +215,8 @@ func TestInstallWithSystemd(t *testing.T) {
 	}
 }
 
-// TestStopAfterKill: an agent killed during the job makes host-stop fail.
+// TestStopAfterKill: an agent killed during the job together with its
+// supervisor (so nothing starts it again) makes host-stop fail.
 func TestStopAfterKill(t *testing.T) {
 	testnet.Skip(t, "dnsmasq", "nsenter")
 	n := testnet.New(t)
@@ -233,8 +234,9 @@ func TestStopAfterKill(t *testing.T) {
 	if err := json.Unmarshal(out, &res); err != nil || res.Pid == 0 {
 		t.Fatalf("install result %q: %v", out, err)
 	}
-	// res.Pid is a pid of the VM's PID namespace: kill it from inside.
-	if out, err := vm.Command("kill", "-KILL", itoa(res.Pid)).CombinedOutput(); err != nil {
+	// res.Pid is a pid of the VM's PID namespace: kill it from inside,
+	// its supervisor (its parent) first.
+	if out, err := vm.Command("sh", "-c", `kill -KILL $(cut -d' ' -f4 /proc/$1/stat) && kill -KILL $1`, "kill", itoa(res.Pid)).CombinedOutput(); err != nil {
 		t.Fatalf("kill: %v %s", err, out)
 	}
 	for i := 0; i < 200; i++ {

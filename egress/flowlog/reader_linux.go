@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -77,6 +78,8 @@ type lookup struct {
 	proto    string // as Owner takes it (packet.OwnerProto)
 	src, dst netip.AddrPort
 	uid      int // -1 if the kernel did not say
+	// marked: logged under MarkedPrefix; dropped if the socket is ours.
+	marked bool
 }
 
 // owner is the lookup for a flow: the container's for a forwarded one.
@@ -183,12 +186,8 @@ func (r *Reader) Close() error {
 				Message: fmt.Sprintf("the packet log's receive buffer overflowed %d times: %d new flows were not reported", n, r.lost.Load()),
 			}})
 		}
-		r.cfg.Emit(event.Record{Stats: &event.Stats{
-			Component:    "flowlog",
-			Events:       r.events.Load(),
-			Lost:         r.lost.Load(),
-			Unattributed: r.unattributed.Load(),
-		}})
+		st := r.Stats()
+		r.cfg.Emit(event.Record{Stats: &st})
 	})
 	return r.closeErr
 }
@@ -210,6 +209,10 @@ func (r *Reader) hook(a nflog.Attribute) int {
 		return 0
 	}
 	v, fwd, ok := ParsePrefix(*a.Prefix)
+	marked := !ok && *a.Prefix == MarkedPrefix
+	if marked {
+		v, ok = event.Audit, true
+	}
 	if !ok {
 		return 0 // another rule's packet on our group
 	}
@@ -237,6 +240,9 @@ func (r *Reader) hook(a nflog.Attribute) int {
 		Verdict:  v,
 		Forward:  fwd,
 	}
+	if marked {
+		f.Reason = ReasonMarked
+	}
 	uid := -1
 	if a.UID != nil {
 		uid = int(*a.UID)
@@ -258,7 +264,7 @@ func (r *Reader) hook(a nflog.Attribute) int {
 		f.Process.Unknown = UnknownNoLookup
 	default:
 		select {
-		case r.queue <- lookup{flow: f, proto: oproto, src: pkt.Src, dst: pkt.Dst, uid: uid}:
+		case r.queue <- lookup{flow: f, proto: oproto, src: pkt.Src, dst: pkt.Dst, uid: uid, marked: marked}:
 			return 0
 		default:
 			f.Process.Unknown = UnknownQueueFull
@@ -274,8 +280,12 @@ func (r *Reader) hook(a nflog.Attribute) int {
 // work runs owner lookups until Close.
 func (r *Reader) work() {
 	defer r.workers.Done()
+	self := os.Getpid()
 	for l := range r.queue {
 		p := r.owner(l)
+		if l.marked && p.PID == self {
+			continue // the relay's own connection: it records the flow itself
+		}
 		if p.PID == 0 && l.uid >= 0 {
 			p.UID = l.uid // the kernel knows the socket's uid even when we lost the pid
 		}
@@ -343,4 +353,12 @@ func (l nflogLogger) Debugf(format string, args ...any) {
 
 func (l nflogLogger) Errorf(format string, args ...any) {
 	l.log.Debug("flowlog: nflog: " + fmt.Sprintf(format, args...))
+}
+
+// Stats returns the reader's counts so far (what Close emits): flows
+// logged, lost (NFLOG overflows, packets it could not parse) and without
+// a process. Safe for concurrent use.
+func (r *Reader) Stats() event.Stats {
+	return event.Stats{Component: "flowlog", Events: r.events.Load(), Lost: r.lost.Load() + r.pending.Load(),
+		Unattributed: r.unattributed.Load()}
 }

@@ -691,3 +691,10 @@ func (r *Resolver) Addrs() []net.Addr {
 	}
 	return out
 }
+
+// Stats returns the resolver's counts so far, for a snapshot while it
+// runs: queries and those without a process (queries still in flight are
+// counted as lost only by Close). Safe for concurrent use.
+func (r *Resolver) Stats() event.Stats {
+	return event.Stats{Component: "resolver", Events: r.queries.Load(), Unattributed: r.unattributed.Load()}
+}

@@ -152,6 +152,10 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 		return 0;
 	}
 	fill_task(t, LIN_FORK, child);
+	/* The creator, not the real parent: they differ under CLONE_PARENT,
+	 * with which a process makes a sibling, a child of its own parent. A
+	 * step must not make a process that looks started by the runner. */
+	t->ppid = BPF_CORE_READ(parent, tgid);
 	count(LIN_PRODUCED);
 	bpf_ringbuf_submit(t, 0);
 	return 0;

@@ -25,7 +25,7 @@ enum lin_kind {
 struct lin_task {
 	__u32 kind;   /* enum lin_kind */
 	__u32 tgid;   /* global (initial pid namespace) */
-	__u32 ppid;   /* real parent's tgid */
+	__u32 ppid;   /* real parent's tgid; for LIN_FORK the creator's (CLONE_PARENT) */
 	__u32 uid;
 	__u64 ktime;  /* CLOCK_MONOTONIC ns of the event */
 	__u64 start;  /* task start_time (monotonic ns): pid + start name one process */

@@ -125,8 +125,12 @@ func (r *Report) writeHead(w *mdWriter) {
 	w.put("## 🛡️ harden-runner (" + mode + "): " + strings.Join(parts, ", ") + "\n\n")
 	a := r.Agent
 	if a.Snapshot != nil {
+		counts := "nor counts of lost events (components count them when they stop)"
+		if a.Lost.Total.Known {
+			counts = "and the counts of lost events are as of the snapshot"
+		}
 		w.put("> ℹ️ The agent still enforces until the VM is discarded: this report is a snapshot of its journal at " +
-			a.Snapshot.UTC().Format("15:04:05") + " UTC; events after the snapshot are not in it, nor counts of lost events (components count them when they stop).\n\n")
+			a.Snapshot.UTC().Format("15:04:05") + " UTC; events after the snapshot are not in it, " + counts + ".\n\n")
 	} else if !a.StoppedCleanly {
 		w.put("> ⚠️ The agent did not stop cleanly: events from its last moments may be missing.\n\n")
 	}

@@ -1,0 +1,145 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/harden-runner/harden-runner/event"
+	"github.com/harden-runner/harden-runner/lineage"
+	"github.com/harden-runner/harden-runner/proc"
+	"github.com/harden-runner/harden-runner/runnerstep"
+	"golang.org/x/sys/unix"
+)
+
+// TestCheckoutNotForgeable runs the attacks on isCheckout with real
+// processes and the kernel's process table. The test process stands in for
+// the pinned Runner.Worker; "node" is a copy of sh and checkout's entry
+// point a script under an _actions/actions/checkout/v4/dist directory, so
+// every command line below is one that the old rule (the step root's
+// executable and command line as /proc shows them) took for the checkout.
+func TestCheckoutNotForgeable(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the kernel's process table")
+	}
+	if _, err := exec.LookPath("perl"); err != nil {
+		t.Skip("needs perl for a raw clone(2)")
+	}
+	tr, err := lineage.New(lineage.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Start(context.Background()); err != nil {
+		if errors.Is(err, lineage.ErrUnsupported) {
+			t.Skipf("kernel-side process table unavailable: %v", err)
+		}
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tr.Close() })
+	finder := proc.NewFinder(nil).WithLineage(tr)
+	t.Cleanup(func() { finder.Close() })
+	procfs := proc.NewFinder(nil)
+	t.Cleanup(func() { procfs.Close() })
+
+	dir := t.TempDir()
+	node := filepath.Join(dir, "node")
+	sh, err := os.ReadFile("/bin/sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(node, sh, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	entry := filepath.Join(dir, "_actions/actions/checkout/v4/dist/index.js")
+	if err := os.MkdirAll(filepath.Dir(entry), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// The "checkout" waits for its stdin to close: it stays the process
+	// it was started as (a builtin, no exec).
+	if err := os.WriteFile(entry, []byte("read x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runner := os.Getpid()
+
+	// start runs a step root and returns the pid to ask about: the root,
+	// or what it printed (the sibling a clone made).
+	start := func(t *testing.T, printsPID bool, args ...string) int {
+		t.Helper()
+		cmd := exec.Command(args[0], args[1:]...)
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out io.ReadCloser
+		if printsPID {
+			if out, err = cmd.StdoutPipe(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { stdin.Close(); cmd.Wait() })
+		if !printsPID {
+			return cmd.Process.Pid
+		}
+		var pid int
+		if _, err := fmt.Fscan(out, &pid); err != nil || pid <= 0 {
+			t.Fatalf("%v printed no pid: %v", args, err)
+		}
+		// The sibling is this process's child: end and reap it.
+		t.Cleanup(func() {
+			unix.Kill(pid, unix.SIGKILL)
+			var ws unix.WaitStatus
+			unix.Wait4(pid, &ws, 0, nil)
+		})
+		return pid
+	}
+	clone := `my $p = syscall(56, 0x8000|17, 0, 0, 0, 0); if ($p == 0) { exec @ARGV; exit 1 } print "$p\n"; close STDOUT; <STDIN>;`
+	for _, tc := range []struct {
+		name      string
+		printsPID bool
+		args      []string
+		want      bool
+	}{
+		{"the runner starts node on checkout", false, []string{node, entry}, true},
+		{"a step root execs node on checkout", false, []string{"/bin/sh", "-c", "exec " + node + " " + entry}, false},
+		{"a step root execs it under another argv[0]", false, []string{"bash", "-c", "exec -a " + node + " " + node + " " + entry}, false},
+		{"a step makes a sibling of itself (CLONE_PARENT) to run it", true, []string{"perl", "-e", clone, node, entry}, false},
+	} {
+		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
+			pid := start(t, tc.printsPID, tc.args...)
+			// Wait until it runs the entry point (an exec may be to come).
+			var fromProc event.Process
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				fromProc = procfs.Info(pid)
+				if path.Base(fromProc.Exe) == "node" && strings.HasSuffix(fromProc.Cmdline, "/node "+entry) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("pid %d is %q, not running the entry point", pid, fromProc.Cmdline)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			// The old rule, on what /proc says, takes every one for the
+			// checkout: the attack works against it.
+			if root, ok := runnerstep.RootOf(fromProc, runner); !ok || path.Base(root.Exe) != "node" || !checkoutEntry.MatchString(root.Cmdline) {
+				t.Fatalf("the old rule does not take %s %q (root %+v) for the checkout: the attack proves nothing", fromProc.Exe, fromProc.Cmdline, root)
+			}
+			for _, p := range []event.Process{fromProc, finder.Info(pid)} {
+				if got := isCheckout(p, runner, tr); got != tc.want {
+					t.Errorf("isCheckout(pid %d %s %q, parent %d) = %v, want %v", p.PID, p.Exe, p.Cmdline, p.Parents[0].PID, got, tc.want)
+				}
+			}
+		})
+	}
+}
