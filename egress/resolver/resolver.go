@@ -696,5 +696,5 @@ func (r *Resolver) Addrs() []net.Addr {
 // runs: queries and those without a process (queries still in flight are
 // counted as lost only by Close). Safe for concurrent use.
 func (r *Resolver) Stats() event.Stats {
-	return event.Stats{Component: "resolver", Events: r.queries.Load(), Unattributed: r.unattributed.Load()}
+	return event.Stats{Component: event.ComponentResolver, Events: r.queries.Load(), Unattributed: r.unattributed.Load()}
 }
