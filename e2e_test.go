@@ -181,7 +181,9 @@ type world struct {
 	tmp  string // world-writable scratch for the unprivileged workload
 	// cgroup2 mounts cgroup v2 in the agent's private mount namespace
 	// first: `ip netns exec` mounts a new /sys without it, which makes the
-	// agent fall back to /proc attribution.
+	// agent fall back to /proc attribution. newWorld sets it where the
+	// kernel has BTF, so the tests run the eBPF path the product runs, and
+	// run then checks that the report says so.
 	cgroup2 bool
 }
 
@@ -222,7 +224,8 @@ func newWorld(t *testing.T) *world {
 	if out, err := exec.Command("cp", self, selfCopy).CombinedOutput(); err != nil {
 		t.Fatalf("cp: %v %s", err, out)
 	}
-	return &world{Net: n, bin: buildBinary(t), self: selfCopy, tmp: tmp}
+	_, btf := os.Stat("/sys/kernel/btf/vmlinux")
+	return &world{Net: n, bin: buildBinary(t), self: selfCopy, tmp: tmp, cgroup2: btf == nil}
 }
 
 // workload is the shell script the unprivileged user runs: each line is a
@@ -277,7 +280,11 @@ func (w *world) run(t *testing.T, flags []string, wl workload) (map[string]int, 
 			status[name] = code
 		}
 	}
-	return status, readReport(t, reportDir)
+	rep := readReport(t, reportDir)
+	if w.cgroup2 && os.Getenv("HARDEN_RUNNER_NO_EBPF") == "" && rep.Agent.Attribution != "ebpf" {
+		t.Errorf("report.json agent.attribution %q (%s), want ebpf: the test ran the fallback path", rep.Agent.Attribution, rep.Agent.AttributionReason)
+	}
+	return status, rep
 }
 
 // reportFile is the part of report.json the tests read.
@@ -306,6 +313,10 @@ type reportFile struct {
 		} `json:"process"`
 		Step string `json:"step"`
 	} `json:"dns"`
+	Agent struct {
+		Attribution       string `json:"attribution"`
+		AttributionReason string `json:"attribution_reason"`
+	} `json:"agent"`
 	Suggested struct {
 		AllowedEndpoints []string `json:"allowed_endpoints"`
 	} `json:"suggested_policy"`

@@ -211,7 +211,7 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("agent: %w", err)
 	}
 	a.flows, err = flowlog.New(flowlog.Config{Group: a.fw.LogGroup(), Emit: emit, Owner: finder.Owner,
-		ForwardedOwner: finder.ForwardedOwner, AllProtocols: a.lineage != nil, Log: a.log})
+		ForwardedOwner: finder.ForwardedOwner, AllProtocols: a.lineage != nil, Batch: flowBatch(a.lineage != nil), Log: a.log})
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
@@ -645,4 +645,16 @@ func (a *Agent) liveStats() []event.Stats {
 	}
 	_, failed := a.journal.Counts()
 	return append(out, event.Stats{Component: "journal", Lost: failed})
+}
+
+// flowBatch is how long the kernel may hold allowed flows' log packets to
+// hand them over in batches: with the kernel's attribution records
+// (lineage) a flow's owner outlives its socket, so one wake-up per batch
+// instead of one per new connection (bench/conn.sh); looked up from /proc
+// after the fact, every millisecond loses short-lived clients.
+func flowBatch(lineage bool) time.Duration {
+	if lineage {
+		return 10 * time.Millisecond
+	}
+	return 0
 }

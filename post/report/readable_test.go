@@ -222,6 +222,11 @@ func TestDirectIPFlowGetsNoOtherProcessName(t *testing.T) {
 	if slices.Contains(all, "registry.test:8443") || !slices.Contains(all, "198.18.7.1:8443") {
 		t.Errorf("suggested %q, want the address entry 198.18.7.1:8443 and no registry.test:8443", all)
 	}
+	for _, e := range append(slices.Clone(r.SuggestedPolicy.Entries), r.SuggestedPolicy.Review...) {
+		if e.Endpoint == "198.18.7.1:8443" && e.Reason != reasonDirectIP {
+			t.Errorf("entry %s reason %q, want %q", e.Endpoint, e.Reason, reasonDirectIP)
+		}
+	}
 }
 
 func TestAgentHealthFolded(t *testing.T) {

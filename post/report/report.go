@@ -15,9 +15,15 @@
 //
 // Domain correlation: a flow's domain is the query name of the most recent
 // DNS answer earlier in the journal that contained the flow's address and
-// answered a query of the flow's own process (same pid), or of an unknown
-// process (pid 0) when the flow's own process asked for none. If
-// there is none, a later answer is accepted when its time is at most
+// answered a query of the flow's own process (same pid) or, failing that,
+// of its nearest ancestor that asked (a shell's child connecting to what
+// the parent looked up). With attribution "procfs" (best effort: the
+// querier of a short-lived lookup may be unknown), an answer to an unknown
+// querier (pid 0) is used when the process and its ancestors asked for
+// none; with "ebpf" it never is, so a process that connects to an address
+// it never looked up is a direct-IP flow, whoever else resolved a name to
+// it. A flow of an unknown process takes only answers to unknown queriers.
+// If there is none, a later answer is accepted when its time is at most
 // reorderSkew after the flow's (the resolver and the packet log write to the
 // journal concurrently). Every other name that resolved to the same address
 // anywhere in the journal is listed in other_domains.
@@ -368,7 +374,7 @@ func Build(recs []event.Record, opt Options) *Report {
 			ip := normIP(f.IP)
 			domain := relayName(f)
 			if domain == "" {
-				domain = names.domainFor(ip, i, f.Time, f.Process.PID)
+				domain = names.domainFor(ip, i, f.Time, f.Process, a.Attribution != "ebpf")
 			}
 			k := egressKey{domain: domain, ip: ip, port: f.Port, proto: strings.ToLower(f.Protocol),
 				verdict: f.Verdict, forward: f.Forward, exe: f.Process.Exe, cmdline: f.Process.Cmdline}
@@ -616,14 +622,29 @@ func indexAnswers(recs []event.Record) answerIndex {
 }
 
 // domainFor names the address ip of the flow at journal index i, time t,
-// sent by process pid, from an answer to a query of the same process; only
-// when there is none, from a query whose process is unknown (pid 0: the
-// resolver could not tell who asked). So a connection to an address the
-// process never looked up is never shown, nor suggested, under a name
-// another known process resolved to it.
-func (ix answerIndex) domainFor(ip string, i int, t time.Time, pid int) string {
-	if name := ix.answerFor(askedKey{ip, pid}, i, t); name != "" || pid == 0 {
+// sent by process p, from an answer to a query of p itself, else of its
+// nearest ancestor that asked; only when there is none and unknown is
+// true (best-effort attribution), from a query whose process is unknown
+// (pid 0: the resolver could not tell who asked). So a connection to an
+// address the process never looked up is never shown, nor suggested, under
+// a name another known process resolved to it.
+func (ix answerIndex) domainFor(ip string, i int, t time.Time, p event.Process, unknown bool) string {
+	if p.PID == 0 {
+		return ix.answerFor(askedKey{ip, 0}, i, t)
+	}
+	if name := ix.answerFor(askedKey{ip, p.PID}, i, t); name != "" {
 		return name
+	}
+	for _, a := range p.Parents {
+		if a.PID <= 1 {
+			break // init (or a container's) asks for nobody's children
+		}
+		if name := ix.answerFor(askedKey{ip, a.PID}, i, t); name != "" {
+			return name
+		}
+	}
+	if !unknown {
+		return ""
 	}
 	return ix.answerFor(askedKey{ip, 0}, i, t)
 }

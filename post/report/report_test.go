@@ -260,6 +260,59 @@ func TestDomainFor(t *testing.T) {
 	}
 }
 
+// TestDomainForProcess: a flow takes the name its own process, or its
+// nearest ancestor that asked, resolved to the address; an unrelated
+// process's name never; an unknown querier's only with best-effort
+// (procfs) attribution.
+func TestDomainForProcess(t *testing.T) {
+	t0 := time.Date(2025, 5, 1, 10, 0, 0, 0, time.UTC)
+	const ip = "198.18.0.1"
+	shell := event.Ancestor{PID: 10, Exe: "/bin/sh"}
+	py := event.Ancestor{PID: 20, Exe: "/usr/bin/python3"}
+	dnsBy := func(pid int, name string) event.Record {
+		return event.Record{DNS: &event.DNS{Time: t0, Name: name, Type: "A", Verdict: event.Allowed,
+			Answers: []string{ip}, Process: event.Process{PID: pid}}}
+	}
+	flowBy := func(pid int, parents ...event.Ancestor) event.Record {
+		return event.Record{Flow: &event.Flow{Time: t0.Add(time.Second), IP: ip, Port: 443, Protocol: "tcp",
+			Verdict: event.Allowed, Process: event.Process{PID: pid, Parents: parents}}}
+	}
+	tests := []struct {
+		name        string
+		attribution string
+		recs        []event.Record
+		want        string
+	}{
+		{"own query", "ebpf", []event.Record{dnsBy(30, "own.test"), flowBy(30, py, shell)}, "own.test"},
+		{"own beats parent", "ebpf", []event.Record{dnsBy(30, "own.test"), dnsBy(20, "parent.test"), flowBy(30, py, shell)}, "own.test"},
+		{"parent's query", "ebpf", []event.Record{dnsBy(20, "parent.test"), flowBy(30, py, shell)}, "parent.test"},
+		{"nearest ancestor", "ebpf", []event.Record{dnsBy(10, "shell.test"), dnsBy(20, "parent.test"), flowBy(30, py, shell)}, "parent.test"},
+		{"unrelated process", "ebpf", []event.Record{dnsBy(40, "exfil.test"), flowBy(30, py, shell)}, ""},
+		{"child's query does not name the parent", "ebpf", []event.Record{dnsBy(30, "child.test"), flowBy(20, shell)}, ""},
+		{"unknown querier, ebpf", "ebpf", []event.Record{dnsBy(0, "who.test"), flowBy(30, py, shell)}, ""},
+		{"unknown querier, procfs", "procfs", []event.Record{dnsBy(0, "who.test"), flowBy(30, py, shell)}, "who.test"},
+		{"unknown querier, own first", "procfs", []event.Record{dnsBy(0, "who.test"), dnsBy(30, "own.test"), flowBy(30)}, "own.test"},
+		{"unknown flow takes only unknown queriers", "ebpf", []event.Record{dnsBy(40, "exfil.test"), flowBy(0)}, ""},
+		{"unknown flow, unknown querier", "ebpf", []event.Record{dnsBy(0, "who.test"), flowBy(0)}, "who.test"},
+		{"pid 1 asks for nobody", "ebpf", []event.Record{dnsBy(1, "init.test"), flowBy(30, event.Ancestor{PID: 1})}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			recs := append([]event.Record{{Start: &event.Start{Time: t0, Mode: "audit", Attribution: tt.attribution}}}, tt.recs...)
+			r := Build(recs, Options{})
+			if len(r.Egress) != 1 {
+				t.Fatalf("egress = %+v", r.Egress)
+			}
+			if r.Egress[0].Domain != tt.want {
+				t.Errorf("domain = %q, want %q", r.Egress[0].Domain, tt.want)
+			}
+			if tt.want == "" && !slices.Contains(r.SuggestedPolicy.AllowedEndpoints, ip+":443") {
+				t.Errorf("suggested %q, want the address entry %s:443", r.SuggestedPolicy.AllowedEndpoints, ip)
+			}
+		})
+	}
+}
+
 // TestOtherDomainsCapped: a wildcard zone maps any number of names to one
 // address; report.json must not grow with names × flows.
 func TestOtherDomainsCapped(t *testing.T) {
