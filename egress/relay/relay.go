@@ -457,4 +457,6 @@ func pipe(c, up *net.TCPConn) {
 
 // Stats returns the relay's counts so far (what Close emits). Safe for
 // concurrent use.
-func (r *Relay) Stats() event.Stats { return event.Stats{Component: event.ComponentRelay, Events: r.conns.Load()} }
+func (r *Relay) Stats() event.Stats {
+	return event.Stats{Component: event.ComponentRelay, Events: r.conns.Load()}
+}
