@@ -328,7 +328,7 @@ func Build(recs []event.Record, opt Options) *Report {
 			Message: "the journal has no start record: the agent's settings are unknown"})
 	}
 	if starts > 1+gaps { // a restart after a gap has its own error
-		a.Warnings = append(a.Warnings, Message{Time: start.Time, Component: "report",
+		a.Warnings = append(a.Warnings, Message{Time: start.Time, Component: event.ComponentReport,
 			Message: "the journal has more than one start record: the agent was started again during the run"})
 	}
 	workspace := opt.Workspace
@@ -471,7 +471,7 @@ func Build(recs []event.Record, opt Options) *Report {
 			if !g.From.IsZero() {
 				from = g.From.UTC().Format("15:04:05.000")
 			}
-			a.Errors = append(a.Errors, Message{Time: g.To, Component: "agent", Tamper: true, Process: g.Process,
+			a.Errors = append(a.Errors, Message{Time: g.To, Component: event.ComponentAgent, Tamper: true, Process: g.Process,
 				Message: fmt.Sprintf("the agent was not running for %.3f s (from %s to %s UTC; %s) until its supervisor restarted it: the table stayed, so what was blocked stayed blocked, but nothing was recorded meanwhile and DNS went unanswered",
 					gap.Seconds, from, g.To.UTC().Format("15:04:05.000"), g.Reason)})
 		case rec.Start != nil:
