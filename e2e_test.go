@@ -827,7 +827,8 @@ func TestRunNamesWorkflowSteps(t *testing.T) {
 	// run's ancestry had lost the runner and the scan found another
 	// test's lookalike now and then: every step label empty.)
 	fakerunner.Start(t, filepath.Join(w.tmp, "lookalike"), func(argv ...string) *exec.Cmd { return w.In(w.Runner, argv...) })
-	if err := r.Go(strings.Join(quoted, " ") + " > " + dir + ".log 2>&1; echo $? > " + exit); err != nil {
+	// The exit status appears at once, whole (read as soon as the file is there).
+	if err := r.Go(strings.Join(quoted, " ") + " > " + dir + ".log 2>&1; echo $? > " + exit + ".tmp; mv " + exit + ".tmp " + exit); err != nil {
 		t.Fatalf("start run: %v", err)
 	}
 	waitFile := func(p string) {

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -64,6 +65,7 @@ func actionEnv(ctx context.Context, log *slog.Logger) (*action.Env, *action.Dock
 	}
 	env.HostDockerSocket = self.HostPath(docker.DefaultSocket)
 	env.DockerImage = self.Image
+	env.DockerName = strings.TrimPrefix(self.Name, "/")
 	h := &action.DockerHost{Docker: cli, Image: self.Image, Dir: os.Getenv("HARDEN_RUNNER_DIR")}
 	return env, h, nil
 }

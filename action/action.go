@@ -58,6 +58,7 @@ type StartResult struct {
 	How          string
 	SudoDisabled []string
 	Warnings     []string
+	Errors       []string // what the agent could not enforce (shown as errors at once)
 }
 
 // StopRequest says how the post step ends the job's enforcement.
@@ -111,6 +112,9 @@ type Env struct {
 	// DockerImage is this action's image ID: its containers (the post
 	// step, the helpers) keep docker under disable-sudo-and-containers.
 	DockerImage string
+	// DockerName is this action's container's name: the runner is the
+	// parent of the docker CLI that runs it.
+	DockerName string
 	// HTTPClient is used for the GitHub API; nil means http.DefaultClient.
 	HTTPClient *http.Client
 	Log        *slog.Logger
@@ -161,6 +165,7 @@ func Main(ctx context.Context, env *Env, h Host) error {
 		Workspace:          env.HostWorkspace,
 		DockerSocket:       env.HostDockerSocket,
 		DockerTrustedImage: env.DockerImage,
+		ActionContainer:    env.DockerName,
 	}}
 	req.Daemon.Settings.FileMonitoring = in.FileMonitoring && env.HostWorkspace != ""
 	if in.DisableSudo {
@@ -189,6 +194,11 @@ func Main(ctx context.Context, env *Env, h Host) error {
 	}
 	for _, w := range res.Warnings {
 		a.Warningf("harden-runner: %s", w)
+	}
+	// What is not enforced is said now, as an error, not only in the
+	// summary at the end of the job (which shows it as an error too).
+	for _, e := range res.Errors {
+		a.WithFieldsMap(map[string]string{"title": "harden-runner: not enforced"}).Errorf("%s", e)
 	}
 	if in.DisableContainers {
 		fmt.Fprintln(env.Stdout, "harden-runner: disable-sudo-and-containers: docker now serves only the runner's own docker commands and containers; steps' docker commands are refused")

@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"runtime"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/harden-runner/harden-runner/dockergate"
@@ -64,6 +65,10 @@ type Config struct {
 	// Process are the agent's).
 	DisableContainers bool
 	Docker            dockergate.Config
+	// ActionContainer, when set, is the name of the Action's own
+	// container: the runner is the parent of the docker CLI that runs it
+	// (runnerid.FromDockerRun), which confirms or corrects the /proc scan.
+	ActionContainer string
 	// WatchEtc, when set, is the machine's /etc as the agent sees it: changes
 	// of resolv.conf, hosts and the sudoers files there are tamper errors
 	// with the writer (guard.WatchFiles). Start it after our own changes
@@ -104,6 +109,10 @@ type Agent struct {
 	stopped bool
 	// runnerPID is the pinned Runner.Worker (0: none found).
 	runnerPID int
+
+	smu       sync.Mutex
+	startErrs []string // error notes emitted while Start ran
+	started   bool
 }
 
 // New validates cfg. It does no I/O.
@@ -155,13 +164,20 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	if runner.IsZero() {
 		runner, pinErr = runnerid.Find()
 	}
+	var pinNote *event.Note
+	runner, pinNote, pinErr = a.confirmRunner(runner, pinErr)
 	if pinErr != nil && a.cfg.DisableContainers {
 		return fmt.Errorf("agent: disable containers: pin the runner's process (only its own docker commands may use docker): %w", pinErr)
 	}
 	// Every event under a workflow step's process is preceded, once per
 	// step, by a record of that step's root (for the report's Step column).
 	a.runnerPID = runner.PID
-	emit := runnerstep.NewTracker(runnerstep.HostFS{}, runner.PID).Wrap(a.journal.Emit)
+	emit := a.keepStartErrors(runnerstep.NewTracker(runnerstep.HostFS{}, runner.PID).Wrap(a.journal.Emit))
+	defer func() {
+		a.smu.Lock()
+		a.started = true
+		a.smu.Unlock()
+	}()
 	p := a.cfg.Policy
 	start := &event.Start{Time: time.Now(), Mode: p.Mode(), Workspace: a.cfg.Workspace, FileMonitoring: a.cfg.FileMonitoring}
 	for _, e := range p.Endpoints() {
@@ -184,6 +200,9 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 		a.lineage = tr
 	}
 	emit(event.Record{Start: start})
+	if pinNote != nil {
+		emit(event.Record{Note: pinNote})
+	}
 	if pinErr != nil {
 		emit(event.Record{Note: &event.Note{Time: time.Now(), Component: event.ComponentAgent, Level: event.LevelInfo,
 			Message: "no workflow step is named by process (the runner's process was not found): " + pinErr.Error()}})
@@ -310,6 +329,58 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	}
 	a.log.Info("agent: enforcing", "mode", p.Mode(), "endpoints", len(start.AllowedEndpoints))
 	return nil
+}
+
+// confirmRunner checks the pinned runner against the parent of the docker
+// CLI that runs the Action's own container (cfg.ActionContainer), which
+// wins: the scan may find more than one, or a lookalike. It returns the
+// runner to trust and a note saying what was found (nil: nothing to check).
+func (a *Agent) confirmRunner(runner runnerid.Identity, pinErr error) (runnerid.Identity, *event.Note, error) {
+	name := a.cfg.ActionContainer
+	if name == "" {
+		return runner, nil, pinErr
+	}
+	clis := a.cfg.Docker.CLIs
+	if len(clis) == 0 {
+		clis = dockergate.DefaultCLIs
+	}
+	note := func(level event.Level, format string, args ...any) *event.Note {
+		return &event.Note{Time: time.Now(), Component: event.ComponentAgent, Level: level, Message: fmt.Sprintf(format, args...)}
+	}
+	byCLI, err := runnerid.FromDockerRun(name, clis)
+	switch {
+	case err != nil:
+		return runner, note("info", "the runner's process is not confirmed by the docker CLI that runs this action's container %q: %v", name, err), pinErr
+	case runner.IsZero():
+		return byCLI, note("info", "pinned the runner %s (pid %d) as the parent of the docker CLI that runs this action's container (the scan of /proc: %v)", byCLI.Exe, byCLI.PID, pinErr), nil
+	case byCLI.PID != runner.PID || byCLI.Start != runner.Start:
+		return byCLI, note("error", "the runner found in /proc (%s, pid %d) is not the parent of the docker CLI that runs this action's container (%s, pid %d): pinned the latter", runner.Exe, runner.PID, byCLI.Exe, byCLI.PID), nil
+	}
+	return runner, note("info", "the runner's process (pid %d) is confirmed: it runs the docker CLI that runs this action's container", runner.PID), pinErr
+}
+
+// keepStartErrors passes every record to next and keeps the messages of
+// the error notes emitted until Start returns (StartErrors).
+func (a *Agent) keepStartErrors(next event.Emit) event.Emit {
+	return func(r event.Record) {
+		if n := r.Note; n != nil && n.Level == event.LevelError {
+			a.smu.Lock()
+			if !a.started {
+				a.startErrs = append(a.startErrs, string(n.Component)+": "+n.Message)
+			}
+			a.smu.Unlock()
+		}
+		next(r)
+	}
+}
+
+// StartErrors returns the errors noted while Start ran (what enforcement
+// could not cover, e.g. a path to dockerd the gate cannot close), for the
+// step that started the agent to show at once. Safe for concurrent use.
+func (a *Agent) StartErrors() []string {
+	a.smu.Lock()
+	defer a.smu.Unlock()
+	return slices.Clone(a.startErrs)
 }
 
 // startRelay starts the name-checking relay that the firewall sends new

@@ -38,6 +38,8 @@ type DaemonConfig struct {
 	DockerSocket       string   `json:"docker_socket,omitempty"`
 	DockerCLIs         []string `json:"docker_clis,omitempty"`
 	DockerTrustedImage string   `json:"docker_trusted_image,omitempty"`
+	// ActionContainer is the Action's own container's name (Config.ActionContainer).
+	ActionContainer string `json:"action_container,omitempty"`
 	// SudoUser is the runner's user name when disable-sudo is on: the
 	// agent reports a sudo rule for it that comes back.
 	SudoUser string `json:"sudo_user,omitempty"`
@@ -88,6 +90,29 @@ type SnapshotResult struct {
 	Bytes int64     `json:"bytes"`
 	Time  time.Time `json:"time"`
 	Error string    `json:"error,omitempty"`
+}
+
+// Readiness is StateReady's content.
+type Readiness struct {
+	Pid  int       `json:"pid"`
+	Time time.Time `json:"time"`
+	// Errors are what the agent noted as errors while it started (e.g.
+	// a path to dockerd it cannot close on this kernel): the step that
+	// started it shows them at once, not only the report at the end.
+	Errors []string `json:"errors,omitempty"`
+}
+
+// ReadReadiness reads the StateReady file of the daemon in dir.
+func ReadReadiness(dir string) (*Readiness, error) {
+	b, err := os.ReadFile(filepath.Join(dir, StateReady))
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	var r Readiness
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("agent: %s: %w", StateReady, err)
+	}
+	return &r, nil
 }
 
 // drainTimeout bounds the wait for docker connections after a stop.
@@ -167,7 +192,7 @@ func RunDaemon(ctx context.Context, cfg *DaemonConfig, log *slog.Logger) error {
 		_ = ag.Stop()
 		return err
 	}
-	ready, _ := json.Marshal(map[string]any{"pid": os.Getpid(), "time": time.Now().UTC()})
+	ready, _ := json.Marshal(Readiness{Pid: os.Getpid(), Time: time.Now().UTC(), Errors: ag.StartErrors()})
 	if err := writeAtomic(filepath.Join(dir, StateReady), append(ready, '\n')); err != nil {
 		_ = ag.Stop()
 		return err
@@ -278,7 +303,8 @@ func daemonAgent(cfg *DaemonConfig, resume *event.Gap, log *slog.Logger) (*Agent
 		DisableContainers: s.DisableContainers,
 		Docker: dockergate.Config{Socket: cfg.DockerSocket, CLIs: cfg.DockerCLIs,
 			AllowFor: s.AllowDockerFor, TrustedImage: cfg.DockerTrustedImage},
-		SudoUser: cfg.SudoUser,
+		ActionContainer: cfg.ActionContainer,
+		SudoUser:        cfg.SudoUser,
 		// The VM's /etc (the daemon runs chrooted to the VM's root).
 		WatchEtc: "/etc",
 		Resume:   resume,

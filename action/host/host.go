@@ -57,7 +57,10 @@ type Result struct {
 	How          string   `json:"how"` // "systemd" or "detached"
 	SudoDisabled []string `json:"sudo_disabled,omitempty"`
 	Warnings     []string `json:"warnings,omitempty"`
-	Millis       int64    `json:"ms"` // from Install's start to "enforcing"
+	// Errors are what the agent could not enforce, said as it started
+	// (agent.Readiness.Errors).
+	Errors []string `json:"errors,omitempty"`
+	Millis int64    `json:"ms"` // from Install's start to "enforcing"
 }
 
 func (c *Config) defaults() {
@@ -176,6 +179,11 @@ func Install(ctx context.Context, cfg Config, log *slog.Logger) (*Result, error)
 		return nil, err
 	}
 	res.Pid = agent.DaemonPid(state)
+	if rd, err := agent.ReadReadiness(state); err != nil {
+		res.Warnings = append(res.Warnings, "cannot read what the agent could not enforce: "+err.Error())
+	} else {
+		res.Errors = rd.Errors
+	}
 	res.Millis = time.Since(t0).Milliseconds()
 	log.Debug("host: agent enforcing", "pid", res.Pid, "how", res.How, "ms", res.Millis)
 	return res, nil
