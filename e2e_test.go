@@ -300,6 +300,7 @@ type reportFile struct {
 			PID     int    `json:"pid"`
 			Exe     string `json:"exe"`
 			Cmdline string `json:"cmdline"`
+			Unknown string `json:"unknown"`
 		} `json:"process"`
 		Step   string `json:"step"`
 		Reason string `json:"reason"`
@@ -553,7 +554,7 @@ func assertFlow(t *testing.T, rep *reportFile, ip string, port int, verdict, exe
 			if e.Verdict == verdict && filepath.Base(e.Process.Exe) == exe {
 				return
 			}
-			seen = append(seen, fmt.Sprintf("%s by %q (%q)", e.Verdict, e.Process.Exe, e.Process.Cmdline))
+			seen = append(seen, fmt.Sprintf("%s by %q (%q; unknown: %q)", e.Verdict, e.Process.Exe, e.Process.Cmdline, e.Process.Unknown))
 		}
 	}
 	if seen == nil {
