@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -14,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/harden-runner/harden-runner/dockergate/lsm"
 	"github.com/harden-runner/harden-runner/internal/fakerunner"
 	"github.com/harden-runner/harden-runner/internal/fakevm"
 	"github.com/harden-runner/harden-runner/internal/testnet"
@@ -89,8 +92,12 @@ func startActionVM(t *testing.T) *actionVM {
 		}
 	}
 	v := &actionVM{vm: vm, n: n, d: d, dirs: dirs, image: out, docker: docker}
+	runs := 0
 	v.runAction = func(entrypoint string, env ...string) (string, error) {
-		args := []string{"run", "--rm", "--network", "none", "--workdir", "/github/workspace",
+		// Named as the runner names a container action's container.
+		runs++
+		name := fmt.Sprintf("%032x_hardenrunnere2e_%s%d", runs, strings.Trim(entrypoint, "/"), runs)
+		args := []string{"run", "--rm", "--name", name, "--network", "none", "--workdir", "/github/workspace",
 			"-v", d.Socket + ":/var/run/docker.sock",
 			"-v", dirs["home"] + ":/github/home", "-v", dirs["workflow"] + ":/github/workflow",
 			"-v", fc + ":/github/file_commands", "-v", dirs["workspace"] + ":/github/workspace",
@@ -268,8 +275,12 @@ func TestActionDisablesContainers(t *testing.T) {
 	if b, err := v.docker("build", "-q", "--label", "third=party", "-t", "third:party", v.image).CombinedOutput(); err != nil {
 		t.Fatalf("docker build: %v\n%s", err, b)
 	}
-	// The runner, there before the job's steps.
+	// The runner, there before the job's steps, and a second one on the
+	// same machine (a self-hosted machine with two runners; or a
+	// lookalike): the scan of /proc cannot choose, the docker CLI that
+	// runs this action's container can.
 	v.runner = fakerunner.Start(t, filepath.Join(scratch, "runner"), inVM)
+	fakerunner.Start(t, filepath.Join(scratch, "second"), inVM)
 	v.dockerEnv = []string{"DOCKER_API_VERSION=1.41", "DOCKER_BUILDKIT=0", "DOCKER_CONFIG=" + scratch}
 	runnerDocker := func(env []string, args ...string) (string, error) {
 		return v.runner.ExecEnv(append(v.dockerEnv, env...), append([]string{"docker", "-H", sockArg}, args...)...)
@@ -278,6 +289,20 @@ func TestActionDisablesContainers(t *testing.T) {
 	if out, err := runnerDocker(nil, "create", "--name", "job-container", "-v", v.d.Socket+":/var/run/docker.sock", "third:party"); err != nil {
 		t.Fatalf("job container: %v %s", err, out)
 	}
+	// A `container:` job's container, running since job set-up with the
+	// socket mounted, as the runner starts it (an image with a shell and
+	// docker: the host's /usr, read-only).
+	tools := []string{"--network", "none", "-v", "/usr:/usr:ro", "-v", "/usr/lib:/lib:ro", "-v", "/usr/lib64:/lib64:ro",
+		"-e", "PATH=/usr/bin", "-e", "DOCKER_API_VERSION=1.41", "-e", "DOCKER_CONFIG=/nonexistent"}
+	sleeper := func(name string, extra ...string) []string {
+		return append(append(append([]string{"run", "-d", "--name", name}, tools...), extra...), "--entrypoint", "/usr/bin/sleep", "third:party", "infinity")
+	}
+	if out, err := runnerDocker(nil, sleeper("job-running", "-v", v.d.Socket+":/var/run/docker.sock")...); err != nil {
+		t.Fatalf("running job container: %v %s", err, out)
+	}
+	// Whether this kernel can close the socket the job container holds.
+	closable := lsmWorksForTest(t)
+	t.Logf("BPF LSM guard loads on this kernel: %v", closable)
 
 	// The workspace's owner is the runner's user, whose sudo rules go
 	// too: nobody has none on this machine, so nothing is moved here.
@@ -332,23 +357,88 @@ func TestActionDisablesContainers(t *testing.T) {
 		t.Errorf("a third party's container action used docker: %v %s", err, out)
 	}
 
+	// The same with a docker CLI of its own; dockerd's view decides (below).
+	if out, err := runnerDocker(nil, append(append([]string{"run", "--rm", "-v", v.d.Socket + ":/var/run/docker.sock"}, tools...),
+		"--entrypoint", "/usr/bin/docker", "third:party", "create", "--name", "from-action", "third:party")...); err == nil || !strings.Contains(out, "disable-sudo-and-containers") {
+		t.Errorf("a third party's container action's docker CLI was not refused: %v %s", err, out)
+	}
+
+	// The runner's own docker commands for a container step and a
+	// `services:` container: pull, create, start, exec, rm.
+	if out, _ := runnerDocker(nil, "pull", "198.18.0.99:5000/x:1"); strings.Contains(out, "disable-sudo-and-containers") {
+		t.Errorf("the runner's docker pull was refused: %s", out)
+	}
+	if out, err := runnerDocker(nil, sleeper("service")...); err != nil {
+		t.Errorf("the runner could not start a services: container: %v %s", err, out)
+	} else if out, err := runnerDocker(nil, "inspect", "-f", "{{.State.Running}}", "service"); err != nil || strings.TrimSpace(out) != "true" {
+		t.Errorf("the services: container is not running: %v %s", err, out)
+	}
+	for _, args := range [][]string{
+		append(append([]string{"create", "--name", "step-container"}, tools...), "--entrypoint", "/usr/bin/sleep", "third:party", "infinity"),
+		{"start", "step-container"},
+		{"exec", "step-container", "true"},
+		{"rm", "-f", "step-container", "service"},
+	} {
+		if out, err := runnerDocker(nil, args...); err != nil {
+			t.Errorf("the runner's docker %s was refused: %v %s", args[0], err, out)
+		}
+	}
+	// A step of the container job: the runner execs it in the job
+	// container, where the socket mounted before the agent started is.
+	if out, err := runnerDocker(nil, "exec", "job-running", "true"); err != nil {
+		t.Errorf("the runner's docker exec into the job container was refused: %v %s", err, out)
+	}
+	jobStep, _ := runnerDocker(nil, "exec", "job-running", "docker", "-H", "unix:///var/run/docker.sock", "create", "--name", "from-job-step", "third:party")
+	t.Logf("a job step's docker create through the socket mounted before the agent: %s", jobStep)
+
 	// The runner's own clean-up still works.
-	if out, err := runnerDocker(nil, "rm", "-f", "job-container"); err != nil {
+	if out, err := runnerDocker(nil, "rm", "-f", "job-container", "job-running"); err != nil {
 		t.Errorf("the runner's docker rm was refused: %v %s", err, out)
 	}
 
 	summary := v.post(t)
+	// dockerd's own view (its socket is back): what reached it.
+	created := func(name string) bool { return v.docker("inspect", "--type", "container", name).Run() == nil }
+	if created("from-action") {
+		t.Error("a third party's container action created a container")
+	}
+	switch {
+	case closable && created("from-job-step"):
+		t.Error("a job step reached dockerd through the socket mounted before the agent, on a kernel where BPF LSM closes it")
+	case !closable:
+		// The path stays open here: the main step must say so at once,
+		// as an error, and the summary must list it under its errors.
+		if !created("from-job-step") {
+			t.Errorf("the job step did not reach dockerd, so this test did not try the open path: %s", jobStep)
+		}
+		if !strings.Contains(outMain, "::error title=harden-runner%3A not enforced::dockergate: docker's socket as mounted before harden-runner started") {
+			t.Errorf("the main step does not say at once that the pre-mounted socket stays open:\n%s", outMain)
+		}
+		if i, j := strings.Index(string(summary), "#### Errors"), strings.Index(string(summary), "stays open"); i < 0 || j < i {
+			t.Errorf("the summary does not list the open pre-mounted socket among its errors:\n%s", summary)
+		}
+	}
+	for _, name := range []string{"job-container", "job-running"} {
+		if !strings.Contains(string(summary), escapeMD(name)) {
+			t.Errorf("summary does not name %s, which had the socket before the gate:\n%s", name, summary)
+		}
+		if !strings.Contains(outMain, "("+name+", image third:party") {
+			t.Errorf("the main step does not name %s, which had the socket before the gate, at once:\n%s", name, outMain)
+		}
+	}
 	if n := strings.Count(string(summary), `docker\.sock — blocked: GET /v1\.41/version | `+escapeMD(dockerCLI)+` \(pid`); n != 1 {
 		t.Errorf("summary has %d refused docker requests by %s, want 1 (the step's):\n%s", n, dockerCLI, summary)
-	}
-	if !strings.Contains(string(summary), "mounted before harden") || !strings.Contains(string(summary), "job") {
-		t.Errorf("summary does not name the job container that bypasses the gate:\n%s", summary)
 	}
 	var rep struct {
 		Privileged []struct {
 			Verdict string `json:"verdict"`
 			Detail  string `json:"detail"`
 		} `json:"privileged"`
+		Agent struct {
+			Info []struct {
+				Message string `json:"message"`
+			} `json:"info"`
+		} `json:"agent"`
 	}
 	b, err := os.ReadFile(filepath.Join(dirs["home"], "harden-runner-report", "report.json"))
 	if err != nil {
@@ -356,6 +446,21 @@ func TestActionDisablesContainers(t *testing.T) {
 	}
 	if err := json.Unmarshal(b, &rep); err != nil {
 		t.Fatal(err)
+	}
+	// The pin is the parent of the docker CLI that ran this action's
+	// container: the runner, not the second one.
+	workerPID, err := v.runner.Pid()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinned := fmt.Sprintf("pinned the runner %s (pid %d) as the parent of the docker CLI that runs this action's container",
+		v.runner.Worker, workerPID)
+	if !slices.ContainsFunc(rep.Agent.Info, func(m struct {
+		Message string `json:"message"`
+	}) bool {
+		return strings.HasPrefix(m.Message, pinned)
+	}) {
+		t.Errorf("report's info lacks %q: %+v", pinned, rep.Agent.Info)
 	}
 	var allowed []string
 	for _, p := range rep.Privileged {
@@ -540,4 +645,30 @@ func TestActionLeftoverAfterPost(t *testing.T) {
 			}
 		})
 	}
+}
+
+// lsmWorksForTest reports whether this kernel loads and attaches the BPF
+// LSM guard, tried on a listening socket of the test's own (the only one
+// it could refuse connections to), detached at once.
+func lsmWorksForTest(t *testing.T) bool {
+	t.Helper()
+	dir := t.TempDir()
+	ln, err := net.Listen("unix", filepath.Join(dir, "probe.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	inodes, err := lsm.ListeningInodes(filepath.Join(dir, "probe.sock"))
+	if err != nil || len(inodes) != 1 {
+		t.Fatalf("probe socket inodes %v: %v", inodes, err)
+	}
+	g, err := lsm.Start(inodes, []int{os.Getpid()}, func(lsm.Denial) {})
+	if err != nil {
+		t.Logf("BPF LSM guard: %v (%s)", err, lsm.Diagnose(err))
+		return false
+	}
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return true
 }

@@ -41,8 +41,9 @@ func TestRunOutlastsLeftovers(t *testing.T) {
 		cgroup, setsid bool
 	}{
 		{"ends within the wait", short, "20s", "ended", false, false},
-		{"killed at the bound", long, "1s", "were killed", false, false},
-		{"cgroup holds a setsid daemon", long, "1s", "were killed", true, true},
+		// 3 s: on a loaded machine the loop's first try took over 1 s.
+		{"killed at the bound", long, "3s", "were killed", false, false},
+		{"cgroup holds a setsid daemon", long, "3s", "were killed", true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := filepath.Join(w.tmp, "leftover-"+strings.ReplaceAll(tc.name, " ", "-"))
@@ -72,7 +73,9 @@ func TestRunOutlastsLeftovers(t *testing.T) {
 			tries := strings.Count(string(b), "x")
 			hits := w.HitsTo("tcp", testnet.Host4(11), 443)
 			t.Logf("run took %v; the leftover tried %d times, %d reached the far end", took.Round(time.Millisecond), tries, len(hits))
-			if tries < 3 {
+			// Two tries: the first curl has run to its end (the count goes
+			// up before each curl).
+			if tries < 2 {
 				t.Fatalf("the leftover tried %d times: this test could not fail", tries)
 			}
 			if len(hits) != 0 {

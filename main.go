@@ -66,6 +66,8 @@ func dispatch(ctx context.Context, args []string, log *slog.Logger) (int, error)
 		return postCmd(ctx, log)
 	case "agent":
 		return agentCmd(ctx, args[1:], log)
+	case "supervise":
+		return superviseCmd(args[1:], log)
 	case "install":
 		return installCmd(ctx, args[1:], log)
 	case "host-stop":

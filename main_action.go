@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -64,6 +65,7 @@ func actionEnv(ctx context.Context, log *slog.Logger) (*action.Env, *action.Dock
 	}
 	env.HostDockerSocket = self.HostPath(docker.DefaultSocket)
 	env.DockerImage = self.Image
+	env.DockerName = strings.TrimPrefix(self.Name, "/")
 	h := &action.DockerHost{Docker: cli, Image: self.Image, Dir: os.Getenv("HARDEN_RUNNER_DIR")}
 	return env, h, nil
 }
@@ -125,6 +127,31 @@ func agentCmd(ctx context.Context, args []string, log *slog.Logger) (int, error)
 		return 1, err
 	}
 	return exitCode(agent.RunDaemon(ctx, cfg, log))
+}
+
+// superviseCmd is the detached mode's supervisor: `harden-runner
+// supervise --config FILE` runs `harden-runner agent --config FILE` and
+// starts it again when it dies (agent.Supervise). Stop signals do not end
+// it: the daemon's own clean stop does.
+func superviseCmd(args []string, log *slog.Logger) (int, error) {
+	fs := flag.NewFlagSet("supervise", flag.ContinueOnError)
+	conf := fs.String("config", "", "daemon config (JSON, see agent.DaemonConfig)")
+	if err := fs.Parse(args); err != nil {
+		return 2, err
+	}
+	if *conf == "" {
+		return 2, errors.New("supervise: --config is required")
+	}
+	cfg, err := agent.ReadDaemonConfig(*conf)
+	if err != nil {
+		return 1, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return 1, fmt.Errorf("supervise: own binary: %w", err)
+	}
+	return exitCode(agent.Supervise(context.Background(), agent.SuperviseConfig{
+		Argv: []string{self, "agent", "--config", *conf}, StateDir: cfg.StateDir, Delay: cfg.RestartDelay, Log: log}))
 }
 
 // installCmd runs in the helper container: install and start the agent on

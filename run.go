@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,52 +24,45 @@ import (
 	"github.com/harden-runner/harden-runner/post/report"
 	"github.com/harden-runner/harden-runner/proc"
 	"github.com/harden-runner/harden-runner/runnerid"
+	"github.com/harden-runner/harden-runner/settings"
 )
 
-// runOptions are the `run` flags; they mirror the Action's inputs.
+// runOptions are the `run` flags. Those that mirror the Action's inputs
+// are package settings' (given holds the ones the command line set); the
+// rest say where things are on this machine.
 type runOptions struct {
-	mode           string
-	modeSet        bool // --egress-policy was given
-	endpoints      string
-	policyFile     string
-	workspace      string
-	noFileMonitor  bool
-	reportDir      string
-	upstreams      string
-	resolverPort   uint
-	implicitAllows bool
-	noContainers   bool
-	dockerSocket   string
-	leftoverWait   time.Duration
-	onTamper       string
-	allowDockerFor string
+	given        map[string]string // settings flag name -> its value, for the flags given
+	workspace    string
+	reportDir    string
+	resolverPort uint
+	dockerSocket string
+	leftoverWait time.Duration
 }
 
 func parseRunFlags(args []string, stderr io.Writer) (*runOptions, []string, error) {
-	o := &runOptions{}
+	o := &runOptions{given: map[string]string{}}
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.mode, "egress-policy", "audit", "audit (record everything) or block (allow only --allowed-endpoints)")
-	fs.StringVar(&o.endpoints, "allowed-endpoints", "", `allowed "host:port" entries, separated by spaces, commas or newlines; *.example.com:443 for subdomains`)
-	fs.StringVar(&o.policyFile, "policy", "", "policy file (the Action's policy-file format): its egress-policy and allowed-endpoints, added to --allowed-endpoints")
+	// The settings' flags: their values are read back by name (Visit);
+	// defaults shown here are package settings' own.
+	fs.String(settings.EgressPolicy, "audit", "audit (record everything) or block (allow only --allowed-endpoints)")
+	fs.String(settings.AllowedEndpoints, "", `allowed "host:port" entries, separated by spaces, commas or newlines; *.example.com:443 for subdomains`)
+	fs.String(settings.Policy, "", "policy file (the Action's policy-file format): its egress-policy and allowed-endpoints, added to --allowed-endpoints")
+	fs.Bool(settings.DisableFileMonitoring, false, "do not watch the workspace")
+	fs.String(settings.Upstream, "", "DNS servers to forward to, e.g. 192.0.2.53,[2001:db8::53]:53 (default: the machine's own, from resolv.conf or systemd-resolved)")
+	fs.Bool(settings.RunnerEndpoints, true, "also allow what a GitHub-hosted runner needs to run the job (see README)")
+	fs.Bool(settings.DisableContainers, false, "leave docker to the docker commands the Runner.Worker this runs under starts itself (see dockergate)")
+	fs.String(settings.AllowDockerFor, "runner", "with --disable-containers: runner, or containers (also any container dockerd runs)")
+	fs.String(settings.Flags.Name(settings.TamperPolicy), "fail", "fail (exit non-zero) or report (only record) when something changes or switches off our enforcement during the run")
 	fs.StringVar(&o.workspace, "workspace", "", "file monitoring root (default: the current directory)")
-	fs.BoolVar(&o.noFileMonitor, "disable-file-monitoring", false, "do not watch the workspace")
 	fs.StringVar(&o.reportDir, "report-dir", "harden-runner-report", "where report.json, summary.md and the journal go")
-	fs.StringVar(&o.upstreams, "upstream", "", "DNS servers to forward to, e.g. 192.0.2.53,[2001:db8::53]:53 (default: the machine's own, from resolv.conf or systemd-resolved)")
 	fs.UintVar(&o.resolverPort, "resolver-port", agent.DefaultResolverPort, "local port the DNS redirect points at")
-	fs.BoolVar(&o.implicitAllows, "github-runner-endpoints", true, "also allow what a GitHub-hosted runner needs to run the job (see README)")
-	fs.BoolVar(&o.noContainers, "disable-containers", false, "leave docker to the docker commands the Runner.Worker this runs under starts itself (see dockergate)")
-	fs.StringVar(&o.allowDockerFor, "allow-docker-for", "runner", "with --disable-containers: runner, or containers (also any container dockerd runs)")
 	fs.StringVar(&o.dockerSocket, "docker-socket", dockergate.DefaultSocket, "dockerd's socket, for --disable-containers")
 	fs.DurationVar(&o.leftoverWait, "leftover-wait", 10*time.Second, "after COMMAND exits, how long enforcement waits for the processes it left running before it kills them")
-	fs.StringVar(&o.onTamper, "on-tamper", "fail", "fail (exit non-zero) or report (only record) when something changes or switches off our enforcement during the run")
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, err
 	}
-	if o.onTamper != "fail" && o.onTamper != "report" {
-		return nil, nil, fmt.Errorf("run: --on-tamper %q: must be fail or report", o.onTamper)
-	}
-	fs.Visit(func(f *flag.Flag) { o.modeSet = o.modeSet || f.Name == "egress-policy" })
+	fs.Visit(func(f *flag.Flag) { o.given[f.Name] = f.Value.String() })
 	cmd := fs.Args()
 	if len(cmd) == 0 {
 		return nil, nil, errors.New("run: no command given (harden-runner run [flags] -- COMMAND [ARGS...])")
@@ -94,14 +86,16 @@ func runCmd(ctx context.Context, args []string, log *slog.Logger) (int, error) {
 		}
 		return 2, err
 	}
-	mode, eps, err := o.policy()
+	set, err := o.settings()
 	if err != nil {
 		return 2, err
 	}
-	pol := policy.New(mode, eps, o.implicitAllows)
-	ups, err := upstreams(o.upstreams)
-	if err != nil {
-		return 2, fmt.Errorf("run: %w", err)
+	pol := policy.New(set.Mode, set.Endpoints, !set.NoRunnerEndpoints)
+	ups := set.Upstreams
+	if len(ups) == 0 {
+		if ups, err = resolver.SystemUpstreams(resolver.ResolvConf, resolver.ResolvedUpstreamsConf); err != nil {
+			return 2, fmt.Errorf("run: %w", err)
+		}
 	}
 	ws := o.workspace
 	if ws == "" {
@@ -119,15 +113,15 @@ func runCmd(ctx context.Context, args []string, log *slog.Logger) (int, error) {
 	// run is a step's command: up its ancestry is the real runner (for
 	// step attribution, and for --disable-containers the only trusted docker).
 	runner, pinErr := runnerid.FromAncestry(os.Getpid())
-	if pinErr != nil && o.noContainers {
+	if pinErr != nil && set.DisableContainers {
 		return 1, fmt.Errorf("run: --disable-containers: pin the runner's process: %w", pinErr)
 	}
 	clientServers := resolver.ParseResolvConfFile(resolver.ResolvConf)
 	ag, err := agent.New(agent.Config{
 		Policy: pol, Upstreams: ups, ResolverPort: uint16(o.resolverPort), ClientServers: clientServers,
-		JournalPath: journal, Workspace: ws, FileMonitoring: !o.noFileMonitor, Log: log,
-		DisableContainers: o.noContainers, Docker: dockergate.Config{Socket: o.dockerSocket, Runner: runner,
-			AllowFor: dockergate.AllowFor(o.allowDockerFor)},
+		JournalPath: journal, Workspace: ws, FileMonitoring: set.FileMonitoring, Log: log,
+		DisableContainers: set.DisableContainers, Docker: dockergate.Config{Socket: o.dockerSocket, Runner: runner,
+			AllowFor: set.AllowDockerFor},
 		WatchEtc: "/etc",
 	})
 	if err != nil {
@@ -151,7 +145,7 @@ func runCmd(ctx context.Context, args []string, log *slog.Logger) (int, error) {
 	stopErr := ag.Stop()
 	repErr := writeReport(journal, o.reportDir, ws)
 	var tamperErr error
-	if n := ag.Tampered(); n > 0 && o.onTamper == "fail" {
+	if n := ag.Tampered(); n > 0 && set.TamperFails {
 		tamperErr = fmt.Errorf("enforcement was tampered with %d time(s) during the run (restored; see the report's agent errors); --on-tamper report only records it", n)
 	}
 	if err := errors.Join(cmdErr, stopErr, repErr, tamperErr); err != nil {
@@ -163,38 +157,17 @@ func runCmd(ctx context.Context, args []string, log *slog.Logger) (int, error) {
 	return code, nil
 }
 
-// policy is the mode and entries from the flags and the --policy file.
-// The entries are the union of both. The mode is the file's when it sets
-// one, unless --egress-policy says otherwise: then it is an error, since
-// silently preferring either could open what the other closes.
-func (o *runOptions) policy() (policy.Mode, []policy.Endpoint, error) {
-	eps, err := policy.ParseEndpoints(o.endpoints)
+// settings parses the settings flags given and the --policy file (package
+// settings): the entries are the union of both; the mode is the file's
+// when it sets one, and an --egress-policy that disagrees is an error,
+// since silently preferring either could open what the other closes.
+func (o *runOptions) settings() (*settings.Settings, error) {
+	s, err := settings.Parse(settings.Flags, func(name string) string { return o.given[name] },
+		func(path string) ([]byte, error) { return readLimited(path, policyfile.MaxSize) })
 	if err != nil {
-		return "", nil, fmt.Errorf("run: --allowed-endpoints: %w", err)
+		return nil, fmt.Errorf("run: %w", err)
 	}
-	modeStr := o.mode
-	if o.policyFile != "" {
-		b, err := readLimited(o.policyFile, policyfile.MaxSize)
-		if err != nil {
-			return "", nil, fmt.Errorf("run: --policy: %w", err)
-		}
-		f, err := policyfile.Parse(o.policyFile, b)
-		if err != nil {
-			return "", nil, fmt.Errorf("run: --policy: %w", err)
-		}
-		if f.EgressPolicy != "" {
-			if o.modeSet && f.EgressPolicy != o.mode {
-				return "", nil, fmt.Errorf("run: --egress-policy %q and the egress-policy %q of --policy %s disagree", o.mode, f.EgressPolicy, o.policyFile)
-			}
-			modeStr = f.EgressPolicy
-		}
-		eps = append(eps, f.Endpoints...)
-	}
-	mode, err := policy.ParseMode(modeStr)
-	if err != nil {
-		return "", nil, fmt.Errorf("run: --egress-policy: %w", err)
-	}
-	return mode, eps, nil
+	return s, nil
 }
 
 // readLimited reads the file at path, failing if it holds more than max bytes.
@@ -311,21 +284,6 @@ func runChild(ctx context.Context, argv []string, tree *proctree.Group) (int, er
 		return 1, fmt.Errorf("wait for %s: %w", argv[0], werr)
 	}
 	return 0, nil
-}
-
-func upstreams(flagValue string) ([]netip.AddrPort, error) {
-	if strings.TrimSpace(flagValue) == "" {
-		return resolver.SystemUpstreams(resolver.ResolvConf, resolver.ResolvedUpstreamsConf)
-	}
-	var out []netip.AddrPort
-	for _, s := range strings.FieldsFunc(flagValue, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' }) {
-		ap, err := resolver.ParseUpstream(s)
-		if err != nil {
-			return nil, fmt.Errorf("--upstream: %w", err)
-		}
-		out = append(out, ap)
-	}
-	return out, nil
 }
 
 // reportCmd is `harden-runner report`: report.json and summary.md again

@@ -48,7 +48,7 @@ func TestRunPolicyFlags(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			mode, eps, err := o.policy()
+			set, err := o.settings()
 			if c.err != "" {
 				if err == nil || !strings.Contains(err.Error(), c.err) {
 					t.Fatalf("error %v, want one containing %q", err, c.err)
@@ -59,10 +59,10 @@ func TestRunPolicyFlags(t *testing.T) {
 				t.Fatal(err)
 			}
 			var got []string
-			for _, e := range policy.New(mode, eps, false).Endpoints() {
+			for _, e := range policy.New(set.Mode, set.Endpoints, false).Endpoints() {
 				got = append(got, e.String())
 			}
-			if mode != c.mode || strings.Join(got, " ") != strings.Join(c.entries, " ") {
+			if mode := set.Mode; mode != c.mode || strings.Join(got, " ") != strings.Join(c.entries, " ") {
 				t.Errorf("got %s %v, want %s %v", mode, got, c.mode, c.entries)
 			}
 		})

@@ -58,6 +58,7 @@ type StartResult struct {
 	How          string
 	SudoDisabled []string
 	Warnings     []string
+	Errors       []string // what the agent could not enforce (shown as errors at once)
 }
 
 // StopRequest says how the post step ends the job's enforcement.
@@ -111,6 +112,9 @@ type Env struct {
 	// DockerImage is this action's image ID: its containers (the post
 	// step, the helpers) keep docker under disable-sudo-and-containers.
 	DockerImage string
+	// DockerName is this action's container's name: the runner is the
+	// parent of the docker CLI that runs it.
+	DockerName string
 	// HTTPClient is used for the GitHub API; nil means http.DefaultClient.
 	HTTPClient *http.Client
 	Log        *slog.Logger
@@ -153,18 +157,17 @@ func Main(ctx context.Context, env *Env, h Host) error {
 	if in.Token != "" {
 		a.AddMask(in.Token)
 	}
+	// Steps lose docker under disable-sudo-and-containers; the runner
+	// keeps it (its container actions and services, and this action's
+	// post step).
 	req := StartRequest{Daemon: agent.DaemonConfig{
-		EgressPolicy:     string(in.Mode),
-		AllowedEndpoints: in.AllowedEndpoints,
-		Workspace:        env.HostWorkspace,
-		FileMonitoring:   !in.DisableFileMonitoring && env.HostWorkspace != "",
-		// Steps lose docker; the runner keeps it (its container
-		// actions and services, and this action's post step).
-		DisableContainers:  in.DisableSudoAndContainers,
+		Settings:           in.Settings,
+		Workspace:          env.HostWorkspace,
 		DockerSocket:       env.HostDockerSocket,
-		AllowDockerFor:     in.AllowDockerFor,
 		DockerTrustedImage: env.DockerImage,
+		ActionContainer:    env.DockerName,
 	}}
+	req.Daemon.Settings.FileMonitoring = in.FileMonitoring && env.HostWorkspace != ""
 	if in.DisableSudo {
 		if env.SudoUser == "" {
 			err := errors.New("disable-sudo: cannot tell the runner's user")
@@ -184,7 +187,7 @@ func Main(ctx context.Context, env *Env, h Host) error {
 		fmt.Fprintf(env.Stdout, "harden-runner: the agent is already enforcing (pid %d); nothing changed\n", res.Pid)
 	} else {
 		fmt.Fprintf(env.Stdout, "harden-runner: egress-policy %s, %d allowed endpoint(s), file monitoring %v: enforcing after %d ms (agent pid %d, %s)\n",
-			in.Mode, len(in.Endpoints), req.Daemon.FileMonitoring, time.Since(t0).Milliseconds(), res.Pid, res.How)
+			in.Mode, len(in.Endpoints), req.Daemon.Settings.FileMonitoring, time.Since(t0).Milliseconds(), res.Pid, res.How)
 	}
 	for _, f := range res.SudoDisabled {
 		fmt.Fprintf(env.Stdout, "harden-runner: disable-sudo: moved %s away\n", f)
@@ -192,7 +195,12 @@ func Main(ctx context.Context, env *Env, h Host) error {
 	for _, w := range res.Warnings {
 		a.Warningf("harden-runner: %s", w)
 	}
-	if in.DisableSudoAndContainers {
+	// What is not enforced is said now, as an error, not only in the
+	// summary at the end of the job (which shows it as an error too).
+	for _, e := range res.Errors {
+		a.WithFieldsMap(map[string]string{"title": "harden-runner: not enforced"}).Errorf("%s", e)
+	}
+	if in.DisableContainers {
 		fmt.Fprintln(env.Stdout, "harden-runner: disable-sudo-and-containers: docker now serves only the runner's own docker commands and containers; steps' docker commands are refused")
 	}
 	return errors.Join(

@@ -16,12 +16,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/yuin/goldmark"
-	"github.com/yuin/goldmark/extension"
 	"golang.org/x/net/html"
 
 	"github.com/harden-runner/harden-runner/event"
 	"github.com/harden-runner/harden-runner/internal/escape"
+	"github.com/harden-runner/harden-runner/internal/escape/mdtest"
 )
 
 // fakeRunner is a runner environment: INPUT_*, the GITHUB_* env files,
@@ -157,7 +156,11 @@ func TestMainStartsAgentOnce(t *testing.T) {
 		t.Fatalf("%d starts", len(h.starts))
 	}
 	d := h.starts[0].Daemon
-	if d.EgressPolicy != "block" || d.AllowedEndpoints != "github.com:443\n*.npmjs.org:443" || !d.FileMonitoring ||
+	var eps []string
+	for _, e := range d.Settings.Endpoints {
+		eps = append(eps, e.String())
+	}
+	if d.Settings.Mode != "block" || strings.Join(eps, " ") != "github.com:443 *.npmjs.org:443" || !d.Settings.FileMonitoring ||
 		d.Workspace != "/home/runner/work/repo/repo" || h.starts[0].SudoUser != "#1001" {
 		t.Errorf("start request %+v", h.starts[0])
 	}
@@ -364,26 +367,6 @@ func githubServer(t *testing.T, status int) (*fakeGitHub, string) {
 	return g, srv.URL + "/api/v3"
 }
 
-func renderGFM(t *testing.T, md string) *html.Node {
-	t.Helper()
-	var buf bytes.Buffer
-	if err := goldmark.New(goldmark.WithExtensions(extension.GFM)).Convert([]byte(md), &buf); err != nil {
-		t.Fatal(err)
-	}
-	doc, err := html.Parse(&buf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return doc
-}
-
-func walkHTML(n *html.Node, f func(*html.Node)) {
-	f(n)
-	for c := n.FirstChild; c != nil; c = c.NextSibling {
-		walkHTML(c, f)
-	}
-}
-
 func TestPostFallsBackToWorkflowCommands(t *testing.T) {
 	r := newRunner(t, map[string]string{"token": "ghs_tok"})
 	g, api := githubServer(t, http.StatusForbidden)
@@ -429,9 +412,9 @@ func TestPostFallsBackToWorkflowCommands(t *testing.T) {
 	if len(sum) == 0 || len(sum) > 1<<20 {
 		t.Fatalf("summary is %d bytes", len(sum))
 	}
-	doc := renderGFM(t, string(sum))
+	doc := mdtest.Render(t, string(sum), false)
 	var text strings.Builder
-	walkHTML(doc, func(n *html.Node) {
+	mdtest.Walk(doc, func(n *html.Node) {
 		switch {
 		case n.Type == html.ElementNode && (n.Data == "script" || n.Data == "a" || n.Data == "img"):
 			t.Errorf("summary renders a <%s> element", n.Data)

@@ -110,7 +110,8 @@ func (d *DockerHost) Start(ctx context.Context, req StartRequest) (*StartResult,
 	if res == nil {
 		return nil, fmt.Errorf("helper container exited without a result: %s", strings.TrimSpace(string(stderr)))
 	}
-	return &StartResult{Already: res.Already, Pid: res.Pid, How: res.How, SudoDisabled: res.SudoDisabled, Warnings: res.Warnings}, nil
+	return &StartResult{Already: res.Already, Pid: res.Pid, How: res.How, SudoDisabled: res.SudoDisabled, Warnings: res.Warnings,
+		Errors: res.Errors}, nil
 }
 
 // readResult reads the helper's multiplexed output until a stdout line is

@@ -6,57 +6,34 @@ import (
 	"path"
 	"strings"
 
-	"github.com/harden-runner/harden-runner/dockergate"
-	"github.com/harden-runner/harden-runner/egress/policy"
-	"github.com/harden-runner/harden-runner/egress/policyfile"
+	"github.com/harden-runner/harden-runner/settings"
 )
 
 // Input names, as action.yml declares them (StepSecurity Harden-Runner's).
+// The enforcement settings are package settings' names.
 const (
-	InputEgressPolicy             = "egress-policy"
-	InputAllowedEndpoints         = "allowed-endpoints"
-	InputDisableSudo              = "disable-sudo"
-	InputDisableSudoAndContainers = "disable-sudo-and-containers"
-	InputAllowDockerFor           = "allow-docker-for"
-	InputDisableFileMonitoring    = "disable-file-monitoring"
+	InputEgressPolicy             = settings.EgressPolicy
+	InputAllowedEndpoints         = settings.AllowedEndpoints
+	InputDisableSudo              = settings.DisableSudo
+	InputDisableSudoAndContainers = settings.DisableSudoAndContainers
+	InputAllowDockerFor           = settings.AllowDockerFor
+	InputDisableFileMonitoring    = settings.DisableFileMonitoring
 	InputDisableTelemetry         = "disable-telemetry"
-	InputPolicy                   = "policy"
+	InputPolicy                   = settings.Policy
 	InputToken                    = "token"
 	InputKeepEnforcement          = "keep-enforcement" // see keep.go
 )
 
-// Inputs are the parsed and checked action inputs.
+// Inputs are the parsed and checked action inputs: the enforcement
+// settings (handed to the agent as they are) and the Action's own.
 type Inputs struct {
-	Mode                     policy.Mode
-	AllowedEndpoints         string // the inputs' and the policy file's entries, newline-separated
-	Endpoints                []policy.Endpoint
-	DisableSudo              bool // also true when DisableSudoAndContainers is
-	DisableSudoAndContainers bool
-	// AllowDockerFor is who keeps docker under DisableSudoAndContainers:
-	// "runner" (default) or "containers" (dockergate.AllowFor).
-	AllowDockerFor        string
-	DisableFileMonitoring bool
-	DisableTelemetry      bool // accepted for compatibility; nothing is ever sent
-	PolicyFile            string
-	Token                 string
+	settings.Settings
+	DisableTelemetry bool // accepted for compatibility; nothing is ever sent
+	Token            string
 }
 
 // InputError is a malformed input. Its message names the input and the value.
-type InputError struct {
-	Input string
-	Value string
-	Err   error
-}
-
-func (e *InputError) Error() string {
-	v := e.Value
-	if len(v) > 200 {
-		v = v[:200] + "…"
-	}
-	return fmt.Sprintf("input %s: %q: %v", e.Input, v, e.Err)
-}
-
-func (e *InputError) Unwrap() error { return e.Err }
+type InputError = settings.InputError
 
 // ParseInputs reads the inputs through get (githubactions.Action.GetInput:
 // trimmed, "" when unset) and, when the policy input is set, the policy
@@ -65,75 +42,23 @@ func (e *InputError) Unwrap() error { return e.Err }
 //
 // Defaults are action.yml's: egress-policy block, the rest false/empty. A
 // policy file's egress-policy wins over the input; its allowed-endpoints
-// are added to the input's.
+// are added to the input's (package settings).
 func ParseInputs(get func(string) string, readFile func(string) ([]byte, error)) (*Inputs, error) {
-	in := &Inputs{Token: get(InputToken)}
 	var errs []error
-	bad := func(name, val string, err error) { errs = append(errs, &InputError{Input: name, Value: val, Err: err}) }
-
-	modeStr := get(InputEgressPolicy)
-	if modeStr == "" {
-		modeStr = string(policy.Block)
+	s, err := settings.Parse(settings.Inputs, get, workspacePolicy(readFile))
+	if err != nil {
+		errs = append(errs, err.(interface{ Unwrap() []error }).Unwrap()...)
 	}
-	endpoints := get(InputAllowedEndpoints)
-	if pf := get(InputPolicy); pf != "" {
-		in.PolicyFile = pf
-		file, err := loadPolicyFile(pf, readFile)
-		if err != nil {
-			bad(InputPolicy, pf, err)
-		} else {
-			if file.EgressPolicy != "" {
-				modeStr = file.EgressPolicy
-			}
-			if file.AllowedEndpoints != "" {
-				endpoints = strings.TrimSpace(endpoints + "\n" + file.AllowedEndpoints)
-			}
-		}
+	in := &Inputs{Token: get(InputToken)}
+	if s != nil {
+		in.Settings = *s
 	}
-	if m, err := policy.ParseMode(modeStr); err != nil {
-		bad(InputEgressPolicy, modeStr, errors.New(`want "audit" or "block"`))
-	} else {
-		in.Mode = m
-	}
-	if eps, err := policy.ParseEndpoints(endpoints); err != nil {
-		bad(InputAllowedEndpoints, endpoints, err)
-	} else {
-		in.Endpoints = eps
-		in.AllowedEndpoints = endpoints
-	}
-	for _, b := range []struct {
-		name string
-		dst  *bool
-	}{
-		{InputDisableSudo, &in.DisableSudo},
-		{InputDisableSudoAndContainers, &in.DisableSudoAndContainers},
-		{InputDisableFileMonitoring, &in.DisableFileMonitoring},
-		{InputDisableTelemetry, &in.DisableTelemetry},
-	} {
-		v := get(b.name)
-		ok, err := parseBool(v)
-		if err != nil {
-			bad(b.name, v, err)
-		}
-		*b.dst = ok
-	}
-	if in.DisableSudoAndContainers {
-		in.DisableSudo = true
+	v := get(InputDisableTelemetry)
+	if in.DisableTelemetry, err = settings.ParseBool(v); err != nil {
+		errs = append(errs, &InputError{Input: InputDisableTelemetry, Value: v, Err: err})
 	}
 	if _, err := KeepEnforcement(get, func(string) string { return "" }); err != nil {
 		errs = append(errs, err)
-	}
-	if _, err := TamperFails(get); err != nil {
-		errs = append(errs, err)
-	}
-	if v := get(InputAllowDockerFor); v != "" {
-		if af, err := dockergate.ParseAllowFor(v); err != nil {
-			bad(InputAllowDockerFor, v, err)
-		} else {
-			in.AllowDockerFor = string(af)
-		}
-	} else {
-		in.AllowDockerFor = string(dockergate.AllowRunner)
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -141,30 +66,21 @@ func ParseInputs(get func(string) string, readFile func(string) ([]byte, error))
 	return in, nil
 }
 
-// parseBool accepts what @actions/core's getBooleanInput does (YAML 1.2
-// core schema): true, True, TRUE, false, False, FALSE; "" is false.
-func parseBool(s string) (bool, error) {
-	switch s {
-	case "", "false", "False", "FALSE":
-		return false, nil
-	case "true", "True", "TRUE":
-		return true, nil
+// workspacePolicy reads a policy file through readFile after checking
+// that its path stays inside the workspace.
+func workspacePolicy(readFile func(string) ([]byte, error)) func(string) ([]byte, error) {
+	return func(p string) ([]byte, error) {
+		clean := path.Clean(strings.TrimPrefix(p, "./"))
+		if path.IsAbs(p) || clean == ".." || strings.HasPrefix(clean, "../") || strings.ContainsRune(p, 0) {
+			return nil, errors.New("want a path relative to the repository root, inside it")
+		}
+		if readFile == nil {
+			return nil, errors.New("no workspace to read it from")
+		}
+		b, err := readFile(clean)
+		if err != nil {
+			return nil, fmt.Errorf("read: %w", err)
+		}
+		return b, nil
 	}
-	return false, errors.New("want true or false")
-}
-
-// loadPolicyFile checks that p stays inside the workspace and parses it.
-func loadPolicyFile(p string, readFile func(string) ([]byte, error)) (*policyfile.File, error) {
-	clean := path.Clean(strings.TrimPrefix(p, "./"))
-	if path.IsAbs(p) || clean == ".." || strings.HasPrefix(clean, "../") || strings.ContainsRune(p, 0) {
-		return nil, errors.New("want a path relative to the repository root, inside it")
-	}
-	if readFile == nil {
-		return nil, errors.New("no workspace to read it from")
-	}
-	b, err := readFile(clean)
-	if err != nil {
-		return nil, fmt.Errorf("read: %w", err)
-	}
-	return policyfile.Parse(clean, b)
 }

@@ -56,7 +56,7 @@ func TestParseInputs(t *testing.T) {
 			errs: []string{"egress-policy", "disable-file-monitoring", "disable-telemetry"}},
 		{name: "bools", in: map[string]string{"disable-sudo-and-containers": "TRUE", "disable-file-monitoring": "true", "disable-telemetry": "False"}, mode: policy.Block,
 			check: func(t *testing.T, in *Inputs) {
-				if !in.DisableSudo || !in.DisableSudoAndContainers || !in.DisableFileMonitoring || in.DisableTelemetry {
+				if !in.DisableSudo || !in.DisableContainers || in.FileMonitoring || in.DisableTelemetry {
 					t.Errorf("bools: %+v", in)
 				}
 			}},

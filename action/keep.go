@@ -1,6 +1,10 @@
 package action
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/harden-runner/harden-runner/settings"
+)
 
 // KeepEnforcement tells whether the post step leaves the agent enforcing
 // and reports a snapshot of its journal (true), or stops it and gives
@@ -14,7 +18,7 @@ func KeepEnforcement(getInput, getenv func(string) string) (bool, error) {
 	if v == "" {
 		return getenv("RUNNER_ENVIRONMENT") == "github-hosted", nil
 	}
-	keep, err := parseBool(v)
+	keep, err := settings.ParseBool(v)
 	if err != nil {
 		return false, &InputError{Input: InputKeepEnforcement, Value: v, Err: fmt.Errorf("want true, false, or empty: %w", err)}
 	}

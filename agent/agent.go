@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"runtime"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/harden-runner/harden-runner/dockergate"
@@ -64,15 +65,25 @@ type Config struct {
 	// Process are the agent's).
 	DisableContainers bool
 	Docker            dockergate.Config
+	// ActionContainer, when set, is the name of the Action's own
+	// container: the runner is the parent of the docker CLI that runs it
+	// (runnerid.FromDockerRun), which confirms or corrects the /proc scan.
+	ActionContainer string
 	// WatchEtc, when set, is the machine's /etc as the agent sees it: changes
 	// of resolv.conf, hosts and the sudoers files there are tamper errors
 	// with the writer (guard.WatchFiles). Start it after our own changes
 	// there (disable-sudo).
 	WatchEtc string
 	// SudoUser, when set, is the runner's user whose sudo rights
-	// disable-sudo took: a rule for it put back is an error (sudowatch).
+	// disable-sudo took: a rule for it put back is an error (in the /etc
+	// watch's line for the change, or by sudowatch without WatchEtc).
 	SudoUser string
-	Log      *slog.Logger
+	// Resume, when set, says this agent takes over from one that died
+	// during the job: it appends to the journal, keeps the addresses the
+	// dead one's table allowed (firewall.Config.Takeover), and writes
+	// Resume as a Gap record, To set, once it enforces again.
+	Resume *event.Gap
+	Log    *slog.Logger
 }
 
 // Agent runs the components. Start once, Stop once (Stop is safe to repeat).
@@ -98,6 +109,10 @@ type Agent struct {
 	stopped bool
 	// runnerPID is the pinned Runner.Worker (0: none found).
 	runnerPID int
+
+	smu       sync.Mutex
+	startErrs []string // error notes emitted while Start ran
+	started   bool
 }
 
 // New validates cfg. It does no I/O.
@@ -135,7 +150,11 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 			_ = a.teardown()
 		}
 	}()
-	a.journal, err = journal.Create(a.cfg.JournalPath)
+	if a.cfg.Resume != nil {
+		a.journal, err = journal.Append(a.cfg.JournalPath)
+	} else {
+		a.journal, err = journal.Create(a.cfg.JournalPath)
+	}
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
@@ -145,13 +164,20 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	if runner.IsZero() {
 		runner, pinErr = runnerid.Find()
 	}
+	var pinNote *event.Note
+	runner, pinNote, pinErr = a.confirmRunner(runner, pinErr)
 	if pinErr != nil && a.cfg.DisableContainers {
 		return fmt.Errorf("agent: disable containers: pin the runner's process (only its own docker commands may use docker): %w", pinErr)
 	}
 	// Every event under a workflow step's process is preceded, once per
 	// step, by a record of that step's root (for the report's Step column).
 	a.runnerPID = runner.PID
-	emit := runnerstep.NewTracker(runnerstep.HostFS{}, runner.PID).Wrap(a.journal.Emit)
+	emit := a.keepStartErrors(runnerstep.NewTracker(runnerstep.HostFS{}, runner.PID).Wrap(a.journal.Emit))
+	defer func() {
+		a.smu.Lock()
+		a.started = true
+		a.smu.Unlock()
+	}()
 	p := a.cfg.Policy
 	start := &event.Start{Time: time.Now(), Mode: p.Mode(), Workspace: a.cfg.Workspace, FileMonitoring: a.cfg.FileMonitoring}
 	for _, e := range p.Endpoints() {
@@ -174,6 +200,9 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 		a.lineage = tr
 	}
 	emit(event.Record{Start: start})
+	if pinNote != nil {
+		emit(event.Record{Note: pinNote})
+	}
 	if pinErr != nil {
 		emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "agent", Level: "info",
 			Message: "no workflow step is named by process (the runner's process was not found): " + pinErr.Error()}})
@@ -194,13 +223,14 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 		Upstreams:    a.cfg.Upstreams,
 		Preexisting:  preexisting(emit),
 		DHCPServers:  dhcpServers(),
+		Takeover:     a.cfg.Resume != nil,
 		Log:          a.log,
 	})
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
 	a.flows, err = flowlog.New(flowlog.Config{Group: a.fw.LogGroup(), Emit: emit, Owner: finder.Owner,
-		ForwardedOwner: finder.ForwardedOwner, AllProtocols: a.lineage != nil, Log: a.log})
+		ForwardedOwner: finder.ForwardedOwner, AllProtocols: a.lineage != nil, Batch: flowBatch(a.lineage != nil), Log: a.log})
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
@@ -249,6 +279,11 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	if err = a.startGuard(ctx, emit); err != nil {
 		return err
 	}
+	if a.cfg.Resume != nil {
+		gap := *a.cfg.Resume
+		gap.To = time.Now()
+		emit(event.Record{Gap: &gap})
+	}
 	a.flushHostDNSCache(emit)
 	// Privilege use is reported, not enforced: a machine without fanotify
 	// or without any of the programs only loses that section.
@@ -260,8 +295,9 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 			a.priv = m
 		}
 	}
-	if a.cfg.SudoUser != "" {
-		// Before the helper takes the rights: their return is what is watched.
+	if a.cfg.SudoUser != "" && a.etc == nil {
+		// Without the /etc watch (which says it in its one line per
+		// change): only the rights' return is watched.
 		if a.sudo, err = sudowatch.New(sudowatch.Config{User: a.cfg.SudoUser, Emit: emit, Log: a.log}); err != nil {
 			return fmt.Errorf("agent: %w", err)
 		}
@@ -293,6 +329,58 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	}
 	a.log.Info("agent: enforcing", "mode", p.Mode(), "endpoints", len(start.AllowedEndpoints))
 	return nil
+}
+
+// confirmRunner checks the pinned runner against the parent of the docker
+// CLI that runs the Action's own container (cfg.ActionContainer), which
+// wins: the scan may find more than one, or a lookalike. It returns the
+// runner to trust and a note saying what was found (nil: nothing to check).
+func (a *Agent) confirmRunner(runner runnerid.Identity, pinErr error) (runnerid.Identity, *event.Note, error) {
+	name := a.cfg.ActionContainer
+	if name == "" {
+		return runner, nil, pinErr
+	}
+	clis := a.cfg.Docker.CLIs
+	if len(clis) == 0 {
+		clis = dockergate.DefaultCLIs
+	}
+	note := func(level event.Level, format string, args ...any) *event.Note {
+		return &event.Note{Time: time.Now(), Component: event.ComponentAgent, Level: level, Message: fmt.Sprintf(format, args...)}
+	}
+	byCLI, err := runnerid.FromDockerRun(name, clis)
+	switch {
+	case err != nil:
+		return runner, note("info", "the runner's process is not confirmed by the docker CLI that runs this action's container %q: %v", name, err), pinErr
+	case runner.IsZero():
+		return byCLI, note("info", "pinned the runner %s (pid %d) as the parent of the docker CLI that runs this action's container (the scan of /proc: %v)", byCLI.Exe, byCLI.PID, pinErr), nil
+	case byCLI.PID != runner.PID || byCLI.Start != runner.Start:
+		return byCLI, note("error", "the runner found in /proc (%s, pid %d) is not the parent of the docker CLI that runs this action's container (%s, pid %d): pinned the latter", runner.Exe, runner.PID, byCLI.Exe, byCLI.PID), nil
+	}
+	return runner, note("info", "the runner's process (pid %d) is confirmed: it runs the docker CLI that runs this action's container", runner.PID), pinErr
+}
+
+// keepStartErrors passes every record to next and keeps the messages of
+// the error notes emitted until Start returns (StartErrors).
+func (a *Agent) keepStartErrors(next event.Emit) event.Emit {
+	return func(r event.Record) {
+		if n := r.Note; n != nil && n.Level == event.LevelError {
+			a.smu.Lock()
+			if !a.started {
+				a.startErrs = append(a.startErrs, string(n.Component)+": "+n.Message)
+			}
+			a.smu.Unlock()
+		}
+		next(r)
+	}
+}
+
+// StartErrors returns the errors noted while Start ran (what enforcement
+// could not cover, e.g. a path to dockerd the gate cannot close), for the
+// step that started the agent to show at once. Safe for concurrent use.
+func (a *Agent) StartErrors() []string {
+	a.smu.Lock()
+	defer a.smu.Unlock()
+	return slices.Clone(a.startErrs)
 }
 
 // startRelay starts the name-checking relay that the firewall sends new
@@ -372,7 +460,18 @@ func (a *Agent) startGuard(ctx context.Context, emit event.Emit) error {
 	}
 	if a.cfg.WatchEtc != "" {
 		// Reported, not enforced: a machine without fanotify only loses this.
-		f, err := guard.WatchFiles(ctx, guard.FilesConfig{Root: a.cfg.WatchEtc, Emit: emit, Process: proc.Info, Log: a.log})
+		var explain func(string) string
+		if user := a.cfg.SudoUser; user != "" {
+			etc := a.cfg.WatchEtc
+			explain = func(rel string) string {
+				if sudowatch.EtcGrants(etc, rel, user) {
+					return fmt.Sprintf("; it gives %s sudo rights again after disable-sudo", user)
+				}
+				return ""
+			}
+		}
+		f, err := guard.WatchFiles(ctx, guard.FilesConfig{Root: a.cfg.WatchEtc, Emit: emit, Process: proc.Info,
+			Explain: explain, Log: a.log})
 		if err != nil {
 			emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "guard", Level: "warning",
 				Message: "changes of resolv.conf, hosts and sudoers are not watched: " + err.Error()}})
@@ -564,7 +663,20 @@ func (a *Agent) Snapshot() (int64, error) {
 	if a.journal == nil || a.stopped {
 		return 0, errors.New("agent: snapshot: the agent is not running")
 	}
+	for _, st := range a.liveStats() {
+		st.Live = true
+		a.journal.Emit(event.Record{Stats: &st})
+	}
 	return a.journal.Snapshot(event.Record{Snapshot: &event.Snapshot{Time: time.Now()}})
+}
+
+// Alert writes a tamper error into the journal: something switched our
+// enforcement off or tried to (see event.Note's Tamper).
+func (a *Agent) Alert(component event.Component, message string) {
+	if a.journal != nil && !a.stopped {
+		a.journal.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: component, Level: event.LevelError,
+			Message: message, Tamper: true}})
+	}
 }
 
 // Note writes a note into the journal from outside the agent's
@@ -573,4 +685,47 @@ func (a *Agent) Note(component event.Component, level event.Level, message strin
 	if a.journal != nil && !a.stopped {
 		a.journal.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: component, Level: level, Message: message}})
 	}
+}
+
+// liveStats are the running components' counts, for a snapshot: the
+// report of a journal that ends there (the agent goes on enforcing) then
+// knows what was lost so far instead of nothing.
+func (a *Agent) liveStats() []event.Stats {
+	var out []event.Stats
+	if a.flows != nil {
+		out = append(out, a.flows.Stats())
+	}
+	if a.gate != nil {
+		out = append(out, a.gate.Stats())
+	}
+	if a.res != nil {
+		out = append(out, a.res.Stats())
+	}
+	if a.relay != nil {
+		out = append(out, a.relay.Stats())
+	}
+	if a.priv != nil {
+		out = append(out, a.priv.Stats())
+	}
+	if a.files != nil {
+		out = append(out, a.files.Stats())
+	}
+	if a.lineage != nil {
+		st := a.lineage.Stats()
+		out = append(out, event.Stats{Component: "lineage", Events: st.Events, Lost: st.Lost})
+	}
+	_, failed := a.journal.Counts()
+	return append(out, event.Stats{Component: "journal", Lost: failed})
+}
+
+// flowBatch is how long the kernel may hold allowed flows' log packets to
+// hand them over in batches: with the kernel's attribution records
+// (lineage) a flow's owner outlives its socket, so one wake-up per batch
+// instead of one per new connection (bench/conn.sh); looked up from /proc
+// after the fact, every millisecond loses short-lived clients.
+func flowBatch(lineage bool) time.Duration {
+	if lineage {
+		return 10 * time.Millisecond
+	}
+	return 0
 }

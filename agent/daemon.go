@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -18,35 +17,40 @@ import (
 	"github.com/harden-runner/harden-runner/dockergate"
 	"github.com/harden-runner/harden-runner/egress/policy"
 	"github.com/harden-runner/harden-runner/egress/resolver"
+	"github.com/harden-runner/harden-runner/event"
+	"github.com/harden-runner/harden-runner/settings"
 )
 
 // DaemonConfig is what the Action hands the host daemon (`harden-runner
 // agent --config FILE`), as JSON. Paths are the host's.
 type DaemonConfig struct {
-	EgressPolicy     string `json:"egress_policy"`     // audit or block
-	AllowedEndpoints string `json:"allowed_endpoints"` // policy.ParseEndpoints syntax
-	// NoRunnerEndpoints turns off policy.Implicit (self-hosted runners).
-	NoRunnerEndpoints bool   `json:"no_runner_endpoints,omitempty"`
-	Workspace         string `json:"workspace,omitempty"`
-	FileMonitoring    bool   `json:"file_monitoring"`
+	// Settings are the user's, parsed by the Action (package settings):
+	// the daemon decodes and checks them, it parses no text.
+	// Settings.FileMonitoring is off without a Workspace.
+	Settings  settings.Settings `json:"settings"`
+	Workspace string            `json:"workspace,omitempty"`
 	// StateDir holds the pid file, the ready/failed/stopped markers and
 	// the journal (see the State* names).
 	StateDir string `json:"state_dir"`
-	// Upstreams overrides the DNS servers found in the host's resolv.conf.
-	Upstreams []string `json:"upstreams,omitempty"`
-	// DisableContainers leaves docker to the pinned runner's docker CLI and
-	// this Action's containers (dockergate); DockerSocket and DockerCLIs
-	// override dockergate's defaults. AllowDockerFor is the
-	// allow-docker-for input; DockerTrustedImage the Action's image ID.
-	DisableContainers  bool     `json:"disable_containers,omitempty"`
+	// DockerSocket and DockerCLIs override dockergate's defaults (for
+	// Settings.DisableContainers); DockerTrustedImage is the Action's
+	// image ID.
 	DockerSocket       string   `json:"docker_socket,omitempty"`
 	DockerCLIs         []string `json:"docker_clis,omitempty"`
-	AllowDockerFor     string   `json:"allow_docker_for,omitempty"`
 	DockerTrustedImage string   `json:"docker_trusted_image,omitempty"`
+	// ActionContainer is the Action's own container's name (Config.ActionContainer).
+	ActionContainer string `json:"action_container,omitempty"`
 	// SudoUser is the runner's user name when disable-sudo is on: the
 	// agent reports a sudo rule for it that comes back.
 	SudoUser string `json:"sudo_user,omitempty"`
+	// RestartDelay is how long the supervisor (systemd's RestartSec, or
+	// Supervise) waits before it starts a daemon that died again; default
+	// DefaultRestartDelay.
+	RestartDelay time.Duration `json:"restart_delay,omitempty"`
 }
+
+// DefaultRestartDelay is DaemonConfig.RestartDelay's default.
+const DefaultRestartDelay = 100 * time.Millisecond
 
 // Files the daemon keeps in DaemonConfig.StateDir.
 const (
@@ -57,7 +61,27 @@ const (
 	StateJournal = "journal.jsonl" // the event journal (root only)
 	// StateSnapshot answers a snapshot request (SIGUSR1): SnapshotResult.
 	StateSnapshot = "snapshot.json"
+	// StateStopRequest is written by StopDaemon before its SIGTERM: a
+	// stop signal without it (systemctl stop, or a step's kill) does not
+	// end enforcement; it is reported.
+	StateStopRequest = "stop-request"
+	// StateHeartbeat's mtime is the daemon's last sign of life, renewed
+	// every HeartbeatEvery: where a gap begins if it is killed.
+	StateHeartbeat = "heartbeat"
+	// StateExit is written by Supervise when the daemon died: ExitRecord.
+	StateExit = "exit.json"
 )
+
+// HeartbeatEvery is how often the daemon renews StateHeartbeat: a gap's
+// start is known to within that.
+const HeartbeatEvery = 100 * time.Millisecond
+
+// ExitRecord is how a supervised daemon ended (StateExit).
+type ExitRecord struct {
+	Pid    int       `json:"pid"`
+	Time   time.Time `json:"time"`
+	Reason string    `json:"reason"` // "killed by signal 9", "exit status 2"
+}
 
 // SnapshotResult is the daemon's answer to a snapshot request, in
 // StateSnapshot: the journal's first Bytes bytes end with the Snapshot
@@ -66,6 +90,29 @@ type SnapshotResult struct {
 	Bytes int64     `json:"bytes"`
 	Time  time.Time `json:"time"`
 	Error string    `json:"error,omitempty"`
+}
+
+// Readiness is StateReady's content.
+type Readiness struct {
+	Pid  int       `json:"pid"`
+	Time time.Time `json:"time"`
+	// Errors are what the agent noted as errors while it started (e.g.
+	// a path to dockerd it cannot close on this kernel): the step that
+	// started it shows them at once, not only the report at the end.
+	Errors []string `json:"errors,omitempty"`
+}
+
+// ReadReadiness reads the StateReady file of the daemon in dir.
+func ReadReadiness(dir string) (*Readiness, error) {
+	b, err := os.ReadFile(filepath.Join(dir, StateReady))
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	var r Readiness
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("agent: %s: %w", StateReady, err)
+	}
+	return &r, nil
 }
 
 // drainTimeout bounds the wait for docker connections after a stop.
@@ -87,56 +134,95 @@ func ReadDaemonConfig(path string) (*DaemonConfig, error) {
 	if c.StateDir == "" || !filepath.IsAbs(c.StateDir) {
 		return nil, fmt.Errorf("agent: config %s: state_dir %q must be an absolute path", path, c.StateDir)
 	}
+	if err := c.Settings.Check(); err != nil {
+		return nil, fmt.Errorf("agent: config %s: %w", path, err)
+	}
 	return &c, nil
 }
 
 // RunDaemon runs the agent as a long-lived process: it records its pid,
 // starts the agent, marks the state dir ready (or failed, with the error),
-// and on ctx's end (SIGTERM) stops the agent, which flushes the journal,
-// then marks it stopped. It returns the start error or the stop error.
+// and on a stop request (StopDaemon: StateStopRequest, then SIGTERM) stops
+// the agent, which flushes the journal, then marks it stopped. A stop
+// signal without the request is reported as tampering and changes nothing:
+// a step with sudo cannot end enforcement by `kill` or `systemctl stop`
+// unnoticed, and the table stays in the kernel even if it is then killed.
+//
+// A daemon that finds the pid file of one that died (killed during the
+// job; its supervisor started this one) takes over: one journal, appended,
+// the table replaced without refusing what it allowed, and the time
+// without an agent recorded as a Gap.
+//
+// It returns the start error, or nil once stopped as requested (the stop's
+// own error is in StateStopped and the journal): a supervisor restarts a
+// daemon that exits with an error.
 func RunDaemon(ctx context.Context, cfg *DaemonConfig, log *slog.Logger) error {
 	dir := cfg.StateDir
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("agent: state dir: %w", err)
 	}
-	for _, f := range []string{StateReady, StateFailed, StateStopped, StateSnapshot} {
+	resume, err := deadPredecessor(dir)
+	if err != nil {
+		return err
+	}
+	for _, f := range []string{StateReady, StateFailed, StateStopped, StateSnapshot, StateStopRequest, StateExit} {
 		_ = os.Remove(filepath.Join(dir, f))
 	}
 	if err := writeAtomic(filepath.Join(dir, StatePid), []byte(strconv.Itoa(os.Getpid())+"\n")); err != nil {
 		return err
 	}
-	// Before ready: SIGUSR1's default action would end the agent.
+	// Before ready: SIGUSR1's default action would end the agent. The stop
+	// signals are ours to judge, so the agent's lifetime is not ctx's.
 	snap := make(chan os.Signal, 1)
 	signal.Notify(snap, syscall.SIGUSR1)
 	defer signal.Stop(snap)
-	ag, err := daemonAgent(cfg, log)
+	stop := make(chan os.Signal, 4)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(stop)
+	ag, err := daemonAgent(cfg, resume, log)
 	if err == nil {
-		err = ag.Start(ctx)
+		err = ag.Start(context.WithoutCancel(ctx))
 	}
 	if err != nil {
 		_ = writeAtomic(filepath.Join(dir, StateFailed), []byte(err.Error()+"\n"))
 		return err
 	}
-	ready, _ := json.Marshal(map[string]any{"pid": os.Getpid(), "time": time.Now().UTC()})
+	beat := filepath.Join(dir, StateHeartbeat)
+	if err := writeAtomic(beat, nil); err != nil {
+		_ = ag.Stop()
+		return err
+	}
+	ready, _ := json.Marshal(Readiness{Pid: os.Getpid(), Time: time.Now().UTC(), Errors: ag.StartErrors()})
 	if err := writeAtomic(filepath.Join(dir, StateReady), append(ready, '\n')); err != nil {
 		_ = ag.Stop()
 		return err
 	}
+	hb := time.NewTicker(HeartbeatEvery)
+	defer hb.Stop()
 	for done := false; !done; {
 		select {
-		case <-ctx.Done():
-			done = true
+		case sig := <-stop:
+			if _, err := os.Stat(filepath.Join(dir, StateStopRequest)); err == nil {
+				done = true
+				break
+			}
+			ag.Alert("agent", fmt.Sprintf("the agent got %v without the post step's stop request (systemctl stop, or a kill by a step): it goes on enforcing", sig))
+			log.Warn("agent: stop signal without a stop request; ignored", "signal", sig)
 		case <-snap:
 			answerSnapshot(dir, ag, log)
+		case now := <-hb.C:
+			_ = os.Chtimes(beat, now, now)
 		}
 	}
 	err = ag.Stop()
 	msg := "ok\n"
 	if err != nil {
 		msg = err.Error() + "\n"
+		log.Error("agent: stop", "err", err)
 	}
 	_ = writeAtomic(filepath.Join(dir, StateStopped), []byte(msg))
 	_ = os.Remove(filepath.Join(dir, StatePid))
+	_ = os.Remove(beat)
 	// The post step that stopped us may still be talking to dockerd
 	// through the docker gate: let it finish.
 	dctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
@@ -144,7 +230,42 @@ func RunDaemon(ctx context.Context, cfg *DaemonConfig, log *slog.Logger) error {
 	if derr := ag.Drain(dctx); derr != nil {
 		log.Warn("agent: drain docker connections", "err", derr)
 	}
-	return err
+	return nil
+}
+
+// deadPredecessor looks at the pid file a daemon before us left: none, or
+// one that stopped cleanly, is a fresh start (nil); a live daemon is an
+// error; one that died during the job gives the gap this daemon resumes
+// after, From its last heartbeat and with the supervisor's word on how it
+// ended.
+func deadPredecessor(dir string) (*event.Gap, error) {
+	b, err := os.ReadFile(filepath.Join(dir, StatePid))
+	if err != nil {
+		return nil, nil
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	if pid > 0 && pid != os.Getpid() && isDaemon(pid) {
+		return nil, fmt.Errorf("agent: a daemon already runs (pid %d)", pid)
+	}
+	if _, err := os.Stat(filepath.Join(dir, StateStopped)); err == nil {
+		return nil, nil
+	}
+	if _, err := os.Stat(filepath.Join(dir, StateJournal)); err != nil {
+		return nil, nil // it never got as far as a journal: nothing to resume
+	}
+	gap := &event.Gap{Reason: "unknown: no supervisor saw it end (systemd restarted it, or it was killed with its supervisor)"}
+	if st, err := os.Stat(filepath.Join(dir, StateHeartbeat)); err == nil {
+		gap.From = st.ModTime()
+	} else if st, err := os.Stat(filepath.Join(dir, StateJournal)); err == nil {
+		gap.From = st.ModTime() // an agent older than the heartbeat
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, StateExit)); err == nil {
+		var x ExitRecord
+		if json.Unmarshal(b, &x) == nil && x.Pid == pid && x.Reason != "" {
+			gap.Reason = x.Reason
+		}
+	}
+	return gap, nil
 }
 
 // answerSnapshot writes StateSnapshot for one snapshot request.
@@ -160,42 +281,33 @@ func answerSnapshot(dir string, ag *Agent, log *slog.Logger) {
 	}
 }
 
-func daemonAgent(cfg *DaemonConfig, log *slog.Logger) (*Agent, error) {
-	mode, err := policy.ParseMode(cfg.EgressPolicy)
-	if err != nil {
-		return nil, fmt.Errorf("agent: %w", err)
-	}
-	eps, err := policy.ParseEndpoints(cfg.AllowedEndpoints)
-	if err != nil {
-		return nil, fmt.Errorf("agent: allowed-endpoints: %w", err)
-	}
-	var ups []netip.AddrPort
-	if len(cfg.Upstreams) == 0 {
+func daemonAgent(cfg *DaemonConfig, resume *event.Gap, log *slog.Logger) (*Agent, error) {
+	s := &cfg.Settings
+	ups := s.Upstreams
+	if len(ups) == 0 {
+		var err error
 		ups, err = resolver.SystemUpstreams(resolver.ResolvConf, resolver.ResolvedUpstreamsConf)
 		if err != nil {
 			return nil, fmt.Errorf("agent: %w", err)
 		}
 	}
-	for _, u := range cfg.Upstreams {
-		ap, err := resolver.ParseUpstream(u)
-		if err != nil {
-			return nil, fmt.Errorf("agent: upstream: %w", err)
-		}
-		ups = append(ups, ap)
-	}
 	return New(Config{
-		Policy:         policy.New(mode, eps, !cfg.NoRunnerEndpoints),
+		Policy:         policy.New(s.Mode, s.Endpoints, !s.NoRunnerEndpoints),
 		Upstreams:      ups,
 		ClientServers:  resolver.ParseResolvConfFile(resolver.ResolvConf),
 		JournalPath:    filepath.Join(cfg.StateDir, StateJournal),
 		Workspace:      cfg.Workspace,
-		FileMonitoring: cfg.FileMonitoring && cfg.Workspace != "",
+		FileMonitoring: s.FileMonitoring && cfg.Workspace != "",
 		// The Action starts before actions/checkout: its writes to the
 		// still empty workspace build the baseline (isCheckout).
-		DisableContainers: cfg.DisableContainers,
+		DisableContainers: s.DisableContainers,
 		Docker: dockergate.Config{Socket: cfg.DockerSocket, CLIs: cfg.DockerCLIs,
-			AllowFor: dockergate.AllowFor(cfg.AllowDockerFor), TrustedImage: cfg.DockerTrustedImage},
-		SudoUser: cfg.SudoUser,
+			AllowFor: s.AllowDockerFor, TrustedImage: cfg.DockerTrustedImage},
+		ActionContainer: cfg.ActionContainer,
+		SudoUser:        cfg.SudoUser,
+		// The VM's /etc (the daemon runs chrooted to the VM's root).
+		WatchEtc: "/etc",
+		Resume:   resume,
 		Log:      log,
 	})
 }
@@ -314,6 +426,10 @@ func StopDaemon(ctx context.Context, dir string) error {
 	pid := DaemonPid(dir)
 	if pid == 0 {
 		return ErrNotRunning
+	}
+	req, _ := json.Marshal(map[string]any{"pid": os.Getpid(), "time": time.Now().UTC()})
+	if err := writeAtomic(filepath.Join(dir, StateStopRequest), append(req, '\n')); err != nil {
+		return fmt.Errorf("agent: stop daemon %d: %w", pid, err)
 	}
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
 		return fmt.Errorf("agent: signal daemon %d: %w", pid, err)

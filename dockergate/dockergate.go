@@ -256,6 +256,16 @@ func (g *Gate) swap() error {
 	if err := os.Chmod(tmp, 0o666); err != nil {
 		return undo(err)
 	}
+	if st, err := os.Lstat(g.hidden); err == nil && st.Mode()&os.ModeSocket != 0 {
+		// A gate of an agent that was killed left dockerd's socket hidden
+		// and its own dead one at the path: take the path over, and leave
+		// dockerd's where it is (a second move would lose it).
+		if err := os.Rename(tmp, sock); err != nil {
+			return undo(err)
+		}
+		g.ln = ln
+		return nil
+	}
 	if err := os.Rename(sock, g.hidden); err != nil {
 		return undo(err)
 	}

@@ -115,7 +115,13 @@ func (g *Gate) guardPremounted() {
 		g.guard, err = lsm.Start(inodes, []int{g.self}, g.lsmDenied)
 	}
 	if err != nil {
-		note("warning", "sockets bound to dockerd before harden-runner started (bind mounts into job, service and action containers) are not closed, only reported: "+err.Error())
+		msg := "docker's socket as mounted before harden-runner started (into job, service and container-action containers) stays open: " +
+			"processes in those containers reach dockerd without the gate (each such container is named as an error); " +
+			"closing it needs BPF LSM (a kernel with CONFIG_BPF_LSM booted with bpf in lsm=, which GitHub's hosted Ubuntu images are not)"
+		if why := lsm.Diagnose(err); why != "" {
+			msg += ": " + why
+		}
+		note("error", msg+" ("+err.Error()+")")
 		return
 	}
 	note("info", "connections to dockerd's own socket other than through the gate are refused (BPF LSM)")

@@ -226,6 +226,10 @@ type Stats struct {
 	Events       uint64    `json:"events"`
 	Lost         uint64    `json:"lost"`
 	Unattributed uint64    `json:"unattributed"`
+	// Live: the counts so far of a component that goes on running, taken
+	// for a journal snapshot; a later Stats of the same component (when
+	// it stops) supersedes them.
+	Live bool `json:"live,omitempty"`
 }
 
 // Record is one journal line: exactly one of its pointer fields is set.
@@ -250,6 +254,8 @@ type Record struct {
 	// agent went on enforcing (a GitHub-hosted VM is discarded after the
 	// job): a report built from it ends here.
 	Snapshot *Snapshot `json:"snapshot,omitempty"`
+	// Gap is a time the agent was not running (see Gap).
+	Gap *Gap `json:"gap,omitempty"`
 }
 
 // Coverage says that a monitor could not start, started late, or had
@@ -287,6 +293,23 @@ type Stop struct {
 // Snapshot is the last record of a journal taken while the agent still ran.
 type Snapshot struct {
 	Time time.Time `json:"time"`
+}
+
+// Gap is a time during the job when the agent was not running: it was
+// killed or crashed, and its supervisor (systemd, or harden-runner's own
+// in detached mode) started it again. The restarted agent writes it once
+// it enforces again. While it was down the table stayed in the kernel:
+// what was blocked stayed blocked, but nothing was recorded, DNS got no
+// answers and flows the agent decides (denied ones, the relay's) failed.
+type Gap struct {
+	// From is the dead agent's last sign of life (its heartbeat, at most
+	// a heartbeat period before it died); To is when the new one enforced.
+	From time.Time `json:"from"`
+	To   time.Time `json:"to"`
+	// Reason is how it ended ("killed by signal 9"), when its supervisor
+	// saw it, else why it is unknown.
+	Reason  string   `json:"reason"`
+	Process *Process `json:"process,omitempty"` // who ended it, when known
 }
 
 // Emit records one event. Implementations must be safe for concurrent use

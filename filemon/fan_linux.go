@@ -44,8 +44,10 @@ type fan struct {
 	// (a new .git, .github, workflows, hooks) to its path relative to the
 	// root: only steering files are looked for there.
 	extra sync.Map
-	done  chan struct{}   // closed when the reader has stopped and closed the fds
-	hold  <-chan struct{} // tests only: receives until the test closes it
+	// steerAlso is Config.Steer (nil: the built-in names only).
+	steerAlso func(rel string) string
+	done      chan struct{}   // closed when the reader has stopped and closed the fds
+	hold      <-chan struct{} // tests only: receives until the test closes it
 }
 
 // fanSink is where events go once the baseline exists.
@@ -195,7 +197,7 @@ func (f *fan) dirAppeared(s *fanSink, rel string, creator event.Process) {
 			}
 			continue
 		}
-		if why := steerNew(p); why != "" {
+		if why := f.steerWhy(p); why != "" {
 			who := event.Process{Unknown: fmt.Sprintf("created before its new directory %q was watched; the directory was made by pid %d (%s)", rel, creator.PID, creator.Exe)}
 			s.tr.steerCreated(p, why, who, time.Now())
 		}
@@ -204,6 +206,14 @@ func (f *fan) dirAppeared(s *fanSink, rel string, creator event.Process) {
 
 // start runs the reader. It must run before the first mark is added: the
 // gate's opens wait for it.
+// steerWhy is steerNew, then Config.Steer.
+func (f *fan) steerWhy(rel string) string {
+	if why := steerNew(rel); why != "" || f.steerAlso == nil {
+		return why
+	}
+	return f.steerAlso(rel)
+}
+
 func (f *fan) start() { go f.read() }
 
 // stop makes the reader read what is queued, then close the groups (which
@@ -392,14 +402,14 @@ func (f *fan) dirEvent(ev *fanotify.Event) {
 		}
 	}
 	if !isBase {
-		if why := steerNew(string(p)); created && why != "" {
+		if why := f.steerWhy(string(p)); created && why != "" {
 			s.tr.steerCreated(string(p), why, f.procs.at(int(ev.PID)), time.Now())
 		}
 		return
 	}
 	idx, ok := s.base.byPath[string(p)]
 	if !ok {
-		if why := steerNew(string(p)); created && why != "" && ev.Mask&unix.FAN_ONDIR == 0 {
+		if why := f.steerWhy(string(p)); created && why != "" && ev.Mask&unix.FAN_ONDIR == 0 {
 			s.tr.steerCreated(string(p), why, f.procs.at(int(ev.PID)), time.Now())
 		}
 		return // not a baseline name: a build's own file

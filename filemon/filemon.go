@@ -197,6 +197,11 @@ type Config struct {
 	// (node_modules, build output) are not source, and watching them is
 	// what made a build slow.
 	AllFiles bool
+	// Steer, if set, says why a file created at rel (relative to Root,
+	// slash separated) steers something, beyond the built-in steering
+	// names; "" when it does not. Such files are reported as event.Steer
+	// (with fanotify only). Called on the event path: fast, concurrent-safe.
+	Steer func(rel string) string
 
 	// Tests stall a reader until they close these, to force an overflow.
 	inotifyHoldForTest, fanotifyHoldForTest <-chan struct{}
@@ -362,4 +367,20 @@ func (m *Monitor) Close() error {
 	}
 	m.cfg.Emit(event.Record{Stats: &st})
 	return err
+}
+
+// Stats returns the counts so far, over every run rebuilds replaced (what
+// Close emits, before its final rescan), for a snapshot while the monitor
+// goes on. Safe for concurrent use.
+func (m *Monitor) Stats() event.Stats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st := event.Stats{Component: "filemon"}
+	if m.run != nil {
+		st = m.run.counts()
+	}
+	st.Events += m.retired.Events
+	st.Lost += m.retired.Lost
+	st.Unattributed += m.retired.Unattributed
+	return st
 }

@@ -77,6 +77,7 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, opts startOpts) (_
 			r.fan = f
 			r.fan.overflow = r.overflow
 			r.fan.hold = cfg.fanotifyHoldForTest
+			r.fan.steerAlso = cfg.Steer
 			r.fan.gitRoot = filepath.Join(root, ".git")
 			r.fan.onIndex = opts.onIndex
 			unknown.Unknown = "seen by inotify only: fanotify reported no process for this change"
@@ -378,4 +379,10 @@ func waitExit(pid int, stop <-chan struct{}) {
 			return
 		}
 	}
+}
+
+// counts are the run's counters so far.
+func (r *run) counts() event.Stats {
+	return event.Stats{Component: "filemon", Events: r.tr.events.Load(), Lost: r.lost.Load(),
+		Unattributed: r.tr.unattributed.Load()}
 }

@@ -32,3 +32,5 @@ type procCache struct{}
 func newProcCache(func(int) event.Process, int) *procCache { return nil }
 
 func waitExit(int, <-chan struct{}) {}
+
+func (*run) counts() event.Stats { return event.Stats{Component: "filemon"} }

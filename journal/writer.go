@@ -48,10 +48,53 @@ func Create(path string) (*Writer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("journal: open %s: %w", path, err)
 	}
-	j := &Writer{f: f, pending: new(bytes.Buffer), spare: new(bytes.Buffer),
+	return newWriter(f, 0), nil
+}
+
+// Append opens the journal at path to go on appending to it (an
+// agent restarted after its predecessor was killed): one journal for the
+// whole job. A last line the killed agent left torn is ended with a
+// newline first, so it stays one bad line (the report counts it) and the
+// next record starts a line of its own.
+func Append(path string) (*Writer, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("journal: open %s: %w", path, err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("journal: %s: %w", path, err)
+	}
+	size := st.Size()
+	if size > 0 {
+		last := make([]byte, 1)
+		r, err := os.Open(path)
+		if err == nil {
+			_, err = r.ReadAt(last, size-1)
+			r.Close()
+		}
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("journal: read the end of %s: %w", path, err)
+		}
+		if last[0] != '\n' {
+			n, err := f.Write([]byte{'\n'})
+			size += int64(n)
+			if err != nil {
+				f.Close()
+				return nil, fmt.Errorf("journal: end the torn last line of %s: %w", path, err)
+			}
+		}
+	}
+	return newWriter(f, size), nil
+}
+
+func newWriter(f *os.File, size int64) *Writer {
+	j := &Writer{f: f, size: size, pending: new(bytes.Buffer), spare: new(bytes.Buffer),
 		kick: make(chan struct{}, 1), done: make(chan struct{})}
 	go j.flusher()
-	return j, nil
+	return j
 }
 
 // lineBuf is one record's encoding, made outside the lock.

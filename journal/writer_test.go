@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -122,5 +123,59 @@ func TestJournalSnapshot(t *testing.T) {
 		if err := json.Unmarshal(l, &r); err != nil || r.Snapshot != nil {
 			t.Fatalf("record before the snapshot: %s (%v)", l, err)
 		}
+	}
+}
+
+// TestAppendJournal: a restarted agent goes on with the journal a killed
+// one left, whose last line may be torn: that line stays one bad line,
+// every earlier and later record is whole, and the size a snapshot
+// reports counts the old bytes too.
+func TestAppend(t *testing.T) {
+	for _, tc := range []struct {
+		name, old string
+	}{{"whole", `{"note":{"message":"a"}}` + "\n"}, {"torn", `{"note":{"message":"a"}}` + "\n" + `{"note":{"mess`}, {"empty", ""}} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "journal.jsonl")
+			if err := os.WriteFile(path, []byte(tc.old), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			j, err := Append(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			j.Emit(event.Record{Note: &event.Note{Message: "b"}})
+			size, err := j.Snapshot(event.Record{Snapshot: &event.Snapshot{}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := j.Close(); err != nil {
+				t.Fatal(err)
+			}
+			b, _ := os.ReadFile(path)
+			if int64(len(b)) != size {
+				t.Errorf("snapshot size %d, file %d bytes", size, len(b))
+			}
+			if !bytes.HasPrefix(b, []byte(tc.old)) {
+				t.Errorf("the old journal was not kept:\n%s", b)
+			}
+			var whole, bad int
+			for _, l := range bytes.Split(bytes.TrimSuffix(b, []byte("\n")), []byte("\n")) {
+				if len(l) == 0 {
+					continue
+				}
+				if json.Valid(l) {
+					whole++
+				} else {
+					bad++
+				}
+			}
+			wantBad := 0
+			if tc.name == "torn" {
+				wantBad = 1
+			}
+			if bad != wantBad || whole != strings.Count(tc.old, "}}\n")+2 {
+				t.Errorf("%d whole and %d bad lines:\n%s", whole, bad, b)
+			}
+		})
 	}
 }

@@ -44,6 +44,10 @@ type Tracker struct {
 	// events counts the records read, unreadable those that were not
 	// understood, handled both (after the table changed).
 	events, unreadable, handled atomic.Uint64
+	// currentAt is a monotonic time (ns) by which the table held every
+	// event the kernel had submitted: a lookup as of an earlier time
+	// needs no new check (a map read, a system call, per flow otherwise).
+	currentAt atomic.Uint64
 }
 
 // New returns a Tracker for cfg. It does no I/O.
@@ -340,7 +344,7 @@ func (t *Tracker) Process(pid int, at uint64, wait time.Duration) (Proc, bool) {
 	deadline := time.Now().Add(wait)
 	for {
 		// current before get: an event applied in between then shows.
-		cur := wait <= 0 || t.current()
+		cur := wait <= 0 || at != 0 && at < t.currentAt.Load() || t.current()
 		p, ok, changed := t.table.get(pid, at)
 		if cur {
 			return p, ok
@@ -367,6 +371,7 @@ func (t *Tracker) current() bool {
 	if objs == nil {
 		return true
 	}
+	now := monotonic() // before the count: what was submitted by now is in it
 	var per []uint64
 	if err := objs.Counts.Lookup(uint32(0), &per); err != nil {
 		return true
@@ -375,7 +380,15 @@ func (t *Tracker) current() bool {
 	for _, n := range per {
 		produced += n
 	}
-	return t.handled.Load() >= produced
+	if t.handled.Load() < produced {
+		return false
+	}
+	for {
+		old := t.currentAt.Load()
+		if now <= old || t.currentAt.CompareAndSwap(old, now) {
+			return true
+		}
+	}
 }
 
 // FlowOwner returns the owner of the socket that sent a packet from src to

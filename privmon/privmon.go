@@ -126,7 +126,14 @@ func (m *Monitor) Close() error {
 		}
 		m.closeErr = m.f.Close()
 		m.wg.Wait()
-		m.cfg.Emit(event.Record{Stats: &event.Stats{Component: "privmon", Events: m.events.Load(), Unattributed: m.unknown.Load()}})
+		st := m.Stats()
+		m.cfg.Emit(event.Record{Stats: &st})
 	})
 	return m.closeErr
+}
+
+// Stats returns the monitor's counts so far (what Close emits). Safe for
+// concurrent use.
+func (m *Monitor) Stats() event.Stats {
+	return event.Stats{Component: "privmon", Events: m.events.Load(), Unattributed: m.unknown.Load()}
 }

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -133,6 +134,21 @@ func Find() (Identity, error) {
 // the VM's; a container's or a nested namespace's lookalike is not the
 // runner, and would only make Find ambiguous).
 func Candidates() ([]int, error) {
+	pids, err := ownPIDs()
+	if err != nil {
+		return nil, err
+	}
+	var out []int
+	for _, pid := range pids {
+		if isWorker(pid) {
+			out = append(out, pid)
+		}
+	}
+	return out, nil
+}
+
+// ownPIDs lists the processes in /proc that are in our own PID namespace.
+func ownPIDs() ([]int, error) {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil, fmt.Errorf("runnerid: %w", err)
@@ -147,10 +163,7 @@ func Candidates() ([]int, error) {
 		if err != nil {
 			continue
 		}
-		if ns, err := os.Readlink("/proc/" + e.Name() + "/ns/pid"); err != nil || ns != own {
-			continue
-		}
-		if isWorker(pid) {
+		if ns, err := os.Readlink("/proc/" + e.Name() + "/ns/pid"); err == nil && ns == own {
 			out = append(out, pid)
 		}
 	}
@@ -172,6 +185,76 @@ func FromAncestry(pid int) (Identity, error) {
 		pid = ppid
 	}
 	return Identity{}, ErrNotFound
+}
+
+// FromDockerRun pins the runner as the parent of the docker CLI that runs
+// the container named name (`docker run --name NAME`, as the runner starts
+// a container action, attached until it ends): for the Action, whose own
+// container that is. The CLI must run one of the files clis, and its
+// parent must qualify as the runner's Runner.Worker. Only processes in our
+// own PID namespace count.
+func FromDockerRun(name string, clis []string) (Identity, error) {
+	if name == "" {
+		return Identity{}, errors.New("runnerid: no container name")
+	}
+	type file struct{ dev, ino uint64 }
+	var files []file
+	for _, c := range clis {
+		var st unix.Stat_t
+		if err := unix.Stat(c, &st); err == nil {
+			files = append(files, file{uint64(st.Dev), st.Ino})
+		}
+	}
+	if len(files) == 0 {
+		return Identity{}, fmt.Errorf("runnerid: none of the docker CLIs %v exists", clis)
+	}
+	pids, err := ownPIDs()
+	if err != nil {
+		return Identity{}, err
+	}
+	var parents []int
+	for _, pid := range pids {
+		dev, ino, err := exeInode(pid)
+		if err != nil || !slices.Contains(files, file{dev, ino}) {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+		if err != nil || !RunsNamed(b, name) {
+			continue
+		}
+		if _, ppid, err := Stat(pid); err == nil && isWorker(ppid) && !slices.Contains(parents, ppid) {
+			parents = append(parents, ppid)
+		}
+	}
+	switch len(parents) {
+	case 0:
+		return Identity{}, fmt.Errorf("%w: no docker CLI running container %q has one as its parent", ErrNotFound, name)
+	case 1:
+		return Of(parents[0])
+	}
+	return Identity{}, fmt.Errorf("%w: the docker CLIs running container %q have parents %v", ErrAmbiguous, name, parents)
+}
+
+// RunsNamed reports whether cmdline (/proc/PID/cmdline: NUL-separated) is
+// a docker `run` or `create` of a container named name.
+func RunsNamed(cmdline []byte, name string) bool {
+	args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+	sub := false
+	for i, a := range args {
+		switch {
+		case a == "run" || a == "create":
+			sub = true
+		case a == "--name" && i+1 < len(args):
+			if sub && args[i+1] == name {
+				return true
+			}
+		case a == "--name="+name:
+			if sub {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // isWorker: pid runs DIR/Runner.Worker, DIR/Runner.Listener exists, and

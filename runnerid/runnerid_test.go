@@ -7,7 +7,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/harden-runner/harden-runner/internal/fakerunner"
 	"github.com/harden-runner/harden-runner/runnerid"
@@ -178,4 +180,92 @@ func TestCandidatesOwnPIDNamespace(t *testing.T) {
 	if slices.Contains(cands, there[0]) {
 		t.Errorf("candidates %v hold %d, a Worker in another PID namespace", cands, there[0])
 	}
+}
+
+// TestFromDockerRun: the runner is the parent of the docker CLI that runs
+// the named container; a docker CLI a step's shell started, a process
+// that is not a docker CLI with the same command line, and another name
+// pin nothing.
+func TestFromDockerRun(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: reads other users' /proc/PID/exe")
+	}
+	r := fakerunner.Start(t, fakerunner.TempDir(t), fakerunner.Nobody)
+	pid, err := r.Pid()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := fakerunner.TempDir(t)
+	// A docker CLI stand-in: bash (not exec'ing sleep: `; true`) whose
+	// command line reads as `docker ... run --name NAME image`.
+	cli, other := filepath.Join(dir, "docker"), filepath.Join(dir, "notdocker")
+	for _, dst := range []string{cli, other} {
+		if b, err := exec.Command("cp", "/bin/bash", dst).CombinedOutput(); err != nil {
+			t.Fatalf("cp %v %s", err, b)
+		}
+	}
+	run := func(exe, name string) []string {
+		return []string{exe, "-c", "sleep 30; true", "run", "--name", name, "img"}
+	}
+	stop := func(pid int) {
+		t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+	}
+	// The step's shell runs it: its parent is the shell.
+	out, err := r.Run(strings.Join(run(cli, "by-step"), " ") + " > /dev/null 2>&1 & echo $!")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := strconv.Atoi(strings.TrimSpace(out)); err == nil {
+		stop(p)
+	}
+	for _, c := range [][]string{run(other, "not-cli"), run(cli, "ours")} {
+		p, err := r.ExecBackground(c...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop(p)
+	}
+	// Wait until the runner's CLI runs (it is forked at once, exec'd soon).
+	var id runnerid.Identity
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if id, err = runnerid.FromDockerRun("ours", []string{cli}); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil || id.PID != pid {
+		t.Fatalf("FromDockerRun(ours) = %+v, %v; want the runner %d", id, err, pid)
+	}
+	for _, name := range []string{"by-step", "not-cli", "nope"} {
+		if id, err := runnerid.FromDockerRun(name, []string{cli}); err == nil {
+			t.Errorf("FromDockerRun(%s) = %+v, want none", name, id)
+		}
+	}
+}
+
+func TestRunsNamed(t *testing.T) {
+	for _, c := range []struct {
+		cmdline string
+		want    bool
+	}{
+		{"docker\x00run\x00--name\x00x\x00img\x00", true},
+		{"docker\x00container\x00run\x00--rm\x00--name=x\x00img\x00", true},
+		{"docker\x00create\x00--name\x00x\x00img", true},
+		{"docker\x00run\x00--name\x00xy\x00img\x00", false},
+		{"docker\x00--name\x00x\x00run\x00img\x00", false},
+		{"docker\x00ps\x00--name\x00x\x00", false},
+		{"docker\x00run\x00--name\x00", false},
+	} {
+		if got := runnerid.RunsNamed([]byte(c.cmdline), "x"); got != c.want {
+			t.Errorf("RunsNamed(%q) = %v, want %v", c.cmdline, got, c.want)
+		}
+	}
+}
+
+func FuzzRunsNamed(f *testing.F) {
+	f.Add([]byte("docker\x00run\x00--name\x00x\x00img\x00"), "x")
+	f.Fuzz(func(t *testing.T, cmdline []byte, name string) {
+		if runnerid.RunsNamed(cmdline, name) && !strings.Contains(string(cmdline), name) {
+			t.Errorf("RunsNamed(%q, %q) without the name in it", cmdline, name)
+		}
+	})
 }

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -128,21 +129,41 @@ func (s *Watch) scanDropins() {
 	}
 }
 
-// check reports a sudoers.d file that grants the user (sudo reads only
-// regular files whose names have no '.' and do not end in '~').
+// check reports a sudoers.d file that grants the user.
 func (s *Watch) check(path string) {
+	if DropinGrants(path, s.cfg.User) {
+		s.restoredRule("/etc/sudoers.d/" + filepath.Base(path))
+	}
+}
+
+// DropinGrants reports whether the sudoers.d file at path is one sudo
+// reads (a regular file whose name has no '.' and does not end in '~')
+// and has a rule for user.
+func DropinGrants(path, user string) bool {
 	name := filepath.Base(path)
 	if strings.Contains(name, ".") || strings.HasSuffix(name, "~") {
-		return
+		return false
 	}
 	st, err := os.Lstat(path)
 	if err != nil || !st.Mode().IsRegular() {
-		return
+		return false
 	}
 	b, err := os.ReadFile(path)
-	if err == nil && GrantsUser(string(b), s.cfg.User) {
-		s.restoredRule("/etc/sudoers.d/" + name)
+	return err == nil && GrantsUser(string(b), user)
+}
+
+// EtcGrants reports whether the file rel (relative to etc, slash
+// separated) is /etc/sudoers or a sudoers.d drop-in and now has a rule for
+// user: what a change of sudo's policy means for disable-sudo.
+func EtcGrants(etc, rel, user string) bool {
+	switch dir, _ := path.Split(rel); {
+	case rel == "sudoers":
+		b, err := os.ReadFile(filepath.Join(etc, "sudoers"))
+		return err == nil && GrantsUser(string(b), user)
+	case dir == "sudoers.d/":
+		return DropinGrants(filepath.Join(etc, filepath.FromSlash(rel)), user)
 	}
+	return false
 }
 
 // restoredRule reports file once per change burst (a write is several

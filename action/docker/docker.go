@@ -53,6 +53,7 @@ type Mount struct {
 // Container is the part of an inspect answer the Action uses.
 type Container struct {
 	ID     string
+	Name   string // "/name", as dockerd has it
 	Image  string // image ID (sha256:...)
 	Mounts []Mount
 	State  struct {

@@ -29,7 +29,12 @@ func Snapshot(ctx context.Context, root, dir string) (*agent.SnapshotResult, err
 	if err := CheckNamespaces(); err != nil {
 		return nil, err
 	}
-	return agent.SnapshotDaemon(ctx, filepath.Join(root, dir, "state"))
+	state := filepath.Join(root, dir, "state")
+	res, err := agent.SnapshotDaemon(ctx, state)
+	if errors.Is(err, agent.ErrNotRunning) && waitRestart(ctx, state) {
+		res, err = agent.SnapshotDaemon(ctx, state)
+	}
+	return res, err
 }
 
 func defaultPaths(root, dir string) (string, string) {

@@ -57,7 +57,10 @@ type Result struct {
 	How          string   `json:"how"` // "systemd" or "detached"
 	SudoDisabled []string `json:"sudo_disabled,omitempty"`
 	Warnings     []string `json:"warnings,omitempty"`
-	Millis       int64    `json:"ms"` // from Install's start to "enforcing"
+	// Errors are what the agent could not enforce, said as it started
+	// (agent.Readiness.Errors).
+	Errors []string `json:"errors,omitempty"`
+	Millis int64    `json:"ms"` // from Install's start to "enforcing"
 }
 
 func (c *Config) defaults() {
@@ -151,6 +154,15 @@ func Install(ctx context.Context, cfg Config, log *slog.Logger) (*Result, error)
 		return nil, fmt.Errorf("host: write config: %w", err)
 	}
 	res := &Result{}
+	if sudoUser != "" {
+		// Before the agent starts: its watch of /etc reports every later
+		// change of the sudoers files, ours would be among them.
+		moved, warn, err := disableSudo(cfg.Root, hostDir, sudoUser)
+		res.SudoDisabled, res.Warnings = moved, append(res.Warnings, warn...)
+		if err != nil {
+			return res, err
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	var err error
@@ -167,14 +179,12 @@ func Install(ctx context.Context, cfg Config, log *slog.Logger) (*Result, error)
 		return nil, err
 	}
 	res.Pid = agent.DaemonPid(state)
-	res.Millis = time.Since(t0).Milliseconds()
-	if sudoUser != "" {
-		moved, warn, err := disableSudo(cfg.Root, hostDir, sudoUser)
-		res.SudoDisabled, res.Warnings = moved, append(res.Warnings, warn...)
-		if err != nil {
-			return res, err
-		}
+	if rd, err := agent.ReadReadiness(state); err != nil {
+		res.Warnings = append(res.Warnings, "cannot read what the agent could not enforce: "+err.Error())
+	} else {
+		res.Errors = rd.Errors
 	}
+	res.Millis = time.Since(t0).Milliseconds()
 	log.Debug("host: agent enforcing", "pid", res.Pid, "how", res.How, "ms", res.Millis)
 	return res, nil
 }
@@ -222,8 +232,17 @@ func startSystemd(ctx context.Context, cfg Config, bin, conf, state string) erro
 	reset.SysProcAttr = &syscall.SysProcAttr{Chroot: cfg.Root}
 	reset.Dir = "/"
 	_ = reset.Run()
+	// Restarted whenever it dies, except after the clean stop it asked for
+	// (exit status 0): a restarted daemon takes over the table and the
+	// journal (agent.RunDaemon). At most 10 restarts a minute.
+	delay := cfg.Daemon.RestartDelay
+	if delay <= 0 {
+		delay = agent.DefaultRestartDelay
+	}
 	cmd := exec.CommandContext(ctx, "/usr/bin/systemd-run", "--unit="+Unit, "--collect", "--quiet",
 		"--description=harden-runner agent", "-p", "KillMode=mixed", "-p", "TimeoutStopSec=30",
+		"-p", "Restart=always", "-p", fmt.Sprintf("RestartSec=%dms", delay.Milliseconds()),
+		"-p", "RestartPreventExitStatus=0", "-p", "StartLimitIntervalSec=60", "-p", "StartLimitBurst=10",
 		bin, "agent", "--config", conf)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: cfg.Root}
 	cmd.Dir = "/"
@@ -239,16 +258,18 @@ func startSystemd(ctx context.Context, cfg Config, bin, conf, state string) erro
 	})
 }
 
-// startDetached starts the daemon in a new session, chrooted to the VM's
-// root, and moves it into PID 1's cgroups so that the helper container's
-// end (which kills its cgroup) does not take it along.
+// startDetached starts the daemon under our own supervisor in a new
+// session, chrooted to the VM's root, and moves both into PID 1's cgroups
+// so that the helper container's end (which kills its cgroup) does not
+// take them along.
 func startDetached(ctx context.Context, cfg Config, bin, conf, state string) ([]string, error) {
 	logf, err := os.OpenFile(filepath.Join(cfg.Root, cfg.Dir, "agent.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("host: agent log: %w", err)
 	}
 	defer logf.Close()
-	cmd := exec.Command(bin, "agent", "--config", conf)
+	// Our own supervisor (agent.Supervise) in place of systemd's Restart=.
+	cmd := exec.Command(bin, "supervise", "--config", conf)
 	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: cfg.Root, Setsid: true}
@@ -270,8 +291,19 @@ func startDetached(ctx context.Context, cfg Config, bin, conf, state string) ([]
 			return true
 		}
 	})
+	if err == nil {
+		// The daemon may have been forked before its supervisor moved.
+		if pid := agent.DaemonPid(state); pid != 0 {
+			if err := joinInitCgroups(cfg.Root, pid); err != nil {
+				warn = append(warn, err.Error())
+			}
+		}
+	}
 	if err != nil {
 		_ = cmd.Process.Kill()
+		if pid := agent.DaemonPid(state); pid != 0 {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
 		tail, _ := os.ReadFile(filepath.Join(cfg.Root, cfg.Dir, "agent.log"))
 		if len(tail) > 2000 {
 			tail = tail[len(tail)-2000:]
@@ -402,6 +434,9 @@ func Stop(ctx context.Context, root, dir string) error {
 	}
 	state := filepath.Join(root, dir, "state")
 	err := agent.StopDaemon(ctx, state)
+	if errors.Is(err, agent.ErrNotRunning) && waitRestart(ctx, state) {
+		err = agent.StopDaemon(ctx, state)
+	}
 	if errors.Is(err, agent.ErrNotRunning) {
 		if b, rerr := os.ReadFile(filepath.Join(state, agent.StateStopped)); rerr == nil && strings.TrimSpace(string(b)) == "ok" {
 			return nil
@@ -411,4 +446,32 @@ func Stop(ctx context.Context, root, dir string) error {
 		}
 	}
 	return err
+}
+
+// restartWait bounds the wait for a supervised daemon that died to be
+// enforcing again, when the post step finds it down.
+const restartWait = 10 * time.Second
+
+// waitRestart waits, when the daemon in state died without a clean stop
+// (no stopped marker, a journal), for its supervisor to have it enforcing
+// again. It reports whether it is.
+func waitRestart(ctx context.Context, state string) bool {
+	if _, err := os.Stat(filepath.Join(state, agent.StateStopped)); err == nil {
+		return false
+	}
+	if _, err := os.Stat(filepath.Join(state, agent.StateJournal)); err != nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, restartWait)
+	defer cancel()
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for !agent.Ready(state) {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
+	return true
 }

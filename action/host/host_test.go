@@ -15,6 +15,7 @@ import (
 	"github.com/harden-runner/harden-runner/agent"
 	"github.com/harden-runner/harden-runner/internal/fakevm"
 	"github.com/harden-runner/harden-runner/internal/testnet"
+	"github.com/harden-runner/harden-runner/settings"
 )
 
 func TestMain(m *testing.M) {
@@ -70,8 +71,7 @@ func TestInstallInFakeVM(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := host.Config{Dir: dir, NoSystemd: true, Daemon: agent.DaemonConfig{
-		EgressPolicy: "block", AllowedEndpoints: "allowed.test:443", Upstreams: []string{"198.18.0.2:53"},
-		Workspace: ws, FileMonitoring: true,
+		Settings: settingsForTest(t, "block", "allowed.test:443", true), Workspace: ws,
 	}}
 	cj, _ := json.Marshal(cfg)
 	install := func(c *exec.Cmd) (*host.Result, string, error) {
@@ -162,7 +162,7 @@ func TestInstallWithSystemd(t *testing.T) {
 	vm := fakevm.StartSystemd(t, n.Runner)
 	dir := filepath.Join(t.TempDir(), "opt-harden-runner")
 	cj, _ := json.Marshal(host.Config{Dir: dir, Daemon: agent.DaemonConfig{
-		EgressPolicy: "block", AllowedEndpoints: "allowed.test:443", Upstreams: []string{"198.18.0.2:53"}}})
+		Settings: settingsForTest(t, "block", "allowed.test:443", false)}})
 	out, err := vm.Command(bin, "install", "--config-json", string(cj)).Output()
 	if err != nil {
 		t.Fatalf("install: %v %s", err, out)
@@ -215,7 +215,8 @@ func TestInstallWithSystemd(t *testing.T) {
 	}
 }
 
-// TestStopAfterKill: an agent killed during the job makes host-stop fail.
+// TestStopAfterKill: an agent killed during the job together with its
+// supervisor (so nothing starts it again) makes host-stop fail.
 func TestStopAfterKill(t *testing.T) {
 	testnet.Skip(t, "dnsmasq", "nsenter")
 	n := testnet.New(t)
@@ -224,7 +225,7 @@ func TestStopAfterKill(t *testing.T) {
 	vm := fakevm.Start(t, n.Runner)
 	dir := filepath.Join(t.TempDir(), "opt")
 	cj, _ := json.Marshal(host.Config{Dir: dir, NoSystemd: true, Daemon: agent.DaemonConfig{
-		EgressPolicy: "audit", Upstreams: []string{"198.18.0.2:53"}}})
+		Settings: settingsForTest(t, "audit", "", false)}})
 	out, err := vm.Command(bin, "install", "--config-json", string(cj)).Output()
 	if err != nil {
 		t.Fatalf("install: %v", err)
@@ -233,8 +234,9 @@ func TestStopAfterKill(t *testing.T) {
 	if err := json.Unmarshal(out, &res); err != nil || res.Pid == 0 {
 		t.Fatalf("install result %q: %v", out, err)
 	}
-	// res.Pid is a pid of the VM's PID namespace: kill it from inside.
-	if out, err := vm.Command("kill", "-KILL", itoa(res.Pid)).CombinedOutput(); err != nil {
+	// res.Pid is a pid of the VM's PID namespace: kill it from inside,
+	// its supervisor (its parent) first.
+	if out, err := vm.Command("sh", "-c", `kill -KILL $(cut -d' ' -f4 /proc/$1/stat) && kill -KILL $1`, "kill", itoa(res.Pid)).CombinedOutput(); err != nil {
 		t.Fatalf("kill: %v %s", err, out)
 	}
 	for i := 0; i < 200; i++ {
@@ -255,3 +257,17 @@ func TestStopAfterKill(t *testing.T) {
 func itoa(i int) string { return strconv.Itoa(i) }
 
 func sleepMS(n int) { time.Sleep(time.Duration(n) * time.Millisecond) }
+
+// settingsForTest are the Action's settings for mode and endpoints, with
+// the test internet's DNS server as the upstream.
+func settingsForTest(t *testing.T, mode, endpoints string, fileMonitoring bool) settings.Settings {
+	t.Helper()
+	in := map[string]string{settings.EgressPolicy: mode, settings.AllowedEndpoints: endpoints}
+	s, err := settings.Parse(settings.Inputs, func(k string) string { return in[k] }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Upstreams = []netip.AddrPort{netip.MustParseAddrPort("198.18.0.2:53")}
+	s.FileMonitoring = fileMonitoring
+	return *s
+}

@@ -7,8 +7,10 @@
 //
 // It needs a kernel with BPF LSM active ("bpf" in
 // /sys/kernel/security/lsm; Ubuntu's kernels since 6.x list it when booted
-// with lsm=...,bpf, GitHub's hosted images do not by default): Start
-// says why not, and the caller falls back to reporting.
+// with lsm=...,bpf, GitHub's hosted images do not by default) that also
+// loads BPF trampoline programs (Firecracker guest kernels refuse them
+// with EPERM although bpf is active): Start says why not, Diagnose says
+// which of the two it is, and the caller falls back to reporting.
 package lsm
 
 import (
@@ -17,7 +19,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -127,6 +132,61 @@ func (g *Guard) Close() error {
 		err = errors.Join(err, g.objs.Close())
 	})
 	return err
+}
+
+// ActiveLSMs is where the kernel lists its active LSMs (securityfs).
+const ActiveLSMs = "/sys/kernel/security/lsm"
+
+// Diagnose says, for the report, why Start failed with err on this
+// kernel: BPF LSM not active, or active but the kernel refuses to load
+// the program, or that it is active (the error then says the rest).
+func Diagnose(err error) string {
+	b, rerr := readActiveLSMs()
+	if rerr != nil {
+		return fmt.Sprintf("cannot read the active LSMs: %v", rerr)
+	}
+	list := strings.TrimSpace(string(b))
+	if !slices.Contains(strings.Split(list, ","), "bpf") {
+		return fmt.Sprintf("BPF LSM is not active on this kernel (active LSMs: %s; it needs CONFIG_BPF_LSM and bpf in the lsm= boot parameter)", list)
+	}
+	if errors.Is(err, unix.EPERM) {
+		return fmt.Sprintf("BPF LSM is active (%s) but this kernel refuses to load trampoline-attached BPF programs (LSM, fentry) with EPERM before verifying them: a restriction of the kernel build or its hypervisor", list)
+	}
+	return fmt.Sprintf("BPF LSM is active (%s)", list)
+}
+
+// readActiveLSMs reads ActiveLSMs; where securityfs is not mounted, from
+// a securityfs mounted in a mount namespace of one thread's own, so
+// nothing changes for anyone else.
+func readActiveLSMs() ([]byte, error) {
+	b, err := os.ReadFile(ActiveLSMs)
+	if !errors.Is(err, fs.ErrNotExist) {
+		return b, err
+	}
+	type result struct {
+		b   []byte
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		// Never unlocked: the thread, and its mount namespace, end with
+		// this goroutine.
+		runtime.LockOSThread()
+		var r result
+		if r.err = unix.Unshare(unix.CLONE_NEWNS); r.err == nil {
+			if r.err = unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); r.err == nil {
+				if r.err = unix.Mount("securityfs", "/sys/kernel/security", "securityfs", 0, ""); r.err == nil {
+					r.b, r.err = os.ReadFile(ActiveLSMs)
+				}
+			}
+		}
+		if r.err != nil {
+			r.err = fmt.Errorf("securityfs is not mounted, and mounting it privately failed: %w", r.err)
+		}
+		ch <- r
+	}()
+	r := <-ch
+	return r.b, r.err
 }
 
 // ListeningInodes returns the sockfs inodes of the listening unix

@@ -1,14 +1,18 @@
 package lsm
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestGuard: a hard link made before the guard (as a bind mount made
@@ -177,4 +181,27 @@ func FuzzParseNetUnix(f *testing.F) {
 			t.Errorf("more inodes than lines")
 		}
 	})
+}
+
+// TestDiagnose: the reason names the kernel's active LSMs, read even
+// where securityfs is not mounted, and mounting it for that leaves no
+// mount behind in our namespace.
+func TestDiagnose(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	// This thread's view: the thread that mounted it is another, gone or
+	// parked by the runtime (the main thread cannot exit).
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	before, _ := os.ReadFile("/proc/thread-self/mountinfo")
+	why := Diagnose(fmt.Errorf("load: %w", unix.EPERM))
+	if !strings.Contains(why, "active LSMs: ") && !strings.Contains(why, "BPF LSM is active (") {
+		t.Errorf("Diagnose = %q, want the active LSMs named", why)
+	}
+	after, _ := os.ReadFile("/proc/thread-self/mountinfo")
+	if strings.Count(string(after), "securityfs") != strings.Count(string(before), "securityfs") {
+		t.Errorf("a securityfs mount was left behind:\n%s", after)
+	}
+	t.Log(why)
 }

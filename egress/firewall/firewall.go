@@ -91,7 +91,12 @@ type Config struct {
 	// DHCPServers are the lease's servers, which DHCP renewals go to by
 	// unicast; broadcast and ff02::1:2 are always allowed.
 	DHCPServers []netip.Addr
-	Log         *slog.Logger
+	// Takeover: Install keeps the addresses the resolver had allowed in a
+	// table of ours already in the kernel (dyn4/dyn6, for the rest of
+	// their lifetime): an agent restarted after its predecessor died
+	// replaces that table without a moment in which they are refused.
+	Takeover bool
+	Log      *slog.Logger
 }
 
 // Firewall manages one nftables table. Safe for concurrent use.
@@ -217,13 +222,26 @@ func (f *Firewall) Install() error {
 		}
 		f.conn = c
 	}
+	var carried map[elemKey]time.Time
+	if f.cfg.Takeover {
+		carried = f.allowedInKernelLocked()
+	}
 	b := newBuilder(f.conn, f.cfg)
 	b.build()
+	now := time.Now()
+	if err := f.queueAllowedLocked(b.sets, carried, now); err != nil {
+		return fmt.Errorf("firewall: install table %q: %w", f.cfg.Table, err)
+	}
 	if err := f.conn.Flush(); err != nil {
 		return fmt.Errorf("firewall: install table %q: %w", f.cfg.Table, err)
 	}
 	f.table, f.sets, f.installed = b.table, b.sets, true
 	clear(f.expiry)
+	for k, exp := range carried {
+		if exp.Sub(now) >= time.Second {
+			f.expiry[k] = exp
+		}
+	}
 	sh, err := f.readShapeLocked()
 	if err != nil {
 		return fmt.Errorf("firewall: install table %q: read it back: %w", f.cfg.Table, err)

@@ -1,7 +1,9 @@
 package firewall
 
 import (
+	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -114,30 +116,8 @@ func (f *Firewall) Restore() error {
 	b := newBuilder(f.conn, f.cfg)
 	b.build()
 	now := time.Now()
-	var v4, v6 []nftables.SetElement
-	for k, exp := range f.expiry {
-		left := exp.Sub(now)
-		if left < time.Second {
-			continue // about to expire anyway; the next lookup re-adds it
-		}
-		el := nftables.SetElement{Key: concatKey(k.addr, k.port), Timeout: left.Truncate(time.Millisecond)}
-		if k.addr.Is4() {
-			v4 = append(v4, el)
-		} else {
-			v6 = append(v6, el)
-		}
-	}
-	var errs []error
-	if len(v4) > 0 {
-		errs = append(errs, f.conn.SetAddElements(b.sets[setDyn4], v4))
-	}
-	if len(v6) > 0 {
-		errs = append(errs, f.conn.SetAddElements(b.sets[setDyn6], v6))
-	}
-	for _, err := range errs {
-		if err != nil {
-			return fmt.Errorf("firewall: restore table %q: %w", f.cfg.Table, err)
-		}
+	if err := f.queueAllowedLocked(b.sets, f.expiry, now); err != nil {
+		return fmt.Errorf("firewall: restore table %q: %w", f.cfg.Table, err)
 	}
 	if err := f.conn.Flush(); err != nil {
 		return fmt.Errorf("firewall: restore table %q: %w", f.cfg.Table, err)
@@ -184,4 +164,59 @@ func (f *Firewall) ForeignBaseChains() ([]BaseChain, error) {
 			Hook: uint32(*c.Hooknum), Priority: int32(*c.Priority)})
 	}
 	return out, nil
+}
+
+// queueAllowedLocked queues, into the batch being built, the dyn-set
+// elements of allowed (address·port -> expiry) that have a second or more
+// left, for what is left of their lifetime.
+func (f *Firewall) queueAllowedLocked(sets map[string]*nftables.Set, allowed map[elemKey]time.Time, now time.Time) error {
+	var v4, v6 []nftables.SetElement
+	for k, exp := range allowed {
+		left := exp.Sub(now)
+		if left < time.Second {
+			continue // about to expire anyway; the next lookup re-adds it
+		}
+		el := nftables.SetElement{Key: concatKey(k.addr, k.port), Timeout: left.Truncate(time.Millisecond)}
+		if k.addr.Is4() {
+			v4 = append(v4, el)
+		} else {
+			v6 = append(v6, el)
+		}
+	}
+	return errors.Join(addElements(f.conn, sets[setDyn4], v4), addElements(f.conn, sets[setDyn6], v6))
+}
+
+// allowedInKernelLocked reads the dyn-set elements of a table of ours
+// that is in the kernel now (left by an agent that died), with when each
+// expires. No table, or one it cannot read, gives none.
+func (f *Firewall) allowedInKernelLocked() map[elemKey]time.Time {
+	out := make(map[elemKey]time.Time)
+	t := &nftables.Table{Name: f.cfg.Table, Family: nftables.TableFamilyINet}
+	now := time.Now()
+	for _, name := range []string{setDyn4, setDyn6} {
+		s, err := f.conn.GetSetByName(t, name)
+		if err != nil {
+			continue
+		}
+		elems, err := f.conn.GetSetElements(s)
+		if err != nil {
+			f.log.Warn("firewall: take over: read set", "set", name, "err", err)
+			continue
+		}
+		n := 4
+		if name == setDyn6 {
+			n = 16
+		}
+		for _, e := range elems {
+			if len(e.Key) < n+2 || e.Expires <= 0 {
+				continue
+			}
+			a, ok := netip.AddrFromSlice(e.Key[:n])
+			if !ok {
+				continue
+			}
+			out[elemKey{a, uint16(e.Key[n])<<8 | uint16(e.Key[n+1])}] = now.Add(e.Expires)
+		}
+	}
+	return out
 }

@@ -7,6 +7,8 @@ import (
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
+
+	"github.com/harden-runner/harden-runner/egress/flowlog"
 )
 
 // The exemptions from the egress policy that are not destinations: TCP
@@ -26,7 +28,10 @@ import (
 //   - Packets with the resolver's mark (Config.Mark) only to the resolver's
 //     upstreams (Config.Upstreams), UDP or TCP: a chain of another table
 //     that sets the mark, or root setting SO_MARK on its own socket, gets
-//     no further than the upstream DNS servers.
+//     no further than the upstream DNS servers. The relay's connections
+//     carry the mark too: in block mode they pass only to allowed
+//     destinations; in audit mode to any, and each new one is logged so
+//     that a marked socket not the agent's is reported (flowlog).
 //   - NDP (133-136) only with hop limit 255 to a link-local or link-scope
 //     multicast address, as RFC 4861 requires of every valid one; MLD (130-132,
 //     143) only with hop limit 1, which no router forwards. Redirects (137)
@@ -144,6 +149,12 @@ func (b *builder) relayUpstream(ch *nftables.Chain, mark []expr.Any) {
 	accept := verdict(expr.VerdictAccept)
 	tcp := append(meta(expr.MetaKeyL4PROTO), eq([]byte{unix.IPPROTO_TCP})...)
 	if !b.cfg.Block {
+		// Root can set the mark on its own socket (SO_MARK): each new
+		// marked connection is logged (flowlog.MarkedPrefix), and the flow
+		// log drops those whose socket is the agent's own.
+		marked := []expr.Any{&expr.Log{Key: 1<<unix.NFTA_LOG_GROUP | 1<<unix.NFTA_LOG_PREFIX,
+			Group: b.cfg.LogGroup, Data: []byte(flowlog.MarkedPrefix)}}
+		b.rule(ch, mark, tcpFlags(tcpSYN|tcpACK, tcpSYN), marked, accept)
 		b.rule(ch, mark, tcp, accept)
 		return
 	}

@@ -7,8 +7,10 @@ package flowlog
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
+	"time"
 
 	"github.com/harden-runner/harden-runner/event"
 )
@@ -33,6 +35,15 @@ type Config struct {
 	// AllProtocols says Owner can place UDP-Lite, ICMP and ICMPv6 flows
 	// too (it asks the kernel's records: proc.Finder.WithLineage).
 	AllProtocols bool
+	// Batch lets the kernel hold logged packets for up to this long (in
+	// steps of 10 ms, the kernel's unit) and hand them over many per
+	// message, and makes a full lookup queue wait instead of emitting
+	// flows without their process. Only for an Owner that answers from
+	// records that outlive the socket (the kernel's, proc.Finder with
+	// lineage): looked up from /proc after the fact, a short-lived
+	// client is gone by then. 0 (the default) hands each packet over at
+	// once. Close has the kernel hand over what it still holds.
+	Batch time.Duration
 	// Log receives the reader's own diagnostics; nil discards them.
 	Log *slog.Logger
 
@@ -51,6 +62,9 @@ const (
 	UnknownProtocol  = "no lookup for this protocol"
 )
 
+// maxBatch bounds Config.Batch: a second is the kernel's own default hold.
+const maxBatch = time.Second
+
 // ErrStarted is returned by Start when the reader was started or closed before.
 var ErrStarted = errors.New("flowlog: already started")
 
@@ -59,8 +73,11 @@ func New(cfg Config) (*Reader, error) {
 	if cfg.Emit == nil {
 		return nil, errors.New("flowlog: Config.Emit is nil")
 	}
-	if cfg.Workers < 0 || cfg.Queue < 0 {
-		return nil, errors.New("flowlog: negative Workers or Queue")
+	if cfg.Workers < 0 || cfg.Queue < 0 || cfg.Batch < 0 {
+		return nil, errors.New("flowlog: negative Workers, Queue or Batch")
+	}
+	if cfg.Batch > maxBatch {
+		return nil, fmt.Errorf("flowlog: Batch %v is over %v", cfg.Batch, maxBatch)
 	}
 	if cfg.Workers == 0 {
 		cfg.Workers = 2

@@ -8,6 +8,15 @@ import "github.com/harden-runner/harden-runner/event"
 // it at 127 bytes).
 const prefixHead = "hr:"
 
+// MarkedPrefix logs a new TCP connection that carried the agent's own
+// packet mark in audit mode: the relay's, or a root process's that set
+// SO_MARK to hide its flow. The reader reports it as an audit flow unless
+// the socket is the agent's own.
+const MarkedPrefix = prefixHead + "m"
+
+// ReasonMarked is the Reason of a flow logged under MarkedPrefix.
+const ReasonMarked = "carried the agent's own packet mark (SO_MARK), which only the agent's sockets may"
+
 var verdictLetters = [...]struct {
 	v event.Verdict
 	c byte

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,7 +59,12 @@ type Reader struct {
 
 	events, lost, unattributed, overflows atomic.Uint64
 	consecutiveErrs                       atomic.Int32
-	logLimit                              rateLimit
+	// draining is set by drain; drained is closed when the reading
+	// goroutine has seen drain's marker.
+	draining    atomic.Bool
+	drained     chan struct{}
+	drainedOnce sync.Once
+	logLimit    rateLimit
 
 	// Packet sequence numbers, touched only on go-nflog's reading goroutine
 	// (hook and onError): lastSeq is the last one seen, and pending counts
@@ -77,6 +83,8 @@ type lookup struct {
 	proto    string // as Owner takes it (packet.OwnerProto)
 	src, dst netip.AddrPort
 	uid      int // -1 if the kernel did not say
+	// marked: logged under MarkedPrefix; dropped if the socket is ours.
+	marked bool
 }
 
 // owner is the lookup for a flow: the container's for a forwarded one.
@@ -88,7 +96,7 @@ func (r *Reader) owner(l lookup) event.Process {
 }
 
 func newReader(cfg Config) *Reader {
-	return &Reader{cfg: cfg, queue: make(chan lookup, cfg.Queue), ctx: context.Background(), rcvbuf: readBuffer}
+	return &Reader{cfg: cfg, queue: make(chan lookup, cfg.Queue), ctx: context.Background(), rcvbuf: readBuffer, drained: make(chan struct{})}
 }
 
 // Start binds the NFLOG group and returns once it is bound, so the caller
@@ -100,14 +108,18 @@ func (r *Reader) Start(ctx context.Context) error {
 	if r.started || r.closed {
 		return ErrStarted
 	}
+	qthresh, timeout := batching(r.cfg.Batch)
 	nf, err := nflog.Open(&nflog.Config{
 		Group:    r.cfg.Group,
 		Copymode: nflog.CopyPacket,
 		Bufsize:  copyRange,
-		// Hand over each packet at once: the default holds packets for up
-		// to a second, and by then a short-lived client and its socket
-		// are gone, so its process cannot be found.
-		QThresh: 1,
+		// Without Batch, hand over each packet at once: the default holds
+		// packets for up to a second, and by then a short-lived client and
+		// its socket are gone, so its process cannot be found from /proc.
+		// With it, one message per batch: one wake-up of the agent per
+		// batch instead of per new flow.
+		QThresh: qthresh,
+		Timeout: timeout,
 		// Number the packets, so that gaps count exactly what overflows lost.
 		Flags:  nflog.FlagSeq,
 		Logger: nflogLogger{r.cfg.Log},
@@ -136,6 +148,64 @@ func (r *Reader) startWorkers() {
 	}
 }
 
+// batchPackets is the batch size with Config.Batch: the kernel also hands
+// a batch over when its message buffer (a page) is full, about ten of our
+// packets, so this rarely binds.
+const batchPackets = 64
+
+// batching returns the kernel's queue threshold (packets) and flush
+// timeout (1/100 s) for batch.
+func batching(batch time.Duration) (qthresh, timeout uint32) {
+	if batch <= 0 {
+		return 1, 0
+	}
+	return batchPackets, uint32(max(1, (batch+10*time.Millisecond-1)/(10*time.Millisecond)))
+}
+
+// nfnetlink_log's configuration message (linux/netfilter/nfnetlink_log.h),
+// which x/sys does not name.
+const (
+	nfulnlMsgConfig   = 1 // NFULNL_MSG_CONFIG
+	nfulaCfgCmd       = 1 // NFULA_CFG_CMD
+	nfulnlCfgCmdUnbnd = 2 // NFULNL_CFG_CMD_UNBIND
+)
+
+// drain makes the kernel hand over every packet it still holds for our
+// group and waits until the reading goroutine has taken them (Close calls
+// it after the firewall's rules are gone, so nothing new is logged):
+// unbinding the group flushes its batch into our socket at once, and a
+// second unbind, which finds no group, is answered with ENODEV, which the
+// reading goroutine sees after every packet of that batch (onError then
+// closes r.drained). Gives up after maxDrain (a reader stuck behind a full
+// lookup queue that long has more than a batch to do; Close then counts
+// nothing it did not see).
+func (r *Reader) drain(nf *nflog.Nflog) {
+	ad := netlink.NewAttributeEncoder()
+	ad.Bytes(nfulaCfgCmd, []byte{nfulnlCfgCmdUnbnd})
+	attrs, err := ad.Encode()
+	if err != nil {
+		return
+	}
+	// struct nfgenmsg: family, version, resource id (the group, big endian).
+	data := append([]byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, byte(r.cfg.Group >> 8), byte(r.cfg.Group)}, attrs...)
+	r.draining.Store(true)
+	for _, flags := range []netlink.HeaderFlags{netlink.Request, netlink.Request | netlink.Acknowledge} {
+		m := netlink.Message{Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_ULOG<<8 | nfulnlMsgConfig), Flags: flags}, Data: data}
+		if _, err := nf.Con.Send(m); err != nil {
+			r.cfg.Log.Debug("flowlog: flush the kernel's batch", "err", err)
+			return
+		}
+	}
+	select {
+	case <-r.drained:
+	case <-time.After(maxDrain):
+		r.cfg.Log.Warn("flowlog: packets still arriving at close; stopped waiting for them")
+	}
+}
+
+// maxDrain bounds drain.
+const maxDrain = 2 * time.Second
+
 // setReadBuffer sets SO_RCVBUFFORCE (root may exceed net.core.rmem_max),
 // falling back to SO_RCVBUF.
 func setReadBuffer(c *netlink.Conn, n int) error {
@@ -157,6 +227,12 @@ func setReadBuffer(c *netlink.Conn, n int) error {
 // call twice, and before Start.
 func (r *Reader) Close() error {
 	r.closeOnce.Do(func() {
+		r.mu.Lock()
+		nf0 := r.nf
+		r.mu.Unlock()
+		if nf0 != nil {
+			r.drain(nf0)
+		}
 		r.mu.Lock()
 		r.closed = true
 		nf, cancel := r.nf, r.cancel
@@ -183,18 +259,15 @@ func (r *Reader) Close() error {
 				Message: fmt.Sprintf("the packet log's receive buffer overflowed %d times: %d new flows were not reported", n, r.lost.Load()),
 			}})
 		}
-		r.cfg.Emit(event.Record{Stats: &event.Stats{
-			Component:    "flowlog",
-			Events:       r.events.Load(),
-			Lost:         r.lost.Load(),
-			Unattributed: r.unattributed.Load(),
-		}})
+		st := r.Stats()
+		r.cfg.Emit(event.Record{Stats: &st})
 	})
 	return r.closeErr
 }
 
-// hook handles one logged packet, on go-nflog's reading goroutine: it must
-// not block, so owner lookups go to the workers.
+// hook handles one logged packet, on go-nflog's reading goroutine: owner
+// lookups go to the workers. It blocks only with Config.Batch, when the
+// workers are behind.
 func (r *Reader) hook(a nflog.Attribute) int {
 	r.consecutiveErrs.Store(0)
 	if a.Seq != nil {
@@ -210,6 +283,10 @@ func (r *Reader) hook(a nflog.Attribute) int {
 		return 0
 	}
 	v, fwd, ok := ParsePrefix(*a.Prefix)
+	marked := !ok && *a.Prefix == MarkedPrefix
+	if marked {
+		v, ok = event.Audit, true
+	}
 	if !ok {
 		return 0 // another rule's packet on our group
 	}
@@ -237,6 +314,9 @@ func (r *Reader) hook(a nflog.Attribute) int {
 		Verdict:  v,
 		Forward:  fwd,
 	}
+	if marked {
+		f.Reason = ReasonMarked
+	}
 	uid := -1
 	if a.UID != nil {
 		uid = int(*a.UID)
@@ -257,12 +337,20 @@ func (r *Reader) hook(a nflog.Attribute) int {
 	case !fwd && r.cfg.Owner == nil:
 		f.Process.Unknown = UnknownNoLookup
 	default:
+		l := lookup{flow: f, proto: oproto, src: pkt.Src, dst: pkt.Dst, uid: uid, marked: marked}
 		select {
-		case r.queue <- lookup{flow: f, proto: oproto, src: pkt.Src, dst: pkt.Dst, uid: uid}:
+		case r.queue <- l:
 			return 0
 		default:
-			f.Process.Unknown = UnknownQueueFull
 		}
+		if r.cfg.Batch > 0 {
+			// The kernel's records outlive the socket: better late than
+			// unnamed. The kernel's buffer holds what arrives meanwhile
+			// (and counts what it cannot).
+			r.queue <- l
+			return 0
+		}
+		f.Process.Unknown = UnknownQueueFull
 	}
 	if uid >= 0 {
 		f.Process.UID = uid
@@ -274,8 +362,12 @@ func (r *Reader) hook(a nflog.Attribute) int {
 // work runs owner lookups until Close.
 func (r *Reader) work() {
 	defer r.workers.Done()
+	self := os.Getpid()
 	for l := range r.queue {
 		p := r.owner(l)
+		if l.marked && p.PID == self {
+			continue // the relay's own connection: it records the flow itself
+		}
 		if p.PID == 0 && l.uid >= 0 {
 			p.UID = l.uid // the kernel knows the socket's uid even when we lost the pid
 		}
@@ -296,6 +388,10 @@ func (r *Reader) emit(f event.Flow) {
 func (r *Reader) onError(err error) int {
 	if r.ctx.Err() != nil {
 		return 1
+	}
+	if errors.Is(err, unix.ENODEV) && r.draining.Load() {
+		r.drainedOnce.Do(func() { close(r.drained) })
+		return 1 // drain's marker: everything before it is read
 	}
 	if errors.Is(err, unix.ENOBUFS) {
 		// The next packet's sequence number tells how many were lost.
@@ -343,4 +439,12 @@ func (l nflogLogger) Debugf(format string, args ...any) {
 
 func (l nflogLogger) Errorf(format string, args ...any) {
 	l.log.Debug("flowlog: nflog: " + fmt.Sprintf(format, args...))
+}
+
+// Stats returns the reader's counts so far (what Close emits): flows
+// logged, lost (NFLOG overflows, packets it could not parse) and without
+// a process. Safe for concurrent use.
+func (r *Reader) Stats() event.Stats {
+	return event.Stats{Component: "flowlog", Events: r.events.Load(), Lost: r.lost.Load() + r.pending.Load(),
+		Unattributed: r.unattributed.Load()}
 }

@@ -6,6 +6,7 @@ import (
 	"github.com/harden-runner/harden-runner/internal/testnet"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -559,4 +560,56 @@ func TestCaptureSeeds(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	fmt.Println(strings.Join(seeds, ",\n"))
+}
+
+// TestReaderBatch: with Batch, the kernel hands packets over in batches,
+// a lookup queue that is full makes the reader wait (every flow keeps its
+// owner), and Close, right after the rules are gone (as the agent does
+// it), still reports the flows the kernel was holding: with the longest
+// Batch, the kernel's timer would hand the last ones over only a second
+// later, so they come from Close's flush.
+func TestReaderBatch(t *testing.T) {
+	inet, _ := netnsForTest(t)
+	tcpServerForTest(t, inet, "tcp", "198.18.0.2:8083", 0)
+	rec := newRecorder()
+	owner := func(proto string, local, remote netip.AddrPort) event.Process {
+		time.Sleep(time.Millisecond) // slower than the flows come: the queue fills
+		return event.Process{PID: 42, Exe: "/test/owner"}
+	}
+	r, err := New(Config{Group: testGroup, Emit: rec.emit, Owner: owner, Workers: 1, Queue: 1, Batch: maxBatch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	nftForTest(t, rulesForTest)
+	const n = 40
+	for i := range n {
+		c, err := net.Dial("tcp", "198.18.0.2:8083")
+		if err != nil {
+			t.Fatalf("dial %d: %v", i, err)
+		}
+		c.Close()
+	}
+	if out, err := exec.Command("nft", "delete", "table", "inet", "hrtest").CombinedOutput(); err != nil {
+		t.Fatalf("nft delete table: %v %s", err, out)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	got := 0
+	for _, rec := range rec.records() {
+		if f := rec.Flow; f != nil && f.Port == 8083 {
+			got++
+			if f.Process.PID != 42 || f.Process.Unknown != "" {
+				t.Errorf("flow %+v: want the owner's process, not %q", *f, f.Process.Unknown)
+			}
+		}
+	}
+	st := rec.stats(t)
+	if got != n || st.Lost != 0 || st.Unattributed != 0 {
+		t.Errorf("%d flows to port 8083 (stats %+v), want %d, none lost or unattributed", got, st, n)
+	}
 }

@@ -5,6 +5,8 @@ package flowlog
 import (
 	"context"
 	"errors"
+
+	"github.com/harden-runner/harden-runner/event"
 )
 
 // Reader reads an NFLOG group; only Linux has one.
@@ -16,6 +18,9 @@ func newReader(cfg Config) *Reader { return &Reader{cfg: cfg} }
 func (r *Reader) Start(ctx context.Context) error {
 	return errors.New("flowlog: NFLOG needs Linux")
 }
+
+// Stats returns zero counts: nothing is read here.
+func (r *Reader) Stats() event.Stats { return event.Stats{Component: "flowlog"} }
 
 // Close does nothing here.
 func (r *Reader) Close() error { return nil }

@@ -243,15 +243,18 @@ func (g *Gate) Close() error {
 			return
 		}
 		err = g.stop()
-		g.cfg.Emit(event.Record{Stats: &event.Stats{
-			Component:    "gate",
-			Events:       g.events.Load(),
-			Lost:         g.verdictErrs.Load(),
-			Unattributed: g.unattributed.Load(),
-		}})
+		st := g.Stats()
+		g.cfg.Emit(event.Record{Stats: &st})
 		if err != nil {
 			err = fmt.Errorf("gate: close: %w", err)
 		}
 	})
 	return err
+}
+
+// Stats returns the gate's counts so far (what Close emits). Safe for
+// concurrent use.
+func (g *Gate) Stats() event.Stats {
+	return event.Stats{Component: "gate", Events: g.events.Load(), Lost: g.verdictErrs.Load(),
+		Unattributed: g.unattributed.Load()}
 }

@@ -6,8 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"path"
+	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/harden-runner/harden-runner/event"
 	"github.com/harden-runner/harden-runner/filemon"
@@ -20,12 +25,19 @@ import (
 // covers everything in it.
 var DefaultFiles = []string{"resolv.conf", "hosts", "sudoers", "sudoers.d"}
 
+// steerWhy marks filemon's Steer records of files new under a watched path.
+const steerWhy = "guard: a watched file"
+
 // FilesConfig says which files to watch.
 type FilesConfig struct {
 	Root    string   // default /etc
 	Files   []string // relative to Root; default DefaultFiles
 	Emit    event.Emit
 	Process func(pid int) event.Process // required
+	// Explain, if set, says more about a change of the file rel (relative
+	// to Root, slash separated), appended to its one report line: e.g.
+	// that a sudoers change gives disable-sudo's user its rights back.
+	Explain func(rel string) string
 	Log     *slog.Logger
 }
 
@@ -35,6 +47,7 @@ type FilesConfig struct {
 type Files struct {
 	m     *filemon.Monitor
 	count func() int
+	wg    sync.WaitGroup // reports of new files waiting for their writer
 }
 
 // WatchFiles baselines Root and starts watching; it returns once armed.
@@ -51,14 +64,41 @@ func WatchFiles(ctx context.Context, cfg FilesConfig) (*Files, error) {
 		cfg.Files = DefaultFiles
 	}
 	n := new(atomic.Int64)
+	explain := cfg.Explain
+	report := func(t time.Time, rel, what, more string, p event.Process) {
+		msg := fmt.Sprintf("%s: %s by %s", path.Join(cfg.Root, rel), what, who(p)) + more
+		cfg.Emit(event.Record{Note: &event.Note{Time: t, Component: "guard", Level: "error", Tamper: true,
+			Process: &p, Message: msg}})
+		n.Add(1) // once the note is out: a reader of Changes finds it
+	}
+	files := &Files{count: func() int { return int(n.Load()) }}
 	emit := func(rec event.Record) {
 		switch {
 		case rec.File != nil && watched(cfg.Files, rec.File.Path):
-			f := rec.File
-			p := f.Process
-			n.Add(1)
-			cfg.Emit(event.Record{Note: &event.Note{Time: f.Time, Component: "guard", Level: "error", Tamper: true,
-				Process: &p, Message: fmt.Sprintf("%s: %s by %s", path.Join(cfg.Root, f.Path), f.Event, who(p))}})
+			more := ""
+			if explain != nil {
+				more = explain(rec.File.Path)
+			}
+			report(rec.File.Time, rec.File.Path, string(rec.File.Event), more, rec.File.Process)
+		case rec.Steer != nil && rec.Steer.Why == steerWhy && watched(cfg.Files, rec.Steer.Path):
+			// A file new since the baseline (a sudoers.d drop-in put back).
+			// It is reported as it is created, before its writer has
+			// written it: what it says (Explain) is read once it is.
+			st := *rec.Steer
+			if explain == nil {
+				report(st.Time, st.Path, st.Change, "", st.Process)
+				break
+			}
+			files.wg.Add(1)
+			go func() {
+				defer files.wg.Done()
+				more := explain(st.Path)
+				if more == "" {
+					waitWritten(filepath.Join(cfg.Root, filepath.FromSlash(st.Path)), explain, st.Path, writtenWait)
+					more = explain(st.Path)
+				}
+				report(st.Time, st.Path, st.Change, more, st.Process)
+			}()
 		case rec.Note != nil && rec.Note.Level != "info":
 			// filemon's own trouble (lost events, no fanotify) matters here
 			// too: say which watch it is about.
@@ -70,21 +110,56 @@ func WatchFiles(ctx context.Context, cfg FilesConfig) (*Files, error) {
 		// File records of other paths, StepRoots and filemon's Stats
 		// belong to the workspace monitor's report, not here.
 	}
-	m, err := filemon.New(filemon.Config{Root: cfg.Root, Emit: emit, Process: cfg.Process, Log: cfg.Log, NoOpenGate: true})
+	// New files are not tampering for filemon (it guards what existed):
+	// as steering files, the watched paths' new files are reported too.
+	steer := func(rel string) string {
+		if watched(cfg.Files, rel) {
+			return steerWhy
+		}
+		return ""
+	}
+	m, err := filemon.New(filemon.Config{Root: cfg.Root, Emit: emit, Process: cfg.Process, Log: cfg.Log, NoOpenGate: true,
+		Steer: steer})
 	if err != nil {
 		return nil, fmt.Errorf("guard: watch %s: %w", cfg.Root, err)
 	}
 	if err := m.Start(ctx); err != nil {
 		return nil, fmt.Errorf("guard: watch %s: %w", cfg.Root, err)
 	}
-	return &Files{m: m, count: func() int { return int(n.Load()) }}, nil
+	files.m = m
+	return files, nil
+}
+
+// writtenWait bounds the wait for a new watched file's writer to close it.
+const writtenWait = time.Second
+
+// waitWritten waits until the file at abs is closed after a write
+// (inotify IN_CLOSE_WRITE), explain says something of rel (its writer
+// finished before the watch was set), or d passes.
+func waitWritten(abs string, explain func(string) string, rel string, d time.Duration) {
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	if err != nil {
+		return
+	}
+	defer unix.Close(fd)
+	if _, err := unix.InotifyAddWatch(fd, abs, unix.IN_CLOSE_WRITE|unix.IN_DELETE_SELF|unix.IN_ONESHOT); err != nil {
+		return
+	}
+	if explain(rel) != "" {
+		return
+	}
+	_, _ = unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, int(d.Milliseconds()))
 }
 
 // Changes returns how many changes of watched files were reported.
 func (f *Files) Changes() int { return f.count() }
 
 // Close stops watching; changes still settling are reported first.
-func (f *Files) Close() error { return f.m.Close() }
+func (f *Files) Close() error {
+	err := f.m.Close()
+	f.wg.Wait()
+	return err
+}
 
 // watched reports whether p (slash-separated, relative to the root) is one
 // of files or inside one of them.

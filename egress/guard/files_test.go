@@ -13,7 +13,9 @@ import (
 )
 
 // TestFilesReportsWriters: root appends to hosts, empties resolv.conf and
-// adds a rule to a sudoers.d drop-in of a fake /etc: each is a tamper error
+// adds a rule to a sudoers.d drop-in of a fake /etc, and creates a new
+// drop-in (not a change of a file filemon guards: it used to go unseen
+// here): each is a tamper error
 // naming the file, the change and the program; another file's change is
 // not reported.
 func TestFilesReportsWriters(t *testing.T) {
@@ -46,6 +48,7 @@ func TestFilesReportsWriters(t *testing.T) {
 		"echo '198.18.1.11 allowed.test' >> " + filepath.Join(root, "hosts") + "; read _",
 		": > " + filepath.Join(root, "resolv.conf") + "; read _",
 		"echo 'nobody ALL=(ALL) NOPASSWD:ALL' >> " + filepath.Join(root, "sudoers.d/90-runner") + "; read _",
+		"echo 'nobody ALL=(ALL) NOPASSWD:ALL' > " + filepath.Join(root, "sudoers.d/91-new") + "; read _",
 		"echo y >> " + filepath.Join(root, "other.conf") + "; read _",
 	} {
 		cmd := exec.Command("sh", "-c", c)
@@ -60,7 +63,8 @@ func TestFilesReportsWriters(t *testing.T) {
 		defer func() { stdin.Close(); _ = cmd.Wait() }()
 	}
 	_ = holds
-	want := map[string]string{"hosts: overwrite": "sh", "resolv.conf: truncate": "sh", "sudoers.d/90-runner: overwrite": "sh"}
+	want := map[string]string{"hosts: overwrite": "sh", "resolv.conf: truncate": "sh", "sudoers.d/90-runner: overwrite": "sh",
+		"sudoers.d/91-new: created": "sh"}
 	deadline := time.Now().Add(5 * time.Second)
 	for f.Changes() < len(want) && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)

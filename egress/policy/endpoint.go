@@ -17,12 +17,14 @@ const DefaultPort = 443
 // Endpoint is one allowed destination: a DNS name (exact, or every name
 // under a domain) or an address prefix, on one port. Endpoints are values;
 // the zero Endpoint allows nothing.
+// Its JSON form is its fields (package settings hands endpoints to the
+// daemon so, parsed once).
 type Endpoint struct {
-	Host     string       // lower-case name without trailing dot, without "*." for wildcards; "" for address entries
-	Wildcard bool         // "*.Host": any subdomain at any depth, not Host itself
-	Prefix   netip.Prefix // address entries (a single address is a /32 or /128); invalid for names
-	Port     uint16
-	Implicit bool // from the built-in list, not from the user
+	Host     string       `json:"host,omitempty"`     // lower-case name without trailing dot, without "*." for wildcards; "" for address entries
+	Wildcard bool         `json:"wildcard,omitempty"` // "*.Host": any subdomain at any depth, not Host itself
+	Prefix   netip.Prefix `json:"prefix,omitzero"`    // address entries (a single address is a /32 or /128); invalid for names
+	Port     uint16       `json:"port"`
+	Implicit bool         `json:"implicit,omitempty"` // from the built-in list, not from the user
 }
 
 // IsAddr reports whether e is an address or CIDR entry rather than a name.

@@ -190,7 +190,8 @@ func (r *Relay) Close() error {
 	}
 	r.mu.Unlock()
 	r.wg.Wait()
-	r.cfg.Emit(event.Record{Stats: &event.Stats{Component: "relay", Events: r.conns.Load()}})
+	st := r.Stats()
+	r.cfg.Emit(event.Record{Stats: &st})
 	if n := r.timeouts.Load(); n > 0 {
 		r.cfg.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "relay", Level: "info",
 			Message: fmt.Sprintf("%d connections sent nothing within %v and were closed", n, r.cfg.FirstBytesTimeout)}})
@@ -453,3 +454,7 @@ func pipe(c, up *net.TCPConn) {
 	half(c, up)
 	<-done
 }
+
+// Stats returns the relay's counts so far (what Close emits). Safe for
+// concurrent use.
+func (r *Relay) Stats() event.Stats { return event.Stats{Component: "relay", Events: r.conns.Load()} }

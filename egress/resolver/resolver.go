@@ -91,6 +91,8 @@ type Resolver struct {
 	// TCP connections open now and at most so far (tcp.go).
 	tcpOpen, tcpHigh atomic.Int64
 	tcpRefused       atomic.Int64 // connections closed unserved at shutdown
+	tcpUnread        atomic.Int64 // connections closed at shutdown with a query unread
+	tcpConns         sync.Map     // *countedConn → struct{}: open TCP connections
 	closing          atomic.Bool
 	rawTCP           []*net.TCPListener
 	// inflight counts queries being answered (TCP handlers, UDP queries
@@ -337,6 +339,8 @@ func (r *Resolver) Close() error {
 	r.sealed = true
 	inflight := max(r.inflight.Load(), 0)
 	r.recMu.Unlock()
+	r.countUnreadTCP()
+	unserved += r.tcpUnread.Load()
 	close(r.done)
 	r.fold.flush()
 	if inflight+unserved > 0 {
@@ -345,7 +349,7 @@ func (r *Resolver) Close() error {
 			what = append(what, fmt.Sprintf("%d queries still being answered %v after it began", inflight, r.cfg.Shutdown))
 		}
 		if unserved > 0 {
-			what = append(what, fmt.Sprintf("%d TCP connections not yet served (at most %d are at once)", unserved, MaxTCPConns))
+			what = append(what, fmt.Sprintf("%d TCP connections not yet served (at most %d are at once, or their query was not read yet)", unserved, MaxTCPConns))
 		}
 		r.cfg.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "resolver", Level: "warning",
 			Message: "at shutdown: " + strings.Join(what, ", ") + ": not recorded, counted as lost"}})
@@ -686,4 +690,11 @@ func (r *Resolver) Addrs() []net.Addr {
 		}
 	}
 	return out
+}
+
+// Stats returns the resolver's counts so far, for a snapshot while it
+// runs: queries and those without a process (queries still in flight are
+// counted as lost only by Close). Safe for concurrent use.
+func (r *Resolver) Stats() event.Stats {
+	return event.Stats{Component: "resolver", Events: r.queries.Load(), Unattributed: r.unattributed.Load()}
 }

@@ -28,7 +28,7 @@ const (
 // tcpListener bounds l to MaxTCPConns connections (x/net's LimitListener)
 // and counts the open ones and their high-water mark.
 func (r *Resolver) tcpListener(l *net.TCPListener) net.Listener {
-	return &countingListener{Listener: netutil.LimitListener(l, MaxTCPConns), r: r}
+	return netutil.LimitListener(&countingListener{TCPListener: l, r: r}, MaxTCPConns)
 }
 
 // drainTCP takes, at shutdown, the connections still waiting in l's accept
@@ -64,13 +64,13 @@ func (r *Resolver) tcpIdleTimeout() time.Duration {
 }
 
 type countingListener struct {
-	net.Listener
+	*net.TCPListener
 	r *Resolver
 }
 
 func (l *countingListener) Accept() (net.Conn, error) {
 	for {
-		c, err := l.Listener.Accept()
+		c, err := l.AcceptTCP()
 		if err != nil {
 			return nil, err
 		}
@@ -87,19 +87,55 @@ func (l *countingListener) Accept() (net.Conn, error) {
 				break
 			}
 		}
-		return &countedConn{Conn: c, open: &l.r.tcpOpen}, nil
+		cc := &countedConn{TCPConn: c, r: l.r}
+		l.r.tcpConns.Store(cc, struct{}{})
+		return cc, nil
 	}
 }
 
 type countedConn struct {
-	net.Conn
-	open   *atomic.Int64
-	closed atomic.Bool
+	*net.TCPConn
+	r       *Resolver
+	closed  atomic.Bool
+	counted atomic.Bool // checked for an unread query at shutdown
 }
 
+// Close counts, during shutdown, a connection closed with bytes of a query
+// unread: the server stopped reading it, and the query is lost.
 func (c *countedConn) Close() error {
 	if c.closed.CompareAndSwap(false, true) {
-		c.open.Add(-1)
+		c.r.tcpOpen.Add(-1)
+		if c.r.closing.Load() {
+			c.countUnread()
+		}
+		c.r.tcpConns.Delete(c)
 	}
-	return c.Conn.Close()
+	return c.TCPConn.Close()
+}
+
+// countUnread counts c once if it holds bytes of a query nobody read.
+func (c *countedConn) countUnread() {
+	if !c.counted.Swap(true) && unread(c.TCPConn) > 0 {
+		c.r.tcpUnread.Add(1)
+	}
+}
+
+// countUnreadTCP checks, once shutdown has given up waiting, the
+// connections the server has not closed yet.
+func (r *Resolver) countUnreadTCP() {
+	r.tcpConns.Range(func(k, _ any) bool {
+		k.(*countedConn).countUnread()
+		return true
+	})
+}
+
+// unread returns how many received bytes c holds that were not read yet.
+func unread(c *net.TCPConn) int {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	var n int
+	_ = rc.Control(func(fd uintptr) { n, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ) })
+	return n
 }

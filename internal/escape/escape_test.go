@@ -65,13 +65,6 @@ func TestCommandDataMatchesLibrary(t *testing.T) {
 	}
 }
 
-var (
-	renderMD       = mdtest.Render
-	walk           = mdtest.Walk
-	textOf         = mdtest.Text
-	unescapedPipes = mdtest.UnescapedPipes
-)
-
 // plain reports whether Text shows s as it is: valid UTF-8, printable, no
 // tab, no space at either end or twice in a row, no '@', not too long.
 func plain(s string) bool {
@@ -133,7 +126,7 @@ func FuzzCell(f *testing.F) {
 		if plain(s) && want != s {
 			t.Fatalf("Text(%q) = %q: a plain string must come back unchanged", s, want)
 		}
-		if n := unescapedPipes("| " + c + " |"); n != 2 {
+		if n := mdtest.UnescapedPipes("| " + c + " |"); n != 2 {
 			t.Fatalf("cell %q has %d unescaped pipes", c, n-2)
 		}
 		for _, ctx := range []struct{ md, tag, prefix, suffix string }{
@@ -143,9 +136,9 @@ func FuzzCell(f *testing.F) {
 			{"text " + c + " text\n", "p", "text ", " text"},
 		} {
 			for _, unsafe := range []bool{false, true} {
-				doc := renderMD(t, ctx.md, unsafe)
+				doc := mdtest.Render(t, ctx.md, unsafe)
 				var got []*html.Node
-				walk(doc, func(n *html.Node) {
+				mdtest.Walk(doc, func(n *html.Node) {
 					if n.Type != html.ElementNode {
 						return
 					}
@@ -160,7 +153,7 @@ func FuzzCell(f *testing.F) {
 				if len(got) != 1 {
 					t.Fatalf("%d <%s> from %q", len(got), ctx.tag, ctx.md)
 				}
-				if text := textOf(got[0]); text != strings.TrimSpace(ctx.prefix+want+ctx.suffix) {
+				if text := mdtest.Text(got[0]); text != strings.TrimSpace(ctx.prefix+want+ctx.suffix) {
 					t.Fatalf("<%s> text %q, want %q (markdown %q)", ctx.tag, text, ctx.prefix+want+ctx.suffix, ctx.md)
 				}
 			}

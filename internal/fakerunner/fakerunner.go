@@ -108,6 +108,23 @@ func (r *Runner) Exec(argv ...string) (string, error) {
 	return r.run(strings.Join(q, " "))
 }
 
+// ExecBackground is Exec for a command that keeps running (as the
+// runner's `docker run` of a container action, attached until it ends):
+// the Worker forks and execs argv in the background and returns at once.
+// Its output goes nowhere. It returns the child's pid (in the Worker's
+// PID namespace).
+func (r *Runner) ExecBackground(argv ...string) (int, error) {
+	q := make([]string, len(argv))
+	for i, a := range argv {
+		q[i] = quote(a)
+	}
+	out, err := r.run(strings.Join(q, " ") + " < /dev/null > /dev/null 2>&1 & echo $!")
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(out))
+}
+
 // ExecEnv is Exec with env ("NAME=value") added to the child's environment.
 func (r *Runner) ExecEnv(env []string, argv ...string) (string, error) {
 	var q []string

@@ -46,7 +46,10 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-/* Size of the flow tables; userspace may resize them before load. */
+/* Size of the flow tables; userspace may resize them before load. Their
+ * LRU lists are per CPU (BPF_F_NO_COMMON_LRU): one shared list's lock and
+ * free-list refills were an eighth of a connecting process's CPU time at
+ * thousands of new connections a second (bench/conn.sh, perf). */
 #define LIN_FLOWS 65536
 
 struct {
@@ -71,6 +74,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, LIN_FLOWS);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	__type(key, struct lin_flow);
 	__type(value, struct lin_owner);
 } flows SEC(".maps");
@@ -78,6 +82,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, LIN_FLOWS);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	__type(key, struct lin_local);
 	__type(value, struct lin_owner);
 } locals SEC(".maps");

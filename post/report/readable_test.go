@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/harden-runner/harden-runner/event"
+	"github.com/harden-runner/harden-runner/internal/escape/mdtest"
 	"golang.org/x/net/html"
 )
 
@@ -19,10 +20,10 @@ var tRead = time.Date(2025, 5, 1, 10, 0, 0, 0, time.UTC)
 // table, in order.
 func cellsOf(t *testing.T, md string) [][][]string {
 	t.Helper()
-	doc := renderMD(t, md, false)
+	doc := mdtest.Render(t, md, false)
 	checkHTML(t, doc)
 	var tables [][][]string
-	walk(doc, func(n *html.Node) {
+	mdtest.Walk(doc, func(n *html.Node) {
 		if n.Type != html.ElementNode || n.Data != "table" {
 			return
 		}
@@ -31,7 +32,7 @@ func cellsOf(t *testing.T, md string) [][][]string {
 			for _, tr := range children(tb, "tr") {
 				var row []string
 				for _, td := range children(tr, "td") {
-					row = append(row, textOf(td))
+					row = append(row, mdtest.Text(td))
 				}
 				rows = append(rows, row)
 			}
@@ -220,6 +221,11 @@ func TestDirectIPFlowGetsNoOtherProcessName(t *testing.T) {
 	all := append(slices.Clone(r.SuggestedPolicy.AllowedEndpoints), r.SuggestedPolicy.ReviewEndpoints()...)
 	if slices.Contains(all, "registry.test:8443") || !slices.Contains(all, "198.18.7.1:8443") {
 		t.Errorf("suggested %q, want the address entry 198.18.7.1:8443 and no registry.test:8443", all)
+	}
+	for _, e := range append(slices.Clone(r.SuggestedPolicy.Entries), r.SuggestedPolicy.Review...) {
+		if e.Endpoint == "198.18.7.1:8443" && e.Reason != reasonDirectIP {
+			t.Errorf("entry %s reason %q, want %q", e.Endpoint, e.Reason, reasonDirectIP)
+		}
 	}
 }
 

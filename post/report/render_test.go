@@ -13,13 +13,6 @@ import (
 	"golang.org/x/net/html"
 )
 
-var (
-	renderMD       = mdtest.Render
-	walk           = mdtest.Walk
-	textOf         = mdtest.Text
-	unescapedPipes = mdtest.UnescapedPipes
-)
-
 // allowedElements are the only elements the summary may produce. In
 // particular: no a, img, script, strong, em, del, input, math.
 var allowedElements = map[string]bool{
@@ -43,14 +36,14 @@ func children(n *html.Node, tag string) []*html.Node {
 func checkHTML(t testing.TB, doc *html.Node) (cells map[string]int) {
 	t.Helper()
 	cells = map[string]int{}
-	walk(doc, func(n *html.Node) {
+	mdtest.Walk(doc, func(n *html.Node) {
 		switch n.Type {
 		case html.ElementNode:
 			if !allowedElements[n.Data] {
 				t.Errorf("element <%s> in rendered summary", n.Data)
 			}
 			if n.Data == "code" && (n.Parent == nil || n.Parent.Data != "pre") {
-				t.Errorf("inline <code> from data: %q", textOf(n))
+				t.Errorf("inline <code> from data: %q", mdtest.Text(n))
 			}
 			for _, a := range n.Attr {
 				ok := (n.Data == "td" || n.Data == "th") && a.Key == "style" && a.Val == "text-align:right" ||
@@ -63,7 +56,7 @@ func checkHTML(t testing.TB, doc *html.Node) (cells map[string]int) {
 				checkTable(t, n)
 			}
 			if n.Data == "td" {
-				cells[textOf(n)]++
+				cells[mdtest.Text(n)]++
 			}
 		case html.TextNode:
 			for _, line := range strings.Split(n.Data, "\n") {
@@ -86,7 +79,7 @@ func checkTable(t testing.TB, table *html.Node) {
 				if want == 0 {
 					want = n
 				} else if n != want {
-					t.Errorf("table row has %d cells, header %d: %q", n, want, textOf(tr))
+					t.Errorf("table row has %d cells, header %d: %q", n, want, mdtest.Text(tr))
 				}
 			}
 		}
@@ -111,7 +104,7 @@ func checkSource(t testing.TB, md string) {
 		if !strings.HasSuffix(line, " |") {
 			t.Errorf("line %d: table row cut: %q", i+1, line)
 		}
-		n := unescapedPipes(line)
+		n := mdtest.UnescapedPipes(line)
 		if pipes < 0 {
 			pipes = n
 		} else if n != pipes {
@@ -185,7 +178,7 @@ func TestSummaryHostileRendersInert(t *testing.T) {
 	checkSource(t, md)
 	for _, unsafe := range []bool{false, true} {
 		t.Run(fmt.Sprintf("unsafe=%v", unsafe), func(t *testing.T) {
-			doc := renderMD(t, md, unsafe)
+			doc := mdtest.Render(t, md, unsafe)
 			cells := checkHTML(t, doc)
 			for _, s := range hostileStrings {
 				if s == "" {
@@ -209,7 +202,7 @@ func TestSummaryHostileRendersInert(t *testing.T) {
 			}
 			// One table row per hostile string in each table, no more.
 			var rows int
-			walk(doc, func(n *html.Node) {
+			mdtest.Walk(doc, func(n *html.Node) {
 				if n.Type == html.ElementNode && n.Data == "tbody" {
 					rows += len(children(n, "tr"))
 				}
@@ -219,7 +212,7 @@ func TestSummaryHostileRendersInert(t *testing.T) {
 			if rows != wantRows {
 				t.Errorf("%d table rows, want %d", rows, wantRows)
 			}
-			text := textOf(doc)
+			text := mdtest.Text(doc)
 			for _, bad := range []string{"\u202e", "\x1b"} {
 				if strings.Contains(text, bad) {
 					t.Errorf("rendered text contains %q", bad)
@@ -267,7 +260,7 @@ func TestGoldenSummariesRender(t *testing.T) {
 		md := r.Summary(DefaultSummaryMax)
 		checkSource(t, md)
 		for _, unsafe := range []bool{false, true} {
-			checkHTML(t, renderMD(t, md, unsafe))
+			checkHTML(t, mdtest.Render(t, md, unsafe))
 		}
 		checkWithBlock(t, r.SuggestedPolicy.WithBlock)
 	}
@@ -327,7 +320,7 @@ func TestSummaryTruncation(t *testing.T) {
 		}
 	}
 	checkSource(t, md)
-	checkHTML(t, renderMD(t, md, true))
+	checkHTML(t, mdtest.Render(t, md, true))
 }
 
 func TestSummaryAnyLimit(t *testing.T) {
@@ -372,7 +365,7 @@ func TestPrivilegeUseRendersInert(t *testing.T) {
 	}
 	checkSource(t, md)
 	for _, unsafe := range []bool{false, true} {
-		cells := checkHTML(t, renderMD(t, md, unsafe))
+		cells := checkHTML(t, mdtest.Render(t, md, unsafe))
 		found := false
 		for c := range cells {
 			found = found || strings.Contains(c, "<script>alert(1)</script>")

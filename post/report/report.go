@@ -15,9 +15,15 @@
 //
 // Domain correlation: a flow's domain is the query name of the most recent
 // DNS answer earlier in the journal that contained the flow's address and
-// answered a query of the flow's own process (same pid), or of an unknown
-// process (pid 0) when the flow's own process asked for none. If
-// there is none, a later answer is accepted when its time is at most
+// answered a query of the flow's own process (same pid) or, failing that,
+// of its nearest ancestor that asked (a shell's child connecting to what
+// the parent looked up). With attribution "procfs" (best effort: the
+// querier of a short-lived lookup may be unknown), an answer to an unknown
+// querier (pid 0) is used when the process and its ancestors asked for
+// none; with "ebpf" it never is, so a process that connects to an address
+// it never looked up is a direct-IP flow, whoever else resolved a name to
+// it. A flow of an unknown process takes only answers to unknown queriers.
+// If there is none, a later answer is accepted when its time is at most
 // reorderSkew after the flow's (the resolver and the packet log write to the
 // journal concurrently). Every other name that resolved to the same address
 // anywhere in the journal is listed in other_domains.
@@ -203,9 +209,12 @@ type Agent struct {
 	// journal ends there: the agent went on enforcing after it.
 	Snapshot *time.Time  `json:"snapshot,omitempty"`
 	Journal  JournalInfo `json:"journal"`
-	Errors   []Message   `json:"errors"`
-	Warnings []Message   `json:"warnings"`
-	Info     []Message   `json:"info"`
+	// Gaps are the times the agent was not running during the run
+	// (killed, then restarted by its supervisor); each is also an error.
+	Gaps     []Gap     `json:"gaps"`
+	Errors   []Message `json:"errors"`
+	Warnings []Message `json:"warnings"`
+	Info     []Message `json:"info"`
 	// NotCovered says what a monitor did not watch (event.Coverage): the
 	// summary's verdict line warns of it. Omitted when everything was.
 	NotCovered   []Message   `json:"not_covered,omitempty"`
@@ -219,6 +228,17 @@ type Agent struct {
 	// UnknownRecords counts journal records with no field this version
 	// understands (a newer agent, or a damaged line that still parsed).
 	UnknownRecords int `json:"unknown_records"`
+}
+
+// Gap is a time the agent was down (event.Gap). Seconds is To - From;
+// From is the dead agent's last sign of life, so the gap is at most a
+// heartbeat (agent.HeartbeatEvery) shorter than this.
+type Gap struct {
+	From    time.Time      `json:"from"`
+	To      time.Time      `json:"to"`
+	Seconds float64        `json:"seconds"`
+	Reason  string         `json:"reason"`
+	Process *event.Process `json:"process,omitempty"`
 }
 
 // Component holds one component's Stats; the counts are Unknown when the
@@ -270,15 +290,18 @@ func Build(recs []event.Record, opt Options) *Report {
 		Privileged:       []Privileged{},
 	}
 	a := &r.Agent
-	a.Errors, a.Warnings, a.Info = []Message{}, []Message{}, []Message{}
+	a.Errors, a.Warnings, a.Info, a.Gaps = []Message{}, []Message{}, []Message{}, []Gap{}
 	a.JournalBadLines = opt.JournalBadLines
 
 	var start *event.Start
-	starts := 0
+	starts, gaps := 0, 0
 	roots := map[runnerstep.Key]event.StepRoot{}
 	for _, rec := range recs {
 		if sr := rec.StepRoot; sr != nil {
 			roots[runnerstep.Key{PID: sr.PID, Cmdline: sr.Cmdline}] = *sr
+		}
+		if rec.Gap != nil {
+			gaps++
 		}
 		if rec.Start != nil {
 			starts++
@@ -304,7 +327,7 @@ func Build(recs []event.Record, opt Options) *Report {
 		a.Warnings = append(a.Warnings, Message{Component: "report",
 			Message: "the journal has no start record: the agent's settings are unknown"})
 	}
-	if starts > 1 {
+	if starts > 1+gaps { // a restart after a gap has its own error
 		a.Warnings = append(a.Warnings, Message{Time: start.Time, Component: "report",
 			Message: "the journal has more than one start record: the agent was started again during the run"})
 	}
@@ -319,6 +342,25 @@ func Build(recs []event.Record, opt Options) *Report {
 	dq := map[dnsKey]*dnsAgg{}    // aggregated DNS rows
 	var dnsRows []*dnsAgg         // in first-seen order
 	stats := map[event.Component]*Component{}
+	addStats := func(st *event.Stats) {
+		c := stats[st.Component]
+		if c == nil {
+			c = &Component{Name: st.Component, Reported: true}
+			stats[st.Component] = c
+		}
+		c.Events = c.Events.add(st.Events)
+		c.Lost = c.Lost.add(st.Lost)
+		c.Unattributed = c.Unattributed.add(st.Unattributed)
+	}
+	// live holds each running component's latest counts from a snapshot
+	// (event.Stats.Live) until its own Stats supersede them.
+	live := map[event.Component]event.Stats{}
+	flushLive := func() {
+		for _, st := range live {
+			addStats(&st)
+		}
+		clear(live)
+	}
 	expected := map[event.Component]bool{"flowlog": true, "resolver": true}
 	if start != nil && start.FileMonitoring {
 		expected["filemon"] = true
@@ -332,7 +374,7 @@ func Build(recs []event.Record, opt Options) *Report {
 			ip := normIP(f.IP)
 			domain := relayName(f)
 			if domain == "" {
-				domain = names.domainFor(ip, i, f.Time, f.Process.PID)
+				domain = names.domainFor(ip, i, f.Time, f.Process, a.Attribution != "ebpf")
 			}
 			k := egressKey{domain: domain, ip: ip, port: f.Port, proto: strings.ToLower(f.Protocol),
 				verdict: f.Verdict, forward: f.Forward, exe: f.Process.Exe, cmdline: f.Process.Cmdline}
@@ -409,16 +451,11 @@ func Build(recs []event.Record, opt Options) *Report {
 			a.NotCovered = append(a.NotCovered, Message{Time: c.Time, Component: c.Component, Message: c.NotCovered})
 			a.Warnings = append(a.Warnings, Message{Time: c.Time, Component: c.Component,
 				Message: "not watched: " + c.NotCovered + ": " + c.Reason})
+		case rec.Stats != nil && rec.Stats.Live:
+			live[rec.Stats.Component] = *rec.Stats // the latest, until the component's own Stats
 		case rec.Stats != nil:
-			s := rec.Stats
-			c := stats[s.Component]
-			if c == nil {
-				c = &Component{Name: s.Component, Reported: true}
-				stats[s.Component] = c
-			}
-			c.Events = c.Events.add(s.Events)
-			c.Lost = c.Lost.add(s.Lost)
-			c.Unattributed = c.Unattributed.add(s.Unattributed)
+			delete(live, rec.Stats.Component)
+			addStats(rec.Stats)
 		case rec.Stop != nil:
 			t := rec.Stop.Time
 			a.Stop = &t
@@ -426,17 +463,31 @@ func Build(recs []event.Record, opt Options) *Report {
 		case rec.Snapshot != nil:
 			t := rec.Snapshot.Time
 			a.Snapshot = &t
+		case rec.Gap != nil:
+			g := rec.Gap
+			gap := Gap{From: g.From, To: g.To, Seconds: g.To.Sub(g.From).Seconds(), Reason: g.Reason, Process: g.Process}
+			a.Gaps = append(a.Gaps, gap)
+			from := "an unknown time"
+			if !g.From.IsZero() {
+				from = g.From.UTC().Format("15:04:05.000")
+			}
+			a.Errors = append(a.Errors, Message{Time: g.To, Component: "agent", Tamper: true, Process: g.Process,
+				Message: fmt.Sprintf("the agent was not running for %.3f s (from %s to %s UTC; %s) until its supervisor restarted it: the table stayed, so what was blocked stayed blocked, but nothing was recorded meanwhile and DNS went unanswered",
+					gap.Seconds, from, g.To.UTC().Format("15:04:05.000"), g.Reason)})
 		case rec.Start != nil:
+			flushLive() // an agent that died after a snapshot: its last word
 		default:
 			a.UnknownRecords++
 		}
 	}
+	liveCounts := len(live) > 0
+	flushLive()
 	a.StoppedCleanly = a.Stop != nil
 	a.Journal = opt.Journal
 	a.Journal.Snapshot = a.Snapshot != nil
 	if a.Snapshot != nil {
 		a.Info = append(a.Info, Message{Component: "report",
-			Message: "the journal is a snapshot taken while the agent went on enforcing: events after it are not in this report, and components report their counts (lost events among them) only when they stop"})
+			Message: snapshotNote(liveCounts)})
 	} else if !a.StoppedCleanly {
 		a.Warnings = append(a.Warnings, Message{Component: "report",
 			Message: "agent did not stop cleanly: events from its last moments may be missing"})
@@ -571,14 +622,29 @@ func indexAnswers(recs []event.Record) answerIndex {
 }
 
 // domainFor names the address ip of the flow at journal index i, time t,
-// sent by process pid, from an answer to a query of the same process; only
-// when there is none, from a query whose process is unknown (pid 0: the
-// resolver could not tell who asked). So a connection to an address the
-// process never looked up is never shown, nor suggested, under a name
-// another known process resolved to it.
-func (ix answerIndex) domainFor(ip string, i int, t time.Time, pid int) string {
-	if name := ix.answerFor(askedKey{ip, pid}, i, t); name != "" || pid == 0 {
+// sent by process p, from an answer to a query of p itself, else of its
+// nearest ancestor that asked; only when there is none and unknown is
+// true (best-effort attribution), from a query whose process is unknown
+// (pid 0: the resolver could not tell who asked). So a connection to an
+// address the process never looked up is never shown, nor suggested, under
+// a name another known process resolved to it.
+func (ix answerIndex) domainFor(ip string, i int, t time.Time, p event.Process, unknown bool) string {
+	if p.PID == 0 {
+		return ix.answerFor(askedKey{ip, 0}, i, t)
+	}
+	if name := ix.answerFor(askedKey{ip, p.PID}, i, t); name != "" {
 		return name
+	}
+	for _, a := range p.Parents {
+		if a.PID <= 1 {
+			break // init (or a container's) asks for nobody's children
+		}
+		if name := ix.answerFor(askedKey{ip, a.PID}, i, t); name != "" {
+			return name
+		}
+	}
+	if !unknown {
+		return ""
 	}
 	return ix.answerFor(askedKey{ip, 0}, i, t)
 }
@@ -801,4 +867,12 @@ func relayName(f *event.Flow) string {
 		return ""
 	}
 	return normName(f.Name)
+}
+
+// snapshotNote is the report's word on a journal that ends at a snapshot.
+func snapshotNote(liveCounts bool) string {
+	if liveCounts {
+		return "the journal is a snapshot taken while the agent went on enforcing: events after it are not in this report; counts (lost events among them) are as of the snapshot"
+	}
+	return "the journal is a snapshot taken while the agent went on enforcing: events after it are not in this report, and components report their counts (lost events among them) only when they stop"
 }

@@ -260,6 +260,59 @@ func TestDomainFor(t *testing.T) {
 	}
 }
 
+// TestDomainForProcess: a flow takes the name its own process, or its
+// nearest ancestor that asked, resolved to the address; an unrelated
+// process's name never; an unknown querier's only with best-effort
+// (procfs) attribution.
+func TestDomainForProcess(t *testing.T) {
+	t0 := time.Date(2025, 5, 1, 10, 0, 0, 0, time.UTC)
+	const ip = "198.18.0.1"
+	shell := event.Ancestor{PID: 10, Exe: "/bin/sh"}
+	py := event.Ancestor{PID: 20, Exe: "/usr/bin/python3"}
+	dnsBy := func(pid int, name string) event.Record {
+		return event.Record{DNS: &event.DNS{Time: t0, Name: name, Type: "A", Verdict: event.Allowed,
+			Answers: []string{ip}, Process: event.Process{PID: pid}}}
+	}
+	flowBy := func(pid int, parents ...event.Ancestor) event.Record {
+		return event.Record{Flow: &event.Flow{Time: t0.Add(time.Second), IP: ip, Port: 443, Protocol: "tcp",
+			Verdict: event.Allowed, Process: event.Process{PID: pid, Parents: parents}}}
+	}
+	tests := []struct {
+		name        string
+		attribution string
+		recs        []event.Record
+		want        string
+	}{
+		{"own query", "ebpf", []event.Record{dnsBy(30, "own.test"), flowBy(30, py, shell)}, "own.test"},
+		{"own beats parent", "ebpf", []event.Record{dnsBy(30, "own.test"), dnsBy(20, "parent.test"), flowBy(30, py, shell)}, "own.test"},
+		{"parent's query", "ebpf", []event.Record{dnsBy(20, "parent.test"), flowBy(30, py, shell)}, "parent.test"},
+		{"nearest ancestor", "ebpf", []event.Record{dnsBy(10, "shell.test"), dnsBy(20, "parent.test"), flowBy(30, py, shell)}, "parent.test"},
+		{"unrelated process", "ebpf", []event.Record{dnsBy(40, "exfil.test"), flowBy(30, py, shell)}, ""},
+		{"child's query does not name the parent", "ebpf", []event.Record{dnsBy(30, "child.test"), flowBy(20, shell)}, ""},
+		{"unknown querier, ebpf", "ebpf", []event.Record{dnsBy(0, "who.test"), flowBy(30, py, shell)}, ""},
+		{"unknown querier, procfs", "procfs", []event.Record{dnsBy(0, "who.test"), flowBy(30, py, shell)}, "who.test"},
+		{"unknown querier, own first", "procfs", []event.Record{dnsBy(0, "who.test"), dnsBy(30, "own.test"), flowBy(30)}, "own.test"},
+		{"unknown flow takes only unknown queriers", "ebpf", []event.Record{dnsBy(40, "exfil.test"), flowBy(0)}, ""},
+		{"unknown flow, unknown querier", "ebpf", []event.Record{dnsBy(0, "who.test"), flowBy(0)}, "who.test"},
+		{"pid 1 asks for nobody", "ebpf", []event.Record{dnsBy(1, "init.test"), flowBy(30, event.Ancestor{PID: 1})}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			recs := append([]event.Record{{Start: &event.Start{Time: t0, Mode: "audit", Attribution: tt.attribution}}}, tt.recs...)
+			r := Build(recs, Options{})
+			if len(r.Egress) != 1 {
+				t.Fatalf("egress = %+v", r.Egress)
+			}
+			if r.Egress[0].Domain != tt.want {
+				t.Errorf("domain = %q, want %q", r.Egress[0].Domain, tt.want)
+			}
+			if tt.want == "" && !slices.Contains(r.SuggestedPolicy.AllowedEndpoints, ip+":443") {
+				t.Errorf("suggested %q, want the address entry %s:443", r.SuggestedPolicy.AllowedEndpoints, ip)
+			}
+		})
+	}
+}
+
 // TestOtherDomainsCapped: a wildcard zone maps any number of names to one
 // address; report.json must not grow with names × flows.
 func TestOtherDomainsCapped(t *testing.T) {
@@ -596,5 +649,89 @@ func TestSteering(t *testing.T) {
 	head, _, _ := strings.Cut(s, "\n")
 	if !strings.Contains(head, "0 files tampered, 1 steering file") || !strings.Contains(s, "### Files that steer") || !strings.Contains(s, "npm configuration") {
 		t.Errorf("summary does not show the steering file:\n%s", s)
+	}
+}
+
+// TestBuildGap: a journal continued by an agent restarted after a kill
+// (two Start records, a Gap between) reports the gap with its length as
+// a tamper error, and no "started again" puzzle; a second Start without a
+// Gap still gets that warning.
+func TestBuildGap(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	start := func(d time.Duration) event.Record {
+		return event.Record{Start: &event.Start{Time: t0.Add(d), Mode: "block"}}
+	}
+	gap := event.Record{Gap: &event.Gap{From: t0.Add(10 * time.Second), To: t0.Add(11500 * time.Millisecond), Reason: "killed by signal 9 (killed)"}}
+	for _, tc := range []struct {
+		name     string
+		recs     []event.Record
+		gaps     int
+		restarts bool // the "more than one start record" warning
+	}{
+		{"restart with gap", []event.Record{start(0), start(11 * time.Second), gap}, 1, false},
+		{"restart without gap", []event.Record{start(0), start(11 * time.Second)}, 0, true},
+		{"one start", []event.Record{start(0)}, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := Build(tc.recs, Options{})
+			if len(r.Agent.Gaps) != tc.gaps {
+				t.Fatalf("gaps %+v, want %d", r.Agent.Gaps, tc.gaps)
+			}
+			warned := false
+			for _, w := range r.Agent.Warnings {
+				warned = warned || strings.Contains(w.Message, "more than one start record")
+			}
+			if warned != tc.restarts {
+				t.Errorf("start-again warning %v, want %v: %+v", warned, tc.restarts, r.Agent.Warnings)
+			}
+			if tc.gaps == 0 {
+				return
+			}
+			if g := r.Agent.Gaps[0]; g.Seconds != 1.5 || g.Reason != "killed by signal 9 (killed)" {
+				t.Errorf("gap %+v", g)
+			}
+			tam := r.Tampering()
+			if len(tam) != 1 || !strings.Contains(tam[0].Message, "not running for 1.500 s") || !strings.Contains(tam[0].Message, "signal 9") {
+				t.Errorf("tampering %+v", tam)
+			}
+			if sum := r.Summary(DefaultSummaryMax); !strings.Contains(sum, `not running for 1\.500 s`) {
+				t.Errorf("summary lacks the gap:\n%s", sum)
+			}
+		})
+	}
+}
+
+// TestBuildLiveStats: a snapshot carries the running components' counts
+// (Stats.Live): a report that ends there knows what was lost so far; a
+// component's own Stats when it stops supersede its live ones; the live
+// counts of an agent that died after them are its last word.
+func TestBuildLiveStats(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	start := event.Record{Start: &event.Start{Time: t0, Mode: "block"}}
+	st := func(c event.Component, lost uint64, live bool) event.Record {
+		return event.Record{Stats: &event.Stats{Component: c, Events: 10, Lost: lost, Live: live}}
+	}
+	snap := event.Record{Snapshot: &event.Snapshot{Time: t0.Add(time.Minute)}}
+	stop := event.Record{Stop: &event.Stop{Time: t0.Add(2 * time.Minute)}}
+	gap := event.Record{Gap: &event.Gap{From: t0.Add(90 * time.Second), To: t0.Add(91 * time.Second), Reason: "x"}}
+	for _, tc := range []struct {
+		name  string
+		recs  []event.Record
+		known bool
+		lost  uint64
+	}{
+		{"snapshot without live counts", []event.Record{start, snap}, false, 0},
+		{"snapshot with live counts", []event.Record{start, st("flowlog", 2, true), st("resolver", 0, true), snap}, true, 2},
+		{"superseded at stop", []event.Record{start, st("flowlog", 2, true), st("resolver", 0, true), snap,
+			st("flowlog", 3, false), st("resolver", 1, false), stop}, true, 4},
+		{"died after the snapshot", []event.Record{start, st("flowlog", 2, true), st("resolver", 0, true), snap,
+			start, gap, st("flowlog", 1, false), st("resolver", 0, false), stop}, true, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := Build(tc.recs, Options{})
+			if got := r.Agent.Lost.Total; got.Known != tc.known || tc.known && got.N != tc.lost {
+				t.Errorf("lost %+v, want known %v, %d", got, tc.known, tc.lost)
+			}
+		})
 	}
 }

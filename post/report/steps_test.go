@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/harden-runner/harden-runner/event"
+	"github.com/harden-runner/harden-runner/internal/escape/mdtest"
 )
 
 func TestStepAt(t *testing.T) {
@@ -86,7 +87,7 @@ func TestBuildLabelsSteps(t *testing.T) {
 
 	md := r.Summary(DefaultSummaryMax)
 	checkSource(t, md)
-	cells := checkHTML(t, renderMD(t, md, true))
+	cells := checkHTML(t, mdtest.Render(t, md, true))
 	shown := "Build | x␤::error::y <b>z</b>"
 	for _, c := range []string{"Checkout, " + shown, shown, "—", "Checkout", "198.18.0.1, 198.18.0.2"} {
 		if cells[c] == 0 {

@@ -69,6 +69,9 @@ const (
 	reasonWildcard = "observed name has a * label"
 	reasonNoPort   = "protocol without ports cannot be allowed by a host:port entry"
 	reasonBadIP    = "flow address is not an IP address"
+	// reasonDirectIP explains an address entry for an address that some
+	// name resolved to: not the connecting process's lookup, so not its name.
+	reasonDirectIP = "connected by address: neither its process nor its parents looked up a name for it"
 )
 
 func suggest(r *Report) SuggestedPolicy {
@@ -126,6 +129,9 @@ func suggest(r *Report) SuggestedPolicy {
 			entries[ep] = s
 		}
 		s.Count += e.Count
+		if domain == "" && e.OtherDomainsTotal > 0 {
+			s.Reason = reasonDirectIP
+		}
 		if !slices.Contains(s.Verdicts, e.Verdict) {
 			s.Verdicts = append(s.Verdicts, e.Verdict)
 		}

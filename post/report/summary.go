@@ -125,8 +125,12 @@ func (r *Report) writeHead(w *mdWriter) {
 	w.put("## 🛡️ harden-runner (" + mode + "): " + strings.Join(parts, ", ") + "\n\n")
 	a := r.Agent
 	if a.Snapshot != nil {
+		counts := "nor counts of lost events (components count them when they stop)"
+		if a.Lost.Total.Known {
+			counts = "and the counts of lost events are as of the snapshot"
+		}
 		w.put("> ℹ️ The agent still enforces until the VM is discarded: this report is a snapshot of its journal at " +
-			a.Snapshot.UTC().Format("15:04:05") + " UTC; events after the snapshot are not in it, nor counts of lost events (components count them when they stop).\n\n")
+			a.Snapshot.UTC().Format("15:04:05") + " UTC; events after the snapshot are not in it, " + counts + ".\n\n")
 	} else if !a.StoppedCleanly {
 		w.put("> ⚠️ The agent did not stop cleanly: events from its last moments may be missing.\n\n")
 	}
@@ -157,23 +161,14 @@ func (r *Report) writePrivileged(w *mdWriter) {
 		return
 	}
 	w.put("### Privilege use\n\n")
-	steps := r.hasSteps()
-	header := "| Program | Process | Command line | Time |\n| --- | --- | --- | --- |\n"
-	if steps {
-		header = "| Program | Process | Command line | Time | Step |\n| --- | --- | --- | --- | --- |\n"
-	}
-	w.table(header, plural(len(r.Privileged), "start", "starts"), len(r.Privileged), func(i int) string {
+	t := r.stepTable("Program", "Process", "Command line", "Time")
+	w.table(t.header(), plural(len(r.Privileged), "start", "starts"), len(r.Privileged), func(i int) string {
 		p := r.Privileged[i]
 		prog := cell(p.Program)
 		if p.Verdict != "" { // a docker request: refused, or admitted (folded, with a count)
 			prog += " — " + cell(string(p.Verdict)) + ": " + cell(p.Detail)
 		}
-		line := "| " + prog + " | " + processCell(p.Process) + " | " + cell(p.Process.Cmdline) +
-			" | " + timeCell(p.Time) + " |"
-		if steps {
-			line += " " + stepCell(p.Step) + " |"
-		}
-		return line + "\n"
+		return t.row(stepCell(p.Step), prog, processCell(p.Process), cell(p.Process.Cmdline), timeCell(p.Time))
 	})
 }
 
@@ -253,18 +248,14 @@ func (r *Report) writeEgress(w *mdWriter) {
 		}
 		return cmp.Or(cmp.Compare(x.exe, y.exe), cmp.Compare(x.label, y.label)) < 0
 	})
-	steps := r.hasSteps()
-	header := "| Domain | Port | Addresses | Protocol | Verdict | Count |\n| --- | ---: | --- | --- | --- | ---: |\n"
-	if steps {
-		header = "| Domain | Port | Addresses | Protocol | Verdict | Count | Step |\n| --- | ---: | --- | --- | --- | ---: | --- |\n"
-	}
+	t := r.stepTable("Domain", "Port:", "Addresses", "Protocol", "Verdict", "Count:")
 	for _, g := range order {
 		n := 0
 		for _, d := range g.rows {
 			n += d.count
 		}
 		w.put("#### " + g.label + " (" + plural(n, "connection", "connections") + ")\n\n")
-		w.table(header, plural(len(g.rows), "destination", "destinations"),
+		w.table(t.header(), plural(len(g.rows), "destination", "destinations"),
 			len(g.rows), func(i int) string {
 				d := g.rows[i]
 				domain := "—"
@@ -275,12 +266,7 @@ func (r *Report) writeEgress(w *mdWriter) {
 				if d.port != 0 {
 					port = strconv.Itoa(int(d.port))
 				}
-				line := "| " + domain + " | " + port + " | " + addrList(d.addrs) + " | " + cell(d.proto) +
-					" | " + verdictCell(d.verdict) + " | " + strconv.Itoa(d.count) + " |"
-				if steps {
-					line += " " + stepList(d.steps) + " |"
-				}
-				return line + "\n"
+				return t.row(stepList(d.steps), domain, port, addrList(d.addrs), cell(d.proto), verdictCell(d.verdict), strconv.Itoa(d.count))
 			})
 	}
 }
@@ -393,6 +379,51 @@ func (r *Report) hasSteps() bool {
 	return false
 }
 
+// stepTable is a summary table whose rows end with the workflow step they
+// happened in when the report knows steps at all (hasSteps): its Step
+// column is there for every row or for none.
+type stepTable struct {
+	cols  []string // headings; a trailing ':' right-aligns the column (numbers)
+	steps bool
+}
+
+func (r *Report) stepTable(cols ...string) stepTable {
+	return stepTable{cols: cols, steps: r.hasSteps()}
+}
+
+// header is the table's heading row and alignment row.
+func (t stepTable) header() string {
+	var names, align strings.Builder
+	for _, c := range t.cols {
+		name, right := strings.CutSuffix(c, ":")
+		names.WriteString("| " + name + " ")
+		if right {
+			align.WriteString("| ---: ")
+		} else {
+			align.WriteString("| --- ")
+		}
+	}
+	if t.steps {
+		names.WriteString("| Step ")
+		align.WriteString("| --- ")
+	}
+	return names.String() + "|\n" + align.String() + "|\n"
+}
+
+// row is one table row of cells (each already escaped) and, when the
+// table has a Step column, the step cell (stepCell, stepList).
+func (t stepTable) row(step string, cells ...string) string {
+	var b strings.Builder
+	for _, c := range cells {
+		b.WriteString("| " + c + " ")
+	}
+	if t.steps {
+		b.WriteString("| " + step + " ")
+	}
+	b.WriteString("|\n")
+	return b.String()
+}
+
 // stepList is the Step cell of a destination row: at most a few escaped
 // step names, "—" when none is known.
 func stepList(steps []string) string {
@@ -476,19 +507,11 @@ func (r *Report) writeDNS(w *mdWriter) {
 		w.put("None.\n\n")
 		return
 	}
-	steps := r.hasSteps()
-	header := "| Name | Type | Verdict | Queries | Process |\n| --- | --- | --- | ---: | --- |\n"
-	if steps {
-		header = "| Name | Type | Verdict | Queries | Process | Step |\n| --- | --- | --- | ---: | --- | --- |\n"
-	}
-	w.table(header, plural(len(rows), "name", "names"), len(rows), func(i int) string {
+	t := r.stepTable("Name", "Type", "Verdict", "Queries:", "Process")
+	w.table(t.header(), plural(len(rows), "name", "names"), len(rows), func(i int) string {
 		d := rows[i]
-		line := "| " + cell(displayName(d.Name)) + " | " + cellList(d.types, 6) + " | " + verdictCell(d.Verdict) + " | " +
-			strconv.Itoa(d.Count) + " | " + processCell(d.Process) + " |"
-		if steps {
-			line += " " + stepCell(d.Step) + " |"
-		}
-		return line + "\n"
+		return t.row(stepCell(d.Step), cell(displayName(d.Name)), cellList(d.types, 6), verdictCell(d.Verdict),
+			strconv.Itoa(d.Count), processCell(d.Process))
 	})
 }
 
@@ -502,19 +525,10 @@ func (r *Report) writeFiles(w *mdWriter) {
 		w.put("No file that existed when the job started was changed.\n\n")
 		return
 	}
-	steps := r.hasSteps()
-	header := "| Path | Event | Process | Time |\n| --- | --- | --- | --- |\n"
-	if steps {
-		header = "| Path | Event | Process | Time | Step |\n| --- | --- | --- | --- | --- |\n"
-	}
-	w.table(header, plural(len(r.Files), "file event", "file events"), len(r.Files), func(i int) string {
+	t := r.stepTable("Path", "Event", "Process", "Time")
+	w.table(t.header(), plural(len(r.Files), "file event", "file events"), len(r.Files), func(i int) string {
 		f := r.Files[i]
-		line := "| " + cell(f.Path) + " | " + cell(string(f.Event)) + " | " + processCell(f.Process) +
-			" | " + timeCell(f.Time) + " |"
-		if steps {
-			line += " " + stepCell(f.Step) + " |"
-		}
-		return line + "\n"
+		return t.row(stepCell(f.Step), cell(f.Path), cell(string(f.Event)), processCell(f.Process), timeCell(f.Time))
 	})
 }
 
@@ -524,19 +538,10 @@ func (r *Report) writeSteering(w *mdWriter) {
 		return
 	}
 	w.put("### Files that steer the build's tools\n\nNot source files, but they change what npm, pip, pytest, go, MSBuild, git or the workflow do.\n\n")
-	steps := r.hasSteps()
-	header := "| Path | Change | What it steers | Process | Time |\n| --- | --- | --- | --- | --- |\n"
-	if steps {
-		header = "| Path | Change | What it steers | Process | Time | Step |\n| --- | --- | --- | --- | --- | --- |\n"
-	}
-	w.table(header, plural(len(r.Steering), "steering file", "steering files"), len(r.Steering), func(i int) string {
+	t := r.stepTable("Path", "Change", "What it steers", "Process", "Time")
+	w.table(t.header(), plural(len(r.Steering), "steering file", "steering files"), len(r.Steering), func(i int) string {
 		f := r.Steering[i]
-		line := "| " + cell(f.Path) + " | " + cell(f.Change) + " | " + cell(f.Why) + " | " + processCell(f.Process) +
-			" | " + timeCell(f.Time) + " |"
-		if steps {
-			line += " " + stepCell(f.Step) + " |"
-		}
-		return line + "\n"
+		return t.row(stepCell(f.Step), cell(f.Path), cell(f.Change), cell(f.Why), processCell(f.Process), timeCell(f.Time))
 	})
 }
 

@@ -1,0 +1,111 @@
+package agent
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestSupervise runs a stand-in daemon (a shell script) under Supervise:
+// one killed after it was ready is started again, with how it ended in
+// StateExit; one that exits 0 (a clean stop) or never got ready on its
+// first start is not; one that keeps dying is given up on.
+func TestSupervise(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		script string // $1 is the state dir, $2 a counter file
+		runs   int    // starts expected
+		err    string // Supervise's error, "" for nil
+		exit   string // StateExit's reason, "" for none
+	}{
+		{"killed once, then clean", `n=$(cat "$2" 2>/dev/null || echo 0); echo $((n+1)) > "$2"; touch "$1/ready"; [ "$n" -ge 1 ] && exit 0; kill -KILL $$`,
+			2, "", "killed by signal 9"},
+		{"clean stop", `echo 1 > "$2"; touch "$1/ready"; exit 0`, 1, "", ""},
+		{"never ready", `echo 1 > "$2"; exit 3`, 1, "did not start", ""},
+		{"keeps dying", `n=$(cat "$2" 2>/dev/null || echo 0); echo $((n+1)) > "$2"; touch "$1/ready"; exit 2`, 4, "died 4 times", "exit status 2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			count := filepath.Join(dir, "count")
+			err := Supervise(t.Context(), SuperviseConfig{Argv: []string{"sh", "-c", tc.script, "daemon", dir, count},
+				StateDir: dir, Delay: time.Millisecond, MaxRestarts: 3})
+			if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
+				t.Errorf("Supervise: %v, want %q", err, tc.err)
+			}
+			b, _ := os.ReadFile(count)
+			if n, _ := strconv.Atoi(strings.TrimSpace(string(b))); n != tc.runs {
+				t.Errorf("started %d times, want %d", n, tc.runs)
+			}
+			var x ExitRecord
+			b, rerr := os.ReadFile(filepath.Join(dir, StateExit))
+			if tc.exit == "" {
+				if rerr == nil {
+					t.Errorf("exit record %s, want none", b)
+				}
+				return
+			}
+			if err := json.Unmarshal(b, &x); err != nil || !strings.Contains(x.Reason, tc.exit) || x.Pid == 0 || x.Time.IsZero() {
+				t.Errorf("exit record %s (%v), want %q", b, err, tc.exit)
+			}
+		})
+	}
+}
+
+// TestDeadPredecessor: what a starting daemon makes of the state dir it
+// finds: a fresh start, a live daemon (refused), or a gap to resume after,
+// from the dead one's heartbeat and with the supervisor's word on its end.
+func TestDeadPredecessor(t *testing.T) {
+	beat := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name   string
+		files  map[string]string
+		gap    bool
+		reason string
+	}{
+		{"fresh", nil, false, ""},
+		{"stopped cleanly", map[string]string{StatePid: "999999999", StateStopped: "ok", StateJournal: "{}"}, false, ""},
+		{"died before a journal", map[string]string{StatePid: "999999999"}, false, ""},
+		{"died", map[string]string{StatePid: "999999999", StateJournal: "{}", StateHeartbeat: ""}, true, "unknown"},
+		{"died, supervisor saw it", map[string]string{StatePid: "999999999", StateJournal: "{}", StateHeartbeat: "",
+			StateExit: `{"pid":999999999,"reason":"killed by signal 9 (killed)"}`}, true, "killed by signal 9"},
+		{"another's exit record", map[string]string{StatePid: "999999999", StateJournal: "{}", StateHeartbeat: "",
+			StateExit: `{"pid":5,"reason":"killed by signal 9 (killed)"}`}, true, "unknown"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for f, body := range tc.files {
+				p := filepath.Join(dir, f)
+				if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Chtimes(p, beat, beat); err != nil {
+					t.Fatal(err)
+				}
+			}
+			gap, err := deadPredecessor(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (gap != nil) != tc.gap {
+				t.Fatalf("gap %+v, want %v", gap, tc.gap)
+			}
+			if gap != nil && (!gap.From.Equal(beat) || !strings.Contains(gap.Reason, tc.reason)) {
+				t.Errorf("gap %+v, want from %v, reason %q", gap, beat, tc.reason)
+			}
+		})
+	}
+	// A live daemon: this test's own process does not count as one
+	// (its command line has no "agent" argument), so fake the check
+	// through a pid that is alive but not ours: PID 1 is never a daemon.
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, StatePid), []byte("1"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := deadPredecessor(dir); err != nil {
+		t.Errorf("PID 1 taken for a live daemon: %v", err)
+	}
+}
