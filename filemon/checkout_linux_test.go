@@ -247,3 +247,41 @@ func TestCheckoutWhileReaderLags(t *testing.T) {
 		t.Errorf("writer not named:%s", describe(got))
 	}
 }
+
+// TestCommittedBeforeRebuild is the attack on a baseline rebuilt late (a
+// loaded machine: TestBaselineFromCheckout/committed failed so about 1 run
+// in 20): the tamper is committed after the checkout wrote the index and
+// before the rebuild read it. The rebuild must build from the index the
+// checkout wrote, not from the attacker's, and report the tamper. The
+// rebuild is held until the commit is done, so the race is not left to
+// chance.
+func TestCommittedBeforeRebuild(t *testing.T) {
+	needRoot(t)
+	origin := originForTest(t)
+	fromTable := lineageFinderForTest(t)
+	for _, agent := range []bool{false, true} {
+		name := "gate"
+		hold := make(chan struct{})
+		cfg := Config{Checkout: isFakeCheckout, rebuildHoldForTest: hold}
+		if agent {
+			name = "agent"
+			cfg.NoOpenGate, cfg.Process = true, fromTable
+		}
+		t.Run(name, func(t *testing.T) {
+			root := treeForTest(t, nil)
+			cfg.Root = root
+			m, rec := startForTest(t, cfg)
+			checkout(t, root, "git init -q; git remote add origin "+origin+"; git fetch -q origin +refs/heads/main:refs/remotes/origin/main; git checkout -q --force -B main refs/remotes/origin/main")
+			workload(t, root, "sh", "-c", "echo evil >> main.go && git commit -qam evil")
+			close(hold)
+			waitRebuilt(t, m, 1)
+			if err := m.Close(); err != nil {
+				t.Fatal(err)
+			}
+			got := rec.files()
+			if s, want := fileSet(got), "overwrite main.go"; s != want {
+				t.Fatalf("reported %q, want %q:%s", s, want, describe(got))
+			}
+		})
+	}
+}

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,10 +29,14 @@ type fan struct {
 	content int // content group fd
 	dirs    int // directory group fd, -1 when the kernel refused one
 	wake    int // eventfd: Close asks the reader to drain and stop
-	gate    bool
-	self    int32
-	log     *slog.Logger
-	procs   *procCache
+	syncfd  int // eventfd: barrier asks the reader to drain and go on
+	// barriers are the waiters of barrier, closed once the reader has
+	// read what was queued when they asked.
+	barriers chan chan struct{}
+	gate     bool
+	self     int32
+	log      *slog.Logger
+	procs    *procCache
 
 	sink     atomic.Pointer[fanSink] // nil until the baseline is built
 	overflow func(source string)     // called on a queue overflow
@@ -40,6 +46,12 @@ type fan struct {
 	gitKey  atomic.Pointer[string]
 	gitRoot string // the root's .git directory, absolute
 	onIndex func(event.Process)
+	// onIndexFile receives each git index written directly in gitRoot
+	// (index.lock, closed after writing, before git renames it over
+	// index) as a descriptor of its own, and the writer; it returns
+	// whether it kept the descriptor. The descriptor holds what that
+	// writer wrote even after a later git renames another index over it.
+	onIndexFile func(p event.Process, fd int) bool
 	// extra maps the fanotify key of each directory marked after the walk
 	// (a new .git, .github, workflows, hooks) to its path relative to the
 	// root: only steering files are looked for there.
@@ -87,7 +99,14 @@ func openFan(gate bool, procs *procCache, log *slog.Logger) (f *fan, notes []str
 		notes = append(notes, fmt.Sprintf("fanotify directory events unavailable (%v): deletes and renames are seen by inotify only, without the process", err))
 		dirs = -1
 	}
-	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	var wake, syncfd int
+	wake, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err == nil {
+		syncfd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+		if err != nil {
+			unix.Close(wake)
+		}
+	}
 	if err != nil {
 		unix.Close(content)
 		if dirs >= 0 {
@@ -95,8 +114,8 @@ func openFan(gate bool, procs *procCache, log *slog.Logger) (f *fan, notes []str
 		}
 		return nil, nil, fmt.Errorf("eventfd: %w", err)
 	}
-	f = &fan{content: content, dirs: dirs, wake: wake, gate: gate, self: int32(os.Getpid()),
-		log: log, procs: procs, done: make(chan struct{})}
+	f = &fan{content: content, dirs: dirs, wake: wake, syncfd: syncfd, barriers: make(chan chan struct{}, 8),
+		gate: gate, self: int32(os.Getpid()), log: log, procs: procs, done: make(chan struct{})}
 	return f, notes, nil
 }
 
@@ -120,12 +139,21 @@ func (f *fan) markDir(dirfd int) error {
 // armGit marks the root's .git directory, open as fd: its entry changes,
 // so that the writer of .git/index is seen, and with the gate the opens of
 // the files directly in it, so that the writer is named even after it
-// exits (git writes index.lock, renames it over index, and is gone).
+// exits (git writes index.lock, renames it over index, and is gone). The
+// closes after writing of the files directly in it hand each index written
+// there to onIndexFile.
 func (f *fan) armGit(fd int) error {
+	var mask uint64
 	if f.gate {
-		err := unix.FanotifyMark(f.content, unix.FAN_MARK_ADD|unix.FAN_MARK_ONLYDIR, unix.FAN_OPEN_PERM|unix.FAN_EVENT_ON_CHILD, fd, "")
+		mask |= unix.FAN_OPEN_PERM
+	}
+	if f.onIndexFile != nil {
+		mask |= unix.FAN_CLOSE_WRITE
+	}
+	if mask != 0 {
+		err := unix.FanotifyMark(f.content, unix.FAN_MARK_ADD|unix.FAN_MARK_ONLYDIR, mask|unix.FAN_EVENT_ON_CHILD, fd, "")
 		if err != nil {
-			return fmt.Errorf("gate on .git: %w", err)
+			return fmt.Errorf("fanotify mark on .git's files: %w", err)
 		}
 	}
 	if f.dirs < 0 {
@@ -234,10 +262,12 @@ func (f *fan) read() {
 			unix.Close(f.dirs)
 		}
 		unix.Close(f.wake)
+		unix.Close(f.syncfd)
 		close(f.done)
 	}()
 	buf := make([]byte, 256<<10)
-	fds := []unix.PollFd{{Fd: int32(f.content), Events: unix.POLLIN}, {Fd: int32(f.wake), Events: unix.POLLIN}}
+	fds := []unix.PollFd{{Fd: int32(f.content), Events: unix.POLLIN}, {Fd: int32(f.wake), Events: unix.POLLIN},
+		{Fd: int32(f.syncfd), Events: unix.POLLIN}}
 	if f.dirs >= 0 {
 		fds = append(fds, unix.PollFd{Fd: int32(f.dirs), Events: unix.POLLIN})
 	}
@@ -254,14 +284,64 @@ func (f *fan) read() {
 			f.drain(buf, time.Now().Add(drainLimit))
 			return
 		}
+		if fds[2].Revents != 0 {
+			f.answerBarriers(buf)
+			continue
+		}
 		// One read per readable group, then poll again: on the gate's path
 		// every syscall counts, and a read that finds nothing is one more.
 		if fds[0].Revents != 0 {
 			f.readGroup(f.content, buf, f.contentEvent)
 		}
-		if len(fds) > 2 && fds[2].Revents != 0 {
+		if len(fds) > 3 && fds[3].Revents != 0 {
 			f.readGroup(f.dirs, buf, f.dirEvent)
 		}
+	}
+}
+
+// barrier returns once the reader has handled every event queued before
+// the call, or an error after timeout or if the reader has stopped.
+func (f *fan) barrier(timeout time.Duration) error {
+	done := make(chan struct{})
+	select {
+	case f.barriers <- done:
+	case <-f.done:
+		return errors.New("fanotify reader stopped")
+	}
+	// After the send: a reader that took the requests before it still
+	// finds the eventfd readable, and takes this one next.
+	var one = [8]byte{1}
+	if _, err := unix.Write(f.syncfd, one[:]); err != nil {
+		return fmt.Errorf("wake fanotify reader: %w", err)
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-done:
+		return nil
+	case <-f.done:
+		return errors.New("fanotify reader stopped")
+	case <-t.C:
+		return fmt.Errorf("fanotify reader did not catch up within %v", timeout)
+	}
+}
+
+// answerBarriers drains the groups for the barrier calls waiting.
+func (f *fan) answerBarriers(buf []byte) {
+	var b [8]byte
+	unix.Read(f.syncfd, b[:])
+	var waiting []chan struct{}
+	for more := true; more; {
+		select {
+		case c := <-f.barriers:
+			waiting = append(waiting, c)
+		default:
+			more = false
+		}
+	}
+	f.drain(buf, time.Now().Add(drainLimit))
+	for _, c := range waiting {
+		close(c)
 	}
 }
 
@@ -341,7 +421,9 @@ func (f *fan) contentEvent(ev *fanotify.Event) {
 		return proc
 	}
 	mtime := st.Mtim.Sec*1e9 + st.Mtim.Nsec
+	inBase := false
 	s.base.lookupIno(st.Dev, st.Ino, func(idx int32) {
+		inBase = true
 		if ev.Mask&unix.FAN_MODIFY != 0 {
 			s.tr.add(idx, factWrite, who(), now, st.Size)
 			s.tr.seen(idx, st.Size, mtime)
@@ -354,6 +436,38 @@ func (f *fan) contentEvent(ev *fanotify.Event) {
 			s.tr.closedWrite(idx, st.Size, mtime, who, now)
 		}
 	})
+	if !inBase && ev.Mask&unix.FAN_CLOSE_WRITE != 0 && f.onIndexFile != nil && st.Mode&unix.S_IFMT == unix.S_IFREG {
+		f.indexClosed(fd, who)
+	}
+}
+
+// indexClosed hands the file open as fd, just closed after writing, to
+// onIndexFile if it is a git index directly in the root's .git. It opens
+// nothing (the gate would wait on this very thread): the descriptor is the
+// event's, duplicated.
+func (f *fan) indexClosed(fd int, who func() event.Process) {
+	var lb [4096]byte
+	n, err := unix.Readlink("/proc/self/fd/"+strconv.Itoa(fd), lb[:])
+	if err != nil {
+		return
+	}
+	p := strings.TrimSuffix(string(lb[:n]), " (deleted)")
+	dir, name := filepath.Split(p)
+	if filepath.Clean(dir) != f.gitRoot || (name != "index.lock" && name != "index") {
+		return
+	}
+	var sig [4]byte
+	if n, err := unix.Pread(fd, sig[:], 0); err != nil || n != 4 || string(sig[:]) != "DIRC" {
+		return
+	}
+	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		f.log.Warn("filemon: keep the git index written", "err", err)
+		return
+	}
+	if !f.onIndexFile(who(), dup) {
+		unix.Close(dup)
+	}
 }
 
 // dirEvent handles one event of the directory group.

@@ -205,6 +205,9 @@ type Config struct {
 
 	// Tests stall a reader until they close these, to force an overflow.
 	inotifyHoldForTest, fanotifyHoldForTest <-chan struct{}
+	// Tests hold the baseline rebuild until they close this, to make the
+	// rebuild late, as on a loaded machine.
+	rebuildHoldForTest <-chan struct{}
 }
 
 // Monitor watches one workspace. Start it once and Close it once (Close is
@@ -222,8 +225,13 @@ type Monitor struct {
 	retired  event.Stats // counters of the runs that rebuilds replaced
 	rebuilt  int         // baselines rebuilt from the checkout's index
 
-	rebuild  chan struct{} // the checkout wrote the index
-	writer   atomic.Int64  // the pid that wrote it last
+	rebuild chan struct{} // the checkout wrote the index
+	writer  atomic.Int64  // the pid that wrote it last
+	// index is a descriptor of the index the checkout wrote last, taken
+	// from the fanotify event as it was written (-1: none): the rebuild
+	// reads that, not whatever is at .git/index when it runs.
+	indexMu  sync.Mutex
+	index    int
 	stop     chan struct{}
 	stopOnce sync.Once
 	done     chan struct{} // closed when the rebuild loop ends
@@ -245,7 +253,7 @@ func New(cfg Config) (*Monitor, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Monitor{cfg: cfg, log: log, reported: newReportedSet(), procs: newProcCache(cfg.Process, os.Getpid()),
-		rebuild: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}, nil
+		rebuild: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}), index: -1}, nil
 }
 
 // Start records the baseline and arms the watches. It returns once
@@ -268,7 +276,7 @@ func (m *Monitor) Start(ctx context.Context) error {
 		if root, err := filepath.Abs(m.cfg.Root); err == nil {
 			if root, err = filepath.EvalSymlinks(root); err == nil {
 				if fi, err := os.Stat(filepath.Join(root, ".git", "index")); err == nil && fi.Mode().IsRegular() {
-					if in, err = readIndex(root, nil); err != nil {
+					if in, err = readIndex(root, nil, nil); err != nil {
 						m.log.Warn("filemon: git index; the baseline is every file", "err", err)
 						in = nil
 					} else {
@@ -292,8 +300,39 @@ func (m *Monitor) opts(in *rebaseInput) startOpts {
 	o := startOpts{reported: m.reported, rebase: in, procs: m.procs}
 	if m.cfg.Checkout != nil {
 		o.onIndex = m.indexWritten
+		o.onIndexFile = m.indexFile
 	}
 	return o
+}
+
+// indexFile is called (on the fanotify reader) with an index written in
+// the root's .git, open as fd, and its writer. The checkout's is kept for
+// the rebuild, replacing an earlier one. It must not block for long.
+func (m *Monitor) indexFile(p event.Process, fd int) bool {
+	if !m.cfg.Checkout(p) {
+		return false
+	}
+	m.indexMu.Lock()
+	old := m.index
+	m.index = fd
+	m.indexMu.Unlock()
+	if old >= 0 {
+		closeFD(old)
+	}
+	m.indexWritten(p)
+	return true
+}
+
+// closeFD closes a descriptor the monitor kept.
+func closeFD(fd int) { os.NewFile(uintptr(fd), "").Close() }
+
+// takeIndex hands over the kept index descriptor (-1: none).
+func (m *Monitor) takeIndex() int {
+	m.indexMu.Lock()
+	defer m.indexMu.Unlock()
+	fd := m.index
+	m.index = -1
+	return fd
 }
 
 // indexWritten is called (on the fanotify reader) with the process that
@@ -320,6 +359,9 @@ func (m *Monitor) rebuildLoop() {
 			// the same process: the baseline is what it leaves. A tamper
 			// meanwhile is still found, against the index's blob ids.
 			waitExit(int(m.writer.Load()), m.stop)
+			if m.cfg.rebuildHoldForTest != nil {
+				<-m.cfg.rebuildHoldForTest
+			}
 			m.mu.Lock()
 			if !m.closed {
 				m.rebase()
@@ -357,6 +399,9 @@ func (m *Monitor) Close() error {
 	}
 	m.closed = true
 	st, err := m.run.close(true, nil)
+	if fd := m.takeIndex(); fd >= 0 {
+		closeFD(fd)
+	}
 	st.Events += m.retired.Events
 	st.Lost += m.retired.Lost
 	st.Unattributed += m.retired.Unattributed

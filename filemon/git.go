@@ -89,10 +89,16 @@ func (b *baseline) loadBlobs(root string) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("read git index: %w", err)
 	}
-	indexTime := fi.ModTime().UnixNano()
-	b.hashLen = gitHashLen(gitDir)
+	return b.blobsFrom(data, gitHashLen(gitDir), prefix, fi.ModTime().UnixNano())
+}
+
+// blobsFrom is loadBlobs with the index read already: data, with blob ids
+// of hashLen bytes, written at indexTime (ns); prefix is the root's path
+// in the repository.
+func (b *baseline) blobsFrom(data []byte, hashLen int, prefix string, indexTime int64) (int, error) {
+	b.hashLen = hashLen
 	n := 0
-	err = gitindex.Parse(data, b.hashLen, func(e gitindex.Entry) bool {
+	err := gitindex.Parse(data, b.hashLen, func(e gitindex.Entry) bool {
 		rel := e.Path
 		if prefix != "" {
 			var found bool

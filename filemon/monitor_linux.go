@@ -42,7 +42,10 @@ type run struct {
 type startOpts struct {
 	reported *reportedSet
 	onIndex  func(event.Process) // the root's .git/index was written; nil: not watched
-	rebase   *rebaseInput        // nil: the baseline is the workspace as found
+	// onIndexFile receives each index written in the root's .git, open,
+	// and its writer; it says whether it kept the descriptor.
+	onIndexFile func(p event.Process, fd int) bool
+	rebase      *rebaseInput // nil: the baseline is the workspace as found
 	// procs is shared, so that a process the gate named for one run is
 	// known to the next (git exits right after writing the index).
 	procs *procCache
@@ -80,6 +83,7 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, opts startOpts) (_
 			r.fan.steerAlso = cfg.Steer
 			r.fan.gitRoot = filepath.Join(root, ".git")
 			r.fan.onIndex = opts.onIndex
+			r.fan.onIndexFile = opts.onIndexFile
 			unknown.Unknown = "seen by inotify only: fanotify reported no process for this change"
 			f.start()
 		}
@@ -113,7 +117,15 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, opts startOpts) (_
 		r.lost.Add(uint64(res.failed))
 		r.note("warning", fmt.Sprintf("%d directories, watches or marks could not be set up (first: %v); changes there are found only by rescans", res.failed, res.firstError))
 	}
-	blobs, berr := r.base.loadBlobs(root)
+	var blobs int
+	var berr error
+	if opts.rebase != nil {
+		// The very index the baseline was built from: the one in .git now
+		// may be a later git's.
+		blobs, berr = r.base.blobsFrom(opts.rebase.data, opts.rebase.hashLen, "", opts.rebase.indexTime)
+	} else {
+		blobs, berr = r.base.loadBlobs(root)
+	}
 	if berr != nil {
 		log.Warn("filemon: git index", "err", berr)
 	}
@@ -325,7 +337,19 @@ func (r *run) close(rescan bool, drop func(path string) bool) (event.Stats, erro
 // stops, so nothing goes unwatched in between. Called with m.mu held.
 func (m *Monitor) rebase() {
 	old := m.run
-	in, err := readIndex(old.base.root, old.base)
+	// The checkout's index is handed over from the fanotify queue: let the
+	// reader catch up with what the checkout did before it exited.
+	if old.fan != nil {
+		if err := old.fan.barrier(syncWait); err != nil {
+			m.log.Warn("filemon: wait for the fanotify reader before the rebuild", "err", err)
+		}
+	}
+	var kept *os.File
+	if fd := m.takeIndex(); fd >= 0 {
+		kept = os.NewFile(uintptr(fd), "the checkout's git index")
+		defer kept.Close()
+	}
+	in, err := readIndex(old.base.root, old.base, kept)
 	if err == nil {
 		var r *run
 		r, err = start(context.Background(), m.cfg, m.log, m.opts(in))

@@ -13,10 +13,11 @@ import (
 type run struct{ base *baseline }
 
 type startOpts struct {
-	reported *reportedSet
-	onIndex  func(event.Process)
-	rebase   *rebaseInput
-	procs    *procCache
+	reported    *reportedSet
+	onIndex     func(event.Process)
+	onIndexFile func(event.Process, int) bool
+	rebase      *rebaseInput
+	procs       *procCache
 }
 
 func start(context.Context, Config, *slog.Logger, startOpts) (*run, error) {

@@ -23,21 +23,41 @@ type rebaseInput struct {
 	tracked map[string]gitindex.Entry // stage 0, in the work tree, relative to the root
 	dirs    map[string]bool           // directories above tracked paths
 	hashLen int
+	// data is the index read, and indexTime its mtime (ns): the blob ids
+	// of clean files come from this very index.
+	data      []byte
+	indexTime int64
 	// initial: the baseline at Start of a workspace that is already a
 	// checkout. A tracked file that differs from its blob was changed
 	// before monitoring began: it is baseline as it is, not reported.
 	initial bool
 }
 
-// readIndex reads root/.git/index, the index of the repository whose top
-// is root.
-func readIndex(root string, prev *baseline) (*rebaseInput, error) {
+// readIndex reads the index of the repository whose top is root: kept,
+// the index the checkout wrote (open since it wrote it), or with none
+// root/.git/index. A later git (a build's commit) may have renamed its own
+// index over the checkout's by now: kept still holds what the checkout
+// wrote, and the files the later git changed are differences from it.
+func readIndex(root string, prev *baseline, kept *os.File) (*rebaseInput, error) {
 	gitDir := filepath.Join(root, ".git")
-	data, err := os.ReadFile(filepath.Join(gitDir, "index"))
-	if err != nil {
-		return nil, fmt.Errorf("read git index: %w", err)
+	f := kept
+	if f == nil {
+		var err error
+		if f, err = os.Open(filepath.Join(gitDir, "index")); err != nil {
+			return nil, fmt.Errorf("read git index: %w", err)
+		}
+		defer f.Close()
 	}
-	in := &rebaseInput{prev: prev, tracked: map[string]gitindex.Entry{}, dirs: map[string]bool{}, hashLen: gitHashLen(gitDir)}
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("read git index %s: %w", f.Name(), err)
+	}
+	data, err := io.ReadAll(io.NewSectionReader(f, 0, fi.Size()))
+	if err != nil {
+		return nil, fmt.Errorf("read git index %s: %w", f.Name(), err)
+	}
+	in := &rebaseInput{prev: prev, tracked: map[string]gitindex.Entry{}, dirs: map[string]bool{}, hashLen: gitHashLen(gitDir),
+		data: data, indexTime: fi.ModTime().UnixNano()}
 	err = gitindex.Parse(data, in.hashLen, func(e gitindex.Entry) bool {
 		if e.SkipWorktree || e.Mode&modeType == modeDir|modeLink /* gitlink: a submodule */ {
 			return true
