@@ -246,6 +246,30 @@ func (w *world) script(wl workload) (path, results string) {
 	return path, results
 }
 
+// agent is w.In(w.Runner, args...) for a command that starts the agent:
+// with w.cgroup2, cgroup v2 is mounted first, so the agent runs the eBPF
+// attribution path.
+func (w *world) agent(args ...string) *exec.Cmd {
+	if w.cgroup2 {
+		// Only where nothing is mounted there (the fresh /sys of ip netns
+		// exec, in its private mount namespace), never over a real one.
+		args = append([]string{"sh", "-c", `mountpoint -q /sys/fs/cgroup || mount -t cgroup2 cgroup2 /sys/fs/cgroup; exec "$@"`, "sh"}, args...)
+	}
+	return w.In(w.Runner, args...)
+}
+
+// checkEBPF fails t unless the report in dir says attribution ebpf (when
+// w.cgroup2 and not switched off).
+func (w *world) checkEBPF(t *testing.T, dir string) {
+	t.Helper()
+	if !w.cgroup2 || os.Getenv("HARDEN_RUNNER_NO_EBPF") != "" {
+		return
+	}
+	if rep := readReport(t, dir); rep.Agent.Attribution != "ebpf" {
+		t.Errorf("report.json agent.attribution %q (%s), want ebpf: the test ran the fallback path", rep.Agent.Attribution, rep.Agent.AttributionReason)
+	}
+}
+
 // run runs the workload under `harden-runner run` as nobody and returns
 // the per-case exit statuses and the report.
 func (w *world) run(t *testing.T, flags []string, wl workload) (map[string]int, *reportFile) {
@@ -254,12 +278,7 @@ func (w *world) run(t *testing.T, flags []string, wl workload) (map[string]int, 
 	reportDir := filepath.Join(w.tmp, "report-"+t.Name()[strings.LastIndex(t.Name(), "/")+1:])
 	args := append([]string{w.bin, "run", "--report-dir", reportDir, "--workspace", w.tmp, "--disable-file-monitoring"}, flags...)
 	args = append(args, "--", "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", "/bin/sh", script)
-	if w.cgroup2 {
-		// Only where nothing is mounted there (the fresh /sys of ip netns
-		// exec, in its private mount namespace), never over a real one.
-		args = append([]string{"sh", "-c", `mountpoint -q /sys/fs/cgroup || mount -t cgroup2 cgroup2 /sys/fs/cgroup; exec "$@"`, "sh"}, args...)
-	}
-	cmd := w.In(w.Runner, args...)
+	cmd := w.agent(args...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("harden-runner run: %v\n%s", err, out)
@@ -280,11 +299,8 @@ func (w *world) run(t *testing.T, flags []string, wl workload) (map[string]int, 
 			status[name] = code
 		}
 	}
-	rep := readReport(t, reportDir)
-	if w.cgroup2 && os.Getenv("HARDEN_RUNNER_NO_EBPF") == "" && rep.Agent.Attribution != "ebpf" {
-		t.Errorf("report.json agent.attribution %q (%s), want ebpf: the test ran the fallback path", rep.Agent.Attribution, rep.Agent.AttributionReason)
-	}
-	return status, rep
+	w.checkEBPF(t, reportDir)
+	return status, readReport(t, reportDir)
 }
 
 // reportFile is the part of report.json the tests read.
@@ -717,11 +733,12 @@ func TestRunReportsTamperedFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(w.tmp, "files-report")
-	out, err := w.In(w.Runner, w.bin, "run", "--upstream", "198.18.0.2", "--report-dir", dir, "--workspace", ws,
+	out, err := w.agent(w.bin, "run", "--upstream", "198.18.0.2", "--report-dir", dir, "--workspace", ws,
 		"--", "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", "/bin/sh", script).CombinedOutput()
 	if err != nil {
 		t.Fatalf("run: %v\n%s", err, out)
 	}
+	w.checkEBPF(t, dir)
 	b, err := os.ReadFile(filepath.Join(dir, "report.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -1001,11 +1018,12 @@ func TestRunPolicesContainers(t *testing.T) {
 	script, results := w.script(wl)
 	dir := filepath.Join(w.tmp, "ctr-report")
 	start := time.Now()
-	out, err := w.In(w.Runner, w.bin, "run", "--egress-policy", "block", "--allowed-endpoints", "allowed.test:443",
+	out, err := w.agent(w.bin, "run", "--egress-policy", "block", "--allowed-endpoints", "allowed.test:443",
 		"--upstream", "198.18.0.2", "--report-dir", dir, "--disable-file-monitoring", "--", "/bin/sh", script).CombinedOutput()
 	if err != nil {
 		t.Fatalf("run: %v\n%s", err, out)
 	}
+	w.checkEBPF(t, dir)
 	b, _ := os.ReadFile(results)
 	status := map[string]string{}
 	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {

@@ -68,6 +68,8 @@ func dispatch(ctx context.Context, args []string, log *slog.Logger) (int, error)
 		return agentCmd(ctx, args[1:], log)
 	case "supervise":
 		return superviseCmd(args[1:], log)
+	case "agent-exited":
+		return agentExitedCmd(args[1:])
 	case "install":
 		return installCmd(ctx, args[1:], log)
 	case "host-stop":

@@ -154,6 +154,23 @@ func superviseCmd(args []string, log *slog.Logger) (int, error) {
 		Argv: []string{self, "agent", "--config", *conf}, StateDir: cfg.StateDir, Delay: cfg.RestartDelay, Log: log}))
 }
 
+// agentExitedCmd is the systemd unit's ExecStopPost: it records how the
+// daemon ended (systemd's SERVICE_RESULT, EXIT_CODE, EXIT_STATUS) for
+// the gap its restarted successor reports.
+func agentExitedCmd(args []string) (int, error) {
+	fs := flag.NewFlagSet("agent-exited", flag.ContinueOnError)
+	conf := fs.String("config", "", "daemon config (JSON, see agent.DaemonConfig)")
+	if err := fs.Parse(args); err != nil {
+		return 2, err
+	}
+	cfg, err := agent.ReadDaemonConfig(*conf)
+	if err != nil {
+		return 1, err
+	}
+	return exitCode(agent.RecordExit(cfg.StateDir, agent.SystemdExitReason(os.Getenv("SERVICE_RESULT"),
+		os.Getenv("EXIT_CODE"), os.Getenv("EXIT_STATUS"))))
+}
+
 // installCmd runs in the helper container: install and start the agent on
 // the VM, print the result as JSON.
 func installCmd(ctx context.Context, args []string, log *slog.Logger) (int, error) {

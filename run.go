@@ -19,6 +19,7 @@ import (
 	"github.com/harden-runner/harden-runner/egress/policy"
 	"github.com/harden-runner/harden-runner/egress/policyfile"
 	"github.com/harden-runner/harden-runner/egress/resolver"
+	"github.com/harden-runner/harden-runner/event"
 	"github.com/harden-runner/harden-runner/internal/proctree"
 	"github.com/harden-runner/harden-runner/journal"
 	"github.com/harden-runner/harden-runner/post/report"
@@ -132,7 +133,7 @@ func runCmd(ctx context.Context, args []string, log *slog.Logger) (int, error) {
 	}
 	tree, treeErr := proctree.New(fmt.Sprintf("harden-runner-run-%d", os.Getpid()))
 	if treeErr != nil {
-		ag.Note("agent", "warning", treeErr.Error())
+		ag.Note(event.ComponentAgent, event.LevelWarning, treeErr.Error())
 	}
 	code, cmdErr := runChild(ctx, argv, tree)
 	// Enforcement ends only once COMMAND's whole tree is gone; at once
@@ -196,12 +197,12 @@ func readLimited(path string, limit int64) ([]byte, error) {
 func endTree(ag *agent.Agent, tree *proctree.Group, wait time.Duration) {
 	defer func() {
 		if err := tree.Close(); err != nil {
-			ag.Note("agent", "warning", err.Error())
+			ag.Note(event.ComponentAgent, event.LevelWarning, err.Error())
 		}
 	}()
 	pids, err := tree.Pids()
 	if err != nil {
-		ag.Note("agent", "warning", "cannot tell whether COMMAND left processes running: "+err.Error())
+		ag.Note(event.ComponentAgent, event.LevelWarning, "cannot tell whether COMMAND left processes running: "+err.Error())
 		return
 	}
 	if len(pids) == 0 {
@@ -212,7 +213,7 @@ func endTree(ag *agent.Agent, tree *proctree.Group, wait time.Duration) {
 	defer cancel()
 	t0 := time.Now()
 	if tree.Wait(ctx) == nil {
-		ag.Note("agent", "info", fmt.Sprintf("COMMAND exited leaving %s running; they ended %.1f s later, before enforcement did", left, time.Since(t0).Seconds()))
+		ag.Note(event.ComponentAgent, event.LevelInfo, fmt.Sprintf("COMMAND exited leaving %s running; they ended %.1f s later, before enforcement did", left, time.Since(t0).Seconds()))
 		return
 	}
 	pids, _ = tree.Pids()
@@ -226,7 +227,7 @@ func endTree(ag *agent.Agent, tree *proctree.Group, wait time.Duration) {
 	if err := tree.Wait(kctx); err != nil {
 		msg += "; some survived the kill: " + err.Error()
 	}
-	ag.Note("agent", "warning", msg)
+	ag.Note(event.ComponentAgent, event.LevelWarning, msg)
 }
 
 // describePids names up to five processes ("3 process(es): 12 sleep, ...").

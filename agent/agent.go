@@ -204,7 +204,7 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 		emit(event.Record{Note: pinNote})
 	}
 	if pinErr != nil {
-		emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "agent", Level: "info",
+		emit(event.Record{Note: &event.Note{Time: time.Now(), Component: event.ComponentAgent, Level: event.LevelInfo,
 			Message: "no workflow step is named by process (the runner's process was not found): " + pinErr.Error()}})
 	}
 
@@ -289,7 +289,7 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	// or without any of the programs only loses that section.
 	if m, err := privmon.New(privmon.Config{Emit: emit, Process: proc.InfoAfterExec, Log: a.log}); err == nil {
 		if err := m.Start(ctx); err != nil {
-			emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "privmon", Level: "info",
+			emit(event.Record{Note: &event.Note{Time: time.Now(), Component: event.ComponentPrivmon, Level: event.LevelInfo,
 				Message: "privilege use is not watched: " + err.Error()}})
 		} else {
 			a.priv = m
@@ -310,7 +310,7 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 		dc := a.cfg.Docker
 		dc.Emit, dc.Process, dc.Container, dc.Log = emit, finder.Info, proc.ContainerID, a.log
 		dc.Runner = runner
-		emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "dockergate", Level: "info",
+		emit(event.Record{Note: &event.Note{Time: time.Now(), Component: event.ComponentDockergate, Level: event.LevelInfo,
 			Message: fmt.Sprintf("docker is the runner's only: pinned %s (pid %d); allow-docker-for: %s", dc.Runner.Exe, dc.Runner.PID, dc.AllowFor)}})
 		if a.docker, err = dockergate.New(dc); err != nil {
 			return fmt.Errorf("agent: %w", err)
@@ -322,7 +322,7 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	}
 	if a.cfg.FileMonitoring {
 		if err = a.startFiles(ctx, emit); err != nil {
-			emit(event.Record{Coverage: &event.Coverage{Time: time.Now(), Component: "filemon",
+			emit(event.Record{Coverage: &event.Coverage{Time: time.Now(), Component: event.ComponentFilemon,
 				NotCovered: "every file", Reason: err.Error()}})
 			return err
 		}
@@ -453,7 +453,7 @@ func (a *Agent) startGuard(ctx context.Context, emit event.Emit) error {
 	}
 	a.guard = g
 	if s, err := guard.WatchSysctls(ctx, guard.SysctlsConfig{Emit: emit}); err != nil {
-		emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "guard", Level: "warning",
+		emit(event.Record{Note: &event.Note{Time: time.Now(), Component: event.ComponentGuard, Level: event.LevelWarning,
 			Message: "sysctls that weaken the rules are not watched: " + err.Error()}})
 	} else {
 		a.sysctls = s
@@ -473,7 +473,7 @@ func (a *Agent) startGuard(ctx context.Context, emit event.Emit) error {
 		f, err := guard.WatchFiles(ctx, guard.FilesConfig{Root: a.cfg.WatchEtc, Emit: emit, Process: proc.Info,
 			Explain: explain, Log: a.log})
 		if err != nil {
-			emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "guard", Level: "warning",
+			emit(event.Record{Note: &event.Note{Time: time.Now(), Component: event.ComponentGuard, Level: event.LevelWarning,
 				Message: "changes of resolv.conf, hosts and sudoers are not watched: " + err.Error()}})
 		} else {
 			a.etc = f
@@ -504,7 +504,7 @@ func (a *Agent) Tampered() int {
 func preexisting(emit event.Emit) []firewall.Conn {
 	conns, err := proc.TCPConns()
 	if err != nil {
-		emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "firewall", Level: "warning",
+		emit(event.Record{Note: &event.Note{Time: time.Now(), Component: event.ComponentFirewall, Level: event.LevelWarning,
 			Message: "connections open before the agent may break: " + err.Error()}})
 		return nil
 	}
@@ -546,7 +546,7 @@ func (a *Agent) flushHostDNSCache(emit event.Emit) {
 		return // no systemd-resolved here, nothing cached outside processes
 	}
 	if out, err := exec.Command(path, "flush-caches").CombinedOutput(); err != nil {
-		emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "agent", Level: "warning",
+		emit(event.Record{Note: &event.Note{Time: time.Now(), Component: event.ComponentAgent, Level: event.LevelWarning,
 			Message: fmt.Sprintf("resolvectl flush-caches: %v: %s", err, out)}})
 	}
 }
@@ -622,7 +622,7 @@ func (a *Agent) teardown() error {
 	if a.lineage != nil {
 		st := a.lineage.Stats()
 		if a.journal != nil {
-			a.journal.Emit(event.Record{Stats: &event.Stats{Component: "lineage", Events: st.Events, Lost: st.Lost}})
+			a.journal.Emit(event.Record{Stats: &event.Stats{Component: event.ComponentLineage, Events: st.Events, Lost: st.Lost}})
 		}
 		errs = append(errs, a.lineage.Close())
 	}
@@ -633,10 +633,10 @@ func (a *Agent) teardown() error {
 	err := errors.Join(errs...)
 	if a.journal != nil {
 		if err != nil {
-			a.journal.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "agent", Level: "error", Message: err.Error()}})
+			a.journal.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: event.ComponentAgent, Level: event.LevelError, Message: err.Error()}})
 		}
 		_, failed := a.journal.Counts()
-		a.journal.Emit(event.Record{Stats: &event.Stats{Component: "journal", Lost: failed}})
+		a.journal.Emit(event.Record{Stats: &event.Stats{Component: event.ComponentJournal, Lost: failed}})
 		a.journal.Emit(event.Record{Stop: &event.Stop{Time: time.Now()}})
 		errs = append(errs, a.journal.Close())
 	}
@@ -712,10 +712,10 @@ func (a *Agent) liveStats() []event.Stats {
 	}
 	if a.lineage != nil {
 		st := a.lineage.Stats()
-		out = append(out, event.Stats{Component: "lineage", Events: st.Events, Lost: st.Lost})
+		out = append(out, event.Stats{Component: event.ComponentLineage, Events: st.Events, Lost: st.Lost})
 	}
 	_, failed := a.journal.Counts()
-	return append(out, event.Stats{Component: "journal", Lost: failed})
+	return append(out, event.Stats{Component: event.ComponentJournal, Lost: failed})
 }
 
 // flowBatch is how long the kernel may hold allowed flows' log packets to

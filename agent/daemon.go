@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -72,9 +73,15 @@ const (
 	StateExit = "exit.json"
 )
 
-// HeartbeatEvery is how often the daemon renews StateHeartbeat: a gap's
-// start is known to within that.
+// HeartbeatEvery is how often the daemon renews StateHeartbeat (and
+// tells systemd's watchdog it lives): a gap's start is known to within that.
 const HeartbeatEvery = 100 * time.Millisecond
+
+// WatchdogTimeout is how long a ready daemon may go without a heartbeat
+// before its supervisor (Supervise, or systemd's WatchdogSec) takes it
+// for frozen, kills it and starts it again: a step with sudo that stops
+// the agent with SIGSTOP, then deletes the table, gets that long.
+const WatchdogTimeout = 5 * time.Second
 
 // ExitRecord is how a supervised daemon ended (StateExit).
 type ExitRecord struct {
@@ -171,6 +178,13 @@ func RunDaemon(ctx context.Context, cfg *DaemonConfig, log *slog.Logger) error {
 	if err := writeAtomic(filepath.Join(dir, StatePid), []byte(strconv.Itoa(os.Getpid())+"\n")); err != nil {
 		return err
 	}
+	// For the whole life of the process, start and stop included: only a
+	// frozen (or dead) process misses a beat.
+	beat := filepath.Join(dir, StateHeartbeat)
+	if err := writeAtomic(beat, nil); err != nil {
+		return err
+	}
+	defer heartbeat(beat, log)()
 	// Before ready: SIGUSR1's default action would end the agent. The stop
 	// signals are ours to judge, so the agent's lifetime is not ctx's.
 	snap := make(chan os.Signal, 1)
@@ -187,18 +201,11 @@ func RunDaemon(ctx context.Context, cfg *DaemonConfig, log *slog.Logger) error {
 		_ = writeAtomic(filepath.Join(dir, StateFailed), []byte(err.Error()+"\n"))
 		return err
 	}
-	beat := filepath.Join(dir, StateHeartbeat)
-	if err := writeAtomic(beat, nil); err != nil {
-		_ = ag.Stop()
-		return err
-	}
 	ready, _ := json.Marshal(Readiness{Pid: os.Getpid(), Time: time.Now().UTC(), Errors: ag.StartErrors()})
 	if err := writeAtomic(filepath.Join(dir, StateReady), append(ready, '\n')); err != nil {
 		_ = ag.Stop()
 		return err
 	}
-	hb := time.NewTicker(HeartbeatEvery)
-	defer hb.Stop()
 	for done := false; !done; {
 		select {
 		case sig := <-stop:
@@ -210,8 +217,6 @@ func RunDaemon(ctx context.Context, cfg *DaemonConfig, log *slog.Logger) error {
 			log.Warn("agent: stop signal without a stop request; ignored", "signal", sig)
 		case <-snap:
 			answerSnapshot(dir, ag, log)
-		case now := <-hb.C:
-			_ = os.Chtimes(beat, now, now)
 		}
 	}
 	err = ag.Stop()
@@ -222,7 +227,6 @@ func RunDaemon(ctx context.Context, cfg *DaemonConfig, log *slog.Logger) error {
 	}
 	_ = writeAtomic(filepath.Join(dir, StateStopped), []byte(msg))
 	_ = os.Remove(filepath.Join(dir, StatePid))
-	_ = os.Remove(beat)
 	// The post step that stopped us may still be talking to dockerd
 	// through the docker gate: let it finish.
 	dctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
@@ -253,7 +257,7 @@ func deadPredecessor(dir string) (*event.Gap, error) {
 	if _, err := os.Stat(filepath.Join(dir, StateJournal)); err != nil {
 		return nil, nil // it never got as far as a journal: nothing to resume
 	}
-	gap := &event.Gap{Reason: "unknown: no supervisor saw it end (systemd restarted it, or it was killed with its supervisor)"}
+	gap := &event.Gap{Reason: "unknown: no supervisor saw it end (it was killed with its supervisor?)"}
 	if st, err := os.Stat(filepath.Join(dir, StateHeartbeat)); err == nil {
 		gap.From = st.ModTime()
 	} else if st, err := os.Stat(filepath.Join(dir, StateJournal)); err == nil {
@@ -474,4 +478,61 @@ func writeAtomic(name string, data []byte) error {
 		return fmt.Errorf("agent: write %s: %w", name, err)
 	}
 	return nil
+}
+
+// notifier tells systemd's watchdog (WatchdogSec, NOTIFY_SOCKET) that the
+// daemon lives; a nil one does nothing (no systemd, or no watchdog).
+type notifier struct{ c *net.UnixConn }
+
+// systemdWatchdog connects to NOTIFY_SOCKET when systemd set one.
+func systemdWatchdog(log *slog.Logger) *notifier {
+	name := os.Getenv("NOTIFY_SOCKET")
+	if name == "" {
+		return nil
+	}
+	if name[0] == '@' {
+		name = "\x00" + name[1:] // abstract
+	}
+	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: name, Net: "unixgram"})
+	if err != nil {
+		log.Warn("agent: systemd watchdog", "err", err)
+		return nil
+	}
+	return &notifier{c: c}
+}
+
+func (n *notifier) alive() {
+	if n != nil {
+		_, _ = n.c.Write([]byte("WATCHDOG=1"))
+	}
+}
+
+func (n *notifier) close() {
+	if n != nil {
+		n.c.Close()
+	}
+}
+
+// heartbeat renews the heartbeat file's mtime and pings systemd's watchdog
+// every HeartbeatEvery until the returned func is called.
+func heartbeat(path string, log *slog.Logger) (stop func()) {
+	done := make(chan struct{})
+	exited := make(chan struct{})
+	go func() {
+		defer close(exited)
+		watchdog := systemdWatchdog(log)
+		defer watchdog.close()
+		t := time.NewTicker(HeartbeatEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case now := <-t.C:
+				_ = os.Chtimes(path, now, now)
+				watchdog.alive()
+			}
+		}
+	}()
+	return func() { close(done); <-exited }
 }

@@ -12,7 +12,8 @@ import (
 
 // TestSupervise runs a stand-in daemon (a shell script) under Supervise:
 // one killed after it was ready is started again, with how it ended in
-// StateExit; one that exits 0 (a clean stop) or never got ready on its
+// StateExit, and so is one frozen (SIGSTOP: its heartbeat stops), which
+// the supervisor kills; one that exits 0 (a clean stop) or never got ready on its
 // first start is not; one that keeps dying is given up on.
 func TestSupervise(t *testing.T) {
 	for _, tc := range []struct {
@@ -24,6 +25,8 @@ func TestSupervise(t *testing.T) {
 	}{
 		{"killed once, then clean", `n=$(cat "$2" 2>/dev/null || echo 0); echo $((n+1)) > "$2"; touch "$1/ready"; [ "$n" -ge 1 ] && exit 0; kill -KILL $$`,
 			2, "", "killed by signal 9"},
+		{"frozen once, then clean", `n=$(cat "$2" 2>/dev/null || echo 0); echo $((n+1)) > "$2"; [ "$n" -ge 1 ] && exit 0; ` +
+			`echo "{\"pid\":$$}" > "$1/ready"; touch -d '-10 seconds' "$1/heartbeat"; kill -STOP $$`, 2, "", "frozen (SIGSTOP?)"},
 		{"clean stop", `echo 1 > "$2"; touch "$1/ready"; exit 0`, 1, "", ""},
 		{"never ready", `echo 1 > "$2"; exit 3`, 1, "did not start", ""},
 		{"keeps dying", `n=$(cat "$2" 2>/dev/null || echo 0); echo $((n+1)) > "$2"; touch "$1/ready"; exit 2`, 4, "died 4 times", "exit status 2"},
@@ -32,7 +35,7 @@ func TestSupervise(t *testing.T) {
 			dir := t.TempDir()
 			count := filepath.Join(dir, "count")
 			err := Supervise(t.Context(), SuperviseConfig{Argv: []string{"sh", "-c", tc.script, "daemon", dir, count},
-				StateDir: dir, Delay: time.Millisecond, MaxRestarts: 3})
+				StateDir: dir, Delay: time.Millisecond, MaxRestarts: 3, Watchdog: 200 * time.Millisecond})
 			if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
 				t.Errorf("Supervise: %v, want %q", err, tc.err)
 			}
@@ -107,5 +110,41 @@ func TestDeadPredecessor(t *testing.T) {
 	}
 	if _, err := deadPredecessor(dir); err != nil {
 		t.Errorf("PID 1 taken for a live daemon: %v", err)
+	}
+}
+
+// TestSystemdExit: how the unit's ExecStopPost words systemd's account of
+// the daemon's end, and that it records nothing after a clean stop.
+func TestSystemdExit(t *testing.T) {
+	for _, tc := range []struct{ result, code, status, want string }{
+		{"signal", "killed", "KILL", "killed by signal KILL"},
+		{"watchdog", "killed", "KILL", "frozen (SIGSTOP?)"},
+		{"exit-code", "exited", "1", "exit status 1"},
+		{"", "", "", `systemd: result ""`},
+	} {
+		if got := SystemdExitReason(tc.result, tc.code, tc.status); !strings.Contains(got, tc.want) {
+			t.Errorf("SystemdExitReason(%q, %q, %q) = %q, want %q", tc.result, tc.code, tc.status, got, tc.want)
+		}
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, StatePid), []byte("4242\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := RecordExit(dir, "killed by signal KILL"); err != nil {
+		t.Fatal(err)
+	}
+	var x ExitRecord
+	if b, _ := os.ReadFile(filepath.Join(dir, StateExit)); json.Unmarshal(b, &x) != nil || x.Pid != 4242 || x.Reason != "killed by signal KILL" {
+		t.Errorf("exit record %+v", x)
+	}
+	clean := t.TempDir()
+	if err := os.WriteFile(filepath.Join(clean, StateStopped), []byte("ok\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := RecordExit(clean, "x"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(clean, StateExit)); err == nil {
+		t.Error("an exit record after a clean stop")
 	}
 }

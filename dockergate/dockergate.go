@@ -204,7 +204,7 @@ func (g *Gate) Start(ctx context.Context) error {
 	g.guardPremounted()
 	if err := g.premounted(); err != nil {
 		// Cannot tell: say so, as loudly as a container that is exposed.
-		g.cfg.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "dockergate", Level: "error",
+		g.cfg.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: event.ComponentDockergate, Level: event.LevelError,
 			Message: "cannot tell whether a container had docker's socket mounted before harden-runner started (and so bypasses the gate): " + err.Error()}})
 	}
 	g.cfg.Log.Info("dockergate: docker is the runner's only", "socket", g.cfg.Socket, "clis", g.watched,
@@ -300,12 +300,12 @@ func (g *Gate) Close() error {
 		if g.guard != nil {
 			errs = append(errs, g.guard.Close())
 			if n := g.guard.Lost(); n > 0 {
-				g.cfg.Emit(event.Record{Stats: &event.Stats{Component: "dockergate-lsm", Lost: n}})
+				g.cfg.Emit(event.Record{Stats: &event.Stats{Component: event.ComponentDockergateLSM, Lost: n}})
 			}
 		}
 		g.readers.Wait()
 		g.flushJournal()
-		g.cfg.Emit(event.Record{Stats: &event.Stats{Component: "dockergate", Events: g.denied.Load() + g.passed.Load()}})
+		g.cfg.Emit(event.Record{Stats: &event.Stats{Component: event.ComponentDockergate, Events: g.denied.Load() + g.passed.Load()}})
 		g.closeErr = errors.Join(errs...)
 	})
 	return g.closeErr
@@ -503,6 +503,10 @@ func (g *Gate) serve(ctx context.Context, c *net.UnixConn) {
 		g.deny(c, pid, container)
 		return
 	}
+	// Who the client is, read now, while it waits for its answer: read
+	// once the request had passed, a short-lived client (curl) had often
+	// exited and was journaled without its program.
+	g.learn(procKey{pid, start}, pid, container)
 	up, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: g.hidden, Net: "unix"})
 	if err != nil {
 		g.cfg.Log.Warn("dockergate: dial dockerd", "err", err)

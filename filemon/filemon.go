@@ -361,7 +361,7 @@ func (m *Monitor) Close() error {
 	st.Lost += m.retired.Lost
 	st.Unattributed += m.retired.Unattributed
 	if m.rebuilt == 0 && m.run.base.files == 0 {
-		m.cfg.Emit(event.Record{Coverage: &event.Coverage{Time: time.Now(), Component: "filemon",
+		m.cfg.Emit(event.Record{Coverage: &event.Coverage{Time: time.Now(), Component: event.ComponentFilemon,
 			NotCovered: "every file: the workspace was empty when monitoring began and no checkout wrote it",
 			Reason:     "files that appear after monitoring begins are a build's own, unless the checkout wrote them"}})
 	}
@@ -375,7 +375,7 @@ func (m *Monitor) Close() error {
 func (m *Monitor) Stats() event.Stats {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	st := event.Stats{Component: "filemon"}
+	st := event.Stats{Component: event.ComponentFilemon}
 	if m.run != nil {
 		st = m.run.counts()
 	}

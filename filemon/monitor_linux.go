@@ -167,9 +167,9 @@ func (r *run) closeFan() {
 }
 
 // note emits a Note record for the user.
-func (r *run) note(level, msg string) {
-	r.log.Log(context.Background(), map[string]slog.Level{"info": slog.LevelInfo, "warning": slog.LevelWarn, "error": slog.LevelError}[level], "filemon: "+msg)
-	r.cfg.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "filemon", Level: event.Level(level), Message: msg}})
+func (r *run) note(level event.Level, msg string) {
+	r.log.Log(context.Background(), map[event.Level]slog.Level{event.LevelInfo: slog.LevelInfo, event.LevelWarning: slog.LevelWarn, event.LevelError: slog.LevelError}[level], "filemon: "+msg)
+	r.cfg.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: event.ComponentFilemon, Level: level, Message: msg}})
 }
 
 // overflow counts a kernel queue overflow and rescans.
@@ -313,7 +313,7 @@ func (r *run) close(rescan bool, drop func(path string) bool) (event.Stats, erro
 	r.log.Info("filemon: stopped", "rescan_differences", found, "events", r.tr.events.Load(),
 		"lost", r.lost.Load(), "unattributed", r.tr.unattributed.Load())
 	return event.Stats{
-		Component:    "filemon",
+		Component:    event.ComponentFilemon,
 		Events:       r.tr.events.Load(),
 		Lost:         r.lost.Load(),
 		Unattributed: r.tr.unattributed.Load(),
@@ -351,7 +351,7 @@ func (m *Monitor) rebase() {
 	// Keep watching the previous baseline; what the checkout wrote since
 	// is not covered, and the summary says so.
 	m.log.Warn("filemon: rebuild the baseline", "err", err)
-	m.cfg.Emit(event.Record{Coverage: &event.Coverage{Time: time.Now(), Component: "filemon",
+	m.cfg.Emit(event.Record{Coverage: &event.Coverage{Time: time.Now(), Component: event.ComponentFilemon,
 		NotCovered: "the files the checkout wrote",
 		Reason:     "the baseline could not be rebuilt from the checkout's git index: " + err.Error()}})
 }
@@ -383,6 +383,6 @@ func waitExit(pid int, stop <-chan struct{}) {
 
 // counts are the run's counters so far.
 func (r *run) counts() event.Stats {
-	return event.Stats{Component: "filemon", Events: r.tr.events.Load(), Lost: r.lost.Load(),
+	return event.Stats{Component: event.ComponentFilemon, Events: r.tr.events.Load(), Lost: r.lost.Load(),
 		Unattributed: r.tr.unattributed.Load()}
 }

@@ -33,4 +33,4 @@ func newProcCache(func(int) event.Process, int) *procCache { return nil }
 
 func waitExit(int, <-chan struct{}) {}
 
-func (*run) counts() event.Stats { return event.Stats{Component: "filemon"} }
+func (*run) counts() event.Stats { return event.Stats{Component: event.ComponentFilemon} }

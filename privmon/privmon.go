@@ -135,5 +135,5 @@ func (m *Monitor) Close() error {
 // Stats returns the monitor's counts so far (what Close emits). Safe for
 // concurrent use.
 func (m *Monitor) Stats() event.Stats {
-	return event.Stats{Component: "privmon", Events: m.events.Load(), Unattributed: m.unknown.Load()}
+	return event.Stats{Component: event.ComponentPrivmon, Events: m.events.Load(), Unattributed: m.unknown.Load()}
 }

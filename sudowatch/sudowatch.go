@@ -92,7 +92,7 @@ func (s *Watch) run(ctx context.Context) {
 			if !ok {
 				return
 			}
-			s.cfg.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "sudowatch", Level: "error",
+			s.cfg.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: event.ComponentSudowatch, Level: event.LevelError,
 				Message: "sudo rights may be restored unseen: watching /etc/sudoers.d failed: " + err.Error()}})
 		case ev, ok := <-s.w.Events:
 			if !ok {
@@ -176,7 +176,7 @@ func (s *Watch) restoredRule(file string) {
 	}
 	s.reported[file] = time.Now()
 	s.restored++
-	s.cfg.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "sudowatch", Level: "error",
+	s.cfg.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: event.ComponentSudowatch, Level: event.LevelError,
 		Message: fmt.Sprintf("sudo rights for %s were restored after disable-sudo: %s has a rule for the user again", s.cfg.User, file)}})
 }
 
@@ -192,7 +192,7 @@ func (s *Watch) Close() error {
 		s.reportedM.Lock()
 		n := s.restored
 		s.reportedM.Unlock()
-		s.cfg.Emit(event.Record{Stats: &event.Stats{Component: "sudowatch", Events: n}})
+		s.cfg.Emit(event.Record{Stats: &event.Stats{Component: event.ComponentSudowatch, Events: n}})
 	})
 	return err
 }

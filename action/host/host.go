@@ -243,6 +243,11 @@ func startSystemd(ctx context.Context, cfg Config, bin, conf, state string) erro
 		"--description=harden-runner agent", "-p", "KillMode=mixed", "-p", "TimeoutStopSec=30",
 		"-p", "Restart=always", "-p", fmt.Sprintf("RestartSec=%dms", delay.Milliseconds()),
 		"-p", "RestartPreventExitStatus=0", "-p", "StartLimitIntervalSec=60", "-p", "StartLimitBurst=10",
+		// Frozen (SIGSTOP) is dead too: no heartbeat for WatchdogTimeout.
+		"-p", "NotifyAccess=main", "-p", fmt.Sprintf("WatchdogSec=%dms", agent.WatchdogTimeout.Milliseconds()),
+		"-p", "WatchdogSignal=SIGKILL",
+		// How it ended, for the gap the restarted daemon reports.
+		"-p", "ExecStopPost=-"+bin+" agent-exited --config "+conf,
 		bin, "agent", "--config", conf)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: cfg.Root}
 	cmd.Dir = "/"

@@ -213,8 +213,8 @@ func TestSupervisedAgentKilled(t *testing.T) {
 			if g.Seconds < delay.Seconds() || g.Seconds > back.Sub(killed).Seconds()+1 {
 				t.Errorf("gap of %.3f s; the agent was down %v (restart delay %v)", g.Seconds, back.Sub(killed), delay)
 			}
-			if how == "detached" && !strings.Contains(g.Reason, "signal 9") {
-				t.Errorf("gap reason %q, want the supervisor's signal 9", g.Reason)
+			if !strings.Contains(g.Reason, map[string]string{"detached": "signal 9", "systemd": "signal KILL"}[how]) {
+				t.Errorf("gap reason %q, want the supervisor's word on the SIGKILL", g.Reason)
 			}
 			if len(rep.Tampering()) == 0 {
 				t.Error("the gap is not a tamper error")
@@ -299,4 +299,81 @@ func must(b []byte, err error) []byte {
 		panic(err)
 	}
 	return b
+}
+
+// TestSupervisedAgentFrozen: a step with sudo stops the agent with
+// SIGSTOP (nothing restarts a process that is not dead) and deletes our
+// table, which the frozen guard cannot restore. Within WatchdogTimeout of
+// its last heartbeat the supervisor (ours; systemd's WatchdogSec) kills
+// it and starts another, which puts the table back: a blocked host is
+// refused again, and the gap is in the report, at least that long.
+func TestSupervisedAgentFrozen(t *testing.T) {
+	for _, how := range []string{"detached", "systemd"} {
+		t.Run(how, func(t *testing.T) {
+			n, bin := hostTestNet(t)
+			var vm *fakevm.VM
+			if how == "systemd" {
+				vm = fakevm.StartSystemd(t, n.Runner)
+			} else {
+				vm = fakevm.Start(t, n.Runner)
+			}
+			dir := filepath.Join(t.TempDir(), "opt-harden-runner")
+			state := filepath.Join(dir, "state")
+			cj, _ := json.Marshal(host.Config{Dir: dir, NoSystemd: how == "detached", Daemon: agent.DaemonConfig{
+				Settings: settingsForTest(t, "block", "allowed.test:443", false)}})
+			out, err := vm.Command(bin, "install", "--config-json", string(cj)).Output()
+			if err != nil {
+				t.Fatalf("install: %v %s", err, out)
+			}
+			var res host.Result
+			if err := json.Unmarshal(out, &res); err != nil || res.How != how {
+				t.Fatalf("install result %q: %v", out, err)
+			}
+			frozen := time.Now()
+			if out, err := vm.Command("kill", "-STOP", strconv.Itoa(res.Pid)).CombinedOutput(); err != nil {
+				t.Fatalf("kill -STOP: %v %s", err, out)
+			}
+			if out, err := n.In(n.Runner, "nft", "delete", "table", "inet", "harden_runner").CombinedOutput(); err != nil {
+				t.Fatalf("nft delete table: %v %s", err, out)
+			}
+			var newPid int
+			if !waitFor(agent.WatchdogTimeout+20*time.Second, func() bool {
+				newPid = readyPid(state)
+				return newPid != 0 && newPid != res.Pid
+			}) {
+				t.Fatalf("the frozen agent was not replaced within %v", agent.WatchdogTimeout+20*time.Second)
+			}
+			back := time.Since(frozen)
+			tables, _ := n.In(n.Runner, "nft", "list", "tables").CombinedOutput()
+			if !strings.Contains(string(tables), "harden_runner") {
+				t.Fatalf("no table after the restart: %s", tables)
+			}
+			before := len(n.HitsTo("tcp", testnet.Host4(11), 443))
+			if err := n.In(n.Runner, "curl", "-sk", "-o", "/dev/null", "--max-time", "3", "https://198.18.1.11/").Run(); err == nil {
+				t.Error("the blocked host is reachable after the restart")
+			}
+			if hits := len(n.HitsTo("tcp", testnet.Host4(11), 443)); hits != before {
+				t.Errorf("the blocked host was reached after the restart")
+			}
+			var stream bytes.Buffer
+			stop := vm.Command(bin, "host-stop", "--dir", dir, "--stream")
+			stop.Stdout = &stream
+			if err := stop.Run(); err != nil {
+				t.Fatalf("host-stop: %v", err)
+			}
+			exp, err := journal.ReadExport(&stream, 64<<20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			recs, _, _ := journal.Read(bytes.NewReader(exp.Journal))
+			rep := report.Build(recs, report.Options{})
+			t.Logf("%s: replaced %v after SIGSTOP; gaps %+v", how, back.Round(time.Millisecond), rep.Agent.Gaps)
+			if len(rep.Agent.Gaps) != 1 || rep.Agent.Gaps[0].Seconds < agent.WatchdogTimeout.Seconds()-0.5 {
+				t.Fatalf("gaps %+v, want one of at least %v", rep.Agent.Gaps, agent.WatchdogTimeout)
+			}
+			if !strings.Contains(rep.Agent.Gaps[0].Reason, "frozen") {
+				t.Errorf("gap reason %q", rep.Agent.Gaps[0].Reason)
+			}
+		})
+	}
 }

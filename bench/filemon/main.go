@@ -25,6 +25,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -53,6 +54,8 @@ var (
 	profile    = flag.String("cpuprofile", "", "monitor child: write a CPU profile of Start here")
 	noReady    = flag.Bool("noready", false, "bench: skip the readiness and memory measurement")
 	profileAll = flag.Bool("profileall", false, "monitor child: profile until Close, not only Start")
+	variantSet = flag.String("variants", "none,gate,nogate,lineage,inotify", "bench: the build-like load's variants, in the order of each run (none first: the others are compared with it)")
+	noRead     = flag.Bool("noread", false, "bench: skip the read-every-file measurement")
 )
 
 func main() {
@@ -370,10 +373,20 @@ func benchLoad(root string) {
 		cpu      []time.Duration
 		reps     []childReport
 	}
-	variants := []*variantResult{{name: "none"}, {name: "gate"}, {name: "nogate"}, {name: "lineage"}, {name: "inotify"}}
+	var variants []*variantResult
+	for _, v := range strings.Split(*variantSet, ",") {
+		variants = append(variants, &variantResult{name: v})
+	}
+	if variants[0].name != "none" {
+		log.Fatalf("-variants %q: the first must be none", *variantSet)
+	}
 	seq := 0
 	for r := 0; r < *runs; r++ {
-		for _, v := range variants {
+		order := append([]*variantResult(nil), variants...)
+		if r%2 == 1 { // alternate who goes first
+			slices.Reverse(order)
+		}
+		for _, v := range order {
 			cleanOut(root)
 			seq++
 			var m *monitor
@@ -416,6 +429,9 @@ func benchLoad(root string) {
 			median(v.rewrites).Round(time.Millisecond), rep, lost, unattr)
 	}
 
+	if *noRead {
+		return
+	}
 	// The gate's price: every open of an existing file waits for the agent.
 	var plain, gated, ungated, fromTable []time.Duration
 	for r := 0; r < *runs; r++ {

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/harden-runner/harden-runner/internal/unixrec"
 )
 
 // TestGuard: a hard link made before the guard (as a bind mount made
@@ -36,44 +38,11 @@ func TestGuard(t *testing.T) {
 		t.Fatal(err)
 	}
 	sock := filepath.Join(dir, "dockerd.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	rec := unixrec.Listen(t, sock)
 	if err := os.Chmod(sock, 0o666); err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	var seen []string
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			b := make([]byte, 64)
-			n, _ := c.Read(b)
-			mu.Lock()
-			seen = append(seen, strings.TrimSpace(string(b[:n])))
-			mu.Unlock()
-			c.Close()
-		}
-	}()
-	reached := func(tag string) bool {
-		// The accept loop reads what a connect sent; wait for it.
-		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-			mu.Lock()
-			for _, s := range seen {
-				if s == tag {
-					mu.Unlock()
-					return true
-				}
-			}
-			mu.Unlock()
-		}
-		return false
-	}
+	reached := rec.Reached
 	premounted := filepath.Join(dir, "premounted.sock")
 	if err := os.Link(sock, premounted); err != nil {
 		t.Fatal(err)
@@ -148,12 +117,8 @@ func TestGuard(t *testing.T) {
 	if err := send("after"); err != nil || !reached("after") {
 		t.Errorf("after Close the link is still refused: %v", err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	for _, s := range seen {
-		if s == "guarded" {
-			t.Error("the refused connect reached the socket")
-		}
+	if rec.Saw("guarded") {
+		t.Error("the refused connect reached the socket")
 	}
 }
 

@@ -255,7 +255,7 @@ func (r *Reader) Close() error {
 		r.lost.Add(r.pending.Swap(0))
 		if n := r.overflows.Load(); n > 0 {
 			r.cfg.Emit(event.Record{Note: &event.Note{
-				Time: time.Now(), Component: "flowlog", Level: "warning",
+				Time: time.Now(), Component: event.ComponentFlowlog, Level: event.LevelWarning,
 				Message: fmt.Sprintf("the packet log's receive buffer overflowed %d times: %d new flows were not reported", n, r.lost.Load()),
 			}})
 		}
@@ -409,7 +409,7 @@ func (r *Reader) onError(err error) int {
 	if r.consecutiveErrs.Add(1) > maxConsecutiveErrors {
 		r.cfg.Log.Error("flowlog: packet log unreadable; stopped", "err", err)
 		r.cfg.Emit(event.Record{Note: &event.Note{
-			Time: time.Now(), Component: "flowlog", Level: "error",
+			Time: time.Now(), Component: event.ComponentFlowlog, Level: event.LevelError,
 			Message: "the packet log stopped after repeated errors; later flows are not reported: " + err.Error(),
 		}})
 		return 1
@@ -445,6 +445,6 @@ func (l nflogLogger) Errorf(format string, args ...any) {
 // logged, lost (NFLOG overflows, packets it could not parse) and without
 // a process. Safe for concurrent use.
 func (r *Reader) Stats() event.Stats {
-	return event.Stats{Component: "flowlog", Events: r.events.Load(), Lost: r.lost.Load() + r.pending.Load(),
+	return event.Stats{Component: event.ComponentFlowlog, Events: r.events.Load(), Lost: r.lost.Load() + r.pending.Load(),
 		Unattributed: r.unattributed.Load()}
 }

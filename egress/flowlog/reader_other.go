@@ -20,7 +20,7 @@ func (r *Reader) Start(ctx context.Context) error {
 }
 
 // Stats returns zero counts: nothing is read here.
-func (r *Reader) Stats() event.Stats { return event.Stats{Component: "flowlog"} }
+func (r *Reader) Stats() event.Stats { return event.Stats{Component: event.ComponentFlowlog} }
 
 // Close does nothing here.
 func (r *Reader) Close() error { return nil }

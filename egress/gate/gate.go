@@ -255,6 +255,6 @@ func (g *Gate) Close() error {
 // Stats returns the gate's counts so far (what Close emits). Safe for
 // concurrent use.
 func (g *Gate) Stats() event.Stats {
-	return event.Stats{Component: "gate", Events: g.events.Load(), Lost: g.verdictErrs.Load(),
+	return event.Stats{Component: event.ComponentGate, Events: g.events.Load(), Lost: g.verdictErrs.Load(),
 		Unattributed: g.unattributed.Load()}
 }

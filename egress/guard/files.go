@@ -67,7 +67,7 @@ func WatchFiles(ctx context.Context, cfg FilesConfig) (*Files, error) {
 	explain := cfg.Explain
 	report := func(t time.Time, rel, what, more string, p event.Process) {
 		msg := fmt.Sprintf("%s: %s by %s", path.Join(cfg.Root, rel), what, who(p)) + more
-		cfg.Emit(event.Record{Note: &event.Note{Time: t, Component: "guard", Level: "error", Tamper: true,
+		cfg.Emit(event.Record{Note: &event.Note{Time: t, Component: event.ComponentGuard, Level: event.LevelError, Tamper: true,
 			Process: &p, Message: msg}})
 		n.Add(1) // once the note is out: a reader of Changes finds it
 	}
@@ -99,7 +99,7 @@ func WatchFiles(ctx context.Context, cfg FilesConfig) (*Files, error) {
 				}
 				report(st.Time, st.Path, st.Change, more, st.Process)
 			}()
-		case rec.Note != nil && rec.Note.Level != "info":
+		case rec.Note != nil && rec.Note.Level != event.LevelInfo:
 			// filemon's own trouble (lost events, no fanotify) matters here
 			// too: say which watch it is about.
 			note := *rec.Note

@@ -121,7 +121,7 @@ func (g *Guard) Start(ctx context.Context) error {
 			msg := fmt.Sprintf("chain %s %s %s (hook %s priority %d) runs before harden-runner's rules and can change what they see; it was there before the agent started",
 				ch.Family, ch.Table, ch.Name, hookName(ch.Hook), ch.Priority)
 			g.log.Warn("guard: " + msg)
-			g.cfg.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "guard", Level: "warning", Message: msg}})
+			g.cfg.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: event.ComponentGuard, Level: event.LevelWarning, Message: msg}})
 		}
 	}
 	go func() {
@@ -287,7 +287,7 @@ func (g *Guard) restoreNow(why string) {
 
 func (g *Guard) emit(msg string, p *event.Process) {
 	g.log.Error("guard: " + msg)
-	g.cfg.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "guard", Level: "error",
+	g.cfg.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: event.ComponentGuard, Level: event.LevelError,
 		Message: msg, Tamper: true, Process: p}})
 }
 

@@ -135,7 +135,7 @@ func (s *Sysctls) loop(ctx context.Context) {
 			} else {
 				msg += "; set back to " + string(f.want)
 			}
-			s.cfg.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "guard", Level: "error", Tamper: true, Message: msg}})
+			s.cfg.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: event.ComponentGuard, Level: event.LevelError, Tamper: true, Message: msg}})
 			s.changes.Add(1) // after the note: a reader of Changes finds it
 		}
 	}

@@ -193,7 +193,7 @@ func (r *Relay) Close() error {
 	st := r.Stats()
 	r.cfg.Emit(event.Record{Stats: &st})
 	if n := r.timeouts.Load(); n > 0 {
-		r.cfg.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "relay", Level: "info",
+		r.cfg.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: event.ComponentRelay, Level: event.LevelInfo,
 			Message: fmt.Sprintf("%d connections sent nothing within %v and were closed", n, r.cfg.FirstBytesTimeout)}})
 	}
 	return errors.Join(errs...)
@@ -457,4 +457,6 @@ func pipe(c, up *net.TCPConn) {
 
 // Stats returns the relay's counts so far (what Close emits). Safe for
 // concurrent use.
-func (r *Relay) Stats() event.Stats { return event.Stats{Component: "relay", Events: r.conns.Load()} }
+func (r *Relay) Stats() event.Stats {
+	return event.Stats{Component: event.ComponentRelay, Events: r.conns.Load()}
+}

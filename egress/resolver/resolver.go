@@ -351,10 +351,10 @@ func (r *Resolver) Close() error {
 		if unserved > 0 {
 			what = append(what, fmt.Sprintf("%d TCP connections not yet served (at most %d are at once, or their query was not read yet)", unserved, MaxTCPConns))
 		}
-		r.cfg.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "resolver", Level: "warning",
+		r.cfg.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: event.ComponentResolver, Level: event.LevelWarning,
 			Message: "at shutdown: " + strings.Join(what, ", ") + ": not recorded, counted as lost"}})
 	}
-	r.cfg.Emit(event.Record{Stats: &event.Stats{Component: "resolver", Events: r.queries.Load(),
+	r.cfg.Emit(event.Record{Stats: &event.Stats{Component: event.ComponentResolver, Events: r.queries.Load(),
 		Lost: uint64(inflight + unserved), Unattributed: r.unattributed.Load()}})
 	return err
 }
@@ -495,7 +495,7 @@ func (r *Resolver) warn(msg string) {
 	r.recMu.RLock()
 	defer r.recMu.RUnlock()
 	if !r.sealed {
-		r.cfg.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: "resolver", Level: "warning", Message: msg}})
+		r.cfg.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: event.ComponentResolver, Level: event.LevelWarning, Message: msg}})
 	}
 }
 
@@ -696,5 +696,5 @@ func (r *Resolver) Addrs() []net.Addr {
 // runs: queries and those without a process (queries still in flight are
 // counted as lost only by Close). Safe for concurrent use.
 func (r *Resolver) Stats() event.Stats {
-	return event.Stats{Component: "resolver", Events: r.queries.Load(), Unattributed: r.unattributed.Load()}
+	return event.Stats{Component: event.ComponentResolver, Events: r.queries.Load(), Unattributed: r.unattributed.Load()}
 }

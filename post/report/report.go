@@ -320,15 +320,15 @@ func Build(recs []event.Record, opt Options) *Report {
 		a.Start = &t
 		a.Attribution, a.AttributionReason = start.Attribution, start.AttributionReason
 		if a.Attribution == "procfs" {
-			a.Warnings = append(a.Warnings, Message{Component: "agent",
+			a.Warnings = append(a.Warnings, Message{Component: event.ComponentAgent,
 				Message: "processes are looked up after the fact (best effort: short-lived senders may go unnamed): " + a.AttributionReason})
 		}
 	} else {
-		a.Warnings = append(a.Warnings, Message{Component: "report",
+		a.Warnings = append(a.Warnings, Message{Component: event.ComponentReport,
 			Message: "the journal has no start record: the agent's settings are unknown"})
 	}
 	if starts > 1+gaps { // a restart after a gap has its own error
-		a.Warnings = append(a.Warnings, Message{Time: start.Time, Component: "report",
+		a.Warnings = append(a.Warnings, Message{Time: start.Time, Component: event.ComponentReport,
 			Message: "the journal has more than one start record: the agent was started again during the run"})
 	}
 	workspace := opt.Workspace
@@ -361,16 +361,16 @@ func Build(recs []event.Record, opt Options) *Report {
 		}
 		clear(live)
 	}
-	expected := map[event.Component]bool{"flowlog": true, "resolver": true}
+	expected := map[event.Component]bool{event.ComponentFlowlog: true, event.ComponentResolver: true}
 	if start != nil && start.FileMonitoring {
-		expected["filemon"] = true
+		expected[event.ComponentFilemon] = true
 	}
 
 	for i, rec := range recs {
 		switch {
 		case rec.Flow != nil:
 			f := rec.Flow
-			expected["flowlog"] = true
+			expected[event.ComponentFlowlog] = true
 			ip := normIP(f.IP)
 			domain := relayName(f)
 			if domain == "" {
@@ -399,7 +399,7 @@ func Build(recs []event.Record, opt Options) *Report {
 			egRows = append(egRows, e)
 		case rec.DNS != nil:
 			d := rec.DNS
-			expected["resolver"] = true
+			expected[event.ComponentResolver] = true
 			if d.Process.PID == 0 {
 				a.UnattributedEvents++
 			}
@@ -420,7 +420,7 @@ func Build(recs []event.Record, opt Options) *Report {
 			}
 		case rec.File != nil:
 			f := rec.File
-			expected["filemon"] = true
+			expected[event.ComponentFilemon] = true
 			if f.Process.PID == 0 {
 				a.UnattributedEvents++
 			}
@@ -432,16 +432,16 @@ func Build(recs []event.Record, opt Options) *Report {
 				Process: st.Process, Time: st.Time})
 		case rec.Exec != nil:
 			e := rec.Exec
-			expected["privmon"] = true
+			expected[event.ComponentPrivmon] = true
 			r.Privileged = append(r.Privileged, Privileged{Program: e.Program, Process: e.Process, Time: e.Time,
 				Verdict: e.Verdict, Detail: e.Detail})
 		case rec.Note != nil:
 			n := rec.Note
 			m := Message{Time: n.Time, Component: n.Component, Message: n.Message, Tamper: n.Tamper, Process: n.Process}
 			switch n.Level {
-			case "error":
+			case event.LevelError:
 				a.Errors = append(a.Errors, m)
-			case "info":
+			case event.LevelInfo:
 				a.Info = append(a.Info, m)
 			default: // warning, or a level this version does not know
 				a.Warnings = append(a.Warnings, m)
@@ -471,7 +471,7 @@ func Build(recs []event.Record, opt Options) *Report {
 			if !g.From.IsZero() {
 				from = g.From.UTC().Format("15:04:05.000")
 			}
-			a.Errors = append(a.Errors, Message{Time: g.To, Component: "agent", Tamper: true, Process: g.Process,
+			a.Errors = append(a.Errors, Message{Time: g.To, Component: event.ComponentAgent, Tamper: true, Process: g.Process,
 				Message: fmt.Sprintf("the agent was not running for %.3f s (from %s to %s UTC; %s) until its supervisor restarted it: the table stayed, so what was blocked stayed blocked, but nothing was recorded meanwhile and DNS went unanswered",
 					gap.Seconds, from, g.To.UTC().Format("15:04:05.000"), g.Reason)})
 		case rec.Start != nil:
@@ -486,18 +486,18 @@ func Build(recs []event.Record, opt Options) *Report {
 	a.Journal = opt.Journal
 	a.Journal.Snapshot = a.Snapshot != nil
 	if a.Snapshot != nil {
-		a.Info = append(a.Info, Message{Component: "report",
+		a.Info = append(a.Info, Message{Component: event.ComponentReport,
 			Message: snapshotNote(liveCounts)})
 	} else if !a.StoppedCleanly {
-		a.Warnings = append(a.Warnings, Message{Component: "report",
+		a.Warnings = append(a.Warnings, Message{Component: event.ComponentReport,
 			Message: "agent did not stop cleanly: events from its last moments may be missing"})
 	}
 	if opt.JournalBadLines > 0 {
-		a.Warnings = append(a.Warnings, Message{Component: "report",
+		a.Warnings = append(a.Warnings, Message{Component: event.ComponentReport,
 			Message: "the journal has unreadable lines (see journal_bad_lines); their events are missing"})
 	}
 	if a.UnknownRecords > 0 {
-		a.Warnings = append(a.Warnings, Message{Component: "report",
+		a.Warnings = append(a.Warnings, Message{Component: event.ComponentReport,
 			Message: "the journal has records this report version does not understand (see unknown_records)"})
 	}
 	for name := range stats {

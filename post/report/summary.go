@@ -97,10 +97,10 @@ func (r *Report) writeHead(w *mdWriter) {
 		mode = cell(string(r.Mode))
 	}
 	var parts []string
-	if c.DestinationsBlocked > 0 || r.Mode != "audit" {
+	if c.DestinationsBlocked > 0 || r.Mode != event.ModeAudit {
 		parts = append(parts, plural(c.DestinationsBlocked, "destination", "destinations")+" blocked")
 	}
-	if c.DestinationsAudit > 0 || r.Mode == "audit" {
+	if c.DestinationsAudit > 0 || r.Mode == event.ModeAudit {
 		parts = append(parts, plural(c.DestinationsAudit, "destination", "destinations")+" not on the allow-list (audit)")
 	}
 	parts = append(parts, strconv.Itoa(c.DestinationsAllowed)+" allowed")
@@ -110,7 +110,7 @@ func (r *Report) writeHead(w *mdWriter) {
 	if r.FileMonitoring || c.Files > 0 {
 		files := plural(c.Files, "file", "files") + " tampered"
 		for _, m := range r.Agent.NotCovered {
-			if m.Component == "filemon" {
+			if m.Component == event.ComponentFilemon {
 				files += " (⚠️ not watched: " + cell(m.Message) + ")"
 				break
 			}
@@ -338,7 +338,7 @@ func (r *Report) writeSteps(w *mdWriter) {
 		return a.first.Compare(b.first)
 	})
 	notAllowed := "Blocked"
-	if r.Mode == "audit" {
+	if r.Mode == event.ModeAudit {
 		notAllowed = "Not allowed"
 	}
 	w.put("### By workflow step\n\n")
@@ -498,7 +498,7 @@ func (r *Report) writeDNS(w *mdWriter) {
 			row.types = append(row.types, d.Type)
 		}
 	}
-	if r.Mode == "audit" || r.Counts.DNSAudit > 0 {
+	if r.Mode == event.ModeAudit || r.Counts.DNSAudit > 0 {
 		w.put("### DNS names not on the allow-list\n\n")
 	} else {
 		w.put("### Blocked DNS names\n\n")
