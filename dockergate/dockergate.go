@@ -503,6 +503,10 @@ func (g *Gate) serve(ctx context.Context, c *net.UnixConn) {
 		g.deny(c, pid, container)
 		return
 	}
+	// Who the client is, read now, while it waits for its answer: read
+	// once the request had passed, a short-lived client (curl) had often
+	// exited and was journaled without its program.
+	g.learn(procKey{pid, start}, pid, container)
 	up, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: g.hidden, Net: "unix"})
 	if err != nil {
 		g.cfg.Log.Warn("dockergate: dial dockerd", "err", err)

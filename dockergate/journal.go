@@ -144,6 +144,27 @@ func short(id string) string {
 	return id
 }
 
+// learn reads who an admitted process is, once per process (until the
+// next flush), for the journal's folded requests.
+func (g *Gate) learn(k procKey, pid int, peer string) {
+	g.jmu.Lock()
+	_, ok := g.who[k]
+	full := len(g.who) >= 2*maxFolds // connections without requests: fold reads it then
+	g.jmu.Unlock()
+	if ok || full {
+		return
+	}
+	p := g.cfg.Process(pid)
+	if p.Container == "" {
+		p.Container = short(peer)
+	}
+	g.jmu.Lock()
+	if _, ok := g.who[k]; !ok {
+		g.who[k] = p
+	}
+	g.jmu.Unlock()
+}
+
 // fold counts one request of pid, which runs in container peer (or "").
 func (g *Gate) fold(k reqKey, pid int, peer string) {
 	g.jmu.Lock()

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -86,9 +87,11 @@ func (t *Tracker) Start(ctx context.Context) (err error) {
 	}
 	cg := t.cfg.Cgroup
 	if cg == "" {
-		if cg, err = cgroup2Root(); err != nil {
+		var release func()
+		if cg, release, err = cgroup2Root(); err != nil {
 			return fmt.Errorf("%w: %v", ErrUnsupported, err)
 		}
+		defer release() // the links hold the cgroup once attached
 	}
 	defer func() {
 		if err != nil {
@@ -144,18 +147,56 @@ func (t *Tracker) Start(ctx context.Context) (err error) {
 	return nil
 }
 
-// cgroup2Root finds the cgroup v2 mount: in our mount namespace, else in
-// pid 1's, reached through /proc/1/root (`ip netns exec` mounts a new
-// /sys that hides the cgroup mounts).
-func cgroup2Root() (string, error) {
+// cgroup2Root finds the cgroup v2 hierarchy: its mount in our mount
+// namespace, else in pid 1's, reached through /proc/1/root (`ip netns
+// exec` mounts a new /sys that hides the cgroup mounts), else (pid 1's
+// root not readable, as in a container) a private mount of cgroup2 on a
+// thread of its own mount namespace, named by its open directory
+// (/proc/self/fd/N, which resolves in any mount namespace). release
+// closes that directory; call it after attaching.
+func cgroup2Root() (dir string, release func(), err error) {
+	nop := func() {}
 	if dir, err := cgroup2Mount("/proc/self/mountinfo"); err == nil {
-		return dir, nil
+		return dir, nop, nil
 	}
-	dir, err := cgroup2Mount("/proc/1/mountinfo")
+	if d, err := cgroup2Mount("/proc/1/mountinfo"); err == nil {
+		if _, serr := os.Stat("/proc/1/root" + d); serr == nil {
+			return "/proc/1/root" + d, nop, nil
+		}
+	}
+	f, err := cgroup2Private()
 	if err != nil {
-		return "", err
+		return "", nil, fmt.Errorf("no cgroup v2 mount reachable: %w", err)
 	}
-	return "/proc/1/root" + dir, nil
+	return "/proc/self/fd/" + strconv.Itoa(int(f.Fd())), func() { f.Close() }, nil
+}
+
+// cgroup2Private mounts cgroup2 on /sys/fs/cgroup in a mount namespace of
+// one locked thread (nobody else sees the mount; the thread and its
+// namespace end with the goroutine) and returns the open root directory.
+func cgroup2Private() (*os.File, error) {
+	type result struct {
+		f   *os.File
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with its namespace
+		var r result
+		if r.err = unix.Unshare(unix.CLONE_NEWNS); r.err == nil {
+			if r.err = unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); r.err == nil {
+				if r.err = unix.Mount("cgroup2", "/sys/fs/cgroup", "cgroup2", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); r.err == nil {
+					r.f, r.err = os.Open("/sys/fs/cgroup")
+				}
+			}
+		}
+		if r.err != nil {
+			r.err = fmt.Errorf("mount cgroup2 privately: %w", r.err)
+		}
+		ch <- r
+	}()
+	r := <-ch
+	return r.f, r.err
 }
 
 func cgroup2Mount(mountinfo string) (string, error) {
