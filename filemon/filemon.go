@@ -20,7 +20,11 @@
 // No timer decides coverage. Without Config.Checkout the baseline is the
 // workspace at Start. With it, every write of the root's .git/index by a
 // process of the checkout (git renames index.lock over it) rebuilds the
-// baseline from that index, once that process has exited: the tracked
+// baseline from that index, once that process has exited. "That index"
+// is the file the checkout wrote, kept open from the fanotify event of its
+// close (git's index.lock), not whatever .git/index is when the rebuild
+// runs: a build's git commit in between renames its own index over it,
+// and would make its tamper the baseline. The baseline holds the tracked
 // paths (with the blob ids and the stat data of what the checkout wrote)
 // and the untracked files the previous baseline held. A tracked file that
 // already differs from its blob, or is gone, changed after the checkout
