@@ -11,8 +11,12 @@
 // owner/repo@ref" for a JavaScript action (node runs a file under
 // _actions/owner/repo/ref).
 //
-// A process that outlives its step (`cmd &`) is re-parented when the step
-// ends and loses its root; callers fall back to the time of the event.
+// A process that outlives its step (`cmd &`, setsid) keeps its step when
+// its ancestry comes from the kernel's process table (package lineage
+// records who made each process, not who it was re-parented to): the step
+// that planted a leftover is the one its later events are blamed on. From
+// /proc alone it is re-parented when the step ends and loses its root;
+// callers fall back to the time of the event.
 package runnerstep
 
 import (
