@@ -883,8 +883,8 @@ func TestRunNamesWorkflowSteps(t *testing.T) {
 	}
 	rep := readReport(t, dir)
 	want := map[string]string{
-		"allowed.test":  "Run curl -sk --max-time 5 https://allowed.test/",
-		"blocked.test":  "Run getent hosts blocked.test; true",
+		"allowed.test": "Run curl -sk --max-time 5 https://allowed.test/",
+		"blocked.test": "Run getent hosts blocked.test; true",
 		// Step 1's leftover, which asks after step 1 ended: the kernel's
 		// process table keeps who made it, so it is step 1's (with /proc
 		// alone it is re-parented and belongs to no step).
