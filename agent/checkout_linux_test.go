@@ -1,8 +1,6 @@
 package agent
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -14,7 +12,7 @@ import (
 	"time"
 
 	"github.com/harden-runner/harden-runner/event"
-	"github.com/harden-runner/harden-runner/lineage"
+	"github.com/harden-runner/harden-runner/lineage/lineagetest"
 	"github.com/harden-runner/harden-runner/proc"
 	"github.com/harden-runner/harden-runner/runnerstep"
 	"golang.org/x/sys/unix"
@@ -33,17 +31,7 @@ func TestCheckoutNotForgeable(t *testing.T) {
 	if _, err := exec.LookPath("perl"); err != nil {
 		t.Skip("needs perl for a raw clone(2)")
 	}
-	tr, err := lineage.New(lineage.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tr.Start(context.Background()); err != nil {
-		if errors.Is(err, lineage.ErrUnsupported) {
-			t.Skipf("kernel-side process table unavailable: %v", err)
-		}
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tr.Close() })
+	tr := lineagetest.Start(t)
 	finder := proc.NewFinder(nil).WithLineage(tr)
 	t.Cleanup(func() { finder.Close() })
 	procfs := proc.NewFinder(nil)

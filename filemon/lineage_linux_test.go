@@ -1,14 +1,12 @@
 package filemon
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/harden-runner/harden-runner/event"
-	"github.com/harden-runner/harden-runner/lineage"
+	"github.com/harden-runner/harden-runner/lineage/lineagetest"
 	"github.com/harden-runner/harden-runner/proc"
 )
 
@@ -17,17 +15,7 @@ import (
 // agent's is. It skips when the kernel cannot run the programs.
 func lineageFinderForTest(t *testing.T) func(int) event.Process {
 	t.Helper()
-	tr, err := lineage.New(lineage.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tr.Start(context.Background()); err != nil {
-		if errors.Is(err, lineage.ErrUnsupported) {
-			t.Skipf("kernel-side process table unavailable: %v", err)
-		}
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tr.Close() })
+	tr := lineagetest.Start(t)
 	f := proc.NewFinder(nil).WithLineage(tr)
 	t.Cleanup(func() { f.Close() })
 	return f.Info
