@@ -193,7 +193,7 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	// Attribution from the kernel's records when it can run them, else
 	// after the fact from sock_diag and /proc (said in the report).
 	start.Attribution, start.AttributionReason = "ebpf", ""
-	if tr, lerr := startLineage(ctx, a.log); lerr != nil {
+	if tr, lerr := startLineage(ctx, a.cfg.ResolverPort, a.log); lerr != nil {
 		start.Attribution, start.AttributionReason = "procfs", lerr.Error()
 		a.log.Info("agent: process attribution from /proc (best effort)", "reason", lerr)
 	} else {
@@ -644,8 +644,8 @@ func (a *Agent) teardown() error {
 }
 
 // startLineage starts the kernel-side capture, or says why it cannot run.
-func startLineage(ctx context.Context, log *slog.Logger) (*lineage.Tracker, error) {
-	tr, err := lineage.New(lineage.Config{Log: log})
+func startLineage(ctx context.Context, dnsPort uint16, log *slog.Logger) (*lineage.Tracker, error) {
+	tr, err := lineage.New(lineage.Config{DNSPort: dnsPort, Log: log})
 	if err != nil {
 		return nil, err
 	}

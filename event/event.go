@@ -97,6 +97,11 @@ type Flow struct {
 	Name string `json:"name,omitempty"`
 	// Reason says why the relay refused or would have refused it.
 	Reason string `json:"reason,omitempty"`
+	// Count is how many identical flows (same destination, protocol,
+	// verdict, name, reason and process) this record stands for; 0 means
+	// 1. The flow log folds a process's repeats within a second into one
+	// record, as the resolver does for DNS queries.
+	Count int `json:"count,omitempty"`
 }
 
 // DNS is one query that reached the agent's resolver.

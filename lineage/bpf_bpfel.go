@@ -86,6 +86,7 @@ const (
 	lineageProgOnSendmsg6   = "on_sendmsg6"
 	lineageProgOnSockCreate = "on_sock_create"
 	lineageProgOnSockops    = "on_sockops"
+	lineageVarDnsPort       = "dns_port"
 	lineageVarUnusedExec    = "unused_exec"
 )
 
@@ -160,6 +161,7 @@ type lineageMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lineageVariableSpecs struct {
+	DnsPort    *ebpf.VariableSpec `ebpf:"dns_port"`
 	UnusedExec *ebpf.VariableSpec `ebpf:"unused_exec"`
 }
 
@@ -204,6 +206,7 @@ func (m *lineageMaps) Close() error {
 //
 // It can be passed to loadLineageObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lineageVariables struct {
+	DnsPort    *ebpf.Variable `ebpf:"dns_port"`
 	UnusedExec *ebpf.Variable `ebpf:"unused_exec"`
 }
 

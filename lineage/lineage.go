@@ -39,6 +39,9 @@ type Config struct {
 	// an ICMP flow to it (default 1 s: the firewall's readers see the
 	// packet within milliseconds).
 	ICMPFresh time.Duration
+	// DNSPort is the port of the agent's resolver, besides 53: LocalOwner
+	// answers only for sockets that sent to one of them (0: port 53 only).
+	DNSPort uint16
 	// Log receives diagnostics; nil discards them.
 	Log *slog.Logger
 }

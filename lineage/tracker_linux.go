@@ -49,6 +49,9 @@ type Tracker struct {
 	// event the kernel had submitted: a lookup as of an earlier time
 	// needs no new check (a map read, a system call, per flow otherwise).
 	currentAt atomic.Uint64
+	// running is set once Start attached everything and cleared by
+	// Close: asked once per lookup, so not behind mu.
+	running atomic.Bool
 }
 
 // New returns a Tracker for cfg. It does no I/O.
@@ -101,8 +104,15 @@ func (t *Tracker) Start(ctx context.Context) (err error) {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return fmt.Errorf("%w: memlock: %v", ErrUnsupported, err)
 	}
+	spec, err := loadLineage()
+	if err != nil {
+		return fmt.Errorf("lineage: read the BPF object: %w", err)
+	}
+	if err := spec.Variables["dns_port"].Set(t.cfg.DNSPort); err != nil {
+		return fmt.Errorf("lineage: set the DNS port: %w", err)
+	}
 	objs := &lineageObjects{}
-	if err := loadLineageObjects(objs, nil); err != nil {
+	if err := spec.LoadAndAssign(objs, nil); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
 			t.log.Debug("lineage: verifier", "log", fmt.Sprintf("%+v", ve))
@@ -144,6 +154,7 @@ func (t *Tracker) Start(ctx context.Context) (err error) {
 	t.done = make(chan struct{})
 	go t.read()
 	go t.expire(ctx)
+	t.running.Store(true)
 	return nil
 }
 
@@ -369,9 +380,7 @@ func monotonic() uint64 {
 
 // Running reports whether the programs are attached.
 func (t *Tracker) Running() bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.rd != nil && !t.closed
+	return t.running.Load()
 }
 
 // Process returns the table's entry for pid as it was at the monotonic
@@ -463,9 +472,9 @@ func (t *Tracker) FlowOwner(proto uint8, src, dst netip.AddrPort, wait time.Dura
 	}
 }
 
-// LocalOwner returns the owner of the socket that last sent from src,
-// whatever the destination (for the resolver, which sees queries after
-// the firewall redirected them).
+// LocalOwner returns the owner of the socket that last sent from src to
+// port 53 or Config.DNSPort, whatever the address (for the resolver, which
+// sees queries after the firewall redirected them).
 func (t *Tracker) LocalOwner(proto uint8, src netip.AddrPort) (Owner, bool) {
 	t.mu.Lock()
 	objs := t.objs
@@ -506,6 +515,7 @@ func (t *Tracker) Close() error {
 		return nil
 	}
 	t.closed = true
+	t.running.Store(false)
 	return t.detach()
 }
 

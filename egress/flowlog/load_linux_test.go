@@ -150,13 +150,14 @@ func loadRun(b *testing.B, lookup bool, rate, secs int, hold time.Duration) {
 	emit := func(r event.Record) {
 		switch {
 		case r.Flow != nil && r.Flow.Port == 8090:
-			flows.Add(1)
+			n := int64(flowCount(r.Flow))
+			flows.Add(n)
 			p := r.Flow.Process
 			if p.PID != 0 && p.Unknown == "" {
-				attributed.Add(1)
+				attributed.Add(n)
 			}
 			if int64(p.PID) == loadPid.Load() {
-				byLoadgen.Add(1)
+				byLoadgen.Add(n)
 			}
 			if p.Unknown == UnknownQueueFull {
 				queueFull.Add(1)

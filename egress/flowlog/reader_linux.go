@@ -2,6 +2,7 @@ package flowlog
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -75,6 +76,11 @@ type Reader struct {
 	// repeats suppresses retransmitted first packets (reading goroutine only).
 	repeats    dedup
 	duplicates atomic.Uint64
+	// fold folds a process's repeated flows into one record per window;
+	// foldDone ends its flusher.
+	fold     *folder
+	foldDone chan struct{}
+	foldWG   sync.WaitGroup
 }
 
 // lookup is a flow waiting for its process.
@@ -96,7 +102,10 @@ func (r *Reader) owner(l lookup) event.Process {
 }
 
 func newReader(cfg Config) *Reader {
-	return &Reader{cfg: cfg, queue: make(chan lookup, cfg.Queue), ctx: context.Background(), rcvbuf: readBuffer, drained: make(chan struct{})}
+	r := &Reader{cfg: cfg, queue: make(chan lookup, cfg.Queue), ctx: context.Background(), rcvbuf: readBuffer,
+		drained: make(chan struct{}), foldDone: make(chan struct{})}
+	r.fold = newFolder(cfg.Emit)
+	return r
 }
 
 // Start binds the NFLOG group and returns once it is bound, so the caller
@@ -136,8 +145,22 @@ func (r *Reader) Start(ctx context.Context) error {
 		nf.Close()
 		return fmt.Errorf("flowlog: bind nflog group %d: %w", r.cfg.Group, err)
 	}
+	if qthresh > 1 {
+		// A batch is also handed over when the kernel's message buffer is
+		// full, one page (about ten packets) unless told otherwise: at
+		// thousands of new flows a second that was a wake-up of the agent
+		// per ten flows.
+		if err := r.config(nf, false, netlink.Attribute{Type: nfulaCfgNlBufSiz, Data: binary.BigEndian.AppendUint32(nil, nlBufSize)}); err != nil {
+			r.cfg.Log.Warn("flowlog: cannot enlarge the kernel's batch buffer", "err", err)
+		}
+	}
 	r.nf, r.started = nf, true
 	r.startWorkers()
+	r.foldWG.Add(1)
+	go func() {
+		defer r.foldWG.Done()
+		r.fold.run(foldInterval, r.foldDone)
+	}()
 	return nil
 }
 
@@ -148,10 +171,13 @@ func (r *Reader) startWorkers() {
 	}
 }
 
-// batchPackets is the batch size with Config.Batch: the kernel also hands
-// a batch over when its message buffer (a page) is full, about ten of our
-// packets, so this rarely binds.
-const batchPackets = 64
+// batchPackets is the batch size with Config.Batch; nlBufSize is the
+// kernel's message buffer for a batch then (its maximum), room for about
+// 350 of our packets.
+const (
+	batchPackets = 256
+	nlBufSize    = 128 << 10
+)
 
 // batching returns the kernel's queue threshold (packets) and flush
 // timeout (1/100 s) for batch.
@@ -167,6 +193,7 @@ func batching(batch time.Duration) (qthresh, timeout uint32) {
 const (
 	nfulnlMsgConfig   = 1 // NFULNL_MSG_CONFIG
 	nfulaCfgCmd       = 1 // NFULA_CFG_CMD
+	nfulaCfgNlBufSiz  = 3 // NFULA_CFG_NLBUFSIZ
 	nfulnlCfgCmdUnbnd = 2 // NFULNL_CFG_CMD_UNBIND
 )
 
@@ -180,18 +207,10 @@ const (
 // lookup queue that long has more than a batch to do; Close then counts
 // nothing it did not see).
 func (r *Reader) drain(nf *nflog.Nflog) {
-	ad := netlink.NewAttributeEncoder()
-	ad.Bytes(nfulaCfgCmd, []byte{nfulnlCfgCmdUnbnd})
-	attrs, err := ad.Encode()
-	if err != nil {
-		return
-	}
-	// struct nfgenmsg: family, version, resource id (the group, big endian).
-	data := append([]byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, byte(r.cfg.Group >> 8), byte(r.cfg.Group)}, attrs...)
+	unbind := netlink.Attribute{Type: nfulaCfgCmd, Data: []byte{nfulnlCfgCmdUnbnd}}
 	r.draining.Store(true)
-	for _, flags := range []netlink.HeaderFlags{netlink.Request, netlink.Request | netlink.Acknowledge} {
-		m := netlink.Message{Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_ULOG<<8 | nfulnlMsgConfig), Flags: flags}, Data: data}
-		if _, err := nf.Con.Send(m); err != nil {
+	for _, ack := range []bool{false, true} {
+		if err := r.config(nf, ack, unbind); err != nil {
 			r.cfg.Log.Debug("flowlog: flush the kernel's batch", "err", err)
 			return
 		}
@@ -201,6 +220,24 @@ func (r *Reader) drain(nf *nflog.Nflog) {
 	case <-time.After(maxDrain):
 		r.cfg.Log.Warn("flowlog: packets still arriving at close; stopped waiting for them")
 	}
+}
+
+// config sends our group's configuration message with attrs, asking for
+// an acknowledgement (which the reading goroutine then sees) if ack. It
+// does not wait for an answer: go-nflog's goroutine reads the socket.
+func (r *Reader) config(nf *nflog.Nflog, ack bool, attrs ...netlink.Attribute) error {
+	b, err := netlink.MarshalAttributes(attrs)
+	if err != nil {
+		return err
+	}
+	// struct nfgenmsg: family, version, resource id (the group, big endian).
+	data := append([]byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, byte(r.cfg.Group >> 8), byte(r.cfg.Group)}, b...)
+	flags := netlink.Request
+	if ack {
+		flags |= netlink.Acknowledge
+	}
+	_, err = nf.Con.Send(netlink.Message{Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_ULOG<<8 | nfulnlMsgConfig), Flags: flags}, Data: data})
+	return err
 }
 
 // maxDrain bounds drain.
@@ -250,6 +287,9 @@ func (r *Reader) Close() error {
 		close(r.queue)
 		r.qmu.Unlock()
 		r.workers.Wait()
+		close(r.foldDone)
+		r.foldWG.Wait()
+		r.fold.flush() // every repeat before the Stats that count them
 		r.cfg.Log.Debug("flowlog: closed", "events", r.events.Load(), "repeats", r.duplicates.Load())
 		// An overflow that no later packet measured lost at least one.
 		r.lost.Add(r.pending.Swap(0))
@@ -381,7 +421,7 @@ func (r *Reader) emit(f event.Flow) {
 	if f.Process.PID == 0 || f.Process.Unknown != "" {
 		r.unattributed.Add(1)
 	}
-	r.cfg.Emit(event.Record{Flow: &f})
+	r.fold.add(f)
 }
 
 // onError handles a receive error; 0 keeps reading.

@@ -353,7 +353,7 @@ func TestReaderStats(t *testing.T) {
 		k := 0
 		for _, rec := range rec.records() {
 			if rec.Flow != nil && rec.Flow.Port == 8080 {
-				k++
+				k += flowCount(rec.Flow)
 			}
 		}
 		return k
@@ -431,11 +431,11 @@ func TestShortLived(t *testing.T) {
 				flows, found, why = 0, 0, map[string]int{}
 				for _, r := range rec.records() {
 					if f := r.Flow; f != nil && f.Port == c.port {
-						flows++
+						flows += flowCount(f)
 						if pids[f.Process.PID] && f.Process.Unknown == "" {
-							found++
+							found += flowCount(f)
 						} else {
-							why[f.Process.Unknown]++
+							why[f.Process.Unknown] += flowCount(f)
 						}
 					}
 				}
@@ -602,7 +602,7 @@ func TestReaderBatch(t *testing.T) {
 	got := 0
 	for _, rec := range rec.records() {
 		if f := rec.Flow; f != nil && f.Port == 8083 {
-			got++
+			got += flowCount(f)
 			if f.Process.PID != 42 || f.Process.Unknown != "" {
 				t.Errorf("flow %+v: want the owner's process, not %q", *f, f.Process.Unknown)
 			}

@@ -97,6 +97,14 @@ struct {
 	__type(value, __u64);
 } counts SEC(".maps");
 
+/* dns_port is the agent's resolver's port (set before load; 0: none).
+ * Only flows to it or to port 53 go to `locals`, the map the resolver
+ * asks by local port alone: an update of an LRU map per TCP connection
+ * was a twentieth of a connecting process's CPU (bench/conn.sh, perf). */
+volatile const __u16 dns_port = 0;
+
+#define DNS 53
+
 /* Force the generated Go types. */
 const struct lin_exec *unused_exec __attribute__((unused));
 
@@ -202,7 +210,7 @@ static __always_inline void record(struct sk_owner *o, struct lin_flow *f)
 		return;
 	o->last = h;
 	bpf_map_update_elem(&flows, f, &o->owner, BPF_ANY);
-	if (f->sport) {
+	if (f->sport && (f->dport == DNS || (dns_port && f->dport == dns_port))) {
 		struct lin_local l = {};
 		l.sport = f->sport;
 		l.proto = f->proto;

@@ -375,11 +375,12 @@ func Build(recs []event.Record, opt Options) *Report {
 			}
 			k := egressKey{domain: domain, ip: ip, port: f.Port, proto: strings.ToLower(f.Protocol),
 				verdict: f.Verdict, forward: f.Forward, exe: f.Process.Exe, cmdline: f.Process.Cmdline}
+			n := max(f.Count, 1) // the flow log folds a process's repeats
 			if f.Process.PID == 0 {
-				a.UnattributedEvents++
+				a.UnattributedEvents += n
 			}
 			if e := eg[k]; e != nil {
-				e.Count++
+				e.Count += n
 				if f.Time.Before(e.FirstSeen) {
 					e.FirstSeen = f.Time
 				}
@@ -391,14 +392,14 @@ func Build(recs []event.Record, opt Options) *Report {
 			others, total := names.others(ip, domain)
 			e := &Egress{Domain: domain, OtherDomains: others, OtherDomainsTotal: total,
 				IP: ip, Port: f.Port, Protocol: k.proto, Verdict: f.Verdict, Forward: f.Forward,
-				Process: f.Process, Count: 1, FirstSeen: f.Time, LastSeen: f.Time, Reason: f.Reason}
+				Process: f.Process, Count: n, FirstSeen: f.Time, LastSeen: f.Time, Reason: f.Reason}
 			eg[k] = e
 			egRows = append(egRows, e)
 		case rec.DNS != nil:
 			d := rec.DNS
 			expected[event.ComponentResolver] = true
 			if d.Process.PID == 0 {
-				a.UnattributedEvents++
+				a.UnattributedEvents += max(d.Count, 1)
 			}
 			k := dnsKey{name: d.Name, typ: d.Type, verdict: d.Verdict}
 			g := dq[k]

@@ -735,3 +735,27 @@ func TestBuildLiveStats(t *testing.T) {
 		})
 	}
 }
+
+// TestFoldedFlows: a record the flow log folded stands for Count flows in
+// every count, unattributed ones too.
+func TestFoldedFlows(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	recs := []event.Record{
+		{Flow: &event.Flow{Time: t0, IP: "198.18.0.2", Port: 443, Protocol: "tcp", Verdict: event.Allowed}},
+		{Flow: &event.Flow{Time: t0.Add(time.Second), IP: "198.18.0.2", Port: 443, Protocol: "tcp", Verdict: event.Allowed, Count: 4}},
+		{Flow: &event.Flow{Time: t0.Add(2 * time.Second), IP: "198.18.0.3", Port: 22, Protocol: "tcp", Verdict: event.Blocked, Count: 3}},
+	}
+	r := Build(recs, Options{})
+	if e := findEgress(r, "198.18.0.2", 443); len(e) != 1 || e[0].Count != 5 || !e[0].LastSeen.Equal(t0.Add(time.Second)) {
+		t.Errorf("allowed row = %+v, want count 5", e)
+	}
+	if e := findEgress(r, "198.18.0.3", 22); len(e) != 1 || e[0].Count != 3 {
+		t.Errorf("blocked row = %+v, want count 3", e)
+	}
+	if r.Agent.UnattributedEvents != 8 {
+		t.Errorf("unattributed = %d, want 8", r.Agent.UnattributedEvents)
+	}
+	if r.Counts.EgressAllowed != 5 || r.Counts.EgressBlocked != 3 {
+		t.Errorf("counts = %+v", r.Counts)
+	}
+}
