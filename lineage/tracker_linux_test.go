@@ -3,10 +3,12 @@ package lineage
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +21,13 @@ import (
 // cannot run it.
 func startForTest(t *testing.T) *Tracker {
 	t.Helper()
+	// ICMPFresh: a loaded machine can take seconds to run a ping.
+	return startConfigForTest(t, Config{ICMPFresh: time.Minute})
+}
+
+// startConfigForTest is startForTest with cfg.
+func startConfigForTest(t *testing.T, cfg Config) *Tracker {
+	t.Helper()
 	testnet.Current(t) // in the test's own namespaces, or skip
 	// The test hosts live behind the internet side of the link; this
 	// namespace is the test's own.
@@ -30,8 +39,7 @@ func startForTest(t *testing.T) *Tracker {
 			t.Fatalf("%v: %v: %s", r, err, out)
 		}
 	}
-	// ICMPFresh: a loaded machine can take seconds to run a ping.
-	tr, err := New(Config{ICMPFresh: time.Minute})
+	tr, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,5 +249,37 @@ func TestMakerNotSibling(t *testing.T) {
 	p, ok = tr.Process(twice.Process.Pid, 0, 10*time.Second)
 	if !ok || p.Cmdline != "/usr/bin/true twice-marker" || p.PPID != os.Getpid() || !p.Forked || p.Execs != 2 {
 		t.Errorf("sh exec'ing true: %+v, %v; want its second program, parent %d, Forked, Execs 2", p, ok, os.Getpid())
+	}
+}
+
+// TestLocalOwnerDNSOnly: LocalOwner (the resolver's lookup by local port
+// alone) answers for sockets that sent to port 53 or Config.DNSPort, and
+// only for them: the other flows cost no update of that map.
+func TestLocalOwnerDNSOnly(t *testing.T) {
+	tr := startConfigForTest(t, Config{DNSPort: 5353})
+	for _, c := range []struct {
+		port uint16
+		want bool
+	}{{53, true}, {5353, true}, {9999, false}, {443, false}} {
+		t.Run(strconv.Itoa(int(c.port)), func(t *testing.T) {
+			conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4zero})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			dst := netip.AddrPortFrom(testnet.Host4(60), c.port)
+			if _, err := conn.WriteToUDPAddrPort([]byte("x"), dst); err != nil {
+				t.Fatal(err)
+			}
+			src := netip.AddrPortFrom(netip.IPv4Unspecified(), uint16(conn.LocalAddr().(*net.UDPAddr).Port))
+			// The flow itself is recorded whatever the port.
+			if o, ok := tr.FlowOwner(unix.IPPROTO_UDP, src, dst, time.Second); !ok || o.PID != os.Getpid() {
+				t.Fatalf("FlowOwner = %+v, %v; want our pid %d", o, ok, os.Getpid())
+			}
+			o, ok := tr.LocalOwner(unix.IPPROTO_UDP, src)
+			if ok != c.want || ok && o.PID != os.Getpid() {
+				t.Errorf("LocalOwner(udp, %v) to port %d = %+v, %v; want found=%v", src, c.port, o, ok, c.want)
+			}
+		})
 	}
 }
