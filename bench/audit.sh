@@ -24,6 +24,6 @@ made, rate = int(sys.argv[2]), float(sys.argv[3])
 seen = sum(e.get("count", 1) for e in rep["egress"] if e["ip"] == "198.18.1.10" and e["port"] == 443)
 agent = rep.get("agent", {})
 rss_kb = int(open(sys.argv[4]).read().split()[1])
-print(f"attribution: {agent.get('attribution')}; connections made: {made} ({rate:.0f}/s); in report: {seen}; lost: {agent.get('lost')}; unattributed: {agent.get('unattributed')}; agent peak RSS: {rss_kb/1024:.1f} MB")
+print(f"attribution: {agent.get('attribution')}; connections made: {made} ({rate:.0f}/s); in report: {seen}; lost: {agent.get('lost')}; unattributed: {agent.get('unattributed_events')}; agent peak RSS: {rss_kb/1024:.1f} MB")
 PY
 echo "machine: $(machine)"

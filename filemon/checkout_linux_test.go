@@ -285,3 +285,32 @@ func TestCommittedBeforeRebuild(t *testing.T) {
 		})
 	}
 }
+
+// TestRebuildByNameSaysSo: when the checkout's own index could not be
+// kept, the rebuild reads .git/index by name, and a commit made before it
+// then becomes baseline unseen: the report must say that window was not
+// covered (before, it said nothing).
+func TestRebuildByNameSaysSo(t *testing.T) {
+	needRoot(t)
+	origin := originForTest(t)
+	hold := make(chan struct{})
+	root := treeForTest(t, nil)
+	m, rec := startForTest(t, Config{Root: root, Checkout: isFakeCheckout, rebuildHoldForTest: hold, dropIndexForTest: true})
+	checkout(t, root, "git init -q; git remote add origin "+origin+"; git fetch -q origin +refs/heads/main:refs/remotes/origin/main; git checkout -q --force -B main refs/remotes/origin/main")
+	workload(t, root, "sh", "-c", "echo evil >> main.go && git commit -qam evil")
+	close(hold)
+	waitRebuilt(t, m, 1)
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cov := rec.coverage()
+	// One per rebuild (the checkout may write its index more than once).
+	if len(cov) == 0 {
+		t.Fatal("no coverage record, want one saying the index was read by name")
+	}
+	for _, c := range cov {
+		if !strings.Contains(c.Reason, "by name") {
+			t.Errorf("coverage record %+v, want one saying the index was read by name", c)
+		}
+	}
+}

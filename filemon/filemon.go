@@ -212,6 +212,8 @@ type Config struct {
 	// Tests hold the baseline rebuild until they close this, to make the
 	// rebuild late, as on a loaded machine.
 	rebuildHoldForTest <-chan struct{}
+	// Tests drop the kept index, as when it could not be kept open.
+	dropIndexForTest bool
 }
 
 // Monitor watches one workspace. Start it once and Close it once (Close is
@@ -336,6 +338,10 @@ func (m *Monitor) takeIndex() int {
 	defer m.indexMu.Unlock()
 	fd := m.index
 	m.index = -1
+	if m.cfg.dropIndexForTest && fd >= 0 {
+		closeFD(fd)
+		return -1
+	}
 	return fd
 }
 

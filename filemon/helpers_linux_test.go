@@ -57,6 +57,18 @@ func (r *recorder) files() []event.File {
 	return out
 }
 
+func (r *recorder) coverage() []event.Coverage {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []event.Coverage
+	for _, rec := range r.recs {
+		if rec.Coverage != nil {
+			out = append(out, *rec.Coverage)
+		}
+	}
+	return out
+}
+
 func (r *recorder) stats() []event.Stats {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -369,6 +369,14 @@ func (m *Monitor) rebase() {
 			m.run = r
 			m.rebuilt++
 			r.note("info", fmt.Sprintf("baseline rebuilt from the checkout's git index: %d tracked files, %d files in all", len(in.tracked), nb.files))
+			if kept == nil {
+				// Read by name: a git run after the checkout (a build's
+				// commit) may have replaced the index by then, and what it
+				// changed became baseline.
+				m.cfg.Emit(event.Record{Coverage: &event.Coverage{Time: time.Now(), Component: event.ComponentFilemon,
+					NotCovered: "changes made between the checkout and the rebuild of the baseline",
+					Reason:     "the checkout's own git index could not be kept open, so the rebuild read .git/index by name"}})
+			}
 			return
 		}
 	}
