@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -19,6 +20,7 @@ import (
 	"github.com/harden-runner/harden-runner/egress/policy"
 	"github.com/harden-runner/harden-runner/egress/resolver"
 	"github.com/harden-runner/harden-runner/event"
+	"github.com/harden-runner/harden-runner/killwatch"
 	"github.com/harden-runner/harden-runner/settings"
 )
 
@@ -168,9 +170,18 @@ func RunDaemon(ctx context.Context, cfg *DaemonConfig, log *slog.Logger) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("agent: state dir: %w", err)
 	}
-	resume, err := deadPredecessor(dir)
+	resume, prev, err := deadPredecessor(dir)
 	if err != nil {
 		return err
+	}
+	// Who signals this daemon, recorded in the kernel and kept past its
+	// death for the successor a supervisor starts.
+	kw := openKillwatch(dir, log)
+	if kw != nil {
+		defer kw.Close()
+		if resume != nil && prev > 0 {
+			nameKiller(kw, resume, prev, os.Getppid(), log)
+		}
 	}
 	for _, f := range []string{StateReady, StateFailed, StateStopped, StateSnapshot, StateStopRequest, StateExit} {
 		_ = os.Remove(filepath.Join(dir, f))
@@ -206,6 +217,7 @@ func RunDaemon(ctx context.Context, cfg *DaemonConfig, log *slog.Logger) error {
 		_ = ag.Stop()
 		return err
 	}
+	var pending []killwatch.Kill // recorded stop signals not yet received
 	for done := false; !done; {
 		select {
 		case sig := <-stop:
@@ -213,7 +225,23 @@ func RunDaemon(ctx context.Context, cfg *DaemonConfig, log *slog.Logger) error {
 				done = true
 				break
 			}
-			ag.Alert("agent", fmt.Sprintf("the agent got %v without the post step's stop request (systemctl stop, or a kill by a step): it goes on enforcing", sig))
+			from := ""
+			if kw != nil {
+				// Take forgets them all: the others are signals still on their way,
+				// which it names from these.
+				kills, _ := kw.Take(os.Getpid())
+				pending = append(pending, kills...)
+				for i, k := range pending {
+					if k.Signal == sig {
+						_, from = sender(k)
+						from = " (" + from + ")"
+						pending = slices.Delete(pending, i, i+1)
+						break
+					}
+				}
+				_ = kw.Add(os.Getpid())
+			}
+			ag.Alert("agent", fmt.Sprintf("the agent got %v%s without the post step's stop request (systemctl stop, or a kill by a step): it goes on enforcing", sig, from))
 			log.Warn("agent: stop signal without a stop request; ignored", "signal", sig)
 		case <-snap:
 			answerSnapshot(dir, ag, log)
@@ -226,6 +254,9 @@ func RunDaemon(ctx context.Context, cfg *DaemonConfig, log *slog.Logger) error {
 		log.Error("agent: stop", "err", err)
 	}
 	_ = writeAtomic(filepath.Join(dir, StateStopped), []byte(msg))
+	if kw != nil {
+		_ = kw.Remove() // a clean stop: nobody to tell
+	}
 	_ = os.Remove(filepath.Join(dir, StatePid))
 	// The post step that stopped us may still be talking to dockerd
 	// through the docker gate: let it finish.
@@ -242,20 +273,20 @@ func RunDaemon(ctx context.Context, cfg *DaemonConfig, log *slog.Logger) error {
 // error; one that died during the job gives the gap this daemon resumes
 // after, From its last heartbeat and with the supervisor's word on how it
 // ended.
-func deadPredecessor(dir string) (*event.Gap, error) {
+func deadPredecessor(dir string) (*event.Gap, int, error) {
 	b, err := os.ReadFile(filepath.Join(dir, StatePid))
 	if err != nil {
-		return nil, nil
+		return nil, 0, nil
 	}
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 	if pid > 0 && pid != os.Getpid() && isDaemon(pid) {
-		return nil, fmt.Errorf("agent: a daemon already runs (pid %d)", pid)
+		return nil, 0, fmt.Errorf("agent: a daemon already runs (pid %d)", pid)
 	}
 	if _, err := os.Stat(filepath.Join(dir, StateStopped)); err == nil {
-		return nil, nil
+		return nil, 0, nil
 	}
 	if _, err := os.Stat(filepath.Join(dir, StateJournal)); err != nil {
-		return nil, nil // it never got as far as a journal: nothing to resume
+		return nil, 0, nil // it never got as far as a journal: nothing to resume
 	}
 	gap := &event.Gap{Reason: "unknown: no supervisor saw it end (it was killed with its supervisor?)"}
 	if st, err := os.Stat(filepath.Join(dir, StateHeartbeat)); err == nil {
@@ -269,7 +300,7 @@ func deadPredecessor(dir string) (*event.Gap, error) {
 			gap.Reason = x.Reason
 		}
 	}
-	return gap, nil
+	return gap, pid, nil
 }
 
 // answerSnapshot writes StateSnapshot for one snapshot request.

@@ -6,8 +6,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/harden-runner/harden-runner/killwatch"
 )
 
 // TestSupervise runs a stand-in daemon (a shell script) under Supervise:
@@ -89,7 +92,7 @@ func TestDeadPredecessor(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			gap, err := deadPredecessor(dir)
+			gap, _, err := deadPredecessor(dir)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -108,7 +111,7 @@ func TestDeadPredecessor(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, StatePid), []byte("1"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := deadPredecessor(dir); err != nil {
+	if _, _, err := deadPredecessor(dir); err != nil {
 		t.Errorf("PID 1 taken for a live daemon: %v", err)
 	}
 }
@@ -146,5 +149,32 @@ func TestSystemdExit(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(clean, StateExit)); err == nil {
 		t.Error("an exit record after a clean stop")
+	}
+}
+
+func TestCulprit(t *testing.T) {
+	k := func(sender int, sig syscall.Signal, at time.Duration) killwatch.Kill {
+		return killwatch.Kill{Sender: sender, Signal: sig, At: at}
+	}
+	const sup = 50
+	for _, tc := range []struct {
+		name  string
+		kills []killwatch.Kill
+		want  killwatch.Kill
+		ok    bool
+	}{
+		{"none", nil, killwatch.Kill{}, false},
+		{"one kill", []killwatch.Kill{k(7, syscall.SIGKILL, 1)}, k(7, syscall.SIGKILL, 1), true},
+		{"the stop, not systemd's watchdog kill", []killwatch.Kill{k(1, syscall.SIGKILL, 9), k(7, syscall.SIGSTOP, 1)}, k(7, syscall.SIGSTOP, 1), true},
+		{"not the supervisor", []killwatch.Kill{k(sup, syscall.SIGKILL, 9), k(8, syscall.SIGTERM, 1)}, k(8, syscall.SIGTERM, 1), true},
+		{"a kill before a term", []killwatch.Kill{k(8, syscall.SIGTERM, 1), k(9, syscall.SIGKILL, 2)}, k(9, syscall.SIGKILL, 2), true},
+		{"the later of two kills", []killwatch.Kill{k(8, syscall.SIGKILL, 1), k(9, syscall.SIGKILL, 2)}, k(9, syscall.SIGKILL, 2), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := culprit(tc.kills, sup)
+			if ok != tc.ok || got != tc.want {
+				t.Errorf("culprit = %+v, %v; want %+v, %v", got, ok, tc.want, tc.ok)
+			}
+		})
 	}
 }

@@ -216,6 +216,11 @@ func TestSupervisedAgentKilled(t *testing.T) {
 			if !strings.Contains(g.Reason, map[string]string{"detached": "signal 9", "systemd": "signal KILL"}[how]) {
 				t.Errorf("gap reason %q, want the supervisor's word on the SIGKILL", g.Reason)
 			}
+			// Who did it, from the kernel's record of the signal (killwatch).
+			if g.Process == nil || filepath.Base(g.Process.Exe) != "kill" || !strings.Contains(g.Reason, "SIGKILL sent by pid") {
+				b, _ := os.ReadFile(filepath.Join(dir, "agent.log"))
+				t.Errorf("gap %+v: want the kill(1) that sent SIGKILL named; agent log:\n%s", g, b)
+			}
 			if len(rep.Tampering()) == 0 {
 				t.Error("the gap is not a tamper error")
 			}
@@ -263,6 +268,12 @@ func TestStopSignalWithoutRequest(t *testing.T) {
 	}
 	if b, _ := vm.Command("cat", "/proc/"+strconv.Itoa(res.Pid)+"/cmdline").Output(); !bytes.Contains(b, []byte("agent")) {
 		t.Fatal("the agent obeyed a stop signal without a stop request")
+	}
+	// Each note names the kill(1) that sent its signal (killwatch).
+	for _, sig := range []string{"SIGTERM", "SIGINT"} {
+		if b, _ := os.ReadFile(jfile); !bytes.Contains(b, []byte(sig+` sent by pid `)) || !bytes.Contains(b, []byte(`\"kill\"`)) {
+			t.Errorf("the tamper note does not name who sent %s:\n%s", sig, b)
+		}
 	}
 	checkEnforces(t, n)
 	// A snapshot (the post step on a GitHub-hosted runner) carries the
@@ -373,6 +384,10 @@ func TestSupervisedAgentFrozen(t *testing.T) {
 			}
 			if !strings.Contains(rep.Agent.Gaps[0].Reason, "frozen") {
 				t.Errorf("gap reason %q", rep.Agent.Gaps[0].Reason)
+			}
+			// The step's SIGSTOP, not the supervisor's kill of the frozen agent.
+			if g := rep.Agent.Gaps[0]; g.Process == nil || filepath.Base(g.Process.Exe) != "kill" || !strings.Contains(g.Reason, "SIGSTOP sent by pid") {
+				t.Errorf("gap %+v: want the kill(1) that sent SIGSTOP named", g)
 			}
 		})
 	}
