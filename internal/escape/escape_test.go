@@ -80,41 +80,12 @@ func plain(s string) bool {
 	return true
 }
 
-// hostile are names, paths and command lines a workload controls.
-var hostile = []string{
-	"<script>alert(1)</script>.exfil.test",
-	"evil.com|<script>alert(1)</script>",
-	"a\n::error::pwned",
-	"\n::warning file=x::y",
-	"`x`",
-	"``` \n# heading",
-	"[click](javascript:alert(1))",
-	"![img](http://198.18.0.1/x.png)",
-	"**bold** _em_ ~~del~~",
-	"<img src=x onerror=alert(1)>",
-	"</details><script>alert(1)</script>",
-	"@octocat",
-	"mail@evil.test",
-	"www.evil.test",
-	"https://evil.test/x",
-	"&lt;b&gt; &#60;i&#62; &amp;",
-	"$x^2$ $$y$$",
-	"a\\\\|b",
-	"x_y_ *z* ~a~ \\*",
-	"<https://evil.test>",
-	"foo@bar.example",
-	"- [ ] task",
-	"1. item",
-	"> quote",
-	"a\\(1\\)",
-}
-
 // FuzzCell renders one escaped value in a table cell, a list item and a
 // heading, with and without a sanitizer, and checks that what a reader
 // sees is exactly Text(s) (s itself when s is plain), as one piece of text:
 // no element, no link, no extra cell, no line of its own.
 func FuzzCell(f *testing.F) {
-	for _, s := range hostile {
+	for _, s := range mdtest.Hostile {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {

@@ -116,48 +116,12 @@ func checkSource(t testing.TB, md string) {
 	}
 }
 
-// hostileStrings are names, paths and command lines a workload controls.
-var hostileStrings = []string{
-	"evil.com|<script>alert(1)</script>",
-	"a\n::error::pwned",
-	"\n::warning file=x::y",
-	"`x`",
-	"``` \n# heading",
-	"[click](javascript:alert(1))",
-	"![img](http://198.18.0.1/x.png)",
-	"**bold** _em_ ~~del~~",
-	"<img src=x onerror=alert(1)>",
-	"</details><script>alert(1)</script>",
-	"@octocat",
-	"mail@evil.test",
-	"www.evil.test",
-	"https://evil.test/x",
-	"&lt;b&gt; &#60;i&#62; &amp;",
-	"$x^2$ $$y$$",
-	"x\\|y",
-	"x\\",
-	"| a | b |",
-	"- [ ] task",
-	"1. ordered",
-	"> quote",
-	"# heading",
-	"[^1]",
-	"bidi\u202eexe.gpj",
-	"tab\there\r\nCRLF",
-	"\x1b]8;;http://evil.test\x1b\\link",
-	"<!-- comment",
-	"<![CDATA[x]]>",
-	"<?php x ?>",
-	"\\",
-	"",
-}
-
 // hostileReport builds a report where every hostile string is a DNS name,
 // a flow's domain, an executable, a command line, a file path and a note.
 func hostileReport() *Report {
 	t0 := time.Date(2025, 5, 1, 10, 0, 0, 0, time.UTC)
 	recs := []event.Record{{Start: &event.Start{Time: t0, Mode: "block", FileMonitoring: true}}}
-	for i, s := range hostileStrings {
+	for i, s := range mdtest.Hostile {
 		p := event.Process{PID: 2000 + i, Exe: "/tmp/" + s, Cmdline: s}
 		ip := fmt.Sprintf("198.18.6.%d", i+1)
 		recs = append(recs,
@@ -180,7 +144,7 @@ func TestSummaryHostileRendersInert(t *testing.T) {
 		t.Run(fmt.Sprintf("unsafe=%v", unsafe), func(t *testing.T) {
 			doc := mdtest.Render(t, md, unsafe)
 			cells := checkHTML(t, doc)
-			for _, s := range hostileStrings {
+			for _, s := range mdtest.Hostile {
 				if s == "" {
 					continue
 				}
@@ -208,7 +172,7 @@ func TestSummaryHostileRendersInert(t *testing.T) {
 				}
 			})
 			// Egress rows (one per exe group) + DNS rows + file rows + health rows.
-			wantRows := len(hostileStrings) + len(hostileStrings) + len(hostileStrings) + len(r.Agent.Components) + 1
+			wantRows := len(mdtest.Hostile) + len(mdtest.Hostile) + len(mdtest.Hostile) + len(r.Agent.Components) + 1
 			if rows != wantRows {
 				t.Errorf("%d table rows, want %d", rows, wantRows)
 			}

@@ -68,3 +68,48 @@ func UnescapedPipes(line string) int {
 	}
 	return n
 }
+
+// Hostile are names, paths and command lines a workload controls, as the
+// escaper's and the report's tests feed them to markdown and workflow
+// commands: one corpus, so a string that breaks one breaks both tests.
+var Hostile = []string{
+	"<script>alert(1)</script>.exfil.test",
+	"evil.com|<script>alert(1)</script>",
+	"a\n::error::pwned",
+	"\n::warning file=x::y",
+	"`x`",
+	"``` \n# heading",
+	"[click](javascript:alert(1))",
+	"![img](http://198.18.0.1/x.png)",
+	"**bold** _em_ ~~del~~",
+	"<img src=x onerror=alert(1)>",
+	"</details><script>alert(1)</script>",
+	"@octocat",
+	"mail@evil.test",
+	"www.evil.test",
+	"https://evil.test/x",
+	"&lt;b&gt; &#60;i&#62; &amp;",
+	"$x^2$ $$y$$",
+	"a\\\\|b",
+	"x_y_ *z* ~a~ \\*",
+	"<https://evil.test>",
+	"foo@bar.example",
+	"- [ ] task",
+	"1. item",
+	"> quote",
+	"a\\(1\\)",
+	"x\\|y",
+	"x\\",
+	"| a | b |",
+	"1. ordered",
+	"# heading",
+	"[^1]",
+	"bidi\u202eexe.gpj",
+	"tab\there\r\nCRLF",
+	"\x1b]8;;http://evil.test\x1b\\link",
+	"<!-- comment",
+	"<![CDATA[x]]>",
+	"<?php x ?>",
+	"\\",
+	"",
+}
