@@ -663,6 +663,9 @@ func (a *Agent) Snapshot() (int64, error) {
 	if a.journal == nil || a.stopped {
 		return 0, errors.New("agent: snapshot: the agent is not running")
 	}
+	if a.flows != nil {
+		a.flows.Flush() // folded repeats, before the counts that include them
+	}
 	for _, st := range a.liveStats() {
 		st.Live = true
 		a.journal.Emit(event.Record{Stats: &st})

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -20,7 +19,6 @@ import (
 	"github.com/harden-runner/harden-runner/egress/policy"
 	"github.com/harden-runner/harden-runner/egress/resolver"
 	"github.com/harden-runner/harden-runner/event"
-	"github.com/harden-runner/harden-runner/killwatch"
 	"github.com/harden-runner/harden-runner/settings"
 )
 
@@ -176,11 +174,21 @@ func RunDaemon(ctx context.Context, cfg *DaemonConfig, log *slog.Logger) error {
 	}
 	// Who signals this daemon, recorded in the kernel and kept past its
 	// death for the successor a supervisor starts.
-	kw := openKillwatch(dir, log)
+	kw, kerr := openKillwatch(dir)
 	if kw != nil {
 		defer kw.Close()
+		// The predecessor's record first: nothing below may lose it.
 		if resume != nil && prev > 0 {
 			nameKiller(kw, resume, prev, os.Getppid(), log)
+		}
+		if err := kw.Add(os.Getpid()); err != nil {
+			kw, kerr = nil, err // (the deferred Close releases it)
+		}
+	}
+	if kw == nil {
+		log.Warn("agent: who signals the agent is not recorded", "err", kerr)
+		if resume != nil {
+			resume.Reason += "; who sent the signal is not known (" + kerr.Error() + ")"
 		}
 	}
 	for _, f := range []string{StateReady, StateFailed, StateStopped, StateSnapshot, StateStopRequest, StateExit} {
@@ -217,7 +225,6 @@ func RunDaemon(ctx context.Context, cfg *DaemonConfig, log *slog.Logger) error {
 		_ = ag.Stop()
 		return err
 	}
-	var pending []killwatch.Kill // recorded stop signals not yet received
 	for done := false; !done; {
 		select {
 		case sig := <-stop:
@@ -227,19 +234,14 @@ func RunDaemon(ctx context.Context, cfg *DaemonConfig, log *slog.Logger) error {
 			}
 			from := ""
 			if kw != nil {
-				// Take forgets them all: the others are signals still on their way,
-				// which it names from these.
-				kills, _ := kw.Take(os.Getpid())
-				pending = append(pending, kills...)
-				for i, k := range pending {
-					if k.Signal == sig {
+				if s, ok := sig.(syscall.Signal); ok {
+					if k, found, err := kw.TakeSignal(os.Getpid(), s); err != nil {
+						from = " (who sent it is not known: " + err.Error() + ")"
+					} else if found {
 						_, from = sender(k)
 						from = " (" + from + ")"
-						pending = slices.Delete(pending, i, i+1)
-						break
 					}
 				}
-				_ = kw.Add(os.Getpid())
 			}
 			ag.Alert("agent", fmt.Sprintf("the agent got %v%s without the post step's stop request (systemctl stop, or a kill by a step): it goes on enforcing", sig, from))
 			log.Warn("agent: stop signal without a stop request; ignored", "signal", sig)

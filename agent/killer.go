@@ -3,13 +3,16 @@ package agent
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/harden-runner/harden-runner/event"
 	"github.com/harden-runner/harden-runner/killwatch"
@@ -18,72 +21,87 @@ import (
 )
 
 // openKillwatch starts (or, after a kill, takes over) the kernel's record
-// of who signals the daemon, pinned per state dir. nil when the kernel or
-// the machine cannot: the gap then says only how the agent ended.
-func openKillwatch(stateDir string, log *slog.Logger) *killwatch.Watch {
-	if os.Getenv("HARDEN_RUNNER_NO_EBPF") != "" {
-		return nil
+// of who signals the daemon, pinned per state dir. The error says why it
+// cannot (no BPF, no bpf filesystem): a gap then says only how the agent
+// ended.
+func openKillwatch(stateDir string) (*killwatch.Watch, error) {
+	if v := os.Getenv("HARDEN_RUNNER_NO_EBPF"); v != "" {
+		return nil, errors.New("eBPF disabled (HARDEN_RUNNER_NO_EBPF=" + v + ")")
 	}
 	fs, err := killwatch.EnsureFS(killwatch.DefaultFS)
 	if err != nil {
-		log.Info("agent: who signals the agent is not recorded", "err", err)
-		return nil
+		return nil, err
 	}
 	sum := sha256.Sum256([]byte(stateDir))
-	w, err := killwatch.Open(filepath.Join(fs, "harden-runner", hex.EncodeToString(sum[:8])))
-	if err != nil {
-		log.Info("agent: who signals the agent is not recorded", "err", err)
-		return nil
+	return killwatch.Open(filepath.Join(fs, "harden-runner", hex.EncodeToString(sum[:8])))
+}
+
+// class says how a signal can explain an agent's end: 3 a kill, 2 a stop
+// (its supervisor then kills it), 1 another that ends a process by
+// default and that the agent does not catch, 0 one it catches or that
+// ends nothing (SIGTERM and SIGINT are reported as they come, SIGUSR1 is
+// the snapshot request).
+func class(sig syscall.Signal) int {
+	switch sig {
+	case syscall.SIGKILL:
+		return 3
+	case syscall.SIGSTOP, syscall.SIGTSTP, syscall.SIGTTIN, syscall.SIGTTOU:
+		return 2
+	case syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGCONT, syscall.SIGCHLD,
+		syscall.SIGURG, syscall.SIGWINCH, syscall.SIGPIPE:
+		return 0
 	}
-	if err := w.Add(os.Getpid()); err != nil {
-		log.Info("agent: who signals the agent is not recorded", "err", err)
-		_ = w.Remove()
-		return nil
-	}
-	return w
+	return 1
 }
 
 // culprit picks, of the signals sent to a dead agent, the one that
-// explains its end: not its supervisor's (systemd ends a frozen agent;
-// the stop came before), a stop or kill before a termination request.
+// explains its end: one that arrived and ends or stops a process, sent by
+// someone other than its supervisor (which kills an agent a step froze),
+// the strongest, the latest. None when no such signal came: the agent
+// ended some other way (a crash), and an earlier harmless signal's sender
+// is not to blame.
 func culprit(kills []killwatch.Kill, supervisor int) (killwatch.Kill, bool) {
-	rank := func(k killwatch.Kill) int {
-		r := 0
-		if k.Sender != supervisor && k.Sender != 1 {
-			r += 10
+	var cands []killwatch.Kill
+	for _, k := range kills {
+		if !k.Ignored && class(k.Signal) > 0 {
+			cands = append(cands, k)
 		}
-		switch k.Signal {
-		case syscall.SIGKILL, syscall.SIGSTOP:
-			r += 2
-		case syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP, syscall.SIGABRT:
-			r++
-		}
-		return r
 	}
-	if len(kills) == 0 {
+	if len(cands) == 0 {
 		return killwatch.Kill{}, false
 	}
-	best := slices.MaxFunc(kills, func(a, b killwatch.Kill) int {
-		if d := rank(a) - rank(b); d != 0 {
+	outside := func(k killwatch.Kill) int {
+		if k.Kernel || k.Sender == supervisor || k.Sender == 1 {
+			return 0
+		}
+		return 1
+	}
+	return slices.MaxFunc(cands, func(a, b killwatch.Kill) int {
+		if d := outside(a) - outside(b); d != 0 {
+			return d
+		}
+		if d := class(a.Signal) - class(b.Signal); d != 0 {
 			return d
 		}
 		return int(a.At - b.At)
-	})
-	return best, true
+	}), true
 }
 
-// sender describes who sent k: from /proc while it still runs under the
-// name the kernel recorded, else that name (chosen by the process: the
-// text quotes it). A sender outside our pid namespace has no pid here.
+// sender describes who sent k: from /proc while it still runs (the same
+// process: the name the kernel recorded, started before the signal), else
+// the recorded name (chosen by the process: the text quotes it). A
+// sender outside our pid namespace has no pid here.
 func sender(k killwatch.Kill) (*event.Process, string) {
 	sig := unix.SignalName(k.Signal)
+	if k.Kernel {
+		return nil, fmt.Sprintf("%s raised by the kernel itself (the OOM killer, a hangup), not sent by a process", sig)
+	}
 	if k.Sender == 0 {
 		return &event.Process{UID: k.UID, Exe: k.Comm, Unknown: "outside the agent's pid namespace"},
 			fmt.Sprintf("%s sent from outside the agent's pid namespace (global pid %d, %q, uid %d; parent %q)", sig, k.Global, k.Comm, k.UID, k.ParentComm)
 	}
-	comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", k.Sender))
 	var p event.Process
-	if strings.TrimSuffix(string(comm), "\n") == k.Comm {
+	if sameProcess(k) {
 		p = proc.Info(k.Sender)
 	}
 	if p.PID == 0 || p.Unknown != "" {
@@ -95,6 +113,36 @@ func sender(k killwatch.Kill) (*event.Process, string) {
 		parent = fmt.Sprintf("parent %q, outside the agent's pid namespace", k.ParentComm)
 	}
 	return &p, fmt.Sprintf("%s sent by pid %d (%q, uid %d; %s)", sig, k.Sender, k.Comm, k.UID, parent)
+}
+
+// sameProcess reports whether k's sender still runs as the process that
+// sent it: its name is the recorded one and it started before the signal
+// (not a new process on a reused pid).
+func sameProcess(k killwatch.Kill) bool {
+	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", k.Sender))
+	if err != nil || strings.TrimSuffix(string(comm), "\n") != k.Comm {
+		return false
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", k.Sender))
+	if err != nil {
+		return false
+	}
+	// Field 22, start time in clock ticks since boot, after the ")" that
+	// ends the name (which may hold spaces and parentheses).
+	i := strings.LastIndexByte(string(stat), ')')
+	if i < 0 {
+		return false
+	}
+	f := strings.Fields(string(stat[i+1:]))
+	if len(f) < 20 {
+		return false
+	}
+	ticks, err := strconv.ParseUint(f[19], 10, 64)
+	if err != nil {
+		return false
+	}
+	const userHZ = 100 // USER_HZ, fixed by the kernel's ABI
+	return time.Duration(ticks)*(time.Second/userHZ) <= k.At
 }
 
 // nameKiller adds to gap who ended the agent pid, from w's records.

@@ -156,6 +156,10 @@ func TestCulprit(t *testing.T) {
 	k := func(sender int, sig syscall.Signal, at time.Duration) killwatch.Kill {
 		return killwatch.Kill{Sender: sender, Signal: sig, At: at}
 	}
+	ignored := k(7, syscall.SIGKILL, 5)
+	ignored.Ignored = true
+	oom := k(7, syscall.SIGKILL, 5)
+	oom.Kernel = true
 	const sup = 50
 	for _, tc := range []struct {
 		name  string
@@ -165,10 +169,16 @@ func TestCulprit(t *testing.T) {
 	}{
 		{"none", nil, killwatch.Kill{}, false},
 		{"one kill", []killwatch.Kill{k(7, syscall.SIGKILL, 1)}, k(7, syscall.SIGKILL, 1), true},
-		{"the stop, not systemd's watchdog kill", []killwatch.Kill{k(1, syscall.SIGKILL, 9), k(7, syscall.SIGSTOP, 1)}, k(7, syscall.SIGSTOP, 1), true},
-		{"not the supervisor", []killwatch.Kill{k(sup, syscall.SIGKILL, 9), k(8, syscall.SIGTERM, 1)}, k(8, syscall.SIGTERM, 1), true},
-		{"a kill before a term", []killwatch.Kill{k(8, syscall.SIGTERM, 1), k(9, syscall.SIGKILL, 2)}, k(9, syscall.SIGKILL, 2), true},
+		{"the stop, not systemd's watchdog kill", []killwatch.Kill{k(1, syscall.SIGKILL, 9), k(1, syscall.SIGABRT, 8), k(7, syscall.SIGSTOP, 1)}, k(7, syscall.SIGSTOP, 1), true},
+		{"the stop, not our supervisor's kill", []killwatch.Kill{k(sup, syscall.SIGKILL, 9), k(8, syscall.SIGSTOP, 1)}, k(8, syscall.SIGSTOP, 1), true},
+		{"the supervisor when nobody else", []killwatch.Kill{k(sup, syscall.SIGKILL, 9)}, k(sup, syscall.SIGKILL, 9), true},
+		{"a kill, not a snapshot request's sender", []killwatch.Kill{k(9, syscall.SIGUSR1, 9), k(sup, syscall.SIGKILL, 2)}, k(sup, syscall.SIGKILL, 2), true},
+		{"a term the agent ignores explains nothing", []killwatch.Kill{k(8, syscall.SIGTERM, 1), k(8, syscall.SIGINT, 2)}, killwatch.Kill{}, false},
+		{"a kill over a hangup", []killwatch.Kill{k(8, syscall.SIGHUP, 3), k(9, syscall.SIGKILL, 2)}, k(9, syscall.SIGKILL, 2), true},
 		{"the later of two kills", []killwatch.Kill{k(8, syscall.SIGKILL, 1), k(9, syscall.SIGKILL, 2)}, k(9, syscall.SIGKILL, 2), true},
+		{"an undelivered kill is nobody's", []killwatch.Kill{ignored}, killwatch.Kill{}, false},
+		{"a process over the kernel's own", []killwatch.Kill{oom, k(8, syscall.SIGSTOP, 1)}, k(8, syscall.SIGSTOP, 1), true},
+		{"the kernel's own alone", []killwatch.Kill{oom}, oom, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, ok := culprit(tc.kills, sup)

@@ -30,6 +30,8 @@ type killwatchKwKill struct {
 	Ktime     uint64
 	Result    int32
 	Count     uint32
+	Kernel    uint32
+	Pad       uint32
 	Comm      [16]int8
 	Pcomm     [16]int8
 }

@@ -27,8 +27,12 @@ type Kill struct {
 	Comm, ParentComm                     string
 	// Count is how many times this signal came from anyone; Ignored is
 	// set when the kernel did not deliver it (the process ignores it).
+	// Kernel is set when the kernel raised it itself (the OOM killer, a
+	// hangup): the process that ran then did not send it. A record is not
+	// replaced by a later undelivered one (a SIGKILL to the dead agent).
 	Count   int
 	Ignored bool
+	Kernel  bool
 	// At is when, as a CLOCK_MONOTONIC time.
 	At time.Duration
 }

@@ -131,6 +131,44 @@ func (w *Watch) Add(pid int) error {
 	return nil
 }
 
+// The trace_signal_generate results that mean the signal did not arrive.
+const (
+	resultIgnored  = 1
+	resultOverflow = 3
+)
+
+// TakeSignal returns who last sent sig to pid and forgets it; pid stays
+// watched.
+func (w *Watch) TakeSignal(pid int, sig syscall.Signal) (Kill, bool, error) {
+	target, err := procKey(pid)
+	if err != nil {
+		return Kill{}, false, err
+	}
+	k := killwatchKwKey{Target: target, Sig: uint32(sig)}
+	var v killwatchKwKill
+	if err := w.kills.LookupAndDelete(&k, &v); err != nil {
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return Kill{}, false, nil
+		}
+		// Hash maps got LookupAndDelete in 5.14: fall back to two calls.
+		if err := w.kills.Lookup(&k, &v); err != nil {
+			if errors.Is(err, ebpf.ErrKeyNotExist) {
+				return Kill{}, false, nil
+			}
+			return Kill{}, false, fmt.Errorf("killwatch: read: %w", err)
+		}
+		_ = w.kills.Delete(&k)
+	}
+	return toKill(k, v), true, nil
+}
+
+func toKill(k killwatchKwKey, v killwatchKwKill) Kill {
+	return Kill{Signal: syscall.Signal(k.Sig), Sender: int(v.Sender), Global: int(v.Global), SenderTID: int(v.SenderTid),
+		UID: int(v.Uid), PPID: int(v.Ppid), Comm: cstr(v.Comm[:]), ParentComm: cstr(v.Pcomm[:]),
+		Count: int(v.Count), Ignored: v.Result == resultIgnored || v.Result == resultOverflow, Kernel: v.Kernel != 0,
+		At: time.Duration(v.Ktime)}
+}
+
 // Take returns the signals other processes sent to pid, stops watching
 // it and forgets them.
 func (w *Watch) Take(pid int) ([]Kill, error) {
@@ -148,9 +186,7 @@ func (w *Watch) Take(pid int) ([]Kill, error) {
 			continue
 		}
 		mine = append(mine, k)
-		out = append(out, Kill{Signal: syscall.Signal(k.Sig), Sender: int(v.Sender), Global: int(v.Global), SenderTID: int(v.SenderTid),
-			UID: int(v.Uid), PPID: int(v.Ppid), Comm: cstr(v.Comm[:]), ParentComm: cstr(v.Pcomm[:]),
-			Count: int(v.Count), Ignored: v.Result != 0, At: time.Duration(v.Ktime)})
+		out = append(out, toKill(k, v))
 	}
 	if err := it.Err(); err != nil {
 		return out, fmt.Errorf("killwatch: read: %w", err)

@@ -60,6 +60,11 @@ func TestKillerOutlivesTheWatcher(t *testing.T) {
 		t.Fatal(err)
 	}
 	shPid, _ := strconv.Atoi(string(out[:len(out)-1]))
+	// A SIGKILL to the dead (not yet reaped) agent does not replace who
+	// killed it.
+	if out, err := exec.Command("sh", "-c", `kill -KILL "$1" || true`, "sh", strconv.Itoa(victim.Process.Pid)).CombinedOutput(); err != nil {
+		t.Fatalf("second kill: %v %s", err, out)
+	}
 	_ = victim.Wait()
 
 	w2, err := Open(pins)
@@ -92,5 +97,35 @@ func TestKillerOutlivesTheWatcher(t *testing.T) {
 	}
 	if _, err := os.Stat(pins); !os.IsNotExist(err) {
 		t.Errorf("pins left after Remove: %v", err)
+	}
+}
+
+// TestTakeSignal: one signal's record is taken and the process stays
+// watched, so the next is recorded too.
+func TestTakeSignal(t *testing.T) {
+	w, err := Open(filepath.Join(fsForTest(t), "harden-runner", "take"))
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer w.Remove()
+	victim := exec.Command("sleep", "30")
+	if err := victim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer victim.Process.Kill()
+	if err := w.Add(victim.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if out, err := exec.Command("kill", "-CONT", strconv.Itoa(victim.Process.Pid)).CombinedOutput(); err != nil {
+			t.Fatalf("kill -CONT: %v %s", err, out)
+		}
+		k, ok, err := w.TakeSignal(victim.Process.Pid, syscall.SIGCONT)
+		if err != nil || !ok || k.Comm != "kill" || k.Kernel || !k.Ignored {
+			t.Fatalf("round %d: TakeSignal = %+v, %v, %v; want kill(1)'s SIGCONT, ignored (its default)", i, k, ok, err)
+		}
+		if _, ok, _ := w.TakeSignal(victim.Process.Pid, syscall.SIGCONT); ok {
+			t.Fatalf("round %d: the record was not forgotten", i)
+		}
 	}
 }

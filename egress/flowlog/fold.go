@@ -1,6 +1,7 @@
 package flowlog
 
 import (
+	"hash/maphash"
 	"sync"
 	"time"
 
@@ -19,8 +20,12 @@ import (
 type folder struct {
 	emit event.Emit
 
-	mu      sync.Mutex
-	seen    map[flowKind]bool        // kinds already emitted once
+	mu sync.Mutex
+	// seen holds a hash of each kind already emitted once, not the kind:
+	// 100,000 kinds with their command lines would be tens of MB. A
+	// collision only delays a kind's first record to the next flush.
+	seen    map[uint64]struct{}
+	seed    maphash.Seed
 	pending map[flowKind]*event.Flow // repeats since the last flush
 }
 
@@ -47,7 +52,7 @@ const maxKinds = 100000
 const foldInterval = time.Second
 
 func newFolder(emit event.Emit) *folder {
-	return &folder{emit: emit, seen: make(map[flowKind]bool), pending: make(map[flowKind]*event.Flow)}
+	return &folder{emit: emit, seen: make(map[uint64]struct{}), seed: maphash.MakeSeed(), pending: make(map[flowKind]*event.Flow)}
 }
 
 func kindOf(f *event.Flow) flowKind {
@@ -59,12 +64,13 @@ func kindOf(f *event.Flow) flowKind {
 // add emits f, or folds it into the pending repeats of its kind.
 func (fo *folder) add(f event.Flow) {
 	k := kindOf(&f)
+	h := maphash.Comparable(fo.seed, k)
 	fo.mu.Lock()
-	if !fo.seen[k] {
+	if _, ok := fo.seen[h]; !ok {
 		if len(fo.seen) >= maxKinds {
 			clear(fo.seen)
 		}
-		fo.seen[k] = true
+		fo.seen[h] = struct{}{}
 		fo.mu.Unlock()
 		fo.emit(event.Record{Flow: &f})
 		return

@@ -305,6 +305,10 @@ func (r *Reader) Close() error {
 	return r.closeErr
 }
 
+// Flush emits the repeats folded so far (a snapshot's journal must hold
+// every flow its Stats count). Safe for concurrent use.
+func (r *Reader) Flush() { r.fold.flush() }
+
 // hook handles one logged packet, on go-nflog's reading goroutine: owner
 // lookups go to the workers. It blocks only with Config.Batch, when the
 // workers are behind.

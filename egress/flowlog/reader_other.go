@@ -24,3 +24,6 @@ func (r *Reader) Stats() event.Stats { return event.Stats{Component: event.Compo
 
 // Close does nothing here.
 func (r *Reader) Close() error { return nil }
+
+// Flush does nothing here.
+func (r *Reader) Flush() {}

@@ -17,6 +17,7 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
+#define SIGKILL 9
 #define SIGCHLD 17
 #define SIGURG 23
 #define SIGWINCH 28
@@ -81,11 +82,33 @@ int BPF_PROG(on_signal, int sig, struct kernel_siginfo *info, struct task_struct
 	__u32 global = id >> 32;
 	if (global == (__u32)BPF_CORE_READ(task, tgid))
 		return 0; /* its own (a fault, its runtime) */
+	/* Raised by the kernel itself (the OOM killer, a timer, a hangup):
+	 * whatever process runs then did not send it. SEND_SIG_PRIV is
+	 * info == 1; else si_code, the third int of every siginfo (the
+	 * layout is ABI), is positive for the kernel's own (SI_KERNEL) and
+	 * SI_USER (0) or negative for kill(2), tgkill and sigqueue. */
+	__u32 kernel = 0;
+	if ((unsigned long)info <= 1) {
+		kernel = (unsigned long)info == 1;
+	} else {
+		int code = 0;
+		bpf_probe_read_kernel(&code, sizeof(code), (char *)info + 8);
+		kernel = code > 0;
+	}
+	bool delivered = result != 1 && result != 3; /* not IGNORED, not OVERFLOW_FAIL */
 	struct kw_kill v = {};
 	struct kw_kill *old = bpf_map_lookup_elem(&kills, &k);
-	if (old)
+	if (old) {
+		if (old->result != 1 && old->result != 3 && !delivered) {
+			/* Keep who did it: a signal sent after the deed (a SIGKILL
+			 * to the dead agent) only counts. */
+			__sync_fetch_and_add(&old->count, 1);
+			return 0;
+		}
 		v.count = old->count;
+	}
 	v.count++;
+	v.kernel = kernel;
 	v.global = global;
 	v.sender_tid = (__u32)id;
 	v.uid = (__u32)bpf_get_current_uid_gid();
@@ -111,5 +134,9 @@ int BPF_PROG(on_signal, int sig, struct kernel_siginfo *info, struct task_struct
 		}
 	}
 	bpf_map_update_elem(&kills, &k, &v, BPF_ANY);
+	/* The agent is dead once a SIGKILL reaches it: what is sent to its
+	 * pid later (reused by another process) is not about it. */
+	if (sig == SIGKILL && delivered)
+		bpf_map_delete_elem(&watched, &k.target);
 	return 0;
 }

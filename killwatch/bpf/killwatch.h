@@ -32,8 +32,10 @@ struct kw_kill {
 	__u32 uid;
 	__u32 ppid;   /* the sender's parent, named as sender is (0: outside) */
 	__u64 ktime;  /* CLOCK_MONOTONIC ns */
-	__s32 result; /* enum trace_signal_generate result (0: delivered) */
+	__s32 result; /* enum trace_signal_generate result (1: ignored, 3: overflow) */
 	__u32 count;  /* how many times it was sent */
+	__u32 kernel; /* 1: raised by the kernel itself (OOM killer, ...) */
+	__u32 pad;
 	char comm[KW_COMM];
 	char pcomm[KW_COMM]; /* the parent's */
 };

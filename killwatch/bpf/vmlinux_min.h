@@ -13,6 +13,7 @@
 typedef __u32 u32;
 typedef __u64 u64;
 typedef int pid_t;
+typedef _Bool bool;
 
 #pragma clang attribute push(__attribute__((preserve_access_index)), apply_to = record)
 
