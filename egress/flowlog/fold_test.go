@@ -43,9 +43,9 @@ func TestFolder(t *testing.T) {
 				got = append(got, out{f.Process.PID, f.Port, f.Count, int(f.Time.Sub(t0) / time.Second)})
 			})
 			for i, f := range tc.in {
-				fo.add(f)
+				fo.Add(kindOf(&f), &f)
 				if tc.flush && i == 1 {
-					fo.flush()
+					fo.Flush()
 				}
 			}
 			check := func(when string, want []out) {
@@ -61,7 +61,7 @@ func TestFolder(t *testing.T) {
 			}
 			check("before the flush", tc.before)
 			got = nil
-			fo.flush()
+			fo.Flush()
 			check("at the flush", tc.after)
 		})
 	}

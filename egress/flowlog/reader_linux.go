@@ -159,7 +159,7 @@ func (r *Reader) Start(ctx context.Context) error {
 	r.foldWG.Add(1)
 	go func() {
 		defer r.foldWG.Done()
-		r.fold.run(foldInterval, r.foldDone)
+		r.fold.Run(foldInterval, r.foldDone)
 	}()
 	return nil
 }
@@ -289,7 +289,7 @@ func (r *Reader) Close() error {
 		r.workers.Wait()
 		close(r.foldDone)
 		r.foldWG.Wait()
-		r.fold.flush() // every repeat before the Stats that count them
+		r.fold.Flush() // every repeat before the Stats that count them
 		r.cfg.Log.Debug("flowlog: closed", "events", r.events.Load(), "repeats", r.duplicates.Load())
 		// An overflow that no later packet measured lost at least one.
 		r.lost.Add(r.pending.Swap(0))
@@ -307,7 +307,7 @@ func (r *Reader) Close() error {
 
 // Flush emits the repeats folded so far (a snapshot's journal must hold
 // every flow its Stats count). Safe for concurrent use.
-func (r *Reader) Flush() { r.fold.flush() }
+func (r *Reader) Flush() { r.fold.Flush() }
 
 // hook handles one logged packet, on go-nflog's reading goroutine: owner
 // lookups go to the workers. It blocks only with Config.Batch, when the
@@ -425,7 +425,7 @@ func (r *Reader) emit(f event.Flow) {
 	if f.Process.PID == 0 || f.Process.Unknown != "" {
 		r.unattributed.Add(1)
 	}
-	r.fold.add(f)
+	r.fold.Add(kindOf(&f), &f)
 }
 
 // onError handles a receive error; 0 keeps reading.

@@ -43,7 +43,7 @@ func (r *Resolver) Start(ctx context.Context) error {
 		}
 	}
 	go r.janitor(ctx)
-	go r.fold.run(time.Second, r.done)
+	go r.fold.Run(time.Second, r.done)
 	return nil
 }
 
@@ -182,7 +182,7 @@ func (r *Resolver) Close() error {
 	r.countUnreadTCP()
 	unserved += r.tcpUnread.Load()
 	close(r.done)
-	r.fold.flush()
+	r.fold.Flush()
 	if inflight+unserved > 0 {
 		var what []string
 		if inflight > 0 {
