@@ -452,7 +452,7 @@ func (a *Agent) startGuard(ctx context.Context, emit event.Emit) error {
 		return fmt.Errorf("agent: watch the firewall: %w", err)
 	}
 	a.guard = g
-	if s, err := guard.WatchSysctls(ctx, guard.SysctlsConfig{Emit: emit}); err != nil {
+	if s, err := guard.WatchSysctls(ctx, guard.SysctlsConfig{Emit: emit, Writer: a.finder.SysctlWriter}); err != nil {
 		emit(event.Record{Note: &event.Note{Time: time.Now(), Component: event.ComponentGuard, Level: event.LevelWarning,
 			Message: "sysctls that weaken the rules are not watched: " + err.Error()}})
 	} else {

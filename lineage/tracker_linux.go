@@ -36,6 +36,7 @@ type Tracker struct {
 
 	mu      sync.Mutex
 	objs    *lineageObjects
+	sysctl  *sysctlwObjects // nil when the kernel refused it
 	links   []link.Link
 	rd      *ringbuf.Reader
 	done    chan struct{}
@@ -145,6 +146,7 @@ func (t *Tracker) Start(ctx context.Context) (err error) {
 		}
 		t.links = append(t.links, l)
 	}
+	t.startSysctl(cg)
 	if t.rd, err = ringbuf.NewReader(objs.Events); err != nil {
 		return fmt.Errorf("lineage: ring buffer: %w", err)
 	}
@@ -156,6 +158,49 @@ func (t *Tracker) Start(ctx context.Context) (err error) {
 	go t.expire(ctx)
 	t.running.Store(true)
 	return nil
+}
+
+// startSysctl loads and attaches the sysctl writers' program, its own
+// object: a kernel that refuses it loses only SysctlWriter. t.mu held.
+func (t *Tracker) startSysctl(cg string) {
+	objs := &sysctlwObjects{}
+	if err := loadSysctlwObjects(objs, nil); err != nil {
+		t.log.Info("lineage: sysctl writers are not recorded", "err", err)
+		return
+	}
+	l, err := link.AttachCgroup(link.CgroupOptions{Path: cg, Attach: ebpf.AttachCGroupSysctl, Program: objs.OnSysctl})
+	if err != nil {
+		t.log.Info("lineage: sysctl writers are not recorded", "err", err)
+		objs.Close()
+		return
+	}
+	t.links = append(t.links, l)
+	t.sysctl = objs
+}
+
+// SysctlWriter returns the process that last wrote the sysctl name (as
+// sysctl(8) spells it, "net.ipv4.conf.all.route_localnet") in the network
+// namespace whose inode number is netns, if the kernel recorded it.
+func (t *Tracker) SysctlWriter(netns uint32, name string) (Owner, bool) {
+	t.mu.Lock()
+	objs := t.sysctl
+	t.mu.Unlock()
+	if objs == nil {
+		return Owner{}, false
+	}
+	var k sysctlwLinSysctl
+	k.Netns = netns
+	for i, c := range []byte(strings.ReplaceAll(name, ".", "/")) {
+		if i == len(k.Name)-1 {
+			break // cut as the kernel cut it
+		}
+		k.Name[i] = int8(c)
+	}
+	var o sysctlwLinOwner
+	if err := objs.SysctlWriters.Lookup(&k, &o); err != nil {
+		return Owner{}, false
+	}
+	return Owner{PID: int(o.Tgid), TID: int(o.Pid), UID: int(o.Uid), Cgroup: o.Cgroup, At: o.Ktime}, true
 }
 
 // cgroup2Root finds the cgroup v2 hierarchy: its mount in our mount
@@ -536,6 +581,10 @@ func (t *Tracker) detach() error {
 	if t.objs != nil {
 		errs = append(errs, t.objs.Close())
 		t.objs = nil
+	}
+	if t.sysctl != nil {
+		errs = append(errs, t.sysctl.Close())
+		t.sysctl = nil
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("lineage: close: %w", err)

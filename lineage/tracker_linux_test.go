@@ -283,3 +283,30 @@ func TestLocalOwnerDNSOnly(t *testing.T) {
 		})
 	}
 }
+
+// TestSysctlWriter: a sysctl written by a short-lived shell in the test's
+// namespace is named with that shell, after it exited; the same name in
+// another network namespace is not this one's.
+func TestSysctlWriter(t *testing.T) {
+	tr := startForTest(t)
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/self/ns/net", &st); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("sh", "-c", "echo 1 > /proc/sys/net/ipv4/conf/lo/route_localnet; echo 0 > /proc/sys/net/ipv4/conf/lo/route_localnet; echo $$")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh, _ := strconv.Atoi(strings.TrimSpace(string(out)))
+	o, ok := tr.SysctlWriter(uint32(st.Ino), "net.ipv4.conf.lo.route_localnet")
+	if !ok || o.PID != sh || o.UID != 0 {
+		t.Fatalf("SysctlWriter = %+v, %v; want the shell, pid %d", o, ok, sh)
+	}
+	if p, ok := tr.Process(o.PID, o.At, time.Second); !ok || filepath.Base(p.Exe) != "dash" {
+		t.Errorf("writer's process %+v, %v; want dash", p, ok)
+	}
+	if o, ok := tr.SysctlWriter(uint32(st.Ino)+1, "net.ipv4.conf.lo.route_localnet"); ok {
+		t.Errorf("another namespace's record: %+v", o)
+	}
+}

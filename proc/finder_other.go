@@ -35,3 +35,8 @@ func (f *Finder) Owner(proto string, local, remote netip.AddrPort) event.Process
 func (f *Finder) ForwardedOwner(proto string, local, remote netip.AddrPort) event.Process {
 	return f.Owner(proto, local, remote)
 }
+
+// SysctlWriter always reports that the writer is unknown on this system.
+func (f *Finder) SysctlWriter(netns uint32, name string) event.Process {
+	return event.Process{Unknown: "unsupported on this system"}
+}

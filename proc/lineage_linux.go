@@ -15,6 +15,7 @@ type Lineage interface {
 	Process(pid int, at uint64, wait time.Duration) (lineage.Proc, bool)
 	FlowOwner(proto uint8, src, dst netip.AddrPort, wait time.Duration) (lineage.Owner, bool)
 	LocalOwner(proto uint8, src netip.AddrPort) (lineage.Owner, bool)
+	SysctlWriter(netns uint32, name string) (lineage.Owner, bool)
 }
 
 const (
@@ -116,5 +117,21 @@ func (f *Finder) lineageInfo(pid int, at uint64) event.Process {
 	if len(p.Parents) > maxParents {
 		p.Parents = p.Parents[:maxParents]
 	}
+	return p
+}
+
+// SysctlWriter returns the process that last wrote the sysctl name (as
+// sysctl(8) spells it) in the network namespace whose inode number is
+// netns, from the kernel's record; Unknown says why when there is none.
+func (f *Finder) SysctlWriter(netns uint32, name string) event.Process {
+	if f.lin == nil {
+		return event.Process{Unknown: "sysctl writes name no process without the kernel's records (eBPF)"}
+	}
+	o, ok := f.lin.SysctlWriter(netns, name)
+	if !ok || o.PID <= 0 {
+		return event.Process{Unknown: "the kernel recorded no writer (written from another network namespace?)"}
+	}
+	p := f.lineageInfo(o.PID, o.At)
+	p.UID = o.UID
 	return p
 }

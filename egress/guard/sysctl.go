@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/harden-runner/harden-runner/event"
+	"golang.org/x/sys/unix"
 )
 
 // Which sysctls matter to enforcement. No sysctl switches netfilter off; two
@@ -40,14 +41,19 @@ type SysctlsConfig struct {
 	Names []string // globs under /proc/sys; default DefaultSysctls
 	Emit  event.Emit
 	Poll  time.Duration // default SysctlPoll
-	root  string        // /proc/sys; tests may not change it
+	// Writer names the process that last wrote a sysctl (dotted name) in
+	// the network namespace with inode number netns, from the kernel's
+	// record (proc.Finder.SysctlWriter); nil: none.
+	Writer func(netns uint32, name string) event.Process
+	root   string // /proc/sys; tests may not change it
 }
 
 // Sysctls keeps sysctl values as they were at Start: a change is written
-// back and reported as a tamper error. sysctl writes carry no writer, so
-// the report cannot name one. Close is safe to call twice.
+// back and reported as a tamper error, with its writer when
+// SysctlsConfig.Writer knows it. Close is safe to call twice.
 type Sysctls struct {
 	cfg     SysctlsConfig
+	netns   uint32 // inode number of the namespace the files belong to
 	files   []*sysctlFile
 	changes atomic.Int64
 	stop    chan struct{}
@@ -79,6 +85,12 @@ func WatchSysctls(ctx context.Context, cfg SysctlsConfig) (*Sysctls, error) {
 		cfg.root = "/proc/sys"
 	}
 	s := &Sysctls{cfg: cfg, stop: make(chan struct{}), done: make(chan struct{})}
+	// The calling thread's: net sysctls belong to the namespace they were
+	// opened in.
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/thread-self/ns/net", &st); err == nil {
+		s.netns = uint32(st.Ino)
+	}
 	for _, g := range cfg.Names {
 		paths, _ := filepath.Glob(filepath.Join(cfg.root, g))
 		for _, p := range paths {
@@ -129,13 +141,24 @@ func (s *Sysctls) loop(ctx context.Context) {
 			if err != nil || bytes.Equal(got, f.want) {
 				continue
 			}
-			msg := fmt.Sprintf("sysctl %s changed from %s to %s (sysctl writes name no process)", f.name, f.want, got)
+			var who *event.Process
+			msg := fmt.Sprintf("sysctl %s changed from %s to %s", f.name, f.want, got)
+			if s.cfg.Writer != nil {
+				if p := s.cfg.Writer(s.netns, f.name); p.PID > 0 {
+					who = &p
+					msg += fmt.Sprintf(" by pid %d (%q)", p.PID, p.Exe)
+				} else {
+					msg += " (" + p.Unknown + ")"
+				}
+			} else {
+				msg += " (sysctl writes name no process)"
+			}
 			if _, err := f.f.WriteAt(append(f.want, '\n'), 0); err != nil {
 				msg += fmt.Sprintf("; writing %s back failed: %v", f.want, err)
 			} else {
 				msg += "; set back to " + string(f.want)
 			}
-			s.cfg.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: event.ComponentGuard, Level: event.LevelError, Tamper: true, Message: msg}})
+			s.cfg.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: event.ComponentGuard, Level: event.LevelError, Tamper: true, Message: msg, Process: who}})
 			s.changes.Add(1) // after the note: a reader of Changes finds it
 		}
 	}

@@ -61,6 +61,15 @@ struct lin_flow {
 	__u8 pad[3];
 };
 
+/* lin_sysctl names a sysctl written in a network namespace: the
+ * namespace's inode number and the name as /proc/sys spells it
+ * ("net/ipv4/conf/all/route_localnet"), cut at 63 bytes. */
+#define LIN_SYSCTL_NAME 64
+struct lin_sysctl {
+	__u32 netns;
+	char name[LIN_SYSCTL_NAME];
+};
+
 /* lin_local is a socket's local port, for lookups that know no remote. */
 struct lin_local {
 	__u16 sport;

@@ -27,6 +27,18 @@ struct mm_struct {
 	unsigned long arg_end;
 };
 
+struct ns_common {
+	unsigned int inum;
+};
+
+struct net {
+	struct ns_common ns;
+};
+
+struct nsproxy {
+	struct net *net_ns;
+};
+
 struct task_struct {
 	pid_t pid;
 	pid_t tgid;
@@ -34,6 +46,7 @@ struct task_struct {
 	struct task_struct *real_parent;
 	struct task_struct *group_leader;
 	struct mm_struct *mm;
+	struct nsproxy *nsproxy;
 };
 
 struct linux_binprm {
