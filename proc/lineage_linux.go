@@ -129,7 +129,7 @@ func (f *Finder) SysctlWriter(netns uint32, name string) event.Process {
 	}
 	o, ok := f.lin.SysctlWriter(netns, name)
 	if !ok || o.PID <= 0 {
-		return event.Process{Unknown: "the kernel recorded no writer (written from another network namespace?)"}
+		return event.Process{Unknown: "no sysctl write recorded: changed through netlink (IFLA_INET_CONF), or from another network namespace"}
 	}
 	p := f.lineageInfo(o.PID, o.At)
 	p.UID = o.UID
