@@ -3,7 +3,6 @@ package agent
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/harden-runner/harden-runner/event"
 	"github.com/harden-runner/harden-runner/killwatch"
+	"github.com/harden-runner/harden-runner/lineage"
 	"github.com/harden-runner/harden-runner/proc"
 	"golang.org/x/sys/unix"
 )
@@ -25,8 +25,8 @@ import (
 // cannot (no BPF, no bpf filesystem): a gap then says only how the agent
 // ended.
 func openKillwatch(stateDir string) (*killwatch.Watch, error) {
-	if v := os.Getenv("HARDEN_RUNNER_NO_EBPF"); v != "" {
-		return nil, errors.New("eBPF disabled (HARDEN_RUNNER_NO_EBPF=" + v + ")")
+	if v := os.Getenv(lineage.DisableEnv); v != "" {
+		return nil, fmt.Errorf("eBPF disabled (%s=%s)", lineage.DisableEnv, v)
 	}
 	fs, err := killwatch.EnsureFS(killwatch.DefaultFS)
 	if err != nil {

@@ -271,8 +271,7 @@ func TestCommittedBeforeRebuild(t *testing.T) {
 			root := treeForTest(t, nil)
 			cfg.Root = root
 			m, rec := startForTest(t, cfg)
-			checkout(t, root, "git init -q; git remote add origin "+origin+"; git fetch -q origin +refs/heads/main:refs/remotes/origin/main; git checkout -q --force -B main refs/remotes/origin/main")
-			workload(t, root, "sh", "-c", "echo evil >> main.go && git commit -qam evil")
+			checkoutThenCommit(t, root, origin)
 			close(hold)
 			waitRebuilt(t, m, 1)
 			if err := m.Close(); err != nil {
@@ -296,8 +295,7 @@ func TestRebuildByNameSaysSo(t *testing.T) {
 	hold := make(chan struct{})
 	root := treeForTest(t, nil)
 	m, rec := startForTest(t, Config{Root: root, Checkout: isFakeCheckout, rebuildHoldForTest: hold, dropIndexForTest: true})
-	checkout(t, root, "git init -q; git remote add origin "+origin+"; git fetch -q origin +refs/heads/main:refs/remotes/origin/main; git checkout -q --force -B main refs/remotes/origin/main")
-	workload(t, root, "sh", "-c", "echo evil >> main.go && git commit -qam evil")
+	checkoutThenCommit(t, root, origin)
 	close(hold)
 	waitRebuilt(t, m, 1)
 	if err := m.Close(); err != nil {
@@ -313,4 +311,13 @@ func TestRebuildByNameSaysSo(t *testing.T) {
 			t.Errorf("coverage record %+v, want one saying the index was read by name", c)
 		}
 	}
+}
+
+// checkoutThenCommit checks origin out into root as a checkout step does,
+// then, as a build would, appends to main.go and commits it (git writes
+// its own index over the checkout's).
+func checkoutThenCommit(t *testing.T, root, origin string) {
+	t.Helper()
+	checkout(t, root, "git init -q; git remote add origin "+origin+"; git fetch -q origin +refs/heads/main:refs/remotes/origin/main; git checkout -q --force -B main refs/remotes/origin/main")
+	workload(t, root, "sh", "-c", "echo evil >> main.go && git commit -qam evil")
 }
