@@ -31,6 +31,12 @@ type lineageLinFlow struct {
 	Pad   [3]uint8
 }
 
+type lineageLinFlowrec struct {
+	_     structs.HostLayout
+	Flow  lineageLinFlow
+	Owner lineageLinOwner
+}
+
 type lineageLinLocal struct {
 	_     structs.HostLayout
 	Sport uint16
@@ -71,7 +77,7 @@ type lineageSkOwner struct {
 const (
 	lineageMapCounts        = "counts"
 	lineageMapEvents        = "events"
-	lineageMapFlows         = "flows"
+	lineageMapFlowring      = "flowring"
 	lineageMapLocals        = "locals"
 	lineageMapSkOwners      = "sk_owners"
 	lineageProgOnConnect4   = "on_connect4"
@@ -88,6 +94,7 @@ const (
 	lineageProgOnSockops    = "on_sockops"
 	lineageVarDnsPort       = "dns_port"
 	lineageVarUnusedExec    = "unused_exec"
+	lineageVarUnusedFlowrec = "unused_flowrec"
 )
 
 // loadLineage returns the embedded CollectionSpec for lineage.
@@ -152,7 +159,7 @@ type lineageProgramSpecs struct {
 type lineageMapSpecs struct {
 	Counts   *ebpf.MapSpec `ebpf:"counts"`
 	Events   *ebpf.MapSpec `ebpf:"events"`
-	Flows    *ebpf.MapSpec `ebpf:"flows"`
+	Flowring *ebpf.MapSpec `ebpf:"flowring"`
 	Locals   *ebpf.MapSpec `ebpf:"locals"`
 	SkOwners *ebpf.MapSpec `ebpf:"sk_owners"`
 }
@@ -161,8 +168,9 @@ type lineageMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lineageVariableSpecs struct {
-	DnsPort    *ebpf.VariableSpec `ebpf:"dns_port"`
-	UnusedExec *ebpf.VariableSpec `ebpf:"unused_exec"`
+	DnsPort       *ebpf.VariableSpec `ebpf:"dns_port"`
+	UnusedExec    *ebpf.VariableSpec `ebpf:"unused_exec"`
+	UnusedFlowrec *ebpf.VariableSpec `ebpf:"unused_flowrec"`
 }
 
 // lineageObjects contains all objects after they have been loaded into the kernel.
@@ -187,7 +195,7 @@ func (o *lineageObjects) Close() error {
 type lineageMaps struct {
 	Counts   *ebpf.Map `ebpf:"counts"`
 	Events   *ebpf.Map `ebpf:"events"`
-	Flows    *ebpf.Map `ebpf:"flows"`
+	Flowring *ebpf.Map `ebpf:"flowring"`
 	Locals   *ebpf.Map `ebpf:"locals"`
 	SkOwners *ebpf.Map `ebpf:"sk_owners"`
 }
@@ -196,7 +204,7 @@ func (m *lineageMaps) Close() error {
 	return _LineageClose(
 		m.Counts,
 		m.Events,
-		m.Flows,
+		m.Flowring,
 		m.Locals,
 		m.SkOwners,
 	)
@@ -206,8 +214,9 @@ func (m *lineageMaps) Close() error {
 //
 // It can be passed to loadLineageObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lineageVariables struct {
-	DnsPort    *ebpf.Variable `ebpf:"dns_port"`
-	UnusedExec *ebpf.Variable `ebpf:"unused_exec"`
+	DnsPort       *ebpf.Variable `ebpf:"dns_port"`
+	UnusedExec    *ebpf.Variable `ebpf:"unused_exec"`
+	UnusedFlowrec *ebpf.Variable `ebpf:"unused_flowrec"`
 }
 
 // lineagePrograms contains all programs after they have been loaded into the kernel.

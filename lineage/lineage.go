@@ -79,7 +79,7 @@ type Owner struct {
 // Stats counts what the tracker saw and lost.
 type Stats struct {
 	Events uint64 // process events read from the ring buffer
-	Lost   uint64 // process events the kernel dropped (ring buffer full) or that were unreadable
+	Lost   uint64 // process events and flow records the kernel dropped (ring buffer full) or that were unreadable
 	Procs  int    // processes in the table now
 }
 

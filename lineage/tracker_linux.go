@@ -34,12 +34,19 @@ type Tracker struct {
 	log   *slog.Logger
 	table *table
 
-	mu      sync.Mutex
-	objs    *lineageObjects
-	sysctl  *sysctlwObjects // nil when the kernel refused it
-	links   []link.Link
-	rd      *ringbuf.Reader
-	done    chan struct{}
+	mu     sync.Mutex
+	objs   *lineageObjects
+	sysctl *sysctlwObjects // nil when the kernel refused it
+	links  []link.Link
+	rd     *ringbuf.Reader
+	done   chan struct{}
+
+	// flowMu serializes drains of flowRd (the kernel's flow ring) into
+	// flows; a drain never blocks (flowRd's deadline is in the past).
+	flowMu  sync.Mutex
+	flowRd  *ringbuf.Reader
+	flowRec ringbuf.Record
+	flows   *flowTable
 	started bool
 	closed  bool
 
@@ -69,7 +76,7 @@ func New(cfg Config) (*Tracker, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Tracker{cfg: cfg, log: cfg.Log, table: newTable()}, nil
+	return &Tracker{cfg: cfg, log: cfg.Log, table: newTable(), flows: newFlowTable(maxFlows)}, nil
 }
 
 // Start checks the kernel, loads and attaches the programs, reads the
@@ -150,6 +157,14 @@ func (t *Tracker) Start(ctx context.Context) (err error) {
 	if t.rd, err = ringbuf.NewReader(objs.Events); err != nil {
 		return fmt.Errorf("lineage: ring buffer: %w", err)
 	}
+	flowRd, err := ringbuf.NewReader(objs.Flowring)
+	if err != nil {
+		return fmt.Errorf("lineage: flow ring buffer: %w", err)
+	}
+	flowRd.SetDeadline(time.Unix(1, 0)) // reads return what is there, never wait
+	t.flowMu.Lock()
+	t.flowRd = flowRd
+	t.flowMu.Unlock()
 	// Attached first, seeded second: a process started in between is in
 	// both, and the event wins (seed adds only unknown pids).
 	t.seed()
@@ -398,16 +413,25 @@ func statPPid(b []byte) int {
 	return n
 }
 
-// expire drops exited processes older than Keep, every second.
+// flowDrain is how often the flow ring is drained when no lookup did it:
+// the ring holds over half a second at 100,000 flows a second.
+const flowDrain = 100 * time.Millisecond
+
+// expire drops exited processes older than Keep, every second, and drains
+// the flow ring every flowDrain.
 func (t *Tracker) expire(ctx context.Context) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	drain := time.NewTicker(flowDrain)
+	defer drain.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.done:
 			return
+		case <-drain.C:
+			t.drainFlows()
 		case <-tick.C:
 			if now := monotonic(); now > uint64(t.cfg.Keep) {
 				t.table.expire(now - uint64(t.cfg.Keep))
@@ -436,13 +460,16 @@ func (t *Tracker) Process(pid int, at uint64, wait time.Duration) (Proc, bool) {
 	if !t.Running() {
 		return Proc{}, false
 	}
-	deadline := time.Now().Add(wait)
+	var deadline time.Time // set on the first wait: most lookups need none
 	for {
 		// current before get: an event applied in between then shows.
 		cur := wait <= 0 || at != 0 && at < t.currentAt.Load() || t.current()
 		p, ok, changed := t.table.get(pid, at)
 		if cur {
 			return p, ok
+		}
+		if deadline.IsZero() {
+			deadline = time.Now().Add(wait)
 		}
 		left := time.Until(deadline)
 		if left <= 0 {
@@ -501,8 +528,11 @@ func (t *Tracker) FlowOwner(proto uint8, src, dst netip.AddrPort, wait time.Dura
 	k := flowKey(proto, src, dst)
 	deadline := time.Now().Add(wait)
 	for {
-		var o lineageLinOwner
-		if err := objs.Flows.Lookup(&k, &o); err == nil {
+		o, ok := t.flows.get(k)
+		if !ok && t.drainFlows() {
+			o, ok = t.flows.get(k)
+		}
+		if ok {
 			if k.Proto == protoICMP || k.Proto == protoICMPv6 {
 				if monotonic()-o.Ktime > uint64(t.cfg.ICMPFresh) {
 					return Owner{}, false
@@ -513,7 +543,35 @@ func (t *Tracker) FlowOwner(proto uint8, src, dst netip.AddrPort, wait time.Dura
 		if time.Now().After(deadline) {
 			return Owner{}, false
 		}
-		time.Sleep(200 * time.Microsecond) // polling a kernel map: no event to wait on
+		time.Sleep(200 * time.Microsecond) // polling: records come without a wake-up
+	}
+}
+
+var flowrecSize = int(unsafe.Sizeof(lineageLinFlowrec{}))
+
+// drainFlows moves every record in the flow ring to the flow table and
+// reports whether there was any.
+func (t *Tracker) drainFlows() bool {
+	t.flowMu.Lock()
+	defer t.flowMu.Unlock()
+	if t.flowRd == nil || t.flowRd.AvailableBytes() == 0 {
+		return false
+	}
+	for {
+		if err := t.flowRd.ReadInto(&t.flowRec); err != nil {
+			// os.ErrDeadlineExceeded: drained; ErrClosed: closing.
+			return true
+		}
+		var r lineageLinFlowrec
+		if len(t.flowRec.RawSample) < flowrecSize {
+			t.unreadable.Add(1)
+			continue
+		}
+		if _, err := binary.Decode(t.flowRec.RawSample, binary.NativeEndian, &r); err != nil {
+			t.unreadable.Add(1)
+			continue
+		}
+		t.flows.put(r.Flow, r.Owner)
 	}
 }
 
@@ -543,9 +601,11 @@ func (t *Tracker) Stats() Stats {
 	t.mu.Unlock()
 	if objs != nil {
 		var per []uint64
-		if err := objs.Counts.Lookup(uint32(1), &per); err == nil {
-			for _, n := range per {
-				s.Lost += n
+		for _, i := range []uint32{1, 2} { // LIN_LOST, LIN_FLOWS_LOST
+			if err := objs.Counts.Lookup(i, &per); err == nil {
+				for _, n := range per {
+					s.Lost += n
+				}
 			}
 		}
 	}
@@ -578,6 +638,12 @@ func (t *Tracker) detach() error {
 		}
 		t.rd = nil
 	}
+	t.flowMu.Lock()
+	if t.flowRd != nil {
+		errs = append(errs, t.flowRd.Close())
+		t.flowRd = nil
+	}
+	t.flowMu.Unlock()
 	if t.objs != nil {
 		errs = append(errs, t.objs.Close())
 		t.objs = nil

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * The records lineage.c hands to Go: ring-buffer events about processes
- * and the socket-owner maps. bpf2go generates the Go types from these
+ * and flows, and the socket-owner map. bpf2go generates the Go types from these
  * (-type), so this header is their one definition. Version 1.
  */
 #ifndef LINEAGE_H
@@ -13,6 +13,7 @@
 enum lin_count {
 	LIN_PRODUCED = 0,
 	LIN_LOST = 1,
+	LIN_FLOWS_LOST = 2, /* flow records that found the flow ring full */
 };
 
 enum lin_kind {
@@ -59,6 +60,12 @@ struct lin_flow {
 	__u16 dport;
 	__u8 proto;
 	__u8 pad[3];
+};
+
+/* lin_flowrec is a flow ring record: the flow and who sent it. */
+struct lin_flowrec {
+	struct lin_flow flow;
+	struct lin_owner owner;
 };
 
 /* lin_sysctl names a sysctl written in a network namespace: the
