@@ -2,6 +2,7 @@ package flowlog
 
 import (
 	"encoding/binary"
+	"hash/maphash"
 	"time"
 
 	"github.com/harden-runner/harden-runner/egress/packet"
@@ -16,9 +17,22 @@ import (
 // other protocols by their addresses, ports and protocol for udpFlowTTL,
 // conntrack's own lifetime of an unanswered UDP flow. Not safe for
 // concurrent use (the reader's one reading goroutine owns it).
+//
+// The map is keyed by a seeded 64-bit hash of the flow, not the 44-byte
+// key: hashing and comparing that key was a fifth of the agent's CPU at
+// 40,000 new connections a second (bench/conn.sh, perf). Two flows whose
+// hashes collide (about one chance in 2^48 with the map full, and the
+// seed is random) would have the second taken for a repeat.
 type dedup struct {
-	m     map[flowKey]int64 // when each was first seen, in Unix nanoseconds
+	m     map[uint64]seenAt
+	seed  maphash.Seed
 	swept time.Time
+}
+
+// seenAt is when a flow was first seen, in Unix nanoseconds, and its TTL.
+type seenAt struct {
+	ns  int64
+	ttl time.Duration
 }
 
 // flowKey is compact (44 bytes): the map may hold tens of thousands.
@@ -59,16 +73,18 @@ func ttl(k flowKey) time.Duration {
 // seen records k and reports whether it was seen within its TTL.
 func (d *dedup) seen(k flowKey, now time.Time) bool {
 	if d.m == nil {
-		d.m = make(map[flowKey]int64)
+		d.m = make(map[uint64]seenAt)
+		d.seed = maphash.MakeSeed()
 	}
 	ns := now.UnixNano()
-	if t, ok := d.m[k]; ok && time.Duration(ns-t) < ttl(k) {
+	h := maphash.Comparable(d.seed, k)
+	if s, ok := d.m[h]; ok && time.Duration(ns-s.ns) < s.ttl {
 		return true
 	}
 	if len(d.m) >= dedupMax || now.Sub(d.swept) > synTTL {
-		for k, t := range d.m {
-			if time.Duration(ns-t) >= ttl(k) {
-				delete(d.m, k)
+		for h, s := range d.m {
+			if time.Duration(ns-s.ns) >= s.ttl {
+				delete(d.m, h)
 			}
 		}
 		d.swept = now
@@ -76,6 +92,6 @@ func (d *dedup) seen(k flowKey, now time.Time) bool {
 			clear(d.m) // a flood of distinct flows: forget rather than grow
 		}
 	}
-	d.m[k] = ns
+	d.m[h] = seenAt{ns: ns, ttl: ttl(k)}
 	return false
 }
