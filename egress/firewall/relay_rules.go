@@ -81,13 +81,16 @@ func (b *builder) relayChains(reject, deny *nftables.Chain) {
 	}{{"quic_out", nftables.ChainHookOutput}, {"quic_fwd", nftables.ChainHookForward}} {
 		ch := b.c.AddChain(&nftables.Chain{Name: hook.name, Table: b.table, Type: nftables.ChainTypeFilter,
 			Hooknum: hook.hook, Priority: prio})
+		// Not UDP first: every TCP segment passes this chain, and only
+		// UDP is ever queued from it (a marked TCP segment is rejected by
+		// output's or forward's first rule).
+		b.rule(ch, meta(expr.MetaKeyL4PROTO), neq([]byte{unix.IPPROTO_UDP}), ret)
 		b.rule(ch, meta(expr.MetaKeyMARK), eq(binaryutil.NativeEndian.PutUint32(b.cfg.RejectMark)),
 			[]expr.Any{&expr.Verdict{Kind: expr.VerdictGoto, Chain: reject.Name}})
 		b.rule(ch, meta(expr.MetaKeyMARK), eq(binaryutil.NativeEndian.PutUint32(b.cfg.Mark)), ret)
 		for _, name := range localIfaces {
 			b.rule(ch, ifname(expr.MetaKeyOIFNAME, name), ret)
 		}
-		b.rule(ch, meta(expr.MetaKeyL4PROTO), neq([]byte{unix.IPPROTO_UDP}), ret)
 		b.rule(ch, dport(), neq(be16(443)), ret)
 		b.rule(ch, daddrPort(unix.NFPROTO_IPV4), b.lookup(setNet4, false), ret)
 		b.rule(ch, daddrPort(unix.NFPROTO_IPV6), b.lookup(setNet6, false), ret)

@@ -68,6 +68,7 @@ func (b *builder) build() {
 	// First: packets the gate sent back for rejection (NF_REPEAT re-runs
 	// this chain from the top).
 	b.rule(out, rejectMarked)
+	b.established(out)
 	for _, name := range localIfaces {
 		b.rule(out, ifname(expr.MetaKeyOIFNAME, name), accept)
 	}
@@ -91,6 +92,7 @@ func (b *builder) build() {
 	fwd := b.c.AddChain(&nftables.Chain{Name: chainFwd, Table: b.table, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookForward, Priority: prio})
 	b.rule(fwd, rejectMarked)
+	b.established(fwd)
 	for _, name := range localIfaces[1:] {
 		b.rule(fwd, ifname(expr.MetaKeyOIFNAME, name), accept)
 	}
@@ -294,6 +296,25 @@ func ctNew() []expr.Any {
 			Xor:  binaryutil.NativeEndian.PutUint32(0)},
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
 	}
+}
+
+// established accepts, ahead of the rest of the chain, the packets it
+// would accept anyway: those of an established TCP or UDP flow that are
+// neither a SYN (a SYN goes to egress whatever conntrack says, see the
+// chain) nor to port 53 (DNS goes to the resolver, or is denied, whatever
+// conntrack says). Every later packet of a connection then costs two
+// rules instead of twenty (bench/conn.sh, perf).
+func (b *builder) established(ch *nftables.Chain) {
+	est := []expr.Any{
+		&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitESTABLISHED),
+			Xor:  binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
+	}
+	accept := verdict(expr.VerdictAccept)
+	b.rule(ch, est, tcpFlags(tcpSYN, 0), dport(), neq(be16(53)), accept)
+	b.rule(ch, est, meta(expr.MetaKeyL4PROTO), eq([]byte{unix.IPPROTO_UDP}), dport(), neq(be16(53)), accept)
 }
 
 func ctEstablished() []expr.Any {
