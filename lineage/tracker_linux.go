@@ -529,7 +529,10 @@ func (t *Tracker) FlowOwner(proto uint8, src, dst netip.AddrPort, wait time.Dura
 	deadline := time.Now().Add(wait)
 	for {
 		o, ok := t.flows.get(k)
-		if !ok && t.drainFlows() {
+		if !ok {
+			// Asked again even if this drain found nothing: the ticker's,
+			// which it waited for, may have moved the record.
+			t.drainFlows()
 			o, ok = t.flows.get(k)
 		}
 		if ok {
@@ -549,18 +552,17 @@ func (t *Tracker) FlowOwner(proto uint8, src, dst netip.AddrPort, wait time.Dura
 
 var flowrecSize = int(unsafe.Sizeof(lineageLinFlowrec{}))
 
-// drainFlows moves every record in the flow ring to the flow table and
-// reports whether there was any.
-func (t *Tracker) drainFlows() bool {
+// drainFlows moves every record in the flow ring to the flow table.
+func (t *Tracker) drainFlows() {
 	t.flowMu.Lock()
 	defer t.flowMu.Unlock()
 	if t.flowRd == nil || t.flowRd.AvailableBytes() == 0 {
-		return false
+		return
 	}
 	for {
 		if err := t.flowRd.ReadInto(&t.flowRec); err != nil {
 			// os.ErrDeadlineExceeded: drained; ErrClosed: closing.
-			return true
+			return
 		}
 		if len(t.flowRec.RawSample) < flowrecSize {
 			t.unreadable.Add(1)

@@ -310,3 +310,34 @@ func TestSysctlWriter(t *testing.T) {
 		t.Errorf("another namespace's record: %+v", o)
 	}
 }
+
+// TestFlowsOutlastTheRing: flow records come without a wake-up, so
+// nothing but the tracker's own drain empties their ring when nobody
+// looks a flow up. Two and a half rings' worth of new flows, then the
+// last one: still found, and nothing was lost on the way.
+func TestFlowsOutlastTheRing(t *testing.T) {
+	tr := startForTest(t)
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4zero})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	const n = 150000 // the ring holds about 58,000
+	var dst netip.AddrPort
+	for i := range n {
+		dst = netip.AddrPortFrom(testnet.Host4(61), uint16(1+i%60000))
+		if i >= 60000 {
+			dst = netip.AddrPortFrom(testnet.Host4(62+i/60000), uint16(1+i%60000))
+		}
+		if _, err := conn.WriteToUDPAddrPort([]byte("x"), dst); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src := netip.AddrPortFrom(netip.IPv4Unspecified(), uint16(conn.LocalAddr().(*net.UDPAddr).Port))
+	if o, ok := tr.FlowOwner(unix.IPPROTO_UDP, src, dst, 0); !ok || o.PID != os.Getpid() {
+		t.Errorf("last of %d flows: FlowOwner = %+v, %v; want our pid %d", n, o, ok, os.Getpid())
+	}
+	if s := tr.Stats(); s.Lost != 0 {
+		t.Errorf("Stats().Lost = %d; want 0", s.Lost)
+	}
+}
