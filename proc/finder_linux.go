@@ -31,6 +31,7 @@ type Finder struct {
 	inodes inodeCache
 	netns  namespaces // containers' network namespaces (ForwardedOwner)
 	lin    Lineage    // the kernel's records, asked first; nil: none
+	chains chainCache // parents chains from lin
 
 	mu      sync.Mutex
 	recent  [recentCap]int32 // most recent first

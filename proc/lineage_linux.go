@@ -2,6 +2,8 @@ package proc
 
 import (
 	"net/netip"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/harden-runner/harden-runner/event"
@@ -99,6 +101,13 @@ func (f *Finder) lineageInfo(pid int, at uint64) event.Process {
 		return p
 	}
 	p := event.Process{PID: pid, Exe: lp.Exe, Cmdline: lp.Cmdline, UID: lp.UID}
+	if at != 0 {
+		if ps, ok := f.chains.get(lp.PPID, at); ok {
+			p.Parents = ps
+			return p
+		}
+		defer func() { f.chains.put(lp.PPID, at, p.Parents) }()
+	}
 	for ppid := lp.PPID; ppid > 0 && len(p.Parents) < maxParents; {
 		a, ok := f.lin.Process(ppid, at, 0)
 		if !ok {
@@ -134,4 +143,46 @@ func (f *Finder) SysctlWriter(netns uint32, name string) event.Process {
 	p := f.lineageInfo(o.PID, o.At)
 	p.UID = o.UID
 	return p
+}
+
+// chainCache holds the parents chain from a pid up, as the table gave it
+// at a monotonic time, for lookups as of within chainTTL of that time: a
+// process opening thousands of connections a second otherwise walks the
+// same chain, a table lookup per ancestor, for each (bench/conn.sh, perf).
+// The process itself is always looked up (an exec is never missed); an
+// ancestor that exec'd within chainTTL may show its image before the exec,
+// as the /proc path's ancestorCache may.
+type chainCache struct {
+	mu sync.Mutex
+	m  map[int]cachedChain
+}
+
+type cachedChain struct {
+	parents []event.Ancestor
+	at      uint64
+}
+
+const (
+	chainTTL      = uint64(time.Second)
+	chainCacheMax = 4096
+)
+
+// get returns a copy of ppid's chain if one was built within chainTTL of at.
+func (c *chainCache) get(ppid int, at uint64) ([]event.Ancestor, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[ppid]
+	if !ok || max(at, e.at)-min(at, e.at) > chainTTL {
+		return nil, false
+	}
+	return slices.Clone(e.parents), true
+}
+
+func (c *chainCache) put(ppid int, at uint64, parents []event.Ancestor) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= chainCacheMax {
+		c.m = make(map[int]cachedChain) // a flood of distinct parents: forget rather than grow
+	}
+	c.m[ppid] = cachedChain{parents: slices.Clone(parents), at: at}
 }
