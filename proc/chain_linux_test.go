@@ -25,7 +25,9 @@ func (l *fakeLineage) FlowOwner(uint8, netip.AddrPort, netip.AddrPort, time.Dura
 func (l *fakeLineage) LocalOwner(uint8, netip.AddrPort) (lineage.Owner, bool) {
 	return lineage.Owner{}, false
 }
-func (l *fakeLineage) SysctlWriter(uint32, string) (lineage.Owner, bool) { return lineage.Owner{}, false }
+func (l *fakeLineage) SysctlWriter(uint32, string) (lineage.Owner, bool) {
+	return lineage.Owner{}, false
+}
 
 // TestLineageChainCache: a flow's process is always looked up (its exec
 // shows at once); its parents chain is reused within chainTTL of the time
