@@ -519,14 +519,11 @@ func (t *Tracker) current() bool {
 // send, so a miss is retried for up to wait. For ICMP and ICMPv6 it is the
 // last process that sent ICMP to dst, if it did within Config.ICMPFresh.
 func (t *Tracker) FlowOwner(proto uint8, src, dst netip.AddrPort, wait time.Duration) (Owner, bool) {
-	t.mu.Lock()
-	objs := t.objs
-	t.mu.Unlock()
-	if objs == nil {
+	if !t.Running() {
 		return Owner{}, false
 	}
 	k := flowKey(proto, src, dst)
-	deadline := time.Now().Add(wait)
+	var deadline time.Time // set on the first miss: most lookups have none
 	for {
 		o, ok := t.flows.get(k)
 		if !ok {
@@ -543,7 +540,10 @@ func (t *Tracker) FlowOwner(proto uint8, src, dst netip.AddrPort, wait time.Dura
 			}
 			return owner(o), true
 		}
-		if time.Now().After(deadline) {
+		if deadline.IsZero() {
+			deadline = time.Now().Add(wait)
+		}
+		if !time.Now().Before(deadline) {
 			return Owner{}, false
 		}
 		time.Sleep(200 * time.Microsecond) // polling: records come without a wake-up
