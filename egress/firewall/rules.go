@@ -68,7 +68,7 @@ func (b *builder) build() {
 	// First: packets the gate sent back for rejection (NF_REPEAT re-runs
 	// this chain from the top).
 	b.rule(out, rejectMarked)
-	b.established(out)
+	b.established(out, 53)
 	for _, name := range localIfaces {
 		b.rule(out, ifname(expr.MetaKeyOIFNAME, name), accept)
 	}
@@ -92,7 +92,7 @@ func (b *builder) build() {
 	fwd := b.c.AddChain(&nftables.Chain{Name: chainFwd, Table: b.table, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookForward, Priority: prio})
 	b.rule(fwd, rejectMarked)
-	b.established(fwd)
+	b.established(fwd, 53)
 	for _, name := range localIfaces[1:] {
 		b.rule(fwd, ifname(expr.MetaKeyOIFNAME, name), accept)
 	}
@@ -132,6 +132,11 @@ func (b *builder) build() {
 	// the bridges may reach it.
 	in := b.c.AddChain(&nftables.Chain{Name: "input", Table: b.table, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookInput, Priority: prio})
+	if b.cfg.RelayPort != 0 {
+		b.established(in, b.cfg.ResolverPort, b.cfg.RelayPort)
+	} else {
+		b.established(in, b.cfg.ResolverPort)
+	}
 	for _, name := range localIfaces {
 		b.rule(in, ifname(expr.MetaKeyIIFNAME, name), accept)
 	}
@@ -300,11 +305,13 @@ func ctNew() []expr.Any {
 
 // established accepts, ahead of the rest of the chain, the packets it
 // would accept anyway: those of an established TCP or UDP flow that are
-// neither a SYN (a SYN goes to egress whatever conntrack says, see the
-// chain) nor to port 53 (DNS goes to the resolver, or is denied, whatever
-// conntrack says). Every later packet of a connection then costs two
-// rules instead of twenty (bench/conn.sh, perf).
-func (b *builder) established(ch *nftables.Chain) {
+// not a SYN (a SYN goes to egress whatever conntrack says, see the chain)
+// and not to one of except (output and forward: 53, since DNS goes to the
+// resolver, or is denied, whatever conntrack says; input: the resolver's
+// and the relay's ports, which only loopback and the bridges may reach).
+// Every later packet of a connection then costs two rules instead of
+// twenty (bench/conn.sh, perf).
+func (b *builder) established(ch *nftables.Chain, except ...uint16) {
 	est := []expr.Any{
 		&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
@@ -312,9 +319,13 @@ func (b *builder) established(ch *nftables.Chain) {
 			Xor:  binaryutil.NativeEndian.PutUint32(0)},
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
 	}
+	notExcept := dport()
+	for _, p := range except {
+		notExcept = append(notExcept, neq(be16(p))...)
+	}
 	accept := verdict(expr.VerdictAccept)
-	b.rule(ch, est, tcpFlags(tcpSYN, 0), dport(), neq(be16(53)), accept)
-	b.rule(ch, est, meta(expr.MetaKeyL4PROTO), eq([]byte{unix.IPPROTO_UDP}), dport(), neq(be16(53)), accept)
+	b.rule(ch, est, tcpFlags(tcpSYN, 0), notExcept, accept)
+	b.rule(ch, est, meta(expr.MetaKeyL4PROTO), eq([]byte{unix.IPPROTO_UDP}), notExcept, accept)
 }
 
 func ctEstablished() []expr.Any {
