@@ -525,13 +525,12 @@ func (t *Tracker) FlowOwner(proto uint8, src, dst netip.AddrPort, wait time.Dura
 	k := flowKey(proto, src, dst)
 	var deadline time.Time // set on the first miss: most lookups have none
 	for {
+		// Drained first, hit or miss: a newer record of the same flow
+		// (its ports reused, an ICMP destination pinged again) may still
+		// be in the ring, and the table's older one would name the
+		// previous owner. An empty ring costs two atomic loads.
+		t.drainFlows()
 		o, ok := t.flows.get(k)
-		if !ok {
-			// Asked again even if this drain found nothing: the ticker's,
-			// which it waited for, may have moved the record.
-			t.drainFlows()
-			o, ok = t.flows.get(k)
-		}
 		if ok {
 			if k.Proto == protoICMP || k.Proto == protoICMPv6 {
 				if monotonic()-o.Ktime > uint64(t.cfg.ICMPFresh) {

@@ -341,3 +341,53 @@ func TestFlowsOutlastTheRing(t *testing.T) {
 		t.Errorf("Stats().Lost = %d; want 0", s.Lost)
 	}
 }
+
+// TestNewestOwnerWins: a flow recorded again by another process (its
+// ports reused; an ICMP destination pinged again) is named after the
+// newer sender at once, although the table still holds the older record
+// and the newer one may still be in the ring.
+func TestNewestOwnerWins(t *testing.T) {
+	tr := startForTest(t)
+	dst := netip.AddrPortFrom(testnet.Host4(90), 9999)
+	const sport = 47111
+	child := exec.Command("socat", "-u", "-", fmt.Sprintf("UDP4:%s,sourceport=%d", dst, sport))
+	child.Stdin = strings.NewReader("x\n")
+	if out, err := child.CombinedOutput(); err != nil {
+		t.Fatalf("socat: %v: %s", err, out)
+	}
+	src := netip.AddrPortFrom(netip.IPv4Unspecified(), sport)
+	if o, ok := tr.FlowOwner(unix.IPPROTO_UDP, src, dst, time.Second); !ok || o.PID != child.Process.Pid {
+		t.Fatalf("first sender: FlowOwner = %+v, %v; want socat, pid %d", o, ok, child.Process.Pid)
+	}
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{Port: sport})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.WriteToUDPAddrPort([]byte("x"), dst); err != nil {
+		t.Fatal(err)
+	}
+	if o, ok := tr.FlowOwner(unix.IPPROTO_UDP, src, dst, 0); !ok || o.PID != os.Getpid() {
+		t.Errorf("same ports, second sender: FlowOwner = %+v, %v; want this test, pid %d", o, ok, os.Getpid())
+	}
+
+	ping := netip.AddrPortFrom(testnet.Host4(91), 0)
+	p := exec.Command("ping", "-c1", "-W0.2", ping.Addr().String())
+	_ = p.Run() // no answer needed: the send is what is recorded
+	if o, ok := tr.FlowOwner(unix.IPPROTO_ICMP, netip.AddrPort{}, ping, time.Second); !ok || o.PID != p.Process.Pid {
+		t.Fatalf("ping: FlowOwner = %+v, %v; want ping, pid %d", o, ok, p.Process.Pid)
+	}
+	// This process pings the same address within ICMPFresh and asks at once.
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_ICMP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	echo := []byte{8, 0, 0xf7, 0xff, 0, 0, 0, 0} // type 8, code 0, checksum of the rest
+	if err := unix.Sendto(fd, echo, 0, &unix.SockaddrInet4{Addr: ping.Addr().As4()}); err != nil {
+		t.Fatal(err)
+	}
+	if o, ok := tr.FlowOwner(unix.IPPROTO_ICMP, netip.AddrPort{}, ping, time.Second); !ok || o.PID != os.Getpid() {
+		t.Errorf("pinged again by this test: FlowOwner = %+v, %v; want pid %d, not ping's %d", o, ok, os.Getpid(), p.Process.Pid)
+	}
+}

@@ -42,6 +42,7 @@ func TestLineageChainCache(t *testing.T) {
 	f := NewFinder(nil).WithLineage(l)
 	steps := []struct {
 		name       string
+		pid        int // default 20
 		at         uint64
 		change     func()
 		exe, pexe  string
@@ -55,13 +56,26 @@ func TestLineageChainCache(t *testing.T) {
 			exe: "/usr/bin/wget", pexe: "/usr/bin/bash"},
 		{name: "after the TTL: walked again", at: 12 * sec, exe: "/usr/bin/wget", pexe: "/usr/bin/python3", walkedMore: true},
 		{name: "an earlier time beyond the TTL: walked", at: 10 * sec, exe: "/usr/bin/wget", pexe: "/usr/bin/python3", walkedMore: true},
+		{name: "another process under a reused parent pid, within the TTL: walked", pid: 30, at: 10*sec + 3,
+			change: func() {
+				l.procs[10] = lineage.Proc{PID: 10, PPID: 1, Start: 99, Exe: "/usr/bin/make"}
+				l.procs[30] = lineage.Proc{PID: 30, PPID: 10, Start: 100, Exe: "/usr/bin/wget"}
+			},
+			exe: "/usr/bin/wget", pexe: "/usr/bin/make", walkedMore: true},
+		{name: "a reused pid of the process itself, within the TTL: walked", at: 10*sec + 4,
+			change: func() { l.procs[20] = lineage.Proc{PID: 20, PPID: 10, Start: 101, Exe: "/usr/bin/curl"} },
+			exe:    "/usr/bin/curl", pexe: "/usr/bin/make", walkedMore: true},
 	}
 	for _, s := range steps {
 		if s.change != nil {
 			s.change()
 		}
 		before := l.lookups
-		p := f.lineageInfo(20, s.at)
+		pid := 20
+		if s.pid != 0 {
+			pid = s.pid
+		}
+		p := f.lineageInfo(pid, s.at)
 		if p.Exe != s.exe || len(p.Parents) != 2 || p.Parents[0].Exe != s.pexe || p.Parents[1].Exe != "/sbin/init" {
 			t.Errorf("%s: %+v; want %s, parents %s and init", s.name, p, s.exe, s.pexe)
 		}

@@ -102,11 +102,14 @@ func (f *Finder) lineageInfo(pid int, at uint64) event.Process {
 	}
 	p := event.Process{PID: pid, Exe: lp.Exe, Cmdline: lp.Cmdline, UID: lp.UID}
 	if at != 0 {
-		if ps, ok := f.chains.get(lp.PPID, at); ok {
+		// Keyed by the process itself (pid and start time), not by its
+		// parent's pid alone: a reused pid is another process.
+		key := chainKey{pid: pid, start: lp.Start, ppid: lp.PPID}
+		if ps, ok := f.chains.get(key, at); ok {
 			p.Parents = ps
 			return p
 		}
-		defer func() { f.chains.put(lp.PPID, at, p.Parents) }()
+		defer func() { f.chains.put(key, at, p.Parents) }()
 	}
 	for ppid := lp.PPID; ppid > 0 && len(p.Parents) < maxParents; {
 		a, ok := f.lin.Process(ppid, at, 0)
@@ -145,16 +148,25 @@ func (f *Finder) SysctlWriter(netns uint32, name string) event.Process {
 	return p
 }
 
-// chainCache holds the parents chain from a pid up, as the table gave it
-// at a monotonic time, for lookups as of within chainTTL of that time: a
-// process opening thousands of connections a second otherwise walks the
-// same chain, a table lookup per ancestor, for each (bench/conn.sh, perf).
-// The process itself is always looked up (an exec is never missed); an
-// ancestor that exec'd within chainTTL may show its image before the exec,
-// as the /proc path's ancestorCache may.
+// chainCache holds a process's parents chain as the table gave it at a
+// monotonic time, for lookups as of within chainTTL of that time, either
+// side: a process opening thousands of connections a second otherwise
+// walks the same chain, a table lookup per ancestor, for each
+// (bench/conn.sh, perf). The process itself is always looked up (its exec
+// is never missed); an ancestor that exec'd within chainTTL of a lookup may
+// show its image from the other side of that exec, as the /proc path's
+// ancestorCache may.
 type chainCache struct {
 	mu sync.Mutex
-	m  map[int]cachedChain
+	m  map[chainKey]cachedChain
+}
+
+// chainKey is one process (pid and start time) under one parent (a
+// reparented process has another chain).
+type chainKey struct {
+	pid   int
+	start uint64
+	ppid  int
 }
 
 type cachedChain struct {
@@ -167,22 +179,22 @@ const (
 	chainCacheMax = 4096
 )
 
-// get returns a copy of ppid's chain if one was built within chainTTL of at.
-func (c *chainCache) get(ppid int, at uint64) ([]event.Ancestor, bool) {
+// get returns a copy of k's chain if one was built within chainTTL of at.
+func (c *chainCache) get(k chainKey, at uint64) ([]event.Ancestor, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e, ok := c.m[ppid]
+	e, ok := c.m[k]
 	if !ok || max(at, e.at)-min(at, e.at) > chainTTL {
 		return nil, false
 	}
 	return slices.Clone(e.parents), true
 }
 
-func (c *chainCache) put(ppid int, at uint64, parents []event.Ancestor) {
+func (c *chainCache) put(k chainKey, at uint64, parents []event.Ancestor) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil || len(c.m) >= chainCacheMax {
-		c.m = make(map[int]cachedChain) // a flood of distinct parents: forget rather than grow
+		c.m = make(map[chainKey]cachedChain) // a flood of distinct processes: forget rather than grow
 	}
-	c.m[ppid] = cachedChain{parents: slices.Clone(parents), at: at}
+	c.m[k] = cachedChain{parents: slices.Clone(parents), at: at}
 }
