@@ -313,7 +313,7 @@ func TestSysctlWriter(t *testing.T) {
 
 // TestFlowsOutlastTheRing: flow records come without a wake-up, so
 // nothing but the tracker's own drain empties their ring when nobody
-// looks a flow up. Two and a half rings' worth of new flows, then the
+// looks a flow up. Over two rings' worth of new flows, then the
 // last one: still found, and nothing was lost on the way.
 func TestFlowsOutlastTheRing(t *testing.T) {
 	tr := startForTest(t)
@@ -322,7 +322,7 @@ func TestFlowsOutlastTheRing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	const n = 150000 // the ring holds about 58,000
+	const n = 150000 // the ring holds 65,536
 	var dst netip.AddrPort
 	for i := range n {
 		dst = netip.AddrPortFrom(testnet.Host4(61), uint16(1+i%60000))
