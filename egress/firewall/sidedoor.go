@@ -120,21 +120,29 @@ func (b *builder) resolverUpstream(ch *nftables.Chain) {
 		b.rule(ch, mark, accept)
 		return
 	}
+	// The marked packets' rules in a chain of their own, jumped to once:
+	// every other packet the chain sees then pays one mark test, not one
+	// per rule. What the sub-chain does not accept returns here.
+	up := b.c.AddChain(&nftables.Chain{Name: chainMarked, Table: b.table})
+	b.rule(ch, mark, jump(up.Name))
 	for _, f := range []struct {
 		fam       byte
 		off, n, r uint32
 		set       string
 	}{{unix.NFPROTO_IPV4, 16, 4, 9, setUp4}, {unix.NFPROTO_IPV6, 24, 16, 2, setUp6}} {
 		for _, proto := range []byte{unix.IPPROTO_UDP, unix.IPPROTO_TCP} {
-			b.rule(ch, mark, meta(expr.MetaKeyNFPROTO), eq([]byte{f.fam}), meta(expr.MetaKeyL4PROTO), eq([]byte{proto}), []expr.Any{
+			b.rule(up, meta(expr.MetaKeyNFPROTO), eq([]byte{f.fam}), meta(expr.MetaKeyL4PROTO), eq([]byte{proto}), []expr.Any{
 				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: f.off, Len: f.n},
 				&expr.Payload{DestRegister: f.r, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
 				&expr.Lookup{SourceRegister: 1, SetName: f.set, SetID: b.sets[f.set].ID},
 			}, accept)
 		}
 	}
-	b.relayUpstream(ch, mark)
+	b.relayUpstream(up, nil)
 }
+
+// chainMarked holds the rules for packets with the resolver's mark.
+const chainMarked = "marked"
 
 // relayUpstream passes the name-checking relay's own connections (they
 // carry the same mark): the relay records each flow itself, with the
