@@ -35,7 +35,8 @@ const MaxSize = 16 << 20
 
 // File is a parsed policy file. The zero value sets nothing.
 type File struct {
-	// EgressPolicy is the mode the file sets, "" when it sets none.
+	// EgressPolicy is the mode the file sets, "audit" or "block" in lower
+	// case however the file spells it; "" when it sets none.
 	EgressPolicy string
 	// AllowedEndpoints is the entries as written, one per line ("" when
 	// unset), for callers that merge them with other input text.
@@ -93,10 +94,12 @@ func Parse(name string, data []byte) (*File, error) {
 		if n.Kind != yaml.ScalarNode || n.Tag != "!!str" && n.Tag != "!!null" {
 			return fail(n.Line, errors.New(`egress-policy: want "audit" or "block"`))
 		}
-		if _, err := policy.ParseMode(n.Value); err != nil {
+		m, err := policy.ParseMode(n.Value)
+		if err != nil {
 			return fail(n.Line, err)
 		}
-		f.EgressPolicy = n.Value
+		f.EgressPolicy = string(m) // as the input is spelled: "BLOCK" is block
+
 	}
 	if n := &d.AllowedEndpoints; n.Kind != 0 {
 		var entries []string
