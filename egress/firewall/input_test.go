@@ -44,6 +44,19 @@ func (s *lineServer) got() string {
 	return strings.Join(s.lines, ",")
 }
 
+// trackAlready starts conntrack in the runner namespace with a table of
+// its own, as docker's NAT rules have it running on a runner: connections
+// opened before our table are then in it, and established when their next
+// segment comes.
+func trackAlready(t *testing.T, n *testnet.Net) {
+	t.Helper()
+	nft := n.In(n.Runner, "nft", "-f", "-")
+	nft.Stdin = strings.NewReader("table ip warm {\n chain c {\n  type filter hook output priority 10; policy accept;\n  ct state established counter\n }\n}\n")
+	if out, err := nft.CombinedOutput(); err != nil {
+		t.Fatalf("nft: %v\n%s", err, out)
+	}
+}
+
 // TestResolverPortClosedToEstablished: the input chain keeps the
 // resolver's and the relay's ports to loopback and docker's bridges even
 // for a connection from outside that conntrack already calls established
@@ -53,14 +66,7 @@ func (s *lineServer) got() string {
 func TestResolverPortClosedToEstablished(t *testing.T) {
 	testnet.Skip(t, "nft")
 	n := testnet.New(t)
-	// Conntrack already running, as docker's NAT rules have it on a
-	// runner: connections opened before our table are then in it, and
-	// established when their next segment comes.
-	warm := n.In(n.Runner, "nft", "-f", "-")
-	warm.Stdin = strings.NewReader("table ip warm {\n chain c {\n  type filter hook input priority 10; policy accept;\n  ct state established counter\n }\n}\n")
-	if out, err := warm.CombinedOutput(); err != nil {
-		t.Fatalf("nft: %v\n%s", err, out)
-	}
+	trackAlready(t, n)
 	servers := map[string]*lineServer{}
 	for _, port := range []string{"153", "154", "155"} {
 		s := &lineServer{}
@@ -148,11 +154,7 @@ func (u *udpLog) String() string {
 func TestDNSFlowFromBeforeTheTable(t *testing.T) {
 	testnet.Skip(t, "nft")
 	n := testnet.New(t)
-	warm := n.In(n.Runner, "nft", "-f", "-")
-	warm.Stdin = strings.NewReader("table ip warm {\n chain c {\n  type filter hook output priority 10; policy accept;\n  ct state established counter\n }\n}\n")
-	if out, err := warm.CombinedOutput(); err != nil {
-		t.Fatalf("nft: %v\n%s", err, out)
-	}
+	trackAlready(t, n)
 	dns := netip.AddrPortFrom(testnet.Host4(53), 53).String()
 	udp, tcp := &udpLog{}, &lineServer{}
 	if err := testnet.InNamespace(n.Internet, func() error {
