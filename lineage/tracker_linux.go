@@ -528,7 +528,7 @@ func (t *Tracker) FlowOwner(proto uint8, src, dst netip.AddrPort, wait time.Dura
 		// Drained first, hit or miss: a newer record of the same flow
 		// (its ports reused, an ICMP destination pinged again) may still
 		// be in the ring, and the table's older one would name the
-		// previous owner. An empty ring costs two atomic loads.
+		// previous owner. An empty ring costs a lock and two atomic loads.
 		t.drainFlows()
 		o, ok := t.flows.get(k)
 		if ok {
