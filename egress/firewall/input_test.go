@@ -4,45 +4,13 @@ import (
 	"bufio"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/harden-runner/harden-runner/internal/testnet"
 )
-
-// lineServer accepts TCP connections on a listener and keeps every line
-// it reads (the far end's log of what got through).
-type lineServer struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (s *lineServer) serve(l net.Listener) {
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer c.Close()
-			sc := bufio.NewScanner(c)
-			for sc.Scan() {
-				s.mu.Lock()
-				s.lines = append(s.lines, sc.Text())
-				s.mu.Unlock()
-				_, _ = c.Write([]byte(sc.Text() + "\n"))
-			}
-		}()
-	}
-}
-
-func (s *lineServer) got() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return strings.Join(s.lines, ",")
-}
 
 // trackAlready starts conntrack in the runner namespace with a table of
 // its own, as docker's NAT rules have it running on a runner: connections
@@ -57,6 +25,26 @@ func trackAlready(t *testing.T, n *testnet.Net) {
 	}
 }
 
+// details returns what the far end logged for proto to dst, in order.
+func details(n *testnet.Net, proto string, dst netip.AddrPort) string {
+	var d []string
+	for _, h := range n.HitsTo(proto, dst.Addr(), dst.Port()) {
+		d = append(d, h.Detail)
+	}
+	return strings.Join(d, ",")
+}
+
+// waitDetails waits up to 3 s for the far end to have logged want.
+func waitDetails(n *testnet.Net, proto string, dst netip.AddrPort, want string) string {
+	deadline := time.Now().Add(3 * time.Second)
+	got := details(n, proto, dst)
+	for got != want && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		got = details(n, proto, dst)
+	}
+	return got
+}
+
 // TestResolverPortClosedToEstablished: the input chain keeps the
 // resolver's and the relay's ports to loopback and docker's bridges even
 // for a connection from outside that conntrack already calls established
@@ -67,25 +55,12 @@ func TestResolverPortClosedToEstablished(t *testing.T) {
 	testnet.Skip(t, "nft")
 	n := testnet.New(t)
 	trackAlready(t, n)
-	servers := map[string]*lineServer{}
-	for _, port := range []string{"153", "154", "155"} {
-		s := &lineServer{}
-		servers[port] = s
-		var l net.Listener
-		if err := testnet.InNamespace(n.Runner, func() (err error) {
-			l, err = net.Listen("tcp", ":"+port)
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { l.Close() })
-		go s.serve(l)
-	}
-	conns := map[string]net.Conn{}
-	for port := range servers {
+	n.StartServersIn(n.Runner, os.Args[0], "echo::153", "echo::154", "echo::155")
+	conns := map[uint16]net.Conn{}
+	for _, port := range []uint16{153, 154, 155} {
 		var c net.Conn
 		if err := testnet.InNamespace(n.Internet, func() (err error) {
-			c, err = net.DialTimeout("tcp", testnet.Runner4.String()+":"+port, 2*time.Second)
+			c, err = net.DialTimeout("tcp", netip.AddrPortFrom(testnet.Runner4, port).String(), 2*time.Second)
 			return err
 		}); err != nil {
 			t.Fatal(err)
@@ -97,7 +72,7 @@ func TestResolverPortClosedToEstablished(t *testing.T) {
 		}
 		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
 		if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || line != "before\n" {
-			t.Fatalf("port %s before the table: echo %q, %v", port, line, err)
+			t.Fatalf("port %d before the table: echo %q, %v", port, line, err)
 		}
 	}
 
@@ -107,43 +82,16 @@ func TestResolverPortClosedToEstablished(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	deadline := time.Now().Add(3 * time.Second)
-	for servers["155"].got() != "before,after" && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
+	at := func(port uint16) netip.AddrPort { return netip.AddrPortFrom(testnet.Runner4, port) }
+	if got := waitDetails(n, "tcp", at(155), "before,after"); got != "before,after" {
+		t.Errorf("port 155: the server read %q; want \"before,after\"", got)
 	}
 	time.Sleep(300 * time.Millisecond) // the guarded ports' "after" would have come by now
-	for port, want := range map[string]string{"153": "before", "154": "before", "155": "before,after"} {
-		if got := servers[port].got(); got != want {
-			t.Errorf("port %s: the server read %q; want %q", port, got, want)
+	for _, port := range []uint16{153, 154} {
+		if got := details(n, "tcp", at(port)); got != "before" {
+			t.Errorf("port %d: the server read %q; want \"before\"", port, got)
 		}
 	}
-}
-
-// udpLog keeps every datagram a UDP socket receives, and echoes it.
-type udpLog struct {
-	mu  sync.Mutex
-	got []string
-}
-
-func (u *udpLog) serve(pc net.PacketConn) {
-	buf := make([]byte, 512)
-	for {
-		n, from, err := pc.ReadFrom(buf)
-		if err != nil {
-			return
-		}
-		u.mu.Lock()
-		u.got = append(u.got, string(buf[:n]))
-		u.mu.Unlock()
-		_, _ = pc.WriteTo(buf[:n], from) // a reply makes the flow established
-
-	}
-}
-
-func (u *udpLog) String() string {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return strings.Join(u.got, ",")
 }
 
 // TestDNSFlowFromBeforeTheTable: a DNS flow that conntrack already knows
@@ -155,58 +103,46 @@ func TestDNSFlowFromBeforeTheTable(t *testing.T) {
 	testnet.Skip(t, "nft")
 	n := testnet.New(t)
 	trackAlready(t, n)
-	dns := netip.AddrPortFrom(testnet.Host4(53), 53).String()
-	udp, tcp := &udpLog{}, &lineServer{}
-	if err := testnet.InNamespace(n.Internet, func() error {
-		pc, err := net.ListenPacket("udp", dns)
-		if err != nil {
-			return err
-		}
-		t.Cleanup(func() { pc.Close() })
-		go udp.serve(pc)
-		l, err := net.Listen("tcp", dns)
-		if err != nil {
-			return err
-		}
-		t.Cleanup(func() { l.Close() })
-		go tcp.serve(l)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	dns := netip.AddrPortFrom(testnet.Host4(53), 53)
+	// The UDP server answers every datagram: the answer makes the flow
+	// established.
+	n.StartServers(os.Args[0], "echo:"+dns.String(), "udp:"+dns.String())
 	var uc, tc net.Conn
 	if err := testnet.InNamespace(n.Runner, func() (err error) {
-		if uc, err = net.Dial("udp", dns); err != nil {
+		if uc, err = net.Dial("udp", dns.String()); err != nil {
 			return err
 		}
-		tc, err = net.DialTimeout("tcp", dns, 2*time.Second)
+		tc, err = net.DialTimeout("tcp", dns.String(), 2*time.Second)
 		return err
 	}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { uc.Close(); tc.Close() })
 	for _, c := range []net.Conn{uc, tc} {
-		if _, err := c.Write([]byte("before\n")); err != nil {
+		if _, err := c.Write([]byte("before\n")); err != nil { // 7 bytes
 			t.Fatal(err)
 		}
 	}
-	deadline := time.Now().Add(3 * time.Second)
-	for (udp.String() != "before\n" || tcp.got() != "before") && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
+	if got := waitDetails(n, "udp", dns, "7 bytes"); got != "7 bytes" {
+		t.Fatalf("before the table: the UDP server logged %q", got)
 	}
-	if udp.String() != "before\n" || tcp.got() != "before" {
-		t.Fatalf("before the table: UDP server read %q, TCP %q", udp.String(), tcp.got())
+	if got := waitDetails(n, "tcp", dns, "before"); got != "before" {
+		t.Fatalf("before the table: the TCP server read %q", got)
+	}
+	_ = uc.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := uc.Read(make([]byte, 16)); err != nil {
+		t.Fatalf("before the table: no UDP answer: %v", err)
 	}
 
 	install(t, n, Config{Block: true})
 	for _, c := range []net.Conn{uc, tc} {
-		_, _ = c.Write([]byte("after\n"))
+		_, _ = c.Write([]byte("after\n")) // 6 bytes
 	}
 	time.Sleep(500 * time.Millisecond)
-	if got := udp.String(); got != "before\n" {
-		t.Errorf("UDP DNS flow from before the table: the server read %q; want only \"before\\n\"", got)
+	if got := details(n, "udp", dns); got != "7 bytes" {
+		t.Errorf("UDP DNS flow from before the table: the server logged %q; want only \"7 bytes\"", got)
 	}
-	if got := tcp.got(); got != "before" {
+	if got := details(n, "tcp", dns); got != "before" {
 		t.Errorf("TCP DNS flow from before the table: the server read %q; want only \"before\"", got)
 	}
 }

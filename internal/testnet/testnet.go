@@ -233,8 +233,17 @@ func (n *Net) DNSAsked(name string) bool {
 // (the test binary itself: os.Args[0]).
 func (n *Net) StartServers(self string, specs ...string) {
 	n.t.Helper()
-	c := n.In(n.Internet, append([]string{"env", "HR_FAKEINET=" + n.HitLogPath(), self}, specs...)...)
-	f, err := os.Create(filepath.Join(n.Dir, "fakeinet.out"))
+	n.StartServersIn(n.Internet, self, specs...)
+}
+
+// StartServersIn is StartServers in namespace ns (the runner's, for a test
+// of what reaches the runner from outside). Every server logs to the same
+// hit log; a hit's Local address says which side it was on.
+func (n *Net) StartServersIn(ns, self string, specs ...string) {
+	n.t.Helper()
+	c := n.In(ns, append([]string{"env", "HR_FAKEINET=" + n.HitLogPath(), self}, specs...)...)
+	out := filepath.Join(n.Dir, fmt.Sprintf("fakeinet-%d.out", len(n.procs)))
+	f, err := os.Create(out)
 	if err != nil {
 		n.t.Fatal(err)
 	}
@@ -244,7 +253,7 @@ func (n *Net) StartServers(self string, specs ...string) {
 	}
 	n.procs = append(n.procs, c)
 	n.waitFor(func() bool {
-		b, _ := os.ReadFile(filepath.Join(n.Dir, "fakeinet.out"))
+		b, _ := os.ReadFile(out)
 		if c.ProcessState != nil || strings.Contains(string(b), "fakeinet: ") && !strings.Contains(string(b), "ready") {
 			n.t.Fatalf("testnet: fake internet servers failed: %s", b)
 		}
