@@ -93,6 +93,7 @@ const (
 	lineageProgOnSockCreate = "on_sock_create"
 	lineageProgOnSockops    = "on_sockops"
 	lineageVarDnsPort       = "dns_port"
+	lineageVarTcpCurrent    = "tcp_current"
 	lineageVarUnusedExec    = "unused_exec"
 	lineageVarUnusedFlowrec = "unused_flowrec"
 )
@@ -169,6 +170,7 @@ type lineageMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type lineageVariableSpecs struct {
 	DnsPort       *ebpf.VariableSpec `ebpf:"dns_port"`
+	TcpCurrent    *ebpf.VariableSpec `ebpf:"tcp_current"`
 	UnusedExec    *ebpf.VariableSpec `ebpf:"unused_exec"`
 	UnusedFlowrec *ebpf.VariableSpec `ebpf:"unused_flowrec"`
 }
@@ -215,6 +217,7 @@ func (m *lineageMaps) Close() error {
 // It can be passed to loadLineageObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lineageVariables struct {
 	DnsPort       *ebpf.Variable `ebpf:"dns_port"`
+	TcpCurrent    *ebpf.Variable `ebpf:"tcp_current"`
 	UnusedExec    *ebpf.Variable `ebpf:"unused_exec"`
 	UnusedFlowrec *ebpf.Variable `ebpf:"unused_flowrec"`
 }

@@ -27,7 +27,9 @@ func TestMain(m *testing.M) {
 }
 
 // sendHelper is the test binary run as a short-lived sender: with
-// LINEAGE_SEND=proto,addr:port it sends one datagram (or connects) and exits.
+// LINEAGE_SEND=proto,addr:port it sends one datagram (or connects) and exits;
+// tcpfd connects the TCP socket it was given as fd 3 (made by another
+// process) and exits without waiting for an answer.
 func sendHelper() bool {
 	spec := os.Getenv("LINEAGE_SEND")
 	if spec == "" {
@@ -41,18 +43,16 @@ func sendHelper() bool {
 		if err == nil {
 			c.Close()
 		}
-	case "udplite":
-		fam := unix.AF_INET6
-		var sa unix.Sockaddr = &unix.SockaddrInet6{Port: int(dst.Port()), Addr: dst.Addr().As16()}
-		if dst.Addr().Is4() {
-			fam = unix.AF_INET
-			sa = &unix.SockaddrInet4{Port: int(dst.Port()), Addr: dst.Addr().As4()}
+	case "tcpfd":
+		if err := unix.Connect(3, sockaddr(dst)); err != nil && err != unix.EINPROGRESS {
+			os.Exit(5)
 		}
-		fd, err := unix.Socket(fam, unix.SOCK_DGRAM, unix.IPPROTO_UDPLITE)
+	case "udplite":
+		fd, err := unix.Socket(family(dst.Addr()), unix.SOCK_DGRAM, unix.IPPROTO_UDPLITE)
 		if err != nil {
 			os.Exit(2)
 		}
-		if err := unix.Sendto(fd, []byte("x"), 0, sa); err != nil {
+		if err := unix.Sendto(fd, []byte("x"), 0, sockaddr(dst)); err != nil {
 			os.Exit(3)
 		}
 		unix.Close(fd)
@@ -61,4 +61,20 @@ func sendHelper() bool {
 	}
 	os.Exit(0)
 	return true
+}
+
+// family is a's address family.
+func family(a netip.Addr) int {
+	if a.Is4() {
+		return unix.AF_INET
+	}
+	return unix.AF_INET6
+}
+
+// sockaddr is ap as a socket address.
+func sockaddr(ap netip.AddrPort) unix.Sockaddr {
+	if ap.Addr().Is4() {
+		return &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
+	}
+	return &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
 }

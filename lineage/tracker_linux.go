@@ -20,7 +20,9 @@ import (
 	"unsafe"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
@@ -61,6 +63,21 @@ type Tracker struct {
 	// running is set once Start attached everything and cleared by
 	// Close: asked once per lookup, so not behind mu.
 	running atomic.Bool
+	// tcpStorage makes TCP owners go through socket-local storage even
+	// where sock_ops can name the current task (tests of that path, which
+	// kernels before 6.10 take).
+	tcpStorage bool
+	// tcpCurrent is whether Start had TCP owners read from the current
+	// task (set before running, read-only after).
+	tcpCurrent bool
+}
+
+// boolByte is b as the BPF object's __u8 flags take it.
+func boolByte(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // New returns a Tracker for cfg. It does no I/O.
@@ -120,6 +137,11 @@ func (t *Tracker) Start(ctx context.Context) (err error) {
 	if err := spec.Variables["dns_port"].Set(t.cfg.DNSPort); err != nil {
 		return fmt.Errorf("lineage: set the DNS port: %w", err)
 	}
+	t.tcpCurrent = !t.tcpStorage && features.HaveProgramHelper(ebpf.SockOps, asm.FnGetCurrentPidTgid) == nil
+	if err := spec.Variables["tcp_current"].Set(boolByte(t.tcpCurrent)); err != nil {
+		return fmt.Errorf("lineage: set tcp_current: %w", err)
+	}
+	t.log.Debug("lineage: TCP owners", "from_current_task", t.tcpCurrent)
 	// One decoded copy of the kernel's BTF for both objects: decoding it
 	// again for the sysctl program was 18 of the agent's 50 ms in Start.
 	opts := &ebpf.CollectionOptions{Cache: btf.NewCache()}

@@ -28,6 +28,13 @@ func startForTest(t *testing.T) *Tracker {
 // startConfigForTest is startForTest with cfg.
 func startConfigForTest(t *testing.T, cfg Config) *Tracker {
 	t.Helper()
+	return startPathForTest(t, cfg, false)
+}
+
+// startPathForTest is startConfigForTest that can force TCP owners
+// through socket-local storage (tcpStorage).
+func startPathForTest(t *testing.T, cfg Config, tcpStorage bool) *Tracker {
+	t.Helper()
 	testnet.Current(t) // in the test's own namespaces, or skip
 	// The test hosts live behind the internet side of the link; this
 	// namespace is the test's own.
@@ -43,6 +50,7 @@ func startConfigForTest(t *testing.T, cfg Config) *Tracker {
 	if err != nil {
 		t.Fatal(err)
 	}
+	tr.tcpStorage = tcpStorage
 	if err := tr.Start(context.Background()); err != nil {
 		t.Fatalf("start: %v", err)
 	}
@@ -183,6 +191,49 @@ func TestShortLivedSenders(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestTCPOwnerEitherPath: a TCP socket made by one process (the test) and
+// connected by another (the sender, handed the socket, as uid 65534),
+// which then exits, is the sender's, whether the owner is read from the
+// current task in sock_ops (kernels from 6.10) or from the socket-local
+// storage that connect4/6 wrote (older kernels; forced here). Naming the
+// socket's maker would name the wrong process.
+func TestTCPOwnerEitherPath(t *testing.T) {
+	testnet.Current(t)
+	helper := helperForTest(t)
+	for i, storage := range []bool{false, true} {
+		t.Run(map[bool]string{false: "current", true: "storage"}[storage], func(t *testing.T) {
+			tr := startPathForTest(t, Config{}, storage)
+			if !storage && !tr.tcpCurrent {
+				t.Skip("this kernel's sock_ops programs cannot ask for the current task")
+			}
+			if storage && tr.tcpCurrent {
+				t.Fatal("tcpStorage set, and TCP owners still come from the current task")
+			}
+			for _, dst := range []netip.Addr{testnet.Host4(90 + 2*i), testnet.Host6(91 + 2*i)} {
+				fd, err := unix.Socket(family(dst), unix.SOCK_STREAM|unix.SOCK_NONBLOCK, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				sock := os.NewFile(uintptr(fd), "tcp")
+				cmd := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", helper)
+				cmd.Env = append(os.Environ(), "LINEAGE_SEND=tcpfd,"+netip.AddrPortFrom(dst, 9).String())
+				cmd.ExtraFiles = []*os.File{sock}
+				out, err := cmd.CombinedOutput()
+				sock.Close()
+				if err != nil {
+					t.Fatalf("sender: %v: %s", err, out)
+				}
+				_, o := waitFlow(t, tr, unix.IPPROTO_TCP, dst)
+				p, ok := tr.Process(o.PID, o.At, 10*time.Second)
+				if !ok || filepath.Base(p.Exe) != "sender" || o.UID != 65534 {
+					t.Errorf("owner of the flow to %v: %+v, process %+v %v; want the sender, uid 65534 (the test, pid %d, made the socket)",
+						dst, o, p, ok, os.Getpid())
+				}
+			}
+		})
 	}
 }
 

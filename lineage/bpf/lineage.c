@@ -10,7 +10,9 @@
  * - tp_btf sched_process_exec/fork/exit: a ring buffer of process events,
  *   from which Go keeps its pid -> exe, argv, parent table.
  * - cgroup/sock_create, connect4/6, sendmsg4/6: the process that made a
- *   socket, or last connected or sent on it, in socket-local storage.
+ *   socket, or last connected or sent on it, in socket-local storage
+ *   (not for TCP where sock_ops may ask for the current task: see
+ *   tcp_current).
  * - The socket's owner is sent with the flow (protocol, local port,
  *   remote address and port) to a second ring buffer, from which Go keeps
  *   the table the agent's firewall readers look flows up in: for TCP by
@@ -110,6 +112,15 @@ struct {
 volatile const __u16 dns_port = 0;
 
 #define DNS 53
+
+/* tcp_current is set (before load) when the kernel lets sock_ops
+ * programs ask for the current task (bpf_get_current_pid_tgid, 6.10 and
+ * later). TCP_CONNECT_CB runs in the connecting process, so a TCP
+ * socket's owner is read there and TCP sockets get no socket-local
+ * storage: its allocation, charge and free were most of what these hooks
+ * cost a connecting process (bench/conn.sh, perf). Older kernels keep the
+ * owner that connect4/6 stored. */
+volatile const __u8 tcp_current = 0;
 
 /* Force the generated Go types. */
 const struct lin_exec *unused_exec __attribute__((unused));
@@ -222,6 +233,19 @@ static __always_inline void emit(const struct lin_flow *f, const struct lin_owne
 	bpf_ringbuf_submit(r, BPF_RB_NO_WAKEUP);
 }
 
+/* send_owner sends a flow and its owner to flowring, and a DNS flow's
+ * owner to locals too. */
+static __always_inline void send_owner(const struct lin_flow *f, const struct lin_owner *o)
+{
+	emit(f, o);
+	if (f->sport && (f->dport == DNS || (dns_port && f->dport == dns_port))) {
+		struct lin_local l = {};
+		l.sport = f->sport;
+		l.proto = f->proto;
+		bpf_map_update_elem(&locals, &l, o, BPF_ANY);
+	}
+}
+
 /* record sends sk's owner with the flow, once per flow. */
 static __always_inline void record(struct sk_owner *o, struct lin_flow *f)
 {
@@ -229,13 +253,22 @@ static __always_inline void record(struct sk_owner *o, struct lin_flow *f)
 	if (o->last == h)
 		return;
 	o->last = h;
-	emit(f, &o->owner);
-	if (f->sport && (f->dport == DNS || (dns_port && f->dport == dns_port))) {
-		struct lin_local l = {};
-		l.sport = f->sport;
-		l.proto = f->proto;
-		bpf_map_update_elem(&locals, &l, &o->owner, BPF_ANY);
-	}
+	send_owner(f, &o->owner);
+}
+
+/* current_owner fills o with the current task; false when there is none
+ * (the idle task: softirq work on an idle CPU). */
+static __always_inline int current_owner(struct lin_owner *o)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if (!id)
+		return 0;
+	o->tgid = id >> 32;
+	o->pid = (__u32)id;
+	o->uid = (__u32)bpf_get_current_uid_gid();
+	o->cgroup = bpf_get_current_cgroup_id();
+	o->ktime = bpf_ktime_get_ns();
+	return 1;
 }
 
 static __always_inline void map4(__u8 *dst, __be32 a)
@@ -272,6 +305,8 @@ static __always_inline struct sk_owner *own(struct bpf_sock *sk)
 SEC("cgroup/sock_create")
 int on_sock_create(struct bpf_sock *sk)
 {
+	if (tcp_current && sk->protocol == IPPROTO_TCP)
+		return 1; /* named in on_sockops */
 	own(sk);
 	return 1;
 }
@@ -279,6 +314,8 @@ int on_sock_create(struct bpf_sock *sk)
 SEC("cgroup/connect4")
 int on_connect4(struct bpf_sock_addr *ctx)
 {
+	if (tcp_current && ctx->protocol == IPPROTO_TCP)
+		return 1;
 	own(ctx->sk);
 	return 1;
 }
@@ -286,6 +323,8 @@ int on_connect4(struct bpf_sock_addr *ctx)
 SEC("cgroup/connect6")
 int on_connect6(struct bpf_sock_addr *ctx)
 {
+	if (tcp_current && ctx->protocol == IPPROTO_TCP)
+		return 1;
 	own(ctx->sk);
 	return 1;
 }
@@ -334,9 +373,16 @@ int on_sockops(struct bpf_sock_ops *skops)
 	struct bpf_sock *sk = skops->sk;
 	if (!sk)
 		return 1;
-	struct sk_owner *o = bpf_sk_storage_get(&sk_owners, sk, 0, 0);
-	if (!o)
-		return 1;
+	struct lin_owner cur = {};
+	struct sk_owner *o = 0;
+	if (tcp_current) {
+		if (!current_owner(&cur))
+			return 1;
+	} else {
+		o = bpf_sk_storage_get(&sk_owners, sk, 0, 0);
+		if (!o)
+			return 1;
+	}
 	struct lin_flow f = {};
 	f.proto = IPPROTO_TCP;
 	f.sport = sk->src_port;
@@ -351,7 +397,10 @@ int on_sockops(struct bpf_sock_ops *skops)
 		__u32 a[4] = {sk->dst_ip6[0], sk->dst_ip6[1], sk->dst_ip6[2], sk->dst_ip6[3]};
 		__builtin_memcpy(f.daddr, a, 16);
 	}
-	record(o, &f);
+	if (o)
+		record(o, &f);
+	else
+		send_owner(&f, &cur);
 	return 1;
 }
 
@@ -400,16 +449,9 @@ int BPF_PROG(on_send, struct sock *sk, int ret, int flags)
  * place that knows both. */
 static __always_inline void icmp_owner(struct lin_flow *f)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	if (!id)
-		return; /* idle: not a process */
 	struct lin_owner o = {};
-	o.tgid = id >> 32;
-	o.pid = (__u32)id;
-	o.uid = (__u32)bpf_get_current_uid_gid();
-	o.cgroup = bpf_get_current_cgroup_id();
-	o.ktime = bpf_ktime_get_ns();
-	emit(f, &o);
+	if (current_owner(&o))
+		emit(f, &o);
 }
 
 SEC("tp_btf/fib_table_lookup")
