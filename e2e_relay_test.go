@@ -128,10 +128,14 @@ func TestRunRelayChecksNames(t *testing.T) {
 		{"no-sni", "curl -sk --max-time 5 https://198.18.1.10/"},
 		{"silent", "HR_GOCLIENT=silent " + w.self + " 198.18.1.10:443"},
 		{"many", "HR_GOCLIENT=many " + w.self + " 198.18.1.10:443 allowed.test 1000"},
+		// QUIC to a name's address is refused (the relay cannot check its
+		// name): rejected, so the client hears of it rather than times out.
+		{"quic", "echo x | timeout 10 socat -T5 - UDP4:allowed.test:443 2>&1 | grep -q 'No route to host'"},
 	}
 	status, rep := w.run(t, []string{"--egress-policy", "block", "--allowed-endpoints", "allowed.test:443 allowed.test:80", "--upstream", "198.18.0.2"}, wl)
 	want := map[string]bool{"allowed-v4": true, "allowed-v6": true, "allowed-http-v4": true, "allowed-http-v6": true,
-		"allowed-h2": true, "allowed-http11": true, "download": true, "evil-http-403": true, "silent": true, "many": true}
+		"allowed-h2": true, "allowed-http11": true, "download": true, "evil-http-403": true, "silent": true, "many": true,
+		"quic": true}
 	for _, c := range wl {
 		if ok := status[c.name] == 0; ok != want[c.name] {
 			t.Errorf("%s: exit status %d, want success=%v", c.name, status[c.name], want[c.name])
@@ -164,8 +168,9 @@ func TestRunRelayChecksNames(t *testing.T) {
 		t.Errorf("%d https requests over IPv4 reached the server, want the 1,000 concurrent ones and more", reached["https v4"])
 	}
 	// The report names the refused name, the address and the process.
-	var evil, relayed, silent bool
+	var evil, relayed, silent, quic bool
 	for _, e := range rep.Egress {
+		quic = quic || e.Protocol == "udp" && e.IP == "198.18.1.10" && e.Port == 443 && e.Verdict == "blocked" && filepath.Base(e.Process.Exe) == "socat"
 		// The relay, not the server, closed the client that said nothing.
 		silent = silent || strings.Contains(e.Reason, "sent nothing within 5s") && filepath.Base(e.Process.Exe) == "goclient"
 		if e.Domain == "evil.test" && e.IP == "198.18.1.10" && e.Port == 443 && e.Verdict == "blocked" && filepath.Base(e.Process.Exe) == "curl" {
@@ -175,6 +180,9 @@ func TestRunRelayChecksNames(t *testing.T) {
 	}
 	if !silent {
 		t.Error("report: no flow of the silent client closed by the relay")
+	}
+	if !quic {
+		t.Error("report: no blocked QUIC flow of socat to 198.18.1.10:443")
 	}
 	if !evil || !relayed {
 		t.Errorf("report: blocked evil.test by curl %v, allowed allowed.test %v: %+v", evil, relayed, rep.Egress)

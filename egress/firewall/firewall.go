@@ -27,7 +27,7 @@
 //	        docker's bridges
 //	input   (filter, hook input): the resolver's port only from loopback
 //	        and docker's bridges
-//	relay_out, relay_pre, relay, quic_out, quic_fwd: new TCP to the
+//	relay_out, relay_pre, relay, quic: new TCP to the
 //	        name-checking relay, QUIC refused (see relay_rules.go)
 //
 // Allowed destinations live in four sets: dyn4/dyn6 (address . port, with

@@ -18,7 +18,7 @@ import (
 //	        the resolver allowed (dyn4/dyn6) -> redirect to the relay (what is
 //	        not allowed at all goes on to the gate as before); audit mode: any
 //	        port a name entry names (relayports) -> redirect
-//	quic_out, quic_fwd (filter, before output/forward; block mode): new UDP
+//	quic (jumped to by output and forward for UDP; block mode): new UDP
 //	        to port 443 not in an address/CIDR entry -> deny, so HTTP/3
 //	        clients fall back to TCP, where the relay checks the name
 //	input:  the relay's port only from loopback and docker's bridges
@@ -28,7 +28,7 @@ const (
 )
 
 // relayChains adds the relay's chains when cfg.RelayPort is set.
-func (b *builder) relayChains(reject, deny *nftables.Chain) {
+func (b *builder) relayChains() {
 	if b.cfg.RelayPort == 0 {
 		return
 	}
@@ -68,34 +68,41 @@ func (b *builder) relayChains(reject, deny *nftables.Chain) {
 		b.rule(pre, ifname(expr.MetaKeyIIFNAME, name), jump(chainRelay))
 	}
 
-	if !b.cfg.Block {
+}
+
+// quicChain adds the chain that refuses QUIC where the relay checks names
+// (block mode with a relay; otherwise nil): output and forward jump to it
+// for UDP, after their fast paths for established flows.
+//
+// It was a base chain of its own on each hook, just before output and
+// forward: every packet of every protocol then ran one more hook, and TCP
+// packets do not need it.
+func (b *builder) quicChain(deny *nftables.Chain) *nftables.Chain {
+	if b.cfg.RelayPort == 0 || !b.cfg.Block {
+		return nil
+	}
+	ret := verdict(expr.VerdictReturn)
+	ch := b.c.AddChain(&nftables.Chain{Name: "quic", Table: b.table})
+	b.rule(ch, meta(expr.MetaKeyMARK), eq(binaryutil.NativeEndian.PutUint32(b.cfg.Mark)), ret)
+	for _, name := range localIfaces {
+		b.rule(ch, ifname(expr.MetaKeyOIFNAME, name), ret)
+	}
+	b.rule(ch, dport(), neq(be16(443)), ret)
+	b.rule(ch, daddrPort(unix.NFPROTO_IPV4), b.lookup(setNet4, false), ret)
+	b.rule(ch, daddrPort(unix.NFPROTO_IPV6), b.lookup(setNet6, false), ret)
+	// The gate gives a denied packet back with the reject mark and
+	// NF_REPEAT, which re-runs the base chain: output's or forward's first
+	// rule rejects it then.
+	b.rule(ch, ctNew(), []expr.Any{&expr.Verdict{Kind: expr.VerdictGoto, Chain: deny.Name}})
+	return ch
+}
+
+// jumpQUIC sends ch's UDP packets through quic (nil: none).
+func (b *builder) jumpQUIC(ch, quic *nftables.Chain) {
+	if quic == nil {
 		return
 	}
-	// Just before the main filter chains, so QUIC never reaches their
-	// address sets. The gate gives a denied packet back with the reject
-	// mark and NF_REPEAT, which re-runs this chain: reject it here.
-	prio := nftables.ChainPriorityRef(*nftables.ChainPriorityFilter - 1)
-	for _, hook := range []struct {
-		name string
-		hook *nftables.ChainHook
-	}{{"quic_out", nftables.ChainHookOutput}, {"quic_fwd", nftables.ChainHookForward}} {
-		ch := b.c.AddChain(&nftables.Chain{Name: hook.name, Table: b.table, Type: nftables.ChainTypeFilter,
-			Hooknum: hook.hook, Priority: prio})
-		// Not UDP first: every TCP segment passes this chain, and only
-		// UDP is ever queued from it (a marked TCP segment is rejected by
-		// output's or forward's first rule).
-		b.rule(ch, meta(expr.MetaKeyL4PROTO), neq([]byte{unix.IPPROTO_UDP}), ret)
-		b.rule(ch, meta(expr.MetaKeyMARK), eq(binaryutil.NativeEndian.PutUint32(b.cfg.RejectMark)),
-			[]expr.Any{&expr.Verdict{Kind: expr.VerdictGoto, Chain: reject.Name}})
-		b.rule(ch, meta(expr.MetaKeyMARK), eq(binaryutil.NativeEndian.PutUint32(b.cfg.Mark)), ret)
-		for _, name := range localIfaces {
-			b.rule(ch, ifname(expr.MetaKeyOIFNAME, name), ret)
-		}
-		b.rule(ch, dport(), neq(be16(443)), ret)
-		b.rule(ch, daddrPort(unix.NFPROTO_IPV4), b.lookup(setNet4, false), ret)
-		b.rule(ch, daddrPort(unix.NFPROTO_IPV6), b.lookup(setNet6, false), ret)
-		b.rule(ch, ctNew(), []expr.Any{&expr.Verdict{Kind: expr.VerdictGoto, Chain: deny.Name}})
-	}
+	b.rule(ch, meta(expr.MetaKeyL4PROTO), eq([]byte{unix.IPPROTO_UDP}), jump(quic.Name))
 }
 
 // relayInput keeps the relay's port to loopback and docker's bridges (the

@@ -14,10 +14,12 @@ import (
 // resolver allowed no longer goes out directly (it is redirected to the
 // relay's port; nothing listens there in this test, so it fails without
 // reaching the server), TCP to a CIDR entry still does, and new UDP to port
-// 443 is refused unless a CIDR entry covers it.
+// 443 is refused unless a CIDR entry covers it, from the host and from a
+// container (forwarded).
 func TestRelayRedirectAndQUIC(t *testing.T) {
 	testnet.Skip(t, "curl", "socat")
 	n := testnet.New(t)
+	ctr := n.AddContainer()
 	n.StartServers(os.Args[0], "tls::443", "udp:0.0.0.0:443")
 	cidr := policy.Endpoint{Prefix: netip.MustParsePrefix("198.18.1.64/26"), Port: 443}
 	fw := install(t, n, Config{Block: true, Prefixes: []policy.Endpoint{cidr}, RelayPort: 154})
@@ -41,14 +43,18 @@ func TestRelayRedirectAndQUIC(t *testing.T) {
 	}
 	for _, c := range []struct {
 		name string
+		ns   string
 		dst  netip.Addr
 		want bool
 	}{
-		{"QUIC to a name's address", testnet.Host4(10), false},
-		{"QUIC to a CIDR entry", testnet.Host4(100), true},
+		{"QUIC to a name's address", n.Runner, testnet.Host4(10), false},
+		{"QUIC to a CIDR entry", n.Runner, testnet.Host4(100), true},
+		{"container: QUIC to a name's address", ctr, testnet.Host4(10), false},
+		{"container: QUIC to a CIDR entry", ctr, testnet.Host4(101), true},
 	} {
-		_ = n.In(n.Runner, "sh", "-c", "echo quic | socat -T1 - UDP:"+c.dst.String()+":443").Run()
-		if got := len(n.HitsTo("udp", c.dst, 443)) > 0; got != c.want {
+		before := len(n.HitsTo("udp", c.dst, 443))
+		_ = n.In(c.ns, "sh", "-c", "echo quic | socat -T1 - UDP:"+c.dst.String()+":443").Run()
+		if got := len(n.HitsTo("udp", c.dst, 443)) > before; got != c.want {
 			t.Errorf("%s: reached=%v, want %v", c.name, got, c.want)
 		}
 	}

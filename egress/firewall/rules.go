@@ -55,6 +55,7 @@ func (b *builder) build() {
 	reject := b.rejectChain()
 	egress := b.egressChain("egress", false, deny)
 	egressFwd := b.egressChain("egress_fwd", true, deny)
+	quic := b.quicChain(deny)
 	rejectMarked := []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(b.cfg.RejectMark)},
@@ -69,6 +70,7 @@ func (b *builder) build() {
 	// this chain from the top).
 	b.rule(out, rejectMarked)
 	b.established(out, 53)
+	b.jumpQUIC(out, quic)
 	for _, name := range localIfaces {
 		b.rule(out, ifname(expr.MetaKeyOIFNAME, name), accept)
 	}
@@ -93,6 +95,7 @@ func (b *builder) build() {
 		Hooknum: nftables.ChainHookForward, Priority: prio})
 	b.rule(fwd, rejectMarked)
 	b.established(fwd, 53)
+	b.jumpQUIC(fwd, quic)
 	for _, name := range localIfaces[1:] {
 		b.rule(fwd, ifname(expr.MetaKeyOIFNAME, name), accept)
 	}
@@ -126,7 +129,7 @@ func (b *builder) build() {
 				dport(), eq(be16(53)), redirect)
 		}
 	}
-	b.relayChains(reject, deny)
+	b.relayChains()
 
 	// The resolver listens on every address for that; only loopback and
 	// the bridges may reach it.
