@@ -8,8 +8,16 @@
 # of them alike; medians of REPS rounds. The agent runs twice per size: with
 # the kernel's attribution records (ebpf) and with HARDEN_RUNNER_NO_EBPF=1
 # (procfs).
+#
+# "runner" is no agent on a GitHub-hosted runner: dockerd runs there and its
+# iptables rules (NAT for docker0, the DOCKER chains) keep conntrack on for
+# every host connection. runner+hr-ebpf is the agent on top of those rules,
+# what a workflow that adds the agent gets; x_runner compares with that.
+# Every case starts with empty conntrack tables: the entries a case leaves
+# (120 s in TIME_WAIT, 125,000 a case) would fill the table for the next
+# one, which then pays for evicting them.
 source "$(dirname "$0")/lib.sh"
-need iptables-restore nft
+need iptables-restore nft conntrack
 build
 LOAD=$OUT/connload
 (cd "$ROOT" && go build -o "$LOAD" ./bench/connload)
@@ -38,33 +46,76 @@ for n in $SIZES; do
     echo "  - $TARGET:443"; } >"$OUT/policy-$n.yml"
 done
 
+# dockerd's rules on a runner with no container running (docker 27/28).
+runner_rules() { cat <<'EOR'
+*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:DOCKER - [0:0]
+-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
+-A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER
+-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE
+-A DOCKER -i docker0 -j RETURN
+COMMIT
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:DOCKER - [0:0]
+:DOCKER-ISOLATION-STAGE-1 - [0:0]
+:DOCKER-ISOLATION-STAGE-2 - [0:0]
+:DOCKER-USER - [0:0]
+-A FORWARD -j DOCKER-USER
+-A FORWARD -j DOCKER-ISOLATION-STAGE-1
+-A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A FORWARD -o docker0 -j DOCKER
+-A FORWARD -i docker0 ! -o docker0 -j ACCEPT
+-A FORWARD -i docker0 -o docker0 -j ACCEPT
+-A DOCKER-ISOLATION-STAGE-1 -i docker0 ! -o docker0 -j DOCKER-ISOLATION-STAGE-2
+-A DOCKER-ISOLATION-STAGE-1 -j RETURN
+-A DOCKER-ISOLATION-STAGE-2 -o docker0 -j DROP
+-A DOCKER-ISOLATION-STAGE-2 -j RETURN
+-A DOCKER-USER -j RETURN
+COMMIT
+EOR
+}
+flush() { for ns in "$NS" "$NET"; do ip netns exec "$ns" conntrack -F >/dev/null 2>&1 || true; done; }
+clean() { ip netns exec "$NS" nft flush ruleset; flush; }
+agent() { # attr entries report-name
+  local noebpf=""; [ "$1" = procfs ] && noebpf=1
+  HARDEN_RUNNER_NO_EBPF=$noebpf ip netns exec "$NS" "${CG2[@]}" "$BIN" run --policy "$OUT/policy-$2.yml" \
+    --upstream 198.18.0.2 --report-dir "$OUT/conn-report-$3" --disable-file-monitoring -- \
+    "$LOAD" -dial $TARGET:443 -c 8 -d ${SECS}s 2>/dev/null | awk '{print $1}'
+}
+
 declare -A got
 add() { got[$1]="${got[$1]:-} $2"; }
+first=${SIZES%% *}
 for rep in $(seq "$REPS"); do
-  add "none -" "$(rate)"
+  clean; add "none -" "$(rate)"
+  clean; ip netns exec "$NS" iptables-restore < <(runner_rules); add "runner -" "$(rate)"
+  flush; add "runner+hr-ebpf $first" "$(agent ebpf "$first" runner-ebpf-$first)"
   for n in $SIZES; do
-    ip netns exec "$NS" iptables-restore <"$OUT/ipt-$n.rules"
+    clean; ip netns exec "$NS" iptables-restore <"$OUT/ipt-$n.rules"
     add "iptables $n" "$(rate)"
-    ip netns exec "$NS" iptables-restore <<<$'*filter\n:OUTPUT ACCEPT [0:0]\nCOMMIT'
-    ip netns exec "$NS" nft flush ruleset
     for attr in ebpf procfs; do
-      noebpf=""; [ "$attr" = procfs ] && noebpf=1
-      r=$(HARDEN_RUNNER_NO_EBPF=$noebpf ip netns exec "$NS" "${CG2[@]}" "$BIN" run --policy "$OUT/policy-$n.yml" \
-          --upstream 198.18.0.2 --report-dir "$OUT/conn-report-$attr-$n" --disable-file-monitoring -- \
-          "$LOAD" -dial $TARGET:443 -c 8 -d ${SECS}s | awk '{print $1}')
-      add "hr-$attr $n" "$r"
+      clean; add "hr-$attr $n" "$(agent $attr "$n" $attr-$n)"
     done
   done
   echo "round $rep done (load $(cut -d' ' -f1 /proc/loadavg))" >&2
 done
 
 none=$(echo ${got["none -"]} | tr ' ' '\n' | median)
+runner=$(echo ${got["runner -"]} | tr ' ' '\n' | median)
 echo "machine: $(machine); SECS=$SECS REPS=$REPS; load at end $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-14s %8s %12s %8s  %s\n' firewall entries conns_per_s x_none rounds
-for k in "none -" $(for n in $SIZES; do echo "iptables:$n hr-ebpf:$n hr-procfs:$n"; done); do
+printf '%-15s %8s %12s %8s %8s  %s\n' firewall entries conns_per_s x_none x_runner rounds
+for k in "none -" "runner -" "runner+hr-ebpf:$first" $(for n in $SIZES; do echo "iptables:$n hr-ebpf:$n hr-procfs:$n"; done); do
   k=${k/:/ }
   m=$(echo ${got[$k]} | tr ' ' '\n' | median)
-  printf '%-14s %8s %12s %8s  %s\n' $k "$m" "$(awk -v a="$m" -v b="$none" 'BEGIN { printf "%.2f", a/b }')" "${got[$k]}"
+  printf '%-15s %8s %12s %8s %8s  %s\n' $k "$m" "$(awk -v a="$m" -v b="$none" 'BEGIN { printf "%.2f", a/b }')" \
+    "$(awk -v a="$m" -v b="$runner" 'BEGIN { printf "%.2f", a/b }')" "${got[$k]}"
 done
 for attr in ebpf procfs; do for n in $SIZES; do
   f="$OUT/conn-report-$attr-$n/report.json"
