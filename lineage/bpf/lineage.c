@@ -409,8 +409,11 @@ int on_sockops(struct bpf_sock_ops *skops)
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(on_send, struct sock *sk, int ret, int flags)
 {
-	__u16 proto = BPF_CORE_READ(sk, sk_protocol);
-	unsigned short family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	/* Direct loads through the tracepoint's BTF pointers (the verifier
+	 * makes them fault-safe), not bpf_probe_read_kernel: this runs after
+	 * every send on the machine. */
+	__u16 proto = sk->sk_protocol;
+	unsigned short family = sk->__sk_common.skc_family;
 	if (family != AF_INET && family != AF_INET6)
 		return 0;
 	struct lin_flow f = {};
@@ -418,14 +421,14 @@ int BPF_PROG(on_send, struct sock *sk, int ret, int flags)
 	switch (proto) {
 	case IPPROTO_UDP:
 	case IPPROTO_UDPLITE: {
-		__be16 dport = BPF_CORE_READ(sk, __sk_common.skc_dport);
+		__be16 dport = sk->__sk_common.skc_dport;
 		if (!dport)
 			return 0; /* unconnected: sendmsg4/6 named it */
-		f.sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+		f.sport = sk->__sk_common.skc_num;
 		f.dport = bpf_ntohs(dport);
 		struct in6_addr d6 = BPF_CORE_READ(sk, __sk_common.skc_v6_daddr);
 		if (family == AF_INET || is_mapped(d6.in6_u.u6_addr32))
-			map4(f.daddr, BPF_CORE_READ(sk, __sk_common.skc_daddr));
+			map4(f.daddr, sk->__sk_common.skc_daddr);
 		else
 			__builtin_memcpy(f.daddr, &d6, 16);
 		break;
@@ -457,12 +460,13 @@ static __always_inline void icmp_owner(struct lin_flow *f)
 SEC("tp_btf/fib_table_lookup")
 int BPF_PROG(on_fib4, __u32 tb_id, const struct flowi4 *flp)
 {
-	if (BPF_CORE_READ(flp, __fl_common.flowic_proto) != IPPROTO_ICMP ||
-	    BPF_CORE_READ(flp, __fl_common.flowic_iif) != LOOPBACK_IFINDEX)
+	/* Every route lookup on the machine runs this: direct loads (see
+	 * on_send), the cheap test first. */
+	if (flp->__fl_common.flowic_proto != IPPROTO_ICMP || flp->__fl_common.flowic_iif != LOOPBACK_IFINDEX)
 		return 0;
 	struct lin_flow f = {};
 	f.proto = IPPROTO_ICMP;
-	map4(f.daddr, BPF_CORE_READ(flp, daddr));
+	map4(f.daddr, flp->daddr);
 	icmp_owner(&f);
 	return 0;
 }
@@ -470,8 +474,7 @@ int BPF_PROG(on_fib4, __u32 tb_id, const struct flowi4 *flp)
 SEC("tp_btf/fib6_table_lookup")
 int BPF_PROG(on_fib6, const void *net, const void *res, void *table, const struct flowi6 *flp)
 {
-	if (BPF_CORE_READ(flp, __fl_common.flowic_proto) != IPPROTO_ICMPV6 ||
-	    BPF_CORE_READ(flp, __fl_common.flowic_iif) != LOOPBACK_IFINDEX)
+	if (flp->__fl_common.flowic_proto != IPPROTO_ICMPV6 || flp->__fl_common.flowic_iif != LOOPBACK_IFINDEX)
 		return 0;
 	struct lin_flow f = {};
 	f.proto = IPPROTO_ICMPV6;
