@@ -44,6 +44,27 @@ func TestFlowTable(t *testing.T) {
 	}
 }
 
+// TestFlowTableSets: with many sets, the table never holds more than its
+// size, and the last flowWays flows recorded are always found, whatever
+// fell into their sets before.
+func TestFlowTableSets(t *testing.T) {
+	const size = 64
+	ft := newFlowTable(size)
+	for i := range 10000 {
+		k := lineageLinFlow{Proto: 17, Sport: uint16(i), Dport: uint16(i >> 16)}
+		ft.put(k, lineageLinOwner{Tgid: uint32(i + 1)})
+		for j := max(0, i-flowWays+1); j <= i; j++ {
+			k := lineageLinFlow{Proto: 17, Sport: uint16(j), Dport: uint16(j >> 16)}
+			if o, ok := ft.get(k); !ok || o.Tgid != uint32(j+1) {
+				t.Fatalf("after %d puts: get(%d) = %+v, %v; want pid %d", i+1, j, o, ok, j+1)
+			}
+		}
+	}
+	if n := ft.len(); n > size || n < size/2 {
+		t.Errorf("len = %d after 10,000 flows; want at most %d and most of it used", n, size)
+	}
+}
+
 func BenchmarkFlowTablePut(b *testing.B) {
 	ft := newFlowTable(maxFlows)
 	keys := make([]lineageLinFlow, 4*maxFlows)

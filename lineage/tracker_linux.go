@@ -584,6 +584,8 @@ func (t *Tracker) drainFlows() {
 	if t.flowRd == nil || t.flowRd.AvailableBytes() == 0 {
 		return
 	}
+	t.flows.mu.Lock() // once per drain, not per record
+	defer t.flows.mu.Unlock()
 	for {
 		if err := t.flowRd.ReadInto(&t.flowRec); err != nil {
 			// os.ErrDeadlineExceeded: drained; ErrClosed: closing.
@@ -598,7 +600,7 @@ func (t *Tracker) drainFlows() {
 		// third of a drain's time.
 		var r lineageLinFlowrec
 		copy(unsafe.Slice((*byte)(unsafe.Pointer(&r)), flowrecSize), t.flowRec.RawSample)
-		t.flows.put(r.Flow, r.Owner)
+		t.flows.putLocked(r.Flow, r.Owner)
 	}
 }
 

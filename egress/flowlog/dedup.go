@@ -18,21 +18,30 @@ import (
 // conntrack's own lifetime of an unanswered UDP flow. Not safe for
 // concurrent use (the reader's one reading goroutine owns it).
 //
-// The map is keyed by a seeded 64-bit hash of the flow, not the 44-byte
-// key: hashing and comparing that key was a fifth of the agent's CPU at
-// 40,000 new connections a second (bench/conn.sh, perf). Two flows whose
-// hashes collide (about one chance in 2^48 with the map full, and the
-// seed is random) would have the second taken for a repeat.
+// It is a fixed array, set-associative by a seeded 64-bit hash of the flow
+// (the hash is what is kept): a Go map of them was the agent's second
+// largest cost at tens of thousands of new connections a second, and it
+// was cleared whole when a flood of distinct flows filled it. A flow is
+// forgotten here once dedupWays newer ones fell into its set (its repeat
+// is then recorded again, as a flow of its own); two flows whose hashes
+// are equal (one chance in 2^48 with the table full; the seed is random)
+// would have the second taken for a repeat.
 type dedup struct {
-	m     map[uint64]seenAt
+	slots []seenAt
 	seed  maphash.Seed
-	swept time.Time
+	mask  uint64 // number of sets - 1
 }
 
-// seenAt is when a flow was first seen, in Unix nanoseconds, and its TTL.
+// dedupSets and dedupWays size the table: 65,536 flows.
+const (
+	dedupSets = 1 << 14
+	dedupWays = 4
+)
+
+// seenAt is a flow's hash, when it was first seen (Unix nanoseconds) and
+// until when it counts (0: an empty slot).
 type seenAt struct {
-	ns  int64
-	ttl time.Duration
+	h, ns, until int64
 }
 
 // flowKey is compact (44 bytes): the map may hold tens of thousands.
@@ -47,7 +56,6 @@ type flowKey struct {
 const (
 	synTTL     = 2 * time.Minute // TCP gives a connection attempt up after ~2 minutes
 	udpFlowTTL = 30 * time.Second
-	dedupMax   = 1 << 16
 )
 
 // key builds the dedup key of a packet whose transport header is l4.
@@ -72,26 +80,30 @@ func ttl(k flowKey) time.Duration {
 
 // seen records k and reports whether it was seen within its TTL.
 func (d *dedup) seen(k flowKey, now time.Time) bool {
-	if d.m == nil {
-		d.m = make(map[uint64]seenAt)
+	if d.slots == nil {
+		d.slots = make([]seenAt, dedupSets*dedupWays)
 		d.seed = maphash.MakeSeed()
+		d.mask = dedupSets - 1
 	}
 	ns := now.UnixNano()
 	h := maphash.Comparable(d.seed, k)
-	if s, ok := d.m[h]; ok && time.Duration(ns-s.ns) < s.ttl {
-		return true
-	}
-	if len(d.m) >= dedupMax || now.Sub(d.swept) > synTTL {
-		for h, s := range d.m {
-			if time.Duration(ns-s.ns) >= s.ttl {
-				delete(d.m, h)
+	i := (h & d.mask) * dedupWays
+	set := d.slots[i : i+dedupWays : i+dedupWays]
+	// The slot to take: an empty or expired one, else the oldest.
+	free := 0
+	for j := range set {
+		s := &set[j]
+		if s.until > ns && s.h == int64(h) {
+			return true
+		}
+		if s.until <= ns {
+			if set[free].until > ns || s.until < set[free].until {
+				free = j
 			}
-		}
-		d.swept = now
-		if len(d.m) >= dedupMax {
-			clear(d.m) // a flood of distinct flows: forget rather than grow
+		} else if set[free].until > ns && s.ns < set[free].ns {
+			free = j
 		}
 	}
-	d.m[h] = seenAt{ns: ns, ttl: ttl(k)}
+	set[free] = seenAt{h: int64(h), ns: ns, until: ns + int64(ttl(k))}
 	return false
 }

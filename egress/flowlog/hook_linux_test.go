@@ -169,4 +169,21 @@ func TestDedup(t *testing.T) {
 			t.Errorf("%s: seen = %v, want %v", s.name, got, s.want)
 		}
 	}
+	// A flood of distinct flows: each repeat of the last dedupWays flows is
+	// still recognised at every step (the old map was cleared whole when
+	// it filled), and the table does not grow.
+	for i := range 200000 {
+		now := t0.Add(time.Hour + time.Duration(i)*time.Microsecond)
+		if d.seen(syn(uint16(i), uint32(i>>16)), now) {
+			t.Fatalf("flood flow %d taken for a repeat", i)
+		}
+		for j := max(0, i-dedupWays+1); j <= i; j++ {
+			if !d.seen(syn(uint16(j), uint32(j>>16)), now) {
+				t.Fatalf("after %d flows: the repeat of flow %d not recognised", i+1, j)
+			}
+		}
+	}
+	if len(d.slots) != dedupSets*dedupWays {
+		t.Errorf("table of %d slots, want %d", len(d.slots), dedupSets*dedupWays)
+	}
 }
