@@ -29,7 +29,8 @@ func TestMain(m *testing.M) {
 // sendHelper is the test binary run as a short-lived sender: with
 // LINEAGE_SEND=proto,addr:port it sends one datagram (or connects) and exits;
 // tcpfd connects the TCP socket it was given as fd 3 (made by another
-// process) and exits without waiting for an answer.
+// process) and exits without waiting for an answer; write3 writes to fd 3
+// (a socket another process connected) and exits.
 func sendHelper() bool {
 	spec := os.Getenv("LINEAGE_SEND")
 	if spec == "" {
@@ -46,6 +47,10 @@ func sendHelper() bool {
 	case "tcpfd":
 		if err := unix.Connect(3, sockaddr(dst)); err != nil && err != unix.EINPROGRESS {
 			os.Exit(5)
+		}
+	case "write3":
+		if _, err := unix.Write(3, []byte("x")); err != nil && err != unix.EAGAIN {
+			os.Exit(6)
 		}
 	case "udplite":
 		fd, err := unix.Socket(family(dst.Addr()), unix.SOCK_DGRAM, unix.IPPROTO_UDPLITE)

@@ -65,7 +65,7 @@ type Tracker struct {
 	running atomic.Bool
 	// tcpStorage makes TCP owners go through socket-local storage even
 	// where sock_ops can name the current task (tests of that path, which
-	// kernels before 6.10 take).
+	// kernels before 6.16 take).
 	tcpStorage bool
 	// tcpCurrent is whether Start had TCP owners read from the current
 	// task (set before running, read-only after).
@@ -137,21 +137,12 @@ func (t *Tracker) Start(ctx context.Context) (err error) {
 	if err := spec.Variables["dns_port"].Set(t.cfg.DNSPort); err != nil {
 		return fmt.Errorf("lineage: set the DNS port: %w", err)
 	}
-	t.tcpCurrent = !t.tcpStorage && features.HaveProgramHelper(ebpf.SockOps, asm.FnGetCurrentPidTgid) == nil
-	if err := spec.Variables["tcp_current"].Set(boolByte(t.tcpCurrent)); err != nil {
-		return fmt.Errorf("lineage: set tcp_current: %w", err)
-	}
-	t.log.Debug("lineage: TCP owners", "from_current_task", t.tcpCurrent)
 	// One decoded copy of the kernel's BTF for both objects: decoding it
 	// again for the sysctl program was 18 of the agent's 50 ms in Start.
 	opts := &ebpf.CollectionOptions{Cache: btf.NewCache()}
-	objs := &lineageObjects{}
-	if err := spec.LoadAndAssign(objs, opts); err != nil {
-		var ve *ebpf.VerifierError
-		if errors.As(err, &ve) {
-			t.log.Debug("lineage: verifier", "log", fmt.Sprintf("%+v", ve))
-		}
-		return fmt.Errorf("%w: load: %v", ErrUnsupported, err)
+	objs, err := t.load(spec, opts)
+	if err != nil {
+		return err
 	}
 	t.objs = objs
 	p := objs.lineagePrograms
@@ -199,6 +190,38 @@ func (t *Tracker) Start(ctx context.Context) (err error) {
 	go t.expire(ctx)
 	t.running.Store(true)
 	return nil
+}
+
+// load loads the lineage object, TCP owners from the current task where
+// the kernel lets sock_ops ask for it (see tcp_current in lineage.c) and
+// t.tcpStorage does not forbid it; if the verifier still refuses that, once
+// more from socket-local storage. It sets t.tcpCurrent. t.mu held.
+func (t *Tracker) load(spec *ebpf.CollectionSpec, opts *ebpf.CollectionOptions) (*lineageObjects, error) {
+	current := !t.tcpStorage
+	for _, fn := range []asm.BuiltinFunc{asm.FnGetCurrentPidTgid, asm.FnGetCurrentUidGid, asm.FnGetCurrentCgroupId} {
+		current = current && features.HaveProgramHelper(ebpf.SockOps, fn) == nil
+	}
+	for {
+		if err := spec.Variables["tcp_current"].Set(boolByte(current)); err != nil {
+			return nil, fmt.Errorf("lineage: set tcp_current: %w", err)
+		}
+		objs := &lineageObjects{}
+		err := spec.LoadAndAssign(objs, opts)
+		if err == nil {
+			t.tcpCurrent = current
+			t.log.Debug("lineage: TCP owners", "from_current_task", current)
+			return objs, nil
+		}
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			t.log.Debug("lineage: verifier", "tcp_current", current, "log", fmt.Sprintf("%+v", ve))
+			if current {
+				current = false // a helper the probes did not cover
+				continue
+			}
+		}
+		return nil, fmt.Errorf("%w: load: %v", ErrUnsupported, err)
+	}
 }
 
 // startSysctl loads and attaches the sysctl writers' program, its own

@@ -197,9 +197,12 @@ func TestShortLivedSenders(t *testing.T) {
 // TestTCPOwnerEitherPath: a TCP socket made by one process (the test) and
 // connected by another (the sender, handed the socket, as uid 65534),
 // which then exits, is the sender's, whether the owner is read from the
-// current task in sock_ops (kernels from 6.10) or from the socket-local
+// current task in sock_ops (kernels from 6.16) or from the socket-local
 // storage that connect4/6 wrote (older kernels; forced here). Naming the
-// socket's maker would name the wrong process.
+// socket's maker would name the wrong process. And the other way round: a
+// socket the test connected with TCP_FASTOPEN_CONNECT, whose SYN leaves
+// only with the first write, is the test's when the sender makes that
+// write (on the current-task path the SYN is sent in the sender).
 func TestTCPOwnerEitherPath(t *testing.T) {
 	testnet.Current(t)
 	helper := helperForTest(t)
@@ -231,6 +234,38 @@ func TestTCPOwnerEitherPath(t *testing.T) {
 				if !ok || filepath.Base(p.Exe) != "sender" || o.UID != 65534 {
 					t.Errorf("owner of the flow to %v: %+v, process %+v %v; want the sender, uid 65534 (the test, pid %d, made the socket)",
 						dst, o, p, ok, os.Getpid())
+				}
+			}
+			for _, dst := range []netip.Addr{testnet.Host4(94 + 2*i), testnet.Host6(95 + 2*i)} {
+				fd, err := unix.Socket(family(dst), unix.SOCK_STREAM|unix.SOCK_NONBLOCK, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				sock := os.NewFile(uintptr(fd), "tcp")
+				for _, opt := range []int{unix.TCP_FASTOPEN_CONNECT, unix.TCP_FASTOPEN_NO_COOKIE} {
+					if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, opt, 1); err != nil {
+						t.Fatalf("setsockopt %d: %v", opt, err)
+					}
+				}
+				if err := unix.Connect(fd, sockaddr(netip.AddrPortFrom(dst, 9))); err != nil && err != unix.EINPROGRESS {
+					t.Fatalf("deferred connect: %v", err)
+				}
+				time.Sleep(50 * time.Millisecond)
+				if got := tr.flowsToForTest(dst); len(got) != 0 {
+					t.Fatalf("a flow to %v before any write (the connect was not deferred): %v", dst, got)
+				}
+				cmd := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", helper)
+				cmd.Env = append(os.Environ(), "LINEAGE_SEND=write3,"+netip.AddrPortFrom(dst, 9).String())
+				cmd.ExtraFiles = []*os.File{sock}
+				out, err := cmd.CombinedOutput()
+				sock.Close()
+				if err != nil {
+					t.Fatalf("writer: %v: %s", err, out)
+				}
+				_, o := waitFlow(t, tr, unix.IPPROTO_TCP, dst)
+				if o.PID != os.Getpid() || o.UID != 0 {
+					t.Errorf("owner of the fast-open flow to %v: %+v; want the test (pid %d, uid 0), which connected it, not the writer",
+						dst, o, os.Getpid())
 				}
 			}
 		})

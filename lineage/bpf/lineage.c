@@ -114,12 +114,16 @@ volatile const __u16 dns_port = 0;
 #define DNS 53
 
 /* tcp_current is set (before load) when the kernel lets sock_ops
- * programs ask for the current task (bpf_get_current_pid_tgid, 6.10 and
- * later). TCP_CONNECT_CB runs in the connecting process, so a TCP
- * socket's owner is read there and TCP sockets get no socket-local
- * storage: its allocation, charge and free were most of what these hooks
- * cost a connecting process (bench/conn.sh, perf). Older kernels keep the
- * owner that connect4/6 stored. */
+ * programs ask for the current task (bpf_get_current_pid_tgid, _uid_gid
+ * and _cgroup_id: all three from 6.16). TCP_CONNECT_CB runs in the
+ * connecting process, so a TCP socket's owner is read there and TCP
+ * sockets get no socket-local storage: its allocation, charge and free
+ * were most of what these hooks cost a connecting process (bench/conn.sh,
+ * perf). One exception: with TCP_FASTOPEN_CONNECT, connect() sends
+ * nothing and the SYN leaves with the first write, in whichever process
+ * writes first (a child handed the socket, a setuid program): such a
+ * socket's connector is kept in storage by connect4/6, as on older
+ * kernels for every TCP socket. */
 volatile const __u8 tcp_current = 0;
 
 /* Force the generated Go types. */
@@ -302,6 +306,13 @@ static __always_inline struct sk_owner *own(struct bpf_sock *sk)
 	return o;
 }
 
+/* tfo_deferred: connect() on sk will leave the SYN to the first write. */
+static __always_inline int tfo_deferred(struct bpf_sock *sk)
+{
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+	return tp && BPF_CORE_READ_BITFIELD(tp, fastopen_connect);
+}
+
 SEC("cgroup/sock_create")
 int on_sock_create(struct bpf_sock *sk)
 {
@@ -314,7 +325,7 @@ int on_sock_create(struct bpf_sock *sk)
 SEC("cgroup/connect4")
 int on_connect4(struct bpf_sock_addr *ctx)
 {
-	if (tcp_current && ctx->protocol == IPPROTO_TCP)
+	if (tcp_current && ctx->protocol == IPPROTO_TCP && !tfo_deferred(ctx->sk))
 		return 1;
 	own(ctx->sk);
 	return 1;
@@ -323,7 +334,7 @@ int on_connect4(struct bpf_sock_addr *ctx)
 SEC("cgroup/connect6")
 int on_connect6(struct bpf_sock_addr *ctx)
 {
-	if (tcp_current && ctx->protocol == IPPROTO_TCP)
+	if (tcp_current && ctx->protocol == IPPROTO_TCP && !tfo_deferred(ctx->sk))
 		return 1;
 	own(ctx->sk);
 	return 1;
@@ -373,16 +384,12 @@ int on_sockops(struct bpf_sock_ops *skops)
 	struct bpf_sock *sk = skops->sk;
 	if (!sk)
 		return 1;
+	/* Storage first: on older kernels every TCP socket has it, on newer
+	 * ones those whose SYN waits for a write (see tcp_current). */
 	struct lin_owner cur = {};
-	struct sk_owner *o = 0;
-	if (tcp_current) {
-		if (!current_owner(&cur))
-			return 1;
-	} else {
-		o = bpf_sk_storage_get(&sk_owners, sk, 0, 0);
-		if (!o)
-			return 1;
-	}
+	struct sk_owner *o = bpf_sk_storage_get(&sk_owners, sk, 0, 0);
+	if (!o && (!tcp_current || !current_owner(&cur)))
+		return 1;
 	struct lin_flow f = {};
 	f.proto = IPPROTO_TCP;
 	f.sport = sk->src_port;

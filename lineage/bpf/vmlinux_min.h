@@ -75,6 +75,10 @@ struct sock {
 	__u16 sk_protocol;
 };
 
+struct tcp_sock {
+	u8 fastopen_connect : 1;
+};
+
 struct flowi_common {
 	int flowic_iif;
 	__u8 flowic_proto;
