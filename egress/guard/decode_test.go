@@ -94,7 +94,8 @@ func TestCommitJudgement(t *testing.T) {
 		{"our own socket from a pid namespace", Commit{PID: 7, PortID: 4242, Changes: []Change{ours}}, 0, 0, true},
 		{"another socket, a pid not ours", Commit{PID: 7, PortID: 99, Changes: []Change{ours}}, 1, 1, false},
 		{"early foreign chain", Commit{PID: 2, Changes: []Change{early}}, 1, 0, false},
-		{"same-priority foreign chain", Commit{PID: 2, Changes: []Change{late}}, 0, 0, false},
+		// Added while we run, at our priority: the kernel runs it first.
+		{"same-priority foreign chain", Commit{PID: 2, Changes: []Change{late}}, 1, 0, false},
 		{"unrelated table", Commit{PID: 2, Changes: []Change{other}}, 0, 0, false},
 	}
 	for _, c := range cases {

@@ -116,7 +116,7 @@ func (g *Guard) Start(ctx context.Context) error {
 	g.conn = c
 	for _, ch := range g.cfg.Existing {
 		ch.Add, ch.Object, ch.Base = true, "chain", true
-		if g.before(ch) {
+		if g.before(ch, false) {
 			g.early[earlyKey(ch)] = ch.String()
 			msg := fmt.Sprintf("chain %s %s %s (hook %s priority %d) runs before harden-runner's rules and can change what they see; it was there before the agent started",
 				ch.Family, ch.Table, ch.Name, hookName(ch.Hook), ch.Priority)
@@ -220,7 +220,7 @@ func (g *Guard) commit(c Commit, seen time.Time) {
 		switch {
 		case ch.Family == "inet" && ch.Table == g.cfg.Table:
 			ours = append(ours, ch.String())
-		case ch.Object == "chain" && ch.Add && ch.Base && g.before(ch):
+		case ch.Object == "chain" && ch.Add && ch.Base && g.before(ch, true):
 			g.early[earlyKey(ch)] = ch.String()
 			early = append(early, ch.String())
 		case ch.Object == "chain" && !ch.Add:
@@ -292,14 +292,17 @@ func (g *Guard) emit(msg string, p *event.Process) {
 }
 
 // before reports whether a foreign base chain runs ahead of one of ours on
-// the same hook (IPv4/IPv6 families; a chain of equal priority registered
-// after ours runs after it).
-func (g *Guard) before(ch Change) bool {
+// the same hook (IPv4/IPv6 families). Of two chains of equal priority the
+// kernel runs the one registered later first (nf_hook_entries_grow puts a
+// new hook before those of its priority): a chain added while we run
+// (added) is ahead of ours at our own priority too, one that was there
+// before we started is not.
+func (g *Guard) before(ch Change, added bool) bool {
 	if ch.Family != "ip" && ch.Family != "ip6" && ch.Family != "inet" {
 		return false
 	}
 	for _, h := range g.cfg.Hooks {
-		if h.Hook == ch.Hook && ch.Priority < h.Priority {
+		if h.Hook == ch.Hook && (ch.Priority < h.Priority || added && ch.Priority == h.Priority) {
 			return true
 		}
 	}

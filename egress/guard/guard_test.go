@@ -237,6 +237,19 @@ func TestReportsChainsBeforeOurs(t *testing.T) {
 			t.Errorf("note does not name the tampering and nft: %+v", n)
 		}
 	}
+	// At our own priority: the kernel runs the chain registered later
+	// first, so this one sees (and could mark) packets before ours.
+	w.nft(t, "add", "table", "ip", "same")
+	w.nft(t, "add", "chain", "ip", "same", "out", "{ type filter hook output priority 0; }")
+	w.nft(t, "add", "rule", "ip", "same", "out", "udp", "dport", "443", "meta", "mark", "set", strconv.Itoa(firewall.DefaultMark))
+	for deadline := time.Now().Add(time.Second); w.g.Tampered() < 4 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	notes = w.rec.notes()
+	if len(notes) != 4 || !strings.Contains(notes[2].Message, "add chain ip same out (hook output priority 0)") ||
+		!strings.Contains(notes[3].Message, "add rule ip same out") {
+		t.Fatalf("want two more errors for the chain at our priority and its rule: %+v", notes[2:])
+	}
 }
 
 // TestRestoreLatency deletes our table HR_TAMPER_ROUNDS times and reports
