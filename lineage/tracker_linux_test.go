@@ -220,15 +220,7 @@ func TestTCPOwnerEitherPath(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				sock := os.NewFile(uintptr(fd), "tcp")
-				cmd := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", helper)
-				cmd.Env = append(os.Environ(), "LINEAGE_SEND=tcpfd,"+netip.AddrPortFrom(dst, 9).String())
-				cmd.ExtraFiles = []*os.File{sock}
-				out, err := cmd.CombinedOutput()
-				sock.Close()
-				if err != nil {
-					t.Fatalf("sender: %v: %s", err, out)
-				}
+				sendOnFD3(t, helper, "tcpfd", dst, fd)
 				_, o := waitFlow(t, tr, unix.IPPROTO_TCP, dst)
 				p, ok := tr.Process(o.PID, o.At, 10*time.Second)
 				if !ok || filepath.Base(p.Exe) != "sender" || o.UID != 65534 {
@@ -241,7 +233,6 @@ func TestTCPOwnerEitherPath(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				sock := os.NewFile(uintptr(fd), "tcp")
 				for _, opt := range []int{unix.TCP_FASTOPEN_CONNECT, unix.TCP_FASTOPEN_NO_COOKIE} {
 					if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, opt, 1); err != nil {
 						t.Fatalf("setsockopt %d: %v", opt, err)
@@ -254,14 +245,7 @@ func TestTCPOwnerEitherPath(t *testing.T) {
 				if got := tr.flowsToForTest(dst); len(got) != 0 {
 					t.Fatalf("a flow to %v before any write (the connect was not deferred): %v", dst, got)
 				}
-				cmd := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", helper)
-				cmd.Env = append(os.Environ(), "LINEAGE_SEND=write3,"+netip.AddrPortFrom(dst, 9).String())
-				cmd.ExtraFiles = []*os.File{sock}
-				out, err := cmd.CombinedOutput()
-				sock.Close()
-				if err != nil {
-					t.Fatalf("writer: %v: %s", err, out)
-				}
+				sendOnFD3(t, helper, "write3", dst, fd)
 				_, o := waitFlow(t, tr, unix.IPPROTO_TCP, dst)
 				if o.PID != os.Getpid() || o.UID != 0 {
 					t.Errorf("owner of the fast-open flow to %v: %+v; want the test (pid %d, uid 0), which connected it, not the writer",
@@ -269,6 +253,20 @@ func TestTCPOwnerEitherPath(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// sendOnFD3 runs the sender in mode as uid 65534 with the socket fd as its
+// fd 3, and closes fd.
+func sendOnFD3(t *testing.T, helper, mode string, dst netip.Addr, fd int) {
+	t.Helper()
+	sock := os.NewFile(uintptr(fd), "tcp")
+	defer sock.Close()
+	cmd := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", helper)
+	cmd.Env = append(os.Environ(), "LINEAGE_SEND="+mode+","+netip.AddrPortFrom(dst, 9).String())
+	cmd.ExtraFiles = []*os.File{sock}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("sender (%s): %v: %s", mode, err, out)
 	}
 }
 
