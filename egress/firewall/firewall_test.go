@@ -183,11 +183,15 @@ func TestRemoveIsIdempotentAndComplete(t *testing.T) {
 // prints it. Run with -update to refresh after an intended change.
 func TestRuleset(t *testing.T) {
 	testnet.Skip(t)
-	for _, block := range []bool{true, false} {
-		name := map[bool]string{true: "block", false: "audit"}[block]
+	for _, c := range []struct {
+		name  string
+		block bool
+		relay uint16 // the relay's port (0: none)
+	}{{"block", true, 0}, {"audit", false, 0}, {"block-relay", true, 154}, {"audit-relay", false, 154}} {
+		name, block := c.name, c.block
 		t.Run(name, func(t *testing.T) {
 			n := testnet.New(t)
-			install(t, n, Config{Block: block, Prefixes: []policy.Endpoint{
+			install(t, n, Config{Block: block, RelayPort: c.relay, RelayPorts: []uint16{443, 80}, Prefixes: []policy.Endpoint{
 				{Prefix: netip.MustParsePrefix("203.0.113.0/24"), Port: 443},
 				{Prefix: netip.MustParsePrefix("2001:db8:99::/48"), Port: 22},
 			}, Preexisting: []Conn{
