@@ -56,14 +56,14 @@ func (b *builder) relayChains() {
 	}
 
 	out := b.c.AddChain(&nftables.Chain{Name: "relay_out", Table: b.table, Type: nftables.ChainTypeNAT,
-		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityNATDest})
+		Hooknum: nftables.ChainHookOutput, Priority: natPriority()})
 	b.rule(out, meta(expr.MetaKeyMARK), eq(binaryutil.NativeEndian.PutUint32(b.cfg.Mark)), ret)
 	for _, name := range localIfaces {
 		b.rule(out, ifname(expr.MetaKeyOIFNAME, name), ret)
 	}
 	b.rule(out, jump(chainRelay))
 	pre := b.c.AddChain(&nftables.Chain{Name: "relay_pre", Table: b.table, Type: nftables.ChainTypeNAT,
-		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityNATDest})
+		Hooknum: nftables.ChainHookPrerouting, Priority: natPriority()})
 	for _, name := range localIfaces[1:] {
 		b.rule(pre, ifname(expr.MetaKeyIIFNAME, name), jump(chainRelay))
 	}

@@ -38,6 +38,21 @@ type builder struct {
 	sets  map[string]*nftables.Set
 }
 
+// filterPriority and natPriority are our base chains' priorities: one
+// below those iptables-nft and docker use (filter 0, NAT -100). Among
+// chains of equal priority the kernel runs the one registered later first,
+// so at equal priority a chain that a job's iptables command creates while
+// we run would run ahead of ours (and the guard would report it). One
+// below, it runs after ours, as the chains that were there before us
+// already did; whatever runs ahead was put there on purpose.
+func filterPriority() *nftables.ChainPriority {
+	return nftables.ChainPriorityRef(*nftables.ChainPriorityFilter - 1)
+}
+
+func natPriority() *nftables.ChainPriority {
+	return nftables.ChainPriorityRef(*nftables.ChainPriorityNATDest - 1)
+}
+
 func newBuilder(c *nftables.Conn, cfg Config) *builder {
 	return &builder{c: c, cfg: cfg, sets: make(map[string]*nftables.Set)}
 }
@@ -63,7 +78,7 @@ func (b *builder) build() {
 	}
 
 	accept := verdict(expr.VerdictAccept)
-	prio := nftables.ChainPriorityFilter
+	prio := filterPriority()
 	out := b.c.AddChain(&nftables.Chain{Name: chainOut, Table: b.table, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookOutput, Priority: prio})
 	// First: packets the gate sent back for rejection (NF_REPEAT re-runs
@@ -108,7 +123,7 @@ func (b *builder) build() {
 	b.rule(fwd, jump(egressFwd.Name))
 
 	nat := b.c.AddChain(&nftables.Chain{Name: "dns_out", Table: b.table, Type: nftables.ChainTypeNAT,
-		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityNATDest})
+		Hooknum: nftables.ChainHookOutput, Priority: natPriority()})
 	b.rule(nat, meta(expr.MetaKeyMARK), eq(binaryutil.NativeEndian.PutUint32(b.cfg.Mark)), verdict(expr.VerdictReturn))
 	redirect := []expr.Any{
 		&expr.Immediate{Register: 1, Data: be16(b.cfg.ResolverPort)},
@@ -122,7 +137,7 @@ func (b *builder) build() {
 	// too (redirect picks the bridge's own address), whatever server the
 	// container asked.
 	pre := b.c.AddChain(&nftables.Chain{Name: "dns_pre", Table: b.table, Type: nftables.ChainTypeNAT,
-		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityNATDest})
+		Hooknum: nftables.ChainHookPrerouting, Priority: natPriority()})
 	for _, name := range localIfaces[1:] {
 		for _, proto := range []byte{unix.IPPROTO_UDP, unix.IPPROTO_TCP} {
 			b.rule(pre, ifname(expr.MetaKeyIIFNAME, name), meta(expr.MetaKeyL4PROTO), eq([]byte{proto}),

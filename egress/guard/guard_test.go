@@ -237,18 +237,23 @@ func TestReportsChainsBeforeOurs(t *testing.T) {
 			t.Errorf("note does not name the tampering and nft: %+v", n)
 		}
 	}
-	// At our own priority: the kernel runs the chain registered later
-	// first, so this one sees (and could mark) packets before ours.
+	// What iptables creates while we run (filter, priority 0) runs after
+	// ours (one below it) and is not reported; a chain added at our own
+	// priority is: the kernel runs the chain registered later first.
+	w.nft(t, "add", "table", "ip", "ipt")
+	w.nft(t, "add", "chain", "ip", "ipt", "OUTPUT", "{ type filter hook output priority 0; }")
+	w.nft(t, "add", "rule", "ip", "ipt", "OUTPUT", "counter")
 	w.nft(t, "add", "table", "ip", "same")
-	w.nft(t, "add", "chain", "ip", "same", "out", "{ type filter hook output priority 0; }")
+	w.nft(t, "add", "chain", "ip", "same", "out", "{ type filter hook output priority -1; }")
 	w.nft(t, "add", "rule", "ip", "same", "out", "udp", "dport", "443", "meta", "mark", "set", strconv.Itoa(firewall.DefaultMark))
 	for deadline := time.Now().Add(time.Second); w.g.Tampered() < 4 && time.Now().Before(deadline); {
 		time.Sleep(time.Millisecond)
 	}
+	time.Sleep(50 * time.Millisecond) // and nothing more
 	notes = w.rec.notes()
-	if len(notes) != 4 || !strings.Contains(notes[2].Message, "add chain ip same out (hook output priority 0)") ||
+	if len(notes) != 4 || !strings.Contains(notes[2].Message, "add chain ip same out (hook output priority -1)") ||
 		!strings.Contains(notes[3].Message, "add rule ip same out") {
-		t.Fatalf("want two more errors for the chain at our priority and its rule: %+v", notes[2:])
+		t.Fatalf("want two more errors, for the chain at our priority and its rule, and none for iptables' chain: %+v", notes[2:])
 	}
 }
 
