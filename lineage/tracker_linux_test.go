@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/harden-runner/harden-runner/internal/testnet"
 	"golang.org/x/sys/unix"
@@ -202,7 +203,9 @@ func TestShortLivedSenders(t *testing.T) {
 // socket's maker would name the wrong process. And the other way round: a
 // socket the test connected with TCP_FASTOPEN_CONNECT, whose SYN leaves
 // only with the first write, is the test's when the sender makes that
-// write (on the current-task path the SYN is sent in the sender).
+// write (on the current-task path the SYN is sent in the sender). And a
+// socket that was such a fast-open one, disconnected and connected again
+// by the sender without the option, is the sender's.
 func TestTCPOwnerEitherPath(t *testing.T) {
 	testnet.Current(t)
 	helper := helperForTest(t)
@@ -229,18 +232,7 @@ func TestTCPOwnerEitherPath(t *testing.T) {
 				}
 			}
 			for _, dst := range []netip.Addr{testnet.Host4(94 + 2*i), testnet.Host6(95 + 2*i)} {
-				fd, err := unix.Socket(family(dst), unix.SOCK_STREAM|unix.SOCK_NONBLOCK, 0)
-				if err != nil {
-					t.Fatal(err)
-				}
-				for _, opt := range []int{unix.TCP_FASTOPEN_CONNECT, unix.TCP_FASTOPEN_NO_COOKIE} {
-					if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, opt, 1); err != nil {
-						t.Fatalf("setsockopt %d: %v", opt, err)
-					}
-				}
-				if err := unix.Connect(fd, sockaddr(netip.AddrPortFrom(dst, 9))); err != nil && err != unix.EINPROGRESS {
-					t.Fatalf("deferred connect: %v", err)
-				}
+				fd := fastOpenConnect(t, dst)
 				time.Sleep(50 * time.Millisecond)
 				if got := tr.flowsToForTest(dst); len(got) != 0 {
 					t.Fatalf("a flow to %v before any write (the connect was not deferred): %v", dst, got)
@@ -252,8 +244,44 @@ func TestTCPOwnerEitherPath(t *testing.T) {
 						dst, o, os.Getpid())
 				}
 			}
+			for _, dst := range []netip.Addr{testnet.Host4(98 + 2*i), testnet.Host6(99 + 2*i)} {
+				fd := fastOpenConnect(t, dst)
+				// Disconnect (AF_UNSPEC), drop the option, hand it over.
+				unspec := unix.RawSockaddrInet6{Family: unix.AF_UNSPEC}
+				if _, _, e := unix.Syscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&unspec)), unsafe.Sizeof(unspec)); e != 0 {
+					t.Fatalf("disconnect: %v", e)
+				}
+				if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_FASTOPEN_CONNECT, 0); err != nil {
+					t.Fatal(err)
+				}
+				sendOnFD3(t, helper, "tcpfd", dst, fd)
+				_, o := waitFlow(t, tr, unix.IPPROTO_TCP, dst)
+				if p, ok := tr.Process(o.PID, o.At, 10*time.Second); !ok || filepath.Base(p.Exe) != "sender" || o.UID != 65534 {
+					t.Errorf("owner of the reconnected flow to %v: %+v, process %+v %v; want the sender, uid 65534 (the test connected it before, with fast open)",
+						dst, o, p, ok)
+				}
+			}
 		})
 	}
+}
+
+// fastOpenConnect connects a new socket to dst port 9 with
+// TCP_FASTOPEN_CONNECT (no cookie needed): nothing is sent until a write.
+func fastOpenConnect(t *testing.T, dst netip.Addr) int {
+	t.Helper()
+	fd, err := unix.Socket(family(dst), unix.SOCK_STREAM|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, opt := range []int{unix.TCP_FASTOPEN_CONNECT, unix.TCP_FASTOPEN_NO_COOKIE} {
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, opt, 1); err != nil {
+			t.Fatalf("setsockopt %d: %v", opt, err)
+		}
+	}
+	if err := unix.Connect(fd, sockaddr(netip.AddrPortFrom(dst, 9))); err != nil && err != unix.EINPROGRESS {
+		t.Fatalf("deferred connect: %v", err)
+	}
+	return fd
 }
 
 // sendOnFD3 runs the sender in mode as uid 65534 with the socket fd as its

@@ -288,12 +288,13 @@ static __always_inline bool is_mapped(const __u32 *a)
 	return a[0] == 0 && a[1] == 0 && a[2] == bpf_htonl(0xffff);
 }
 
-/* own records the current process as the owner of sk. */
-static __always_inline struct sk_owner *own(struct bpf_sock *sk)
+/* own_if records the current process as the owner of sk; flags 0 only
+ * where sk has storage already. */
+static __always_inline struct sk_owner *own_if(struct bpf_sock *sk, __u64 flags)
 {
 	if (!sk)
 		return 0;
-	struct sk_owner *o = bpf_sk_storage_get(&sk_owners, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	struct sk_owner *o = bpf_sk_storage_get(&sk_owners, sk, 0, flags);
 	if (!o)
 		return 0;
 	__u64 id = bpf_get_current_pid_tgid();
@@ -304,6 +305,12 @@ static __always_inline struct sk_owner *own(struct bpf_sock *sk)
 	o->owner.ktime = bpf_ktime_get_ns();
 	o->last = 0;
 	return o;
+}
+
+/* own records the current process as the owner of sk. */
+static __always_inline struct sk_owner *own(struct bpf_sock *sk)
+{
+	return own_if(sk, BPF_SK_STORAGE_GET_F_CREATE);
 }
 
 /* tfo_deferred: connect() on sk will leave the SYN to the first write. */
@@ -325,8 +332,12 @@ int on_sock_create(struct bpf_sock *sk)
 SEC("cgroup/connect4")
 int on_connect4(struct bpf_sock_addr *ctx)
 {
-	if (tcp_current && ctx->protocol == IPPROTO_TCP && !tfo_deferred(ctx->sk))
+	if (tcp_current && ctx->protocol == IPPROTO_TCP && !tfo_deferred(ctx->sk)) {
+		/* A socket that was a fast-open one before (then
+		 * disconnected) must not keep that connector. */
+		own_if(ctx->sk, 0);
 		return 1;
+	}
 	own(ctx->sk);
 	return 1;
 }
@@ -334,8 +345,12 @@ int on_connect4(struct bpf_sock_addr *ctx)
 SEC("cgroup/connect6")
 int on_connect6(struct bpf_sock_addr *ctx)
 {
-	if (tcp_current && ctx->protocol == IPPROTO_TCP && !tfo_deferred(ctx->sk))
+	if (tcp_current && ctx->protocol == IPPROTO_TCP && !tfo_deferred(ctx->sk)) {
+		/* A socket that was a fast-open one before (then
+		 * disconnected) must not keep that connector. */
+		own_if(ctx->sk, 0);
 		return 1;
+	}
 	own(ctx->sk);
 	return 1;
 }
