@@ -297,12 +297,7 @@ static __always_inline struct sk_owner *own_if(struct bpf_sock *sk, __u64 flags)
 	struct sk_owner *o = bpf_sk_storage_get(&sk_owners, sk, 0, flags);
 	if (!o)
 		return 0;
-	__u64 id = bpf_get_current_pid_tgid();
-	o->owner.tgid = id >> 32;
-	o->owner.pid = (__u32)id;
-	o->owner.uid = (__u32)bpf_get_current_uid_gid();
-	o->owner.cgroup = bpf_get_current_cgroup_id();
-	o->owner.ktime = bpf_ktime_get_ns();
+	current_owner(&o->owner);
 	o->last = 0;
 	return o;
 }
@@ -329,29 +324,30 @@ int on_sock_create(struct bpf_sock *sk)
 	return 1;
 }
 
-SEC("cgroup/connect4")
-int on_connect4(struct bpf_sock_addr *ctx)
+/* on_connect records the connecting process: in storage, except a TCP
+ * socket named in on_sockops (see tcp_current). */
+static __always_inline void on_connect(struct bpf_sock_addr *ctx)
 {
 	if (tcp_current && ctx->protocol == IPPROTO_TCP && !tfo_deferred(ctx->sk)) {
 		/* A socket that was a fast-open one before (then
 		 * disconnected) must not keep that connector. */
 		own_if(ctx->sk, 0);
-		return 1;
+		return;
 	}
 	own(ctx->sk);
+}
+
+SEC("cgroup/connect4")
+int on_connect4(struct bpf_sock_addr *ctx)
+{
+	on_connect(ctx);
 	return 1;
 }
 
 SEC("cgroup/connect6")
 int on_connect6(struct bpf_sock_addr *ctx)
 {
-	if (tcp_current && ctx->protocol == IPPROTO_TCP && !tfo_deferred(ctx->sk)) {
-		/* A socket that was a fast-open one before (then
-		 * disconnected) must not keep that connector. */
-		own_if(ctx->sk, 0);
-		return 1;
-	}
-	own(ctx->sk);
+	on_connect(ctx);
 	return 1;
 }
 
