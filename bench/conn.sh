@@ -87,11 +87,14 @@ agent() { # attr entries report-name
   local noebpf=""; [ "$1" = procfs ] && noebpf=1
   HARDEN_RUNNER_NO_EBPF=$noebpf ip netns exec "$NS" "${CG2[@]}" "$BIN" run --policy "$OUT/policy-$2.yml" \
     --upstream 198.18.0.2 --report-dir "$OUT/conn-report-$3" --disable-file-monitoring -- \
-    "$LOAD" -dial $TARGET:443 -c 8 -d ${SECS}s 2>/dev/null | awk '{print $1}'
+    "$LOAD" -dial $TARGET:443 -c 8 -d ${SECS}s 2>>"$OUT/conn-agent-$3.log" | awk '{print $1}'
 }
 
 declare -A got
-add() { got[$1]="${got[$1]:-} $2"; }
+add() {
+  [ -n "$2" ] || { echo "conn.sh: no rate for '$1' (an agent's log is in $OUT/conn-agent-*.log)" >&2; exit 1; }
+  got[$1]="${got[$1]:-} $2"
+}
 first=${SIZES%% *}
 for rep in $(seq "$REPS"); do
   clean; add "none -" "$(rate)"

@@ -62,7 +62,7 @@ func newFlowTable(size int) *flowTable {
 
 // flowSlots returns n zeroed slots outside the Go heap when it can: the
 // 8 MiB of the full table in the heap raised the collector's goal by as
-// much again (peak RSS 57 MB in bench/audit.sh, against 49 MB). A
+// much again (bench/audit.sh's peak RSS 57.1 MB, against 51.1 MB). A
 // flowEntry holds no pointers, so the collector need not see it. The
 // mapping lives as long as the process (one table per Tracker; pages
 // never written cost nothing).

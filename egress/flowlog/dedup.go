@@ -29,7 +29,6 @@ import (
 type dedup struct {
 	slots []seenAt
 	seed  maphash.Seed
-	mask  uint64 // number of sets - 1
 }
 
 // dedupSets and dedupWays size the table: 65,536 flows.
@@ -83,11 +82,10 @@ func (d *dedup) seen(k flowKey, now time.Time) bool {
 	if d.slots == nil {
 		d.slots = make([]seenAt, dedupSets*dedupWays)
 		d.seed = maphash.MakeSeed()
-		d.mask = dedupSets - 1
 	}
 	ns := now.UnixNano()
 	h := maphash.Comparable(d.seed, k)
-	i := (h & d.mask) * dedupWays
+	i := (h & (dedupSets - 1)) * dedupWays
 	set := d.slots[i : i+dedupWays : i+dedupWays]
 	// The slot to take: an empty or expired one, else the oldest.
 	free := 0
