@@ -105,6 +105,79 @@ func TestRunNamesShortLivedSenders(t *testing.T) {
 	}
 }
 
+// TestRunNamesAllowedFlows: flows the policy allows (address entries),
+// sent once by processes that exit at once, as the unprivileged user, are
+// in the report as allowed with their executable, uid and shell, in block
+// and audit mode, with nothing lost. With the kernel-side capture they
+// come from the firewall's accept mark (lineage's cgroup egress program),
+// not from NFLOG.
+func TestRunNamesAllowedFlows(t *testing.T) {
+	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
+		t.Skip("needs kernel BTF for the kernel-side capture")
+	}
+	w := newWorld(t)
+	senders := map[string]struct {
+		ip, proto string
+		port      int
+		exe       string
+	}{
+		"tcp4-goclient": {"198.18.1.48", "tcp", 22, "goclient"},
+		"udp4-socat-u":  {"198.18.1.49", "udp", 9999, "socat"},
+		"udp6-socat-u":  {"2001:db8:1::4a", "udp", 9999, "socat"},
+	}
+	wl := workload{
+		{"tcp4-goclient", "HR_GOCLIENT=dial " + w.self + " 198.18.1.48:22"},
+		{"udp4-socat-u", "echo x | socat -u - UDP4:198.18.1.49:9999"},
+		{"udp6-socat-u", "echo x | socat -u - UDP6:[2001:db8:1::4a]:9999"},
+	}
+	allowed := "198.18.1.48:22 198.18.1.49:9999 [2001:db8:1::4a]:9999"
+	for _, mode := range []string{"block", "audit"} {
+		t.Run(mode, func(t *testing.T) {
+			w.run(t, []string{"--egress-policy", mode, "--allowed-endpoints", allowed, "--upstream", "198.18.0.2"}, wl)
+			b, err := os.ReadFile(filepath.Join(w.tmp, "report-"+mode, "report.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var rep lineageReport
+			if err := json.Unmarshal(b, &rep); err != nil {
+				t.Fatal(err)
+			}
+			var lost struct {
+				Agent struct {
+					Lost struct {
+						Total int `json:"total"`
+					} `json:"lost"`
+				} `json:"agent"`
+			}
+			if err := json.Unmarshal(b, &lost); err != nil {
+				t.Fatal(err)
+			}
+			if rep.Agent.Attribution != "ebpf" || lost.Agent.Lost.Total != 0 {
+				t.Errorf("agent.attribution %q (%s), %d lost; want ebpf, 0", rep.Agent.Attribution, rep.Agent.AttributionReason, lost.Agent.Lost.Total)
+			}
+			for name, s := range senders {
+				n := 0
+				for _, e := range rep.Egress {
+					if e.IP != s.ip || e.Port != s.port || e.Protocol != s.proto {
+						continue
+					}
+					n++
+					p := e.Process
+					if filepath.Base(p.Exe) != s.exe || p.UID != 65534 || e.Verdict != "allowed" {
+						t.Errorf("%s: verdict %s process %+v; want allowed, %s, uid 65534", name, e.Verdict, p, s.exe)
+					}
+					if len(p.Parents) == 0 || filepath.Base(p.Parents[0].Exe) != "dash" {
+						t.Errorf("%s: parents %+v, want the shell (dash) first", name, p.Parents)
+					}
+				}
+				if n != 1 {
+					t.Errorf("%s: %d egress entries for %s %s:%d, want 1", name, n, s.proto, s.ip, s.port)
+				}
+			}
+		})
+	}
+}
+
 // TestRunSaysAttributionFallback: with the kernel-side capture switched
 // off (as on a kernel without BTF), the report says attribution was
 // "procfs" and why.

@@ -13,6 +13,19 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type lineageLinAccept struct {
+	_     structs.HostLayout
+	Saddr [16]uint8
+	Daddr [16]uint8
+	Sport uint16
+	Dport uint16
+	Proto uint8
+	Pad   [3]uint8
+	Isn   uint32
+	Pad2  uint32
+	Ktime uint64
+}
+
 type lineageLinExec struct {
 	_           structs.HostLayout
 	Task        lineageLinTask
@@ -75,6 +88,7 @@ type lineageSkOwner struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	lineageMapAcceptring    = "acceptring"
 	lineageMapCounts        = "counts"
 	lineageMapEvents        = "events"
 	lineageMapFlowring      = "flowring"
@@ -82,6 +96,7 @@ const (
 	lineageMapSkOwners      = "sk_owners"
 	lineageProgOnConnect4   = "on_connect4"
 	lineageProgOnConnect6   = "on_connect6"
+	lineageProgOnEgress     = "on_egress"
 	lineageProgOnExec       = "on_exec"
 	lineageProgOnExit       = "on_exit"
 	lineageProgOnFib4       = "on_fib4"
@@ -92,8 +107,10 @@ const (
 	lineageProgOnSendmsg6   = "on_sendmsg6"
 	lineageProgOnSockCreate = "on_sock_create"
 	lineageProgOnSockops    = "on_sockops"
+	lineageVarAcceptMark    = "accept_mark"
 	lineageVarDnsPort       = "dns_port"
 	lineageVarTcpCurrent    = "tcp_current"
+	lineageVarUnusedAccept  = "unused_accept"
 	lineageVarUnusedExec    = "unused_exec"
 	lineageVarUnusedFlowrec = "unused_flowrec"
 )
@@ -142,6 +159,7 @@ type lineageSpecs struct {
 type lineageProgramSpecs struct {
 	OnConnect4   *ebpf.ProgramSpec `ebpf:"on_connect4"`
 	OnConnect6   *ebpf.ProgramSpec `ebpf:"on_connect6"`
+	OnEgress     *ebpf.ProgramSpec `ebpf:"on_egress"`
 	OnExec       *ebpf.ProgramSpec `ebpf:"on_exec"`
 	OnExit       *ebpf.ProgramSpec `ebpf:"on_exit"`
 	OnFib4       *ebpf.ProgramSpec `ebpf:"on_fib4"`
@@ -158,19 +176,22 @@ type lineageProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lineageMapSpecs struct {
-	Counts   *ebpf.MapSpec `ebpf:"counts"`
-	Events   *ebpf.MapSpec `ebpf:"events"`
-	Flowring *ebpf.MapSpec `ebpf:"flowring"`
-	Locals   *ebpf.MapSpec `ebpf:"locals"`
-	SkOwners *ebpf.MapSpec `ebpf:"sk_owners"`
+	Acceptring *ebpf.MapSpec `ebpf:"acceptring"`
+	Counts     *ebpf.MapSpec `ebpf:"counts"`
+	Events     *ebpf.MapSpec `ebpf:"events"`
+	Flowring   *ebpf.MapSpec `ebpf:"flowring"`
+	Locals     *ebpf.MapSpec `ebpf:"locals"`
+	SkOwners   *ebpf.MapSpec `ebpf:"sk_owners"`
 }
 
 // lineageVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lineageVariableSpecs struct {
+	AcceptMark    *ebpf.VariableSpec `ebpf:"accept_mark"`
 	DnsPort       *ebpf.VariableSpec `ebpf:"dns_port"`
 	TcpCurrent    *ebpf.VariableSpec `ebpf:"tcp_current"`
+	UnusedAccept  *ebpf.VariableSpec `ebpf:"unused_accept"`
 	UnusedExec    *ebpf.VariableSpec `ebpf:"unused_exec"`
 	UnusedFlowrec *ebpf.VariableSpec `ebpf:"unused_flowrec"`
 }
@@ -195,15 +216,17 @@ func (o *lineageObjects) Close() error {
 //
 // It can be passed to loadLineageObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lineageMaps struct {
-	Counts   *ebpf.Map `ebpf:"counts"`
-	Events   *ebpf.Map `ebpf:"events"`
-	Flowring *ebpf.Map `ebpf:"flowring"`
-	Locals   *ebpf.Map `ebpf:"locals"`
-	SkOwners *ebpf.Map `ebpf:"sk_owners"`
+	Acceptring *ebpf.Map `ebpf:"acceptring"`
+	Counts     *ebpf.Map `ebpf:"counts"`
+	Events     *ebpf.Map `ebpf:"events"`
+	Flowring   *ebpf.Map `ebpf:"flowring"`
+	Locals     *ebpf.Map `ebpf:"locals"`
+	SkOwners   *ebpf.Map `ebpf:"sk_owners"`
 }
 
 func (m *lineageMaps) Close() error {
 	return _LineageClose(
+		m.Acceptring,
 		m.Counts,
 		m.Events,
 		m.Flowring,
@@ -216,8 +239,10 @@ func (m *lineageMaps) Close() error {
 //
 // It can be passed to loadLineageObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lineageVariables struct {
+	AcceptMark    *ebpf.Variable `ebpf:"accept_mark"`
 	DnsPort       *ebpf.Variable `ebpf:"dns_port"`
 	TcpCurrent    *ebpf.Variable `ebpf:"tcp_current"`
+	UnusedAccept  *ebpf.Variable `ebpf:"unused_accept"`
 	UnusedExec    *ebpf.Variable `ebpf:"unused_exec"`
 	UnusedFlowrec *ebpf.Variable `ebpf:"unused_flowrec"`
 }
@@ -228,6 +253,7 @@ type lineageVariables struct {
 type lineagePrograms struct {
 	OnConnect4   *ebpf.Program `ebpf:"on_connect4"`
 	OnConnect6   *ebpf.Program `ebpf:"on_connect6"`
+	OnEgress     *ebpf.Program `ebpf:"on_egress"`
 	OnExec       *ebpf.Program `ebpf:"on_exec"`
 	OnExit       *ebpf.Program `ebpf:"on_exit"`
 	OnFib4       *ebpf.Program `ebpf:"on_fib4"`
@@ -244,6 +270,7 @@ func (p *lineagePrograms) Close() error {
 	return _LineageClose(
 		p.OnConnect4,
 		p.OnConnect6,
+		p.OnEgress,
 		p.OnExec,
 		p.OnExit,
 		p.OnFib4,

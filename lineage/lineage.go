@@ -7,7 +7,8 @@
 // of a packet after the sender and its socket are gone.
 //
 // Every BPF program it attaches only observes: tracepoints, fentry, and
-// cgroup socket hooks on the root cgroup that always allow. Pids are global
+// cgroup socket hooks on the root cgroup that always allow (the egress
+// one also clears Config.AcceptMark's bit, which the firewall set). Pids are global
 // (the initial pid namespace), so the agent must run there.
 package lineage
 
@@ -42,6 +43,11 @@ type Config struct {
 	// DNSPort is the port of the agent's resolver, besides 53: LocalOwner
 	// answers only for sockets that sent to one of them (0: port 53 only).
 	DNSPort uint16
+	// AcceptMark is the mark bit the firewall sets on the packets it
+	// accepts as new flows to allowed destinations: a program on the
+	// root cgroup's egress clears it and hands the packet's flow to
+	// OnAccept's function (0: none is attached; see Tracker.AcceptMark).
+	AcceptMark uint32
 	// Log receives diagnostics; nil discards them.
 	Log *slog.Logger
 }
@@ -74,6 +80,17 @@ type Owner struct {
 	UID    int    // real uid
 	Cgroup uint64 // cgroup v2 id
 	At     uint64 // CLOCK_MONOTONIC ns when it was recorded
+}
+
+// Accept is a packet the firewall accepted as the first of a new flow to
+// an allowed destination, as it left: its protocol, addresses (IPv4 as
+// IPv4-mapped IPv6), TCP's initial sequence number (the same for a
+// retransmitted SYN) and when it left (CLOCK_MONOTONIC ns).
+type Accept struct {
+	Proto    uint8
+	Src, Dst netip.AddrPort
+	ISN      uint32
+	At       uint64
 }
 
 // Stats counts what the tracker saw and lost.

@@ -50,8 +50,15 @@ type Tracker struct {
 	flowRd  *ringbuf.Reader
 	flowRec ringbuf.Record
 	flows   *flowTable
-	started bool
-	closed  bool
+	// accRd is the kernel's accept ring, drained with flowRd (under
+	// flowMu) into accBuf, which goes to onAccept once the locks are
+	// released (the function may look flows up).
+	accRd    *ringbuf.Reader
+	accRec   ringbuf.Record
+	accBuf   []Accept
+	onAccept atomic.Pointer[func([]Accept)]
+	started  bool
+	closed   bool
 
 	// events counts the records read, unreadable those that were not
 	// understood, handled both (after the table changed).
@@ -137,6 +144,9 @@ func (t *Tracker) Start(ctx context.Context) (err error) {
 	if err := spec.Variables["dns_port"].Set(t.cfg.DNSPort); err != nil {
 		return fmt.Errorf("lineage: set the DNS port: %w", err)
 	}
+	if err := spec.Variables["accept_mark"].Set(t.cfg.AcceptMark); err != nil {
+		return fmt.Errorf("lineage: set the accept mark: %w", err)
+	}
 	// One decoded copy of the kernel's BTF for both objects: decoding it
 	// again for the sysctl program was 18 of the agent's 50 ms in Start.
 	opts := &ebpf.CollectionOptions{Cache: btf.NewCache()}
@@ -163,7 +173,11 @@ func (t *Tracker) Start(ctx context.Context) (err error) {
 		{p.OnSendmsg4, ebpf.AttachCGroupUDP4Sendmsg},
 		{p.OnSendmsg6, ebpf.AttachCGroupUDP6Sendmsg},
 		{p.OnSockops, ebpf.AttachCGroupSockOps},
+		{p.OnEgress, ebpf.AttachCGroupInetEgress},
 	} {
+		if c.prog == p.OnEgress && t.cfg.AcceptMark == 0 {
+			continue // it would run on every packet to do nothing
+		}
 		l, err := link.AttachCgroup(link.CgroupOptions{Path: cg, Attach: c.at, Program: c.prog})
 		if err != nil {
 			return fmt.Errorf("%w: attach %v to %s: %v", ErrUnsupported, c.at, cg, err)
@@ -179,8 +193,14 @@ func (t *Tracker) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("lineage: flow ring buffer: %w", err)
 	}
 	flowRd.SetDeadline(time.Unix(1, 0)) // reads return what is there, never wait
+	accRd, err := ringbuf.NewReader(objs.Acceptring)
+	if err != nil {
+		flowRd.Close()
+		return fmt.Errorf("lineage: accept ring buffer: %w", err)
+	}
+	accRd.SetDeadline(time.Unix(1, 0))
 	t.flowMu.Lock()
-	t.flowRd = flowRd
+	t.flowRd, t.accRd = flowRd, accRd
 	t.flowMu.Unlock()
 	// Attached first, seeded second: a process started in between is in
 	// both, and the event wins (seed adds only unknown pids).
@@ -600,13 +620,56 @@ func (t *Tracker) FlowOwner(proto uint8, src, dst netip.AddrPort, wait time.Dura
 
 var flowrecSize = int(unsafe.Sizeof(lineageLinFlowrec{}))
 
-// drainFlows moves every record in the flow ring to the flow table.
+// drainFlows moves every record in the flow ring to the flow table, then
+// hands the accept ring's records to OnAccept's function.
 func (t *Tracker) drainFlows() {
+	if acc := t.drainRings(); len(acc) > 0 {
+		if f := t.onAccept.Load(); f != nil {
+			(*f)(acc)
+		}
+	}
+}
+
+// Drain moves what the kernel recorded so far to the flow table and hands
+// the accepts to OnAccept's function before it returns.
+func (t *Tracker) Drain() { t.drainFlows() }
+
+// drainRings drains both rings; the accepts it returns are valid until
+// the next drain's handler call is done with them (see OnAccept).
+func (t *Tracker) drainRings() []Accept {
 	t.flowMu.Lock()
 	defer t.flowMu.Unlock()
-	if t.flowRd == nil || t.flowRd.AvailableBytes() == 0 {
-		return
+	if t.flowRd != nil && t.flowRd.AvailableBytes() != 0 {
+		t.drainFlowsLocked()
 	}
+	if t.accRd == nil || t.accRd.AvailableBytes() == 0 {
+		return nil
+	}
+	acc := t.accBuf[:0]
+	for {
+		if err := t.accRd.ReadInto(&t.accRec); err != nil {
+			break
+		}
+		if len(t.accRec.RawSample) < acceptSize {
+			t.unreadable.Add(1)
+			continue
+		}
+		var r lineageLinAccept
+		copy(unsafe.Slice((*byte)(unsafe.Pointer(&r)), acceptSize), t.accRec.RawSample)
+		acc = append(acc, Accept{Proto: r.Proto, ISN: r.Isn, At: r.Ktime,
+			Src: netip.AddrPortFrom(netip.AddrFrom16(r.Saddr).Unmap(), r.Sport),
+			Dst: netip.AddrPortFrom(netip.AddrFrom16(r.Daddr).Unmap(), r.Dport)})
+	}
+	// A fresh slice for the next drain: this one goes to the handler
+	// after flowMu is released, while another drain may run.
+	t.accBuf = nil
+	return acc
+}
+
+var acceptSize = int(unsafe.Sizeof(lineageLinAccept{}))
+
+// drainFlowsLocked moves the flow ring's records to the table; flowMu held.
+func (t *Tracker) drainFlowsLocked() {
 	t.flows.mu.Lock() // once per drain, not per record
 	defer t.flows.mu.Unlock()
 	for {
@@ -625,6 +688,23 @@ func (t *Tracker) drainFlows() {
 		copy(unsafe.Slice((*byte)(unsafe.Pointer(&r)), flowrecSize), t.flowRec.RawSample)
 		t.flows.putLocked(r.Flow, r.Owner)
 	}
+}
+
+// OnAccept sets the function the accept ring's records go to, in
+// batches, from whichever goroutine drained them (a flow lookup, or the
+// drain every 100 ms). It must not block for long; it may look flows up.
+// The slice is the function's to keep. Records drained before it was set
+// are dropped.
+func (t *Tracker) OnAccept(f func([]Accept)) { t.onAccept.Store(&f) }
+
+// AcceptMark is the mark bit the firewall should set on the packets it
+// accepts as new allowed flows: Config.AcceptMark once the programs are
+// attached, else 0 (the firewall must then log those flows itself).
+func (t *Tracker) AcceptMark() uint32 {
+	if !t.Running() {
+		return 0
+	}
+	return t.cfg.AcceptMark
 }
 
 // LocalOwner returns the owner of the socket that last sent from src to
@@ -653,7 +733,7 @@ func (t *Tracker) Stats() Stats {
 	t.mu.Unlock()
 	if objs != nil {
 		var per []uint64
-		for _, i := range []uint32{1, 2} { // LIN_LOST, LIN_FLOWS_LOST
+		for _, i := range []uint32{1, 2, 3} { // LIN_LOST, LIN_FLOWS_LOST, LIN_ACCEPTS_LOST
 			if err := objs.Counts.Lookup(i, &per); err == nil {
 				for _, n := range per {
 					s.Lost += n
@@ -694,6 +774,10 @@ func (t *Tracker) detach() error {
 	if t.flowRd != nil {
 		errs = append(errs, t.flowRd.Close())
 		t.flowRd = nil
+	}
+	if t.accRd != nil {
+		errs = append(errs, t.accRd.Close())
+		t.accRd = nil
 	}
 	t.flowMu.Unlock()
 	if t.objs != nil {

@@ -58,6 +58,11 @@ const (
 	DefaultLogGroup = 4852
 	DefaultQueue    = 4852
 	DefaultReject   = 0x4852_0002
+	// AcceptMarkBit is the mark bit for Config.AcceptMark: one bit that
+	// none of the fwmark schemes a runner may carry uses (kube-proxy
+	// 0x4000/0x8000, Cilium 0x0f00, Calico 0xffff0000, Tailscale
+	// 0xff0000, Istio 0x539), and that our own marks do not contain.
+	AcceptMarkBit = 0x0000_2000
 )
 
 // ErrNotInstalled is returned by Allow before Install or after Remove.
@@ -71,10 +76,16 @@ type Config struct {
 	ResolverPort uint16            // where DNS is redirected; must not be 53
 	Mark         uint32            // SO_MARK of the resolver's upstream sockets
 	LogGroup     uint16            // NFLOG group for new allowed flows
-	Queue        uint16            // first NFQUEUE for flows the policy does not allow (egress/gate)
-	Queues       uint16            // flows are balanced over Queue..Queue+Queues-1 by hash; default 1
-	RejectMark   uint32            // mark the gate sets on packets to reject
-	NetNS        int               // netns fd to work in; 0 = the caller's namespace
+	// AcceptMark, when not 0, is one mark bit set (OR) on the host's new
+	// allowed flows' packets instead of logging them to LogGroup: the
+	// kernel-side capture (lineage.Config.AcceptMark) clears it after
+	// the output and postrouting hooks and records the flow. Forwarded
+	// (container) flows are logged as before.
+	AcceptMark uint32
+	Queue      uint16 // first NFQUEUE for flows the policy does not allow (egress/gate)
+	Queues     uint16 // flows are balanced over Queue..Queue+Queues-1 by hash; default 1
+	RejectMark uint32 // mark the gate sets on packets to reject
+	NetNS      int    // netns fd to work in; 0 = the caller's namespace
 	// RelayPort is where new TCP connections are redirected to the
 	// name-checking relay (egress/relay); 0 = no relay. RelayPorts are the
 	// ports redirected in audit mode: those the policy's name entries name.
@@ -144,6 +155,9 @@ func New(cfg Config) (*Firewall, error) {
 	if cfg.RejectMark == cfg.Mark {
 		return nil, fmt.Errorf("firewall: reject mark %#x equals the resolver mark", cfg.RejectMark)
 	}
+	if cfg.AcceptMark != 0 && (cfg.AcceptMark&(cfg.AcceptMark-1) != 0 || cfg.AcceptMark&(cfg.Mark|cfg.RejectMark) != 0) {
+		return nil, fmt.Errorf("firewall: accept mark %#x: must be one bit, not one of the resolver mark %#x or the reject mark %#x", cfg.AcceptMark, cfg.Mark, cfg.RejectMark)
+	}
 	if cfg.RelayPort == 53 || (cfg.RelayPort != 0 && cfg.RelayPort == cfg.ResolverPort) {
 		return nil, fmt.Errorf("firewall: relay port %d: must not be 53 or the resolver's", cfg.RelayPort)
 	}
@@ -167,6 +181,10 @@ func (f *Firewall) Mark() uint32 { return f.cfg.Mark }
 
 // LogGroup returns the NFLOG group that new allowed flows are logged to.
 func (f *Firewall) LogGroup() uint16 { return f.cfg.LogGroup }
+
+// AcceptMark returns Config.AcceptMark: the bit set on the host's new
+// allowed flows instead of logging them (0: they are logged).
+func (f *Firewall) AcceptMark() uint32 { return f.cfg.AcceptMark }
 
 // Queue returns the first NFQUEUE that flows the policy does not allow are
 // sent to, and Queues how many consecutive ones share them.

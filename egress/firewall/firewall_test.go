@@ -184,14 +184,16 @@ func TestRemoveIsIdempotentAndComplete(t *testing.T) {
 func TestRuleset(t *testing.T) {
 	testnet.Skip(t)
 	for _, c := range []struct {
-		name  string
-		block bool
-		relay uint16 // the relay's port (0: none)
-	}{{"block", true, 0}, {"audit", false, 0}, {"block-relay", true, 154}, {"audit-relay", false, 154}} {
+		name   string
+		block  bool
+		relay  uint16 // the relay's port (0: none)
+		accept uint32 // AcceptMark
+	}{{"block", true, 0, 0}, {"audit", false, 0, 0}, {"block-relay", true, 154, 0}, {"audit-relay", false, 154, 0},
+		{"block-acceptmark", true, 0, AcceptMarkBit}} {
 		name, block := c.name, c.block
 		t.Run(name, func(t *testing.T) {
 			n := testnet.New(t)
-			install(t, n, Config{Block: block, RelayPort: c.relay, RelayPorts: []uint16{443, 80}, Prefixes: []policy.Endpoint{
+			install(t, n, Config{Block: block, RelayPort: c.relay, AcceptMark: c.accept, RelayPorts: []uint16{443, 80}, Prefixes: []policy.Endpoint{
 				{Prefix: netip.MustParsePrefix("203.0.113.0/24"), Port: 443},
 				{Prefix: netip.MustParsePrefix("2001:db8:99::/48"), Port: 22},
 			}, Preexisting: []Conn{
@@ -225,6 +227,9 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{ResolverPort: 0},
 		{ResolverPort: 53},
 		{ResolverPort: 153, Prefixes: []policy.Endpoint{{Host: "example.com", Port: 443}}},
+		{ResolverPort: 153, AcceptMark: 0x3000},      // two bits
+		{ResolverPort: 153, AcceptMark: 0x0001},      // a bit of the resolver's mark
+		{ResolverPort: 153, AcceptMark: 0x4000_0000}, // a bit of the reject mark
 	} {
 		if _, err := New(cfg); err == nil {
 			t.Errorf("New(%+v) accepted a bad config", cfg)

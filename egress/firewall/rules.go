@@ -222,10 +222,14 @@ func (b *builder) rejectChain() *nftables.Chain {
 }
 
 // egressChain decides new outbound flows: allowed destinations are logged
-// and accepted, the rest goes to deny.
+// (the host's marked instead, with Config.AcceptMark) and accepted, the
+// rest goes to deny.
 func (b *builder) egressChain(name string, forward bool, deny *nftables.Chain) *nftables.Chain {
 	ch := b.c.AddChain(&nftables.Chain{Name: name, Table: b.table})
 	allowLog := b.log(event.Allowed, forward)
+	if !forward && b.cfg.AcceptMark != 0 {
+		allowLog = b.markAccepted()
+	}
 	accept := verdict(expr.VerdictAccept)
 	l4 := []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
@@ -268,6 +272,18 @@ func (b *builder) log(v event.Verdict, forward bool) []expr.Any {
 		Group: b.cfg.LogGroup,
 		Data:  []byte(flowlog.Prefix(v, forward)),
 	}}
+}
+
+// markAccepted sets Config.AcceptMark's bit on the packet (mark |= bit),
+// keeping the bits it had.
+func (b *builder) markAccepted() []expr.Any {
+	bit := b.cfg.AcceptMark
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(^bit), Xor: binaryutil.NativeEndian.PutUint32(bit)},
+		&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1},
+	}
 }
 
 func (b *builder) rule(ch *nftables.Chain, parts ...[]expr.Any) {

@@ -1,7 +1,9 @@
 // Package flowlog reads the packets that the firewall's rules log to an
 // NFLOG group (the first packet of every new outbound or forwarded flow)
 // and turns each into an event.Flow with its verdict, taken from the log
-// prefix, and the process that sent it. It owns the prefix convention the
+// prefix, and the process that sent it. With Config.Accepts, the host's
+// allowed flows come from the kernel's accept records instead (the
+// firewall marks them rather than logging them). It owns the prefix convention the
 // firewall's rules use (Prefix, ParsePrefix).
 package flowlog
 
@@ -13,7 +15,18 @@ import (
 	"time"
 
 	"github.com/harden-runner/harden-runner/event"
+	"github.com/harden-runner/harden-runner/lineage"
 )
+
+// AcceptSource is the kernel's record of the host's new allowed flows
+// (lineage.Tracker, with the firewall's Config.AcceptMark): the packets
+// the firewall accepted, which it then marks instead of logging them.
+type AcceptSource interface {
+	// OnAccept sets the function the records go to; it never blocks.
+	OnAccept(func([]lineage.Accept))
+	// Drain hands over what the kernel recorded so far before it returns.
+	Drain()
+}
 
 // Config configures a Reader.
 type Config struct {
@@ -44,6 +57,11 @@ type Config struct {
 	// client is gone by then. 0 (the default) hands each packet over at
 	// once. Close has the kernel hand over what it still holds.
 	Batch time.Duration
+	// Accepts, if set, is where the host's allowed flows come from
+	// instead of the NFLOG group (forwarded ones and the other verdicts
+	// still come from the group). Needs Batch's semantics: its records
+	// outlive the socket.
+	Accepts AcceptSource
 	// Log receives the reader's own diagnostics; nil discards them.
 	Log *slog.Logger
 

@@ -15,6 +15,7 @@ import (
 	"github.com/florianl/go-nflog/v2"
 	"github.com/harden-runner/harden-runner/egress/packet"
 	"github.com/harden-runner/harden-runner/event"
+	"github.com/harden-runner/harden-runner/lineage"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -76,6 +77,15 @@ type Reader struct {
 	// repeats suppresses retransmitted first packets (reading goroutine only).
 	repeats    dedup
 	duplicates atomic.Uint64
+	// The kernel's accept records (Config.Accepts): accepted appends to
+	// apending and wakes the accept goroutine, which owns accRepeats.
+	amu        sync.Mutex
+	apending   []lineage.Accept
+	aclosed    bool
+	accWake    chan struct{}
+	accStop    chan struct{}
+	accDone    chan struct{}
+	accRepeats dedup
 	// fold folds a process's repeated flows into one record per window;
 	// foldDone ends its flusher.
 	fold     *folder
@@ -156,6 +166,7 @@ func (r *Reader) Start(ctx context.Context) error {
 	}
 	r.nf, r.started = nf, true
 	r.startWorkers()
+	r.startAccepts()
 	r.foldWG.Add(1)
 	go func() {
 		defer r.foldWG.Done()
@@ -282,6 +293,7 @@ func (r *Reader) Close() error {
 				r.closeErr = fmt.Errorf("flowlog: close nflog: %w", err)
 			}
 		}
+		r.stopAccepts()
 		r.qmu.Lock()
 		r.qclosed = true
 		close(r.queue)
@@ -365,11 +377,20 @@ func (r *Reader) hook(a nflog.Attribute) int {
 	if a.UID != nil {
 		uid = int(*a.UID)
 	}
+	r.dispatch(f, pkt, uid, marked)
+	return 0
+}
+
+// dispatch sends f, the flow of pkt, to the workers for its process, or
+// emits it without one if no lookup can name it. uid is the socket's
+// (-1: unknown).
+func (r *Reader) dispatch(f event.Flow, pkt packet.Packet, uid int, marked bool) {
+	fwd := f.Forward
 	r.qmu.RLock()
 	defer r.qmu.RUnlock()
 	if r.qclosed {
 		r.lost.Add(1) // logged while closing
-		return 0
+		return
 	}
 	oproto, known := packet.OwnerProto(pkt.Proto)
 	known = known && (r.cfg.AllProtocols || pkt.Proto == packet.TCP || pkt.Proto == packet.UDP)
@@ -384,15 +405,15 @@ func (r *Reader) hook(a nflog.Attribute) int {
 		l := lookup{flow: f, proto: oproto, src: pkt.Src, dst: pkt.Dst, uid: uid, marked: marked}
 		select {
 		case r.queue <- l:
-			return 0
+			return
 		default:
 		}
-		if r.cfg.Batch > 0 {
+		if r.cfg.Batch > 0 || r.cfg.Accepts != nil {
 			// The kernel's records outlive the socket: better late than
 			// unnamed. The kernel's buffer holds what arrives meanwhile
 			// (and counts what it cannot).
 			r.queue <- l
-			return 0
+			return
 		}
 		f.Process.Unknown = UnknownQueueFull
 	}
@@ -400,7 +421,6 @@ func (r *Reader) hook(a nflog.Attribute) int {
 		f.Process.UID = uid
 	}
 	r.emit(f)
-	return 0
 }
 
 // work runs owner lookups until Close.

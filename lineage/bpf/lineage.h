@@ -14,6 +14,7 @@ enum lin_count {
 	LIN_PRODUCED = 0,
 	LIN_LOST = 1,
 	LIN_FLOWS_LOST = 2, /* flow records that found the flow ring full */
+	LIN_ACCEPTS_LOST = 3, /* accept records that found the accept ring full */
 };
 
 enum lin_kind {
@@ -66,6 +67,23 @@ struct lin_flow {
 struct lin_flowrec {
 	struct lin_flow flow;
 	struct lin_owner owner;
+};
+
+/* lin_accept is a packet the firewall accepted as the first of a new flow
+ * to an allowed destination (it set accept_mark on it): its addresses
+ * (IPv4 as IPv4-mapped IPv6), ports in host order (0 for a protocol
+ * without them), IP protocol, TCP's initial sequence number (a
+ * retransmitted SYN has the same) and when it left. */
+struct lin_accept {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u16 sport;
+	__u16 dport;
+	__u8 proto;
+	__u8 pad[3];
+	__u32 isn;
+	__u32 pad2;
+	__u64 ktime;
 };
 
 /* lin_sysctl names a sysctl written in a network namespace: the
