@@ -17,7 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-const testAcceptMark = 0x2000
+const testAcceptMark = 0x0100_0000
 
 // acceptsForTest collects what tr hands to OnAccept.
 type acceptsForTest struct {
@@ -123,6 +123,7 @@ table netdev accepttest_dev {
 	helper := helperForTest(t)
 	cmd := exec.Command(helper)
 	cmd.Env = append(os.Environ(), "LINEAGE_SEND=tcp,"+short.String())
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("sender: %v: %s", err, out)
 	}
@@ -155,8 +156,9 @@ table netdev accepttest_dev {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if got := acc.to(tr, short); len(got) != 1 || got[0].Proto != unix.IPPROTO_TCP || got[0].Src.Addr() != testnet.Runner4 || got[0].Src.Port() == 0 {
-		t.Errorf("short-lived sender's SYN: %+v; want one TCP record from %v", got, testnet.Runner4)
+	if got := acc.to(tr, short); len(got) != 1 || got[0].Proto != unix.IPPROTO_TCP || got[0].Src.Addr() != testnet.Runner4 ||
+		got[0].Src.Port() == 0 || got[0].UID != 65534 || got[0].ISN == 0 {
+		t.Errorf("short-lived sender's SYN: %+v; want one TCP record from %v, uid 65534, an ISN", got, testnet.Runner4)
 	}
 	if got := acc.to(tr, silent); len(got) < 2 || got[0].ISN != got[1].ISN || got[0].Src != got[1].Src || got[1].At <= got[0].At {
 		t.Errorf("retransmitted SYN: %+v; want two or more records, same source and ISN, later times", got)

@@ -22,7 +22,7 @@ type lineageLinAccept struct {
 	Proto uint8
 	Pad   [3]uint8
 	Isn   uint32
-	Pad2  uint32
+	Uid   uint32
 	Ktime uint64
 }
 

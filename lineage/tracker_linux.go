@@ -51,12 +51,14 @@ type Tracker struct {
 	flowRec ringbuf.Record
 	flows   *flowTable
 	// accRd is the kernel's accept ring, drained with flowRd (under
-	// flowMu) into accBuf, which goes to onAccept once the locks are
-	// released (the function may look flows up).
+	// flowMu); what a drain read goes to onAccept once flowMu is
+	// released (the function may look flows up). handing is read-locked
+	// from a drain's read to the end of its onAccept call, so that Drain
+	// can wait for drains that other goroutines are in.
 	accRd    *ringbuf.Reader
 	accRec   ringbuf.Record
-	accBuf   []Accept
 	onAccept atomic.Pointer[func([]Accept)]
+	handing  sync.RWMutex
 	started  bool
 	closed   bool
 
@@ -179,6 +181,12 @@ func (t *Tracker) Start(ctx context.Context) (err error) {
 			continue // it would run on every packet to do nothing
 		}
 		l, err := link.AttachCgroup(link.CgroupOptions{Path: cg, Attach: c.at, Program: c.prog})
+		if err != nil && c.prog == p.OnEgress {
+			// The firewall then logs allowed flows itself (AcceptMark 0).
+			t.log.Info("lineage: no cgroup egress program; allowed flows go through NFLOG", "err", err)
+			t.cfg.AcceptMark = 0
+			continue
+		}
 		if err != nil {
 			return fmt.Errorf("%w: attach %v to %s: %v", ErrUnsupported, c.at, cg, err)
 		}
@@ -486,12 +494,21 @@ func statPPid(b []byte) int {
 // the ring holds over half a second at 100,000 flows a second.
 const flowDrain = 100 * time.Millisecond
 
+// acceptDrain is flowDrain with accept records: they are the allowed
+// flows' reports, and their owners are looked up when they are read (a
+// port pair reused within the interval would name the newer owner).
+const acceptDrain = 20 * time.Millisecond
+
 // expire drops exited processes older than Keep, every second, and drains
 // the flow ring every flowDrain.
 func (t *Tracker) expire(ctx context.Context) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	drain := time.NewTicker(flowDrain)
+	every := flowDrain
+	if t.cfg.AcceptMark != 0 {
+		every = acceptDrain
+	}
+	drain := time.NewTicker(every)
 	defer drain.Stop()
 	for {
 		select {
@@ -623,6 +640,8 @@ var flowrecSize = int(unsafe.Sizeof(lineageLinFlowrec{}))
 // drainFlows moves every record in the flow ring to the flow table, then
 // hands the accept ring's records to OnAccept's function.
 func (t *Tracker) drainFlows() {
+	t.handing.RLock()
+	defer t.handing.RUnlock()
 	if acc := t.drainRings(); len(acc) > 0 {
 		if f := t.onAccept.Load(); f != nil {
 			(*f)(acc)
@@ -631,11 +650,16 @@ func (t *Tracker) drainFlows() {
 }
 
 // Drain moves what the kernel recorded so far to the flow table and hands
-// the accepts to OnAccept's function before it returns.
-func (t *Tracker) Drain() { t.drainFlows() }
+// the accepts to OnAccept's function, its own and those other goroutines
+// had taken from the ring, before it returns.
+func (t *Tracker) Drain() {
+	t.drainFlows()
+	t.handing.Lock() // waits for the drains in progress
+	//lint:ignore SA2001 the lock is the wait: drains hold it read-locked
+	t.handing.Unlock()
+}
 
-// drainRings drains both rings; the accepts it returns are valid until
-// the next drain's handler call is done with them (see OnAccept).
+// drainRings drains both rings and returns the accept records read.
 func (t *Tracker) drainRings() []Accept {
 	t.flowMu.Lock()
 	defer t.flowMu.Unlock()
@@ -645,7 +669,7 @@ func (t *Tracker) drainRings() []Accept {
 	if t.accRd == nil || t.accRd.AvailableBytes() == 0 {
 		return nil
 	}
-	acc := t.accBuf[:0]
+	var acc []Accept // the handler's to keep
 	for {
 		if err := t.accRd.ReadInto(&t.accRec); err != nil {
 			break
@@ -656,13 +680,10 @@ func (t *Tracker) drainRings() []Accept {
 		}
 		var r lineageLinAccept
 		copy(unsafe.Slice((*byte)(unsafe.Pointer(&r)), acceptSize), t.accRec.RawSample)
-		acc = append(acc, Accept{Proto: r.Proto, ISN: r.Isn, At: r.Ktime,
+		acc = append(acc, Accept{Proto: r.Proto, ISN: r.Isn, UID: r.Uid, At: r.Ktime,
 			Src: netip.AddrPortFrom(netip.AddrFrom16(r.Saddr).Unmap(), r.Sport),
 			Dst: netip.AddrPortFrom(netip.AddrFrom16(r.Daddr).Unmap(), r.Dport)})
 	}
-	// A fresh slice for the next drain: this one goes to the handler
-	// after flowMu is released, while another drain may run.
-	t.accBuf = nil
 	return acc
 }
 

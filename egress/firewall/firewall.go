@@ -59,10 +59,12 @@ const (
 	DefaultQueue    = 4852
 	DefaultReject   = 0x4852_0002
 	// AcceptMarkBit is the mark bit for Config.AcceptMark: one bit that
-	// none of the fwmark schemes a runner may carry uses (kube-proxy
-	// 0x4000/0x8000, Cilium 0x0f00, Calico 0xffff0000, Tailscale
-	// 0xff0000, Istio 0x539), and that our own marks do not contain.
-	AcceptMarkBit = 0x0000_2000
+	// the fwmark schemes a runner is likely to carry leave alone
+	// (kube-proxy 0x4000/0x8000, CNI portmap 0x2000, Cilium's host bits
+	// 0x0f00, Tailscale 0xff0000, AWS VPC CNI 0x80, wg-quick 0xca6c) and
+	// that our own marks do not contain. Calico (0xffff0000) and Cilium's
+	// identity bits may use it; neither runs on a GitHub-hosted runner.
+	AcceptMarkBit = 0x0100_0000
 )
 
 // ErrNotInstalled is returned by Allow before Install or after Remove.

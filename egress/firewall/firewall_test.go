@@ -227,7 +227,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{ResolverPort: 0},
 		{ResolverPort: 53},
 		{ResolverPort: 153, Prefixes: []policy.Endpoint{{Host: "example.com", Port: 443}}},
-		{ResolverPort: 153, AcceptMark: 0x3000},      // two bits
+		{ResolverPort: 153, AcceptMark: 0x0300_0000}, // two bits
 		{ResolverPort: 153, AcceptMark: 0x0001},      // a bit of the resolver's mark
 		{ResolverPort: 153, AcceptMark: 0x4000_0000}, // a bit of the reject mark
 	} {

@@ -59,8 +59,8 @@ type Config struct {
 	Batch time.Duration
 	// Accepts, if set, is where the host's allowed flows come from
 	// instead of the NFLOG group (forwarded ones and the other verdicts
-	// still come from the group). Needs Batch's semantics: its records
-	// outlive the socket.
+	// still come from the group). As with Batch, a full lookup queue
+	// makes them wait rather than go without their process.
 	Accepts AcceptSource
 	// Log receives the reader's own diagnostics; nil discards them.
 	Log *slog.Logger

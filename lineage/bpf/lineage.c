@@ -567,9 +567,16 @@ int on_egress(struct __sk_buff *skb)
 		__u8 t[8];
 		if (bpf_skb_load_bytes(skb, l4off, t, sizeof(t)))
 			goto lost;
+		__u8 flags;
+		if (bpf_skb_load_bytes(skb, l4off + 13, &flags, 1))
+			goto lost;
 		a.sport = (t[0] << 8) | t[1];
 		a.dport = (t[2] << 8) | t[3];
-		a.isn = ((__u32)t[4] << 24) | ((__u32)t[5] << 16) | ((__u32)t[6] << 8) | t[7];
+		/* Only a SYN's sequence number names the connection; a socket
+		 * that set the bit itself has every segment here, and each
+		 * would be a flow of its own. */
+		if (flags & 0x02)
+			a.isn = ((__u32)t[4] << 24) | ((__u32)t[5] << 16) | ((__u32)t[6] << 8) | t[7];
 		break;
 	}
 	case IPPROTO_UDP:
@@ -586,6 +593,7 @@ int on_egress(struct __sk_buff *skb)
 		/* An IPv6 packet with extension headers. */
 		goto lost;
 	}
+	a.uid = bpf_get_socket_uid(skb);
 	a.ktime = bpf_ktime_get_ns();
 	if (bpf_ringbuf_output(&acceptring, &a, sizeof(a), BPF_RB_NO_WAKEUP))
 		goto lost;

@@ -14,7 +14,7 @@ enum lin_count {
 	LIN_PRODUCED = 0,
 	LIN_LOST = 1,
 	LIN_FLOWS_LOST = 2, /* flow records that found the flow ring full */
-	LIN_ACCEPTS_LOST = 3, /* accept records that found the accept ring full */
+	LIN_ACCEPTS_LOST = 3, /* accepted packets not recorded: ring full, unreadable headers */
 };
 
 enum lin_kind {
@@ -71,9 +71,10 @@ struct lin_flowrec {
 
 /* lin_accept is a packet the firewall accepted as the first of a new flow
  * to an allowed destination (it set accept_mark on it): its addresses
- * (IPv4 as IPv4-mapped IPv6), ports in host order (0 for a protocol
- * without them), IP protocol, TCP's initial sequence number (a
- * retransmitted SYN has the same) and when it left. */
+ * (IPv4 as IPv4-mapped IPv6), ports in host order, IP protocol, a TCP
+ * SYN's sequence number (a retransmitted SYN has the same; 0 for TCP
+ * without SYN, which conntrack took as new mid-stream), the socket's
+ * uid and when it left. */
 struct lin_accept {
 	__u8 saddr[16];
 	__u8 daddr[16];
@@ -82,7 +83,7 @@ struct lin_accept {
 	__u8 proto;
 	__u8 pad[3];
 	__u32 isn;
-	__u32 pad2;
+	__u32 uid; /* the socket's owner (bpf_get_socket_uid) */
 	__u64 ktime;
 };
 
