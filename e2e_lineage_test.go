@@ -178,6 +178,58 @@ func TestRunNamesAllowedFlows(t *testing.T) {
 	}
 }
 
+// TestRunCountsUnrecordedAccepts: a packet the agent's rule accepted and
+// marked but that never reached the kernel-side recorder (here another
+// table's later rule drops it; a kernel tunnel socket's packets skip the
+// cgroup hook the same way) is not silently missing: the report warns
+// and counts it lost.
+func TestRunCountsUnrecordedAccepts(t *testing.T) {
+	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
+		t.Skip("needs kernel BTF for the kernel-side capture")
+	}
+	w := newWorld(t)
+	later := filepath.Join(w.tmp, "later.nft")
+	if err := os.WriteFile(later, []byte(`table inet later {
+	chain out {
+		type filter hook output priority 10; policy accept;
+		ip daddr 198.18.1.51 tcp dport 22 drop
+	}
+}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := w.In(w.Runner, "nft", "-f", later).CombinedOutput(); err != nil {
+		t.Fatalf("nft: %v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = w.In(w.Runner, "nft", "delete", "table", "inet", "later").Run() })
+	w.run(t, []string{"--egress-policy", "block", "--allowed-endpoints", "198.18.1.51:22", "--upstream", "198.18.0.2"},
+		workload{{"dropped-later", "HR_GOCLIENT=dial " + w.self + " 198.18.1.51:22"}})
+	b, err := os.ReadFile(filepath.Join(w.tmp, "report-TestRunCountsUnrecordedAccepts", "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Agent struct {
+			Warnings []struct {
+				Message string `json:"message"`
+			} `json:"warnings"`
+			Lost struct {
+				ByComponent map[string]int `json:"by_component"`
+			} `json:"lost"`
+		} `json:"agent"`
+	}
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	warned := false
+	for _, m := range rep.Agent.Warnings {
+		warned = warned || strings.Contains(m.Message, "never reached the kernel-side recorder")
+	}
+	if !warned || rep.Agent.Lost.ByComponent["flowlog"] < 1 {
+		t.Errorf("warnings %+v, flowlog lost %d; want the warning and at least 1 lost", rep.Agent.Warnings, rep.Agent.Lost.ByComponent["flowlog"])
+	}
+}
+
 // TestRunSaysAttributionFallback: with the kernel-side capture switched
 // off (as on a kernel without BTF), the report says attribution was
 // "procfs" and why.

@@ -611,6 +611,7 @@ func (a *Agent) teardown() error {
 	if a.guard != nil {
 		errs = append(errs, a.guard.Close())
 	}
+	a.countUnrecordedAccepts()
 	// The table goes first, so no query is redirected to a closed resolver.
 	if a.fw != nil {
 		errs = append(errs, a.fw.Remove())
@@ -652,6 +653,34 @@ func (a *Agent) teardown() error {
 		errs = append(errs, a.journal.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// countUnrecordedAccepts compares the packets the firewall marked as the
+// host's allowed flows with those the kernel-side recorder saw: the rest
+// (a later rule of someone else's dropped them, or a kernel tunnel
+// socket such as WireGuard's sent them, for which the cgroup hook does
+// not run) are flows the report lacks, said in a warning and counted as
+// the flow log's lost. Read while the table is still there, after the
+// workload (nothing is in flight then).
+func (a *Agent) countUnrecordedAccepts() {
+	if a.fw == nil || a.lineage == nil || a.flows == nil || a.fw.AcceptMark() == 0 {
+		return
+	}
+	marked, err := a.fw.AcceptedPackets()
+	if err != nil {
+		a.log.Warn("agent: cannot count the allowed flows' marked packets", "err", err)
+		return
+	}
+	seen := a.lineage.AcceptsSeen()
+	if marked <= seen {
+		return
+	}
+	n := marked - seen
+	a.flows.AddLost(n)
+	if a.journal != nil {
+		a.journal.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: event.ComponentFlowlog, Level: event.LevelWarning,
+			Message: fmt.Sprintf("%d packets of allowed flows never reached the kernel-side recorder (a later firewall rule dropped them, or a kernel tunnel socket such as WireGuard's sent them): their flows are not in the report", n)}})
+	}
 }
 
 // startLineage starts the kernel-side capture, or says why it cannot run.

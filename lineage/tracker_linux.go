@@ -746,6 +746,26 @@ func (t *Tracker) LocalOwner(proto uint8, src netip.AddrPort) (Owner, bool) {
 	return owner(o), true
 }
 
+// AcceptsSeen is how many packets with Config.AcceptMark's bit the egress
+// program has seen (recorded or counted lost), for a comparison with the
+// firewall's count of the packets it marked.
+func (t *Tracker) AcceptsSeen() uint64 {
+	t.mu.Lock()
+	objs := t.objs
+	t.mu.Unlock()
+	if objs == nil {
+		return 0
+	}
+	var per []uint64
+	var n uint64
+	if err := objs.Counts.Lookup(uint32(4), &per); err == nil { // LIN_ACCEPTS_SEEN
+		for _, c := range per {
+			n += c
+		}
+	}
+	return n
+}
+
 // Stats returns what the tracker counted so far.
 func (t *Tracker) Stats() Stats {
 	s := Stats{Events: t.events.Load(), Lost: t.unreadable.Load(), Procs: t.table.len()}

@@ -188,6 +188,30 @@ func (f *Firewall) LogGroup() uint16 { return f.cfg.LogGroup }
 // allowed flows instead of logging them (0: they are logged).
 func (f *Firewall) AcceptMark() uint32 { return f.cfg.AcceptMark }
 
+// AcceptedPackets is how many packets the rules have marked with
+// Config.AcceptMark since Install (0 without it): what the kernel-side
+// recorder must have seen, unless a later rule dropped them or a kernel
+// tunnel socket sent them (its cgroup hook does not run for those).
+func (f *Firewall) AcceptedPackets() (uint64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.installed {
+		return 0, ErrNotInstalled
+	}
+	if f.cfg.AcceptMark == 0 {
+		return 0, nil
+	}
+	o, err := f.conn.GetObject(&nftables.CounterObj{Table: f.table, Name: counterAccepted})
+	if err != nil {
+		return 0, fmt.Errorf("firewall: read counter %q: %w", counterAccepted, err)
+	}
+	c, ok := o.(*nftables.CounterObj)
+	if !ok {
+		return 0, fmt.Errorf("firewall: counter %q is a %T", counterAccepted, o)
+	}
+	return c.Packets, nil
+}
+
 // Queue returns the first NFQUEUE that flows the policy does not allow are
 // sent to, and Queues how many consecutive ones share them.
 func (f *Firewall) Queue() uint16 { return f.cfg.Queue }

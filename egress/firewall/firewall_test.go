@@ -236,3 +236,30 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestAcceptedPackets: with AcceptMark, the rules count the packets they
+// mark (the host's new allowed flows, nothing else): what the agent
+// compares with what the kernel-side recorder saw.
+func TestAcceptedPackets(t *testing.T) {
+	testnet.Skip(t, "curl")
+	n := testnet.New(t)
+	n.StartServers(os.Args[0], "tls::443")
+	fw := install(t, n, Config{Block: true, AcceptMark: AcceptMarkBit,
+		Prefixes: []policy.Endpoint{{Prefix: netip.MustParsePrefix("198.18.1.64/26"), Port: 443}}})
+	if c, err := fw.AcceptedPackets(); err != nil || c != 0 {
+		t.Fatalf("before any flow: %d, %v", c, err)
+	}
+	for _, url := range []string{"https://198.18.1.70/", "https://198.18.1.71/", "https://198.18.1.9/"} {
+		curl(n, url) // the last one is not allowed
+	}
+	if c, err := fw.AcceptedPackets(); err != nil || c != 2 {
+		t.Errorf("after two allowed connections and one refused: %d, %v; want 2 (their SYNs)", c, err)
+	}
+	plain, err := New(Config{ResolverPort: 153})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := plain.AcceptedPackets(); err != ErrNotInstalled {
+		t.Errorf("before Install: %v, want ErrNotInstalled", err)
+	}
+}

@@ -66,6 +66,9 @@ func (b *builder) build() {
 	b.table = b.c.AddTable(t)
 
 	b.addSets()
+	if b.cfg.AcceptMark != 0 {
+		b.c.AddObj(&nftables.CounterObj{Table: b.table, Name: counterAccepted})
+	}
 	deny := b.denyChain("deny")
 	reject := b.rejectChain()
 	egress := b.egressChain("egress", false, deny)
@@ -274,11 +277,16 @@ func (b *builder) log(v event.Verdict, forward bool) []expr.Any {
 	}}
 }
 
-// markAccepted sets Config.AcceptMark's bit on the packet (mark |= bit),
-// keeping the bits it had.
+// counterAccepted is the named counter of the packets markAccepted marked
+// (Firewall.AcceptedPackets).
+const counterAccepted = "accepted"
+
+// markAccepted counts the packet and sets Config.AcceptMark's bit on it
+// (mark |= bit), keeping the bits it had.
 func (b *builder) markAccepted() []expr.Any {
 	bit := b.cfg.AcceptMark
 	return []expr.Any{
+		&expr.Objref{Type: int(nftables.ObjTypeCounter), Name: counterAccepted},
 		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
 			Mask: binaryutil.NativeEndian.PutUint32(^bit), Xor: binaryutil.NativeEndian.PutUint32(bit)},

@@ -317,6 +317,10 @@ func (r *Reader) Close() error {
 	return r.closeErr
 }
 
+// AddLost counts n flows that were lost before they reached the reader
+// (the caller knows from elsewhere), in the Stats Close emits.
+func (r *Reader) AddLost(n uint64) { r.lost.Add(n) }
+
 // Flush emits the repeats folded so far (a snapshot's journal must hold
 // every flow its Stats count). Safe for concurrent use.
 func (r *Reader) Flush() { r.fold.Flush() }

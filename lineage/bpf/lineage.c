@@ -109,11 +109,11 @@ struct {
 
 /* counts: [LIN_PRODUCED] events submitted to the ring buffer, [LIN_LOST]
  * events that found no room, [LIN_FLOWS_LOST] flow records that found no
- * room in flowring. Go compares the first with what it has read
+ * room in flowring, [LIN_ACCEPTS_*] accepted packets (see lineage.h). Go compares the first with what it has read
  * to know that its table is current. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 4);
+	__uint(max_entries, 5);
 	__type(key, __u32);
 	__type(value, __u64);
 } counts SEC(".maps");
@@ -537,6 +537,7 @@ int on_egress(struct __sk_buff *skb)
 	if (!bit || !(skb->mark & bit))
 		return 1;
 	skb->mark &= ~bit;
+	count(LIN_ACCEPTS_SEEN);
 	__u32 l4off;
 	__u8 proto;
 	struct lin_accept a = {};

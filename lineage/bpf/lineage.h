@@ -15,6 +15,7 @@ enum lin_count {
 	LIN_LOST = 1,
 	LIN_FLOWS_LOST = 2, /* flow records that found the flow ring full */
 	LIN_ACCEPTS_LOST = 3, /* accepted packets not recorded: ring full, unreadable headers */
+	LIN_ACCEPTS_SEEN = 4, /* packets that carried accept_mark, recorded or not */
 };
 
 enum lin_kind {
