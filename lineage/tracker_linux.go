@@ -750,6 +750,11 @@ func (t *Tracker) LocalOwner(proto uint8, src netip.AddrPort) (Owner, bool) {
 // program has seen (recorded or counted lost), for a comparison with the
 // firewall's count of the packets it marked.
 func (t *Tracker) AcceptsSeen() uint64 {
+	return t.counted(4) // LIN_ACCEPTS_SEEN
+}
+
+// counted sums the BPF counters at idx over every CPU (0 once closed).
+func (t *Tracker) counted(idx ...uint32) uint64 {
 	t.mu.Lock()
 	objs := t.objs
 	t.mu.Unlock()
@@ -758,9 +763,11 @@ func (t *Tracker) AcceptsSeen() uint64 {
 	}
 	var per []uint64
 	var n uint64
-	if err := objs.Counts.Lookup(uint32(4), &per); err == nil { // LIN_ACCEPTS_SEEN
-		for _, c := range per {
-			n += c
+	for _, i := range idx {
+		if err := objs.Counts.Lookup(i, &per); err == nil {
+			for _, c := range per {
+				n += c
+			}
 		}
 	}
 	return n
@@ -768,21 +775,8 @@ func (t *Tracker) AcceptsSeen() uint64 {
 
 // Stats returns what the tracker counted so far.
 func (t *Tracker) Stats() Stats {
-	s := Stats{Events: t.events.Load(), Lost: t.unreadable.Load(), Procs: t.table.len()}
-	t.mu.Lock()
-	objs := t.objs
-	t.mu.Unlock()
-	if objs != nil {
-		var per []uint64
-		for _, i := range []uint32{1, 2, 3} { // LIN_LOST, LIN_FLOWS_LOST, LIN_ACCEPTS_LOST
-			if err := objs.Counts.Lookup(i, &per); err == nil {
-				for _, n := range per {
-					s.Lost += n
-				}
-			}
-		}
-	}
-	return s
+	return Stats{Events: t.events.Load(), Procs: t.table.len(),
+		Lost: t.unreadable.Load() + t.counted(1, 2, 3)} // LIN_LOST, LIN_FLOWS_LOST, LIN_ACCEPTS_LOST
 }
 
 // Close detaches the programs and stops reading. Safe to call twice.
