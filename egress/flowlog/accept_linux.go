@@ -22,6 +22,7 @@ func (r *Reader) startAccepts() {
 	r.accWake = make(chan struct{}, 1)
 	r.accStop = make(chan struct{})
 	r.accDone = make(chan struct{})
+	r.accSync = make(chan chan struct{})
 	go r.acceptLoop()
 	r.cfg.Accepts.OnAccept(r.accepted)
 }
@@ -36,6 +37,25 @@ func (r *Reader) stopAccepts() {
 	r.cfg.Accepts.Drain()
 	close(r.accStop)
 	<-r.accDone
+}
+
+// syncAccepts takes what the kernel holds and waits until the accept
+// goroutine has dispatched it (Flush). It returns at once without
+// Config.Accepts, or once stopAccepts has run.
+func (r *Reader) syncAccepts() {
+	r.mu.Lock()
+	sync := r.accSync
+	r.mu.Unlock()
+	if sync == nil {
+		return
+	}
+	r.cfg.Accepts.Drain()
+	done := make(chan struct{})
+	select {
+	case sync <- done:
+		<-done
+	case <-r.accDone:
+	}
 }
 
 // accepted queues a batch of accept records; it never blocks (it runs
@@ -61,8 +81,10 @@ func (r *Reader) acceptLoop() {
 	var batch []lineage.Accept
 	for {
 		stop := false
+		var synced chan struct{}
 		select {
 		case <-r.accWake:
+		case synced = <-r.accSync:
 		case <-r.accStop:
 			stop = true
 		}
@@ -79,6 +101,9 @@ func (r *Reader) acceptLoop() {
 			for i := range batch {
 				r.accept(&batch[i], now.Add(time.Duration(int64(batch[i].At)-mono)))
 			}
+		}
+		if synced != nil {
+			close(synced)
 		}
 		if stop {
 			return

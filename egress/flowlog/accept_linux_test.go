@@ -126,3 +126,39 @@ func TestAccepts(t *testing.T) {
 		}
 	}
 }
+
+// TestFlushTakesAcceptsInFlight: Flush (a snapshot) returns only once the
+// flows the kernel recorded before it are in the journal: the records the
+// source still holds (a drain) and the lookups behind a slow Owner. With
+// the wait removed from Flush, the flow is not there when it returns.
+func TestFlushTakesAcceptsInFlight(t *testing.T) {
+	rec := newRecorder()
+	src := &sourceForTest{}
+	r, err := New(Config{Emit: rec.emit, Accepts: src, Batch: 10 * time.Millisecond,
+		Owner: func(proto string, local, remote netip.AddrPort) event.Process {
+			time.Sleep(50 * time.Millisecond)
+			return event.Process{PID: 42, Exe: "/usr/bin/curl"}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.startWorkers()
+	r.startAccepts()
+	defer r.Close()
+	src.mu.Lock()
+	src.late = []lineage.Accept{
+		{Proto: unix.IPPROTO_TCP, Src: netip.MustParseAddrPort("198.18.0.1:40001"), Dst: netip.MustParseAddrPort("198.18.1.7:443"), ISN: 1, At: monoNow()},
+		{Proto: unix.IPPROTO_UDP, Src: netip.MustParseAddrPort("198.18.0.1:40002"), Dst: netip.MustParseAddrPort("198.18.1.8:53"), At: monoNow()},
+	}
+	src.mu.Unlock()
+	r.Flush()
+	got := map[string]int{}
+	for _, rc := range rec.records() {
+		if rc.Flow != nil && rc.Flow.Process.PID == 42 {
+			got[rc.Flow.IP] += flowCount(rc.Flow)
+		}
+	}
+	if got["198.18.1.7"] != 1 || got["198.18.1.8"] != 1 {
+		t.Errorf("flows in the journal when Flush returned: %v; want 198.18.1.7 and 198.18.1.8 once each, with their process", got)
+	}
+}

@@ -85,7 +85,11 @@ type Reader struct {
 	accWake    chan struct{}
 	accStop    chan struct{}
 	accDone    chan struct{}
+	accSync    chan chan struct{}
 	accRepeats dedup
+	// inflight counts the flows handed to the lookup workers and not yet
+	// emitted (Flush waits for them).
+	inflight atomic.Int64
 	// fold folds a process's repeated flows into one record per window;
 	// foldDone ends its flusher.
 	fold     *folder
@@ -322,8 +326,23 @@ func (r *Reader) Close() error {
 func (r *Reader) AddLost(n uint64) { r.lost.Add(n) }
 
 // Flush emits the repeats folded so far (a snapshot's journal must hold
-// every flow its Stats count). Safe for concurrent use.
-func (r *Reader) Flush() { r.fold.Flush() }
+// every flow its Stats count). Before that it takes the accept records
+// the kernel holds (Config.Accepts: up to 20 ms of allowed flows) and
+// waits, up to maxSettle, until every flow handed to the lookup workers
+// is emitted, so that a snapshot has the flows made before it was asked
+// for. Safe for concurrent use.
+func (r *Reader) Flush() {
+	r.syncAccepts()
+	deadline := time.Now().Add(maxSettle)
+	for r.inflight.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	r.fold.Flush()
+}
+
+// maxSettle bounds Flush's wait for lookups in flight: a snapshot does
+// not wait on a queue that a flood keeps full.
+const maxSettle = 500 * time.Millisecond
 
 // hook handles one logged packet, on go-nflog's reading goroutine: owner
 // lookups go to the workers. It blocks only with Config.Batch, when the
@@ -407,6 +426,7 @@ func (r *Reader) dispatch(f event.Flow, pkt packet.Packet, uid int, marked bool)
 		f.Process.Unknown = UnknownNoLookup
 	default:
 		l := lookup{flow: f, proto: oproto, src: pkt.Src, dst: pkt.Dst, uid: uid, marked: marked}
+		r.inflight.Add(1)
 		select {
 		case r.queue <- l:
 			return
@@ -419,6 +439,7 @@ func (r *Reader) dispatch(f event.Flow, pkt packet.Packet, uid int, marked bool)
 			r.queue <- l
 			return
 		}
+		r.inflight.Add(-1)
 		f.Process.Unknown = UnknownQueueFull
 	}
 	if uid >= 0 {
@@ -434,6 +455,7 @@ func (r *Reader) work() {
 	for l := range r.queue {
 		p := r.owner(l)
 		if l.marked && p.PID == self {
+			r.inflight.Add(-1)
 			continue // the relay's own connection: it records the flow itself
 		}
 		if p.PID == 0 && l.uid >= 0 {
@@ -441,6 +463,7 @@ func (r *Reader) work() {
 		}
 		l.flow.Process = p
 		r.emit(l.flow)
+		r.inflight.Add(-1)
 	}
 }
 
