@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/harden-runner/harden-runner/event"
-	"github.com/harden-runner/harden-runner/lineage"
 	"golang.org/x/sys/unix"
 )
 
@@ -15,12 +14,12 @@ import (
 // would; Drain hands over late (what the kernel still held at Close).
 type sourceForTest struct {
 	mu     sync.Mutex
-	fn     func([]lineage.Accept)
-	late   []lineage.Accept
+	fn     func([]Accept)
+	late   []Accept
 	drains int
 }
 
-func (s *sourceForTest) OnAccept(f func([]lineage.Accept)) { s.mu.Lock(); s.fn = f; s.mu.Unlock() }
+func (s *sourceForTest) OnAccept(f func([]Accept)) { s.mu.Lock(); s.fn = f; s.mu.Unlock() }
 
 func (s *sourceForTest) Drain() {
 	s.mu.Lock()
@@ -33,7 +32,7 @@ func (s *sourceForTest) Drain() {
 	}
 }
 
-func (s *sourceForTest) push(b ...lineage.Accept) {
+func (s *sourceForTest) push(b ...Accept) {
 	s.mu.Lock()
 	fn := s.fn
 	s.mu.Unlock()
@@ -79,14 +78,14 @@ func TestAccepts(t *testing.T) {
 	lateDst := netip.MustParseAddrPort("198.18.1.6:443")
 	sent := monoNow() - uint64(2*time.Second) // left two seconds ago
 	src.push(
-		lineage.Accept{Proto: unix.IPPROTO_TCP, Src: tcpSrc, Dst: tcpDst, ISN: 7, At: sent},
-		lineage.Accept{Proto: unix.IPPROTO_TCP, Src: tcpSrc, Dst: tcpDst, ISN: 7, At: sent + uint64(time.Second)},
+		Accept{Proto: unix.IPPROTO_TCP, Src: tcpSrc, Dst: tcpDst, ISN: 7, At: sent},
+		Accept{Proto: unix.IPPROTO_TCP, Src: tcpSrc, Dst: tcpDst, ISN: 7, At: sent + uint64(time.Second)},
 	)
 	src.push(
-		lineage.Accept{Proto: unix.IPPROTO_TCP, Src: tcpSrc, Dst: tcpDst, ISN: 8, At: sent},
-		lineage.Accept{Proto: unix.IPPROTO_UDP, Src: udpSrc, Dst: udpDst, At: sent},
+		Accept{Proto: unix.IPPROTO_TCP, Src: tcpSrc, Dst: tcpDst, ISN: 8, At: sent},
+		Accept{Proto: unix.IPPROTO_UDP, Src: udpSrc, Dst: udpDst, At: sent},
 	)
-	src.late = []lineage.Accept{{Proto: unix.IPPROTO_TCP, Src: tcpSrc, Dst: lateDst, ISN: 9, At: monoNow()}}
+	src.late = []Accept{{Proto: unix.IPPROTO_TCP, Src: tcpSrc, Dst: lateDst, ISN: 9, At: monoNow()}}
 
 	f := rec.waitFlow(t, func(f event.Flow) bool { return f.Protocol == "udp" })
 	if f.IP != "2001:db8:1::5" || f.Port != 8443 || f.Verdict != event.Allowed || f.Process.PID != 42 || f.Forward {
@@ -101,7 +100,7 @@ func TestAccepts(t *testing.T) {
 	if src.drains != 1 {
 		t.Errorf("Close drained the source %d times, want 1", src.drains)
 	}
-	src.push(lineage.Accept{Proto: unix.IPPROTO_TCP, Src: tcpSrc, Dst: lateDst, ISN: 10, At: monoNow()})
+	src.push(Accept{Proto: unix.IPPROTO_TCP, Src: tcpSrc, Dst: lateDst, ISN: 10, At: monoNow()})
 
 	n := map[netip.AddrPort]int{}
 	for _, rc := range rec.records() {
@@ -146,7 +145,7 @@ func TestFlushTakesAcceptsInFlight(t *testing.T) {
 	r.startAccepts()
 	defer r.Close()
 	src.mu.Lock()
-	src.late = []lineage.Accept{
+	src.late = []Accept{
 		{Proto: unix.IPPROTO_TCP, Src: netip.MustParseAddrPort("198.18.0.1:40001"), Dst: netip.MustParseAddrPort("198.18.1.7:443"), ISN: 1, At: monoNow()},
 		{Proto: unix.IPPROTO_UDP, Src: netip.MustParseAddrPort("198.18.0.1:40002"), Dst: netip.MustParseAddrPort("198.18.1.8:53"), At: monoNow()},
 	}

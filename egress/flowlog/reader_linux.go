@@ -15,7 +15,6 @@ import (
 	"github.com/florianl/go-nflog/v2"
 	"github.com/harden-runner/harden-runner/egress/packet"
 	"github.com/harden-runner/harden-runner/event"
-	"github.com/harden-runner/harden-runner/lineage"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -80,7 +79,7 @@ type Reader struct {
 	// The kernel's accept records (Config.Accepts): accepted appends to
 	// apending and wakes the accept goroutine, which owns accRepeats.
 	amu        sync.Mutex
-	apending   []lineage.Accept
+	apending   []Accept
 	aclosed    bool
 	accWake    chan struct{}
 	accStop    chan struct{}
