@@ -12,7 +12,8 @@
 # "runner" is no agent on a GitHub-hosted runner: dockerd runs there and its
 # iptables rules (NAT for docker0, the DOCKER chains) keep conntrack on for
 # every host connection. runner+hr-ebpf is the agent on top of those rules,
-# what a workflow that adds the agent gets; x_runner compares with that.
+# what a workflow that adds the agent gets, at every size; x_runner
+# compares with that.
 # Every case starts with empty conntrack tables: the entries a case leaves
 # (120 s in TIME_WAIT, 125,000 a case) would fill the table for the next
 # one, which then pays for evicting them.
@@ -95,11 +96,13 @@ add() {
   [ -n "$2" ] || { echo "conn.sh: no rate for '$1' (an agent's log is in $OUT/conn-agent-*.log)" >&2; exit 1; }
   got[$1]="${got[$1]:-} $2"
 }
-first=${SIZES%% *}
 for rep in $(seq "$REPS"); do
   clean; add "none -" "$(rate)"
   clean; ip netns exec "$NS" iptables-restore < <(runner_rules); add "runner -" "$(rate)"
-  flush; add "runner+hr-ebpf $first" "$(agent ebpf "$first" runner-ebpf-$first)"
+  for n in $SIZES; do
+    clean; ip netns exec "$NS" iptables-restore < <(runner_rules)
+    add "runner+hr-ebpf $n" "$(agent ebpf "$n" runner-ebpf-$n)"
+  done
   for n in $SIZES; do
     clean; ip netns exec "$NS" iptables-restore <"$OUT/ipt-$n.rules"
     add "iptables $n" "$(rate)"
@@ -112,13 +115,19 @@ done
 
 none=$(echo ${got["none -"]} | tr ' ' '\n' | median)
 runner=$(echo ${got["runner -"]} | tr ' ' '\n' | median)
+# paired A B: the median over rounds of A's rate over B's in the same
+# round. This VM's speed drifts by 10-20 % from one round to the next;
+# the ratio of medians mixes rounds, this does not.
+paired() { paste -d' ' <(echo $1 | tr ' ' '\n') <(echo $2 | tr ' ' '\n') | awk '{ printf "%.4f\n", $1/$2 }' | median | awk '{ printf "%.2f", $1 }'; }
 echo "machine: $(machine); SECS=$SECS REPS=$REPS; load at end $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-15s %8s %12s %8s %8s  %s\n' firewall entries conns_per_s x_none x_runner rounds
-for k in "none -" "runner -" "runner+hr-ebpf:$first" $(for n in $SIZES; do echo "iptables:$n hr-ebpf:$n hr-procfs:$n"; done); do
+echo "x_none, x_runner: ratios of the medians; p_none, p_runner: medians of the per-round ratios"
+printf '%-15s %8s %12s %8s %8s %8s %8s  %s\n' firewall entries conns_per_s x_none x_runner p_none p_runner rounds
+for k in "none -" "runner -" $(for n in $SIZES; do echo "runner+hr-ebpf:$n"; done) $(for n in $SIZES; do echo "iptables:$n hr-ebpf:$n hr-procfs:$n"; done); do
   k=${k/:/ }
   m=$(echo ${got[$k]} | tr ' ' '\n' | median)
-  printf '%-15s %8s %12s %8s %8s  %s\n' $k "$m" "$(awk -v a="$m" -v b="$none" 'BEGIN { printf "%.2f", a/b }')" \
-    "$(awk -v a="$m" -v b="$runner" 'BEGIN { printf "%.2f", a/b }')" "${got[$k]}"
+  printf '%-15s %8s %12s %8s %8s %8s %8s  %s\n' $k "$m" "$(awk -v a="$m" -v b="$none" 'BEGIN { printf "%.2f", a/b }')" \
+    "$(awk -v a="$m" -v b="$runner" 'BEGIN { printf "%.2f", a/b }')" \
+    "$(paired "${got[$k]}" "${got["none -"]}")" "$(paired "${got[$k]}" "${got["runner -"]}")" "${got[$k]}"
 done
 for attr in ebpf procfs; do for n in $SIZES; do
   f="$OUT/conn-report-$attr-$n/report.json"
