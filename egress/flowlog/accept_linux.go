@@ -43,15 +43,15 @@ func (r *Reader) stopAccepts() {
 // Config.Accepts, or once stopAccepts has run.
 func (r *Reader) syncAccepts() {
 	r.mu.Lock()
-	sync := r.accSync
+	req := r.accSync
 	r.mu.Unlock()
-	if sync == nil {
+	if req == nil {
 		return
 	}
 	r.cfg.Accepts.Drain()
 	done := make(chan struct{})
 	select {
-	case sync <- done:
+	case req <- done:
 		<-done
 	case <-r.accDone:
 	}
