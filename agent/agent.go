@@ -219,7 +219,7 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	var accepts flowlog.AcceptSource
 	if a.lineage != nil {
 		if acceptMark = a.lineage.AcceptMark(); acceptMark != 0 {
-			accepts = lineageAccepts{a.lineage}
+			accepts = a.lineage
 		}
 	}
 	a.fw, err = firewall.New(firewall.Config{
@@ -772,22 +772,3 @@ func flowBatch(lineage bool) time.Duration {
 	}
 	return 0
 }
-
-// lineageAccepts hands the tracker's accept records to the flow log
-// (flowlog.AcceptSource), converted to flowlog's own type: flowlog need not
-// import lineage and its BPF loader for one record type.
-type lineageAccepts struct{ t *lineage.Tracker }
-
-// OnAccept sets f as where the tracker's accept records go.
-func (l lineageAccepts) OnAccept(f func([]flowlog.Accept)) {
-	l.t.OnAccept(func(b []lineage.Accept) {
-		out := make([]flowlog.Accept, len(b))
-		for i := range b {
-			out[i] = flowlog.Accept(b[i])
-		}
-		f(out)
-	})
-}
-
-// Drain hands over what the kernel recorded so far before it returns.
-func (l lineageAccepts) Drain() { l.t.Drain() }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/harden-runner/harden-runner/egress/packet"
 	"github.com/harden-runner/harden-runner/internal/testnet"
 	"golang.org/x/sys/unix"
 )
@@ -22,21 +23,21 @@ const testAcceptMark = 0x0100_0000
 // acceptsForTest collects what tr hands to OnAccept.
 type acceptsForTest struct {
 	mu  sync.Mutex
-	got []Accept
+	got []packet.Accept
 }
 
-func (a *acceptsForTest) add(b []Accept) {
+func (a *acceptsForTest) add(b []packet.Accept) {
 	a.mu.Lock()
 	a.got = append(a.got, b...)
 	a.mu.Unlock()
 }
 
 // to returns the records to dst, draining tr first.
-func (a *acceptsForTest) to(tr *Tracker, dst netip.AddrPort) []Accept {
+func (a *acceptsForTest) to(tr *Tracker, dst netip.AddrPort) []packet.Accept {
 	tr.Drain()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	var out []Accept
+	var out []packet.Accept
 	for _, r := range a.got {
 		if r.Dst == dst {
 			out = append(out, r)

@@ -82,18 +82,6 @@ type Owner struct {
 	At     uint64 // CLOCK_MONOTONIC ns when it was recorded
 }
 
-// Accept is a packet the firewall accepted as the first of a new flow to
-// an allowed destination, as it left: its protocol, addresses, a TCP
-// SYN's sequence number (the same for a retransmitted SYN), its socket's
-// uid and when it left (CLOCK_MONOTONIC ns).
-type Accept struct {
-	Proto    uint8
-	Src, Dst netip.AddrPort
-	ISN      uint32 // 0 for a TCP segment without SYN
-	UID      uint32 // the socket's owner
-	At       uint64
-}
-
 // Stats counts what the tracker saw and lost.
 type Stats struct {
 	Events uint64 // process events read from the ring buffer

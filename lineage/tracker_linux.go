@@ -26,6 +26,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
+	"github.com/harden-runner/harden-runner/egress/packet"
 	"golang.org/x/sys/unix"
 )
 
@@ -57,7 +58,7 @@ type Tracker struct {
 	// can wait for drains that other goroutines are in.
 	accRd    *ringbuf.Reader
 	accRec   ringbuf.Record
-	onAccept atomic.Pointer[func([]Accept)]
+	onAccept atomic.Pointer[func([]packet.Accept)]
 	handing  sync.RWMutex
 	started  bool
 	closed   bool
@@ -660,7 +661,7 @@ func (t *Tracker) Drain() {
 }
 
 // drainRings drains both rings and returns the accept records read.
-func (t *Tracker) drainRings() []Accept {
+func (t *Tracker) drainRings() []packet.Accept {
 	t.flowMu.Lock()
 	defer t.flowMu.Unlock()
 	if t.flowRd != nil && t.flowRd.AvailableBytes() != 0 {
@@ -669,7 +670,7 @@ func (t *Tracker) drainRings() []Accept {
 	if t.accRd == nil || t.accRd.AvailableBytes() == 0 {
 		return nil
 	}
-	var acc []Accept // the handler's to keep
+	var acc []packet.Accept // the handler's to keep
 	for {
 		if err := t.accRd.ReadInto(&t.accRec); err != nil {
 			break
@@ -680,7 +681,7 @@ func (t *Tracker) drainRings() []Accept {
 		}
 		var r lineageLinAccept
 		copy(unsafe.Slice((*byte)(unsafe.Pointer(&r)), acceptSize), t.accRec.RawSample)
-		acc = append(acc, Accept{Proto: r.Proto, ISN: r.Isn, UID: r.Uid, At: r.Ktime,
+		acc = append(acc, packet.Accept{Proto: r.Proto, ISN: r.Isn, UID: r.Uid, At: r.Ktime,
 			Src: netip.AddrPortFrom(netip.AddrFrom16(r.Saddr).Unmap(), r.Sport),
 			Dst: netip.AddrPortFrom(netip.AddrFrom16(r.Daddr).Unmap(), r.Dport)})
 	}
@@ -716,7 +717,7 @@ func (t *Tracker) drainFlowsLocked() {
 // drain every 100 ms). It must not block for long; it may look flows up.
 // The slice is the function's to keep. Records drained before it was set
 // are dropped.
-func (t *Tracker) OnAccept(f func([]Accept)) { t.onAccept.Store(&f) }
+func (t *Tracker) OnAccept(f func([]packet.Accept)) { t.onAccept.Store(&f) }
 
 // AcceptMark is the mark bit the firewall should set on the packets it
 // accepts as new allowed flows: Config.AcceptMark once the programs are

@@ -59,7 +59,7 @@ func (r *Reader) syncAccepts() {
 
 // accepted queues a batch of accept records; it never blocks (it runs
 // on whichever goroutine drained the kernel's ring, a flow lookup too).
-func (r *Reader) accepted(b []Accept) {
+func (r *Reader) accepted(b []packet.Accept) {
 	r.amu.Lock()
 	if r.aclosed || len(r.apending)+len(b) > maxPendingAccepts {
 		r.amu.Unlock()
@@ -77,7 +77,7 @@ func (r *Reader) accepted(b []Accept) {
 // acceptLoop turns accept records into flows until stopAccepts.
 func (r *Reader) acceptLoop() {
 	defer close(r.accDone)
-	var batch []Accept
+	var batch []packet.Accept
 	for {
 		stop := false
 		var synced chan struct{}
@@ -111,7 +111,7 @@ func (r *Reader) acceptLoop() {
 }
 
 // accept is hook for one accept record: an allowed flow the host sent at t.
-func (r *Reader) accept(a *Accept, t time.Time) {
+func (r *Reader) accept(a *packet.Accept, t time.Time) {
 	pkt := packet.Packet{Src: a.Src, Dst: a.Dst, Proto: a.Proto}
 	var l4 [8]byte // as the transport header has it: ports, then TCP's sequence number
 	binary.BigEndian.PutUint32(l4[4:], a.ISN)

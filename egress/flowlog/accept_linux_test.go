@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/harden-runner/harden-runner/egress/packet"
 	"github.com/harden-runner/harden-runner/event"
 	"golang.org/x/sys/unix"
 )
@@ -14,12 +15,12 @@ import (
 // would; Drain hands over late (what the kernel still held at Close).
 type sourceForTest struct {
 	mu     sync.Mutex
-	fn     func([]Accept)
-	late   []Accept
+	fn     func([]packet.Accept)
+	late   []packet.Accept
 	drains int
 }
 
-func (s *sourceForTest) OnAccept(f func([]Accept)) { s.mu.Lock(); s.fn = f; s.mu.Unlock() }
+func (s *sourceForTest) OnAccept(f func([]packet.Accept)) { s.mu.Lock(); s.fn = f; s.mu.Unlock() }
 
 func (s *sourceForTest) Drain() {
 	s.mu.Lock()
@@ -32,7 +33,7 @@ func (s *sourceForTest) Drain() {
 	}
 }
 
-func (s *sourceForTest) push(b ...Accept) {
+func (s *sourceForTest) push(b ...packet.Accept) {
 	s.mu.Lock()
 	fn := s.fn
 	s.mu.Unlock()
@@ -78,14 +79,14 @@ func TestAccepts(t *testing.T) {
 	lateDst := netip.MustParseAddrPort("198.18.1.6:443")
 	sent := monoNow() - uint64(2*time.Second) // left two seconds ago
 	src.push(
-		Accept{Proto: unix.IPPROTO_TCP, Src: tcpSrc, Dst: tcpDst, ISN: 7, At: sent},
-		Accept{Proto: unix.IPPROTO_TCP, Src: tcpSrc, Dst: tcpDst, ISN: 7, At: sent + uint64(time.Second)},
+		packet.Accept{Proto: unix.IPPROTO_TCP, Src: tcpSrc, Dst: tcpDst, ISN: 7, At: sent},
+		packet.Accept{Proto: unix.IPPROTO_TCP, Src: tcpSrc, Dst: tcpDst, ISN: 7, At: sent + uint64(time.Second)},
 	)
 	src.push(
-		Accept{Proto: unix.IPPROTO_TCP, Src: tcpSrc, Dst: tcpDst, ISN: 8, At: sent},
-		Accept{Proto: unix.IPPROTO_UDP, Src: udpSrc, Dst: udpDst, At: sent},
+		packet.Accept{Proto: unix.IPPROTO_TCP, Src: tcpSrc, Dst: tcpDst, ISN: 8, At: sent},
+		packet.Accept{Proto: unix.IPPROTO_UDP, Src: udpSrc, Dst: udpDst, At: sent},
 	)
-	src.late = []Accept{{Proto: unix.IPPROTO_TCP, Src: tcpSrc, Dst: lateDst, ISN: 9, At: monoNow()}}
+	src.late = []packet.Accept{{Proto: unix.IPPROTO_TCP, Src: tcpSrc, Dst: lateDst, ISN: 9, At: monoNow()}}
 
 	f := rec.waitFlow(t, func(f event.Flow) bool { return f.Protocol == "udp" })
 	if f.IP != "2001:db8:1::5" || f.Port != 8443 || f.Verdict != event.Allowed || f.Process.PID != 42 || f.Forward {
@@ -100,7 +101,7 @@ func TestAccepts(t *testing.T) {
 	if src.drains != 1 {
 		t.Errorf("Close drained the source %d times, want 1", src.drains)
 	}
-	src.push(Accept{Proto: unix.IPPROTO_TCP, Src: tcpSrc, Dst: lateDst, ISN: 10, At: monoNow()})
+	src.push(packet.Accept{Proto: unix.IPPROTO_TCP, Src: tcpSrc, Dst: lateDst, ISN: 10, At: monoNow()})
 
 	n := map[netip.AddrPort]int{}
 	for _, rc := range rec.records() {
@@ -145,7 +146,7 @@ func TestFlushTakesAcceptsInFlight(t *testing.T) {
 	r.startAccepts()
 	defer r.Close()
 	src.mu.Lock()
-	src.late = []Accept{
+	src.late = []packet.Accept{
 		{Proto: unix.IPPROTO_TCP, Src: netip.MustParseAddrPort("198.18.0.1:40001"), Dst: netip.MustParseAddrPort("198.18.1.7:443"), ISN: 1, At: monoNow()},
 		{Proto: unix.IPPROTO_UDP, Src: netip.MustParseAddrPort("198.18.0.1:40002"), Dst: netip.MustParseAddrPort("198.18.1.8:53"), At: monoNow()},
 	}

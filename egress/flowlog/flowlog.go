@@ -14,30 +14,18 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/harden-runner/harden-runner/egress/packet"
 	"github.com/harden-runner/harden-runner/event"
 )
 
 // AcceptSource is the kernel's record of the host's new allowed flows
-// (lineage.Tracker through the agent, with the firewall's
-// Config.AcceptMark): the packets the firewall accepted, which it then
+// (lineage.Tracker, with the firewall's Config.AcceptMark): the packets the firewall accepted, which it then
 // marks instead of logging them.
 type AcceptSource interface {
 	// OnAccept sets the function the records go to; it never blocks.
-	OnAccept(func([]Accept))
+	OnAccept(func([]packet.Accept))
 	// Drain hands over what the kernel recorded so far before it returns.
 	Drain()
-}
-
-// Accept is a packet the firewall accepted as the first of a new flow to
-// an allowed destination (lineage.Accept, field for field): its protocol,
-// addresses, a TCP SYN's sequence number (the same for a retransmitted
-// SYN), its socket's uid and when it left (CLOCK_MONOTONIC ns).
-type Accept struct {
-	Proto    uint8
-	Src, Dst netip.AddrPort
-	ISN      uint32 // 0 for a TCP segment without SYN
-	UID      uint32 // the socket's owner
-	At       uint64
 }
 
 // Config configures a Reader.

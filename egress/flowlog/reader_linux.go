@@ -79,7 +79,7 @@ type Reader struct {
 	// The kernel's accept records (Config.Accepts): accepted appends to
 	// apending and wakes the accept goroutine, which owns accRepeats.
 	amu        sync.Mutex
-	apending   []Accept
+	apending   []packet.Accept
 	aclosed    bool
 	accWake    chan struct{}
 	accStop    chan struct{}
