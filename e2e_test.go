@@ -333,6 +333,11 @@ type reportFile struct {
 	Agent struct {
 		Attribution       string `json:"attribution"`
 		AttributionReason string `json:"attribution_reason"`
+		Usage             *struct {
+			UserSeconds   float64 `json:"user_seconds"`
+			SystemSeconds float64 `json:"system_seconds"`
+			MaxRSSBytes   int64   `json:"max_rss_bytes"`
+		} `json:"usage"`
 	} `json:"agent"`
 	Suggested struct {
 		AllowedEndpoints []string `json:"allowed_endpoints"`
@@ -490,6 +495,11 @@ func TestRunBlockMode(t *testing.T) {
 	}
 	if !su {
 		t.Errorf("report: su by uid 65534 not under privileged: %+v", rep.Privileged)
+	}
+	// The agent's own use, as it measured it at its stop: it ran and read
+	// events for seconds, so neither can be 0.
+	if u := rep.Agent.Usage; u == nil || u.UserSeconds+u.SystemSeconds <= 0 || u.MaxRSSBytes < 1<<20 || u.MaxRSSBytes > 1<<30 {
+		t.Errorf("report.json agent.usage = %+v, want the agent's CPU time and peak RSS", u)
 	}
 }
 

@@ -35,6 +35,7 @@ import (
 	"github.com/harden-runner/harden-runner/runnerid"
 	"github.com/harden-runner/harden-runner/runnerstep"
 	"github.com/harden-runner/harden-runner/sudowatch"
+	"golang.org/x/sys/unix"
 )
 
 // DefaultResolverPort is where the firewall redirects DNS. A port below 1024
@@ -649,7 +650,7 @@ func (a *Agent) teardown() error {
 		}
 		_, failed := a.journal.Counts()
 		a.journal.Emit(event.Record{Stats: &event.Stats{Component: event.ComponentJournal, Lost: failed}})
-		a.journal.Emit(event.Record{Stop: &event.Stop{Time: time.Now()}})
+		a.journal.Emit(event.Record{Stop: &event.Stop{Time: time.Now(), Usage: selfUsage()}})
 		errs = append(errs, a.journal.Close())
 	}
 	return errors.Join(errs...)
@@ -771,4 +772,18 @@ func flowBatch(lineage bool) time.Duration {
 		return 10 * time.Millisecond
 	}
 	return 0
+}
+
+// selfUsage is the agent process's own CPU time and peak memory so far
+// (its threads, not the job's processes); nil if the kernel did not say.
+func selfUsage() *event.Usage {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		return nil
+	}
+	return &event.Usage{
+		UserSeconds:   time.Duration(ru.Utime.Nano()).Seconds(),
+		SystemSeconds: time.Duration(ru.Stime.Nano()).Seconds(),
+		MaxRSSBytes:   ru.Maxrss * 1024, // Linux counts KiB
+	}
 }

@@ -291,8 +291,19 @@ type Start struct {
 }
 
 // Stop is the last journal record, written when the agent shuts down cleanly.
+// Usage is what the agent process itself used (not the job's processes);
+// nil from an agent that did not measure it.
 type Stop struct {
-	Time time.Time `json:"time"`
+	Time  time.Time `json:"time"`
+	Usage *Usage    `json:"usage,omitempty"`
+}
+
+// Usage is a process's own resource use (getrusage RUSAGE_SELF): its CPU
+// time in user and kernel mode and its peak resident memory.
+type Usage struct {
+	UserSeconds   float64 `json:"user_seconds"`
+	SystemSeconds float64 `json:"system_seconds"`
+	MaxRSSBytes   int64   `json:"max_rss_bytes"`
 }
 
 // Snapshot is the last record of a journal taken while the agent still ran.

@@ -202,6 +202,10 @@ type Agent struct {
 	AttributionReason string     `json:"attribution_reason,omitempty"`
 	Stop              *time.Time `json:"stop"` // nil if the agent did not stop cleanly
 	StoppedCleanly    bool       `json:"stopped_cleanly"`
+	// Usage is the agent process's own CPU time and peak memory, as it
+	// measured them when it stopped (the last one's, if its supervisor
+	// restarted it); nil if it did not stop cleanly or did not measure.
+	Usage *event.Usage `json:"usage,omitempty"`
 	// Snapshot is the time of the journal's Snapshot record when the
 	// journal ends there: the agent went on enforcing after it.
 	Snapshot *time.Time  `json:"snapshot,omitempty"`
@@ -457,6 +461,7 @@ func Build(recs []event.Record, opt Options) *Report {
 		case rec.Stop != nil:
 			t := rec.Stop.Time
 			a.Stop = &t
+			a.Usage = rec.Stop.Usage
 			a.Snapshot = nil // a snapshot before the end is just a mark
 		case rec.Snapshot != nil:
 			t := rec.Snapshot.Time

@@ -610,6 +610,25 @@ func TestBuildSnapshot(t *testing.T) {
 	}
 }
 
+// TestAgentUsage: the agent's own CPU time and peak memory from its Stop
+// record reach report.json and the summary's health facts; a Stop without
+// them (an older agent) shows neither.
+func TestAgentUsage(t *testing.T) {
+	start := event.Record{Start: &event.Start{Mode: "audit"}}
+	u := &event.Usage{UserSeconds: 0.25, SystemSeconds: 0.5, MaxRSSBytes: 41_500_000}
+	r := Build([]event.Record{start, {Stop: &event.Stop{Usage: u}}}, Options{})
+	if r.Agent.Usage == nil || *r.Agent.Usage != *u {
+		t.Errorf("agent.usage = %+v, want %+v", r.Agent.Usage, u)
+	}
+	if s := r.Summary(0); !strings.Contains(s, "The agent's own use: 0.75 s CPU (0.25 user, 0.50 system), peak memory 41.5 MB") {
+		t.Errorf("summary has no usage line:\n%s", s)
+	}
+	r = Build([]event.Record{start, {Stop: &event.Stop{}}}, Options{})
+	if r.Agent.Usage != nil || strings.Contains(r.Summary(0), "own use") {
+		t.Errorf("usage without a measurement: %+v", r.Agent.Usage)
+	}
+}
+
 // TestNotCoveredInVerdict: "0 files tampered" is not the whole truth when
 // the files were not watched; the verdict line says so.
 func TestNotCoveredInVerdict(t *testing.T) {

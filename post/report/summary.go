@@ -380,6 +380,10 @@ func (r *Report) writeTail(w *mdWriter, policy bool) {
 	} else {
 		facts = append(facts, "Stopped: the agent did not stop cleanly")
 	}
+	if u := a.Usage; u != nil {
+		facts = append(facts, fmt.Sprintf("The agent's own use: %.2f s CPU (%.2f user, %.2f system), peak memory %.1f MB",
+			u.UserSeconds+u.SystemSeconds, u.UserSeconds, u.SystemSeconds, float64(u.MaxRSSBytes)/1e6))
+	}
 	if !a.Lost.Total.Known {
 		facts = append(facts, "Lost events: unknown, at least "+strconv.FormatUint(a.Lost.Known, 10)+
 			" (a component did not report its counters)")
