@@ -129,7 +129,21 @@ for k in "none -" "runner -" $(for n in $SIZES; do echo "runner+hr-ebpf:$n"; don
     "$(awk -v a="$m" -v b="$runner" 'BEGIN { printf "%.2f", a/b }')" \
     "$(paired "${got[$k]}" "${got["none -"]}")" "$(paired "${got[$k]}" "${got["runner -"]}")" "${got[$k]}"
 done
-for attr in ebpf procfs; do for n in $SIZES; do
-  f="$OUT/conn-report-$attr-$n/report.json"
-  [ -f "$f" ] && python3 -c "import json,sys; a=json.load(open('$f'))['agent']; print('$attr $n: attribution', a.get('attribution'), 'unattributed', a.get('unattributed_events'), 'lost', a['lost']['total'])"
-done; done
+# The last round's reports: attribution, losses, and the agent process's
+# own CPU time (report.json agent.usage: its whole life, start-up included)
+# per connection of that round.
+for k in $(for n in $SIZES; do echo "runner-ebpf:$n:runner+hr-ebpf ebpf:$n:hr-ebpf procfs:$n:hr-procfs"; done); do
+  IFS=: read -r tag n case <<<"$k"
+  f="$OUT/conn-report-$tag-$n/report.json"
+  last=$(echo ${got["$case $n"]} | awk '{print $NF}')
+  [ -f "$f" ] && python3 - "$f" "$case $n" "$last" "$SECS" <<'PY'
+import json, sys
+f, case, rate, secs = sys.argv[1:]
+a = json.load(open(f))["agent"]
+u = a.get("usage") or {}
+cpu = u.get("user_seconds", 0) + u.get("system_seconds", 0)
+per = f"{cpu * 1e6 / (float(rate) * float(secs)):.1f} us/conn" if u else "no usage in the report"
+print(f"{case}: attribution {a.get('attribution')}, unattributed {a.get('unattributed_events')}, lost {a['lost']['total']}, "
+      f"agent CPU {cpu:.2f} s ({per}), peak RSS {u.get('max_rss_bytes', 0) / 1e6:.1f} MB")
+PY
+done
