@@ -128,7 +128,7 @@ type Gate struct {
 	mu      sync.Mutex
 	runners map[int]cliProc // pid → the runner's docker CLIs
 
-	images sync.Map // container ID → image ID ("" if dockerd does not know it)
+	images sync.Map // container ID → container, as dockerd last described it
 
 	bufs sync.Pool // forward's 32 KiB readers (a build context streams through one)
 
@@ -419,17 +419,20 @@ func (g *Gate) admits(pid int) (why, container string, start uint64) {
 	if ok && c.start == start && runnerid.SameExe(pid, c.dev, c.ino) {
 		return byRunnerCLI, "", start
 	}
-	if ns, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/ns/pid"); err != nil || ns == g.selfNS {
-		return "", "", start // a host process (unshare cannot move it out of its cgroup, below)
+	ns, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/ns/pid")
+	if err != nil || ns == g.selfNS {
+		return "", "", start // a host process
 	}
 	id := g.cfg.Container(pid)
 	if id == "" {
 		return "", "", start
 	}
-	image, known := g.image(id)
+	image, known := g.image(id, ns)
 	switch {
 	case !known:
-		return "", id, start // not a container dockerd runs: a step's own namespace
+		// Not a container dockerd runs, or pid is not in its PID
+		// namespace: a step's own namespace, in a cgroup it named.
+		return "", id, start
 	case g.cfg.TrustedImage != "" && image == g.cfg.TrustedImage:
 		return byImage, id, start
 	case g.cfg.AllowFor == AllowContainers:
@@ -438,37 +441,72 @@ func (g *Gate) admits(pid int) (why, container string, start uint64) {
 	return "", id, start
 }
 
-// image asks dockerd (at its own socket) for a container's image ID,
-// once per container; known is false when dockerd has no such container.
-func (g *Gate) image(id string) (image string, known bool) {
+// container is what dockerd said of a container: its image ID and the
+// PID namespace of its init process (State.Pid); image "" if dockerd
+// does not know it or it is not running.
+type container struct {
+	image, pidNS string
+}
+
+// image returns the image ID of container id if dockerd runs it and a
+// process whose PID namespace is pidNS is in it; known is false
+// otherwise. The container's ID comes from the process's cgroup path,
+// which a step can name itself (a systemd user scope called
+// docker-<ID>.scope, a cgroup it was delegated), and a PID namespace of
+// its own is one unshare away: only the namespace of the container's
+// init, as dockerd reports its pid, places the process in the container.
+// Answers are kept per container; one that disagrees is asked again
+// (the container restarted, with a new init).
+func (g *Gate) image(id, pidNS string) (image string, known bool) {
 	if v, ok := g.images.Load(id); ok {
-		s := v.(string)
-		return s, s != ""
+		if c := v.(container); c.image != "" && c.pidNS == pidNS {
+			return c.image, true
+		}
 	}
+	c, ok := g.inspect(id)
+	if !ok {
+		return "", false
+	}
+	g.images.Store(id, c)
+	return c.image, c.image != "" && c.pidNS == pidNS
+}
+
+// inspect asks dockerd (at its own socket) about container id; ok is
+// false when dockerd could not be asked.
+func (g *Gate) inspect(id string) (container, bool) {
 	c, err := net.DialTimeout("unix", g.hidden, 5*time.Second)
 	if err != nil {
-		return "", false
+		return container{}, false
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 	fmt.Fprintf(c, "GET /containers/%s/json HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n", id)
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {
-		return "", false
+		return container{}, false
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return container{}, true
+	}
 	if resp.StatusCode != http.StatusOK {
-		if resp.StatusCode == http.StatusNotFound {
-			g.images.Store(id, "")
-		}
-		return "", false
+		return container{}, false
 	}
-	var v struct{ Image string }
+	var v struct {
+		Image string
+		State struct{ Pid int }
+	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(&v); err != nil || v.Image == "" {
-		return "", false
+		return container{}, false
 	}
-	g.images.Store(id, v.Image)
-	return v.Image, true
+	if v.State.Pid <= 0 {
+		return container{}, true // created or stopped: nothing runs in it
+	}
+	ns, err := os.Readlink("/proc/" + strconv.Itoa(v.State.Pid) + "/ns/pid")
+	if err != nil {
+		return container{}, false
+	}
+	return container{image: v.Image, pidNS: ns}, true
 }
 
 func (g *Gate) accept(ctx context.Context) {

@@ -25,11 +25,12 @@ import (
 
 // fakeDockerd is the far end: an HTTP server on a unix socket that logs
 // the "case" query parameter of every request that reaches it, and knows
-// the containers in images (ID → image ID).
+// the containers in images (ID → image ID) and their inits' pids.
 type fakeDockerd struct {
 	mu     sync.Mutex
 	seen   []string
 	images map[string]string
+	pids   map[string]int
 }
 
 func (d *fakeDockerd) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -41,7 +42,7 @@ func (d *fakeDockerd) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, `{"message":"no such container"}`, http.StatusNotFound)
 			return
 		}
-		fmt.Fprintf(w, `{"Id":%q,"Image":%q}`, id, img)
+		fmt.Fprintf(w, `{"Id":%q,"Image":%q,"State":{"Pid":%d}}`, id, img, d.pids[strings.TrimSuffix(id, "/json")])
 		return
 	}
 	d.seen = append(d.seen, r.URL.Query().Get("case"))
@@ -80,7 +81,7 @@ func startGate(t *testing.T, allow AllowFor) *gateTest {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: fanotify permission events")
 	}
-	for _, tool := range []string{"bash", "curl", "setpriv", "unshare"} {
+	for _, tool := range []string{"bash", "curl", "setpriv", "unshare", "nsenter"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("needs %s", tool)
 		}
@@ -114,7 +115,8 @@ func startGate(t *testing.T, allow AllowFor) *gateTest {
 	if err := os.Chmod(gt.sock, 0o666); err != nil {
 		t.Fatal(err)
 	}
-	gt.d = &fakeDockerd{images: map[string]string{"0123456789ab": "sha256:ours", "ba9876543210": "sha256:theirs"}}
+	gt.d = &fakeDockerd{images: map[string]string{"0123456789ab": "sha256:ours", "ba9876543210": "sha256:theirs"},
+		pids: map[string]int{"0123456789ab": containerInit(t), "ba9876543210": containerInit(t)}}
 	srv := &http.Server{Handler: gt.d}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
@@ -153,12 +155,49 @@ func (gt *gateTest) curl(c string) string {
 	return "curl -s -o /dev/null -w %{http_code} --unix-socket " + gt.sock + " http://docker/v1.41/containers/json?case=" + c
 }
 
-// inContainer runs curl for case c as root in a new PID namespace, as
-// container id (or as no container, id "").
+// inContainer runs curl for case c as root as container id: in the PID
+// namespace of its init, or of no container for id "". Either way with
+// the id the stand-in cgroup lookup reads.
 func (gt *gateTest) inContainer(id, c string) *exec.Cmd {
+	if pid, ok := gt.d.pids[id]; ok {
+		cmd := exec.Command("nsenter", "--target", strconv.Itoa(pid), "--pid", "--", "sh", "-c", gt.curl(c))
+		cmd.Env = append(os.Environ(), "HR_CONTAINER="+id)
+		return cmd
+	}
+	return gt.forged(id, c)
+}
+
+// forged runs curl for case c as root in a new PID namespace of its own,
+// in a "cgroup" that names container id: what a step gets with unshare
+// and a systemd user scope called docker-<ID>.scope.
+func (gt *gateTest) forged(id, c string) *exec.Cmd {
 	cmd := exec.Command("unshare", "--pid", "--fork", "sh", "-c", gt.curl(c))
 	cmd.Env = append(os.Environ(), "HR_CONTAINER="+id)
 	return cmd
+}
+
+// containerInit starts a stand-in container's init, the first process of
+// a new PID namespace, and returns its pid.
+func containerInit(t *testing.T) int {
+	t.Helper()
+	cmd := exec.Command("unshare", "--pid", "--fork", "sleep", "3600")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	p := strconv.Itoa(cmd.Process.Pid)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		b, _ := os.ReadFile("/proc/" + p + "/task/" + p + "/children")
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			pid, err := strconv.Atoi(f[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			return pid
+		}
+	}
+	t.Fatal("unshare started no child")
+	return 0
 }
 
 // TestGate: only the pinned runner's own docker CLI and the trusted
@@ -228,6 +267,10 @@ func TestGate(t *testing.T) {
 			b, err := gt.inContainer("0123456789ab", c).CombinedOutput()
 			return string(b), err
 		}, true},
+		{"root in its own PID namespace, in a cgroup named after this action's container", "forged-container", func(c string) (string, error) {
+			b, err := gt.forged("0123456789ab", c).CombinedOutput()
+			return string(b), err
+		}, false},
 		{"the runner's docker CLI, forked and exec'd by the runner itself", "runner-own", func(c string) (string, error) {
 			return runnerCLI(r, docker, "get", sock, c)
 		}, true},
@@ -293,10 +336,10 @@ func TestGate(t *testing.T) {
 	}; !slices.Equal(allowed, want) {
 		t.Errorf("admitted requests journaled:\n%s\nwant\n%s", strings.Join(allowed, "\n"), strings.Join(want, "\n"))
 	}
-	if len(denied) != 13 || denied[0] != "GET /v1.41/containers/json" {
+	if len(denied) != 14 || denied[0] != "GET /v1.41/containers/json" {
 		t.Errorf("denied records: %d %q", len(denied), denied)
 	}
-	if stats == nil || stats.Component != "dockergate" || stats.Events != 15 {
+	if stats == nil || stats.Component != "dockergate" || stats.Events != 16 {
 		t.Errorf("stats %+v", stats)
 	}
 }
@@ -331,6 +374,13 @@ func TestGateContainers(t *testing.T) {
 		{"feedfeedfeed", "unknown-container", false},
 	} {
 		out, err := gt.inContainer(tc.id, tc.c).CombinedOutput()
+		if tc.id != "" && tc.admit {
+			// The same container's ID, from a PID namespace of a step's own.
+			forged, ferr := gt.forged(tc.id, tc.c+"-forged").CombinedOutput()
+			if ferr != nil || string(forged) != "403" || gt.d.reached(tc.c+"-forged") {
+				t.Errorf("%s from a step's own PID namespace: %v %s, reached %v; want 403", tc.c, ferr, forged, gt.d.reached(tc.c+"-forged"))
+			}
+		}
 		if err != nil {
 			t.Fatalf("%s: %v %s", tc.c, err, out)
 		}
