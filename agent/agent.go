@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/harden-runner/harden-runner/dockergate"
+	"github.com/harden-runner/harden-runner/egress/bridgenet"
 	"github.com/harden-runner/harden-runner/egress/firewall"
 	"github.com/harden-runner/harden-runner/egress/flowlog"
 	"github.com/harden-runner/harden-runner/egress/gate"
@@ -285,6 +286,7 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	if err = a.startRelay(ctx, emit, finder); err != nil {
 		return err
 	}
+	a.watchBridges(ctx, emit)
 	if err = a.fw.Install(); err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
@@ -437,6 +439,21 @@ func namedPorts(p *policy.Policy) []uint16 {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// watchBridges keeps the firewall's list of docker's bridges' subnets,
+// the traffic that stays on the machine, current from before Install on.
+// Without it no bridge is exempt: host-to-container traffic is then
+// policed like any other (fails closed), and the journal says why.
+func (a *Agent) watchBridges(ctx context.Context, emit event.Emit) {
+	note := func(level event.Level, msg string) {
+		emit(event.Record{Note: &event.Note{Time: time.Now(), Component: event.ComponentFirewall, Level: level, Message: msg}})
+	}
+	err := bridgenet.Watch(ctx, bridgenet.Config{Set: a.fw.SetBridgeNets, Log: a.log,
+		Note: func(msg string) { note(event.LevelWarning, msg) }})
+	if err != nil {
+		note(event.LevelWarning, "docker's bridges are not followed, so traffic to containers is policed like any other: "+err.Error())
+	}
 }
 
 // startGuard watches the table just installed: whoever else changes it,

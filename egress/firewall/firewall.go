@@ -126,7 +126,8 @@ type Firewall struct {
 	installed bool
 	expiry    map[elemKey]time.Time // our view of dyn-set elements' expiry
 	lastPrune time.Time
-	shape     shape // the table as installed (restore.go)
+	shape     shape          // the table as installed (restore.go)
+	bridges   []netip.Prefix // SetBridgeNets
 }
 
 type elemKey struct {
@@ -270,7 +271,7 @@ func (f *Firewall) Install() error {
 	if f.cfg.Takeover {
 		carried = f.allowedInKernelLocked()
 	}
-	b := newBuilder(f.conn, f.cfg)
+	b := newBuilder(f.conn, f.cfg, f.bridges)
 	b.build()
 	now := time.Now()
 	if err := f.queueAllowedLocked(b.sets, carried, now); err != nil {

@@ -58,14 +58,15 @@ func (b *builder) relayChains() {
 	out := b.c.AddChain(&nftables.Chain{Name: "relay_out", Table: b.table, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookOutput, Priority: natPriority()})
 	b.rule(out, meta(expr.MetaKeyMARK), eq(binaryutil.NativeEndian.PutUint32(b.cfg.Mark)), ret)
-	for _, name := range localIfaces {
-		b.rule(out, ifname(expr.MetaKeyOIFNAME, name), ret)
+	b.rule(out, loopback(expr.MetaKeyOIF), ret)
+	for _, name := range bridgeNames {
+		b.rule(out, bridge(false, name), ret)
 	}
 	b.rule(out, jump(chainRelay))
 	pre := b.c.AddChain(&nftables.Chain{Name: "relay_pre", Table: b.table, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookPrerouting, Priority: natPriority()})
-	for _, name := range localIfaces[1:] {
-		b.rule(pre, ifname(expr.MetaKeyIIFNAME, name), jump(chainRelay))
+	for _, name := range bridgeNames {
+		b.rule(pre, bridge(true, name), jump(chainRelay))
 	}
 
 }
@@ -84,8 +85,9 @@ func (b *builder) quicChain(deny *nftables.Chain) *nftables.Chain {
 	ret := verdict(expr.VerdictReturn)
 	ch := b.c.AddChain(&nftables.Chain{Name: "quic", Table: b.table})
 	b.rule(ch, meta(expr.MetaKeyMARK), eq(binaryutil.NativeEndian.PutUint32(b.cfg.Mark)), ret)
-	for _, name := range localIfaces {
-		b.rule(ch, ifname(expr.MetaKeyOIFNAME, name), ret)
+	b.rule(ch, loopback(expr.MetaKeyOIF), ret)
+	for _, name := range bridgeNames {
+		b.rule(ch, bridge(false, name), ret)
 	}
 	b.rule(ch, dport(), neq(be16(443)), ret)
 	b.rule(ch, daddrPort(unix.NFPROTO_IPV4), b.lookup(setNet4, false), ret)

@@ -113,7 +113,7 @@ func (f *Firewall) Restore() error {
 	if !f.installed || f.conn == nil {
 		return ErrNotInstalled
 	}
-	b := newBuilder(f.conn, f.cfg)
+	b := newBuilder(f.conn, f.cfg, f.bridges)
 	b.build()
 	now := time.Now()
 	if err := f.queueAllowedLocked(b.sets, f.expiry, now); err != nil {

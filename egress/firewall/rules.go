@@ -25,17 +25,13 @@ const (
 	chainFwd = "forward"
 )
 
-// localIfaces are the interfaces through which traffic stays on the machine:
-// loopback and docker's bridges (host <-> container, container <-> container).
-// A trailing '*' matches any suffix, as in nft.
-var localIfaces = []string{"lo", "docker0", "br-*"}
-
 // builder queues the whole ruleset on one nftables.Conn; the caller flushes.
 type builder struct {
-	c     *nftables.Conn
-	cfg   Config
-	table *nftables.Table
-	sets  map[string]*nftables.Set
+	c       *nftables.Conn
+	cfg     Config
+	table   *nftables.Table
+	sets    map[string]*nftables.Set
+	bridges []netip.Prefix // docker's bridges' subnets (Firewall.SetBridgeNets)
 }
 
 // filterPriority and natPriority are our base chains' priorities: one
@@ -53,8 +49,8 @@ func natPriority() *nftables.ChainPriority {
 	return nftables.ChainPriorityRef(*nftables.ChainPriorityNATDest - 1)
 }
 
-func newBuilder(c *nftables.Conn, cfg Config) *builder {
-	return &builder{c: c, cfg: cfg, sets: make(map[string]*nftables.Set)}
+func newBuilder(c *nftables.Conn, cfg Config, bridges []netip.Prefix) *builder {
+	return &builder{c: c, cfg: cfg, sets: make(map[string]*nftables.Set), bridges: bridges}
 }
 
 func (b *builder) build() {
@@ -89,9 +85,7 @@ func (b *builder) build() {
 	b.rule(out, rejectMarked)
 	b.established(out, 53)
 	b.jumpQUIC(out, quic)
-	for _, name := range localIfaces {
-		b.rule(out, ifname(expr.MetaKeyOIFNAME, name), accept)
-	}
+	b.local(out, true, accept)
 	// Loopback destinations by address too: a packet the nat chain
 	// redirected to our resolver still shows its original oif here.
 	b.rule(out, meta(expr.MetaKeyNFPROTO), eq([]byte{unix.NFPROTO_IPV4}),
@@ -114,9 +108,7 @@ func (b *builder) build() {
 	b.rule(fwd, rejectMarked)
 	b.established(fwd, 53)
 	b.jumpQUIC(fwd, quic)
-	for _, name := range localIfaces[1:] {
-		b.rule(fwd, ifname(expr.MetaKeyOIFNAME, name), accept)
-	}
+	b.local(fwd, false, accept)
 	b.dnsGuard(fwd, deny)
 	b.rule(fwd, tcpFlags(tcpSYN|tcpACK, tcpSYN), jump(egressFwd.Name))
 	b.rule(fwd, ctEstablished(), accept)
@@ -141,9 +133,9 @@ func (b *builder) build() {
 	// container asked.
 	pre := b.c.AddChain(&nftables.Chain{Name: "dns_pre", Table: b.table, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookPrerouting, Priority: natPriority()})
-	for _, name := range localIfaces[1:] {
+	for _, name := range bridgeNames {
 		for _, proto := range []byte{unix.IPPROTO_UDP, unix.IPPROTO_TCP} {
-			b.rule(pre, ifname(expr.MetaKeyIIFNAME, name), meta(expr.MetaKeyL4PROTO), eq([]byte{proto}),
+			b.rule(pre, bridge(true, name), meta(expr.MetaKeyL4PROTO), eq([]byte{proto}),
 				dport(), eq(be16(53)), redirect)
 		}
 	}
@@ -158,8 +150,9 @@ func (b *builder) build() {
 	} else {
 		b.established(in, b.cfg.ResolverPort)
 	}
-	for _, name := range localIfaces {
-		b.rule(in, ifname(expr.MetaKeyIIFNAME, name), accept)
+	b.rule(in, loopback(expr.MetaKeyIIF), accept)
+	for _, name := range bridgeNames {
+		b.rule(in, bridge(true, name), accept)
 	}
 	for _, proto := range []byte{unix.IPPROTO_UDP, unix.IPPROTO_TCP} {
 		b.rule(in, meta(expr.MetaKeyL4PROTO), eq([]byte{proto}), dport(), eq(be16(b.cfg.ResolverPort)),
@@ -183,6 +176,7 @@ func (b *builder) addSets() {
 	b.addSet(&nftables.Set{Table: b.table, Name: setNet4, KeyType: key4, Concatenation: true, Interval: true}, net4)
 	b.addSet(&nftables.Set{Table: b.table, Name: setNet6, KeyType: key6, Concatenation: true, Interval: true}, net6)
 	b.addSideDoorSets()
+	b.addBridgeSets()
 }
 
 func (b *builder) addSet(s *nftables.Set, elems []nftables.SetElement) {
