@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -107,10 +108,22 @@ func runCmd(ctx context.Context, args []string, log *slog.Logger) (int, error) {
 	if ws, err = filepath.Abs(ws); err != nil {
 		return 1, fmt.Errorf("run: workspace: %w", err)
 	}
-	if err := os.MkdirAll(o.reportDir, 0o755); err != nil {
-		return 1, fmt.Errorf("run: report dir: %w", err)
+	// The report dir is often one the command can write (the default is
+	// in the workspace): opened now, once, and written through that
+	// handle only (report.OpenDir). The journal is written in a directory
+	// of our own, which only root can reach: one in the report dir could
+	// be a link a step planted (root would write through it), a FIFO, or
+	// swapped for a forged one before the report is built from it.
+	repDir, err := report.OpenDir(o.reportDir)
+	if err != nil {
+		return 1, fmt.Errorf("run: %w", err)
 	}
-	journal := filepath.Join(o.reportDir, "journal.jsonl")
+	defer repDir.Close()
+	private, err := os.MkdirTemp(privateBase(), "harden-runner-run-")
+	if err != nil {
+		return 1, fmt.Errorf("run: journal directory: %w", err)
+	}
+	journal := filepath.Join(private, "journal.jsonl")
 	// run is a step's command: up its ancestry is the real runner (for
 	// step attribution, and for --disable-containers the only trusted docker).
 	runner, pinErr := runnerid.FromAncestry(os.Getpid())
@@ -144,7 +157,12 @@ func runCmd(ctx context.Context, args []string, log *slog.Logger) (int, error) {
 	}
 	endTree(ag, tree, wait)
 	stopErr := ag.Stop()
-	repErr := writeReport(journal, o.reportDir, ws)
+	repErr := writeRunReport(journal, repDir, o.reportDir, ws)
+	if repErr == nil {
+		os.RemoveAll(private)
+	} else {
+		repErr = fmt.Errorf("%w (the journal is kept in %s)", repErr, private)
+	}
 	var tamperErr error
 	if n := ag.Tampered(); n > 0 && set.TamperFails {
 		tamperErr = fmt.Errorf("enforcement was tampered with %d time(s) during the run (restored; see the report's agent errors); --on-tamper report only records it", n)
@@ -308,6 +326,55 @@ func reportCmd(args []string) (int, error) {
 		return 1, fmt.Errorf("report: %w", err)
 	}
 	return exitCode(writeReport(*journal, *dir, *ws))
+}
+
+// privateBase is where run's own journal directory goes: /run (root's
+// only), else /tmp, whose sticky bit keeps others from renaming it. Not
+// $TMPDIR, which the caller picks.
+func privateBase() string {
+	if st, err := os.Stat("/run"); err == nil && st.IsDir() {
+		return "/run"
+	}
+	return "/tmp"
+}
+
+// writeRunReport builds the report from run's own journal and writes it,
+// with a copy of the journal, into the report dir run opened at its
+// start. If the path names another directory by now (the command renamed
+// the one run opened and made its own), the report goes there too, and it
+// is an error: what a reader finds there during the run was not ours.
+func writeRunReport(path string, root *os.Root, dir, workspace string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	recs, bad, err := journal.Read(bytes.NewReader(b))
+	if err != nil {
+		return fmt.Errorf("report: read journal: %w", err)
+	}
+	rep := report.Build(recs, report.Options{Workspace: workspace, JournalBadLines: bad})
+	write := func(root *os.Root) error {
+		if err := report.WriteRoot(root, rep); err != nil {
+			return fmt.Errorf("report: %w", err)
+		}
+		return report.WriteFile(root, "journal.jsonl", b, 0o600)
+	}
+	if err := write(root); err != nil {
+		return err
+	}
+	now, err := report.OpenDir(dir)
+	if err != nil {
+		return fmt.Errorf("report dir %q was replaced during the run; the report is in the directory it was: %w", dir, err)
+	}
+	defer now.Close()
+	a, _ := root.Stat(".")
+	if b, _ := now.Stat("."); a != nil && b != nil && os.SameFile(a, b) {
+		return nil
+	}
+	if err := write(now); err != nil {
+		return err
+	}
+	return fmt.Errorf("report dir %q was replaced during the run (the directory run opened was moved away): the report was written into both", dir)
 }
 
 func writeReport(path, dir, workspace string) error {

@@ -308,15 +308,20 @@ func Post(ctx context.Context, env *Env, h Host) error {
 	}
 	rep := report.Build(recs, report.Options{Workspace: env.HostWorkspace, JournalBadLines: bad, Steps: steps,
 		Journal: report.JournalInfo{Verified: got.Verified, Via: how, Bytes: len(got.Journal), SHA256: got.SHA256, Snapshot: got.Snapshot}})
-	if err := report.WriteDir(env.ReportDir, rep); err != nil {
+	if root, err := report.OpenDir(env.ReportDir); err != nil {
 		errs = append(errs, err)
-	}
-	// The journal beside the report, for `harden-runner report`; written
-	// over whatever a step may have put there.
-	if len(got.Journal) > 0 {
-		if err := writeReplacing(filepath.Join(env.ReportDir, "journal.jsonl"), got.Journal); err != nil {
-			errs = append(errs, fmt.Errorf("write the journal: %w", err))
+	} else {
+		if err := report.WriteRoot(root, rep); err != nil {
+			errs = append(errs, err)
 		}
+		// The journal beside the report, for `harden-runner report`;
+		// written over whatever a step may have put there.
+		if len(got.Journal) > 0 {
+			if err := report.WriteFile(root, "journal.jsonl", got.Journal, 0o644); err != nil {
+				errs = append(errs, fmt.Errorf("write the journal: %w", err))
+			}
+		}
+		root.Close()
 	}
 	// Tampering with our enforcement is an error of the job unless the
 	// workflow said to only report it (tamper-policy: report).
@@ -344,28 +349,6 @@ func Post(ctx context.Context, env *Env, h Host) error {
 	return errors.Join(errs...)
 }
 
-// writeReplacing writes b to path through a new file renamed over it: a
-// file or link a step put there is replaced, never written through.
-func writeReplacing(path string, b []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".journal-*")
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(f.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
-	return err
-}
 
 // jobsTimeout bounds the jobs API calls: the report must not wait on them.
 const jobsTimeout = 30 * time.Second

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/harden-runner/harden-runner/event"
@@ -42,13 +43,34 @@ const (
 )
 
 // Create creates (or truncates) the journal at path, readable only by its
-// owner, and starts its flusher; Close stops it.
+// owner, and starts its flusher; Close stops it. path must be a regular
+// file or nothing: a symbolic link is not followed and a FIFO or device is
+// refused (opened without blocking), so a link or FIFO planted there
+// cannot make the journal land elsewhere or hang the agent.
 func Create(path string) (*Writer, error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY|os.O_APPEND, 0o600)
+	f, err := openRegular(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY|os.O_APPEND)
+	if err != nil {
+		return nil, err
+	}
+	return newWriter(f, 0), nil
+}
+
+// openRegular opens path with flag (mode 0600 if created), refusing a
+// symbolic link and anything but a regular file.
+func openRegular(path string, flag int) (*os.File, error) {
+	f, err := os.OpenFile(path, flag|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("journal: open %s: %w", path, err)
 	}
-	return newWriter(f, 0), nil
+	st, err := f.Stat()
+	if err == nil && !st.Mode().IsRegular() {
+		err = fmt.Errorf("not a regular file (%v)", st.Mode().Type())
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("journal: open %s: %w", path, err)
+	}
+	return f, nil
 }
 
 // Append opens the journal at path to go on appending to it (an
@@ -57,9 +79,9 @@ func Create(path string) (*Writer, error) {
 // newline first, so it stays one bad line (the report counts it) and the
 // next record starts a line of its own.
 func Append(path string) (*Writer, error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	f, err := openRegular(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND)
 	if err != nil {
-		return nil, fmt.Errorf("journal: open %s: %w", path, err)
+		return nil, err
 	}
 	st, err := f.Stat()
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -177,5 +178,48 @@ func TestAppend(t *testing.T) {
 				t.Errorf("%d whole and %d bad lines:\n%s", whole, bad, b)
 			}
 		})
+	}
+}
+
+// TestOpenRefusesLinksAndFIFOs: Create and Append never write through a
+// symbolic link at the journal's path, and refuse a FIFO at once instead
+// of blocking until someone reads it.
+func TestOpenRefusesLinksAndFIFOs(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "target")
+	if err := os.WriteFile(target, []byte("keep\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, open := range []struct {
+		name string
+		f    func(string) (*Writer, error)
+	}{{"Create", Create}, {"Append", Append}} {
+		for _, name := range []string{"link", "fifo"} {
+			done := make(chan error, 1)
+			go func() {
+				w, err := open.f(filepath.Join(dir, name))
+				if err == nil {
+					w.Close()
+				}
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				if err == nil {
+					t.Errorf("%s(%s) opened it", open.name, name)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("%s(%s) blocks", open.name, name)
+			}
+		}
+	}
+	if b, err := os.ReadFile(target); err != nil || string(b) != "keep\n" {
+		t.Errorf("the link's target changed: %q %v", b, err)
 	}
 }
