@@ -349,7 +349,6 @@ func Post(ctx context.Context, env *Env, h Host) error {
 	return errors.Join(errs...)
 }
 
-
 // jobsTimeout bounds the jobs API calls: the report must not wait on them.
 const jobsTimeout = 30 * time.Second
 
