@@ -1,8 +1,6 @@
 package main
 
 import (
-	"encoding/json"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -47,18 +45,7 @@ func TestRunLinksAreNotTheirNames(t *testing.T) {
 			if tc.note == "" {
 				return
 			}
-			b, err := os.ReadFile(filepath.Join(dir, "report.json"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			var rep struct {
-				Agent struct {
-					Warnings []struct{ Component, Message string } `json:"warnings"`
-				} `json:"agent"`
-			}
-			if err := json.Unmarshal(b, &rep); err != nil {
-				t.Fatal(err)
-			}
+			rep := readAgentNotes(t, dir)
 			var noted bool
 			for _, m := range rep.Agent.Warnings {
 				noted = noted || strings.Contains(m.Message, tc.note)

@@ -36,18 +36,7 @@ func TestRunRestoresTamperedTable(t *testing.T) {
 			if hits := w.HitsTo("tcp", testnet.Host4(11), 443); len(hits) != 0 {
 				t.Errorf("the blocked probe reached the far side: %+v", hits)
 			}
-			b, err := os.ReadFile(filepath.Join(dir, "report.json"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			var rep struct {
-				Agent struct {
-					Errors []struct{ Component, Message string } `json:"errors"`
-				} `json:"agent"`
-			}
-			if err := json.Unmarshal(b, &rep); err != nil {
-				t.Fatal(err)
-			}
+			rep := readAgentNotes(t, dir)
 			var named bool
 			for _, e := range rep.Agent.Errors {
 				named = named || e.Component == "guard" && strings.Contains(e.Message, "delete table inet harden_runner") &&
@@ -75,18 +64,7 @@ func TestRunReportsRewritesAfterOurRules(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "tampered with") {
 		t.Errorf("run did not fail on the rewrite: %v\n%s", err, out)
 	}
-	b, err := os.ReadFile(filepath.Join(dir, "report.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rep struct {
-		Agent struct {
-			Errors []struct{ Component, Message string } `json:"errors"`
-		} `json:"agent"`
-	}
-	if err := json.Unmarshal(b, &rep); err != nil {
-		t.Fatal(err)
-	}
+	rep := readAgentNotes(t, dir)
 	var named bool
 	for _, e := range rep.Agent.Errors {
 		named = named || e.Component == "guard" && strings.Contains(e.Message, "add rule ip evil o (payload set)") && strings.Contains(e.Message, "nft")
@@ -94,4 +72,27 @@ func TestRunReportsRewritesAfterOurRules(t *testing.T) {
 	if !named {
 		t.Errorf("report's agent errors do not name the rewriting rule and nft: %+v", rep.Agent.Errors)
 	}
+}
+
+// agentNotes is what readAgentNotes reads of report.json: the agent's
+// errors and warnings.
+type agentNotes struct {
+	Agent struct {
+		Errors   []struct{ Component, Message string } `json:"errors"`
+		Warnings []struct{ Component, Message string } `json:"warnings"`
+	} `json:"agent"`
+}
+
+// readAgentNotes reads the agent's errors and warnings from report.json in dir.
+func readAgentNotes(t *testing.T, dir string) agentNotes {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep agentNotes
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	return rep
 }
