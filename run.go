@@ -344,15 +344,10 @@ func privateBase() string {
 // the one run opened and made its own), the report goes there too, and it
 // is an error: what a reader finds there during the run was not ours.
 func writeRunReport(path string, root *os.Root, dir, workspace string) error {
-	b, err := os.ReadFile(path)
+	b, rep, err := buildReport(path, workspace)
 	if err != nil {
-		return fmt.Errorf("report: %w", err)
+		return err
 	}
-	recs, bad, err := journal.Read(bytes.NewReader(b))
-	if err != nil {
-		return fmt.Errorf("report: read journal: %w", err)
-	}
-	rep := report.Build(recs, report.Options{Workspace: workspace, JournalBadLines: bad})
 	write := func(root *os.Root) error {
 		if err := report.WriteRoot(root, rep); err != nil {
 			return fmt.Errorf("report: %w", err)
@@ -378,18 +373,26 @@ func writeRunReport(path string, root *os.Root, dir, workspace string) error {
 }
 
 func writeReport(path, dir, workspace string) error {
-	f, err := os.Open(path)
+	_, rep, err := buildReport(path, workspace)
 	if err != nil {
-		return fmt.Errorf("report: %w", err)
+		return err
 	}
-	defer f.Close()
-	recs, bad, err := journal.Read(f)
-	if err != nil {
-		return fmt.Errorf("report: read journal: %w", err)
-	}
-	rep := report.Build(recs, report.Options{Workspace: workspace, JournalBadLines: bad})
 	if err := report.WriteDir(dir, rep); err != nil {
 		return fmt.Errorf("report: %w", err)
 	}
 	return nil
+}
+
+// buildReport reads the journal at path and builds its report; it
+// returns the journal's bytes too.
+func buildReport(path, workspace string) ([]byte, *report.Report, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("report: %w", err)
+	}
+	recs, bad, err := journal.Read(bytes.NewReader(b))
+	if err != nil {
+		return nil, nil, fmt.Errorf("report: read journal: %w", err)
+	}
+	return b, report.Build(recs, report.Options{Workspace: workspace, JournalBadLines: bad}), nil
 }

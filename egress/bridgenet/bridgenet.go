@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/harden-runner/harden-runner/egress/firewall"
 	"github.com/vishvananda/netlink"
 )
 
@@ -53,7 +54,7 @@ func Scan(h *netlink.Handle) (nets []netip.Prefix, notes []string, err error) {
 			if !ok {
 				continue
 			}
-			if min := minBits(p); p.Bits() < min {
+			if min := firewall.MinBridgeBits(p); p.Bits() < min {
 				notes = append(notes, fmt.Sprintf("bridge %q has the address %v, wider than /%d: traffic to it is policed like any other", a.Name, p, min))
 				continue
 			}
@@ -80,15 +81,6 @@ func impostor(l netlink.Link, links []netlink.Link) string {
 		}
 	}
 	return ""
-}
-
-// minBits is the shortest prefix a docker network has (SetBridgeNets'
-// limit): /8 for IPv4, /16 for IPv6.
-func minBits(p netip.Prefix) int {
-	if p.Addr().Is4() {
-		return 8
-	}
-	return 16
 }
 
 func prefix(a netlink.Addr) (netip.Prefix, bool) {

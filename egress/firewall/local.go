@@ -104,6 +104,15 @@ func bridgeElements(ps []netip.Prefix) (v4, v6 []nftables.SetElement) {
 	return v4, v6
 }
 
+// MinBridgeBits is the shortest prefix SetBridgeNets takes for p's family:
+// /8 for IPv4, /16 for IPv6 (no docker network is wider).
+func MinBridgeBits(p netip.Prefix) int {
+	if p.Addr().Unmap().Is4() {
+		return 8
+	}
+	return 16
+}
+
 // bitsIfMapped is what an IPv4-mapped prefix's length has over its IPv4 one.
 func bitsIfMapped(p netip.Prefix) int {
 	if p.Addr().Is4In6() {
@@ -119,11 +128,7 @@ func bitsIfMapped(p netip.Prefix) int {
 // /16 (no docker network is that wide), is an error and changes nothing.
 func (f *Firewall) SetBridgeNets(ps []netip.Prefix) error {
 	for _, p := range ps {
-		min := 8
-		if p.Addr().Unmap().Is6() {
-			min = 16
-		}
-		if !p.IsValid() || p.Bits()-bitsIfMapped(p) < min {
+		if min := MinBridgeBits(p); !p.IsValid() || p.Bits()-bitsIfMapped(p) < min {
 			return fmt.Errorf("firewall: bridge subnet %v: not a prefix of at least /%d", p, min)
 		}
 	}
@@ -135,8 +140,11 @@ func (f *Firewall) SetBridgeNets(ps []netip.Prefix) error {
 		return nil
 	}
 	v4, v6 := bridgeElements(ps)
-	for name, els := range map[string][]nftables.SetElement{setBridge4: v4, setBridge6: v6} {
-		s := f.sets[name]
+	for _, set := range []struct {
+		name string
+		els  []nftables.SetElement
+	}{{setBridge4, v4}, {setBridge6, v6}} {
+		s, els := f.sets[set.name], set.els
 		f.conn.FlushSet(s)
 		if err := addElements(f.conn, s, els); err != nil {
 			return err
