@@ -38,6 +38,13 @@ func main() {
 		}
 	}
 	pprof.StopCPUProfile()
+	// HARDEN_RUNNER_MEMPROFILE=FILE writes a heap profile at exit (bench/).
+	if path := os.Getenv("HARDEN_RUNNER_MEMPROFILE"); path != "" {
+		if f, err := os.Create(path); err == nil {
+			_ = pprof.Lookup("allocs").WriteTo(f, 0)
+			_ = f.Close()
+		}
+	}
 	os.Exit(code)
 }
 

@@ -88,11 +88,13 @@ func runCmd(ctx context.Context, args []string, log *slog.Logger) (int, error) {
 		}
 		return 2, err
 	}
+	lift := agent.LimitStartMemory() // until the agent has started
 	set, err := o.settings()
 	if err != nil {
 		return 2, err
 	}
 	pol := policy.New(set.Mode, set.Endpoints, !set.NoRunnerEndpoints)
+	set.Endpoints = nil // held once, by pol (100,000 entries are 6 MB)
 	ups := set.Upstreams
 	if len(ups) == 0 {
 		if ups, err = resolver.SystemUpstreams(resolver.ResolvConf, resolver.ResolvedUpstreamsConf); err != nil {
@@ -144,6 +146,7 @@ func runCmd(ctx context.Context, args []string, log *slog.Logger) (int, error) {
 	if err := ag.Start(ctx); err != nil {
 		return 1, fmt.Errorf("run: %w", err)
 	}
+	lift()
 	tree, treeErr := proctree.New(fmt.Sprintf("harden-runner-run-%d", os.Getpid()))
 	if treeErr != nil {
 		ag.Note(event.ComponentAgent, event.LevelWarning, treeErr.Error())

@@ -59,7 +59,7 @@ func TestRunPolicyFlags(t *testing.T) {
 				t.Fatal(err)
 			}
 			var got []string
-			for _, e := range policy.New(set.Mode, set.Endpoints, false).Endpoints() {
+			for e := range policy.New(set.Mode, set.Endpoints, false).Endpoints() {
 				got = append(got, e.String())
 			}
 			if mode := set.Mode; mode != c.mode || strings.Join(got, " ") != strings.Join(c.entries, " ") {

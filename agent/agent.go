@@ -182,7 +182,7 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	}()
 	p := a.cfg.Policy
 	start := &event.Start{Time: time.Now(), Mode: p.Mode(), Workspace: a.cfg.Workspace, FileMonitoring: a.cfg.FileMonitoring}
-	for _, e := range p.Endpoints() {
+	for e := range p.Endpoints() {
 		if e.Implicit {
 			start.ImplicitAllowed = append(start.ImplicitAllowed, e.String())
 		} else {
@@ -228,7 +228,7 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 		Block:        p.Mode() == policy.Block,
 		AcceptMark:   acceptMark,
 		Queues:       uint16(runtime.GOMAXPROCS(0)), // one gate reader per CPU
-		Prefixes:     p.Prefixes(),
+		Addrs:        p.AddrRanges(),
 		ResolverPort: a.cfg.ResolverPort,
 		RelayPort:    a.cfg.RelayPort,
 		RelayPorts:   namedPorts(p),
@@ -432,7 +432,7 @@ func (a *Agent) startRelay(ctx context.Context, emit event.Emit, finder *proc.Fi
 // what the relay checks in audit mode.
 func namedPorts(p *policy.Policy) []uint16 {
 	var out []uint16
-	for _, e := range p.Endpoints() {
+	for e := range p.Endpoints() {
 		if e.Host != "" && !slices.Contains(out, e.Port) {
 			out = append(out, e.Port)
 		}

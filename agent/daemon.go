@@ -212,10 +212,12 @@ func RunDaemon(ctx context.Context, cfg *DaemonConfig, log *slog.Logger) error {
 	stop := make(chan os.Signal, 4)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(stop)
+	lift := LimitStartMemory()
 	ag, err := daemonAgent(cfg, resume, log)
 	if err == nil {
 		err = ag.Start(context.WithoutCancel(ctx))
 	}
+	lift()
 	if err != nil {
 		_ = writeAtomic(filepath.Join(dir, StateFailed), []byte(err.Error()+"\n"))
 		return err
@@ -328,8 +330,10 @@ func daemonAgent(cfg *DaemonConfig, resume *event.Gap, log *slog.Logger) (*Agent
 			return nil, fmt.Errorf("agent: %w", err)
 		}
 	}
+	pol := policy.New(s.Mode, s.Endpoints, !s.NoRunnerEndpoints)
+	s.Endpoints = nil // held once, by pol (100,000 entries are 6 MB)
 	return New(Config{
-		Policy:         policy.New(s.Mode, s.Endpoints, !s.NoRunnerEndpoints),
+		Policy:         pol,
 		Upstreams:      ups,
 		ClientServers:  resolver.ParseResolvConfFile(resolver.ResolvConf),
 		JournalPath:    filepath.Join(cfg.StateDir, StateJournal),

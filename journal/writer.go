@@ -131,11 +131,22 @@ var linePool = sync.Pool{New: func() any {
 	return l
 }}
 
+// keepBuf is the largest buffer kept for reuse. The Start record of a
+// 100,000-entry policy is a few MB; holding that for every later record of
+// a few hundred bytes would be the agent's biggest allocation.
+const keepBuf = 64 << 10
+
+func putLine(l *lineBuf) {
+	if l.b.Cap() <= keepBuf {
+		linePool.Put(l)
+	}
+}
+
 // Emit appends one record. It is an event.Emit. The record is encoded
 // before the lock is taken: emitters wait for one another only to append.
 func (j *Writer) Emit(r event.Record) {
 	l := linePool.Get().(*lineBuf)
-	defer linePool.Put(l)
+	defer putLine(l)
 	l.b.Reset()
 	err := l.enc.Encode(r)
 	j.mu.Lock()
@@ -199,6 +210,9 @@ func (j *Writer) flushLocked(last []byte) error {
 		j.size += int64(n)
 	}
 	out.Reset()
+	if out.Cap() > 4*flushSize {
+		out = new(bytes.Buffer) // it held one big record: do not keep its room
+	}
 	j.mu.Lock()
 	j.spare = out
 	if err != nil {

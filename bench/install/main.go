@@ -35,7 +35,7 @@ func main() {
 		return
 	}
 	for range *reps {
-		fw, err := firewall.New(firewall.Config{Block: true, Prefixes: eps, ResolverPort: 153})
+		fw, err := firewall.New(firewall.Config{Block: true, Addrs: policy.New(policy.Block, eps, false).AddrRanges(), ResolverPort: 153})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)

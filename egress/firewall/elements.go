@@ -1,9 +1,8 @@
 package firewall
 
 import (
-	"cmp"
 	"fmt"
-	"net/netip"
+	"iter"
 	"slices"
 
 	"github.com/google/nftables"
@@ -71,59 +70,38 @@ func deleteElements(c *nftables.Conn, s *nftables.Set, elems []nftables.SetEleme
 	return nil
 }
 
-// addrRange is one interval element: first..last on one port.
-type addrRange struct {
-	first, last netip.Addr
-	port        uint16
-}
-
-// intervalElements turns address/CIDR entries into the elements of the
-// net4 and net6 interval sets. The kernel rejects overlapping intervals
-// (and a list of published cloud ranges overlaps: a /16 and /24s inside
-// it), so entries on the same port that overlap or touch are merged into
-// one range first; the set then allows exactly the union of the entries.
-func intervalElements(eps []policy.Endpoint) (v4, v6 []nftables.SetElement) {
-	rs := make([]addrRange, 0, len(eps))
-	for _, e := range eps {
-		p := e.Prefix.Masked()
-		rs = append(rs, addrRange{p.Addr(), lastAddr(p), e.Port})
-	}
-	for _, r := range mergeRanges(rs) {
-		el := nftables.SetElement{Key: concatKey(r.first, r.port), KeyEnd: concatKey(r.last, r.port)}
-		if r.first.Is4() {
-			v4 = append(v4, el)
-		} else {
-			v6 = append(v6, el)
-		}
-	}
-	return v4, v6
-}
-
-// mergeRanges sorts rs by family, port and start, and merges ranges of the
-// same family and port that overlap or are adjacent. It reuses rs.
-func mergeRanges(rs []addrRange) []addrRange {
-	slices.SortFunc(rs, func(a, b addrRange) int {
-		if c := cmp.Compare(a.first.BitLen(), b.first.BitLen()); c != 0 {
-			return c
-		}
-		if c := cmp.Compare(a.port, b.port); c != 0 {
-			return c
-		}
-		return a.first.Compare(b.first)
-	})
-	out := rs[:0]
-	for _, r := range rs {
-		if n := len(out); n > 0 {
-			cur := &out[n-1]
-			if cur.port == r.port && cur.first.BitLen() == r.first.BitLen() &&
-				(r.first.Compare(cur.last) <= 0 || cur.last.Next() == r.first) {
-				if r.last.Compare(cur.last) > 0 {
-					cur.last = r.last
-				}
-				continue
+// familyRanges yields the ranges of one family (IPv4 if v4): the contents
+// of net4 or net6. The kernel rejects overlapping intervals, which is why
+// the ranges come merged (policy.MergeRanges: a list of published cloud
+// ranges has a /16 and /24s inside it); the set then allows exactly the
+// union of the entries.
+func familyRanges(rs iter.Seq[policy.AddrRange], v4 bool) iter.Seq[policy.AddrRange] {
+	return func(yield func(policy.AddrRange) bool) {
+		for r := range rs {
+			if r.First.Is4() == v4 && !yield(r) {
+				return
 			}
 		}
-		out = append(out, r)
 	}
-	return out
+}
+
+// rangeChunks yields the interval set elements of rs, one per range, a
+// message's worth (elemsPerMsg) at a time in one reused slice (see
+// addRangeSet): 100,000 elements at once would be ~20 MB.
+func rangeChunks(rs iter.Seq[policy.AddrRange]) iter.Seq[[]nftables.SetElement] {
+	return func(yield func([]nftables.SetElement) bool) {
+		els := make([]nftables.SetElement, 0, elemsPerMsg)
+		for r := range rs {
+			els = append(els, nftables.SetElement{Key: concatKey(r.First, r.Port), KeyEnd: concatKey(r.Last, r.Port)})
+			if len(els) == elemsPerMsg {
+				if !yield(els) {
+					return
+				}
+				els = els[:0]
+			}
+		}
+		if len(els) > 0 {
+			yield(els)
+		}
+	}
 }

@@ -39,6 +39,7 @@ package firewall
 import (
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"net/netip"
 	"sync"
@@ -72,12 +73,14 @@ var ErrNotInstalled = errors.New("firewall: table not installed")
 
 // Config says what to install. Zero values take the defaults above.
 type Config struct {
-	Table        string
-	Block        bool              // reject what is not allowed; otherwise log and accept
-	Prefixes     []policy.Endpoint // address/CIDR entries, installed up front
-	ResolverPort uint16            // where DNS is redirected; must not be 53
-	Mark         uint32            // SO_MARK of the resolver's upstream sockets
-	LogGroup     uint16            // NFLOG group for new allowed flows
+	Table string
+	Block bool // reject what is not allowed; otherwise log and accept
+	// Addrs are the address/CIDR entries, merged, as (*policy.Policy).
+	// AddrRanges yields them: installed up front, and again on a restore.
+	Addrs        iter.Seq[policy.AddrRange]
+	ResolverPort uint16 // where DNS is redirected; must not be 53
+	Mark         uint32 // SO_MARK of the resolver's upstream sockets
+	LogGroup     uint16 // NFLOG group for new allowed flows
 	// AcceptMark, when not 0, is one mark bit set (OR) on the host's new
 	// allowed flows' packets instead of logging them to LogGroup: the
 	// kernel-side capture (lineage.Config.AcceptMark) clears it after
@@ -167,9 +170,12 @@ func New(cfg Config) (*Firewall, error) {
 	if cfg.ResolverPort == 0 || cfg.ResolverPort == 53 {
 		return nil, fmt.Errorf("firewall: resolver port %d: must be set and not 53 (port 53 is what gets redirected)", cfg.ResolverPort)
 	}
-	for _, p := range cfg.Prefixes {
-		if !p.Prefix.IsValid() {
-			return nil, fmt.Errorf("firewall: entry %q is not an address or CIDR", p.String())
+	if cfg.Addrs == nil {
+		cfg.Addrs = func(func(policy.AddrRange) bool) {}
+	}
+	for r := range cfg.Addrs {
+		if !r.First.IsValid() || r.First.BitLen() != r.Last.BitLen() || r.Last.Less(r.First) || r.First.Zone() != "" || r.First.Is4In6() {
+			return nil, fmt.Errorf("firewall: address range %v-%v: not a range of one family", r.First, r.Last)
 		}
 	}
 	if cfg.Log == nil {

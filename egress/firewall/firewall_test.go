@@ -2,9 +2,11 @@ package firewall
 
 import (
 	"context"
+	"iter"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +20,11 @@ import (
 func TestMain(m *testing.M) {
 	testnet.MaybeServe()
 	os.Exit(m.Run())
+}
+
+// addrs is the merged ranges of address entries, as the agent passes them.
+func addrs(eps []policy.Endpoint) iter.Seq[policy.AddrRange] {
+	return policy.New(policy.Block, eps, false).AddrRanges()
 }
 
 // install puts a firewall into n's runner namespace, with a gate reading
@@ -65,7 +72,7 @@ func TestBlockModeEnforces(t *testing.T) {
 	n := testnet.New(t)
 	n.StartServers(os.Args[0], "tls::443", "tls::8443")
 	cidr := policy.Endpoint{Prefix: netip.MustParsePrefix("198.18.1.64/26"), Port: 443}
-	fw := install(t, n, Config{Block: true, Prefixes: []policy.Endpoint{cidr}})
+	fw := install(t, n, Config{Block: true, Addrs: addrs([]policy.Endpoint{cidr})})
 	if err := fw.Allow([]netip.Addr{testnet.Host4(10), testnet.Host6(10)}, []uint16{443}, time.Minute); err != nil {
 		t.Fatal(err)
 	}
@@ -193,10 +200,10 @@ func TestRuleset(t *testing.T) {
 		name, block := c.name, c.block
 		t.Run(name, func(t *testing.T) {
 			n := testnet.New(t)
-			install(t, n, Config{Block: block, RelayPort: c.relay, AcceptMark: c.accept, RelayPorts: []uint16{443, 80}, Prefixes: []policy.Endpoint{
+			install(t, n, Config{Block: block, RelayPort: c.relay, AcceptMark: c.accept, RelayPorts: []uint16{443, 80}, Addrs: addrs([]policy.Endpoint{
 				{Prefix: netip.MustParsePrefix("203.0.113.0/24"), Port: 443},
 				{Prefix: netip.MustParsePrefix("2001:db8:99::/48"), Port: 22},
-			}, Preexisting: []Conn{
+			}), Preexisting: []Conn{
 				{netip.MustParseAddrPort("198.18.0.1:40000"), netip.MustParseAddrPort("203.0.113.7:443")},
 				{netip.MustParseAddrPort("[2001:db8::1]:40001"), netip.MustParseAddrPort("[2001:db8:99::7]:22")},
 			}, DHCPServers: []netip.Addr{netip.MustParseAddr("168.63.129.16")},
@@ -226,7 +233,9 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	for _, cfg := range []Config{
 		{ResolverPort: 0},
 		{ResolverPort: 53},
-		{ResolverPort: 153, Prefixes: []policy.Endpoint{{Host: "example.com", Port: 443}}},
+		{ResolverPort: 153, Addrs: slices.Values([]policy.AddrRange{{Port: 443}})}, // no addresses
+		{ResolverPort: 153, Addrs: slices.Values([]policy.AddrRange{{First: netip.MustParseAddr("10.0.0.1"), Last: netip.MustParseAddr("::1"), Port: 443}})},
+		{ResolverPort: 153, Addrs: slices.Values([]policy.AddrRange{{First: netip.MustParseAddr("10.0.0.2"), Last: netip.MustParseAddr("10.0.0.1"), Port: 443}})},
 		{ResolverPort: 153, AcceptMark: 0x0300_0000}, // two bits
 		{ResolverPort: 153, AcceptMark: 0x0001},      // a bit of the resolver's mark
 		{ResolverPort: 153, AcceptMark: 0x4000_0000}, // a bit of the reject mark
@@ -245,7 +254,7 @@ func TestAcceptedPackets(t *testing.T) {
 	n := testnet.New(t)
 	n.StartServers(os.Args[0], "tls::443")
 	fw := install(t, n, Config{Block: true, AcceptMark: AcceptMarkBit,
-		Prefixes: []policy.Endpoint{{Prefix: netip.MustParsePrefix("198.18.1.64/26"), Port: 443}}})
+		Addrs: addrs([]policy.Endpoint{{Prefix: netip.MustParsePrefix("198.18.1.64/26"), Port: 443}})})
 	if c, err := fw.AcceptedPackets(); err != nil || c != 0 {
 		t.Fatalf("before any flow: %d, %v", c, err)
 	}

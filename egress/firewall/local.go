@@ -9,6 +9,8 @@ import (
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
+
+	"github.com/harden-runner/harden-runner/egress/policy"
 )
 
 // Traffic that stays on the machine leaves through loopback or one of
@@ -85,17 +87,16 @@ func (b *builder) addBridgeSets() {
 // its last one marked as an interval's end. Overlapping prefixes are
 // merged (the kernel refuses overlapping intervals).
 func bridgeElements(ps []netip.Prefix) (v4, v6 []nftables.SetElement) {
-	rs := make([]addrRange, 0, len(ps))
+	rs := make([]policy.AddrRange, 0, len(ps))
 	for _, p := range ps {
-		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-bitsIfMapped(p)).Masked()
-		rs = append(rs, addrRange{p.Addr(), lastAddr(p), 0})
+		rs = append(rs, policy.PrefixRange(netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-bitsIfMapped(p)), 0))
 	}
-	for _, r := range mergeRanges(rs) {
-		els := []nftables.SetElement{{Key: r.first.AsSlice()}}
-		if next := r.last.Next(); next.IsValid() {
+	for _, r := range policy.MergeRanges(rs) {
+		els := []nftables.SetElement{{Key: r.First.AsSlice()}}
+		if next := r.Last.Next(); next.IsValid() {
 			els = append(els, nftables.SetElement{Key: next.AsSlice(), IntervalEnd: true})
 		}
-		if r.first.Is4() {
+		if r.First.Is4() {
 			v4 = append(v4, els...)
 		} else {
 			v6 = append(v6, els...)

@@ -22,7 +22,7 @@ func TestRelayRedirectAndQUIC(t *testing.T) {
 	ctr := n.AddContainer()
 	n.StartServers(os.Args[0], "tls::443", "udp:0.0.0.0:443")
 	cidr := policy.Endpoint{Prefix: netip.MustParsePrefix("198.18.1.64/26"), Port: 443}
-	fw := install(t, n, Config{Block: true, Prefixes: []policy.Endpoint{cidr}, RelayPort: 154})
+	fw := install(t, n, Config{Block: true, Addrs: addrs([]policy.Endpoint{cidr}), RelayPort: 154})
 	if err := fw.Allow([]netip.Addr{testnet.Host4(10), testnet.Host6(10)}, []uint16{443}, time.Minute); err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package firewall
 
 import (
 	"encoding/binary"
+	"iter"
 	"net/netip"
 
 	"github.com/google/nftables"
@@ -11,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/harden-runner/harden-runner/egress/flowlog"
+	"github.com/harden-runner/harden-runner/egress/policy"
 	"github.com/harden-runner/harden-runner/event"
 )
 
@@ -172,11 +174,28 @@ func (b *builder) addSets() {
 	b.addSet(&nftables.Set{Table: b.table, Name: setDyn4, KeyType: key4, Concatenation: true, HasTimeout: true}, nil)
 	b.addSet(&nftables.Set{Table: b.table, Name: setDyn6, KeyType: key6, Concatenation: true, HasTimeout: true}, nil)
 
-	net4, net6 := intervalElements(b.cfg.Prefixes)
-	b.addSet(&nftables.Set{Table: b.table, Name: setNet4, KeyType: key4, Concatenation: true, Interval: true}, net4)
-	b.addSet(&nftables.Set{Table: b.table, Name: setNet6, KeyType: key6, Concatenation: true, Interval: true}, net6)
+	b.addRangeSet(&nftables.Set{Table: b.table, Name: setNet4, KeyType: key4, Concatenation: true, Interval: true}, familyRanges(b.cfg.Addrs, true))
+	b.addRangeSet(&nftables.Set{Table: b.table, Name: setNet6, KeyType: key6, Concatenation: true, Interval: true}, familyRanges(b.cfg.Addrs, false))
 	b.addSideDoorSets()
 	b.addBridgeSets()
+}
+
+// addRangeSet is addSet for an interval set of ranges, whose elements are
+// built one message at a time: google/nftables encodes them as they are
+// queued, so only a message's worth is ever held as SetElements.
+func (b *builder) addRangeSet(s *nftables.Set, rs iter.Seq[policy.AddrRange]) {
+	first := true
+	for chunk := range rangeChunks(rs) {
+		if first {
+			b.addSet(s, chunk)
+			first = false
+		} else if err := addElements(b.c, s, chunk); err != nil {
+			panic(err.Error())
+		}
+	}
+	if first {
+		b.addSet(s, nil)
+	}
 }
 
 func (b *builder) addSet(s *nftables.Set, elems []nftables.SetElement) {
@@ -387,13 +406,3 @@ func ifname(k expr.MetaKey, name string) []expr.Any {
 }
 
 func be16(v uint16) []byte { return []byte{byte(v >> 8), byte(v)} }
-
-// lastAddr is the highest address in p.
-func lastAddr(p netip.Prefix) netip.Addr {
-	b := p.Masked().Addr().AsSlice()
-	for i := p.Bits(); i < len(b)*8; i++ {
-		b[i/8] |= 1 << (7 - i%8)
-	}
-	a, _ := netip.AddrFromSlice(b)
-	return a
-}

@@ -117,7 +117,6 @@ func ParseEndpoints(s string) ([]Endpoint, error) {
 	var (
 		out  []Endpoint
 		errs []error
-		seen = map[Endpoint]bool{}
 	)
 	for _, entry := range splitEntries(s) {
 		if coveredResultsStorage(entry) {
@@ -128,16 +127,12 @@ func ParseEndpoints(s string) ([]Endpoint, error) {
 			errs = append(errs, &EntryError{Entry: entry, Reason: reason})
 			continue
 		}
-		if !seen[e] {
-			seen[e] = true
-			out = append(out, e)
-		}
+		out = append(out, e)
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	slices.SortFunc(out, compareEndpoints)
-	return out, nil
+	return slices.Clip(sortUnique(out)), nil
 }
 
 // coveredResultsStorage reports whether entry is StepSecurity's pattern

@@ -107,7 +107,7 @@ func FuzzPorts(f *testing.F) {
 			return
 		}
 		p := New(Audit, user, builtin)
-		eps := p.Endpoints()
+		eps := slices.Collect(p.Endpoints())
 		for _, q := range []string{name, strings.ToUpper(name), name + "."} {
 			got, implicit := p.Ports(q)
 			want, wantImplicit := referencePorts(eps, q)
@@ -248,7 +248,7 @@ func FuzzPortsWireLabels(f *testing.F) {
 		}
 		text := textForm(labels)
 		got, _ := p.Ports(text)
-		if want := labelPorts(p.Endpoints(), labels); !slices.Equal(got, want) {
+		if want := labelPorts(slices.Collect(p.Endpoints()), labels); !slices.Equal(got, want) {
 			t.Fatalf("policy %q: labels %q (text %q): Ports = %v, labels say %v", entries, labels, text, got, want)
 		}
 	})

@@ -6,6 +6,7 @@
 package policy
 
 import (
+	"iter"
 	"slices"
 )
 
@@ -15,8 +16,8 @@ type Policy struct {
 	mode      Mode
 	exact     map[string]match // name -> ports
 	wild      map[string]match // domain D of "*.D" -> ports
-	prefixes  []Endpoint
-	endpoints []Endpoint
+	endpoints []Endpoint       // user entries, then implicit ones, each in canonical order
+	ranges    []AddrRange      // the address entries, merged (MergeRanges)
 }
 
 // match is what one map key allows.
@@ -34,36 +35,35 @@ type match struct {
 // New does not keep user.
 func New(mode Mode, user []Endpoint, includeImplicit bool) *Policy {
 	p := &Policy{mode: mode, exact: map[string]match{}, wild: map[string]match{}}
-	seen := map[Endpoint]bool{}
-	var users, implicit []Endpoint
-	add := func(e Endpoint, isImplicit bool) {
-		e, ok := normalize(e)
-		if !ok || seen[e] {
-			return
-		}
-		seen[e] = true
-		e.Implicit = isImplicit
-		if isImplicit {
-			implicit = append(implicit, e)
-		} else {
-			users = append(users, e)
-		}
-	}
+	users := make([]Endpoint, 0, len(user))
 	for _, e := range user {
-		add(e, false)
+		if n, ok := normalize(e); ok {
+			users = append(users, n)
+		}
 	}
+	users = sortUnique(users)
+	var implicit []Endpoint
 	if includeImplicit {
 		for _, e := range Implicit() {
-			add(e, true)
+			n, ok := normalize(e)
+			if !ok {
+				continue
+			}
+			if _, dup := slices.BinarySearchFunc(users, n, compareEndpoints); !dup {
+				n.Implicit = true
+				implicit = append(implicit, n)
+			}
 		}
+		implicit = sortUnique(implicit)
 	}
-	slices.SortFunc(users, compareEndpoints)
-	slices.SortFunc(implicit, compareEndpoints)
-	p.endpoints = append(users, implicit...)
+	// Sorting and compacting rather than a set of seen entries: a policy
+	// of 100,000 entries is then one slice, not a map beside it.
+	p.endpoints = slices.Clip(append(users, implicit...))
 
+	var ranges []AddrRange
 	for _, e := range p.endpoints {
 		if e.Host == "" {
-			p.prefixes = append(p.prefixes, e)
+			ranges = append(ranges, PrefixRange(e.Prefix, e.Port))
 			continue
 		}
 		m := p.exact
@@ -77,7 +77,14 @@ func New(mode Mode, user []Endpoint, includeImplicit bool) *Policy {
 		cur.user = cur.user || !e.Implicit
 		m[e.Host] = cur
 	}
+	p.ranges = MergeRanges(ranges)
 	return p
+}
+
+// sortUnique sorts eps in canonical order and drops repeats, in place.
+func sortUnique(eps []Endpoint) []Endpoint {
+	slices.SortFunc(eps, compareEndpoints)
+	return slices.Compact(eps)
 }
 
 // normalize returns e the way ParseEndpoints would have produced it, with
@@ -208,11 +215,22 @@ func (p *Policy) Ports(name string) (ports []uint16, implicit bool) {
 	return out, !user
 }
 
-// Prefixes returns the address and CIDR entries, user entries then implicit
-// ones, each group in canonical order: the firewall's static sets. The slice
-// is new on every call.
-func (p *Policy) Prefixes() []Endpoint { return slices.Clone(p.prefixes) }
+// Prefixes yields the address and CIDR entries, user entries then implicit
+// ones, each group in canonical order: the firewall's static sets.
+func (p *Policy) Prefixes() iter.Seq[Endpoint] {
+	return func(yield func(Endpoint) bool) {
+		for _, e := range p.endpoints {
+			if e.Host == "" && !yield(e) {
+				return
+			}
+		}
+	}
+}
 
-// Endpoints returns every entry, user entries then implicit ones, each group
-// in canonical order, without duplicates. The slice is new on every call.
-func (p *Policy) Endpoints() []Endpoint { return slices.Clone(p.endpoints) }
+// Endpoints yields every entry, user entries then implicit ones, each group
+// in canonical order, without duplicates. Nothing is copied: a policy of
+// 100,000 entries is held once however many parts read it.
+func (p *Policy) Endpoints() iter.Seq[Endpoint] { return slices.Values(p.endpoints) }
+
+// Len returns the number of entries Endpoints yields.
+func (p *Policy) Len() int { return len(p.endpoints) }

@@ -41,7 +41,6 @@ type sniffed struct {
 // decider holds what a verdict depends on; decide is pure given it.
 type decider struct {
 	pol      *policy.Policy
-	prefixes []policy.Endpoint
 	resolved func(name string, a netip.Addr) bool
 	namesOf  func(a netip.Addr) []string
 }
@@ -56,10 +55,8 @@ type decider struct {
 //     address was the answer for some name the policy allows on that port.
 func (d *decider) decide(s sniffed, dst netip.AddrPort) (bool, string) {
 	a, port := dst.Addr().Unmap(), dst.Port()
-	for _, e := range d.prefixes {
-		if e.Port == port && e.Prefix.Contains(a) {
-			return true, ""
-		}
+	if d.pol.AllowsAddr(a, port) {
+		return true, ""
 	}
 	switch {
 	case s.kind == kindMalformed:

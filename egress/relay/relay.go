@@ -122,7 +122,7 @@ func New(cfg Config) (*Relay, error) {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	r := &Relay{cfg: cfg, log: cfg.Log, open: map[*net.TCPConn]struct{}{}}
-	r.dec = decider{pol: cfg.Policy, prefixes: cfg.Policy.Prefixes(), resolved: cfg.Resolved, namesOf: cfg.NamesOf}
+	r.dec = decider{pol: cfg.Policy, resolved: cfg.Resolved, namesOf: cfg.NamesOf}
 	r.dialer = net.Dialer{Timeout: cfg.DialTimeout, Control: markControl(cfg.Mark)}
 	r.bufs.New = func() any { b := make([]byte, peekSize); return &b }
 	return r, nil

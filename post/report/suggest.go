@@ -253,8 +253,7 @@ func canonicalOrder(eps []string) []string {
 // implicitSet is the Start record's implicit endpoints, compiled by the
 // policy package that enforces them.
 type implicitSet struct {
-	pol      *policy.Policy
-	prefixes []policy.Endpoint
+	pol *policy.Policy
 }
 
 // compileImplicit compiles the Start record's implicit_allowed entries;
@@ -267,8 +266,7 @@ func compileImplicit(list []string) implicitSet {
 			eps = append(eps, e...)
 		}
 	}
-	pol := policy.New(policy.Block, eps, false)
-	return implicitSet{pol: pol, prefixes: pol.Prefixes()}
+	return implicitSet{pol: policy.New(policy.Block, eps, false)}
 }
 
 // match reports whether a destination (domain may be "", addr invalid)
@@ -282,12 +280,5 @@ func (s implicitSet) match(domain string, addr netip.Addr, port uint16) bool {
 			return true
 		}
 	}
-	if addr.IsValid() {
-		for _, p := range s.prefixes {
-			if p.Port == port && p.Prefix.Contains(addr) {
-				return true
-			}
-		}
-	}
-	return false
+	return addr.IsValid() && s.pol.AllowsAddr(addr, port)
 }
