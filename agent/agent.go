@@ -490,17 +490,27 @@ func (a *Agent) startGuard(ctx context.Context, emit event.Emit) error {
 	if a.cfg.WatchEtc != "" {
 		// Reported, not enforced: a machine without fanotify only loses this.
 		var explain func(string) string
+		var ifExplained []string
 		if user := a.cfg.SudoUser; user != "" {
 			etc := a.cfg.WatchEtc
 			explain = func(rel string) string {
 				if sudowatch.EtcGrants(etc, rel, user) {
 					return fmt.Sprintf("; it gives %s sudo rights again after disable-sudo", user)
 				}
+				if rel == "group" || rel == "passwd" {
+					// disable-sudo left no rule for the user (it fails
+					// otherwise): a rule by uid or group now is one a change
+					// of these made apply.
+					if g, ok := sudowatch.DatabaseGrant(etc, user); ok {
+						return fmt.Sprintf("; it gives %s sudo rights again after disable-sudo: %s line %d (%s) now applies to the user", user, g.File, g.Line, g.Rule)
+					}
+				}
 				return ""
 			}
+			ifExplained = []string{"group", "passwd"}
 		}
 		f, err := guard.WatchFiles(ctx, guard.FilesConfig{Root: a.cfg.WatchEtc, Emit: emit, Process: proc.Info,
-			Explain: explain, Log: a.log})
+			Explain: explain, IfExplained: ifExplained, Log: a.log})
 		if err != nil {
 			emit(event.Record{Note: &event.Note{Time: time.Now(), Component: event.ComponentGuard, Level: event.LevelWarning,
 				Message: "changes of resolv.conf, hosts and sudoers are not watched: " + err.Error()}})

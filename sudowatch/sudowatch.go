@@ -1,11 +1,15 @@
 // Package sudowatch keeps disable-sudo true for the rest of the job: it
-// watches /etc/sudoers and /etc/sudoers.d, and every change that gives the
-// runner's user a sudo rule again (a file put back, a new one, a line
-// added to /etc/sudoers) is reported as an error, naming the file.
+// watches /etc/sudoers, /etc/sudoers.d and the user and group databases,
+// and every change after which a rule gives the runner's user sudo rights
+// again (a file put back, a new one, a line added to /etc/sudoers, an
+// alias or a group that now takes the user in, the user added to a group
+// a rule names) is reported as an error, naming the file and the rule.
 //
-// A rule in /etc/sudoers that was there at the start (disable-sudo leaves
-// it, with a warning) is not reported again. Group rules (%sudo) are not
-// looked at: the runner's user is in no such group on GitHub's images.
+// The policy is read the way sudo reads it (Scan: aliases, #uid, %group,
+// ALL, negation, @include and @includedir), and, where the sudo binary
+// is there, sudo itself is asked too (SudoList), which also knows rules
+// from elsewhere (sssd, LDAP). A rule that was there at the start
+// (disable-sudo fails when one is left) is not reported again.
 package sudowatch
 
 import (
@@ -13,10 +17,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -37,12 +39,13 @@ type Config struct {
 type Watch struct {
 	cfg       Config
 	w         *fsnotify.Watcher
-	baseline  bool // /etc/sudoers granted User at the start
+	baseline  map[string]bool // rules (file and text) granting User at the start
+	sudoSaid  bool            // sudo -l granted User at the start
 	done      chan struct{}
 	once      sync.Once
 	reportedM sync.Mutex
 	restored  uint64
-	reported  map[string]time.Time // file → when last reported
+	reported  map[string]bool // rules reported (grantKey), each once
 }
 
 // New validates cfg. It does no I/O.
@@ -56,7 +59,7 @@ func New(cfg Config) (*Watch, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Watch{cfg: cfg, done: make(chan struct{}), reported: make(map[string]time.Time)}, nil
+	return &Watch{cfg: cfg, done: make(chan struct{}), reported: make(map[string]bool)}, nil
 }
 
 func (s *Watch) etc(p string) string { return filepath.Join(s.cfg.Root, "etc", p) }
@@ -75,10 +78,38 @@ func (s *Watch) Start(ctx context.Context) error {
 	}
 	_ = w.Add(s.etc("sudoers.d"))
 	s.w = w
-	b, _ := os.ReadFile(s.etc("sudoers"))
-	s.baseline = GrantsUser(string(b), s.cfg.User)
+	s.baseline = map[string]bool{}
+	for _, g := range Scan(s.cfg.Root, LookupUser(s.cfg.Root, s.cfg.User)) {
+		s.baseline[grantKey(g)] = true
+	}
+	s.sudoSaid, _ = s.sudoList(ctx)
 	go s.run(ctx)
 	return nil
+}
+
+// grantKey names a rule by file and text, not line: a line added above
+// it does not make it new.
+func grantKey(g Grant) string { return g.File + "\x00" + g.Rule }
+
+// sudoList is SudoList for the watched root (through chroot unless "/").
+func (s *Watch) sudoList(ctx context.Context) (bool, error) {
+	var wrap []string
+	if filepath.Clean(s.cfg.Root) != "/" {
+		wrap = []string{"chroot", s.cfg.Root}
+	}
+	return SudoListIn(ctx, wrap, s.cfg.User)
+}
+
+// Relevant reports whether a change of the file rel (relative to /etc,
+// slash separated) can change what sudo grants: the sudoers files, the
+// user and group databases, where NSS looks.
+func Relevant(rel string) bool {
+	switch dir, _ := path.Split(rel); {
+	case rel == "sudoers", dir == "sudoers.d/", rel == "sudoers.d",
+		rel == "passwd", rel == "group", rel == "nsswitch.conf", rel == "sudo.conf":
+		return true
+	}
+	return false
 }
 
 func (s *Watch) run(ctx context.Context) {
@@ -98,86 +129,80 @@ func (s *Watch) run(ctx context.Context) {
 			if !ok {
 				return
 			}
-			switch {
-			case ev.Name == dropin:
-				if ev.Has(fsnotify.Create) {
-					_ = s.w.Add(dropin)
-					s.scanDropins() // files created before the watch took
-				}
-			case ev.Name == s.etc("sudoers"):
-				if ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
-					continue
-				}
-				b, err := os.ReadFile(ev.Name)
-				if err == nil && GrantsUser(string(b), s.cfg.User) && !s.baseline {
-					s.restoredRule("/etc/sudoers")
-				}
-			case filepath.Dir(ev.Name) == dropin:
-				if ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
-					continue
-				}
-				s.check(ev.Name)
+			if ev.Name == dropin && ev.Has(fsnotify.Create) {
+				_ = s.w.Add(dropin) // files created before the watch took are read by check
 			}
+			rel, err := filepath.Rel(s.etc(""), ev.Name)
+			if err != nil || !Relevant(filepath.ToSlash(rel)) {
+				continue
+			}
+			s.check(ctx)
 		}
 	}
 }
 
-func (s *Watch) scanDropins() {
-	ents, _ := os.ReadDir(s.etc("sudoers.d"))
-	for _, e := range ents {
-		s.check(filepath.Join(s.etc("sudoers.d"), e.Name()))
+// check reads the policy again and reports each rule for the user that
+// was not there at the start; if there is none but sudo itself now
+// grants the user what it did not at the start, that is reported.
+func (s *Watch) check(ctx context.Context) {
+	found := false
+	for _, g := range Scan(s.cfg.Root, LookupUser(s.cfg.Root, s.cfg.User)) {
+		if !s.baseline[grantKey(g)] {
+			found = true
+			s.restoredRule(grantKey(g), fmt.Sprintf("%s has a rule for the user again (line %d: %s)", g.File, g.Line, g.Rule))
+		}
+	}
+	if found || s.sudoSaid {
+		return
+	}
+	if granted, err := s.sudoList(ctx); err == nil && granted {
+		s.restoredRule("sudo -l", "sudo -l -U "+s.cfg.User+" lists rules for the user again")
 	}
 }
 
-// check reports a sudoers.d file that grants the user.
-func (s *Watch) check(path string) {
-	if DropinGrants(path, s.cfg.User) {
-		s.restoredRule("/etc/sudoers.d/" + filepath.Base(path))
+// DatabaseGrant returns the first rule under etc's root that gives user
+// sudo rights through the user and group databases only (its uid, a
+// group it is in), by Scan: what a change of /etc/passwd or /etc/group
+// can have made apply. A rule for the user's name is not one.
+func DatabaseGrant(etc, user string) (Grant, bool) {
+	root := filepath.Dir(filepath.Clean(etc))
+	byName := map[string]bool{}
+	for _, g := range Scan(root, User{Name: user}) {
+		byName[grantKey(g)] = true
 	}
-}
-
-// DropinGrants reports whether the sudoers.d file at path is one sudo
-// reads (a regular file whose name has no '.' and does not end in '~')
-// and has a rule for user.
-func DropinGrants(path, user string) bool {
-	name := filepath.Base(path)
-	if strings.Contains(name, ".") || strings.HasSuffix(name, "~") {
-		return false
+	for _, g := range Scan(root, LookupUser(root, user)) {
+		if !byName[grantKey(g)] {
+			return g, true
+		}
 	}
-	st, err := os.Lstat(path)
-	if err != nil || !st.Mode().IsRegular() {
-		return false
-	}
-	b, err := os.ReadFile(path)
-	return err == nil && GrantsUser(string(b), user)
+	return Grant{}, false
 }
 
 // EtcGrants reports whether the file rel (relative to etc, slash
-// separated) is /etc/sudoers or a sudoers.d drop-in and now has a rule for
-// user: what a change of sudo's policy means for disable-sudo.
+// separated) now has a rule that gives user sudo rights, by Scan: what a
+// change of sudo's policy means for disable-sudo.
 func EtcGrants(etc, rel, user string) bool {
-	switch dir, _ := path.Split(rel); {
-	case rel == "sudoers":
-		b, err := os.ReadFile(filepath.Join(etc, "sudoers"))
-		return err == nil && GrantsUser(string(b), user)
-	case dir == "sudoers.d/":
-		return DropinGrants(filepath.Join(etc, filepath.FromSlash(rel)), user)
+	root := filepath.Dir(filepath.Clean(etc))
+	for _, g := range Scan(root, LookupUser(root, user)) {
+		if g.File == "/etc/"+rel {
+			return true
+		}
 	}
 	return false
 }
 
-// restoredRule reports file once per change burst (a write is several
-// events): again only after a second.
-func (s *Watch) restoredRule(file string) {
+// restoredRule reports a rule (named by key) the first time it is seen:
+// a write is several events, and an apt run touches /etc/group often.
+func (s *Watch) restoredRule(key, what string) {
 	s.reportedM.Lock()
 	defer s.reportedM.Unlock()
-	if t, ok := s.reported[file]; ok && time.Since(t) < time.Second {
+	if s.reported[key] {
 		return
 	}
-	s.reported[file] = time.Now()
+	s.reported[key] = true
 	s.restored++
 	s.cfg.Emit(event.Record{Note: &event.Note{Time: time.Now(), Component: event.ComponentSudowatch, Level: event.LevelError,
-		Message: fmt.Sprintf("sudo rights for %s were restored after disable-sudo: %s has a rule for the user again", s.cfg.User, file)}})
+		Message: fmt.Sprintf("sudo rights for %s were restored after disable-sudo: %s", s.cfg.User, what)}})
 }
 
 // Close stops watching and emits Stats (Events: rights restored).
@@ -195,19 +220,4 @@ func (s *Watch) Close() error {
 		s.cfg.Emit(event.Record{Stats: &event.Stats{Component: event.ComponentSudowatch, Events: n}})
 	})
 	return err
-}
-
-// GrantsUser reports whether a sudoers text has a rule whose user list
-// starts with user.
-func GrantsUser(text, user string) bool {
-	if user == "" {
-		return false // no user: nothing can grant it
-	}
-	for _, line := range strings.Split(text, "\n") {
-		f := strings.Fields(line)
-		if len(f) > 0 && strings.Split(f[0], ",")[0] == user {
-			return true
-		}
-	}
-	return false
 }

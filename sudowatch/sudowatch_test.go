@@ -28,7 +28,9 @@ func TestRestoreIsReported(t *testing.T) {
 		}
 	}
 	must(os.MkdirAll(filepath.Join(etc, "sudoers.d"), 0o755))
-	must(os.WriteFile(filepath.Join(etc, "sudoers"), []byte("root ALL=(ALL) ALL\n"), 0o440))
+	must(os.WriteFile(filepath.Join(etc, "sudoers"), []byte("root ALL=(ALL) ALL\n%wheel ALL=(ALL) ALL\n"), 0o440))
+	must(os.WriteFile(filepath.Join(etc, "passwd"), []byte("root:x:0:0::/root:/bin/sh\nrunner:x:1001:1001::/home/runner:/bin/bash\n"), 0o644))
+	must(os.WriteFile(filepath.Join(etc, "group"), []byte("root:x:0:\nrunner:x:1001:\nwheel:x:10:\n"), 0o644))
 	var mu sync.Mutex
 	var notes []string
 	emit := func(r event.Record) {
@@ -68,6 +70,16 @@ func TestRestoreIsReported(t *testing.T) {
 	// A new file, written in place.
 	must(os.WriteFile(filepath.Join(etc, "sudoers.d", "zz"), []byte("# x\nrunner,deploy ALL=(ALL) ALL\n"), 0o440))
 	waitFor("/etc/sudoers.d/zz")
+	// The user named another way: an alias, its uid, a group it is in.
+	must(os.WriteFile(filepath.Join(etc, "sudoers.d", "alias"), []byte("User_Alias HR = deploy, runner\nHR ALL=(ALL) ALL\n"), 0o440))
+	waitFor("/etc/sudoers.d/alias")
+	must(os.WriteFile(filepath.Join(etc, "sudoers.d", "uid"), []byte("#1001 ALL=(ALL) NOPASSWD: ALL\n"), 0o440))
+	waitFor("/etc/sudoers.d/uid")
+	must(os.WriteFile(filepath.Join(etc, "sudoers.d", "group"), []byte("%runner ALL=(ALL) NOPASSWD: ALL\n"), 0o440))
+	waitFor("/etc/sudoers.d/group")
+	// The rule was there from the start; the user joins its group.
+	must(os.WriteFile(filepath.Join(etc, "group"), []byte("root:x:0:\nrunner:x:1001:\nwheel:x:10:runner\n"), 0o644))
+	waitFor("line 2: %wheel ALL=(ALL) ALL")
 	// A line added to /etc/sudoers.
 	f, err := os.OpenFile(filepath.Join(etc, "sudoers"), os.O_APPEND|os.O_WRONLY, 0)
 	must(err)
@@ -79,7 +91,7 @@ func TestRestoreIsReported(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	for _, n := range notes {
-		if strings.Contains(n, "deploy ") || strings.Contains(n, "runner.bak") {
+		if strings.Contains(n, "sudoers.d/deploy") || strings.Contains(n, "runner.bak") {
 			t.Errorf("reported: %s", n)
 		}
 	}
@@ -147,12 +159,26 @@ func TestBaselineSudoersNotReported(t *testing.T) {
 	}
 }
 
-func FuzzGrantsUser(f *testing.F) {
+// FuzzGrantsText: a text that names the user in no way (name, uid, a
+// group, ALL, a netgroup or non-Unix group) grants nothing, and no text
+// makes the parser fail.
+func FuzzGrantsText(f *testing.F) {
 	f.Add("runner ALL=(ALL) NOPASSWD:ALL\n", "runner")
 	f.Add("# runner\n%sudo ALL=ALL\n", "runner")
-	f.Fuzz(func(t *testing.T, text, user string) {
-		if GrantsUser(text, user) && (user == "" || !strings.Contains(text, user)) {
-			t.Errorf("GrantsUser(%q, %q) without the user in the text", text, user)
+	f.Add("User_Alias A = runner : B = A\n!B, ALL ALL=ALL\n", "runner")
+	f.Add("a, \\\n b ALL=ALL\n#1001 ALL=ALL\n", "b")
+	f.Fuzz(func(t *testing.T, text, name string) {
+		u := User{Name: name, UID: "1001", Groups: []string{"wheel"}, GIDs: []string{"10"}}
+		if !GrantsText(text, u) {
+			return
+		}
+		for _, s := range []string{"ALL", "#1001", "%", "+"} {
+			if strings.Contains(text, s) {
+				return
+			}
+		}
+		if name == "" || !strings.Contains(text, name) {
+			t.Errorf("GrantsText(%q, %q) without the user in the text", text, name)
 		}
 	})
 }

@@ -38,6 +38,22 @@ func TestDaemonWatchesEtc(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(etc, "sudoers.d/runner"), []byte("nobody ALL=(ALL) NOPASSWD:ALL\n"), 0o440); err != nil {
 		t.Fatal(err)
 	}
+	// A group rule in /etc/sudoers for a group the user is not in (yet).
+	for file, line := range map[string]string{"sudoers": "%hrci ALL=(ALL) NOPASSWD:ALL\n", "group": "hrci:x:4343:\n"} {
+		f, err := os.OpenFile(filepath.Join(etc, file), os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.WriteString(line); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+	}
+	// A second rule that names the user through an alias: disable-sudo
+	// takes it too (before, only a rule starting with the name was).
+	if err := os.WriteFile(filepath.Join(etc, "sudoers.d/ci"), []byte("User_Alias CI = deploy, nobody\nCI ALL=(ALL) NOPASSWD:ALL\n"), 0o440); err != nil {
+		t.Fatal(err)
+	}
 	if b, err := vm.Command("mount", "--bind", etc, "/etc").CombinedOutput(); err != nil {
 		t.Fatalf("bind /etc in the VM: %v %s", err, b)
 	}
@@ -54,12 +70,18 @@ func TestDaemonWatchesEtc(t *testing.T) {
 		t.Fatalf("install: %v %s", err, stderr.Bytes())
 	}
 	var res host.Result
-	if err := json.Unmarshal(out, &res); err != nil || len(res.SudoDisabled) != 1 {
+	if err := json.Unmarshal(out, &res); err != nil || len(res.SudoDisabled) != 2 {
 		t.Fatalf("install result %q: %v", out, err)
+	}
+	// The user's sudo is gone, as sudo itself says (where it is installed).
+	if _, err := exec.LookPath("sudo"); err == nil {
+		if out, err := vm.Command("runuser", "-u", "nobody", "--", "sudo", "-n", "true").CombinedOutput(); err == nil {
+			t.Errorf("nobody still runs sudo after disable-sudo: %s", out)
+		}
 	}
 	// The attack, as root in the VM; the writers stay until the test has
 	// the reports, so they are named (see guard.FilesConfig).
-	hold := vm.Command("sh", "-c", `echo 'nobody ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/back && echo '198.18.1.11 allowed.test' >> /etc/hosts && read _`)
+	hold := vm.Command("sh", "-c", `echo 'nobody ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/back && echo '198.18.1.11 allowed.test' >> /etc/hosts && gpasswd -a nobody hrci && read _`)
 	stdin, err := hold.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -71,7 +93,8 @@ func TestDaemonWatchesEtc(t *testing.T) {
 	jfile := filepath.Join(etc, "hr-test-opt", "state", agent.StateJournal)
 	if !waitFor(10*time.Second, func() bool {
 		b, _ := os.ReadFile(jfile)
-		return bytes.Contains(b, []byte(`"message":"/etc/hosts: `)) && bytes.Contains(b, []byte(`"message":"/etc/sudoers.d/back: `))
+		return bytes.Contains(b, []byte(`"message":"/etc/hosts: `)) && bytes.Contains(b, []byte(`"message":"/etc/sudoers.d/back: `)) &&
+			bytes.Contains(b, []byte(`"message":"/etc/group: `))
 	}) {
 		b, _ := os.ReadFile(jfile)
 		t.Fatalf("the changes of /etc are not in the journal:\n%s", b)
@@ -83,12 +106,19 @@ func TestDaemonWatchesEtc(t *testing.T) {
 	}
 	recs, _, _ := journal.Read(bytes.NewReader(must(os.ReadFile(jfile))))
 	rep := report.Build(recs, report.Options{})
-	var sudo, hosts int
+	var sudo, hosts, group int
 	for _, m := range append(rep.Agent.Errors, rep.Agent.Warnings...) {
 		t.Logf("%s: %s (tamper %v)", m.Component, m.Message, m.Tamper)
 		switch {
-		case strings.HasPrefix(m.Message, "/etc/sudoers.d/runner"):
+		case strings.HasPrefix(m.Message, "/etc/sudoers.d/runner"), strings.HasPrefix(m.Message, "/etc/sudoers.d/ci"):
 			t.Errorf("the helper's own disable-sudo was reported: %s", m.Message)
+		case strings.HasPrefix(m.Message, "/etc/group:"):
+			group++
+			// The user joined a group that a rule left in /etc/sudoers names.
+			if !m.Tamper || !strings.Contains(m.Message, "gives nobody sudo rights again") || !strings.Contains(m.Message, "(%hrci ALL=(ALL) NOPASSWD:ALL)") ||
+				m.Process == nil || m.Process.PID == 0 {
+				t.Errorf("group line: %+v", m)
+			}
 		case strings.Contains(m.Message, "sudo rights") || strings.HasPrefix(m.Message, "/etc/sudoers"):
 			sudo++
 			if !m.Tamper || !strings.Contains(m.Message, "/etc/sudoers.d/back") || !strings.Contains(m.Message, "gives nobody sudo rights again") ||
@@ -102,7 +132,7 @@ func TestDaemonWatchesEtc(t *testing.T) {
 			}
 		}
 	}
-	if sudo != 1 || hosts != 1 {
-		t.Errorf("%d lines about the sudo rule and %d about hosts, want one each", sudo, hosts)
+	if sudo != 1 || hosts != 1 || group != 1 {
+		t.Errorf("%d lines about the sudo rule, %d about hosts and %d about group, want one each", sudo, hosts, group)
 	}
 }

@@ -1,11 +1,15 @@
 package host
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/harden-runner/harden-runner/sudowatch"
 )
@@ -31,41 +35,50 @@ func userName(root, user string) (string, error) {
 	return "", fmt.Errorf("host: disable sudo: no user with uid %s in /etc/passwd", uid)
 }
 
-// disableSudo moves every /etc/sudoers.d file with a rule for user into
-// hostDir/sudoers.d.disabled. It returns the moved files, and warnings for
-// rules it leaves (group rules in /etc/sudoers).
+// disableSudo moves every /etc/sudoers.d file with a rule for user (by
+// name, uid, group or alias: sudowatch.Scan) into
+// hostDir/sudoers.d.disabled, and returns the moved files. A rule it
+// cannot move (in /etc/sudoers, or a file that includes) is an error
+// naming it: disable-sudo then does not hold, and the step must say so
+// rather than pass. Where the VM has a sudo binary, sudo itself is asked
+// last (sudo -l -U, chrooted into root); if it still lists rules for the
+// user, that is an error too. warn says what could not be asked.
 func disableSudo(root, hostDir, user string) (moved, warn []string, err error) {
-	dir := filepath.Join(root, "etc/sudoers.d")
-	ents, err := os.ReadDir(dir)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, nil, fmt.Errorf("host: disable sudo: %w", err)
-	}
+	u := sudowatch.LookupUser(root, user)
 	dst := filepath.Join(hostDir, "sudoers.d.disabled")
-	for _, e := range ents {
-		if !e.Type().IsRegular() {
-			continue
-		}
-		p := filepath.Join(dir, e.Name())
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return moved, warn, fmt.Errorf("host: disable sudo: %w", err)
-		}
-		if !grantsUser(string(b), user) {
+	for _, g := range sudowatch.Scan(root, u) {
+		dir, name := path.Split(g.File)
+		if dir != "/etc/sudoers.d/" || slices.Contains(moved, g.File) {
 			continue
 		}
 		if err := os.MkdirAll(dst, 0o700); err != nil {
 			return moved, warn, fmt.Errorf("host: disable sudo: %w", err)
 		}
-		if err := os.Rename(p, filepath.Join(dst, e.Name())); err != nil {
+		if err := os.Rename(filepath.Join(root, "etc/sudoers.d", name), filepath.Join(dst, name)); err != nil {
 			return moved, warn, fmt.Errorf("host: disable sudo: %w", err)
 		}
-		moved = append(moved, "/etc/sudoers.d/"+e.Name())
+		moved = append(moved, g.File)
 	}
-	if b, err := os.ReadFile(filepath.Join(root, "etc/sudoers")); err == nil && grantsUser(string(b), user) {
-		warn = append(warn, fmt.Sprintf("/etc/sudoers itself has a rule for %s; left in place", user))
+	var left []string
+	for _, g := range sudowatch.Scan(root, u) {
+		left = append(left, fmt.Sprintf("%s line %d (%s)", g.File, g.Line, g.Rule))
+	}
+	if len(left) > 0 {
+		return moved, warn, fmt.Errorf("host: disable sudo: %s keeps sudo rights from rules that are not in /etc/sudoers.d: %s; remove them (or the user from the group they name) before this step",
+			user, strings.Join(left, "; "))
+	}
+	var wrap []string
+	if filepath.Clean(root) != "/" {
+		wrap = []string{"chroot", root}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	switch granted, err := sudowatch.SudoListIn(ctx, wrap, user); {
+	case errors.Is(err, sudowatch.ErrNoSudo):
+	case err != nil:
+		warn = append(warn, "disable-sudo: could not ask sudo whether rules are left: "+err.Error())
+	case granted:
+		return moved, warn, fmt.Errorf("host: disable sudo: sudo -l -U %s still lists rules for the user after /etc/sudoers.d's were moved aside (from a source the files do not show, such as sssd or LDAP)", user)
 	}
 	return moved, warn, nil
 }
-
-// grantsUser is sudowatch's: the rules taken and the rules watched for are one.
-var grantsUser = sudowatch.GrantsUser

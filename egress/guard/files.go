@@ -38,7 +38,12 @@ type FilesConfig struct {
 	// to Root, slash separated), appended to its one report line: e.g.
 	// that a sudoers change gives disable-sudo's user its rights back.
 	Explain func(rel string) string
-	Log     *slog.Logger
+	// IfExplained are more files (relative to Root) whose changes are
+	// reported only when Explain has something to say about them: the
+	// user and group databases change with every package that adds a
+	// system user, and matter here only when a change gives the user sudo.
+	IfExplained []string
+	Log         *slog.Logger
 }
 
 // Files watches FilesConfig.Files with package filemon (fanotify: the
@@ -74,6 +79,10 @@ func WatchFiles(ctx context.Context, cfg FilesConfig) (*Files, error) {
 	files := &Files{count: func() int { return int(n.Load()) }}
 	emit := func(rec event.Record) {
 		switch {
+		case rec.File != nil && explain != nil && watched(cfg.IfExplained, rec.File.Path):
+			if more := explain(rec.File.Path); more != "" {
+				report(rec.File.Time, rec.File.Path, string(rec.File.Event), more, rec.File.Process)
+			}
 		case rec.File != nil && watched(cfg.Files, rec.File.Path):
 			more := ""
 			if explain != nil {

@@ -1,0 +1,123 @@
+package sudowatch
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// sudoersCase is one sudoers policy and what it gives the user nobody
+// (uid 65534, in the extra group hrtest, gid 4242).
+type sudoersCase struct {
+	name    string
+	sudoers string
+	dropins map[string]string // /etc/sudoers.d
+	want    bool
+	// conservative: Scan says yes where sudo says no (a rule for
+	// another host), the side Scan errs on.
+	conservative bool
+}
+
+var sudoersCases = []sudoersCase{
+	{"by name", "nobody ALL=(ALL) ALL\n", nil, true, false},
+	{"another user", "root ALL=(ALL:ALL) ALL\n", nil, false, false},
+	{"a longer name", "nobody2 ALL=(ALL) ALL\n", nil, false, false},
+	{"commented out", "# nobody ALL=(ALL) ALL\n", nil, false, false},
+	{"by uid", "#65534 ALL=(ALL) NOPASSWD: ALL\n", nil, true, false},
+	{"by group", "%hrtest ALL=(ALL) ALL\n", nil, true, false},
+	{"by gid", "%#4242 ALL=(ALL) ALL\n", nil, true, false},
+	{"by primary group", "%nogroup ALL=(ALL) ALL\n", nil, true, false},
+	{"a group it is not in", "%sudo ALL=(ALL) ALL\n", nil, false, false},
+	{"ALL", "ALL ALL=(ALL) ALL\n", nil, true, false},
+	{"ALL but it", "ALL, !nobody ALL=(ALL) ALL\n", nil, false, false},
+	{"it, then ALL", "!nobody, ALL ALL=(ALL) ALL\n", nil, true, false},
+	{"second in a list", "root,nobody ALL=(ALL) ALL\n", nil, true, false},
+	{"list with spaces", "root , nobody ALL=(ALL) ALL\n", nil, true, false},
+	{"continued line", "root, \\\n  nobody ALL=(ALL) ALL\n", nil, true, false},
+	{"User_Alias", "User_Alias HR = nobody\nHR ALL=(ALL) ALL\n", nil, true, false},
+	{"second alias of a line", "User_Alias A = root : B = nobody\nB ALL=(ALL) ALL\n", nil, true, false},
+	{"alias of a group", "User_Alias HR = %hrtest\nHR ALL=(ALL) ALL\n", nil, true, false},
+	{"alias of an alias", "User_Alias A = nobody\nUser_Alias B = A\nB ALL=(ALL) ALL\n", nil, true, false},
+	{"alias excluding it", "User_Alias HR = ALL, !nobody\nHR ALL=(ALL) ALL\n", nil, false, false},
+	{"negated alias", "User_Alias HR = nobody\nALL, !HR ALL=(ALL) ALL\n", nil, false, false},
+	{"alias never used", "User_Alias HR = nobody\nroot ALL=(ALL) ALL\n", nil, false, false},
+	{"Defaults only", "Defaults:nobody !authenticate\nDefaults env_reset\n", nil, false, false},
+	{"one command", "nobody ALL=(root) /usr/bin/apt-get\n", nil, true, false},
+	{"drop-in", "@includedir /etc/sudoers.d\n", map[string]string{"z": "nobody ALL=(ALL) ALL\n"}, true, false},
+	{"old-style includedir", "#includedir /etc/sudoers.d\n", map[string]string{"z": "nobody ALL=(ALL) ALL\n"}, true, false},
+	{"drop-in with a dot", "@includedir /etc/sudoers.d\n", map[string]string{"z.bak": "nobody ALL=(ALL) ALL\n"}, false, false},
+	{"drop-in ending in ~", "@includedir /etc/sudoers.d\n", map[string]string{"z~": "nobody ALL=(ALL) ALL\n"}, false, false},
+	{"named include", "@include /etc/sudoers.d/x.conf\n", map[string]string{"x.conf": "nobody ALL=(ALL) ALL\n"}, true, false},
+	{"relative include", "@include sudoers.d/x.conf\n", map[string]string{"x.conf": "nobody ALL=(ALL) ALL\n"}, true, false},
+	{"alias from another file", "User_Alias HR = nobody\n@includedir /etc/sudoers.d\n", map[string]string{"z": "HR ALL=(ALL) ALL\n"}, true, false},
+	{"another host", "Host_Alias H = hr-no-such-host\nnobody H = (ALL) ALL\n", nil, false, true},
+}
+
+// TestScan checks Scan against the table without sudo.
+func TestScan(t *testing.T) {
+	for _, c := range sudoersCases {
+		t.Run(c.name, func(t *testing.T) {
+			root := sudoersRoot(t, c)
+			got := len(Scan(root, LookupUser(root, "nobody"))) > 0
+			if want := c.want || c.conservative; got != want {
+				t.Errorf("Scan: grant %v, want %v; rules %v", got, want, Scan(root, LookupUser(root, "nobody")))
+			}
+		})
+	}
+}
+
+// TestScanAgreesWithSudo asks sudo itself (sudo -l -U nobody) about each
+// policy, made /etc/sudoers in a mount namespace of its own: the table's
+// answers are sudo's, not ours.
+func TestScanAgreesWithSudo(t *testing.T) {
+	if _, err := exec.LookPath("sudo"); err != nil {
+		t.Skip("needs sudo")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	for _, c := range sudoersCases {
+		t.Run(c.name, func(t *testing.T) {
+			root := sudoersRoot(t, c)
+			etc := filepath.Join(root, "etc")
+			wrap := []string{"unshare", "--mount", "--propagation", "private", "sh", "-ec",
+				`mount --bind "$1" /etc/sudoers; mount --bind "$2" /etc/sudoers.d; mount --bind "$3" /etc/group; shift 3; exec "$@"`,
+				"sh", filepath.Join(etc, "sudoers"), filepath.Join(etc, "sudoers.d"), filepath.Join(etc, "group")}
+			got, err := SudoListIn(context.Background(), wrap, "nobody")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != c.want {
+				t.Errorf("sudo says %v, the table %v", got, c.want)
+			}
+		})
+	}
+}
+
+// sudoersRoot writes c's files, and the machine's passwd and group with
+// nobody added to hrtest, under a new root.
+func sudoersRoot(t *testing.T, c sudoersCase) string {
+	t.Helper()
+	root := t.TempDir()
+	etc := filepath.Join(root, "etc")
+	write := func(p, text string, mode os.FileMode) {
+		t.Helper()
+		if err := os.WriteFile(p, []byte(text), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(etc, "sudoers.d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write(filepath.Join(etc, "sudoers"), c.sudoers, 0o440)
+	for name, text := range c.dropins {
+		write(filepath.Join(etc, "sudoers.d", name), text, 0o440)
+	}
+	passwd, _ := os.ReadFile("/etc/passwd")
+	group, _ := os.ReadFile("/etc/group")
+	write(filepath.Join(etc, "passwd"), string(passwd), 0o644)
+	write(filepath.Join(etc, "group"), string(group)+"hrtest:x:4242:nobody\n", 0o644)
+	return root
+}
