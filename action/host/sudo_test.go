@@ -9,16 +9,7 @@ import (
 )
 
 func TestDisableSudo(t *testing.T) {
-	root := t.TempDir()
-	hostDir := filepath.Join(root, "opt/harden-runner")
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	must(os.MkdirAll(filepath.Join(root, "etc/sudoers.d"), 0o755))
-	must(os.WriteFile(filepath.Join(root, "etc/passwd"), []byte("root:x:0:0::/root:/bin/sh\nrunner:x:1001:1001::/home/runner:/bin/bash\n"), 0o644))
+	root, hostDir, must := sudoRoot(t)
 	must(os.WriteFile(filepath.Join(root, "etc/sudoers.d/runner"), []byte("# runner\nrunner ALL=(ALL) NOPASSWD:ALL\n"), 0o440))
 	must(os.WriteFile(filepath.Join(root, "etc/sudoers.d/other"), []byte("deploy ALL=(ALL) NOPASSWD:ALL\n# runner ALL=(ALL) ALL\n"), 0o440))
 	must(os.WriteFile(filepath.Join(root, "etc/sudoers"), []byte("root ALL=(ALL:ALL) ALL\n%sudo ALL=(ALL:ALL) ALL\n"), 0o440))
@@ -56,16 +47,7 @@ func TestDisableSudo(t *testing.T) {
 // alias, its uid or a group it is in are moved too; a rule that cannot be
 // moved (in /etc/sudoers) fails the step, naming it.
 func TestDisableSudoTakesEveryForm(t *testing.T) {
-	root := t.TempDir()
-	hostDir := filepath.Join(root, "opt/harden-runner")
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	must(os.MkdirAll(filepath.Join(root, "etc/sudoers.d"), 0o755))
-	must(os.WriteFile(filepath.Join(root, "etc/passwd"), []byte("root:x:0:0::/root:/bin/sh\nrunner:x:1001:1001::/home/runner:/bin/bash\n"), 0o644))
+	root, hostDir, must := sudoRoot(t)
 	must(os.WriteFile(filepath.Join(root, "etc/group"), []byte("root:x:0:\nrunner:x:1001:\nci:x:2000:deploy,runner\n"), 0o644))
 	drop := map[string]string{
 		"alias": "User_Alias CI = deploy, runner\nCI ALL=(ALL) NOPASSWD: ALL\n",
@@ -93,4 +75,19 @@ func TestDisableSudoTakesEveryForm(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "/etc/sudoers line 2 (%ci ALL=(ALL) ALL)") {
 		t.Errorf("a rule left in /etc/sudoers: err %v", err)
 	}
+}
+
+// sudoRoot is a VM root with an empty sudoers.d and a passwd that has
+// runner (uid 1001), the agent's directory in it, and a fatal check.
+func sudoRoot(t *testing.T) (root, hostDir string, must func(error)) {
+	root = t.TempDir()
+	must = func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.MkdirAll(filepath.Join(root, "etc/sudoers.d"), 0o755))
+	must(os.WriteFile(filepath.Join(root, "etc/passwd"), []byte("root:x:0:0::/root:/bin/sh\nrunner:x:1001:1001::/home/runner:/bin/bash\n"), 0o644))
+	return root, filepath.Join(root, "opt/harden-runner"), must
 }
