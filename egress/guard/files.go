@@ -21,9 +21,9 @@ import (
 // DefaultFiles are the files under /etc whose change is reported as
 // tampering: name resolution (resolv.conf, hosts: our resolver and
 // firewall do not depend on them, but a step that rewrites them is up to
-// something) and sudo's policy (disable-sudo depends on it). A directory
-// covers everything in it.
-var DefaultFiles = []string{"resolv.conf", "hosts", "sudoers", "sudoers.d"}
+// something) and sudo's policy (disable-sudo depends on it; sudo.conf can
+// point sudo at another sudoers file). A directory covers everything in it.
+var DefaultFiles = []string{"resolv.conf", "hosts", "sudoers", "sudoers.d", "sudo.conf"}
 
 // steerWhy marks filemon's Steer records of files new under a watched path.
 const steerWhy = "guard: a watched file"
