@@ -13,8 +13,10 @@ import (
 	"log/slog"
 	"net/netip"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -428,6 +430,54 @@ func (a *Agent) startRelay(ctx context.Context, emit event.Emit, finder *proc.Fi
 	return nil
 }
 
+// sudoExplainer says, for the /etc watch, when a change gives disable-sudo's
+// user sudo rights again. disable-sudo left no rule for the user (the step
+// fails otherwise), so any rule now is one a change made apply: for the
+// user and group databases, one by uid or group (sudowatch.DatabaseGrant);
+// for the sudoers files, any. Where no file shows one, the machine's sudo
+// is asked (sssd, LDAP, sudo.conf's sudoers_file). pick adds the databases
+// and the files sudoers includes from under /etc to what is watched.
+func sudoExplainer(ctx context.Context, etc, user string) (explain func(string) string, pick func(string) bool) {
+	root := filepath.Dir(filepath.Clean(etc))
+	again := func(where string) string {
+		return fmt.Sprintf("; it gives %s sudo rights again after disable-sudo%s", user, where)
+	}
+	explain = func(rel string) string {
+		db := rel == "group" || rel == "passwd"
+		if !db && !sudowatch.Relevant(rel) && !pick(rel) {
+			return ""
+		}
+		var g sudowatch.Grant
+		var ok bool
+		if db {
+			g, ok = sudowatch.DatabaseGrant(etc, user)
+		} else if g, ok = sudowatch.GrantIn(etc, user, "/etc/"+rel); !ok {
+			g, ok = sudowatch.FirstGrant(etc, user) // made to apply by this change
+		}
+		if ok {
+			return again(fmt.Sprintf(": %s line %d (%s) applies to the user", g.File, g.Line, g.Rule))
+		}
+		if filepath.Clean(etc) == "/etc" {
+			if granted, err := sudowatch.SudoList(ctx, user); err == nil && granted {
+				return again(": sudo -l -U " + user + " lists rules for the user")
+			}
+		}
+		return ""
+	}
+	pick = func(rel string) bool {
+		if rel == "group" || rel == "passwd" {
+			return true
+		}
+		for _, p := range sudowatch.PolicyPaths(root, sudowatch.LookupUser(root, user)) {
+			if p == "/etc/"+rel || strings.HasPrefix("/etc/"+rel, p+"/") {
+				return true
+			}
+		}
+		return false
+	}
+	return explain, pick
+}
+
 // namedPorts returns the ports that the policy's name entries name, sorted:
 // what the relay checks in audit mode.
 func namedPorts(p *policy.Policy) []uint16 {
@@ -490,24 +540,9 @@ func (a *Agent) startGuard(ctx context.Context, emit event.Emit) error {
 	if a.cfg.WatchEtc != "" {
 		// Reported, not enforced: a machine without fanotify only loses this.
 		var explain func(string) string
-		var ifExplained []string
+		var ifExplained func(string) bool
 		if user := a.cfg.SudoUser; user != "" {
-			etc := a.cfg.WatchEtc
-			explain = func(rel string) string {
-				if sudowatch.EtcGrants(etc, rel, user) {
-					return fmt.Sprintf("; it gives %s sudo rights again after disable-sudo", user)
-				}
-				if rel == "group" || rel == "passwd" {
-					// disable-sudo left no rule for the user (it fails
-					// otherwise): a rule by uid or group now is one a change
-					// of these made apply.
-					if g, ok := sudowatch.DatabaseGrant(etc, user); ok {
-						return fmt.Sprintf("; it gives %s sudo rights again after disable-sudo: %s line %d (%s) now applies to the user", user, g.File, g.Line, g.Rule)
-					}
-				}
-				return ""
-			}
-			ifExplained = []string{"group", "passwd"}
+			explain, ifExplained = sudoExplainer(ctx, a.cfg.WatchEtc, user)
 		}
 		f, err := guard.WatchFiles(ctx, guard.FilesConfig{Root: a.cfg.WatchEtc, Emit: emit, Process: proc.Info,
 			Explain: explain, IfExplained: ifExplained, Log: a.log})

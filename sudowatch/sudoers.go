@@ -1,11 +1,11 @@
 package sudowatch
 
 import (
-	"bufio"
 	"os"
 	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -52,9 +52,9 @@ type Grant struct {
 	Rule string // the rule, white space collapsed
 }
 
-// maxIncludeDepth is how deep @include chains are followed (sudo's own
-// limit is 128; a loop is cut here).
-const maxIncludeDepth = 8
+// maxIncludeDepth is how deep @include chains are followed: sudo's own
+// limit (a loop is cut here anyway: each file is read once).
+const maxIncludeDepth = 128
 
 // Scan reads the sudoers policy under root (/etc/sudoers, what it
 // includes, and /etc/sudoers.d whether or not it is included) and returns
@@ -63,6 +63,21 @@ const maxIncludeDepth = 8
 // commands, a netgroup (+ng) or non-Unix group (%:g) item matches, and an
 // include that cannot be read is not an error (sudo would skip it too).
 func Scan(root string, u User) []Grant {
+	g, _ := scanFiles(root, u)
+	return g
+}
+
+// PolicyPaths returns the host paths of the files and directories the
+// sudoers policy under root reads or tries to read for u (Scan's).
+func PolicyPaths(root string, u User) []string {
+	_, paths := scanFiles(root, u)
+	return paths
+}
+
+// scanFiles is Scan that also returns the host paths of the files and
+// directories it read or tried to read (an include may name one that is
+// not there yet): what a watch of the policy must cover.
+func scanFiles(root string, u User) ([]Grant, []string) {
 	var s scanner
 	s.root = root
 	s.aliases = map[string][]string{}
@@ -78,7 +93,15 @@ func Scan(root string, u User) []Grant {
 			out = append(out, Grant{File: r.file, Line: r.line, Rule: r.text})
 		}
 	}
-	return out
+	var paths []string
+	for p := range s.read1 {
+		paths = append(paths, p)
+	}
+	for p := range s.dirRead {
+		paths = append(paths, p)
+	}
+	slices.Sort(paths)
+	return out, paths
 }
 
 // GrantsText reports whether one sudoers text (its includes not followed)
@@ -108,6 +131,8 @@ type scanner struct {
 	rules   []rule
 	read1   map[string]bool // files read (a loop reads each once)
 	dirRead map[string]bool
+	// aliasVerdict is each User_Alias's verdict for the one user matched.
+	aliasVerdict map[string]match
 }
 
 // read parses the file at host path p.
@@ -154,20 +179,25 @@ func IsDropinName(name string) bool {
 	return name != "" && !strings.Contains(name, ".") && !strings.HasSuffix(name, "~")
 }
 
-// logicalLines joins lines continued with a trailing backslash; each comes
-// with the number of its first line.
+// logicalLines joins lines continued with a backslash (white space may
+// follow it, as sudo allows); each comes with the number of its first
+// line. Comments are cut line by line first, as sudo's lexer does: a
+// comment ends at its line's end, a backslash in it continues nothing.
+// An include directive's line is kept whole (its '#').
 func logicalLines(text string) (lines []string, nums []int) {
-	sc := bufio.NewScanner(strings.NewReader(text))
-	sc.Buffer(make([]byte, 0, 4096), 1<<20)
 	var cur strings.Builder
-	start, n := 0, 0
-	for sc.Scan() {
-		n++
-		l := sc.Text()
+	start := 0
+	for n, l := range strings.Split(text, "\n") {
+		l = strings.TrimSuffix(l, "\r")
 		if cur.Len() == 0 {
-			start = n
+			start = n + 1
+			if _, _, ok := directive(strings.TrimSpace(l)); ok {
+				lines, nums = append(lines, l), append(nums, start)
+				continue
+			}
 		}
-		if strings.HasSuffix(l, `\`) && !strings.HasSuffix(l, `\\`) {
+		l = strings.TrimRight(stripComment(l), " \t")
+		if continued(l) {
 			cur.WriteString(l[:len(l)-1])
 			cur.WriteByte(' ')
 			continue
@@ -182,15 +212,29 @@ func logicalLines(text string) (lines []string, nums []int) {
 	return lines, nums
 }
 
+// continued reports whether l ends in a backslash that is not itself
+// escaped (an odd number of them).
+func continued(l string) bool {
+	n := 0
+	for n < len(l) && l[len(l)-1-n] == '\\' {
+		n++
+	}
+	return n%2 == 1
+}
+
 // stripComment cuts a '#' comment. A '#' that starts a uid (#1001, in a
-// user list) or an #include directive is not one.
+// user list), or is in double quotes, is not one.
 func stripComment(l string) string {
+	quoted := false
 	for i := 0; i < len(l); i++ {
-		if l[i] == '\\' {
+		switch {
+		case l[i] == '\\':
 			i++
 			continue
-		}
-		if l[i] != '#' {
+		case l[i] == '"':
+			quoted = !quoted
+			continue
+		case l[i] != '#' || quoted:
 			continue
 		}
 		if i+1 < len(l) && isDigit(l[i+1]) && (i == 0 || strings.ContainsRune(" \t,!=:(%", rune(l[i-1]))) {
@@ -213,18 +257,18 @@ func (s *scanner) parse(p, text string, depth int) {
 			if p == "" || arg == "" {
 				continue
 			}
-			arg = strings.ReplaceAll(arg, "%h", "") // host name escape: not expanded here
 			if !path.IsAbs(arg) {
 				arg = path.Join(path.Dir(p), arg)
 			}
-			if d == "includedir" {
-				s.readDir(path.Clean(arg), depth)
-			} else {
-				s.read(path.Clean(arg), depth+1)
+			for _, arg := range s.expandHost(path.Clean(arg)) {
+				if d == "includedir" {
+					s.readDir(arg, depth)
+				} else {
+					s.read(arg, depth+1)
+				}
 			}
 			continue
 		}
-		l = strings.TrimSpace(stripComment(l))
 		if l == "" {
 			continue
 		}
@@ -258,12 +302,55 @@ func directive(l string) (name, arg string, ok bool) {
 	}
 	for _, d := range []string{"includedir", "include"} {
 		if rest, found := strings.CutPrefix(l[1:], d); found && (rest == "" || rest[0] == ' ' || rest[0] == '\t') {
-			arg = strings.TrimSpace(rest)
-			arg = strings.Trim(arg, `"`)
-			return d, arg, true
+			return d, includePath(strings.TrimSpace(rest)), true
 		}
 	}
 	return "", "", false
+}
+
+// includePath is the path of a directive's argument: in double quotes,
+// or up to the first blank that is not escaped; what follows (a comment)
+// is not part of it.
+func includePath(arg string) string {
+	var b strings.Builder
+	quoted := strings.HasPrefix(arg, `"`)
+	if quoted {
+		arg = arg[1:]
+	}
+	for i := 0; i < len(arg); i++ {
+		c := arg[i]
+		switch {
+		case c == '\\' && i+1 < len(arg):
+			i++
+			c = arg[i]
+		case quoted && c == '"', !quoted && (c == ' ' || c == '\t'):
+			return b.String()
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+// expandHost is p with sudo's %h (the host name) expanded: every name
+// under root that it can stand for, since the host's name is not known
+// here.
+func (s *scanner) expandHost(p string) []string {
+	if !strings.Contains(p, "%h") {
+		return []string{p}
+	}
+	pat := strings.ReplaceAll(path.Clean(p), "%h", "\x00")
+	pat = strings.ReplaceAll(pat, "*", `\*`)
+	pat = strings.ReplaceAll(pat, "?", `\?`)
+	pat = strings.ReplaceAll(pat, "[", `\[`)
+	pat = strings.ReplaceAll(pat, "\x00", "*")
+	matches, _ := filepath.Glob(filepath.Join(s.root, pat))
+	var out []string
+	for _, m := range matches {
+		if rel, err := filepath.Rel(s.root, m); err == nil {
+			out = append(out, "/"+filepath.ToSlash(rel))
+		}
+	}
+	return out
 }
 
 // defineAliases parses "NAME = item, item : NAME2 = item".
@@ -281,27 +368,31 @@ func (s *scanner) defineAliases(def string) {
 // userList returns the user list of a user specification: the items
 // before the first white space that is not next to a comma.
 func userList(l string) []string {
-	eq := strings.IndexByte(l, '=')
-	if eq < 0 {
+	if !strings.Contains(l, "=") {
 		return nil
 	}
-	left := l[:eq]
+	left := l
 	end := len(left)
+	quoted := false
 	for i := 0; i < len(left); i++ {
-		if left[i] == '\\' {
+		switch {
+		case left[i] == '\\':
 			i++
 			continue
-		}
-		if left[i] != ' ' && left[i] != '\t' {
+		case left[i] == '"':
+			quoted = !quoted
+			continue
+		case quoted || (left[i] != ' ' && left[i] != '\t'):
 			continue
 		}
-		// White space: the list goes on only if a comma is next to it.
+		// White space: the list goes on only if a comma or a '!' is
+		// next to it.
 		j := i
 		for j < len(left) && (left[j] == ' ' || left[j] == '\t') {
 			j++
 		}
 		prev := strings.TrimRight(left[:i], " \t")
-		if strings.HasSuffix(prev, ",") || (j < len(left) && left[j] == ',') {
+		if strings.HasSuffix(prev, ",") || strings.HasSuffix(prev, "!") || (j < len(left) && left[j] == ',') {
 			i = j - 1
 			continue
 		}
@@ -325,11 +416,17 @@ func items(list string) []string {
 func splitUnescaped(s string, sep byte) []string {
 	var out []string
 	start := 0
+	quoted := false
 	for i := 0; i < len(s); i++ {
 		switch s[i] {
 		case '\\':
 			i++
+		case '"':
+			quoted = !quoted
 		case sep:
+			if quoted {
+				continue
+			}
 			out = append(out, s[start:i])
 			start = i + 1
 		}
@@ -391,16 +488,42 @@ func (s *scanner) itemMatches(it string, u User, depth int) match {
 	case strings.HasPrefix(it, "%:"), strings.HasPrefix(it, "+"):
 		return allow // non-Unix group, netgroup: cannot tell, so yes
 	case strings.HasPrefix(it, "%#"):
-		return yes(slices.Contains(u.GIDs, it[2:]))
+		return yes(slices.ContainsFunc(u.GIDs, func(g string) bool { return sameID(g, it[2:]) }))
 	case strings.HasPrefix(it, "%"):
-		return yes(slices.Contains(u.Groups, it[1:]))
+		// sudo's case_insensitive_group is on by default.
+		return yes(slices.ContainsFunc(u.Groups, func(g string) bool { return strings.EqualFold(g, it[1:]) }))
 	case strings.HasPrefix(it, "#"):
-		return yes(u.UID != "" && it[1:] == u.UID)
+		return yes(sameID(u.UID, it[1:]))
 	}
-	if list, ok := s.aliases[it]; ok && depth < maxIncludeDepth {
-		return s.listVerdict(list, u, depth+1)
+	if list, ok := s.aliases[it]; ok {
+		// Each alias once per user (Scan has one): a loop is no match,
+		// and aliases of aliases cost no more than their number.
+		if m, done := s.aliasVerdict[it]; done {
+			return m
+		}
+		if s.aliasVerdict == nil {
+			s.aliasVerdict = map[string]match{}
+		}
+		s.aliasVerdict[it] = unspec // while it is being decided
+		m := s.listVerdict(list, u, depth+1)
+		s.aliasVerdict[it] = m
+		return m
 	}
 	return yes(it == u.Name)
+}
+
+// sameID compares a uid or gid from the databases with one from sudoers
+// as sudo does (a number: 065534 is 65534, -2 is 4294967294).
+func sameID(db, sudoers string) bool {
+	a, err1 := strconv.ParseUint(db, 10, 32)
+	b, err2 := strconv.ParseInt(sudoers, 10, 64)
+	if err1 != nil || err2 != nil || b < -(1<<31) || b >= 1<<32 {
+		return false
+	}
+	if b < 0 {
+		b += 1 << 32
+	}
+	return uint64(b) == a
 }
 
 // unquote drops the double quotes and backslash escapes of a name.

@@ -5,6 +5,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -53,6 +55,28 @@ var sudoersCases = []sudoersCase{
 	{"relative include", "@include sudoers.d/x.conf\n", map[string]string{"x.conf": "nobody ALL=(ALL) ALL\n"}, true, false},
 	{"alias from another file", "User_Alias HR = nobody\n@includedir /etc/sudoers.d\n", map[string]string{"z": "HR ALL=(ALL) ALL\n"}, true, false},
 	{"another host", "Host_Alias H = hr-no-such-host\nnobody H = (ALL) ALL\n", nil, false, true},
+	// Attacks: sudo grants, Scan said no.
+	{"blank after a continuing backslash", "nobody, \\ \nroot ALL=(ALL) ALL\n", nil, true, false},
+	{"comment ending in a backslash", "# a comment \\\nnobody ALL=(ALL) ALL\n", nil, true, false},
+	{"trailing comment ending in a backslash", "root ALL=(ALL) ALL # x\\\nnobody ALL=(ALL) ALL\n", nil, true, false},
+	{"Defaults comment ending in a backslash", "Defaults env_reset # x\\\nnobody ALL=(ALL) ALL\n", nil, true, false},
+	{"alias comment ending in a backslash", "User_Alias HR = root # x\\\nnobody ALL=(ALL) ALL\n", nil, true, false},
+	{"quoted name with a #", "root,\"x#y\",nobody ALL=(ALL) ALL\n", nil, true, false},
+	{"quoted name with a =", "root,\"a=b\",nobody ALL=(ALL) ALL\n", nil, true, false},
+	{"quoted name with a space", "root,\"x y\",nobody ALL=(ALL) ALL\n", nil, true, false},
+	{"blank after !", "! root, nobody ALL=(ALL) ALL\n", nil, true, false},
+	{"group in upper case", "%HRTEST ALL=(ALL) ALL\n", nil, true, false},
+	{"primary group in mixed case", "%NoGroup ALL=(ALL) ALL\n", nil, true, false},
+	{"alias of an upper-case group", "User_Alias HR = %HRTEST\nHR ALL=(ALL) ALL\n", nil, true, false},
+	{"uid with a leading zero", "#065534 ALL=(ALL) ALL\n", nil, true, false},
+	{"gid with a leading zero", "%#04242 ALL=(ALL) ALL\n", nil, true, false},
+	{"include with a trailing comment", "@include /etc/sudoers.d/x.conf # c\n", map[string]string{"x.conf": "nobody ALL=(ALL) ALL\n"}, true, false},
+	{"quoted include with a trailing comment", "@include \"/etc/sudoers.d/x.conf\" # c\n", map[string]string{"x.conf": "nobody ALL=(ALL) ALL\n"}, true, false},
+	{"include with an escaped blank", "@include /etc/sudoers.d/a\\ b.conf\n", map[string]string{"a b.conf": "nobody ALL=(ALL) ALL\n"}, true, false},
+	{"include of %h", "@include /etc/sudoers.d/x.%h\n", map[string]string{"x." + shortHost(): "nobody ALL=(ALL) ALL\n"}, true, false},
+	{"includes 12 deep", "@include /etc/sudoers.d/1.c\n", includeChain(12), true, false},
+	{"aliases 12 deep", aliasChain(12), nil, true, false},
+	{"a line over 1 MiB before the rule", "# " + strings.Repeat("x", 1100000) + "\nnobody ALL=(ALL) ALL\n", nil, true, false},
 }
 
 // TestScan checks Scan against the table without sudo.
@@ -120,4 +144,32 @@ func sudoersRoot(t *testing.T, c sudoersCase) string {
 	write(filepath.Join(etc, "passwd"), string(passwd), 0o644)
 	write(filepath.Join(etc, "group"), string(group)+"hrtest:x:4242:nobody\n", 0o644)
 	return root
+}
+
+// shortHost is the host name as sudo's %h has it: without the domain.
+func shortHost() string {
+	h, _ := os.Hostname()
+	h, _, _ = strings.Cut(h, ".")
+	return h
+}
+
+// includeChain is n drop-ins with dots (so only an include reads them),
+// each including the next, the last with the rule.
+func includeChain(n int) map[string]string {
+	m := map[string]string{}
+	for i := 1; i < n; i++ {
+		m[strconv.Itoa(i)+".c"] = "@include /etc/sudoers.d/" + strconv.Itoa(i+1) + ".c\n"
+	}
+	m[strconv.Itoa(n)+".c"] = "nobody ALL=(ALL) ALL\n"
+	return m
+}
+
+// aliasChain is n User_Aliases, each of the one before, the first of
+// nobody, and a rule for the last.
+func aliasChain(n int) string {
+	text := "User_Alias A1 = nobody\n"
+	for i := 2; i <= n; i++ {
+		text += "User_Alias A" + strconv.Itoa(i) + " = A" + strconv.Itoa(i-1) + "\n"
+	}
+	return text + "A" + strconv.Itoa(n) + " ALL=(ALL) ALL\n"
 }

@@ -46,6 +46,10 @@ type Watch struct {
 	reportedM sync.Mutex
 	restored  uint64
 	reported  map[string]bool // rules reported (grantKey), each once
+	// policy is the files and directories the last Scan read or tried
+	// (host paths): an include outside /etc/sudoers and /etc/sudoers.d
+	// is watched too. Used by the run goroutine only.
+	policy map[string]bool
 }
 
 // New validates cfg. It does no I/O.
@@ -79,9 +83,11 @@ func (s *Watch) Start(ctx context.Context) error {
 	_ = w.Add(s.etc("sudoers.d"))
 	s.w = w
 	s.baseline = map[string]bool{}
-	for _, g := range Scan(s.cfg.Root, LookupUser(s.cfg.Root, s.cfg.User)) {
+	grants, paths := scanFiles(s.cfg.Root, LookupUser(s.cfg.Root, s.cfg.User))
+	for _, g := range grants {
 		s.baseline[grantKey(g)] = true
 	}
+	s.watchPolicy(paths)
 	s.sudoSaid, _ = s.sudoList(ctx)
 	go s.run(ctx)
 	return nil
@@ -133,7 +139,7 @@ func (s *Watch) run(ctx context.Context) {
 				_ = s.w.Add(dropin) // files created before the watch took are read by check
 			}
 			rel, err := filepath.Rel(s.etc(""), ev.Name)
-			if err != nil || !Relevant(filepath.ToSlash(rel)) {
+			if (err != nil || !Relevant(filepath.ToSlash(rel))) && !s.inPolicy(ev.Name) {
 				continue
 			}
 			s.check(ctx)
@@ -146,7 +152,9 @@ func (s *Watch) run(ctx context.Context) {
 // grants the user what it did not at the start, that is reported.
 func (s *Watch) check(ctx context.Context) {
 	found := false
-	for _, g := range Scan(s.cfg.Root, LookupUser(s.cfg.Root, s.cfg.User)) {
+	grants, paths := scanFiles(s.cfg.Root, LookupUser(s.cfg.Root, s.cfg.User))
+	s.watchPolicy(paths)
+	for _, g := range grants {
 		if !s.baseline[grantKey(g)] {
 			found = true
 			s.restoredRule(grantKey(g), fmt.Sprintf("%s has a rule for the user again (line %d: %s)", g.File, g.Line, g.Rule))
@@ -158,6 +166,53 @@ func (s *Watch) check(ctx context.Context) {
 	if granted, err := s.sudoList(ctx); err == nil && granted {
 		s.restoredRule("sudo -l", "sudo -l -U "+s.cfg.User+" lists rules for the user again")
 	}
+}
+
+// watchPolicy notes the policy's files and watches the directories they
+// are in (or are to be in), beyond /etc and /etc/sudoers.d.
+func (s *Watch) watchPolicy(paths []string) {
+	s.policy = map[string]bool{}
+	for _, p := range paths {
+		s.policy[p] = true
+		for _, d := range []string{p, path.Dir(p)} {
+			if d != "/etc" && d != "/etc/sudoers.d" {
+				_ = s.w.Add(filepath.Join(s.cfg.Root, filepath.FromSlash(d))) // fails for a file or one not there
+			}
+		}
+	}
+}
+
+// inPolicy reports whether the file at name (on this machine) is one
+// the policy reads, or is in a directory it reads.
+func (s *Watch) inPolicy(name string) bool {
+	rel, err := filepath.Rel(s.cfg.Root, name)
+	if err != nil {
+		return false
+	}
+	p := "/" + filepath.ToSlash(rel)
+	return s.policy[p] || s.policy[path.Dir(p)]
+}
+
+// FirstGrant returns the first rule under etc's root that gives user
+// sudo rights, by Scan.
+func FirstGrant(etc, user string) (Grant, bool) {
+	root := filepath.Dir(filepath.Clean(etc))
+	if gs := Scan(root, LookupUser(root, user)); len(gs) > 0 {
+		return gs[0], true
+	}
+	return Grant{}, false
+}
+
+// GrantIn returns the first rule in the file at host path file that
+// gives user sudo rights, by Scan over the policy under etc's root.
+func GrantIn(etc, user, file string) (Grant, bool) {
+	root := filepath.Dir(filepath.Clean(etc))
+	for _, g := range Scan(root, LookupUser(root, user)) {
+		if g.File == file {
+			return g, true
+		}
+	}
+	return Grant{}, false
 }
 
 // DatabaseGrant returns the first rule under etc's root that gives user
@@ -176,19 +231,6 @@ func DatabaseGrant(etc, user string) (Grant, bool) {
 		}
 	}
 	return Grant{}, false
-}
-
-// EtcGrants reports whether the file rel (relative to etc, slash
-// separated) now has a rule that gives user sudo rights, by Scan: what a
-// change of sudo's policy means for disable-sudo.
-func EtcGrants(etc, rel, user string) bool {
-	root := filepath.Dir(filepath.Clean(etc))
-	for _, g := range Scan(root, LookupUser(root, user)) {
-		if g.File == "/etc/"+rel {
-			return true
-		}
-	}
-	return false
 }
 
 // restoredRule reports a rule (named by key) the first time it is seen:

@@ -182,3 +182,46 @@ func FuzzGrantsText(f *testing.F) {
 		}
 	})
 }
+
+// TestIncludedFileIsWatched: /etc/sudoers includes a file that is not
+// /etc/sudoers or in /etc/sudoers.d (missing at the start: sudo skips
+// it). A rule written there later gives the user its rights back.
+func TestIncludedFileIsWatched(t *testing.T) {
+	root := t.TempDir()
+	etc := filepath.Join(root, "etc")
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.MkdirAll(filepath.Join(etc, "sudoers.d"), 0o755))
+	must(os.WriteFile(filepath.Join(etc, "sudoers"), []byte("root ALL=(ALL) ALL\n@include /etc/sudoers.local\n"), 0o440))
+	must(os.WriteFile(filepath.Join(etc, "passwd"), []byte("root:x:0:0::/root:/bin/sh\nrunner:x:1001:1001::/home/runner:/bin/bash\n"), 0o644))
+	must(os.WriteFile(filepath.Join(etc, "group"), []byte("root:x:0:\nrunner:x:1001:\n"), 0o644))
+	var mu sync.Mutex
+	var notes []string
+	emit := func(r event.Record) {
+		if r.Note != nil {
+			mu.Lock()
+			notes = append(notes, r.Note.Message)
+			mu.Unlock()
+		}
+	}
+	w, err := New(Config{User: "runner", Root: root, Emit: emit})
+	must(err)
+	must(w.Start(context.Background()))
+	t.Cleanup(func() { w.Close() })
+	must(os.WriteFile(filepath.Join(etc, "sudoers.local"), []byte("runner ALL=(ALL) NOPASSWD:ALL\n"), 0o440))
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		mu.Lock()
+		ok := slices.ContainsFunc(notes, func(n string) bool { return strings.Contains(n, "/etc/sudoers.local") })
+		mu.Unlock()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the rule in /etc/sudoers.local went unreported; notes %q", notes)
+		}
+	}
+}

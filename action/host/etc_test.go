@@ -39,7 +39,8 @@ func TestDaemonWatchesEtc(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A group rule in /etc/sudoers for a group the user is not in (yet).
-	for file, line := range map[string]string{"sudoers": "%hrci ALL=(ALL) NOPASSWD:ALL\n", "group": "hrci:x:4343:\n"} {
+	// And an include of a file that is not there yet (sudo skips it).
+	for file, line := range map[string]string{"sudoers": "%hrci ALL=(ALL) NOPASSWD:ALL\n@include /etc/sudoers.local\n", "group": "hrci:x:4343:\n"} {
 		f, err := os.OpenFile(filepath.Join(etc, file), os.O_APPEND|os.O_WRONLY, 0)
 		if err != nil {
 			t.Fatal(err)
@@ -81,7 +82,7 @@ func TestDaemonWatchesEtc(t *testing.T) {
 	}
 	// The attack, as root in the VM; the writers stay until the test has
 	// the reports, so they are named (see guard.FilesConfig).
-	hold := vm.Command("sh", "-c", `echo 'nobody ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/back && echo '198.18.1.11 allowed.test' >> /etc/hosts && gpasswd -a nobody hrci && read _`)
+	hold := vm.Command("sh", "-c", `echo 'nobody ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/back && echo '198.18.1.11 allowed.test' >> /etc/hosts && gpasswd -a nobody hrci && echo 'nobody ALL=(ALL) ALL' > /etc/sudoers.local && read _`)
 	stdin, err := hold.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -94,7 +95,7 @@ func TestDaemonWatchesEtc(t *testing.T) {
 	if !waitFor(10*time.Second, func() bool {
 		b, _ := os.ReadFile(jfile)
 		return bytes.Contains(b, []byte(`"message":"/etc/hosts: `)) && bytes.Contains(b, []byte(`"message":"/etc/sudoers.d/back: `)) &&
-			bytes.Contains(b, []byte(`"message":"/etc/group: `))
+			bytes.Contains(b, []byte(`"message":"/etc/group: `)) && bytes.Contains(b, []byte(`"message":"/etc/sudoers.local: `))
 	}) {
 		b, _ := os.ReadFile(jfile)
 		t.Fatalf("the changes of /etc are not in the journal:\n%s", b)
@@ -106,12 +107,18 @@ func TestDaemonWatchesEtc(t *testing.T) {
 	}
 	recs, _, _ := journal.Read(bytes.NewReader(must(os.ReadFile(jfile))))
 	rep := report.Build(recs, report.Options{})
-	var sudo, hosts, group int
+	var sudo, hosts, group, local int
 	for _, m := range append(rep.Agent.Errors, rep.Agent.Warnings...) {
 		t.Logf("%s: %s (tamper %v)", m.Component, m.Message, m.Tamper)
 		switch {
 		case strings.HasPrefix(m.Message, "/etc/sudoers.d/runner"), strings.HasPrefix(m.Message, "/etc/sudoers.d/ci"):
 			t.Errorf("the helper's own disable-sudo was reported: %s", m.Message)
+		case strings.HasPrefix(m.Message, "/etc/sudoers.local:"):
+			local++
+			// A file the policy includes, outside sudoers.d.
+			if !m.Tamper || !strings.Contains(m.Message, "gives nobody sudo rights again") || !strings.Contains(m.Message, "/etc/sudoers.local line 1") {
+				t.Errorf("included file line: %+v", m)
+			}
 		case strings.HasPrefix(m.Message, "/etc/group:"):
 			group++
 			// The user joined a group that a rule left in /etc/sudoers names.
@@ -132,7 +139,7 @@ func TestDaemonWatchesEtc(t *testing.T) {
 			}
 		}
 	}
-	if sudo != 1 || hosts != 1 || group != 1 {
-		t.Errorf("%d lines about the sudo rule, %d about hosts and %d about group, want one each", sudo, hosts, group)
+	if sudo != 1 || hosts != 1 || group != 1 || local != 1 {
+		t.Errorf("%d lines about the sudo rule, %d about hosts, %d about group, %d about sudoers.local, want one each", sudo, hosts, group, local)
 	}
 }

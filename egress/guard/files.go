@@ -38,11 +38,12 @@ type FilesConfig struct {
 	// to Root, slash separated), appended to its one report line: e.g.
 	// that a sudoers change gives disable-sudo's user its rights back.
 	Explain func(rel string) string
-	// IfExplained are more files (relative to Root) whose changes are
-	// reported only when Explain has something to say about them: the
-	// user and group databases change with every package that adds a
-	// system user, and matter here only when a change gives the user sudo.
-	IfExplained []string
+	// IfExplained, if set, picks more files (rel as for Explain) whose
+	// changes are reported only when Explain has something to say about
+	// them: the user and group databases change with every package that
+	// adds a system user, and matter here only when a change gives the
+	// user sudo; so does a file that sudoers includes.
+	IfExplained func(rel string) bool
 	Log         *slog.Logger
 }
 
@@ -79,7 +80,7 @@ func WatchFiles(ctx context.Context, cfg FilesConfig) (*Files, error) {
 	files := &Files{count: func() int { return int(n.Load()) }}
 	emit := func(rec event.Record) {
 		switch {
-		case rec.File != nil && explain != nil && watched(cfg.IfExplained, rec.File.Path):
+		case rec.File != nil && explain != nil && cfg.IfExplained != nil && !watched(cfg.Files, rec.File.Path) && cfg.IfExplained(rec.File.Path):
 			if more := explain(rec.File.Path); more != "" {
 				report(rec.File.Time, rec.File.Path, string(rec.File.Event), more, rec.File.Process)
 			}
@@ -89,7 +90,7 @@ func WatchFiles(ctx context.Context, cfg FilesConfig) (*Files, error) {
 				more = explain(rec.File.Path)
 			}
 			report(rec.File.Time, rec.File.Path, string(rec.File.Event), more, rec.File.Process)
-		case rec.Steer != nil && rec.Steer.Why == steerWhy && watched(cfg.Files, rec.Steer.Path):
+		case rec.Steer != nil && rec.Steer.Why == steerWhy:
 			// A file new since the baseline (a sudoers.d drop-in put back).
 			// It is reported as it is created, before its writer has
 			// written it: what it says (Explain) is read once it is.
@@ -98,6 +99,7 @@ func WatchFiles(ctx context.Context, cfg FilesConfig) (*Files, error) {
 				report(st.Time, st.Path, st.Change, "", st.Process)
 				break
 			}
+			always := watched(cfg.Files, st.Path) // else picked by IfExplained
 			files.wg.Add(1)
 			go func() {
 				defer files.wg.Done()
@@ -106,7 +108,9 @@ func WatchFiles(ctx context.Context, cfg FilesConfig) (*Files, error) {
 					waitWritten(filepath.Join(cfg.Root, filepath.FromSlash(st.Path)), explain, st.Path, writtenWait)
 					more = explain(st.Path)
 				}
-				report(st.Time, st.Path, st.Change, more, st.Process)
+				if always || more != "" {
+					report(st.Time, st.Path, st.Change, more, st.Process)
+				}
 			}()
 		case rec.Note != nil && rec.Note.Level != event.LevelInfo:
 			// filemon's own trouble (lost events, no fanotify) matters here
@@ -122,7 +126,7 @@ func WatchFiles(ctx context.Context, cfg FilesConfig) (*Files, error) {
 	// New files are not tampering for filemon (it guards what existed):
 	// as steering files, the watched paths' new files are reported too.
 	steer := func(rel string) string {
-		if watched(cfg.Files, rel) {
+		if watched(cfg.Files, rel) || (explain != nil && cfg.IfExplained != nil && cfg.IfExplained(rel)) {
 			return steerWhy
 		}
 		return ""
