@@ -19,18 +19,8 @@ import (
 // other users' rules, ignored names and the rule /etc/sudoers had at the
 // start are not.
 func TestRestoreIsReported(t *testing.T) {
-	root := t.TempDir()
-	etc := filepath.Join(root, "etc")
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	must(os.MkdirAll(filepath.Join(etc, "sudoers.d"), 0o755))
-	must(os.WriteFile(filepath.Join(etc, "sudoers"), []byte("root ALL=(ALL) ALL\n%wheel ALL=(ALL) ALL\n"), 0o440))
-	must(os.WriteFile(filepath.Join(etc, "passwd"), []byte("root:x:0:0::/root:/bin/sh\nrunner:x:1001:1001::/home/runner:/bin/bash\n"), 0o644))
-	must(os.WriteFile(filepath.Join(etc, "group"), []byte("root:x:0:\nrunner:x:1001:\nwheel:x:10:\n"), 0o644))
+	etc, must := etcRoot(t, "root ALL=(ALL) ALL\n%wheel ALL=(ALL) ALL\n", "root:x:0:\nrunner:x:1001:\nwheel:x:10:\n")
+	root := filepath.Dir(etc)
 	var mu sync.Mutex
 	var notes []string
 	emit := func(r event.Record) {
@@ -187,18 +177,7 @@ func FuzzGrantsText(f *testing.F) {
 // /etc/sudoers or in /etc/sudoers.d (missing at the start: sudo skips
 // it). A rule written there later gives the user its rights back.
 func TestIncludedFileIsWatched(t *testing.T) {
-	root := t.TempDir()
-	etc := filepath.Join(root, "etc")
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	must(os.MkdirAll(filepath.Join(etc, "sudoers.d"), 0o755))
-	must(os.WriteFile(filepath.Join(etc, "sudoers"), []byte("root ALL=(ALL) ALL\n@include /etc/sudoers.local\n"), 0o440))
-	must(os.WriteFile(filepath.Join(etc, "passwd"), []byte("root:x:0:0::/root:/bin/sh\nrunner:x:1001:1001::/home/runner:/bin/bash\n"), 0o644))
-	must(os.WriteFile(filepath.Join(etc, "group"), []byte("root:x:0:\nrunner:x:1001:\n"), 0o644))
+	etc, must := etcRoot(t, "root ALL=(ALL) ALL\n@include /etc/sudoers.local\n", "root:x:0:\nrunner:x:1001:\n")
 	var mu sync.Mutex
 	var notes []string
 	emit := func(r event.Record) {
@@ -208,7 +187,7 @@ func TestIncludedFileIsWatched(t *testing.T) {
 			mu.Unlock()
 		}
 	}
-	w, err := New(Config{User: "runner", Root: root, Emit: emit})
+	w, err := New(Config{User: "runner", Root: filepath.Dir(etc), Emit: emit})
 	must(err)
 	must(w.Start(context.Background()))
 	t.Cleanup(func() { w.Close() })
@@ -224,4 +203,22 @@ func TestIncludedFileIsWatched(t *testing.T) {
 			t.Fatalf("the rule in /etc/sudoers.local went unreported; notes %q", notes)
 		}
 	}
+}
+
+// etcRoot is a root whose /etc has sudoers, an empty sudoers.d, group,
+// and a passwd with runner (uid 1001); it returns that /etc and a fatal
+// check.
+func etcRoot(t *testing.T, sudoers, group string) (etc string, must func(error)) {
+	etc = filepath.Join(t.TempDir(), "etc")
+	must = func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.MkdirAll(filepath.Join(etc, "sudoers.d"), 0o755))
+	must(os.WriteFile(filepath.Join(etc, "sudoers"), []byte(sudoers), 0o440))
+	must(os.WriteFile(filepath.Join(etc, "passwd"), []byte("root:x:0:0::/root:/bin/sh\nrunner:x:1001:1001::/home/runner:/bin/bash\n"), 0o644))
+	must(os.WriteFile(filepath.Join(etc, "group"), []byte(group), 0o644))
+	return etc, must
 }
