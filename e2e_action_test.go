@@ -106,6 +106,11 @@ func startActionVM(t *testing.T) *actionVM {
 			"-e", "INPUT_EGRESS-POLICY=block", "-e", "INPUT_ALLOWED-ENDPOINTS=allowed.test:443",
 			"-e", "INPUT_DISABLE-SUDO=false", "-e", "INPUT_DISABLE-FILE-MONITORING=false", "-e", "INPUT_TOKEN=",
 			"-e", "HARDEN_RUNNER_DIR=" + dirs["opt"], "--entrypoint", entrypoint}
+		if entrypoint == "/post" {
+			// The main step's state, as the runner passes it, and the
+			// attack: a step's GITHUB_ENV pointing the post step elsewhere.
+			args = append(args, "-e", "STATE_harden_runner_dir="+dirs["opt"], "-e", "HARDEN_RUNNER_DIR=/tmp/forged-by-a-step")
+		}
 		for _, e := range env {
 			args = append(args, "-e", e)
 		}
@@ -155,8 +160,8 @@ func TestActionImageEndToEnd(t *testing.T) {
 		t.Fatalf("main step: %v", err)
 	}
 	state, _ := os.ReadFile(filepath.Join(fc, "save_state_1"))
-	if !strings.Contains(string(state), "harden_runner_started") {
-		t.Errorf("state file: %q", state)
+	if !strings.Contains(string(state), "harden_runner_started") || !strings.Contains(string(state), dirs["opt"]) {
+		t.Errorf("state file (the agent's directory is kept for the post step): %q", state)
 	}
 	// The step returns once the agent enforces; docker removes the helper
 	// (AutoRemove) right after it exits.

@@ -23,13 +23,19 @@ import (
 func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel()}))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	// HARDEN_RUNNER_CPUPROFILE=FILE profiles the whole command (bench/).
-	if path := os.Getenv("HARDEN_RUNNER_CPUPROFILE"); path != "" {
+	args := actionArgs(os.Args)
+	// HARDEN_RUNNER_CPUPROFILE=FILE profiles the whole command, and
+	// HARDEN_RUNNER_MEMPROFILE=FILE writes an allocation profile at exit
+	// (bench/): for run only. The Action's steps run as root with the VM's
+	// files in reach, and a step can set the post step's environment
+	// (GITHUB_ENV): a path from there would be a file root truncates.
+	profile := len(args) > 0 && args[0] == "run"
+	if path := os.Getenv("HARDEN_RUNNER_CPUPROFILE"); profile && path != "" {
 		if f, err := os.Create(path); err == nil {
 			_ = pprof.StartCPUProfile(f)
 		}
 	}
-	code, err := dispatch(ctx, actionArgs(os.Args), log)
+	code, err := dispatch(ctx, args, log)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "harden-runner:", err)
@@ -38,8 +44,7 @@ func main() {
 		}
 	}
 	pprof.StopCPUProfile()
-	// HARDEN_RUNNER_MEMPROFILE=FILE writes a heap profile at exit (bench/).
-	if path := os.Getenv("HARDEN_RUNNER_MEMPROFILE"); path != "" {
+	if path := os.Getenv("HARDEN_RUNNER_MEMPROFILE"); profile && path != "" {
 		if f, err := os.Create(path); err == nil {
 			_ = pprof.Lookup("allocs").WriteTo(f, 0)
 			_ = f.Close()

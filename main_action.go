@@ -38,7 +38,10 @@ func actionArgs(argv []string) []string {
 // actionEnv builds the step's Env and its Host from the container action's
 // environment: the docker socket, the action's own container (for its
 // image and the host paths of its mounts).
-func actionEnv(ctx context.Context, log *slog.Logger) (*action.Env, *action.DockerHost, error) {
+//
+// The agent's directory is HARDEN_RUNNER_DIR (tests) in the main step; the
+// post step takes the one the main step saved in its state (Env.HostDir).
+func actionEnv(ctx context.Context, log *slog.Logger, post bool) (*action.Env, *action.DockerHost, error) {
 	cli := docker.New(docker.DefaultSocket)
 	self, err := action.SelfContainer(ctx, cli)
 	if err != nil {
@@ -66,7 +69,11 @@ func actionEnv(ctx context.Context, log *slog.Logger) (*action.Env, *action.Dock
 	env.HostDockerSocket = self.HostPath(docker.DefaultSocket)
 	env.DockerImage = self.Image
 	env.DockerName = strings.TrimPrefix(self.Name, "/")
-	h := &action.DockerHost{Docker: cli, Image: self.Image, Dir: os.Getenv("HARDEN_RUNNER_DIR")}
+	env.HostDir = os.Getenv("HARDEN_RUNNER_DIR")
+	if post {
+		env.HostDir = os.Getenv("STATE_" + action.StateDir)
+	}
+	h := &action.DockerHost{Docker: cli, Image: self.Image, Dir: env.HostDir}
 	return env, h, nil
 }
 
@@ -82,7 +89,7 @@ func mainCmd(ctx context.Context, log *slog.Logger) (int, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	env, h, err := actionEnv(ctx, log)
+	env, h, err := actionEnv(ctx, log, false)
 	if err != nil {
 		fmt.Printf("::error title=harden-runner::%s\n", escapeCmd(err.Error()))
 		return 1, err
@@ -94,7 +101,7 @@ func mainCmd(ctx context.Context, log *slog.Logger) (int, error) {
 func postCmd(ctx context.Context, log *slog.Logger) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	env, h, err := actionEnv(ctx, log)
+	env, h, err := actionEnv(ctx, log, true)
 	if err != nil {
 		fmt.Printf("::error title=harden-runner::%s\n", escapeCmd(err.Error()))
 		return 1, err

@@ -37,6 +37,9 @@ import (
 // State keys saved between the Action's steps (STATE_<key> in later steps).
 const (
 	stateStarted = "harden_runner_started"
+	// StateDir is the state (STATE_harden_runner_dir in the post step)
+	// that holds Env.HostDir.
+	StateDir = "harden_runner_dir"
 )
 
 // Outputs.
@@ -115,6 +118,13 @@ type Env struct {
 	// DockerName is this action's container's name: the runner is the
 	// parent of the docker CLI that runs it.
 	DockerName string
+	// HostDir is the agent's directory on the VM that the main step used
+	// ("" for host.DefaultDir). Main saves it in the step's state (StateDir)
+	// and the post step takes it from there, never from the environment:
+	// a later step can add to the job's environment (GITHUB_ENV), not to
+	// this action's state, and a post step pointed at a directory of the
+	// step's choosing would report a journal the step wrote.
+	HostDir string
 	// HTTPClient is used for the GitHub API; nil means http.DefaultClient.
 	HTTPClient *http.Client
 	Log        *slog.Logger
@@ -204,7 +214,12 @@ func Main(ctx context.Context, env *Env, h Host) error {
 		fmt.Fprintln(env.Stdout, "harden-runner: disable-sudo-and-containers: docker now serves only the runner's own docker commands and containers; steps' docker commands are refused")
 	}
 	return errors.Join(
-		fileCommand("GITHUB_STATE", func() { a.SaveState(stateStarted, "true") }),
+		fileCommand("GITHUB_STATE", func() {
+			a.SaveState(stateStarted, "true")
+			if env.HostDir != "" {
+				a.SaveState(StateDir, env.HostDir)
+			}
+		}),
 		fileCommand("GITHUB_OUTPUT", func() { a.SetOutput(OutputReportPath, env.hostReportPath()) }),
 	)
 }
