@@ -33,15 +33,7 @@ func TestRangeChunkBoundaries(t *testing.T) {
 			}
 			fw := install(t, n, Config{Block: true, Addrs: addrs(eps)})
 			for _, set := range []string{setNet4, setNet6} {
-				els, err := fw.conn.GetSetElements(fw.sets[set])
-				if err != nil {
-					t.Fatal(err)
-				}
-				var got []string
-				for _, e := range els {
-					got = append(got, fmt.Sprintf("%x-%x", e.Key, e.KeyEnd))
-				}
-				slices.Sort(got)
+				got := setIntervals(t, fw, set)
 				slices.Sort(want[set])
 				if !slices.Equal(got, want[set]) {
 					t.Errorf("%s holds %d intervals (%d distinct), want %d", set, len(got), len(slices.Compact(slices.Clone(got))), len(want[set]))
@@ -69,17 +61,25 @@ func TestEdgeRanges(t *testing.T) {
 			"ffffffffffffffffffffffffffffffffffff0000-ffffffffffffffffffffffffffffffffffff0000"},
 	}
 	for _, set := range []string{setNet4, setNet6} {
-		els, err := fw.conn.GetSetElements(fw.sets[set])
-		if err != nil {
-			t.Fatal(err)
-		}
-		var got []string
-		for _, e := range els {
-			got = append(got, fmt.Sprintf("%x-%x", e.Key, e.KeyEnd))
-		}
-		slices.Sort(got)
+		got := setIntervals(t, fw, set)
 		if !slices.Equal(got, want[set]) {
 			t.Errorf("%s holds %v, want %v", set, got, want[set])
 		}
 	}
+}
+
+// setIntervals lists the kernel's elements of set as "key-keyend" in hex,
+// sorted.
+func setIntervals(t *testing.T, fw *Firewall, set string) []string {
+	t.Helper()
+	els, err := fw.conn.GetSetElements(fw.sets[set])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range els {
+		got = append(got, fmt.Sprintf("%x-%x", e.Key, e.KeyEnd))
+	}
+	slices.Sort(got)
+	return got
 }
