@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // ErrNoSudo is SudoList's error when there is no sudo to ask.
@@ -18,16 +19,23 @@ var ErrNoSudo = errors.New("sudowatch: no sudo binary")
 // and includes that Scan only reads. granted is false when sudo says the
 // user "is not allowed to run sudo"; an answer it cannot read is an error.
 func SudoList(ctx context.Context, user string) (granted bool, err error) {
-	return SudoListIn(ctx, nil, user)
+	return sudoList(ctx, "/", nil, user)
 }
 
-// SudoListIn is SudoList with sudo run under wrap: ["chroot", root] asks
-// the sudo of another root (the VM's, from the Action's container); tests
-// use a mount namespace of their own. sudo is looked up in that root.
-func SudoListIn(ctx context.Context, wrap []string, user string) (bool, error) {
+// SudoListIn is SudoList for the sudo of another root (the VM's, from the
+// Action's container). The kernel chroots the process (SysProcAttr), so
+// no chroot binary is needed: the Action's image has none.
+func SudoListIn(ctx context.Context, root, user string) (bool, error) {
+	return sudoList(ctx, root, nil, user)
+}
+
+// sudoList runs sudo from root under wrap (tests: a mount namespace of
+// their own, with root "/").
+func sudoList(ctx context.Context, root string, wrap []string, user string) (bool, error) {
+	chroot := root != "" && filepath.Clean(root) != "/"
 	bin := "/usr/bin/sudo"
-	if len(wrap) == 2 && wrap[0] == "chroot" {
-		if _, err := os.Stat(filepath.Join(wrap[1], bin)); err != nil {
+	if chroot {
+		if _, err := os.Stat(filepath.Join(root, bin)); err != nil {
 			return false, ErrNoSudo
 		}
 	} else if p, err := exec.LookPath("sudo"); err != nil {
@@ -37,6 +45,12 @@ func SudoListIn(ctx context.Context, wrap []string, user string) (bool, error) {
 	}
 	argv := append(append(wrap[:len(wrap):len(wrap)], bin), "-n", "-l", "-U", user)
 	c := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	if chroot {
+		// bin is root's: exec looked it up here, where it need not be.
+		c.Path, c.Err = bin, nil
+		c.SysProcAttr = &syscall.SysProcAttr{Chroot: root}
+		c.Dir = "/"
+	}
 	c.Env = []string{"LC_ALL=C", "LANG=C", "PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 	out, runErr := c.CombinedOutput()
 	text := string(out)

@@ -97,13 +97,9 @@ func (s *Watch) Start(ctx context.Context) error {
 // it does not make it new.
 func grantKey(g Grant) string { return g.File + "\x00" + g.Rule }
 
-// sudoList is SudoList for the watched root (through chroot unless "/").
+// sudoList is SudoList for the watched root.
 func (s *Watch) sudoList(ctx context.Context) (bool, error) {
-	var wrap []string
-	if filepath.Clean(s.cfg.Root) != "/" {
-		wrap = []string{"chroot", s.cfg.Root}
-	}
-	return SudoListIn(ctx, wrap, s.cfg.User)
+	return SudoListIn(ctx, s.cfg.Root, s.cfg.User)
 }
 
 // Relevant reports whether a change of the file rel (relative to /etc,

@@ -41,7 +41,7 @@ func userName(root, user string) (string, error) {
 // cannot move (in /etc/sudoers, or a file that includes) is an error
 // naming it: disable-sudo then does not hold, and the step must say so
 // rather than pass. Where the VM has a sudo binary, sudo itself is asked
-// last (sudo -l -U, chrooted into root); if it still lists rules for the
+// last (sudo -l -U, chrooted into root by the kernel); if it still lists rules for the
 // user, that is an error too. warn says what could not be asked.
 func disableSudo(root, hostDir, user string) (moved, warn []string, err error) {
 	u := sudowatch.LookupUser(root, user)
@@ -67,13 +67,9 @@ func disableSudo(root, hostDir, user string) (moved, warn []string, err error) {
 		return moved, warn, fmt.Errorf("host: disable sudo: %s keeps sudo rights from rules that are not in /etc/sudoers.d: %s; remove them (or the user from the group they name) before this step",
 			user, strings.Join(left, "; "))
 	}
-	var wrap []string
-	if filepath.Clean(root) != "/" {
-		wrap = []string{"chroot", root}
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	switch granted, err := sudowatch.SudoListIn(ctx, wrap, user); {
+	switch granted, err := sudowatch.SudoListIn(ctx, root, user); {
 	case errors.Is(err, sudowatch.ErrNoSudo):
 	case err != nil:
 		warn = append(warn, "disable-sudo: could not ask sudo whether rules are left: "+err.Error())
