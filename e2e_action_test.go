@@ -335,6 +335,10 @@ func TestActionDisablesContainers(t *testing.T) {
 	if err != nil {
 		t.Fatalf("main step: %v", err)
 	}
+	// disable-sudo asked the VM's sudo from the image (which has no chroot).
+	if _, err := exec.LookPath("sudo"); err == nil && strings.Contains(outMain, "could not ask sudo") {
+		t.Errorf("disable-sudo could not ask the VM's sudo:\n%s", outMain)
+	}
 	if out, err := nobody(version); err == nil || !strings.Contains(out, "disable-sudo-and-containers") {
 		t.Errorf("a step used docker: %v %s", err, out)
 	}
