@@ -106,9 +106,12 @@ func startActionVM(t *testing.T) *actionVM {
 			"-e", "INPUT_EGRESS-POLICY=block", "-e", "INPUT_ALLOWED-ENDPOINTS=allowed.test:443",
 			"-e", "INPUT_DISABLE-SUDO=false", "-e", "INPUT_DISABLE-FILE-MONITORING=false", "-e", "INPUT_TOKEN=",
 			"-e", "HARDEN_RUNNER_DIR=" + dirs["opt"], "--entrypoint", entrypoint}
-		if entrypoint == "/post" {
+		if entrypoint == "/post" && !slices.ContainsFunc(env, func(e string) bool { return strings.HasPrefix(e, "STATE_harden_runner_dir=") }) {
 			// The main step's state, as the runner passes it, and the
 			// attack: a step's GITHUB_ENV pointing the post step elsewhere.
+			// A test that passes its own STATE_harden_runner_dir is one
+			// where the runner had none to pass (the main step saved none)
+			// and the job's environment (GITHUB_ENV) supplied it.
 			args = append(args, "-e", "STATE_harden_runner_dir="+dirs["opt"], "-e", "HARDEN_RUNNER_DIR=/tmp/forged-by-a-step")
 		}
 		for _, e := range env {

@@ -22,11 +22,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/google/go-github/v55/github"
 	"github.com/sethvargo/go-githubactions"
 
+	"github.com/harden-runner/harden-runner/action/host"
 	"github.com/harden-runner/harden-runner/agent"
 	"github.com/harden-runner/harden-runner/egress/policyfile"
 	"github.com/harden-runner/harden-runner/internal/escape"
@@ -40,6 +42,9 @@ const (
 	// StateDir is the state (STATE_harden_runner_dir in the post step)
 	// that holds Env.HostDir.
 	StateDir = "harden_runner_dir"
+	// stateHeadSHA is the commit the check run goes to, read by the main
+	// step from the event payload before any step could rewrite it.
+	stateHeadSHA = "harden_runner_head_sha"
 )
 
 // Outputs.
@@ -216,12 +221,38 @@ func Main(ctx context.Context, env *Env, h Host) error {
 	return errors.Join(
 		fileCommand("GITHUB_STATE", func() {
 			a.SaveState(stateStarted, "true")
-			if env.HostDir != "" {
-				a.SaveState(StateDir, env.HostDir)
+			// Always, the default too: the runner overrides a STATE_
+			// variable of the job's environment only with a key the
+			// action saved, so an unsaved one is the steps' (GITHUB_ENV).
+			dir := env.HostDir
+			if dir == "" {
+				dir = host.DefaultDir
+			}
+			a.SaveState(StateDir, dir)
+			if gctx, _ := a.Context(); gctx != nil {
+				a.SaveState(stateHeadSHA, HeadSHA(gctx.EventName, eventPayload(env.Getenv("GITHUB_EVENT_PATH")), gctx.SHA))
 			}
 		}),
 		fileCommand("GITHUB_OUTPUT", func() { a.SetOutput(OutputReportPath, env.hostReportPath()) }),
 	)
+}
+
+// eventPayload reads the event payload at path: a regular file, at most
+// 16 MiB, opened without waiting on a FIFO. nil when it cannot.
+func eventPayload(path string) []byte {
+	if path == "" {
+		return nil
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		return nil
+	}
+	b, _ := io.ReadAll(io.LimitReader(f, 16<<20))
+	return b
 }
 
 // reportInputErrors writes one ::error:: per bad input.
@@ -271,6 +302,18 @@ func workspaceReader(dir string) func(string) ([]byte, error) {
 // arrive whole over the Host's trusted channel: a report without the
 // agent's word is an error, never a clean report.
 func Post(ctx context.Context, env *Env, h Host) error {
+	// The event payload (GITHUB_EVENT_PATH) is a file of the runner user's:
+	// by now a step may have rewritten it, made it unparsable (then
+	// go-githubactions' Context fails whole) or a FIFO (the read blocks).
+	// The post step does not read it; the main step kept what it needs.
+	penv, getenv := *env, env.Getenv
+	penv.Getenv = func(k string) string {
+		if k == "GITHUB_EVENT_PATH" {
+			return ""
+		}
+		return getenv(k)
+	}
+	env = &penv
 	a := env.action()
 	started := env.Getenv("STATE_"+stateStarted) == "true"
 	keep, keepErr := KeepEnforcement(a.GetInput, env.Getenv)
@@ -421,12 +464,15 @@ func publish(ctx context.Context, env *Env, a *githubactions.Action, rep *report
 	case owner == "" || repo == "":
 		reason = "GITHUB_REPOSITORY is not set"
 	default:
-		payload, _ := os.ReadFile(gctx.EventPath)
+		head := env.Getenv("STATE_" + stateHeadSHA)
+		if !isHexSHA(head) {
+			head = gctx.SHA
+		}
 		gh, err := apiClient(env, gctx.APIURL, in)
 		if err == nil {
 			var link string
 			link, err = PublishCheckRun(ctx, gh, CheckRun{
-				Owner: owner, Repo: repo, HeadSHA: HeadSHA(gctx.EventName, payload, gctx.SHA),
+				Owner: owner, Repo: repo, HeadSHA: head,
 				Name: "harden-runner", Conclusion: conclusion(rep), Title: checkTitle(rep),
 				Summary:      "See the job summary of the run for the full report.",
 				WorkflowPath: workflowPath(env.Getenv("GITHUB_WORKFLOW_REF")), Annotations: anns,

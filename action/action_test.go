@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -166,6 +167,12 @@ func TestMainStartsAgentOnce(t *testing.T) {
 	}
 	if got := r.fileValues("state")[stateStarted]; got != "true" {
 		t.Errorf("state %s = %q", stateStarted, got)
+	}
+	// The default directory is saved too: the runner sets STATE_<key> only
+	// for the keys saved, and any other STATE_ variable the post step sees
+	// is one a step put in the job's environment (GITHUB_ENV).
+	if got := r.fileValues("state")[StateDir]; got != "/opt/harden-runner" {
+		t.Errorf("state %s = %q, want the default directory", StateDir, got)
 	}
 	if got := r.fileValues("output")[OutputReportPath]; got != "/home/runner/work/_temp/_github_home/harden-runner-report/report.json" {
 		t.Errorf("report-path %q", got)
@@ -453,7 +460,17 @@ func TestPostCreatesCheckRun(t *testing.T) {
 			if err := os.WriteFile(r.env["GITHUB_EVENT_PATH"], []byte(tt.payload), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			r.env["STATE_"+stateStarted] = "true"
+			// The pre step reads the payload before any step ran.
+			if err := Main(context.Background(), r.envFor(), &fakeHost{}); err != nil {
+				t.Fatal(err)
+			}
+			r.nextStep()
+			// A step may rewrite the payload (the runner user's file):
+			// the check run must still go to the commit the event named.
+			forged := `{"pull_request":{"head":{"sha":"` + strings.Repeat("c", 40) + `"}}}`
+			if err := os.WriteFile(r.env["GITHUB_EVENT_PATH"], []byte(forged), 0o644); err != nil {
+				t.Fatal(err)
+			}
 			if err := Post(context.Background(), r.envFor(), &fakeHost{journal: journalOf(t, startStop("block", recs...)...)}); err != nil {
 				t.Fatalf("Post: %v\n%s", err, r.stdout.String())
 			}
@@ -489,6 +506,70 @@ func TestPostCreatesCheckRun(t *testing.T) {
 			}
 			if out := r.fileValues("output"); out[OutputBlockedCount] != "120" {
 				t.Errorf("blocked-count %q", out[OutputBlockedCount])
+			}
+		})
+	}
+}
+
+// TestPostEventPayloadFromStep: the event payload
+// (GITHUB_EVENT_PATH, /github/workflow/event.json, a file in the runner
+// user's $RUNNER_TEMP/_github_workflow) is the steps' to rewrite. A step
+// that left it unparsable made go-githubactions' Context fail, and the
+// post step then took GITHUB_REPOSITORY for unset: no check run, no jobs
+// API, the annotations as workflow commands (at most 10 shown). One that
+// put a FIFO there hung the post step in the read, before the summary,
+// until the job's timeout. Neither may change what the post step does.
+func TestPostEventPayloadFromStep(t *testing.T) {
+	var recs []event.Record
+	for i := 0; i < 20; i++ {
+		recs = append(recs, event.Record{Flow: &event.Flow{Time: t0, IP: fmt.Sprintf("198.18.0.%d", 1+i), Port: 443,
+			Protocol: "tcp", Verdict: event.Blocked, Process: event.Process{PID: 9, Exe: "/bin/x"}}})
+	}
+	for _, tc := range []string{"unparsable", "fifo"} {
+		t.Run(tc, func(t *testing.T) {
+			r := newRunner(t, map[string]string{"token": "ghs_tok"})
+			g, api := githubServer(t, 0)
+			r.env["GITHUB_API_URL"] = api
+			r.env["GITHUB_EVENT_PATH"] = filepath.Join(r.dir, "event.json")
+			if err := os.WriteFile(r.env["GITHUB_EVENT_PATH"], []byte(`{}`), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := Main(context.Background(), r.envFor(), &fakeHost{}); err != nil {
+				t.Fatal(err)
+			}
+			r.nextStep()
+			os.Remove(r.env["GITHUB_EVENT_PATH"])
+			if tc == "fifo" {
+				if err := syscall.Mkfifo(r.env["GITHUB_EVENT_PATH"], 0o644); err != nil {
+					t.Fatal(err)
+				}
+			} else if err := os.WriteFile(r.env["GITHUB_EVENT_PATH"], []byte(`{`), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() {
+				done <- Post(context.Background(), r.envFor(), &fakeHost{journal: journalOf(t, startStop("block", recs...)...)})
+			}()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("Post: %v\n%s", err, r.stdout.String())
+				}
+			case <-time.After(10 * time.Second):
+				// Unblock every read of it so that the goroutine ends.
+				for {
+					if f, err := os.OpenFile(r.env["GITHUB_EVENT_PATH"], os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+						f.Close()
+					}
+					select {
+					case <-done:
+						t.Fatal("the post step hung on the event payload a step left")
+					case <-time.After(10 * time.Millisecond):
+					}
+				}
+			}
+			if len(g.requests) == 0 {
+				t.Errorf("no check run: the step's payload decided\n%s", r.stdout.String())
 			}
 		})
 	}

@@ -29,6 +29,9 @@ func Snapshot(ctx context.Context, root, dir string) (*agent.SnapshotResult, err
 	if err := CheckNamespaces(); err != nil {
 		return nil, err
 	}
+	if err := CheckAgentDir(root, dir); err != nil {
+		return nil, err
+	}
 	state := filepath.Join(root, dir, "state")
 	res, err := agent.SnapshotDaemon(ctx, state)
 	if errors.Is(err, agent.ErrNotRunning) && waitRestart(ctx, state) {

@@ -224,6 +224,9 @@ func Stop(ctx context.Context, root, dir string) error {
 	if err := CheckNamespaces(); err != nil {
 		return err
 	}
+	if err := CheckAgentDir(root, dir); err != nil {
+		return err
+	}
 	state := filepath.Join(root, dir, "state")
 	err := agent.StopDaemon(ctx, state)
 	if errors.Is(err, agent.ErrNotRunning) && waitRestart(ctx, state) {
@@ -238,6 +241,46 @@ func Stop(ctx context.Context, root, dir string) error {
 		}
 	}
 	return err
+}
+
+// CheckAgentDir checks, before anything in it is read, signalled or
+// written, that dir (absolute, clean) and its state directory are the
+// agent's: every directory from root down to dir is root's, no link, and
+// writable by no one else unless sticky (/tmp), and dir/state is root's
+// and closed to others. The post step's dir comes from its environment
+// (STATE_harden_runner_dir), which a step can add to through GITHUB_ENV
+// when the runner has no saved state of that name: in a directory of the
+// runner user's, the pid file names a process of the step's choosing and
+// stop-request.tmp can be a link root writes through.
+func CheckAgentDir(root, dir string) error {
+	if !filepath.IsAbs(dir) || filepath.Clean(dir) != dir || strings.ContainsAny(dir, ":,") {
+		return fmt.Errorf("host: the agent's directory %q is not a clean absolute path", dir)
+	}
+	p := root
+	for _, c := range append(strings.Split(strings.TrimPrefix(dir, "/"), "/"), "state") {
+		if c == "" {
+			continue
+		}
+		p = filepath.Join(p, c)
+		st, err := os.Lstat(p)
+		if err != nil {
+			return fmt.Errorf("host: the agent's directory: %w", err)
+		}
+		deny := os.FileMode(0o022)
+		if c == "state" && p == filepath.Join(root, dir, "state") {
+			deny = 0o077
+		} else if st.Mode()&os.ModeSticky != 0 {
+			deny = 0
+		}
+		err = rootOnly(st, deny)
+		if err == nil && !st.IsDir() {
+			err = errors.New("not a directory")
+		}
+		if err != nil {
+			return fmt.Errorf("host: %s is not the agent's directory: %w", p, err)
+		}
+	}
+	return nil
 }
 
 // restartWait bounds the wait for a supervised daemon that died to be
