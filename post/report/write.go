@@ -36,13 +36,12 @@ func WriteDir(dir string, r *Report) error {
 // returned root stays inside the directory opened, whatever is renamed
 // or linked in its place afterwards.
 func OpenDir(dir string) (*os.Root, error) {
+	created := false
 	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, fmt.Errorf("report: create %q: %w", dir, err)
 		}
-		if err := os.Chmod(dir, 0o755); err != nil {
-			return nil, fmt.Errorf("report: chmod %q: %w", dir, err)
-		}
+		created = true
 	}
 	st, err := os.Lstat(dir)
 	if err != nil {
@@ -60,6 +59,14 @@ func OpenDir(dir string) (*os.Root, error) {
 	if got, err := root.Stat("."); err != nil || !os.SameFile(got, st) {
 		root.Close()
 		return nil, fmt.Errorf("report: report dir %q changed while it was opened: refusing to write through it", dir)
+	}
+	// The mode (past the umask) is set on what was opened, not by path:
+	// a link planted there after MkdirAll would have root chmod its target.
+	if created {
+		if err := root.Chmod(".", 0o755); err != nil {
+			root.Close()
+			return nil, fmt.Errorf("report: chmod %q: %w", dir, err)
+		}
 	}
 	return root, nil
 }
