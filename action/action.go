@@ -12,6 +12,8 @@ package action
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +29,7 @@ import (
 
 	"github.com/google/go-github/v55/github"
 	"github.com/sethvargo/go-githubactions"
+	"golang.org/x/crypto/x509roots/fallback/bundle"
 
 	"github.com/harden-runner/harden-runner/action/host"
 	"github.com/harden-runner/harden-runner/agent"
@@ -496,7 +499,11 @@ func publish(ctx context.Context, env *Env, a *githubactions.Action, rep *report
 }
 
 func apiClient(env *Env, apiURL, token string) (*github.Client, error) {
-	gh := github.NewClient(env.HTTPClient).WithAuthToken(token)
+	hc := env.HTTPClient
+	if hc == nil {
+		hc = defaultHTTPClient()
+	}
+	gh := github.NewClient(hc).WithAuthToken(token)
 	if apiURL != "" && apiURL != "https://api.github.com" {
 		u, err := url.Parse(strings.TrimSuffix(apiURL, "/") + "/")
 		if err != nil {
@@ -505,6 +512,32 @@ func apiClient(env *Env, apiURL, token string) (*github.Client, error) {
 		gh.BaseURL = u
 	}
 	return gh, nil
+}
+
+// defaultHTTPClient is the GitHub API's client: TLS roots of its own (the
+// NSS bundle, golang.org/x/crypto/x509roots/fallback), never the system's.
+// The image has no CA bundle, so system roots were none and every API call
+// failed; and SSL_CERT_FILE/SSL_CERT_DIR from the job's environment (a step
+// can set them through GITHUB_ENV) would otherwise be the trust roots, with
+// HTTPS_PROXY a man in the middle holding the token. A proxy is still
+// honoured (self-hosted runners need one): with fixed roots it can only
+// block, which the summary reports.
+func defaultHTTPClient() *http.Client {
+	pool := x509.NewCertPool()
+	for r := range bundle.Roots() {
+		c, err := x509.ParseCertificate(r.Certificate)
+		if err != nil {
+			continue
+		}
+		if r.Constraint == nil {
+			pool.AddCert(c)
+		} else {
+			pool.AddCertWithConstraint(c, r.Constraint)
+		}
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return &http.Client{Transport: t, Timeout: time.Minute}
 }
 
 func conclusion(r *report.Report) string {
