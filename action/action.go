@@ -406,6 +406,10 @@ func Post(ctx context.Context, env *Env, h Host) error {
 	if got.Snapshot {
 		fmt.Fprintln(env.Stdout, "harden-runner: the agent keeps enforcing until the VM is discarded (keep-enforcement); the report is a snapshot of its journal")
 	}
+	// The counts in the step log too: the summary and GITHUB_OUTPUT are
+	// files a process a step left running can rewrite before the runner
+	// reads them; the log is not (action/README, "The report is evidence").
+	fmt.Fprintf(env.Stdout, "harden-runner: %s, %d tamper error(s)\n", checkTitle(rep), len(rep.Tampering()))
 	fmt.Fprintf(env.Stdout, "harden-runner: report written to %s (%d blocked)\n", env.hostReportPath(), blocked)
 	return errors.Join(errs...)
 }

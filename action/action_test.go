@@ -923,6 +923,10 @@ func TestPostFailsOnTamper(t *testing.T) {
 			if !bytes.Contains(b, []byte(`"tamper": true`)) && !bytes.Contains(b, []byte(`"tamper":true`)) {
 				t.Errorf("report.json has no tamper error:\n%s", b)
 			}
+			// The counts are in the step log too, which no step can rewrite.
+			if !strings.Contains(r.stdout.String(), "0 blocked destination(s), 0 blocked DNS name(s), 0 changed source file(s), 1 tamper error(s)") {
+				t.Errorf("the step log has no counts:\n%s", r.stdout.String())
+			}
 		})
 	}
 	if _, err := TamperFails(func(string) string { return "maybe" }); err == nil || !strings.Contains(err.Error(), "tamper-policy") {
