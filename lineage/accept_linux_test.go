@@ -18,7 +18,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-const testAcceptMark = 0x0100_0000
+// testAcceptMark is not the agent's bit (firewall.AcceptMarkBit): the
+// egress programs are attached machine-wide, and an agent another
+// package's test runs at the same time clears its bit on every packet
+// and records it in its own ring, so with a shared bit this test's
+// tracker lost records whenever the suite ran in parallel.
+const testAcceptMark = 0x0200_0000
 
 // acceptsForTest collects what tr hands to OnAccept.
 type acceptsForTest struct {
