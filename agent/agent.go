@@ -439,12 +439,35 @@ func (a *Agent) startRelay(ctx context.Context, emit event.Emit, finder *proc.Fi
 // and the files sudoers includes from under /etc to what is watched.
 func sudoExplainer(ctx context.Context, etc, user string) (explain func(string) string, pick func(string) bool) {
 	root := filepath.Dir(filepath.Clean(etc))
+	// pick runs for every file event under /etc (an apt run makes
+	// thousands): the policy's paths are read again only after a change
+	// that explain looks at, which is every change of the policy.
+	var mu sync.Mutex
+	var paths []string
+	fresh := false
+	policyPaths := func(stale bool) []string {
+		mu.Lock()
+		defer mu.Unlock()
+		if stale || !fresh {
+			paths, fresh = sudowatch.PolicyPaths(root, sudowatch.LookupUser(root, user)), true
+		}
+		return paths
+	}
+	inPolicy := func(rel string, stale bool) bool {
+		for _, p := range policyPaths(stale) {
+			if p == "/etc/"+rel || strings.HasPrefix("/etc/"+rel, p+"/") {
+				return true
+			}
+		}
+		return false
+	}
 	again := func(where string) string {
 		return fmt.Sprintf("; it gives %s sudo rights again after disable-sudo%s", user, where)
 	}
 	explain = func(rel string) string {
 		db := rel == "group" || rel == "passwd"
-		if !db && !sudowatch.Relevant(rel) && !pick(rel) {
+		inPol := inPolicy(rel, true) // reads the policy's paths again: it may have just changed
+		if !db && !sudowatch.Relevant(rel) && !inPol {
 			return ""
 		}
 		var g sudowatch.Grant
@@ -465,15 +488,7 @@ func sudoExplainer(ctx context.Context, etc, user string) (explain func(string) 
 		return ""
 	}
 	pick = func(rel string) bool {
-		if rel == "group" || rel == "passwd" {
-			return true
-		}
-		for _, p := range sudowatch.PolicyPaths(root, sudowatch.LookupUser(root, user)) {
-			if p == "/etc/"+rel || strings.HasPrefix("/etc/"+rel, p+"/") {
-				return true
-			}
-		}
-		return false
+		return rel == "group" || rel == "passwd" || inPolicy(rel, false)
 	}
 	return explain, pick
 }
