@@ -127,6 +127,19 @@ func startActionVM(t *testing.T) *actionVM {
 	return v
 }
 
+// mainStep runs the main step (as the job's first step) with extra env,
+// the file commands at their first names, and returns its output.
+func (v *actionVM) mainStep(t *testing.T, env ...string) string {
+	t.Helper()
+	out, err := v.runAction("/main", append(env, "GITHUB_OUTPUT=/github/file_commands/set_output_1",
+		"GITHUB_STATE=/github/file_commands/save_state_1", "GITHUB_STEP_SUMMARY=/github/file_commands/step_summary_1")...)
+	t.Logf("main step:\n%s", out)
+	if err != nil {
+		t.Fatalf("main step: %v", err)
+	}
+	return out
+}
+
 // post runs the post step (as the job's last step) and returns the summary it wrote.
 func (v *actionVM) post(t *testing.T) []byte {
 	t.Helper()
@@ -252,7 +265,7 @@ var versionRe = regexp.MustCompile(`^[0-9]+\.[0-9.]+\S*\n$`)
 // containers dockerd has at the end. Afterwards dockerd's socket is back.
 func TestActionDisablesContainers(t *testing.T) {
 	v := startActionVM(t)
-	dirs, runAction := v.dirs, v.runAction
+	dirs := v.dirs
 	dockerCLI, err := exec.LookPath("docker")
 	if err != nil {
 		t.Skip("no docker CLI")
@@ -332,12 +345,7 @@ func TestActionDisablesContainers(t *testing.T) {
 	if err := os.Chown(dirs["workspace"], 65534, 65534); err != nil {
 		t.Fatal(err)
 	}
-	outMain, err := runAction("/main", "INPUT_DISABLE-SUDO-AND-CONTAINERS=true", "GITHUB_OUTPUT=/github/file_commands/set_output_1",
-		"GITHUB_STATE=/github/file_commands/save_state_1", "GITHUB_STEP_SUMMARY=/github/file_commands/step_summary_1")
-	t.Logf("main step:\n%s", outMain)
-	if err != nil {
-		t.Fatalf("main step: %v", err)
-	}
+	outMain := v.mainStep(t, "INPUT_DISABLE-SUDO-AND-CONTAINERS=true")
 	// disable-sudo asked the VM's sudo from the image (which has no chroot).
 	if _, err := exec.LookPath("sudo"); err == nil && strings.Contains(outMain, "could not ask sudo") {
 		t.Errorf("disable-sudo could not ask the VM's sudo:\n%s", outMain)
@@ -545,12 +553,7 @@ func TestActionReportForgery(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	out, err := v.runAction("/main", "GITHUB_OUTPUT=/github/file_commands/set_output_1",
-		"GITHUB_STATE=/github/file_commands/save_state_1", "GITHUB_STEP_SUMMARY=/github/file_commands/step_summary_1")
-	t.Logf("main step:\n%s", out)
-	if err != nil {
-		t.Fatalf("main step: %v", err)
-	}
+	v.mainStep(t)
 	if err := n.In(n.Runner, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
 		"curl", "-sk", "-o", "/dev/null", "--max-time", "5", "https://blocked.test/").Run(); err == nil {
 		t.Fatal("curl blocked.test succeeded")
@@ -609,12 +612,7 @@ func TestActionLeftoverAfterPost(t *testing.T) {
 		t.Run(tc.runnerEnv, func(t *testing.T) {
 			v := startActionVM(t)
 			n, dirs := v.n, v.dirs
-			out, err := v.runAction("/main", "GITHUB_OUTPUT=/github/file_commands/set_output_1",
-				"GITHUB_STATE=/github/file_commands/save_state_1", "GITHUB_STEP_SUMMARY=/github/file_commands/step_summary_1")
-			t.Logf("main step:\n%s", out)
-			if err != nil {
-				t.Fatalf("main step: %v", err)
-			}
+			out := v.mainStep(t)
 			scratch, err := os.MkdirTemp("", "hr-leftover")
 			if err != nil {
 				t.Fatal(err)

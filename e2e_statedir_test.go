@@ -25,12 +25,7 @@ import (
 func TestActionPostForgedStateDir(t *testing.T) {
 	v := startActionVM(t)
 	n, dirs := v.n, v.dirs
-	out, err := v.runAction("/main", "GITHUB_OUTPUT=/github/file_commands/set_output_1",
-		"GITHUB_STATE=/github/file_commands/save_state_1", "GITHUB_STEP_SUMMARY=/github/file_commands/step_summary_1")
-	t.Logf("main step:\n%s", out)
-	if err != nil {
-		t.Fatalf("main step: %v", err)
-	}
+	v.mainStep(t)
 	base := filepath.Dir(dirs["opt"])
 	for d := base; d != os.TempDir(); d = filepath.Dir(d) {
 		if err := os.Chmod(d, 0o711); err != nil { // t.TempDir's are 0700
@@ -72,7 +67,7 @@ func TestActionPostForgedStateDir(t *testing.T) {
 		}
 	}
 
-	out, err = v.runAction("/post", "STATE_harden_runner_started=true", "STATE_harden_runner_dir="+forged,
+	out, err := v.runAction("/post", "STATE_harden_runner_started=true", "STATE_harden_runner_dir="+forged,
 		"GITHUB_OUTPUT=/github/file_commands/set_output_1", "GITHUB_STEP_SUMMARY=/github/file_commands/step_summary_1")
 	t.Logf("post step pointed at the step's directory (err %v):\n%s", err, out)
 	if err == nil {
