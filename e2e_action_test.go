@@ -612,7 +612,7 @@ func TestActionLeftoverAfterPost(t *testing.T) {
 		t.Run(tc.runnerEnv, func(t *testing.T) {
 			v := startActionVM(t)
 			n, dirs := v.n, v.dirs
-			out := v.mainStep(t)
+			v.mainStep(t)
 			scratch, err := os.MkdirTemp("", "hr-leftover")
 			if err != nil {
 				t.Fatal(err)
@@ -645,7 +645,7 @@ func TestActionLeftoverAfterPost(t *testing.T) {
 					t.Fatal("the leftover loop never ran")
 				}
 			}
-			out, err = v.runAction("/post", "STATE_harden_runner_started=true", "RUNNER_ENVIRONMENT="+tc.runnerEnv,
+			out, err := v.runAction("/post", "STATE_harden_runner_started=true", "RUNNER_ENVIRONMENT="+tc.runnerEnv,
 				"GITHUB_OUTPUT=/github/file_commands/set_output_2", "GITHUB_STEP_SUMMARY=/github/file_commands/step_summary_2")
 			t.Logf("post step:\n%s", out)
 			if err != nil {
