@@ -145,8 +145,7 @@ func Parse(src Source, get func(name string) string, readPolicy func(path string
 		s.Endpoints = eps
 	}
 	if file != nil && len(file.Endpoints) > 0 {
-		// policy.New merges and orders them the canonical way.
-		s.Endpoints = slices.Collect(policy.New(policy.Audit, append(s.Endpoints, file.Endpoints...), false).Endpoints())
+		s.Endpoints = policy.Canonical(append(s.Endpoints, file.Endpoints...))
 	}
 	s.DisableSudo = p.bool(DisableSudo, false)
 	if p.bool(DisableSudoAndContainers, false) {

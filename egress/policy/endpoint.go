@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"iter"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -102,8 +103,9 @@ func (e *EntryError) Error() string {
 // so YAML `|` blocks (newlines), `>` blocks (spaces) and comma lists all work.
 func isSeparator(r rune) bool { return r == ',' || unicode.IsSpace(r) }
 
-// splitEntries splits the `allowed-endpoints` input into entries.
-func splitEntries(s string) []string { return strings.FieldsFunc(s, isSeparator) }
+// splitEntries yields the `allowed-endpoints` input's entries, without
+// a slice of them (a 100,000-entry input would be 1.6 MB more to start).
+func splitEntries(s string) iter.Seq[string] { return strings.FieldsFuncSeq(s, isSeparator) }
 
 // ParseEndpoints parses the `allowed-endpoints` input: entries of the forms
 // host[:port], *.domain[:port], IPv4[/len][:port], [IPv6[/len]][:port] or a
@@ -114,11 +116,15 @@ func splitEntries(s string) []string { return strings.FieldsFunc(s, isSeparator)
 // bad, the error joins one *EntryError per bad entry and no entries are
 // returned.
 func ParseEndpoints(s string) ([]Endpoint, error) {
+	n := 0
+	for range splitEntries(s) {
+		n++
+	}
 	var (
-		out  []Endpoint
+		out  = make([]Endpoint, 0, n)
 		errs []error
 	)
-	for _, entry := range splitEntries(s) {
+	for entry := range splitEntries(s) {
 		if coveredResultsStorage(entry) {
 			continue
 		}

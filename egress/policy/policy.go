@@ -6,6 +6,7 @@
 package policy
 
 import (
+	"cmp"
 	"iter"
 	"slices"
 )
@@ -13,11 +14,17 @@ import (
 // Policy is the compiled, immutable egress policy. It is safe for
 // concurrent use; a nil *Policy is not valid. Build one with New.
 type Policy struct {
-	mode      Mode
-	exact     map[string]match // name -> ports
-	wild      map[string]match // domain D of "*.D" -> ports
-	endpoints []Endpoint       // user entries, then implicit ones, each in canonical order
-	ranges    []AddrRange      // the address entries, merged (MergeRanges)
+	mode  Mode
+	exact map[string]match // name -> ports
+	wild  map[string]match // domain D of "*.D" -> ports
+	// The entries, each group in canonical order: user names, user
+	// addresses, implicit names, implicit addresses. Addresses are packed
+	// (addrEntry): a policy of 100,000 of them is what large ones are.
+	names     []Endpoint
+	addrs     []addrEntry
+	userNames int           // names[:userNames] are the user's
+	userAddrs int           // addrs[:userAddrs] are the user's
+	ranges    []packedRange // the address entries, merged (MergeRanges)
 }
 
 // match is what one map key allows.
@@ -35,13 +42,7 @@ type match struct {
 // New does not keep user.
 func New(mode Mode, user []Endpoint, includeImplicit bool) *Policy {
 	p := &Policy{mode: mode, exact: map[string]match{}, wild: map[string]match{}}
-	users := make([]Endpoint, 0, len(user))
-	for _, e := range user {
-		if n, ok := normalize(e); ok {
-			users = append(users, n)
-		}
-	}
-	users = sortUnique(users)
+	users := Canonical(slices.Clone(user))
 	var implicit []Endpoint
 	if includeImplicit {
 		for _, e := range Implicit() {
@@ -57,15 +58,32 @@ func New(mode Mode, user []Endpoint, includeImplicit bool) *Policy {
 		implicit = sortUnique(implicit)
 	}
 	// Sorting and compacting rather than a set of seen entries: a policy
-	// of 100,000 entries is then one slice, not a map beside it.
-	p.endpoints = slices.Clip(append(users, implicit...))
-
-	var ranges []AddrRange
-	for _, e := range p.endpoints {
-		if e.Host == "" {
+	// of 100,000 entries is then one slice, not a map beside it. Names
+	// sort before addresses, so each group splits in two.
+	addrs := 0
+	for _, e := range users {
+		addrs += boolInt(e.Host == "")
+	}
+	for _, e := range implicit {
+		addrs += boolInt(e.Host == "")
+	}
+	p.names = make([]Endpoint, 0, len(users)+len(implicit)-addrs)
+	p.addrs = make([]addrEntry, 0, addrs)
+	ranges := make([]AddrRange, 0, addrs)
+	for i, group := range [][]Endpoint{users, implicit} {
+		split, _ := slices.BinarySearchFunc(group, Endpoint{}, func(e, _ Endpoint) int {
+			return cmp.Compare(boolInt(e.Host == ""), 1)
+		})
+		p.names = append(p.names, group[:split]...)
+		for _, e := range group[split:] {
+			p.addrs = append(p.addrs, packEntry(e))
 			ranges = append(ranges, PrefixRange(e.Prefix, e.Port))
-			continue
 		}
+		if i == 0 {
+			p.userNames, p.userAddrs = len(p.names), len(p.addrs)
+		}
+	}
+	for _, e := range p.names {
 		m := p.exact
 		if e.Wildcard {
 			m = p.wild
@@ -77,8 +95,27 @@ func New(mode Mode, user []Endpoint, includeImplicit bool) *Policy {
 		cur.user = cur.user || !e.Implicit
 		m[e.Host] = cur
 	}
-	p.ranges = MergeRanges(ranges)
+	// MergeRanges works in place: copy out what is left, so that the
+	// unmerged list (one range per entry) is not kept alive behind it.
+	merged := MergeRanges(ranges)
+	p.ranges = make([]packedRange, len(merged))
+	for i, r := range merged {
+		p.ranges[i] = packRange(r)
+	}
 	return p
+}
+
+// Canonical returns eps normalized the way New takes them (see New), in
+// canonical order, without repeats, with Implicit cleared. It works in
+// place: the result shares eps's array.
+func Canonical(eps []Endpoint) []Endpoint {
+	out := eps[:0]
+	for _, e := range eps {
+		if n, ok := normalize(e); ok {
+			out = append(out, n)
+		}
+	}
+	return slices.Clip(sortUnique(out))
 }
 
 // sortUnique sorts eps in canonical order and drops repeats, in place.
@@ -219,8 +256,8 @@ func (p *Policy) Ports(name string) (ports []uint16, implicit bool) {
 // ones, each group in canonical order: the firewall's static sets.
 func (p *Policy) Prefixes() iter.Seq[Endpoint] {
 	return func(yield func(Endpoint) bool) {
-		for _, e := range p.endpoints {
-			if e.Host == "" && !yield(e) {
+		for _, e := range p.addrs {
+			if !yield(e.endpoint()) {
 				return
 			}
 		}
@@ -230,7 +267,29 @@ func (p *Policy) Prefixes() iter.Seq[Endpoint] {
 // Endpoints yields every entry, user entries then implicit ones, each group
 // in canonical order, without duplicates. Nothing is copied: a policy of
 // 100,000 entries is held once however many parts read it.
-func (p *Policy) Endpoints() iter.Seq[Endpoint] { return slices.Values(p.endpoints) }
+func (p *Policy) Endpoints() iter.Seq[Endpoint] {
+	return func(yield func(Endpoint) bool) {
+		groups := [2]struct {
+			names []Endpoint
+			addrs []addrEntry
+		}{
+			{p.names[:p.userNames], p.addrs[:p.userAddrs]},
+			{p.names[p.userNames:], p.addrs[p.userAddrs:]},
+		}
+		for _, g := range groups {
+			for _, e := range g.names {
+				if !yield(e) {
+					return
+				}
+			}
+			for _, e := range g.addrs {
+				if !yield(e.endpoint()) {
+					return
+				}
+			}
+		}
+	}
+}
 
 // Len returns the number of entries Endpoints yields.
-func (p *Policy) Len() int { return len(p.endpoints) }
+func (p *Policy) Len() int { return len(p.names) + len(p.addrs) }

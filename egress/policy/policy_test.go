@@ -341,3 +341,21 @@ func BenchmarkNew(b *testing.B) {
 		New(Block, eps, true)
 	}
 }
+
+func TestCanonical(t *testing.T) {
+	got := Canonical([]Endpoint{
+		{Prefix: netip.MustParsePrefix("198.18.7.9/16"), Port: 443},
+		{Host: "B.test.", Port: 443, Implicit: true},
+		{Host: "*.a.test", Port: 80},
+		{Port: 443}, // names nothing: dropped
+		{Host: "b.test", Port: 443},
+		{Prefix: netip.MustParsePrefix("198.18.0.0/16"), Port: 443},
+	})
+	want := []Endpoint{wild("a.test", 80), name("b.test", 443), pfx("198.18.0.0/16", 443)}
+	if !slices.Equal(got, want) {
+		t.Errorf("Canonical()\n got  %v\n want %v", got, want)
+	}
+	if cap(got) != len(got) {
+		t.Errorf("cap %d, len %d: not clipped", cap(got), len(got))
+	}
+}

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"bytes"
 	"cmp"
 	"iter"
 	"net/netip"
@@ -60,23 +61,34 @@ func MergeRanges(rs []AddrRange) []AddrRange {
 
 // AddrRanges yields the address and CIDR entries merged (MergeRanges):
 // IPv4 ranges first, each family by port and first address.
-func (p *Policy) AddrRanges() iter.Seq[AddrRange] { return slices.Values(p.ranges) }
+func (p *Policy) AddrRanges() iter.Seq[AddrRange] {
+	return func(yield func(AddrRange) bool) {
+		for _, r := range p.ranges {
+			if !yield(r.unpack()) {
+				return
+			}
+		}
+	}
+}
 
 // AllowsAddr reports whether an address or CIDR entry allows a on port,
 // in O(log n) of the entries. An IPv4-mapped IPv6 address counts as its
 // IPv4 address, as the entries do; a zone is ignored.
 func (p *Policy) AllowsAddr(a netip.Addr, port uint16) bool {
-	a = a.Unmap().WithZone("")
-	key := AddrRange{First: a, Port: port}
+	a = a.Unmap()
+	if !a.IsValid() {
+		return false
+	}
+	key := packedRange{first: a.As16(), port: port, v4: a.Is4()}
 	// The first range that sorts after key; the one before it is the only
 	// one that can hold a.
-	i, _ := slices.BinarySearchFunc(p.ranges, key, compareRanges)
-	if i < len(p.ranges) && compareRanges(p.ranges[i], key) == 0 {
+	i, found := slices.BinarySearchFunc(p.ranges, key, comparePacked)
+	if found {
 		return true
 	}
 	if i == 0 {
 		return false
 	}
 	r := p.ranges[i-1]
-	return r.Port == port && r.First.BitLen() == a.BitLen() && a.Compare(r.Last) <= 0
+	return r.port == port && r.v4 == key.v4 && bytes.Compare(key.first[:], r.last[:]) <= 0
 }
