@@ -93,10 +93,13 @@ struct {
  * thousands of connections a second, and each lookup was a system call.
  * Records are submitted without waking the reader: Go drains the ring
  * when it looks a flow up and every 100 ms, so a flow costs no wake-up.
- * 4 MiB holds 65,536 records, over half a second at 100,000 flows/s. */
+ * 2 MiB holds 32,768 records, a third of a second at 100,000 flows/s
+ * (this 2-vCPU VM makes at most 40,000 with no agent). A ring's pages are
+ * mapped twice in the agent (for records that wrap), so each MiB here is
+ * two of the agent's RSS: 4 MiB rings were a third of it. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 4 << 20);
+	__uint(max_entries, 2 << 20);
 } flowring SEC(".maps");
 
 struct {
@@ -119,11 +122,11 @@ struct {
 } counts SEC(".maps");
 
 /* acceptring carries lin_accept records, submitted without a wake-up
- * (drained with flowring). 2 MiB: 37,000 records, a third of a second at
- * 100,000 new flows a second. */
+ * (drained with flowring). 1 MiB: 18,700 records, a sixth of a second at
+ * 100,000 new flows a second, over the 100 ms drain. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 2 << 20);
+	__uint(max_entries, 1 << 20);
 } acceptring SEC(".maps");
 
 /* accept_mark is the bit the firewall sets on the packets it accepted as
