@@ -66,7 +66,7 @@ type Process struct {
 	Exe     string     `json:"exe,omitempty"`
 	Cmdline string     `json:"cmdline,omitempty"` // arguments joined by single spaces
 	UID     int        `json:"uid"`
-	Parents []Ancestor `json:"parents,omitempty"` // nearest first, up to PID 1
+	Parents []Ancestor `json:"parents,omitempty"` // nearest first, up to PID 1; may be shared with other events: read, append, never write an element
 	Unknown string     `json:"unknown,omitempty"` // why the process is unknown, if it is
 	// Container is the short ID of the container the process runs in, for
 	// flows the host forwarded from a container.

@@ -670,7 +670,9 @@ func (t *Tracker) drainRings() []packet.Accept {
 	if t.accRd == nil || t.accRd.AvailableBytes() == 0 {
 		return nil
 	}
-	var acc []packet.Accept // the handler's to keep
+	// The handler's to keep; sized from what the ring holds (a record is
+	// its header and the struct, 8-byte aligned), not grown per record.
+	acc := make([]packet.Accept, 0, t.accRd.AvailableBytes()/(8+(acceptSize+7)&^7))
 	for {
 		if err := t.accRd.ReadInto(&t.accRec); err != nil {
 			break

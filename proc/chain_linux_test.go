@@ -82,6 +82,10 @@ func TestLineageChainCache(t *testing.T) {
 		if walked := l.lookups-before > 1; walked != s.walkedMore {
 			t.Errorf("%s: %d lookups; want the chain walked: %v", s.name, l.lookups-before, s.walkedMore)
 		}
-		p.Parents[0].Exe = "changed by a consumer"
+		// Consumers share the cached chain and only read it; an append
+		// by one (filemon's) must copy, not write into the shared array.
+		if cap(p.Parents) != len(p.Parents) {
+			t.Errorf("%s: parents cap %d > len %d: one consumer's append would show in another's", s.name, cap(p.Parents), len(p.Parents))
+		}
 	}
 }

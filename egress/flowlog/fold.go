@@ -38,7 +38,7 @@ const foldInterval = time.Second
 func newFolder(emit event.Emit) *folder {
 	return fold.New[flowKind](func(f *event.Flow) { emit(event.Record{Flow: f}) },
 		func(f *event.Flow) { f.Count = 1 },
-		func(p, f *event.Flow) {
+		func(p *event.Flow, f event.Flow) {
 			p.Count++
 			if f.Time.After(p.Time) {
 				p.Time = f.Time

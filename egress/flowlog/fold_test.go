@@ -43,7 +43,7 @@ func TestFolder(t *testing.T) {
 				got = append(got, out{f.Process.PID, f.Port, f.Count, int(f.Time.Sub(t0) / time.Second)})
 			})
 			for i, f := range tc.in {
-				fo.Add(kindOf(&f), &f)
+				fo.Add(kindOf(&f), f)
 				if tc.flush && i == 1 {
 					fo.Flush()
 				}

@@ -471,7 +471,7 @@ func (r *Reader) emit(f event.Flow) {
 	if f.Process.PID == 0 || f.Process.Unknown != "" {
 		r.unattributed.Add(1)
 	}
-	r.fold.Add(kindOf(&f), &f)
+	r.fold.Add(kindOf(&f), f)
 }
 
 // onError handles a receive error; 0 keeps reading.

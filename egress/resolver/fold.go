@@ -21,7 +21,7 @@ type foldKey struct {
 func newFolder(emit event.Emit) *folder {
 	return fold.New[foldKey](func(d *event.DNS) { emit(event.Record{DNS: d}) },
 		func(d *event.DNS) { d.Count = 1 },
-		func(p, d *event.DNS) { p.Count++; p.Time = d.Time })
+		func(p *event.DNS, d event.DNS) { p.Count++; p.Time = d.Time })
 }
 
 // dnsKind is d's kind.

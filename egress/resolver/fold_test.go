@@ -10,7 +10,7 @@ import (
 func TestFolderKeepsEveryQueryCounted(t *testing.T) {
 	var got []event.DNS
 	f := newFolder(func(r event.Record) { got = append(got, *r.DNS) })
-	add := func(d *event.DNS) { f.Add(dnsKind(d), d) }
+	add := func(d *event.DNS) { f.Add(dnsKind(d), *d) }
 	for i := range 100 {
 		add(&event.DNS{Time: time.Unix(int64(i), 0), Name: "a.test", Type: "A", Verdict: event.Allowed, Process: event.Process{PID: 7}})
 	}

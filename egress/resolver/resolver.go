@@ -177,7 +177,7 @@ func (r *Resolver) record(ev *event.DNS) {
 	r.recMu.RLock()
 	defer r.recMu.RUnlock()
 	if !r.sealed {
-		r.fold.Add(dnsKind(ev), ev)
+		r.fold.Add(dnsKind(ev), *ev)
 	}
 }
 

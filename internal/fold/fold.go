@@ -21,7 +21,7 @@ const MaxKinds = 100000
 type Folder[K comparable, E any] struct {
 	emit  func(*E)
 	start func(*E)
-	merge func(into, e *E)
+	merge func(into *E, e E)
 
 	mu sync.Mutex
 	// seen holds a hash of each kind already passed on, not the kind
@@ -36,13 +36,15 @@ type Folder[K comparable, E any] struct {
 // once, the folded repeats at Flush). start makes a copy of a repeat the
 // pending event of its kind (it sets its count to 1); merge adds a later
 // repeat e to the pending one.
-func New[K comparable, E any](emit func(*E), start func(*E), merge func(into, e *E)) *Folder[K, E] {
+func New[K comparable, E any](emit func(*E), start func(*E), merge func(into *E, e E)) *Folder[K, E] {
 	return &Folder[K, E]{emit: emit, start: start, merge: merge,
 		seen: make(map[uint64]struct{}), seed: maphash.MakeSeed(), pending: make(map[K]*E)}
 }
 
-// Add passes e on if it is the first of kind k, else folds it.
-func (f *Folder[K, E]) Add(k K, e *E) {
+// Add passes e on if it is the first of kind k, else folds it. e is taken
+// by value, so that a repeat (what a busy client makes) costs no
+// allocation; only an event passed on or made pending is copied out.
+func (f *Folder[K, E]) Add(k K, e E) {
 	h := maphash.Comparable(f.seed, k)
 	f.mu.Lock()
 	if _, ok := f.seen[h]; !ok {
@@ -51,13 +53,14 @@ func (f *Folder[K, E]) Add(k K, e *E) {
 		}
 		f.seen[h] = struct{}{}
 		f.mu.Unlock()
-		f.emit(e)
+		c := e
+		f.emit(&c)
 		return
 	}
 	if p := f.pending[k]; p != nil {
 		f.merge(p, e)
 	} else {
-		c := *e
+		c := e
 		f.start(&c)
 		f.pending[k] = &c
 	}
