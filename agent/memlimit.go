@@ -27,5 +27,14 @@ func LimitStartMemory() (lift func()) {
 	if prev == StartMemoryLimit {
 		prev = math.MaxInt64
 	}
-	return func() { debug.SetMemoryLimit(prev) }
+	return func() {
+		debug.SetMemoryLimit(prev)
+		// Hand start-up's garbage back to the kernel now rather than
+		// when the scavenger gets to it: otherwise the pages that held a
+		// large policy's YAML stay in RSS and the run's own heap grows on
+		// top of them (100,000 entries under load: peak RSS 62-66 MB, all
+		// of the excess over 10 entries). In the background: a collection
+		// of a small live heap, off the path to enforcing.
+		go debug.FreeOSMemory()
+	}
 }
