@@ -91,6 +91,7 @@ const (
 	lineageMapAcceptring    = "acceptring"
 	lineageMapCounts        = "counts"
 	lineageMapEvents        = "events"
+	lineageMapExecScratch   = "exec_scratch"
 	lineageMapFlowring      = "flowring"
 	lineageMapLocals        = "locals"
 	lineageMapSkOwners      = "sk_owners"
@@ -176,12 +177,13 @@ type lineageProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lineageMapSpecs struct {
-	Acceptring *ebpf.MapSpec `ebpf:"acceptring"`
-	Counts     *ebpf.MapSpec `ebpf:"counts"`
-	Events     *ebpf.MapSpec `ebpf:"events"`
-	Flowring   *ebpf.MapSpec `ebpf:"flowring"`
-	Locals     *ebpf.MapSpec `ebpf:"locals"`
-	SkOwners   *ebpf.MapSpec `ebpf:"sk_owners"`
+	Acceptring  *ebpf.MapSpec `ebpf:"acceptring"`
+	Counts      *ebpf.MapSpec `ebpf:"counts"`
+	Events      *ebpf.MapSpec `ebpf:"events"`
+	ExecScratch *ebpf.MapSpec `ebpf:"exec_scratch"`
+	Flowring    *ebpf.MapSpec `ebpf:"flowring"`
+	Locals      *ebpf.MapSpec `ebpf:"locals"`
+	SkOwners    *ebpf.MapSpec `ebpf:"sk_owners"`
 }
 
 // lineageVariableSpecs contains global variables before they are loaded into the kernel.
@@ -216,12 +218,13 @@ func (o *lineageObjects) Close() error {
 //
 // It can be passed to loadLineageObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lineageMaps struct {
-	Acceptring *ebpf.Map `ebpf:"acceptring"`
-	Counts     *ebpf.Map `ebpf:"counts"`
-	Events     *ebpf.Map `ebpf:"events"`
-	Flowring   *ebpf.Map `ebpf:"flowring"`
-	Locals     *ebpf.Map `ebpf:"locals"`
-	SkOwners   *ebpf.Map `ebpf:"sk_owners"`
+	Acceptring  *ebpf.Map `ebpf:"acceptring"`
+	Counts      *ebpf.Map `ebpf:"counts"`
+	Events      *ebpf.Map `ebpf:"events"`
+	ExecScratch *ebpf.Map `ebpf:"exec_scratch"`
+	Flowring    *ebpf.Map `ebpf:"flowring"`
+	Locals      *ebpf.Map `ebpf:"locals"`
+	SkOwners    *ebpf.Map `ebpf:"sk_owners"`
 }
 
 func (m *lineageMaps) Close() error {
@@ -229,6 +232,7 @@ func (m *lineageMaps) Close() error {
 		m.Acceptring,
 		m.Counts,
 		m.Events,
+		m.ExecScratch,
 		m.Flowring,
 		m.Locals,
 		m.SkOwners,

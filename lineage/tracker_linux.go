@@ -388,6 +388,9 @@ func (t *Tracker) read() {
 
 var taskSize = int(unsafe.Sizeof(lineageLinTask{}))
 
+// execHead is the part of an exec record before its arguments.
+var execHead = int(unsafe.Offsetof(lineageLinExec{}.Args))
+
 func (t *Tracker) handle(b []byte) {
 	if len(b) < taskSize {
 		t.unreadable.Add(1)
@@ -402,8 +405,15 @@ func (t *Tracker) handle(b []byte) {
 	p := Proc{PID: int(task.Tgid), PPID: int(task.Ppid), UID: int(task.Uid), Start: task.Start, Cgroup: task.Cgroup}
 	switch task.Kind {
 	case 1: // LIN_EXEC
+		// Sent only as long as its arguments (on_exec): the rest of the
+		// struct stays zero, and ArgsLen must fit in what came.
+		if len(b) < execHead {
+			t.unreadable.Add(1)
+			return
+		}
 		var e lineageLinExec
-		if _, err := binary.Decode(b, binary.NativeEndian, &e); err != nil {
+		copy(unsafe.Slice((*byte)(unsafe.Pointer(&e)), unsafe.Sizeof(e)), b)
+		if int(e.ArgsLen) > min(len(b), int(unsafe.Sizeof(e)))-execHead {
 			t.unreadable.Add(1)
 			return
 		}

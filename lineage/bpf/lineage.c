@@ -68,10 +68,26 @@ char LICENSE[] SEC("license") = "GPL";
  * thousands of new connections a second (bench/conn.sh, perf). */
 #define LIN_FLOWS 65536
 
+/* events carries process events. An exec record is sent only as long
+ * as its arguments (bpf_ringbuf_output from exec_scratch, not a reserve
+ * of the whole lin_exec): 320-450 bytes for a compiler's command line
+ * instead of 824, so 2 MiB hold ~5,000 execs between two reads of a
+ * consumer woken per record. The ring's pages count twice in the agent's
+ * RSS (mapped twice for records that wrap): 4 MiB were 8 MB of it. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 4 << 20);
+	__uint(max_entries, 2 << 20);
 } events SEC(".maps");
+
+/* exec_scratch is where on_exec builds its record (larger than the BPF
+ * stack). Per CPU: a tracepoint program is not preempted by another run
+ * of itself on the same CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct lin_exec);
+} exec_scratch SEC(".maps");
 
 /* sk_owner is the socket-local record: the owner and the hash of the
  * last flow copied to the flow maps (so later packets cost no update). */
@@ -168,6 +184,13 @@ static __always_inline void count(__u32 i)
 		__sync_fetch_and_add(n, 1);
 }
 
+static __always_inline void uncount(__u32 i)
+{
+	__u64 *n = bpf_map_lookup_elem(&counts, &i);
+	if (n)
+		__sync_fetch_and_add(n, -1);
+}
+
 static __always_inline void fill_task(struct lin_task *t, __u32 kind, struct task_struct *p)
 {
 	t->kind = kind;
@@ -182,7 +205,8 @@ static __always_inline void fill_task(struct lin_task *t, __u32 kind, struct tas
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
-	struct lin_exec *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	__u32 zero = 0;
+	struct lin_exec *e = bpf_map_lookup_elem(&exec_scratch, &zero);
 	if (!e) {
 		count(LIN_LOST);
 		return 0;
@@ -200,8 +224,14 @@ int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 	e->args_len = 0;
 	if (len > 0 && bpf_probe_read_user(e->args, len, (void *)start) == 0)
 		e->args_len = len;
-	count(LIN_PRODUCED); /* before submit: see counts */
-	bpf_ringbuf_submit(e, 0);
+	/* Counted before the record can be read (see counts), taken back if
+	 * it found no room. */
+	count(LIN_PRODUCED);
+	__u64 size = (__u64)__builtin_offsetof(struct lin_exec, args) + (e->args_len & (LIN_ARGS_MAX - 1));
+	if (bpf_ringbuf_output(&events, e, size, 0)) {
+		uncount(LIN_PRODUCED);
+		count(LIN_LOST);
+	}
 	return 0;
 }
 
