@@ -560,7 +560,7 @@ func (a *Agent) startGuard(ctx context.Context, emit event.Emit) error {
 			explain, ifExplained = sudoExplainer(ctx, a.cfg.WatchEtc, user)
 		}
 		f, err := guard.WatchFiles(ctx, guard.FilesConfig{Root: a.cfg.WatchEtc, Emit: emit, Process: proc.Info,
-			Explain: explain, IfExplained: ifExplained, Log: a.log})
+			PathTruncator: a.finder.PathTruncator, Explain: explain, IfExplained: ifExplained, Log: a.log})
 		if err != nil {
 			emit(event.Record{Note: &event.Note{Time: time.Now(), Component: event.ComponentGuard, Level: event.LevelWarning,
 				Message: "changes of resolv.conf, hosts and sudoers are not watched: " + err.Error()}})
@@ -615,8 +615,8 @@ func (a *Agent) startFiles(ctx context.Context, emit event.Emit) error {
 	// a workspace file needs to wait for us: the open gate is only the
 	// fallback for attribution from /proc.
 	m, err := filemon.New(filemon.Config{Root: a.cfg.Workspace, Emit: emit, Process: a.finder.Info, Log: a.log,
-		NoOpenGate: a.lineage != nil,
-		Checkout:   func(p event.Process) bool { return isCheckout(p, a.runnerPID, procs) }})
+		NoOpenGate: a.lineage != nil, PathTruncator: a.finder.PathTruncator,
+		Checkout: func(p event.Process) bool { return isCheckout(p, a.runnerPID, procs) }})
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}

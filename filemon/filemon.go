@@ -116,10 +116,12 @@
 // FAN_MODIFY for a write but not for a truncation; the truncation is seen
 // when its process closes the file. Without fanotify inotify cannot tell
 // them apart, and a file left shorter than at the baseline is reported as
-// truncated, otherwise as overwritten. Two changes no event names: a
-// truncation by path (truncate(2) without opening the file) is seen by
-// inotify only, so its process is unknown; a write through a shared mapping
-// is seen when its process closes the file, or by the final rescan.
+// truncated, otherwise as overwritten. A truncation by path (truncate(2),
+// which opens nothing) is seen by inotify only, with no pid: it is reported
+// as a truncation by the process Config.PathTruncator names (the agent's is
+// the kernel's record of the system call, package lineage), or without a
+// process when there is none. A write through a shared mapping is seen
+// when its process closes the file, or by the final rescan.
 //
 // A baseline file written to under another name (after a rename, or through
 // a hard link) is reported under its baseline path. A rename away and back,
@@ -180,6 +182,12 @@ type Config struct {
 	// Log receives diagnostics. Nil discards them; what the user must see
 	// is emitted as event.Note.
 	Log *slog.Logger
+	// PathTruncator names the process that truncated the file at the
+	// absolute path by path (truncate(2)) around the time given, which no
+	// fanotify event names; false when it does not know. Nil: such a
+	// change is reported without a process. Called when a change seen by
+	// inotify alone settles: fast, concurrent-safe.
+	PathTruncator func(abs string, at time.Time) (event.Process, bool)
 	// NoOpenGate disables the FAN_OPEN_PERM gate (see the package doc):
 	// opens of baseline files are never held. Set it when Process names
 	// exited processes (the kernel's process table); otherwise short-lived

@@ -24,7 +24,7 @@ func lineageFinderForTest(t *testing.T) func(int) event.Process {
 // TestWritersNamedWithoutGate is the measurement that let the open gate
 // go: with the kernel's process table (which keeps exited processes), the
 // short-lived programs that change baseline files — rm, mv, sed -i,
-// truncate, each run N times by a shell as the unprivileged user — are
+// truncate, a truncate(2) by path, each run N times by a shell as the unprivileged user — are
 // all named, with no open ever held. Without the table a read of /proc
 // finds many of them gone (see the package doc).
 func TestWritersNamedWithoutGate(t *testing.T) {
@@ -42,6 +42,9 @@ func TestWritersNamedWithoutGate(t *testing.T) {
 		{"mv", "mv", event.Rename, func(f string) string { return "mv " + f + " " + f + ".moved" }},
 		{"sed", "sed", event.Overwrite, func(f string) string { return "sed -i s/a/b/ " + f }},
 		{"truncate", "truncate", event.Truncate, func(f string) string { return "truncate -s 1 " + f }},
+		// truncate(2) by path: no open, so no fanotify event; inotify's
+		// IN_MODIFY alone has no pid (the kernel's truncation record does).
+		{"truncate2", "perl", event.Truncate, func(f string) string { return "perl -e 'truncate(\"" + f + "\", 1) or die'" }},
 	}
 	files := map[string]string{}
 	for _, tool := range tools {
@@ -50,7 +53,10 @@ func TestWritersNamedWithoutGate(t *testing.T) {
 		}
 	}
 	root := treeForTest(t, files)
-	m, rec := startForTest(t, Config{Root: root, NoOpenGate: true, Process: lineageFinderForTest(t)})
+	tr := lineagetest.Start(t)
+	finder := proc.NewFinder(nil).WithLineage(tr)
+	t.Cleanup(func() { finder.Close() })
+	m, rec := startForTest(t, Config{Root: root, NoOpenGate: true, Process: finder.Info, PathTruncator: finder.PathTruncator})
 	var script strings.Builder
 	for _, tool := range tools {
 		for i := range n {

@@ -107,6 +107,9 @@ type tracker struct {
 	grace       time.Duration // quiet time when only pid-less facts arrived and fanotify runs
 	naming      bool          // fanotify runs: pid-less facts may still be joined by named ones
 	now         func() time.Time
+	// truncator names who truncated idx by path around at (see
+	// Config.PathTruncator); nil: nobody can.
+	truncator func(idx int32, at time.Time) (event.Process, bool)
 	// checkout says whether a process belongs to the checkout, whose
 	// writes build the baseline (Config.Checkout); nil: none does.
 	checkout func(event.Process) bool
@@ -322,6 +325,7 @@ func (t *tracker) resolve(idx int32, p *pending, now time.Time, all bool) {
 		t.mu.Unlock()
 		return
 	}
+	t.nameTruncation(idx, p)
 	state := pathState{exists: ok}
 	if ok {
 		state.st = st
@@ -359,6 +363,28 @@ func (t *tracker) resolve(idx int32, p *pending, now time.Time, all bool) {
 		}
 		t.report(f)
 	}
+}
+
+// nameTruncation turns a change only inotify saw (no process) into a
+// truncation by the process that truncated the path by path then, if
+// t.truncator knows one: truncate(2) is the change that opens nothing, so
+// no fanotify event names it. A checkout's truncation builds the baseline.
+func (t *tracker) nameTruncation(idx int32, p *pending) {
+	f := p.facts[factChanged]
+	if t.truncator == nil || p.named || !f.set {
+		return
+	}
+	proc, ok := t.truncator(idx, f.at)
+	if !ok {
+		return
+	}
+	if t.checkout != nil && t.checkout(proc) {
+		p.checkout = true
+		return
+	}
+	p.facts[factChanged] = fact{}
+	p.facts[factTruncate] = fact{set: true, at: f.at, proc: proc}
+	p.named = true
 }
 
 // report emits f unless its path and kind were reported already. A change

@@ -42,8 +42,12 @@ type Tracker struct {
 	objs   *lineageObjects
 	sysctl *sysctlwObjects // nil when the kernel refused it
 	links  []link.Link
-	rd     *ringbuf.Reader
-	done   chan struct{}
+	// tpLinks attach the truncate(2) programs; nil when the kernel has
+	// no syscall tracepoints.
+	tpLinks []*tracepointLink
+	truncs  truncations
+	rd      *ringbuf.Reader
+	done    chan struct{}
 
 	// flowMu serializes drains of flowRd (the kernel's flow ring) into
 	// flows; a drain never blocks (flowRd's deadline is in the past).
@@ -166,6 +170,12 @@ func (t *Tracker) Start(ctx context.Context) (err error) {
 		}
 		t.links = append(t.links, l)
 	}
+	if tl, err := attachSyscallTracepoints([]string{"sys_enter_truncate", "sys_exit_truncate"},
+		[]*ebpf.Program{p.OnTruncateEnter, p.OnTruncateExit}); err != nil {
+		t.log.Info("lineage: truncations by path are not named", "err", err)
+	} else {
+		t.tpLinks = tl
+	}
 	for _, c := range []struct {
 		prog *ebpf.Program
 		at   ebpf.AttachType
@@ -271,6 +281,56 @@ func (t *Tracker) startSysctl(cg string, opts *ebpf.CollectionOptions) {
 	t.sysctl = objs
 }
 
+// TruncationWindow is how far from a change's notification the
+// truncate(2) that made it is looked for: before it, as a loaded machine
+// delays the notification's reader; a little after it, as the record is
+// sent when the system call returns.
+const TruncationWindow = 5 * time.Second
+
+// PathTruncator returns the newest truncate(2) of the file at the
+// absolute path abs (its path as given, resolved from the caller's working
+// directory) within TruncationWindow of at, if the kernel recorded it. A
+// miss waits up to wait for the events the kernel has submitted by then.
+func (t *Tracker) PathTruncator(abs string, at time.Time, wait time.Duration) (Truncation, bool) {
+	if !t.Running() {
+		return Truncation{}, false
+	}
+	abs = filepath.Clean(abs)
+	mono := monotonic() - uint64(max(time.Since(at), 0))
+	lo, hi := mono-min(mono, uint64(TruncationWindow)), mono+uint64(time.Second)
+	stat := func(dir string) (uint64, uint64, bool) {
+		var st unix.Stat_t
+		if unix.Stat(dir, &st) != nil {
+			return 0, 0, false
+		}
+		return st.Dev, st.Ino, true
+	}
+	var deadline time.Time
+	for {
+		_, _, changed := t.table.get(0, 0)
+		cur := wait <= 0 || t.current()
+		if r, ok := t.truncs.find(abs, lo, hi, stat); ok {
+			return r, true
+		}
+		if cur {
+			return Truncation{}, false
+		}
+		if deadline.IsZero() {
+			deadline = time.Now().Add(wait)
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return Truncation{}, false
+		}
+		timer := time.NewTimer(left)
+		select {
+		case <-changed:
+		case <-timer.C:
+		}
+		timer.Stop()
+	}
+}
+
 // SysctlWriter returns the process that last wrote the sysctl name (as
 // sysctl(8) spells it, "net.ipv4.conf.all.route_localnet") in the network
 // namespace whose inode number is netns, if the kernel recorded it.
@@ -320,32 +380,40 @@ func cgroup2Root() (dir string, release func(), err error) {
 	return "/proc/self/fd/" + strconv.Itoa(int(f.Fd())), func() { f.Close() }, nil
 }
 
-// cgroup2Private mounts cgroup2 on /sys/fs/cgroup in a mount namespace of
-// one locked thread (nobody else sees the mount; the thread and its
-// namespace end with the goroutine) and returns the open root directory.
+// cgroup2Private mounts cgroup2 on /sys/fs/cgroup in a private mount
+// namespace (onPrivateMount) and returns the open root directory.
 func cgroup2Private() (*os.File, error) {
-	type result struct {
-		f   *os.File
-		err error
-	}
-	ch := make(chan result, 1)
+	var f *os.File
+	err := onPrivateMount("cgroup2", "/sys/fs/cgroup", func() (err error) {
+		f, err = os.Open("/sys/fs/cgroup")
+		return err
+	})
+	return f, err
+}
+
+// onPrivateMount mounts fstype on target in a mount namespace of one
+// locked thread (nobody else sees the mount; the thread and its namespace
+// end with the goroutine) and runs fn there.
+func onPrivateMount(fstype, target string, fn func() error) error {
+	ch := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread ends with its namespace
-		var r result
-		if r.err = unix.Unshare(unix.CLONE_NEWNS); r.err == nil {
-			if r.err = unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); r.err == nil {
-				if r.err = unix.Mount("cgroup2", "/sys/fs/cgroup", "cgroup2", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); r.err == nil {
-					r.f, r.err = os.Open("/sys/fs/cgroup")
-				}
-			}
+		err := unix.Unshare(unix.CLONE_NEWNS)
+		if err == nil {
+			err = unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, "")
 		}
-		if r.err != nil {
-			r.err = fmt.Errorf("mount cgroup2 privately: %w", r.err)
+		if err == nil {
+			err = unix.Mount(fstype, target, fstype, unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
 		}
-		ch <- r
+		if err == nil {
+			err = fn()
+		}
+		if err != nil {
+			err = fmt.Errorf("mount %s privately: %w", fstype, err)
+		}
+		ch <- err
 	}()
-	r := <-ch
-	return r.f, r.err
+	return <-ch
 }
 
 func cgroup2Mount(mountinfo string) (string, error) {
@@ -391,6 +459,14 @@ var taskSize = int(unsafe.Sizeof(lineageLinTask{}))
 // execHead is the part of an exec record before its arguments.
 var execHead = int(unsafe.Offsetof(lineageLinExec{}.Args))
 
+// truncHead is the part of a truncation record before its path.
+var truncHead = int(unsafe.Offsetof(lineageLinTruncate{}.Path))
+
+// kernelDev is the kernel's dev_t (major << 20 | minor) as user space's.
+func kernelDev(d uint64) uint64 {
+	return unix.Mkdev(uint32(d>>20), uint32(d&(1<<20-1)))
+}
+
 func (t *Tracker) handle(b []byte) {
 	if len(b) < taskSize {
 		t.unreadable.Add(1)
@@ -425,6 +501,20 @@ func (t *Tracker) handle(b []byte) {
 		t.table.fork(p)
 	case 3: // LIN_EXIT
 		t.table.exit(p.PID, p.Start, task.Ktime)
+	case 4: // LIN_TRUNCATE, sent as long as its path
+		if len(b) < truncHead {
+			t.unreadable.Add(1)
+			return
+		}
+		var r lineageLinTruncate
+		copy(unsafe.Slice((*byte)(unsafe.Pointer(&r)), unsafe.Sizeof(r)), b)
+		if int(r.PathLen) > min(len(b), int(unsafe.Sizeof(r)))-truncHead {
+			t.unreadable.Add(1)
+			return
+		}
+		t.truncs.add(Truncation{Owner: Owner{PID: p.PID, UID: p.UID, Cgroup: p.Cgroup, At: task.Ktime},
+			Path:   cstr(r.Path[:], int(r.PathLen)),
+			CwdDev: kernelDev(r.CwdDev), CwdIno: r.CwdIno})
 	default:
 		t.unreadable.Add(1)
 	}
@@ -811,6 +901,10 @@ func (t *Tracker) detach() error {
 		errs = append(errs, l.Close())
 	}
 	t.links = nil
+	for _, l := range t.tpLinks {
+		errs = append(errs, l.Close())
+	}
+	t.tpLinks = nil
 	if t.rd != nil {
 		errs = append(errs, t.rd.Close())
 		if t.done != nil {

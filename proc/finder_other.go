@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync/atomic"
+	"time"
 
 	"github.com/harden-runner/harden-runner/event"
 )
@@ -39,4 +40,9 @@ func (f *Finder) ForwardedOwner(proto string, local, remote netip.AddrPort) even
 // SysctlWriter always reports that the writer is unknown on this system.
 func (f *Finder) SysctlWriter(netns uint32, name string) event.Process {
 	return event.Process{Unknown: "unsupported on this system"}
+}
+
+// PathTruncator never names a truncator on this system.
+func (f *Finder) PathTruncator(abs string, at time.Time) (event.Process, bool) {
+	return event.Process{}, false
 }
