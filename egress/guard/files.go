@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path"
 	"path/filepath"
 	"strings"
@@ -106,9 +107,16 @@ func WatchFiles(ctx context.Context, cfg FilesConfig) (*Files, error) {
 			files.wg.Add(1)
 			go func() {
 				defer files.wg.Done()
-				more := explain(st.Path)
-				if more == "" {
-					waitWritten(filepath.Join(cfg.Root, filepath.FromSlash(st.Path)), explain, st.Path, writtenWait)
+				abs := filepath.Join(cfg.Root, filepath.FromSlash(st.Path))
+				says := func() bool { return explain(st.Path) != "" }
+				var more string
+				if empty(abs) {
+					// Created, not written yet: another file's grant
+					// would explain it now, not what it will say.
+					waitWritten(abs, func() bool { return !empty(abs) }, writtenWait)
+					more = explain(st.Path)
+				} else if more = explain(st.Path); more == "" {
+					waitWritten(abs, says, writtenWait)
 					more = explain(st.Path)
 				}
 				if always || more != "" {
@@ -149,10 +157,16 @@ func WatchFiles(ctx context.Context, cfg FilesConfig) (*Files, error) {
 // writtenWait bounds the wait for a new watched file's writer to close it.
 const writtenWait = time.Second
 
+// empty reports whether the file at abs is there and holds nothing.
+func empty(abs string) bool {
+	fi, err := os.Stat(abs)
+	return err == nil && fi.Size() == 0
+}
+
 // waitWritten waits until the file at abs is closed after a write
-// (inotify IN_CLOSE_WRITE), explain says something of rel (its writer
-// finished before the watch was set), or d passes.
-func waitWritten(abs string, explain func(string) string, rel string, d time.Duration) {
+// (inotify IN_CLOSE_WRITE), done says so (its writer finished before the
+// watch was set), or d passes.
+func waitWritten(abs string, done func() bool, d time.Duration) {
 	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
 	if err != nil {
 		return
@@ -161,7 +175,7 @@ func waitWritten(abs string, explain func(string) string, rel string, d time.Dur
 	if _, err := unix.InotifyAddWatch(fd, abs, unix.IN_CLOSE_WRITE|unix.IN_DELETE_SELF|unix.IN_ONESHOT); err != nil {
 		return
 	}
-	if explain(rel) != "" {
+	if done() {
 		return
 	}
 	_, _ = unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, int(d.Milliseconds()))
