@@ -308,30 +308,14 @@ func (t *Tracker) PathTruncator(abs string, at time.Time, wait time.Duration) (T
 		}
 		return st.Dev, st.Ino, true
 	}
-	var deadline time.Time
-	for {
-		_, _, changed := t.table.get(0, 0)
-		cur := wait <= 0 || t.current()
-		if r, ok := t.truncs.find(abs, lo, hi, stat); ok {
-			return r, true
-		}
-		if cur {
-			return Truncation{}, false
-		}
-		if deadline.IsZero() {
-			deadline = time.Now().Add(wait)
-		}
-		left := time.Until(deadline)
-		if left <= 0 {
-			return Truncation{}, false
-		}
-		timer := time.NewTimer(left)
-		select {
-		case <-changed:
-		case <-timer.C:
-		}
-		timer.Stop()
-	}
+	var r Truncation
+	var ok bool
+	t.untilCurrent(wait, 0, func() <-chan struct{} {
+		changed := t.table.changes()
+		r, ok = t.truncs.find(abs, lo, hi, stat)
+		return changed
+	})
+	return r, ok
 }
 
 // SysctlWriter returns the process that last wrote the sysctl name (as
@@ -650,20 +634,38 @@ func (t *Tracker) Process(pid int, at uint64, wait time.Duration) (Proc, bool) {
 	if !t.Running() {
 		return Proc{}, false
 	}
+	var p Proc
+	var ok bool
+	t.untilCurrent(wait, at, func() <-chan struct{} {
+		var changed <-chan struct{}
+		p, ok, changed = t.table.get(pid, at)
+		return changed
+	})
+	return p, ok
+}
+
+// untilCurrent calls look until the table holds every event the kernel
+// had submitted when look ran (at != 0: by the monotonic time at, which
+// needs no new check once the table is known current past it), waiting
+// between calls for the table's next change (the channel look returns),
+// for up to wait in all; wait <= 0: one call. What look found last is the
+// answer: found before the table was current, it may be older than an
+// event still in flight (an exec's new image).
+func (t *Tracker) untilCurrent(wait time.Duration, at uint64, look func() <-chan struct{}) {
 	var deadline time.Time // set on the first wait: most lookups need none
 	for {
-		// current before get: an event applied in between then shows.
+		// current before look: an event applied in between then shows.
 		cur := wait <= 0 || at != 0 && at < t.currentAt.Load() || t.current()
-		p, ok, changed := t.table.get(pid, at)
+		changed := look()
 		if cur {
-			return p, ok
+			return
 		}
 		if deadline.IsZero() {
 			deadline = time.Now().Add(wait)
 		}
 		left := time.Until(deadline)
 		if left <= 0 {
-			return p, ok
+			return
 		}
 		timer := time.NewTimer(left)
 		select {

@@ -277,9 +277,11 @@ int BPF_PROG(on_exit, struct task_struct *p)
  * syscall's entry keeps its path and the caller's working directory here,
  * keyed by thread; its exit sends the record when it succeeded, before the
  * file monitor can have asked (it waits for the table to be current).
- * Syscall tracepoints run only for this syscall: nothing else pays. */
+ * Syscall tracepoints run only for this syscall: nothing else pays. LRU:
+ * a thread held in the call (a FUSE file that never answers) must not
+ * keep the next ones from being recorded once 1,024 are. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 1024);
 	__type(key, __u64);
 	__type(value, struct lin_truncate);
