@@ -560,7 +560,7 @@ func (a *Agent) startGuard(ctx context.Context, emit event.Emit) error {
 			explain, ifExplained = sudoExplainer(ctx, a.cfg.WatchEtc, user)
 		}
 		f, err := guard.WatchFiles(ctx, guard.FilesConfig{Root: a.cfg.WatchEtc, Emit: emit, Process: proc.Info,
-			PathTruncator: a.finder.PathTruncator, Explain: explain, IfExplained: ifExplained, Log: a.log})
+			Explain: explain, IfExplained: ifExplained, Log: a.log})
 		if err != nil {
 			emit(event.Record{Note: &event.Note{Time: time.Now(), Component: event.ComponentGuard, Level: event.LevelWarning,
 				Message: "changes of resolv.conf, hosts and sudoers are not watched: " + err.Error()}})
@@ -615,8 +615,8 @@ func (a *Agent) startFiles(ctx context.Context, emit event.Emit) error {
 	// a workspace file needs to wait for us: the open gate is only the
 	// fallback for attribution from /proc.
 	m, err := filemon.New(filemon.Config{Root: a.cfg.Workspace, Emit: emit, Process: a.finder.Info, Log: a.log,
-		NoOpenGate: a.lineage != nil, PathTruncator: a.finder.PathTruncator,
-		Checkout: func(p event.Process) bool { return isCheckout(p, a.runnerPID, procs) }})
+		NoOpenGate: a.lineage != nil,
+		Checkout:   func(p event.Process) bool { return isCheckout(p, a.runnerPID, procs) }})
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
@@ -662,12 +662,6 @@ func (a *Agent) Stop() error {
 func (a *Agent) teardown() error {
 	a.stopped = true
 	var errs []error
-	if a.lineage != nil {
-		// Its detach waits ~0.1 s for the kernel (see StopTruncations):
-		// overlapped with the rest of the teardown. The workload is done;
-		// what it truncated is recorded.
-		a.lineage.StopTruncations()
-	}
 	if a.priv != nil {
 		errs = append(errs, a.priv.Close())
 	}

@@ -1,6 +1,7 @@
 package filemon
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,18 +19,28 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// fan owns the two fanotify groups and the thread that reads them.
+// fan owns the three fanotify groups and the thread that reads them.
 //
 // The content group (descriptor mode) has an inode mark on every baseline
 // file for FAN_MODIFY, FAN_CLOSE_WRITE and, with the gate, FAN_OPEN_PERM.
 // The directory group (FAN_REPORT_DFID_NAME) has an inode mark on every
-// baseline directory for entry changes. Marks live on inodes, so they follow
-// a file or directory wherever it is renamed to.
+// baseline directory for entry changes. The modify group (FAN_REPORT_FID)
+// has an inode mark on every baseline file for FAN_MODIFY alone: it is the
+// one that hears of a truncate(2), which the content group cannot (no path
+// to open a descriptor with), with its pid. Marks live on inodes, so they
+// follow a file or directory wherever it is renamed to, and see it changed
+// through any name (a symlink, a hard link elsewhere, /proc/PID/cwd, a
+// container's mount of it).
 type fan struct {
 	content int // content group fd
 	dirs    int // directory group fd, -1 when the kernel refused one
-	wake    int // eventfd: Close asks the reader to drain and stop
-	syncfd  int // eventfd: barrier asks the reader to drain and go on
+	modify  int // modify group fd, -1 when the kernel refused one
+	// mounts holds, per file system id (uint64), a directory descriptor
+	// (int) on it for open_by_handle_at: the modify group reports file
+	// handles, which the reader turns into device and inode.
+	mounts sync.Map
+	wake   int // eventfd: Close asks the reader to drain and stop
+	syncfd int // eventfd: barrier asks the reader to drain and go on
 	// barriers are the waiters of barrier, closed once the reader has
 	// read what was queued when they asked.
 	barriers chan chan struct{}
@@ -99,6 +110,11 @@ func openFan(gate bool, procs *procCache, log *slog.Logger) (f *fan, notes []str
 		notes = append(notes, fmt.Sprintf("fanotify directory events unavailable (%v): deletes and renames are seen by inotify only, without the process", err))
 		dirs = -1
 	}
+	modify, err := unix.FanotifyInit(unix.FAN_CLASS_NOTIF|initFlags|unix.FAN_REPORT_FID, unix.O_RDONLY|unix.O_CLOEXEC)
+	if err != nil {
+		notes = append(notes, fmt.Sprintf("fanotify file identifiers unavailable (%v): a truncate(2) by path is reported without its process", err))
+		modify = -1
+	}
 	var wake, syncfd int
 	wake, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err == nil {
@@ -109,12 +125,14 @@ func openFan(gate bool, procs *procCache, log *slog.Logger) (f *fan, notes []str
 	}
 	if err != nil {
 		unix.Close(content)
-		if dirs >= 0 {
-			unix.Close(dirs)
+		for _, g := range []int{dirs, modify} {
+			if g >= 0 {
+				unix.Close(g)
+			}
 		}
 		return nil, nil, fmt.Errorf("eventfd: %w", err)
 	}
-	f = &fan{content: content, dirs: dirs, wake: wake, syncfd: syncfd, barriers: make(chan chan struct{}, 8),
+	f = &fan{content: content, dirs: dirs, modify: modify, wake: wake, syncfd: syncfd, barriers: make(chan chan struct{}, 8),
 		gate: gate, self: int32(os.Getpid()), log: log, procs: procs, done: make(chan struct{})}
 	return f, notes, nil
 }
@@ -125,7 +143,33 @@ func (f *fan) markFile(dirfd int, name string) error {
 	if f.gate {
 		mask |= unix.FAN_OPEN_PERM
 	}
-	return unix.FanotifyMark(f.content, unix.FAN_MARK_ADD|unix.FAN_MARK_DONT_FOLLOW, mask, dirfd, name)
+	if err := unix.FanotifyMark(f.content, unix.FAN_MARK_ADD|unix.FAN_MARK_DONT_FOLLOW, mask, dirfd, name); err != nil {
+		return err
+	}
+	if f.modify < 0 {
+		return nil
+	}
+	return unix.FanotifyMark(f.modify, unix.FAN_MARK_ADD|unix.FAN_MARK_DONT_FOLLOW, unix.FAN_MODIFY, dirfd, name)
+}
+
+// noteMount keeps a descriptor of the directory open as fd if it is the
+// first seen on file system fsid: the modify group's file handles are
+// opened relative to it.
+func (f *fan) noteMount(fsid uint64, fd int) error {
+	if f.modify < 0 {
+		return nil
+	}
+	if _, ok := f.mounts.Load(fsid); ok {
+		return nil
+	}
+	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("keep a descriptor on the file system: %w", err)
+	}
+	if _, loaded := f.mounts.LoadOrStore(fsid, dup); loaded {
+		unix.Close(dup)
+	}
+	return nil
 }
 
 // markDir marks the directory open as dirfd.
@@ -162,7 +206,7 @@ func (f *fan) armGit(fd int) error {
 	if err := f.markDir(fd); err != nil {
 		return err
 	}
-	key, err := dirKey(fd)
+	key, _, err := dirKey(fd)
 	if err != nil {
 		return err
 	}
@@ -201,7 +245,7 @@ func (f *fan) dirAppeared(s *fanSink, rel string, creator event.Process) {
 			return
 		}
 	}
-	if key, err := dirKey(fd); err == nil {
+	if key, _, err := dirKey(fd); err == nil {
 		f.extra.Store(key, rel)
 	}
 	if s.tr.checkout != nil && creator.PID != 0 && s.tr.checkout(creator) {
@@ -258,9 +302,16 @@ func (f *fan) read() {
 	runtime.LockOSThread()
 	defer func() {
 		unix.Close(f.content)
-		if f.dirs >= 0 {
-			unix.Close(f.dirs)
+		for _, g := range []int{f.dirs, f.modify} {
+			if g >= 0 {
+				unix.Close(g)
+			}
 		}
+		f.mounts.Range(func(k, v any) bool {
+			unix.Close(v.(int))
+			f.mounts.Delete(k)
+			return true
+		})
 		unix.Close(f.wake)
 		unix.Close(f.syncfd)
 		close(f.done)
@@ -268,8 +319,16 @@ func (f *fan) read() {
 	buf := make([]byte, 256<<10)
 	fds := []unix.PollFd{{Fd: int32(f.content), Events: unix.POLLIN}, {Fd: int32(f.wake), Events: unix.POLLIN},
 		{Fd: int32(f.syncfd), Events: unix.POLLIN}}
-	if f.dirs >= 0 {
-		fds = append(fds, unix.PollFd{Fd: int32(f.dirs), Events: unix.POLLIN})
+	// The groups after the three fixed entries, each with its handler.
+	var groups []func(*fanotify.Event)
+	for _, g := range []struct {
+		fd int
+		fn func(*fanotify.Event)
+	}{{f.dirs, f.dirEvent}, {f.modify, f.modifyEvent}} {
+		if g.fd >= 0 {
+			fds = append(fds, unix.PollFd{Fd: int32(g.fd), Events: unix.POLLIN})
+			groups = append(groups, g.fn)
+		}
 	}
 	for {
 		_, err := unix.Poll(fds, -1)
@@ -293,8 +352,10 @@ func (f *fan) read() {
 		if fds[0].Revents != 0 {
 			f.readGroup(f.content, buf, f.contentEvent)
 		}
-		if len(fds) > 3 && fds[3].Revents != 0 {
-			f.readGroup(f.dirs, buf, f.dirEvent)
+		for i, fn := range groups {
+			if fds[3+i].Revents != 0 {
+				f.readGroup(int(fds[3+i].Fd), buf, fn)
+			}
 		}
 	}
 }
@@ -345,12 +406,15 @@ func (f *fan) answerBarriers(buf []byte) {
 	}
 }
 
-// drain reads both groups until neither has anything queued, or until the
+// drain reads the groups until none has anything queued, or until the
 // deadline: a workload still busy at Close must not keep it open forever.
 func (f *fan) drain(buf []byte, deadline time.Time) {
 	for {
 		more := f.readGroup(f.content, buf, f.contentEvent)
 		if f.dirs >= 0 && f.readGroup(f.dirs, buf, f.dirEvent) {
+			more = true
+		}
+		if f.modify >= 0 && f.readGroup(f.modify, buf, f.modifyEvent) {
 			more = true
 		}
 		if !more || time.Now().After(deadline) {
@@ -439,6 +503,45 @@ func (f *fan) contentEvent(ev *fanotify.Event) {
 	if !inBase && ev.Mask&unix.FAN_CLOSE_WRITE != 0 && f.onIndexFile != nil && st.Mode&unix.S_IFMT == unix.S_IFREG {
 		f.indexClosed(fd, who)
 	}
+}
+
+// modifyEvent handles one event of the modify group: the file it names
+// (by handle) was written or truncated by ev.PID.
+func (f *fan) modifyEvent(ev *fanotify.Event) {
+	if ev.Mask&unix.FAN_Q_OVERFLOW != 0 {
+		f.overflow("fanotify")
+	}
+	if ev.Mask&unix.FAN_MODIFY == 0 || !ev.HasFID || ev.PID == f.self || len(ev.Handle) < 4 {
+		return
+	}
+	s := f.sink.Load()
+	if s == nil {
+		return
+	}
+	mfd, ok := f.mounts.Load(ev.FSID)
+	if !ok {
+		return // not a file system the walk marked anything on
+	}
+	h := unix.NewFileHandle(int32(binary.LittleEndian.Uint32(ev.Handle)), ev.Handle[4:])
+	fd, err := unix.OpenByHandleAt(mfd.(int), h, unix.O_PATH|unix.O_CLOEXEC)
+	if err != nil {
+		return // gone since (ESTALE): its deletion is an event of its own
+	}
+	var st unix.Stat_t
+	err = unix.Fstat(fd, &st)
+	unix.Close(fd)
+	if err != nil {
+		return
+	}
+	now := time.Now()
+	var proc event.Process
+	named := false
+	s.base.lookupIno(st.Dev, st.Ino, func(idx int32) {
+		if !named {
+			proc, named = f.procs.at(int(ev.PID)), true
+		}
+		s.tr.modified(idx, proc, now)
+	})
 }
 
 // indexClosed hands the file open as fd, just closed after writing, to

@@ -117,11 +117,14 @@
 // when its process closes the file. Without fanotify inotify cannot tell
 // them apart, and a file left shorter than at the baseline is reported as
 // truncated, otherwise as overwritten. A truncation by path (truncate(2),
-// which opens nothing) is seen by inotify only, with no pid: it is reported
-// as a truncation by the process Config.PathTruncator names (the agent's is
-// the kernel's record of the system call, package lineage), or without a
-// process when there is none. A write through a shared mapping is seen
-// when its process closes the file, or by the final rescan.
+// which opens nothing) reaches no descriptor-mode group: a third group, in
+// identifier mode (FAN_REPORT_FID), has a FAN_MODIFY mark on every
+// baseline file and hears of it with the caller's pid, by whatever name
+// the file was reached (a symlink, a hard link outside the root, `../`,
+// /proc/PID/cwd, a container's bind mount); a change no other event named
+// is reported as a truncation by that process. A write through a shared
+// mapping is seen when its process closes the file, or by the final
+// rescan.
 //
 // A baseline file written to under another name (after a rename, or through
 // a hard link) is reported under its baseline path. A rename away and back,
@@ -182,12 +185,6 @@ type Config struct {
 	// Log receives diagnostics. Nil discards them; what the user must see
 	// is emitted as event.Note.
 	Log *slog.Logger
-	// PathTruncator names the process that truncated the file at the
-	// absolute path by path (truncate(2)) around the time given, which no
-	// fanotify event names; false when it does not know. Nil: such a
-	// change is reported without a process. Called when a change seen by
-	// inotify alone settles: fast, concurrent-safe.
-	PathTruncator func(abs string, at time.Time) (event.Process, bool)
 	// NoOpenGate disables the FAN_OPEN_PERM gate (see the package doc):
 	// opens of baseline files are never held. Set it when Process names
 	// exited processes (the kernel's process table); otherwise short-lived

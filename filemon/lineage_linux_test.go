@@ -2,6 +2,8 @@ package filemon
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -33,34 +35,70 @@ func TestWritersNamedWithoutGate(t *testing.T) {
 	if testing.Short() {
 		n = 20
 	}
+	const perlTruncate = `perl -e 'truncate($ARGV[0], 1) or die "$ARGV[0]: $!"' `
+	longDir := "trunclong/" + strings.Repeat("d", 220) // absolute paths > 255 bytes
 	tools := []struct {
 		name, exe string
 		kind      event.FileOp
-		cmd       func(f string) string
+		cmd       func(f string) string // f relative to the root, the script's directory
 	}{
 		{"rm", "rm", event.Delete, func(f string) string { return "rm -f " + f }},
 		{"mv", "mv", event.Rename, func(f string) string { return "mv " + f + " " + f + ".moved" }},
 		{"sed", "sed", event.Overwrite, func(f string) string { return "sed -i s/a/b/ " + f }},
 		{"truncate", "truncate", event.Truncate, func(f string) string { return "truncate -s 1 " + f }},
-		// truncate(2) by path: no open, so no fanotify event; inotify's
-		// IN_MODIFY alone has no pid (the kernel's truncation record does).
-		{"truncate2", "perl", event.Truncate, func(f string) string { return "perl -e 'truncate(\"" + f + "\", 1) or die'" }},
+		// truncate(2) by path: no open, so no descriptor-mode fanotify
+		// event; inotify's IN_MODIFY alone has no pid. The rows after it
+		// reach the file by names other than its baseline path.
+		{"truncate2", "perl", event.Truncate, func(f string) string { return perlTruncate + f }},
+		{"truncsym", "perl", event.Truncate, func(f string) string {
+			return "ln -s \"$PWD/" + f + "\" \"$SIDE/s.$$\" && " + perlTruncate + "\"$SIDE/s.$$\" && rm \"$SIDE/s.$$\""
+		}},
+		{"trunchard", "perl", event.Truncate, func(f string) string {
+			return "ln " + f + " \"$SIDE/h.$$\" && " + perlTruncate + "\"$SIDE/h.$$\" && rm \"$SIDE/h.$$\""
+		}},
+		{"truncdotdot", "perl", event.Truncate, func(f string) string {
+			return "(cd truncdotdot && " + perlTruncate + "../" + f + ")"
+		}},
+		{"truncproc", "perl", event.Truncate, func(f string) string {
+			return `perl -e 'chdir "truncproc" or die; truncate("/proc/self/cwd/` + filepath.Base(f) + `", 1) or die "$!"'`
+		}},
+		{"trunclong", "perl", event.Truncate, func(f string) string { return perlTruncate + "\"$PWD/" + f + "\"" }},
+		// A container's view: the directory bind-mounted elsewhere in a
+		// mount namespace of its own (a user namespace makes that allowed).
+		{"truncmntns", "perl", event.Truncate, func(f string) string {
+			return `unshare -Urm sh -c "mount --bind '$PWD/truncmntns' /mnt && perl -e 'truncate(\$ARGV[0], 1) or die' /mnt/` + filepath.Base(f) + `"`
+		}},
+	}
+	dirOf := func(tool string) string {
+		if tool == "trunclong" {
+			return longDir
+		}
+		return tool
 	}
 	files := map[string]string{}
 	for _, tool := range tools {
 		for i := range n {
-			files[fmt.Sprintf("%s/f%03d.txt", tool.name, i)] = "aaaa\n"
+			files[fmt.Sprintf("%s/f%03d.txt", dirOf(tool.name), i)] = "aaaa\n"
 		}
 	}
 	root := treeForTest(t, files)
+	// Links to the files from outside the root (same file system).
+	side := filepath.Join(filepath.Dir(root), "side")
+	if err := os.Mkdir(side, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(side, 0o777); err != nil {
+		t.Fatal(err)
+	}
 	tr := lineagetest.Start(t)
 	finder := proc.NewFinder(nil).WithLineage(tr)
 	t.Cleanup(func() { finder.Close() })
-	m, rec := startForTest(t, Config{Root: root, NoOpenGate: true, Process: finder.Info, PathTruncator: finder.PathTruncator})
+	m, rec := startForTest(t, Config{Root: root, NoOpenGate: true, Process: finder.Info})
 	var script strings.Builder
+	script.WriteString("SIDE=" + side + "\n")
 	for _, tool := range tools {
 		for i := range n {
-			script.WriteString(tool.cmd(fmt.Sprintf("%s/f%03d.txt", tool.name, i)) + "\n")
+			script.WriteString(tool.cmd(fmt.Sprintf("%s/f%03d.txt", dirOf(tool.name), i)) + "\n")
 		}
 	}
 	workload(t, root, "sh", "-c", script.String())
@@ -77,7 +115,7 @@ func TestWritersNamedWithoutGate(t *testing.T) {
 		named := 0
 		var bad []string
 		for i := range n {
-			p := fmt.Sprintf("%s/f%03d.txt", tool.name, i)
+			p := fmt.Sprintf("%s/f%03d.txt", dirOf(tool.name), i)
 			f, ok := got[p]
 			switch {
 			case !ok:

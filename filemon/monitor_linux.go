@@ -155,11 +155,6 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, opts startOpts) (_
 		return st, err == nil
 	}
 	r.tr.sameContent = r.base.sameBlob
-	if cfg.PathTruncator != nil {
-		r.tr.truncator = func(idx int32, at time.Time) (event.Process, bool) {
-			return cfg.PathTruncator(r.base.abs(r.base.entries[idx].path), at)
-		}
-	}
 
 	r.w = &watcher{r: r, fs: fsw, unknown: unknown, syncs: make(chan string, 4), overflowed: make(chan struct{}, 1), done: make(chan struct{}), hold: cfg.inotifyHoldForTest}
 	if r.fan == nil {

@@ -49,6 +49,10 @@ type pending struct {
 	last  time.Time
 	ready bool // the writer closed the file: settle without waiting
 	named bool // some fact came with a pid (fanotify)
+	// modifier is the first process the identifier-mode group saw change
+	// the file's content (FAN_MODIFY: a write or a truncation, by any of
+	// its names). It names a change no other event did: a truncate(2).
+	modifier fact
 	// checkout: a process of the checkout wrote the path: its writes
 	// build the baseline, so nothing about the path is reported.
 	checkout bool
@@ -107,9 +111,6 @@ type tracker struct {
 	grace       time.Duration // quiet time when only pid-less facts arrived and fanotify runs
 	naming      bool          // fanotify runs: pid-less facts may still be joined by named ones
 	now         func() time.Time
-	// truncator names who truncated idx by path around at (see
-	// Config.PathTruncator); nil: nobody can.
-	truncator func(idx int32, at time.Time) (event.Process, bool)
 	// checkout says whether a process belongs to the checkout, whose
 	// writes build the baseline (Config.Checkout); nil: none does.
 	checkout func(event.Process) bool
@@ -218,6 +219,23 @@ func (t *tracker) addInferred(idx int32, proc event.Process, at time.Time, size 
 	p.last = t.now()
 }
 
+// modified records that proc changed the content of baseline file idx,
+// as the identifier-mode fanotify group saw it: that group gets FAN_MODIFY
+// for a truncation too (a descriptor-mode group gets none: the kernel has
+// no path to open for it), through whatever name the file was reached by
+// (a symlink, a hard link elsewhere, /proc/PID/cwd, a container's mount),
+// but cannot tell a write from a truncation. resolve names with it a
+// change that no other event named (nameTruncation).
+func (t *tracker) modified(idx int32, proc event.Process, at time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p := t.get(idx)
+	if m := &p.modifier; !m.set || (m.proc.PID == 0 && proc.PID != 0) {
+		*m = fact{set: true, at: at, proc: proc}
+	}
+	p.last = t.now()
+}
+
 // addTree records a fact for every baseline file under the directory idx
 // (a directory renamed away takes its files with it).
 func (t *tracker) addTree(dir int32, k factKind, proc event.Process, at time.Time) {
@@ -284,7 +302,7 @@ func (t *tracker) settleDue(all bool) {
 	var ps []*pending
 	for idx, p := range t.pend {
 		wait := t.settle
-		if t.naming && !p.named {
+		if t.naming && !p.named && !p.modifier.set {
 			wait = t.grace
 		}
 		if all || p.ready || now.Sub(p.last) >= wait {
@@ -335,7 +353,7 @@ func (t *tracker) resolve(idx int32, p *pending, now time.Time, all bool) {
 	prev, decidedBefore := t.decided[idx]
 	t.decided[idx] = state
 	t.mu.Unlock()
-	if decidedBefore && prev == state && !p.named && !p.checkout {
+	if decidedBefore && prev == state && !p.named && !p.modifier.set && !p.checkout {
 		// The path is as it was when it was last decided, and nothing
 		// named a process since: these are late pid-less copies of what
 		// was decided then (inotify's events for a change fanotify
@@ -365,25 +383,31 @@ func (t *tracker) resolve(idx int32, p *pending, now time.Time, all bool) {
 	}
 }
 
-// nameTruncation turns a change only inotify saw (no process) into a
-// truncation by the process that truncated the path by path then, if
-// t.truncator knows one: truncate(2) is the change that opens nothing, so
-// no fanotify event names it. A checkout's truncation builds the baseline.
+// nameTruncation names a change that no event with a pid explained (one
+// only inotify saw, or none did: a hard link outside the watched
+// directories) after the process the identifier-mode group saw modify the
+// file: a change with no write(2) or open behind it is a truncate(2). A
+// checkout's truncation builds the baseline.
 func (t *tracker) nameTruncation(idx int32, p *pending) {
-	f := p.facts[factChanged]
-	if t.truncator == nil || p.named || !f.set {
+	m := p.modifier
+	if p.named || !m.set || m.proc.PID == 0 {
 		return
 	}
-	proc, ok := t.truncator(idx, f.at)
-	if !ok {
-		return
+	for _, k := range []factKind{factWrite, factTruncate, factUnlink, factAway, factReplace} {
+		if p.facts[k].set {
+			return
+		}
 	}
-	if t.checkout != nil && t.checkout(proc) {
+	if t.checkout != nil && t.checkout(m.proc) {
 		p.checkout = true
 		return
 	}
+	at := m.at
+	if f := p.facts[factChanged]; f.set && f.at.Before(at) {
+		at = f.at
+	}
 	p.facts[factChanged] = fact{}
-	p.facts[factTruncate] = fact{set: true, at: f.at, proc: proc}
+	p.facts[factTruncate] = fact{set: true, at: at, proc: m.proc}
 	p.named = true
 }
 
@@ -430,6 +454,9 @@ func (p *pending) merge(q *pending) {
 		p.size = q.size
 	}
 	p.named = p.named || q.named
+	if m := q.modifier; m.set && (!p.modifier.set || (p.modifier.proc.PID == 0 && m.proc.PID != 0)) {
+		p.modifier = m
+	}
 	if q.last.After(p.last) {
 		p.last = q.last
 	}

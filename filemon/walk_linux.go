@@ -242,16 +242,21 @@ func (w *walker) armDir(fd int, rel, abs string) {
 			w.fail(fmt.Errorf("fanotify mark %q: %w", abs, err))
 		}
 	}
+	key, fsid, err := dirKey(fd)
+	if err == nil {
+		if err := f.noteMount(fsid, fd); err != nil {
+			w.fail(fmt.Errorf("%q: %w", abs, err))
+		}
+	}
 	if f.dirs < 0 {
+		return
+	}
+	if err != nil {
+		w.fail(fmt.Errorf("%q: %w", abs, err))
 		return
 	}
 	if err := f.markDir(fd); err != nil {
 		w.fail(fmt.Errorf("fanotify mark directory %q: %w", abs, err))
-		return
-	}
-	key, err := dirKey(fd)
-	if err != nil {
-		w.fail(fmt.Errorf("%q: %w", abs, err))
 		return
 	}
 	w.mu.Lock()
@@ -260,16 +265,17 @@ func (w *walker) armDir(fd int, rel, abs string) {
 }
 
 // dirKey returns the fanotify key (fsid, handle) of the directory open as
-// fd, as fanotify.AppendKey builds it from an event.
-func dirKey(fd int) (string, error) {
+// fd, as fanotify.AppendKey builds it from an event, and its file system's
+// id.
+func dirKey(fd int) (key string, fsid uint64, err error) {
 	h, _, err := unix.NameToHandleAt(fd, "", unix.AT_EMPTY_PATH)
 	if err != nil {
-		return "", fmt.Errorf("file handle: %w", err)
+		return "", 0, fmt.Errorf("file handle: %w", err)
 	}
 	var sfs unix.Statfs_t
 	if err := unix.Fstatfs(fd, &sfs); err != nil {
-		return "", fmt.Errorf("statfs: %w", err)
+		return "", 0, fmt.Errorf("statfs: %w", err)
 	}
-	fsid := uint64(uint32(sfs.Fsid.Val[0])) | uint64(uint32(sfs.Fsid.Val[1]))<<32
-	return fanotify.HandleKey(fsid, h.Type(), h.Bytes()), nil
+	fsid = uint64(uint32(sfs.Fsid.Val[0])) | uint64(uint32(sfs.Fsid.Val[1]))<<32
+	return fanotify.HandleKey(fsid, h.Type(), h.Bytes()), fsid, nil
 }

@@ -78,16 +78,6 @@ type lineageLinTask struct {
 	Cgroup uint64
 }
 
-type lineageLinTruncate struct {
-	_       structs.HostLayout
-	Task    lineageLinTask
-	CwdDev  uint64
-	CwdIno  uint64
-	PathLen uint32
-	Pad     uint32
-	Path    [256]int8
-}
-
 type lineageSkOwner struct {
 	_     structs.HostLayout
 	Owner lineageLinOwner
@@ -98,36 +88,32 @@ type lineageSkOwner struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	lineageMapAcceptring       = "acceptring"
-	lineageMapCounts           = "counts"
-	lineageMapEvents           = "events"
-	lineageMapExecScratch      = "exec_scratch"
-	lineageMapFlowring         = "flowring"
-	lineageMapLocals           = "locals"
-	lineageMapSkOwners         = "sk_owners"
-	lineageMapTruncating       = "truncating"
-	lineageProgOnConnect4      = "on_connect4"
-	lineageProgOnConnect6      = "on_connect6"
-	lineageProgOnEgress        = "on_egress"
-	lineageProgOnExec          = "on_exec"
-	lineageProgOnExit          = "on_exit"
-	lineageProgOnFib4          = "on_fib4"
-	lineageProgOnFib6          = "on_fib6"
-	lineageProgOnFork          = "on_fork"
-	lineageProgOnSend          = "on_send"
-	lineageProgOnSendmsg4      = "on_sendmsg4"
-	lineageProgOnSendmsg6      = "on_sendmsg6"
-	lineageProgOnSockCreate    = "on_sock_create"
-	lineageProgOnSockops       = "on_sockops"
-	lineageProgOnTruncateEnter = "on_truncate_enter"
-	lineageProgOnTruncateExit  = "on_truncate_exit"
-	lineageVarAcceptMark       = "accept_mark"
-	lineageVarDnsPort          = "dns_port"
-	lineageVarTcpCurrent       = "tcp_current"
-	lineageVarUnusedAccept     = "unused_accept"
-	lineageVarUnusedExec       = "unused_exec"
-	lineageVarUnusedFlowrec    = "unused_flowrec"
-	lineageVarUnusedTruncate   = "unused_truncate"
+	lineageMapAcceptring    = "acceptring"
+	lineageMapCounts        = "counts"
+	lineageMapEvents        = "events"
+	lineageMapExecScratch   = "exec_scratch"
+	lineageMapFlowring      = "flowring"
+	lineageMapLocals        = "locals"
+	lineageMapSkOwners      = "sk_owners"
+	lineageProgOnConnect4   = "on_connect4"
+	lineageProgOnConnect6   = "on_connect6"
+	lineageProgOnEgress     = "on_egress"
+	lineageProgOnExec       = "on_exec"
+	lineageProgOnExit       = "on_exit"
+	lineageProgOnFib4       = "on_fib4"
+	lineageProgOnFib6       = "on_fib6"
+	lineageProgOnFork       = "on_fork"
+	lineageProgOnSend       = "on_send"
+	lineageProgOnSendmsg4   = "on_sendmsg4"
+	lineageProgOnSendmsg6   = "on_sendmsg6"
+	lineageProgOnSockCreate = "on_sock_create"
+	lineageProgOnSockops    = "on_sockops"
+	lineageVarAcceptMark    = "accept_mark"
+	lineageVarDnsPort       = "dns_port"
+	lineageVarTcpCurrent    = "tcp_current"
+	lineageVarUnusedAccept  = "unused_accept"
+	lineageVarUnusedExec    = "unused_exec"
+	lineageVarUnusedFlowrec = "unused_flowrec"
 )
 
 // loadLineage returns the embedded CollectionSpec for lineage.
@@ -172,21 +158,19 @@ type lineageSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lineageProgramSpecs struct {
-	OnConnect4      *ebpf.ProgramSpec `ebpf:"on_connect4"`
-	OnConnect6      *ebpf.ProgramSpec `ebpf:"on_connect6"`
-	OnEgress        *ebpf.ProgramSpec `ebpf:"on_egress"`
-	OnExec          *ebpf.ProgramSpec `ebpf:"on_exec"`
-	OnExit          *ebpf.ProgramSpec `ebpf:"on_exit"`
-	OnFib4          *ebpf.ProgramSpec `ebpf:"on_fib4"`
-	OnFib6          *ebpf.ProgramSpec `ebpf:"on_fib6"`
-	OnFork          *ebpf.ProgramSpec `ebpf:"on_fork"`
-	OnSend          *ebpf.ProgramSpec `ebpf:"on_send"`
-	OnSendmsg4      *ebpf.ProgramSpec `ebpf:"on_sendmsg4"`
-	OnSendmsg6      *ebpf.ProgramSpec `ebpf:"on_sendmsg6"`
-	OnSockCreate    *ebpf.ProgramSpec `ebpf:"on_sock_create"`
-	OnSockops       *ebpf.ProgramSpec `ebpf:"on_sockops"`
-	OnTruncateEnter *ebpf.ProgramSpec `ebpf:"on_truncate_enter"`
-	OnTruncateExit  *ebpf.ProgramSpec `ebpf:"on_truncate_exit"`
+	OnConnect4   *ebpf.ProgramSpec `ebpf:"on_connect4"`
+	OnConnect6   *ebpf.ProgramSpec `ebpf:"on_connect6"`
+	OnEgress     *ebpf.ProgramSpec `ebpf:"on_egress"`
+	OnExec       *ebpf.ProgramSpec `ebpf:"on_exec"`
+	OnExit       *ebpf.ProgramSpec `ebpf:"on_exit"`
+	OnFib4       *ebpf.ProgramSpec `ebpf:"on_fib4"`
+	OnFib6       *ebpf.ProgramSpec `ebpf:"on_fib6"`
+	OnFork       *ebpf.ProgramSpec `ebpf:"on_fork"`
+	OnSend       *ebpf.ProgramSpec `ebpf:"on_send"`
+	OnSendmsg4   *ebpf.ProgramSpec `ebpf:"on_sendmsg4"`
+	OnSendmsg6   *ebpf.ProgramSpec `ebpf:"on_sendmsg6"`
+	OnSockCreate *ebpf.ProgramSpec `ebpf:"on_sock_create"`
+	OnSockops    *ebpf.ProgramSpec `ebpf:"on_sockops"`
 }
 
 // lineageMapSpecs contains maps before they are loaded into the kernel.
@@ -200,20 +184,18 @@ type lineageMapSpecs struct {
 	Flowring    *ebpf.MapSpec `ebpf:"flowring"`
 	Locals      *ebpf.MapSpec `ebpf:"locals"`
 	SkOwners    *ebpf.MapSpec `ebpf:"sk_owners"`
-	Truncating  *ebpf.MapSpec `ebpf:"truncating"`
 }
 
 // lineageVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lineageVariableSpecs struct {
-	AcceptMark     *ebpf.VariableSpec `ebpf:"accept_mark"`
-	DnsPort        *ebpf.VariableSpec `ebpf:"dns_port"`
-	TcpCurrent     *ebpf.VariableSpec `ebpf:"tcp_current"`
-	UnusedAccept   *ebpf.VariableSpec `ebpf:"unused_accept"`
-	UnusedExec     *ebpf.VariableSpec `ebpf:"unused_exec"`
-	UnusedFlowrec  *ebpf.VariableSpec `ebpf:"unused_flowrec"`
-	UnusedTruncate *ebpf.VariableSpec `ebpf:"unused_truncate"`
+	AcceptMark    *ebpf.VariableSpec `ebpf:"accept_mark"`
+	DnsPort       *ebpf.VariableSpec `ebpf:"dns_port"`
+	TcpCurrent    *ebpf.VariableSpec `ebpf:"tcp_current"`
+	UnusedAccept  *ebpf.VariableSpec `ebpf:"unused_accept"`
+	UnusedExec    *ebpf.VariableSpec `ebpf:"unused_exec"`
+	UnusedFlowrec *ebpf.VariableSpec `ebpf:"unused_flowrec"`
 }
 
 // lineageObjects contains all objects after they have been loaded into the kernel.
@@ -243,7 +225,6 @@ type lineageMaps struct {
 	Flowring    *ebpf.Map `ebpf:"flowring"`
 	Locals      *ebpf.Map `ebpf:"locals"`
 	SkOwners    *ebpf.Map `ebpf:"sk_owners"`
-	Truncating  *ebpf.Map `ebpf:"truncating"`
 }
 
 func (m *lineageMaps) Close() error {
@@ -255,7 +236,6 @@ func (m *lineageMaps) Close() error {
 		m.Flowring,
 		m.Locals,
 		m.SkOwners,
-		m.Truncating,
 	)
 }
 
@@ -263,34 +243,31 @@ func (m *lineageMaps) Close() error {
 //
 // It can be passed to loadLineageObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lineageVariables struct {
-	AcceptMark     *ebpf.Variable `ebpf:"accept_mark"`
-	DnsPort        *ebpf.Variable `ebpf:"dns_port"`
-	TcpCurrent     *ebpf.Variable `ebpf:"tcp_current"`
-	UnusedAccept   *ebpf.Variable `ebpf:"unused_accept"`
-	UnusedExec     *ebpf.Variable `ebpf:"unused_exec"`
-	UnusedFlowrec  *ebpf.Variable `ebpf:"unused_flowrec"`
-	UnusedTruncate *ebpf.Variable `ebpf:"unused_truncate"`
+	AcceptMark    *ebpf.Variable `ebpf:"accept_mark"`
+	DnsPort       *ebpf.Variable `ebpf:"dns_port"`
+	TcpCurrent    *ebpf.Variable `ebpf:"tcp_current"`
+	UnusedAccept  *ebpf.Variable `ebpf:"unused_accept"`
+	UnusedExec    *ebpf.Variable `ebpf:"unused_exec"`
+	UnusedFlowrec *ebpf.Variable `ebpf:"unused_flowrec"`
 }
 
 // lineagePrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadLineageObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lineagePrograms struct {
-	OnConnect4      *ebpf.Program `ebpf:"on_connect4"`
-	OnConnect6      *ebpf.Program `ebpf:"on_connect6"`
-	OnEgress        *ebpf.Program `ebpf:"on_egress"`
-	OnExec          *ebpf.Program `ebpf:"on_exec"`
-	OnExit          *ebpf.Program `ebpf:"on_exit"`
-	OnFib4          *ebpf.Program `ebpf:"on_fib4"`
-	OnFib6          *ebpf.Program `ebpf:"on_fib6"`
-	OnFork          *ebpf.Program `ebpf:"on_fork"`
-	OnSend          *ebpf.Program `ebpf:"on_send"`
-	OnSendmsg4      *ebpf.Program `ebpf:"on_sendmsg4"`
-	OnSendmsg6      *ebpf.Program `ebpf:"on_sendmsg6"`
-	OnSockCreate    *ebpf.Program `ebpf:"on_sock_create"`
-	OnSockops       *ebpf.Program `ebpf:"on_sockops"`
-	OnTruncateEnter *ebpf.Program `ebpf:"on_truncate_enter"`
-	OnTruncateExit  *ebpf.Program `ebpf:"on_truncate_exit"`
+	OnConnect4   *ebpf.Program `ebpf:"on_connect4"`
+	OnConnect6   *ebpf.Program `ebpf:"on_connect6"`
+	OnEgress     *ebpf.Program `ebpf:"on_egress"`
+	OnExec       *ebpf.Program `ebpf:"on_exec"`
+	OnExit       *ebpf.Program `ebpf:"on_exit"`
+	OnFib4       *ebpf.Program `ebpf:"on_fib4"`
+	OnFib6       *ebpf.Program `ebpf:"on_fib6"`
+	OnFork       *ebpf.Program `ebpf:"on_fork"`
+	OnSend       *ebpf.Program `ebpf:"on_send"`
+	OnSendmsg4   *ebpf.Program `ebpf:"on_sendmsg4"`
+	OnSendmsg6   *ebpf.Program `ebpf:"on_sendmsg6"`
+	OnSockCreate *ebpf.Program `ebpf:"on_sock_create"`
+	OnSockops    *ebpf.Program `ebpf:"on_sockops"`
 }
 
 func (p *lineagePrograms) Close() error {
@@ -308,8 +285,6 @@ func (p *lineagePrograms) Close() error {
 		p.OnSendmsg6,
 		p.OnSockCreate,
 		p.OnSockops,
-		p.OnTruncateEnter,
-		p.OnTruncateExit,
 	)
 }
 

@@ -112,13 +112,6 @@ func (t *table) find(pid int, at uint64) *Proc {
 	return nil
 }
 
-// changes returns a channel closed at the table's next change.
-func (t *table) changes() <-chan struct{} {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.changed
-}
-
 // get returns a copy of pid's incarnation at the monotonic time at (0: the
 // newest), and a channel closed at the table's next change.
 func (t *table) get(pid int, at uint64) (Proc, bool, <-chan struct{}) {

@@ -42,15 +42,8 @@ type Tracker struct {
 	objs   *lineageObjects
 	sysctl *sysctlwObjects // nil when the kernel refused it
 	links  []link.Link
-	// tpLinks attach the truncate(2) programs; nil when the kernel has
-	// no syscall tracepoints.
-	tpLinks []*tracepointLink
-	// tpClosed is closed once StopTruncations' detach is done (nil: not
-	// begun).
-	tpClosed chan struct{}
-	truncs   truncations
-	rd       *ringbuf.Reader
-	done     chan struct{}
+	rd     *ringbuf.Reader
+	done   chan struct{}
 
 	// flowMu serializes drains of flowRd (the kernel's flow ring) into
 	// flows; a drain never blocks (flowRd's deadline is in the past).
@@ -173,12 +166,6 @@ func (t *Tracker) Start(ctx context.Context) (err error) {
 		}
 		t.links = append(t.links, l)
 	}
-	if tl, err := attachSyscallTracepoints([]string{"sys_enter_truncate", "sys_exit_truncate"},
-		[]*ebpf.Program{p.OnTruncateEnter, p.OnTruncateExit}); err != nil {
-		t.log.Info("lineage: truncations by path are not named", "err", err)
-	} else {
-		t.tpLinks = tl
-	}
 	for _, c := range []struct {
 		prog *ebpf.Program
 		at   ebpf.AttachType
@@ -282,40 +269,6 @@ func (t *Tracker) startSysctl(cg string, opts *ebpf.CollectionOptions) {
 	}
 	t.links = append(t.links, l)
 	t.sysctl = objs
-}
-
-// TruncationWindow is how far from a change's notification the
-// truncate(2) that made it is looked for: before it, as a loaded machine
-// delays the notification's reader; a little after it, as the record is
-// sent when the system call returns.
-const TruncationWindow = 5 * time.Second
-
-// PathTruncator returns the newest truncate(2) of the file at the
-// absolute path abs (its path as given, resolved from the caller's working
-// directory) within TruncationWindow of at, if the kernel recorded it. A
-// miss waits up to wait for the events the kernel has submitted by then.
-func (t *Tracker) PathTruncator(abs string, at time.Time, wait time.Duration) (Truncation, bool) {
-	if !t.Running() {
-		return Truncation{}, false
-	}
-	abs = filepath.Clean(abs)
-	mono := monotonic() - uint64(max(time.Since(at), 0))
-	lo, hi := mono-min(mono, uint64(TruncationWindow)), mono+uint64(time.Second)
-	stat := func(dir string) (uint64, uint64, bool) {
-		var st unix.Stat_t
-		if unix.Stat(dir, &st) != nil {
-			return 0, 0, false
-		}
-		return st.Dev, st.Ino, true
-	}
-	var r Truncation
-	var ok bool
-	t.untilCurrent(wait, 0, func() <-chan struct{} {
-		changed := t.table.changes()
-		r, ok = t.truncs.find(abs, lo, hi, stat)
-		return changed
-	})
-	return r, ok
 }
 
 // SysctlWriter returns the process that last wrote the sysctl name (as
@@ -446,14 +399,6 @@ var taskSize = int(unsafe.Sizeof(lineageLinTask{}))
 // execHead is the part of an exec record before its arguments.
 var execHead = int(unsafe.Offsetof(lineageLinExec{}.Args))
 
-// truncHead is the part of a truncation record before its path.
-var truncHead = int(unsafe.Offsetof(lineageLinTruncate{}.Path))
-
-// kernelDev is the kernel's dev_t (major << 20 | minor) as user space's.
-func kernelDev(d uint64) uint64 {
-	return unix.Mkdev(uint32(d>>20), uint32(d&(1<<20-1)))
-}
-
 func (t *Tracker) handle(b []byte) {
 	if len(b) < taskSize {
 		t.unreadable.Add(1)
@@ -488,20 +433,6 @@ func (t *Tracker) handle(b []byte) {
 		t.table.fork(p)
 	case 3: // LIN_EXIT
 		t.table.exit(p.PID, p.Start, task.Ktime)
-	case 4: // LIN_TRUNCATE, sent as long as its path
-		if len(b) < truncHead {
-			t.unreadable.Add(1)
-			return
-		}
-		var r lineageLinTruncate
-		copy(unsafe.Slice((*byte)(unsafe.Pointer(&r)), unsafe.Sizeof(r)), b)
-		if int(r.PathLen) > min(len(b), int(unsafe.Sizeof(r)))-truncHead {
-			t.unreadable.Add(1)
-			return
-		}
-		t.truncs.add(Truncation{Owner: Owner{PID: p.PID, UID: p.UID, Cgroup: p.Cgroup, At: task.Ktime},
-			Path:   cstr(r.Path[:], int(r.PathLen)),
-			CwdDev: kernelDev(r.CwdDev), CwdIno: r.CwdIno})
 	default:
 		t.unreadable.Add(1)
 	}
@@ -887,42 +818,6 @@ func (t *Tracker) Stats() Stats {
 		Lost: t.unreadable.Load() + t.counted(1, 2, 3)} // LIN_LOST, LIN_FLOWS_LOST, LIN_ACCEPTS_LOST
 }
 
-// StopTruncations begins detaching the truncate(2) programs and returns;
-// Close waits for it. The truncations recorded so far are still answered.
-// A syscall tracepoint's detach waits for the kernel's tasks-trace RCU
-// grace period (measured: 75 ms each, 105 ms for both in parallel), so a
-// caller that is about to stop calls this first, to have that wait
-// overlap the rest of its stopping.
-func (t *Tracker) StopTruncations() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.stopTruncationsLocked()
-}
-
-// stopTruncationsLocked is StopTruncations with t.mu held.
-func (t *Tracker) stopTruncationsLocked() {
-	if t.tpClosed != nil {
-		return
-	}
-	t.tpClosed = make(chan struct{})
-	links := t.tpLinks
-	t.tpLinks = nil
-	go func() {
-		defer close(t.tpClosed)
-		var wg sync.WaitGroup
-		for _, l := range links {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if err := l.Close(); err != nil {
-					t.log.Debug("lineage: detach a truncate(2) program", "err", err)
-				}
-			}()
-		}
-		wg.Wait()
-	}()
-}
-
 // Close detaches the programs and stops reading. Safe to call twice.
 func (t *Tracker) Close() error {
 	t.mu.Lock()
@@ -942,8 +837,6 @@ func (t *Tracker) detach() error {
 		errs = append(errs, l.Close())
 	}
 	t.links = nil
-	t.stopTruncationsLocked()
-	<-t.tpClosed
 	if t.rd != nil {
 		errs = append(errs, t.rd.Close())
 		if t.done != nil {

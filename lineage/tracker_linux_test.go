@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 	"unsafe"
@@ -21,21 +20,21 @@ import (
 
 // startForTest starts a Tracker for the test, or skips when the kernel
 // cannot run it.
-func startForTest(t *testing.T) *Tracker {
+func startForTest(t testing.TB) *Tracker {
 	t.Helper()
 	// ICMPFresh: a loaded machine can take seconds to run a ping.
 	return startConfigForTest(t, Config{ICMPFresh: time.Minute})
 }
 
 // startConfigForTest is startForTest with cfg.
-func startConfigForTest(t *testing.T, cfg Config) *Tracker {
+func startConfigForTest(t testing.TB, cfg Config) *Tracker {
 	t.Helper()
 	return startPathForTest(t, cfg, false)
 }
 
 // startPathForTest is startConfigForTest that can force TCP owners
 // through socket-local storage (tcpStorage).
-func startPathForTest(t *testing.T, cfg Config, tcpStorage bool) *Tracker {
+func startPathForTest(t testing.TB, cfg Config, tcpStorage bool) *Tracker {
 	t.Helper()
 	testnet.Current(t) // in the test's own namespaces, or skip
 	// The test hosts live behind the internet side of the link; this
@@ -421,69 +420,6 @@ func TestSysctlWriter(t *testing.T) {
 	}
 	if o, ok := tr.SysctlWriter(uint32(st.Ino)+1, "net.ipv4.conf.lo.route_localnet"); ok {
 		t.Errorf("another namespace's record: %+v", o)
-	}
-}
-
-// TestPathTruncator: a truncate(2) by path from a short-lived perl, by an
-// absolute path or one relative to its working directory, is named with
-// that perl after it exited; a truncation through a descriptor (ftruncate,
-// which fanotify names), one that failed, and one of another file are not.
-func TestPathTruncator(t *testing.T) {
-	tr := startForTest(t)
-	dir := t.TempDir()
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range []struct {
-		name, script string
-		cwd          bool // run in dir, the path relative to it
-		nobody       bool // as uid 65534, who may not write the file
-		want         bool
-	}{
-		{"absolute", `truncate($ARGV[0], 1) or die; print $$`, false, false, true},
-		{"relative", `truncate($ARGV[0], 1) or die; print $$`, true, false, true},
-		{"ftruncate", `open(my $f, "+<", $ARGV[0]) or die; truncate($f, 1) or die; print $$`, false, false, false},
-		{"refused", `truncate($ARGV[0], 1) and die; print $$`, false, true, false},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			f := filepath.Join(dir, c.name+".txt")
-			if err := os.WriteFile(f, []byte("aaaa\n"), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			arg := f
-			cmd := exec.Command("perl", "-e", c.script, arg)
-			if c.cwd {
-				cmd.Args[len(cmd.Args)-1], cmd.Dir = "./"+c.name+".txt", dir
-			}
-			if c.nobody {
-				cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-			}
-			at := time.Now()
-			out, err := cmd.Output()
-			if err != nil {
-				t.Fatal(err)
-			}
-			pid, _ := strconv.Atoi(strings.TrimSpace(string(out)))
-			r, ok := tr.PathTruncator(f, at, time.Second)
-			if !c.want {
-				if ok {
-					t.Errorf("PathTruncator = %+v; want no record", r)
-				}
-				return
-			}
-			if !ok || r.Owner.PID != pid || r.Owner.UID != 0 {
-				t.Fatalf("PathTruncator = %+v, %v; want perl, pid %d", r, ok, pid)
-			}
-			if p, ok := tr.Process(r.Owner.PID, r.Owner.At, time.Second); !ok || filepath.Base(p.Exe) != "perl" {
-				t.Errorf("truncator's process %+v, %v; want perl", p, ok)
-			}
-			if r, ok := tr.PathTruncator(f+".other", at, 0); ok {
-				t.Errorf("another file's record: %+v", r)
-			}
-			if r, ok := tr.PathTruncator(f, at.Add(-time.Minute), 0); ok {
-				t.Errorf("a record a minute after the change asked about: %+v", r)
-			}
-		})
 	}
 }
 

@@ -28,9 +28,6 @@ func (l *fakeLineage) LocalOwner(uint8, netip.AddrPort) (lineage.Owner, bool) {
 func (l *fakeLineage) SysctlWriter(uint32, string) (lineage.Owner, bool) {
 	return lineage.Owner{}, false
 }
-func (l *fakeLineage) PathTruncator(string, time.Time, time.Duration) (lineage.Truncation, bool) {
-	return lineage.Truncation{}, false
-}
 
 // TestLineageChainCache: a flow's process is always looked up (its exec
 // shows at once); its parents chain is reused within chainTTL of the time

@@ -41,8 +41,3 @@ func (f *Finder) ForwardedOwner(proto string, local, remote netip.AddrPort) even
 func (f *Finder) SysctlWriter(netns uint32, name string) event.Process {
 	return event.Process{Unknown: "unsupported on this system"}
 }
-
-// PathTruncator never names a truncator on this system.
-func (f *Finder) PathTruncator(abs string, at time.Time) (event.Process, bool) {
-	return event.Process{}, false
-}

@@ -18,7 +18,6 @@ type Lineage interface {
 	FlowOwner(proto uint8, src, dst netip.AddrPort, wait time.Duration) (lineage.Owner, bool)
 	LocalOwner(proto uint8, src netip.AddrPort) (lineage.Owner, bool)
 	SysctlWriter(netns uint32, name string) (lineage.Owner, bool)
-	PathTruncator(abs string, at time.Time, wait time.Duration) (lineage.Truncation, bool)
 }
 
 const (
@@ -148,23 +147,6 @@ func (f *Finder) SysctlWriter(netns uint32, name string) event.Process {
 	p := f.lineageInfo(o.PID, o.At)
 	p.UID = o.UID
 	return p
-}
-
-// PathTruncator returns the process that truncated the file at the
-// absolute path abs by path (truncate(2), which opens nothing for fanotify
-// to name) around the time at, from the kernel's record; false when there
-// is none.
-func (f *Finder) PathTruncator(abs string, at time.Time) (event.Process, bool) {
-	if f.lin == nil {
-		return event.Process{}, false
-	}
-	r, ok := f.lin.PathTruncator(abs, at, tableWait)
-	if !ok || r.Owner.PID <= 0 {
-		return event.Process{}, false
-	}
-	p := f.lineageInfo(r.Owner.PID, r.Owner.At)
-	p.UID = r.Owner.UID
-	return p, true
 }
 
 // chainCache holds a process's parents chain as the table gave it at a

@@ -35,9 +35,6 @@ type FilesConfig struct {
 	Files   []string // relative to Root; default DefaultFiles
 	Emit    event.Emit
 	Process func(pid int) event.Process // required
-	// PathTruncator names who truncated a file by path (filemon.Config);
-	// nil: such a change has no process.
-	PathTruncator func(abs string, at time.Time) (event.Process, bool)
 	// Explain, if set, says more about a change of the file rel (relative
 	// to Root, slash separated), appended to its one report line: e.g.
 	// that a sudoers change gives disable-sudo's user its rights back.
@@ -143,7 +140,7 @@ func WatchFiles(ctx context.Context, cfg FilesConfig) (*Files, error) {
 		return ""
 	}
 	m, err := filemon.New(filemon.Config{Root: cfg.Root, Emit: emit, Process: cfg.Process, Log: cfg.Log, NoOpenGate: true,
-		Steer: steer, PathTruncator: cfg.PathTruncator})
+		Steer: steer})
 	if err != nil {
 		return nil, fmt.Errorf("guard: watch %s: %w", cfg.Root, err)
 	}

@@ -174,7 +174,6 @@ volatile const __u8 tcp_current = 0;
 const struct lin_exec *unused_exec __attribute__((unused));
 const struct lin_flowrec *unused_flowrec __attribute__((unused));
 const struct lin_accept *unused_accept __attribute__((unused));
-const struct lin_truncate *unused_truncate __attribute__((unused));
 
 static __always_inline void count(__u32 i)
 {
@@ -269,81 +268,6 @@ int BPF_PROG(on_exit, struct task_struct *p)
 	fill_task(t, LIN_EXIT, p);
 	count(LIN_PRODUCED);
 	bpf_ringbuf_submit(t, 0);
-	return 0;
-}
-
-/* truncate(2) changes a file by path: it opens nothing, so fanotify
- * reports no process for it and inotify's IN_MODIFY carries no pid. The
- * syscall's entry keeps its path and the caller's working directory here,
- * keyed by thread; its exit sends the record when it succeeded, before the
- * file monitor can have asked (it waits for the table to be current).
- * Syscall tracepoints run only for this syscall: nothing else pays. LRU:
- * a thread held in the call (a FUSE file that never answers) must not
- * keep the next ones from being recorded once 1,024 are. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 1024);
-	__type(key, __u64);
-	__type(value, struct lin_truncate);
-} truncating SEC(".maps");
-
-/* The syscalls:sys_{enter,exit}_truncate records (their format files). */
-struct sys_enter_truncate {
-	__u64 common;
-	__s32 nr;
-	__u32 pad;
-	const char *path;
-	__s64 length;
-};
-
-struct sys_exit_truncate {
-	__u64 common;
-	__s32 nr;
-	__u32 pad;
-	__s64 ret;
-};
-
-SEC("tracepoint/syscalls/sys_enter_truncate")
-int on_truncate_enter(struct sys_enter_truncate *ctx)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	struct lin_truncate z = {};
-	/* Built in place: the record is larger than the BPF stack. */
-	if (bpf_map_update_elem(&truncating, &id, &z, BPF_ANY))
-		return 0;
-	struct lin_truncate *r = bpf_map_lookup_elem(&truncating, &id);
-	if (!r)
-		return 0;
-	struct task_struct *p = (struct task_struct *)bpf_get_current_task();
-	fill_task(&r->task, LIN_TRUNCATE, p);
-	r->task.ppid = 0;
-	long n = bpf_probe_read_user_str(r->path, sizeof(r->path), ctx->path);
-	r->path_len = n > 0 ? n - 1 : 0;
-	struct dentry *cwd = BPF_CORE_READ(p, fs, pwd.dentry);
-	r->cwd_dev = BPF_CORE_READ(cwd, d_sb, s_dev);
-	r->cwd_ino = BPF_CORE_READ(cwd, d_inode, i_ino);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_truncate")
-int on_truncate_exit(struct sys_exit_truncate *ctx)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	struct lin_truncate *r = bpf_map_lookup_elem(&truncating, &id);
-	if (!r)
-		return 0;
-	if (ctx->ret == 0 && r->path_len > 0) {
-		count(LIN_PRODUCED);
-		__u64 len = r->path_len + 1; /* and its NUL */
-		if (len > LIN_FILENAME_MAX)
-			len = LIN_FILENAME_MAX;
-		__u64 size = (__u64)__builtin_offsetof(struct lin_truncate, path) + len;
-		if (bpf_ringbuf_output(&events, r, size, 0)) {
-			uncount(LIN_PRODUCED);
-			count(LIN_LOST);
-		}
-	}
-	bpf_map_delete_elem(&truncating, &id);
 	return 0;
 }
 

@@ -22,7 +22,6 @@ enum lin_kind {
 	LIN_EXEC = 1,
 	LIN_FORK = 2,
 	LIN_EXIT = 3,
-	LIN_TRUNCATE = 4, /* a lin_truncate */
 };
 
 /* lin_task is every process event; exec events carry a lin_exec. */
@@ -42,19 +41,6 @@ struct lin_exec {
 	__u32 args_len;
 	char filename[LIN_FILENAME_MAX];
 	char args[LIN_ARGS_MAX]; /* NUL-separated, cut at LIN_ARGS_MAX */
-};
-
-/* lin_truncate is a truncate(2) that succeeded: the path as the caller
- * gave it, resolved from its working directory (device as the kernel
- * encodes it, major << 20 | minor, and inode) when relative. task.ppid is
- * 0: the process table has the parent. */
-struct lin_truncate {
-	struct lin_task task;
-	__u64 cwd_dev;
-	__u64 cwd_ino;
-	__u32 path_len;
-	__u32 pad;
-	char path[LIN_FILENAME_MAX];
 };
 
 /* lin_owner is who made a socket or last connected/sent on it. */

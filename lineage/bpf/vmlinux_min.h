@@ -39,29 +39,6 @@ struct nsproxy {
 	struct net *net_ns;
 };
 
-typedef __u32 dev_t;
-
-struct super_block {
-	dev_t s_dev;
-};
-
-struct inode {
-	unsigned long i_ino;
-};
-
-struct dentry {
-	struct inode *d_inode;
-	struct super_block *d_sb;
-};
-
-struct path {
-	struct dentry *dentry;
-};
-
-struct fs_struct {
-	struct path pwd;
-};
-
 struct task_struct {
 	pid_t pid;
 	pid_t tgid;
@@ -70,7 +47,6 @@ struct task_struct {
 	struct task_struct *group_leader;
 	struct mm_struct *mm;
 	struct nsproxy *nsproxy;
-	struct fs_struct *fs;
 };
 
 struct linux_binprm {
