@@ -39,8 +39,10 @@ type fan struct {
 	// (int) on it for open_by_handle_at: the modify group reports file
 	// handles, which the reader turns into device and inode.
 	mounts sync.Map
-	wake   int // eventfd: Close asks the reader to drain and stop
-	syncfd int // eventfd: barrier asks the reader to drain and go on
+	// modifyRefused is set once a modify-group mark failed (logged once).
+	modifyRefused atomic.Bool
+	wake          int // eventfd: Close asks the reader to drain and stop
+	syncfd        int // eventfd: barrier asks the reader to drain and go on
 	// barriers are the waiters of barrier, closed once the reader has
 	// read what was queued when they asked.
 	barriers chan chan struct{}
@@ -149,7 +151,17 @@ func (f *fan) markFile(dirfd int, name string) error {
 	if f.modify < 0 {
 		return nil
 	}
-	return unix.FanotifyMark(f.modify, unix.FAN_MARK_ADD|unix.FAN_MARK_DONT_FOLLOW, unix.FAN_MODIFY, dirfd, name)
+	err := unix.FanotifyMark(f.modify, unix.FAN_MARK_ADD|unix.FAN_MARK_DONT_FOLLOW, unix.FAN_MODIFY, dirfd, name)
+	if err != nil && !errors.Is(err, unix.ENOENT) && f.modifyRefused.CompareAndSwap(false, true) {
+		// A file system without file handles (EOPNOTSUPP, EXDEV): its
+		// truncations by path go unnamed; everything else still works.
+		f.log.Warn("filemon: fanotify file identifiers refused: a truncate(2) by path there is reported without its process",
+			"name", name, "err", err)
+	}
+	if errors.Is(err, unix.ENOENT) {
+		return err
+	}
+	return nil
 }
 
 // noteMount keeps a descriptor of the directory open as fd if it is the
