@@ -35,14 +35,18 @@ type fan struct {
 	content int // content group fd
 	dirs    int // directory group fd, -1 when the kernel refused one
 	modify  int // modify group fd, -1 when the kernel refused one
-	// mounts holds, per file system id (uint64), a directory descriptor
-	// (int) on it for open_by_handle_at: the modify group reports file
-	// handles, which the reader turns into device and inode.
+	// mounts holds, per file system id (uint64), the absolute path (string)
+	// of the first directory the walk marked on it: the modify group
+	// reports file handles, which the reader opens relative to it. A path,
+	// not a descriptor: an open descriptor would keep the job from
+	// unmounting a file system mounted inside the workspace.
 	mounts sync.Map
-	// modifyRefused is set once a modify-group mark failed (logged once).
-	modifyRefused atomic.Bool
-	wake          int // eventfd: Close asks the reader to drain and stop
-	syncfd        int // eventfd: barrier asks the reader to drain and go on
+	// modifyRefused is set once a modify-group mark failed (logged once,
+	// and a note after the walk); handleFailed once a handle could not be
+	// opened for a reason other than the file being gone (logged once).
+	modifyRefused, handleFailed atomic.Bool
+	wake                        int // eventfd: Close asks the reader to drain and stop
+	syncfd                      int // eventfd: barrier asks the reader to drain and go on
 	// barriers are the waiters of barrier, closed once the reader has
 	// read what was queued when they asked.
 	barriers chan chan struct{}
@@ -79,6 +83,10 @@ type fan struct {
 type fanSink struct {
 	base *baseline
 	tr   *tracker
+	// handles caches which baseline files a modify-group file handle
+	// (its fanotify key) is: a file written a thousand times is opened by
+	// handle once. The reader's alone.
+	handles map[string][]int32
 }
 
 const (
@@ -153,7 +161,7 @@ func (f *fan) markFile(dirfd int, name string) error {
 	}
 	err := unix.FanotifyMark(f.modify, unix.FAN_MARK_ADD|unix.FAN_MARK_DONT_FOLLOW, unix.FAN_MODIFY, dirfd, name)
 	if err != nil && !errors.Is(err, unix.ENOENT) && f.modifyRefused.CompareAndSwap(false, true) {
-		// A file system without file handles (EOPNOTSUPP, EXDEV): its
+		// A file system without file handles (EOPNOTSUPP, EXDEV, ENODEV): its
 		// truncations by path go unnamed; everything else still works.
 		f.log.Warn("filemon: fanotify file identifiers refused: a truncate(2) by path there is reported without its process",
 			"name", name, "err", err)
@@ -164,24 +172,13 @@ func (f *fan) markFile(dirfd int, name string) error {
 	return nil
 }
 
-// noteMount keeps a descriptor of the directory open as fd if it is the
-// first seen on file system fsid: the modify group's file handles are
-// opened relative to it.
-func (f *fan) noteMount(fsid uint64, fd int) error {
-	if f.modify < 0 {
-		return nil
+// noteMount remembers the directory at abs if it is the first seen on
+// file system fsid: the modify group's file handles are opened relative
+// to it.
+func (f *fan) noteMount(fsid uint64, abs string) {
+	if f.modify >= 0 {
+		f.mounts.LoadOrStore(fsid, abs)
 	}
-	if _, ok := f.mounts.Load(fsid); ok {
-		return nil
-	}
-	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("keep a descriptor on the file system: %w", err)
-	}
-	if _, loaded := f.mounts.LoadOrStore(fsid, dup); loaded {
-		unix.Close(dup)
-	}
-	return nil
 }
 
 // markDir marks the directory open as dirfd.
@@ -319,11 +316,6 @@ func (f *fan) read() {
 				unix.Close(g)
 			}
 		}
-		f.mounts.Range(func(k, v any) bool {
-			unix.Close(v.(int))
-			f.mounts.Delete(k)
-			return true
-		})
 		unix.Close(f.wake)
 		unix.Close(f.syncfd)
 		close(f.done)
@@ -361,12 +353,21 @@ func (f *fan) read() {
 		}
 		// One read per readable group, then poll again: on the gate's path
 		// every syscall counts, and a read that finds nothing is one more.
+		// The modify group first: a write's FAN_MODIFY is queued there
+		// when the content group's is, before its FAN_CLOSE_WRITE, which
+		// may settle the file at once; read after it, the modify event
+		// would open the file again with the change already decided.
+		for i, fn := range groups {
+			if g := int(fds[3+i].Fd); g == f.modify && fds[3+i].Revents != 0 {
+				f.readGroup(g, buf, fn)
+			}
+		}
 		if fds[0].Revents != 0 {
 			f.readGroup(f.content, buf, f.contentEvent)
 		}
 		for i, fn := range groups {
-			if fds[3+i].Revents != 0 {
-				f.readGroup(int(fds[3+i].Fd), buf, fn)
+			if g := int(fds[3+i].Fd); g != f.modify && fds[3+i].Revents != 0 {
+				f.readGroup(g, buf, fn)
 			}
 		}
 	}
@@ -422,11 +423,11 @@ func (f *fan) answerBarriers(buf []byte) {
 // deadline: a workload still busy at Close must not keep it open forever.
 func (f *fan) drain(buf []byte, deadline time.Time) {
 	for {
-		more := f.readGroup(f.content, buf, f.contentEvent)
-		if f.dirs >= 0 && f.readGroup(f.dirs, buf, f.dirEvent) {
+		more := f.modify >= 0 && f.readGroup(f.modify, buf, f.modifyEvent) // first: see read
+		if f.readGroup(f.content, buf, f.contentEvent) {
 			more = true
 		}
-		if f.modify >= 0 && f.readGroup(f.modify, buf, f.modifyEvent) {
+		if f.dirs >= 0 && f.readGroup(f.dirs, buf, f.dirEvent) {
 			more = true
 		}
 		if !more || time.Now().After(deadline) {
@@ -521,7 +522,7 @@ func (f *fan) contentEvent(ev *fanotify.Event) {
 // (by handle) was written or truncated by ev.PID.
 func (f *fan) modifyEvent(ev *fanotify.Event) {
 	if ev.Mask&unix.FAN_Q_OVERFLOW != 0 {
-		f.overflow("fanotify")
+		f.overflow("fanotify (file identifiers)")
 	}
 	if ev.Mask&unix.FAN_MODIFY == 0 || !ev.HasFID || ev.PID == f.self || len(ev.Handle) < 4 {
 		return
@@ -530,30 +531,79 @@ func (f *fan) modifyEvent(ev *fanotify.Event) {
 	if s == nil {
 		return
 	}
-	mfd, ok := f.mounts.Load(ev.FSID)
+	var kb [64]byte
+	key := fanotify.AppendKey(kb[:0], ev.FSID, ev.Handle)
+	idxs, ok := s.handles[string(key)]
 	if !ok {
-		return // not a file system the walk marked anything on
+		var known bool
+		idxs, known = f.baselineFiles(s, ev)
+		if known {
+			if len(s.handles) >= maxHandles {
+				clear(s.handles)
+			}
+			s.handles[string(key)] = idxs
+		}
 	}
-	h := unix.NewFileHandle(int32(binary.LittleEndian.Uint32(ev.Handle)), ev.Handle[4:])
-	fd, err := unix.OpenByHandleAt(mfd.(int), h, unix.O_PATH|unix.O_CLOEXEC)
+	if len(idxs) == 0 {
+		return
+	}
+	var proc event.Process
+	named := false
+	who := func() event.Process {
+		if !named {
+			proc, named = f.procs.at(int(ev.PID)), true
+		}
+		return proc
+	}
+	now := time.Now()
+	for _, idx := range idxs {
+		s.tr.modified(idx, who, now)
+	}
+}
+
+// maxHandles bounds fanSink.handles; past it the cache starts over.
+const maxHandles = 4096
+
+// baselineFiles returns the baseline files that the modify group's event
+// ev names by file handle (more than one for hard links in the baseline),
+// or none; known is false when that could not be found out this time (the
+// answer must not be kept).
+func (f *fan) baselineFiles(s *fanSink, ev *fanotify.Event) (idxs []int32, known bool) {
+	dir, ok := f.mounts.Load(ev.FSID)
+	if !ok {
+		return nil, true // not a file system the walk marked anything on
+	}
+	mfd, err := unix.Open(dir.(string), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0) // not O_PATH: open_by_handle_at refuses one
 	if err != nil {
-		return // gone since (ESTALE): its deletion is an event of its own
+		f.handleError(err)
+		return nil, false
+	}
+	defer unix.Close(mfd)
+	h := unix.NewFileHandle(int32(binary.LittleEndian.Uint32(ev.Handle)), ev.Handle[4:])
+	fd, err := unix.OpenByHandleAt(mfd, h, unix.O_PATH|unix.O_CLOEXEC)
+	if errors.Is(err, unix.ESTALE) {
+		return nil, true // gone since: its deletion is an event of its own
+	}
+	if err != nil {
+		f.handleError(err)
+		return nil, false
 	}
 	var st unix.Stat_t
 	err = unix.Fstat(fd, &st)
 	unix.Close(fd)
 	if err != nil {
-		return
+		return nil, false
 	}
-	now := time.Now()
-	var proc event.Process
-	named := false
-	s.base.lookupIno(st.Dev, st.Ino, func(idx int32) {
-		if !named {
-			proc, named = f.procs.at(int(ev.PID)), true
-		}
-		s.tr.modified(idx, proc, now)
-	})
+	s.base.lookupIno(st.Dev, st.Ino, func(idx int32) { idxs = append(idxs, idx) })
+	return idxs, true
+}
+
+// handleError logs, once, that a modify-group event could not be turned
+// into its file: such a truncate(2) by path is reported without a process.
+func (f *fan) handleError(err error) {
+	if f.handleFailed.CompareAndSwap(false, true) {
+		f.log.Warn("filemon: open a fanotify file handle: a truncate(2) by path may be reported without its process", "err", err)
+	}
 }
 
 // indexClosed hands the file open as fd, just closed after writing, to

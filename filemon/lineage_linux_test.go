@@ -46,6 +46,11 @@ func TestWritersNamedWithoutGate(t *testing.T) {
 		{"mv", "mv", event.Rename, func(f string) string { return "mv " + f + " " + f + ".moved" }},
 		{"sed", "sed", event.Overwrite, func(f string) string { return "sed -i s/a/b/ " + f }},
 		{"truncate", "truncate", event.Truncate, func(f string) string { return "truncate -s 1 " + f }},
+		// A write: the modify group hears of it too, and must not make a
+		// truncation of it when its event is read after the write settled.
+		{"append", "perl", event.Overwrite, func(f string) string {
+			return `perl -e 'open(F, ">>", $ARGV[0]) or die; print F "x"' ` + f
+		}},
 		// truncate(2) by path: no open, so no descriptor-mode fanotify
 		// event; inotify's IN_MODIFY alone has no pid. The rows after it
 		// reach the file by names other than its baseline path.

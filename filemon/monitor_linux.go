@@ -160,7 +160,10 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, opts startOpts) (_
 	if r.fan == nil {
 		r.w.follow, r.w.aliases = true, make(map[string]int32)
 	} else {
-		r.fan.sink.Store(&fanSink{base: r.base, tr: r.tr})
+		r.fan.sink.Store(&fanSink{base: r.base, tr: r.tr, handles: make(map[string][]int32)})
+		if r.fan.modifyRefused.Load() {
+			r.note("warning", "fanotify refused file-identifier marks on part of the workspace (a file system without file handles): a truncate(2) by path there is reported without its process")
+		}
 	}
 	go r.w.run()
 	r.wg.Add(2)

@@ -219,21 +219,30 @@ func (t *tracker) addInferred(idx int32, proc event.Process, at time.Time, size 
 	p.last = t.now()
 }
 
-// modified records that proc changed the content of baseline file idx,
+// modified records that a process (who) changed the content of baseline file idx,
 // as the identifier-mode fanotify group saw it: that group gets FAN_MODIFY
 // for a truncation too (a descriptor-mode group gets none: the kernel has
 // no path to open for it), through whatever name the file was reached by
 // (a symlink, a hard link elsewhere, /proc/PID/cwd, a container's mount),
 // but cannot tell a write from a truncation. resolve names with it a
-// change that no other event named (nameTruncation).
-func (t *tracker) modified(idx int32, proc event.Process, at time.Time) {
+// change that no other event named (nameChange). who is asked only when the modifier is not known yet (a build writing a
+// baseline file a thousand times is one process lookup).
+func (t *tracker) modified(idx int32, who func() event.Process, at time.Time) {
+	t.mu.Lock()
+	p := t.get(idx)
+	p.last = t.now()
+	known := p.modifier.set && p.modifier.proc.PID != 0
+	t.mu.Unlock()
+	if known {
+		return
+	}
+	proc := who() // outside the lock: it may read /proc
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	p := t.get(idx)
+	p = t.get(idx)
 	if m := &p.modifier; !m.set || (m.proc.PID == 0 && proc.PID != 0) {
 		*m = fact{set: true, at: at, proc: proc}
 	}
-	p.last = t.now()
 }
 
 // addTree records a fact for every baseline file under the directory idx
@@ -302,7 +311,9 @@ func (t *tracker) settleDue(all bool) {
 	var ps []*pending
 	for idx, p := range t.pend {
 		wait := t.settle
-		if t.naming && !p.named && !p.modifier.set {
+		if t.naming && !p.named {
+			// The modifier alone does not shorten it: the content
+			// group's events, which tell a write, may still come.
 			wait = t.grace
 		}
 		if all || p.ready || now.Sub(p.last) >= wait {
@@ -328,7 +339,7 @@ func (t *tracker) settleDue(all bool) {
 
 // resolve decides what happened to idx and emits what was not reported yet.
 // A path whose name changed with no event saying how waits (up to the
-// grace period, and not at Close) for that event: the two fanotify groups
+// grace period, and not at Close) for that event: the fanotify groups
 // and inotify deliver in their own order.
 func (t *tracker) resolve(idx int32, p *pending, now time.Time, all bool) {
 	b := &t.base.entries[idx]
@@ -343,7 +354,6 @@ func (t *tracker) resolve(idx int32, p *pending, now time.Time, all bool) {
 		t.mu.Unlock()
 		return
 	}
-	t.nameTruncation(idx, p)
 	state := pathState{exists: ok}
 	if ok {
 		state.st = st
@@ -353,7 +363,9 @@ func (t *tracker) resolve(idx int32, p *pending, now time.Time, all bool) {
 	prev, decidedBefore := t.decided[idx]
 	t.decided[idx] = state
 	t.mu.Unlock()
-	if decidedBefore && prev == state && !p.named && !p.modifier.set && !p.checkout {
+	// Before the modifier names anything: a modify event read after its
+	// write was decided is one of those late copies too.
+	if decidedBefore && prev == state && !p.named && !p.checkout {
 		// The path is as it was when it was last decided, and nothing
 		// named a process since: these are late pid-less copies of what
 		// was decided then (inotify's events for a change fanotify
@@ -361,6 +373,7 @@ func (t *tracker) resolve(idx int32, p *pending, now time.Time, all bool) {
 		// baseline again), not a new change.
 		return
 	}
+	t.nameChange(p)
 	if p.checkout || (drop != nil && drop(b.path)) {
 		// The checkout wrote the path: what it did is the baseline, and
 		// so are the changes seen without a pid (most likely its own).
@@ -383,12 +396,14 @@ func (t *tracker) resolve(idx int32, p *pending, now time.Time, all bool) {
 	}
 }
 
-// nameTruncation names a change that no event with a pid explained (one
-// only inotify saw, or none did: a hard link outside the watched
+// nameChange names a change that no event with a pid explained (one only
+// inotify saw, or none did: through a hard link outside the watched
 // directories) after the process the identifier-mode group saw modify the
-// file: a change with no write(2) or open behind it is a truncate(2). A
-// checkout's truncation builds the baseline.
-func (t *tracker) nameTruncation(idx int32, p *pending) {
+// file: with no write(2) or open behind it, most likely a truncate(2).
+// decide judges the kind by size, as for inotify's own changes, and
+// reports nothing if the content is still the baseline's (touch -m). A
+// checkout's change builds the baseline.
+func (t *tracker) nameChange(p *pending) {
 	m := p.modifier
 	if p.named || !m.set || m.proc.PID == 0 {
 		return
@@ -406,8 +421,7 @@ func (t *tracker) nameTruncation(idx int32, p *pending) {
 	if f := p.facts[factChanged]; f.set && f.at.Before(at) {
 		at = f.at
 	}
-	p.facts[factChanged] = fact{}
-	p.facts[factTruncate] = fact{set: true, at: at, proc: m.proc}
+	p.facts[factChanged] = fact{set: true, at: at, proc: m.proc, inferred: true}
 	p.named = true
 }
 
@@ -506,6 +520,9 @@ func decide(b *entry, st fileStat, exists bool, p *pending, same func() bool) []
 		if fs[factTruncate].set {
 			out = appendOnce(out, emission{event.Truncate, fs[factTruncate]})
 		}
+	case fs[factChanged].set && fs[factChanged].inferred && isSame && st.size == b.size && same():
+		// Named from the modify group alone, and the content is the
+		// baseline's: a change of times only.
 	case fs[factChanged].set:
 		// inotify cannot tell a write from a truncation: judge by size.
 		size := p.size

@@ -244,9 +244,7 @@ func (w *walker) armDir(fd int, rel, abs string) {
 	}
 	key, fsid, err := dirKey(fd)
 	if err == nil {
-		if err := f.noteMount(fsid, fd); err != nil {
-			w.fail(fmt.Errorf("%q: %w", abs, err))
-		}
+		f.noteMount(fsid, abs)
 	}
 	if f.dirs < 0 {
 		return
