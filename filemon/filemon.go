@@ -128,7 +128,10 @@
 //
 // A baseline file written to under another name (after a rename, or through
 // a hard link) is reported under its baseline path. A rename away and back,
-// with no write in between, is not a change and is not reported. Each
+// with no write in between, is not a change and is not reported; but a
+// name that held another file in between (swapped out and back, as
+// SolarWinds' SUNSPOT did around the compiler's read) is reported as an
+// overwrite, though the baseline file is back. Each
 // (path, kind) is reported once, with the first process seen for it: a file
 // written a thousand times by a build is one event. A file may be reported
 // under two kinds when two things happened to it (truncated by one process

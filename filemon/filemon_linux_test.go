@@ -132,6 +132,33 @@ func TestTamper(t *testing.T) {
 			want: []want{{"src/a.txt", event.Delete, "rm", false}},
 		},
 		{
+			// SUNSPOT (SolarWinds): the source is swapped for the attacker's
+			// while the build reads it, and put back after. The original
+			// inode is back at its name, so its own state says nothing.
+			name: "swapped for another file and restored",
+			run: func(t *testing.T, root string) map[string]int {
+				workload(t, root, "sh", "-c", "ln src/a.txt src/.a.keep && printf evil > src/e && mv src/e src/a.txt && cat src/a.txt >/dev/null && mv src/.a.keep src/a.txt")
+				return nil
+			},
+			want: []want{{"src/a.txt", event.Overwrite, "mv", false}},
+		},
+		{
+			name: "moved away, another put there, moved back",
+			run: func(t *testing.T, root string) map[string]int {
+				workload(t, root, "sh", "-c", "mv src/a.txt src/.a.keep && printf evil > src/a.txt && cat src/a.txt >/dev/null && mv src/.a.keep src/a.txt")
+				return nil
+			},
+			want: []want{{"src/a.txt", event.Overwrite, "dash", false}},
+		},
+		{
+			name: "moved away and back",
+			run: func(t *testing.T, root string) map[string]int {
+				workload(t, root, "sh", "-c", "mv src/a.txt src/.a.keep && mv src/.a.keep src/a.txt")
+				return nil
+			},
+			want: nil,
+		},
+		{
 			name: "mv away",
 			run: func(t *testing.T, root string) map[string]int {
 				return map[string]int{"src/a.txt": workload(t, root, "mv", "src/a.txt", "src/moved.txt")}

@@ -49,6 +49,12 @@ type pending struct {
 	last  time.Time
 	ready bool // the writer closed the file: settle without waiting
 	named bool // some fact came with a pid (fanotify)
+	// replaced counts what was put at the baseline name (created or
+	// renamed onto it) by source: [0] events without a pid (inotify),
+	// [1] with one (fanotify), each of which sees every such change once.
+	// Twice or more and the name held something else in between, even if
+	// the baseline file is back now (a swap and a swap back: SUNSPOT).
+	replaced [2]int
 	// modifier is the first process the identifier-mode group saw change
 	// the file's content (FAN_MODIFY: a write or a truncation, by any of
 	// its names). It names a change no other event did: a truncate(2).
@@ -179,6 +185,13 @@ func (t *tracker) add(idx int32, k factKind, proc event.Process, at time.Time, s
 		p.checkout = true
 		p.last = t.now()
 		return
+	}
+	if k == factReplace {
+		src := 0
+		if proc.PID != 0 {
+			src = 1
+		}
+		p.replaced[src]++
 	}
 	f := &p.facts[k]
 	switch {
@@ -468,6 +481,9 @@ func (p *pending) merge(q *pending) {
 		p.size = q.size
 	}
 	p.named = p.named || q.named
+	for i, n := range q.replaced {
+		p.replaced[i] += n
+	}
 	if m := q.modifier; m.set && (!p.modifier.set || (p.modifier.proc.PID == 0 && m.proc.PID != 0)) {
 		p.modifier = m
 	}
@@ -510,6 +526,10 @@ func decide(b *entry, st fileStat, exists bool, p *pending, same func() bool) []
 			out = append(out, emission{event.Rename, fs[factAway]})
 		}
 		out = append(out, emission{event.Overwrite, first(factReplace, factUnlink, factAway)})
+	case max(p.replaced[0], p.replaced[1]) >= 2:
+		// The baseline file is back, but something else was put at its
+		// name in between: whoever read the path then read that.
+		out = append(out, emission{event.Overwrite, fs[factReplace]})
 	}
 	// The baseline file's own content, wherever it is now.
 	switch {
