@@ -93,6 +93,17 @@ func TestTamper(t *testing.T) {
 			want: []want{{"src/a.txt", event.Truncate, "dash", true}},
 		},
 		{
+			// The truncating process hands its descriptor to a child and
+			// exits; the child's close is the last. The truncation is the
+			// parent's (the modify group saw it), not the closer's.
+			name: "truncated, descriptor closed by a child",
+			run: func(t *testing.T, root string) map[string]int {
+				workload(t, root, "sh", "-c", `perl -e '$^F = 10; open(F, "+<", "src/a.txt") or die; truncate(F, 1) or die; exec("sleep", "0.2") if fork() == 0' && sleep 0.5`)
+				return nil
+			},
+			want: []want{{"src/a.txt", event.Truncate, "perl", true}},
+		},
+		{
 			name: "truncate",
 			run: func(t *testing.T, root string) map[string]int {
 				return map[string]int{"src/a.txt": workload(t, root, "truncate", "-s0", "src/a.txt")}

@@ -298,12 +298,23 @@ func (t *tracker) closedWrite(idx int32, size, mtime int64, who func() event.Pro
 	t.last[idx] = sizeTime{size, mtime}
 	p := t.pend[idx]
 	written := p != nil && p.facts[factWrite].set
+	var modifier fact
+	if p != nil {
+		modifier = p.modifier
+	}
 	t.mu.Unlock()
 	if prev != (sizeTime{size, mtime}) && !written {
 		// Shorter: a truncation. Otherwise a change no write(2) announced:
 		// a shared mapping, or a truncation that grew the file.
 		if size < prev.size {
-			t.add(idx, factTruncate, who(), at, size)
+			// The modify group saw the truncating process itself; the
+			// closer may be another (the descriptor passed to a child, or
+			// to an io_uring that a kernel thread closes).
+			if modifier.set && modifier.proc.PID != 0 {
+				t.add(idx, factTruncate, modifier.proc, modifier.at, size)
+			} else {
+				t.add(idx, factTruncate, who(), at, size)
+			}
 		} else {
 			t.addInferred(idx, who(), at, size)
 		}
