@@ -498,19 +498,20 @@ func (f *fan) contentEvent(ev *fanotify.Event) {
 		return proc
 	}
 	mtime := st.Mtim.Sec*1e9 + st.Mtim.Nsec
+	ctime := st.Ctim.Sec*1e9 + st.Ctim.Nsec
 	inBase := false
 	s.base.lookupIno(st.Dev, st.Ino, func(idx int32) {
 		inBase = true
 		if ev.Mask&unix.FAN_MODIFY != 0 {
 			s.tr.add(idx, factWrite, who(), now, st.Size)
-			s.tr.seen(idx, st.Size, mtime)
+			s.tr.seen(idx, st.Size, mtime, ctime)
 		}
 		if ev.Mask&unix.FAN_CLOSE_WRITE != 0 {
 			// A descriptor-mode group gets no FAN_MODIFY for a truncation
 			// (ftruncate, O_TRUNC): the kernel has no path to open for it.
 			// The close still comes: a file that changed since it was last
 			// seen, with no write, was truncated by the process closing it.
-			s.tr.closedWrite(idx, st.Size, mtime, who, now)
+			s.tr.closedWrite(idx, st.Size, mtime, ctime, who, now)
 		}
 	})
 	if !inBase && ev.Mask&unix.FAN_CLOSE_WRITE != 0 && f.onIndexFile != nil && st.Mode&unix.S_IFMT == unix.S_IFREG {

@@ -8,7 +8,7 @@
 // # How it works
 //
 // Start walks the workspace once and records each file's identity and stat
-// data (device, inode, birth time, size, mtime) — the baseline. For a git
+// data (device, inode, birth time, size, mtime, change time) — the baseline. For a git
 // checkout it also takes each clean tracked file's blob id from the index,
 // so a later stat difference can be checked against the content cheaply.
 // Inside a directory named .git only the state git reads as configuration
@@ -122,9 +122,13 @@
 // baseline file and hears of it with the caller's pid, by whatever name
 // the file was reached (a symlink, a hard link outside the root, `../`,
 // /proc/PID/cwd, a container's bind mount); a change no other event named
-// is reported as a truncation by that process. A write through a shared
-// mapping is seen when its process closes the file, or by the final
-// rescan.
+// is judged by size, as inotify's changes are. A write that raises no
+// event at all (through a shared mapping, or Linux AIO) is seen when its
+// process closes the file, by size, mtime or change time (which no one
+// can set back: an mtime restored with utimensat does not hide it), or by
+// the final rescan, where the change time alone counts only for a file
+// whose git blob can then decide (a rename, chmod or new link moves it
+// too).
 //
 // A baseline file written to under another name (after a rename, or through
 // a hard link) is reported under its baseline path. A rename away and back,

@@ -118,7 +118,7 @@ func (in *rebaseInput) carry(b *baseline) {
 		}
 		if j, ok := in.prev.byPath[e.path]; ok {
 			p := in.prev.entries[j]
-			e.size, e.mtime = p.size, p.mtime
+			e.size, e.mtime, e.ctime = p.size, p.mtime, p.ctime
 		}
 	}
 }

@@ -68,6 +68,7 @@ type pending struct {
 type fileStat struct {
 	dev, ino     uint64
 	btime, mtime int64 // ns; btime 0 when the file system does not report it
+	ctime        int64 // ns
 	size         int64
 	mode         uint32 // S_IFMT bits
 }
@@ -159,7 +160,7 @@ type pathState struct {
 	st     fileStat
 }
 
-type sizeTime struct{ size, mtime int64 }
+type sizeTime struct{ size, mtime, ctime int64 }
 
 func (t *tracker) get(idx int32) *pending {
 	p := t.pend[idx]
@@ -276,10 +277,10 @@ func (t *tracker) touch(idx int32) {
 }
 
 // seen records the size and mtime of baseline file idx as an event saw it.
-func (t *tracker) seen(idx int32, size, mtime int64) {
+func (t *tracker) seen(idx int32, size, mtime, ctime int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.last[idx] = sizeTime{size, mtime}
+	t.last[idx] = sizeTime{size, mtime, ctime}
 }
 
 // closedWrite handles the close of baseline file idx by a process that had
@@ -288,14 +289,14 @@ func (t *tracker) seen(idx int32, size, mtime int64) {
 // process changed it: a descriptor-mode fanotify group gets no FAN_MODIFY
 // for a truncation, nor for a write through a shared mapping. A file with a
 // content change pending is ready to settle.
-func (t *tracker) closedWrite(idx int32, size, mtime int64, who func() event.Process, at time.Time) {
+func (t *tracker) closedWrite(idx int32, size, mtime, ctime int64, who func() event.Process, at time.Time) {
 	t.mu.Lock()
 	prev, ok := t.last[idx]
 	if !ok {
 		b := &t.base.entries[idx]
-		prev = sizeTime{b.size, b.mtime}
+		prev = sizeTime{b.size, b.mtime, b.ctime}
 	}
-	t.last[idx] = sizeTime{size, mtime}
+	t.last[idx] = sizeTime{size, mtime, ctime}
 	p := t.pend[idx]
 	written := p != nil && p.facts[factWrite].set
 	var modifier fact
@@ -303,7 +304,9 @@ func (t *tracker) closedWrite(idx int32, size, mtime int64, who func() event.Pro
 		modifier = p.modifier
 	}
 	t.mu.Unlock()
-	if prev != (sizeTime{size, mtime}) && !written {
+	// ctime too: a write through a mapping with the mtime set back
+	// (utimensat) leaves size and mtime as they were.
+	if prev != (sizeTime{size, mtime, ctime}) && !written {
 		// Shorter: a truncation. Otherwise a change no write(2) announced:
 		// a shared mapping, or a truncation that grew the file.
 		if size < prev.size {
@@ -565,7 +568,7 @@ func decide(b *entry, st fileStat, exists bool, p *pending, same func() bool) []
 			op = event.Truncate
 		}
 		out = appendOnce(out, emission{op, fs[factChanged]})
-	case isSame && (st.size != b.size || st.mtime != b.mtime) && !same():
+	case isSame && (st.size != b.size || st.mtime != b.mtime || b.ctimeCounts(st)) && !same():
 		op := event.Overwrite
 		if st.size < b.size {
 			op = event.Truncate

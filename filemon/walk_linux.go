@@ -11,7 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-const statxMask = unix.STATX_TYPE | unix.STATX_MODE | unix.STATX_INO | unix.STATX_SIZE | unix.STATX_MTIME | unix.STATX_BTIME
+const statxMask = unix.STATX_TYPE | unix.STATX_MODE | unix.STATX_INO | unix.STATX_SIZE | unix.STATX_MTIME | unix.STATX_CTIME | unix.STATX_BTIME
 
 // statxAt stats name in dirfd without following a final symlink.
 func statxAt(dirfd int, name string) (fileStat, error) {
@@ -24,6 +24,7 @@ func statxAt(dirfd int, name string) (fileStat, error) {
 		ino:   sx.Ino,
 		size:  int64(sx.Size),
 		mtime: sx.Mtime.Sec*1e9 + int64(sx.Mtime.Nsec),
+		ctime: sx.Ctime.Sec*1e9 + int64(sx.Ctime.Nsec),
 		mode:  uint32(sx.Mode) & modeType,
 	}
 	if sx.Mask&unix.STATX_BTIME != 0 {
@@ -33,7 +34,7 @@ func statxAt(dirfd int, name string) (fileStat, error) {
 }
 
 func (st fileStat) entry(rel string) entry {
-	return entry{path: rel, dev: st.dev, ino: st.ino, size: st.size, mtime: st.mtime, btime: st.btime, mode: st.mode, blob: -1}
+	return entry{path: rel, dev: st.dev, ino: st.ino, size: st.size, mtime: st.mtime, ctime: st.ctime, btime: st.btime, mode: st.mode, blob: -1}
 }
 
 // walkHooks arm the watches as the walk meets things.
