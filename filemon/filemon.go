@@ -1,7 +1,8 @@
 // Package filemon reports tampering with a workspace's pre-existing files:
 // every file that existed when monitoring began and is then overwritten,
 // appended to, truncated, renamed over or away, or deleted is reported once
-// per kind of change as an event.File, with the process that did it. Files
+// per kind of change and program as an event.File, with the process that
+// did it. Files
 // created during the job are never reported. filemon knows nothing of the
 // network policy; it emits records through an event.Emit.
 //
@@ -136,8 +137,11 @@
 // name that held another file in between (swapped out and back, as
 // SolarWinds' SUNSPOT did around the compiler's read) is reported as an
 // overwrite, though the baseline file is back. Each
-// (path, kind) is reported once, with the first process seen for it: a file
-// written a thousand times by a build is one event. A file may be reported
+// (path, kind) is reported once per program, with the first process of it
+// seen: a file written a thousand times by a build is one event, and a
+// benign tool's rewrite does not hide a later one by another program (a
+// change first reported without a program is not reported again with
+// one). A file may be reported
 // under two kinds when two things happened to it (truncated by one process
 // and appended to by another; renamed away and then written). A path
 // already decided is decided again only if its state has changed since,

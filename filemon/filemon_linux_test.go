@@ -413,3 +413,30 @@ func sortedCopy(s []string) []string {
 	}
 	return c
 }
+
+// TestLaterWriterReported: a file a build tool rewrites (reported) and
+// then another program rewrites is reported for both; one report per
+// (path, kind) for the whole job let the first, benign one hide the
+// second. The same program again is not reported twice.
+func TestLaterWriterReported(t *testing.T) {
+	needRoot(t)
+	root := treeForTest(t, baseFiles)
+	m, rec := startForTest(t, Config{Root: root})
+	workload(t, root, "sed", "-i", "s/alpha/ALPHA/", "src/a.txt")
+	time.Sleep(1500 * time.Millisecond) // settled and reported
+	workload(t, root, "sed", "-i", "s/ALPHA/alpha/", "src/a.txt")
+	time.Sleep(1500 * time.Millisecond)
+	workload(t, root, "perl", "-pi", "-e", "s/alpha/evil/", "src/a.txt")
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var progs []string
+	for _, f := range rec.files() {
+		if f.Path == "src/a.txt" && f.Event == event.Overwrite {
+			progs = append(progs, program(f.Process))
+		}
+	}
+	if fmt.Sprint(progs) != "[sed perl]" {
+		t.Errorf("overwrites of src/a.txt reported by %v, want [sed perl]%s", progs, describe(rec.files()))
+	}
+}

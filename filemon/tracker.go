@@ -82,10 +82,15 @@ type emission struct {
 type reportKey struct {
 	path string
 	op   event.FileOp
+	who  string // the program, "" for (path, op) itself
 }
 
 // reportedSet remembers each (path, kind) reported, across the baselines
-// of one Monitor: each is reported once per job. Safe for concurrent use.
+// of one Monitor, and each program reported for it: a (path, kind) is
+// reported once per job and program, so that a benign tool's rewrite of a
+// file does not hide a later one by another program. A change with no
+// program named is reported only if nothing was for that (path, kind).
+// Safe for concurrent use.
 type reportedSet struct {
 	mu sync.Mutex
 	m  map[reportKey]struct{}
@@ -93,14 +98,26 @@ type reportedSet struct {
 
 func newReportedSet() *reportedSet { return &reportedSet{m: make(map[reportKey]struct{})} }
 
-// first records k and says whether it is new.
-func (s *reportedSet) first(k reportKey) bool {
+// first records (path, op) as reported by the program who ("" for none
+// named) and says whether that is new: (path, op) never reported, or
+// reported for other programs only (not one without a program, which may
+// be this very change seen earlier without its pid).
+func (s *reportedSet) first(path string, op event.FileOp, who string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, dup := s.m[k]; dup {
+	pathOp := reportKey{path, op, ""}
+	named := reportKey{path, op, "\x00named"}
+	_, seen := s.m[pathOp]
+	_, seenNamed := s.m[named]
+	s.m[pathOp] = struct{}{}
+	if who == "" {
+		return !seen
+	}
+	k := reportKey{path, op, who}
+	if _, dup := s.m[k]; dup || (seen && !seenNamed) {
 		return false
 	}
-	s.m[k] = struct{}{}
+	s.m[k], s.m[named] = struct{}{}, struct{}{}
 	return true
 }
 
@@ -452,10 +469,18 @@ func (t *tracker) nameChange(p *pending) {
 	p.named = true
 }
 
-// report emits f unless its path and kind were reported already. A change
+// report emits f unless its path and kind were reported already for its
+// program (reportedSet). A change
 // to git's configuration is reported as steering (event.Steer).
 func (t *tracker) report(f event.File) {
-	if !t.reported.first(reportKey{f.Path, f.Event}) {
+	who := ""
+	if identified(f.Process) {
+		who = f.Process.Exe
+		if who == "" {
+			who = f.Process.Cmdline
+		}
+	}
+	if !t.reported.first(f.Path, f.Event, who) {
 		return
 	}
 	t.events.Add(1)
@@ -474,7 +499,7 @@ func (t *tracker) steerCreated(path, why string, proc event.Process, at time.Tim
 	if proc.PID != 0 && t.checkout != nil && t.checkout(proc) {
 		return // the checkout's own: git init writes hooks, checkout writes config
 	}
-	if !t.reported.first(reportKey{path, "created"}) {
+	if !t.reported.first(path, "created", "") {
 		return
 	}
 	t.events.Add(1)
