@@ -66,6 +66,10 @@ func steerGit(rel string) string {
 		return "git refs"
 	case g == "info/attributes":
 		return "git attributes (filters that run on checkout and diff)"
+	case g == "info/grafts":
+		return "git grafts: another history shown for a commit"
+	case g == "objects/info/alternates":
+		return "git alternates: another object store git reads this repository's objects from"
 	case strings.HasPrefix(g, "hooks/"):
 		return "a git hook"
 	case strings.HasPrefix(g, "refs/replace/"):
@@ -79,7 +83,7 @@ func steerGit(rel string) string {
 // above it. The rest is git's own, rewritten in normal use.
 func keepGit(g string, dir bool) bool {
 	if dir {
-		return g == "hooks" || g == "info" || g == "refs" || g == "refs/replace" ||
+		return g == "hooks" || g == "info" || g == "refs" || g == "refs/replace" || g == "objects" || g == "objects/info" ||
 			strings.HasPrefix(g, "hooks/") || strings.HasPrefix(g, "refs/replace/")
 	}
 	return steerGit(".git/"+g) != ""

@@ -49,6 +49,8 @@ func TestSteeringFiles(t *testing.T) {
 		{"git pack-refs --all", ".git/packed-refs", "created"},
 		{"mkdir -p .git/info && echo '* filter=evil' > .git/info/attributes", ".git/info/attributes", "created"},
 		{"git replace HEAD HEAD~1", ".git/refs/replace/", "created"},
+		{"echo /tmp/evil/objects > .git/objects/info/alternates", ".git/objects/info/alternates", "created"},
+		{"echo 0123 > .git/info/grafts", ".git/info/grafts", "created"},
 	} {
 		t.Run(tc.path, func(t *testing.T) {
 			root := treeForTest(t, nil)

@@ -15,6 +15,7 @@ func TestSteerNew(t *testing.T) {
 		{".git/config", true}, {".git/HEAD", true}, {".git/packed-refs", true},
 		{".git/info/attributes", true}, {".git/refs/replace/abc", true}, {".git/refs/replace/abc.lock", false},
 		{".git/index", false}, {".git/refs/heads/main", false}, {".git/objects/ab/cd", false},
+		{".git/objects/info/alternates", true}, {".git/objects/info/packs", false}, {".git/info/grafts", true},
 		{"main.go", false}, {"npmrc", false}, {"workflows/a.yml", false}, {".github/a.yml", false},
 		{"x.git/config", false}, {"sub/.git/config", true},
 	} {
@@ -33,7 +34,8 @@ func TestKeepGit(t *testing.T) {
 		{"config", false, true}, {"HEAD", false, true}, {"packed-refs", false, true}, {"index", false, false},
 		{"hooks", true, true}, {"hooks/pre-commit", false, true}, {"info", true, true}, {"info/attributes", false, true},
 		{"info/exclude", false, false}, {"refs", true, true}, {"refs/heads", true, false}, {"refs/replace", true, true},
-		{"refs/replace/abc", false, true}, {"objects", true, false}, {"logs", true, false},
+		{"refs/replace/abc", false, true}, {"objects", true, true}, {"objects/ab", true, false}, {"objects/pack", true, false},
+		{"objects/info", true, true}, {"objects/info/alternates", false, true}, {"logs", true, false},
 	} {
 		if got := keepGit(tc.g, tc.dir); got != tc.keep {
 			t.Errorf("keepGit(%q, dir=%v) = %v, want %v", tc.g, tc.dir, got, tc.keep)
