@@ -22,7 +22,10 @@ type entry struct {
 	mtime int64 // ns since the epoch
 	// ctime is the inode's change time (ns), which no one can set back:
 	// a write through a mapping or Linux AIO (no fanotify or inotify
-	// event) with the mtime restored still moves it.
+	// event) with the mtime restored still moves it. Compared at a close
+	// after writing only: a rename, chmod, chown or new link moves it too,
+	// and the final rescan cannot tell those from a write for a file git
+	// filters (LFS) or does not track.
 	ctime int64
 	btime int64 // ns; 0 when the file system does not report birth times
 	mode  uint32
@@ -31,11 +34,6 @@ type entry struct {
 
 func (e *entry) isDir() bool { return e.mode&modeType == modeDir }
 
-// ctimeCounts says whether st's change time, alone, makes e worth
-// checking: for a file whose git blob is known, which then decides. A
-// rename, chmod or new link moves the change time too, so for any other
-// file it alone is no sign of a write (the close after one checks it).
-func (e *entry) ctimeCounts(st fileStat) bool { return e.blob >= 0 && st.ctime != e.ctime }
 
 // sameFile says whether st is the file e recorded: same inode, not a
 // recycled inode number (birth time), same type.

@@ -709,6 +709,6 @@ func (f *fan) dirEvent(ev *fanotify.Event) {
 		s.tr.add(idx, factAway, proc, now, -1)
 	}
 	if ev.Mask&(unix.FAN_CREATE|unix.FAN_MOVED_TO) != 0 {
-		s.tr.add(idx, factReplace, proc, now, -1)
+		s.tr.replace(idx, proc, now, true)
 	}
 }

@@ -127,9 +127,9 @@
 // event at all (through a shared mapping, or Linux AIO) is seen when its
 // process closes the file, by size, mtime or change time (which no one
 // can set back: an mtime restored with utimensat does not hide it), or by
-// the final rescan, where the change time alone counts only for a file
-// whose git blob can then decide (a rename, chmod or new link moves it
-// too).
+// the final rescan by size and mtime: there the change time alone is no
+// sign of a write (a rename, chmod, chown or new link moves it too, and a
+// file git filters, such as LFS, cannot be checked against its blob).
 //
 // A baseline file written to under another name (after a rename, or through
 // a hard link) is reported under its baseline path. A rename away and back,

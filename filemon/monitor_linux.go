@@ -249,7 +249,7 @@ func (r *run) rescan() int {
 			continue
 		}
 		st, err := statxAt(unix.AT_FDCWD, r.base.abs(e.path))
-		if err != nil || !e.sameFile(st) || st.size != e.size || st.mtime != e.mtime || e.ctimeCounts(st) {
+		if err != nil || !e.sameFile(st) || st.size != e.size || st.mtime != e.mtime {
 			r.tr.touch(int32(i))
 			n++
 		}

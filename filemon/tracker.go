@@ -2,6 +2,7 @@ package filemon
 
 import (
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,8 +51,8 @@ type pending struct {
 	ready bool // the writer closed the file: settle without waiting
 	named bool // some fact came with a pid (fanotify)
 	// replaced counts what was put at the baseline name (created or
-	// renamed onto it) by source: [0] events without a pid (inotify),
-	// [1] with one (fanotify), each of which sees every such change once.
+	// renamed onto it) by source: [0] inotify, [1] fanotify's directory
+	// group, each of which sees every such change once.
 	// Twice or more and the name held something else in between, even if
 	// the baseline file is back now (a swap and a swap back: SUNSPOT).
 	replaced [2]int
@@ -192,10 +193,19 @@ func (t *tracker) get(idx int32) *pending {
 // when the event was read (content facts), or -1. A fact with a pid replaces
 // an earlier pid-less one of the same kind, keeping the earlier time.
 func (t *tracker) add(idx int32, k factKind, proc event.Process, at time.Time, size int64) {
+	t.addFrom(idx, k, proc, at, size, -1)
+}
+
+// addFrom is add that also counts a replacement (src >= 0: the index into
+// pending.replaced of the source that saw it).
+func (t *tracker) addFrom(idx int32, k factKind, proc event.Process, at time.Time, size int64, src int) {
 	byCheckout := proc.PID != 0 && t.checkout != nil && t.checkout(proc)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	p := t.get(idx)
+	if src >= 0 {
+		p.replaced[src]++
+	}
 	if byCheckout {
 		// Not a fact: the checkout's writes are the baseline. It marks
 		// the path so that the same change seen without a pid is not
@@ -203,13 +213,6 @@ func (t *tracker) add(idx int32, k factKind, proc event.Process, at time.Time, s
 		p.checkout = true
 		p.last = t.now()
 		return
-	}
-	if k == factReplace {
-		src := 0
-		if proc.PID != 0 {
-			src = 1
-		}
-		p.replaced[src]++
 	}
 	f := &p.facts[k]
 	switch {
@@ -228,6 +231,19 @@ func (t *tracker) add(idx int32, k factKind, proc event.Process, at time.Time, s
 		p.size = size
 	}
 	p.last = t.now()
+}
+
+// replace records that something was created or renamed onto the
+// baseline name idx (factReplace), as the source fan (fanotify's directory
+// group) or inotify saw it: each sees every such change once, so their
+// counts tell a swap and a swap back (two) from a rename away and back
+// (one).
+func (t *tracker) replace(idx int32, proc event.Process, at time.Time, fan bool) {
+	src := 0
+	if fan {
+		src = 1
+	}
+	t.addFrom(idx, factReplace, proc, at, -1, src)
 }
 
 // addInferred records a write that no event announced (see fact.inferred).
@@ -330,7 +346,7 @@ func (t *tracker) closedWrite(idx int32, size, mtime, ctime int64, who func() ev
 			// The modify group saw the truncating process itself; the
 			// closer may be another (the descriptor passed to a child, or
 			// to an io_uring that a kernel thread closes).
-			if modifier.set && modifier.proc.PID != 0 {
+			if modifier.set && modifier.proc.PID != 0 && (t.checkout == nil || !t.checkout(modifier.proc)) {
 				t.add(idx, factTruncate, modifier.proc, modifier.at, size)
 			} else {
 				t.add(idx, factTruncate, who(), at, size)
@@ -475,10 +491,7 @@ func (t *tracker) nameChange(p *pending) {
 func (t *tracker) report(f event.File) {
 	who := ""
 	if identified(f.Process) {
-		who = f.Process.Exe
-		if who == "" {
-			who = f.Process.Cmdline
-		}
+		who = programKey(f.Process)
 	}
 	if !t.reported.first(f.Path, f.Event, who) {
 		return
@@ -492,6 +505,18 @@ func (t *tracker) report(f event.File) {
 		return
 	}
 	t.emit(event.Record{File: &f})
+}
+
+// programKey is what tells programs apart for reportedSet: the executable
+// and the first argument, so that two node (or python, sh) scripts are two
+// programs.
+func programKey(p event.Process) string {
+	args := strings.Fields(p.Cmdline)
+	arg := ""
+	if len(args) > 1 {
+		arg = args[1]
+	}
+	return p.Exe + "\x00" + arg
 }
 
 // steerCreated reports a new steering file at path, once.
@@ -593,7 +618,7 @@ func decide(b *entry, st fileStat, exists bool, p *pending, same func() bool) []
 			op = event.Truncate
 		}
 		out = appendOnce(out, emission{op, fs[factChanged]})
-	case isSame && (st.size != b.size || st.mtime != b.mtime || b.ctimeCounts(st)) && !same():
+	case isSame && (st.size != b.size || st.mtime != b.mtime) && !same():
 		op := event.Overwrite
 		if st.size < b.size {
 			op = event.Truncate

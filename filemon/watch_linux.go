@@ -90,7 +90,7 @@ func (w *watcher) event(ev fsnotify.Event) {
 	switch {
 	case ev.Has(fsnotify.Create):
 		if isBase && !base.entries[idx].isDir() {
-			tr.add(idx, factReplace, w.unknown, time.Now(), -1)
+			tr.replace(idx, w.unknown, time.Now(), false)
 		}
 		if !w.follow {
 			return
@@ -100,6 +100,9 @@ func (w *watcher) event(ev fsnotify.Event) {
 			return
 		}
 		if st.mode == modeDir {
+			if (rel == ".git" || strings.HasPrefix(rel, ".git/") || strings.Contains(rel, "/.git/")) && !steerDir(rel) {
+				return // git's own (objects/xx): not followed, a flood of events
+			}
 			w.addTree(ev.Name)
 		} else if !isBase {
 			w.alias(rel, st)
