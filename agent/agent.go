@@ -113,6 +113,8 @@ type Agent struct {
 	stopped bool
 	// runnerPID is the pinned Runner.Worker (0: none found).
 	runnerPID int
+	// post records the runner's children started as a post step.
+	post *postSteps
 
 	smu       sync.Mutex
 	startErrs []string // error notes emitted while Start ran
@@ -197,7 +199,8 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	// Attribution from the kernel's records when it can run them, else
 	// after the fact from sock_diag and /proc (said in the report).
 	start.Attribution, start.AttributionReason = "ebpf", ""
-	if tr, lerr := startLineage(ctx, a.cfg.ResolverPort, a.log); lerr != nil {
+	a.post = newPostSteps(a.runnerPID)
+	if tr, lerr := startLineage(ctx, a.cfg.ResolverPort, a.post.exec, a.log); lerr != nil {
 		start.Attribution, start.AttributionReason = "procfs", lerr.Error()
 		a.log.Info("agent: process attribution from /proc (best effort)", "reason", lerr)
 	} else {
@@ -615,8 +618,9 @@ func (a *Agent) startFiles(ctx context.Context, emit event.Emit) error {
 	// a workspace file needs to wait for us: the open gate is only the
 	// fallback for attribution from /proc.
 	m, err := filemon.New(filemon.Config{Root: a.cfg.Workspace, Emit: emit, Process: a.finder.Info, Log: a.log,
-		NoOpenGate: a.lineage != nil,
-		Checkout:   func(p event.Process) bool { return isCheckout(p, a.runnerPID, procs) }})
+		NoOpenGate:   a.lineage != nil,
+		Checkout:     func(p event.Process) bool { return isCheckout(p, a.runnerPID, procs, a.post) },
+		CheckoutPost: func(p event.Process) bool { return isCheckoutPost(p, a.runnerPID, procs, a.post) }})
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
@@ -762,8 +766,8 @@ func (a *Agent) countUnrecordedAccepts() {
 }
 
 // startLineage starts the kernel-side capture, or says why it cannot run.
-func startLineage(ctx context.Context, dnsPort uint16, log *slog.Logger) (*lineage.Tracker, error) {
-	tr, err := lineage.New(lineage.Config{DNSPort: dnsPort, AcceptMark: firewall.AcceptMarkBit, Log: log})
+func startLineage(ctx context.Context, dnsPort uint16, onExec func(lineage.Proc), log *slog.Logger) (*lineage.Tracker, error) {
+	tr, err := lineage.New(lineage.Config{DNSPort: dnsPort, AcceptMark: firewall.AcceptMarkBit, OnExec: onExec, Log: log})
 	if err != nil {
 		return nil, err
 	}

@@ -40,17 +40,39 @@ type procTable interface {
 // not covered. What the runner hands the checkout (the action's files,
 // the environment earlier steps set with GITHUB_ENV) is trusted: a step
 // that ran before the checkout could have changed the checkout itself.
-func isCheckout(p event.Process, runner int, procs procTable) bool {
+//
+// Checkout's post step is not the checkout (post, postSteps): it runs
+// after every build step, and a build step may have planted the git it
+// runs (GITHUB_PATH) or rewritten its dist/index.js.
+func isCheckout(p event.Process, runner int, procs procTable, post *postSteps) bool {
+	lp, ok := checkoutRoot(p, runner, procs)
+	return ok && !post.has(lp.PID, lp.Start)
+}
+
+// isCheckoutPost says whether p runs under checkout's post step, whose one
+// expected change is to .git/config: it removes the credentials its main
+// step stored there.
+func isCheckoutPost(p event.Process, runner int, procs procTable, post *postSteps) bool {
+	lp, ok := checkoutRoot(p, runner, procs)
+	return ok && post.has(lp.PID, lp.Start)
+}
+
+// checkoutRoot returns the table's record of p's step root if the runner
+// started it on checkout's entry point (see isCheckout).
+func checkoutRoot(p event.Process, runner int, procs procTable) (lineage.Proc, bool) {
 	if procs == nil {
-		return false
+		return lineage.Proc{}, false
 	}
 	root, ok := runnerstep.RootOf(p, runner)
 	if !ok {
-		return false
+		return lineage.Proc{}, false
 	}
 	lp, ok := procs.Process(root.PID, 0, 0)
 	if !ok || !lp.Forked || lp.PPID != runner || lp.Execs != 1 {
-		return false
+		return lineage.Proc{}, false
 	}
-	return path.Base(lp.Exe) == "node" && checkoutEntry.MatchString(lp.Cmdline)
+	if path.Base(lp.Exe) != "node" || !checkoutEntry.MatchString(lp.Cmdline) {
+		return lineage.Proc{}, false
+	}
+	return lp, true
 }

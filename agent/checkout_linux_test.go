@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/harden-runner/harden-runner/event"
+	"github.com/harden-runner/harden-runner/lineage"
 	"github.com/harden-runner/harden-runner/lineage/lineagetest"
 	"github.com/harden-runner/harden-runner/proc"
 	"github.com/harden-runner/harden-runner/runnerstep"
@@ -124,9 +125,87 @@ func TestCheckoutNotForgeable(t *testing.T) {
 				t.Fatalf("the old rule does not take %s %q (root %+v) for the checkout: the attack proves nothing", fromProc.Exe, fromProc.Cmdline, root)
 			}
 			for _, p := range []event.Process{fromProc, finder.Info(pid)} {
-				if got := isCheckout(p, runner, tr); got != tc.want {
+				if got := isCheckout(p, runner, tr, nil); got != tc.want {
 					t.Errorf("isCheckout(pid %d %s %q, parent %d) = %v, want %v", p.PID, p.Exe, p.Cmdline, p.Parents[0].PID, got, tc.want)
 				}
+			}
+		})
+	}
+}
+
+// TestCheckoutPostStepIsNot: the runner starts checkout's post step
+// exactly as its main step, and a build step may have planted the git it
+// runs: the post step (STATE_isPost=true in the environment the runner
+// gives it) is not the checkout, except for its change to .git/config.
+// The old rule took it for the checkout (isCheckout with no postSteps).
+func TestCheckoutPostStepIsNot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the kernel's process table")
+	}
+	runner := os.Getpid()
+	post := newPostSteps(runner)
+	tr := lineagetest.StartConfig(t, lineage.Config{OnExec: post.exec})
+	finder := proc.NewFinder(nil).WithLineage(tr)
+	t.Cleanup(func() { finder.Close() })
+
+	dir := t.TempDir()
+	node := filepath.Join(dir, "node")
+	sh, err := os.ReadFile("/bin/sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(node, sh, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	entry := filepath.Join(dir, "_actions/actions/checkout/v4/dist/index.js")
+	if err := os.MkdirAll(filepath.Dir(entry), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(entry, []byte("read x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name     string
+		env      []string
+		checkout bool // isCheckout
+		isPost   bool // isCheckoutPost
+	}{
+		{"main step", []string{"PATH=/usr/bin:/bin", "STATE_other=1"}, true, false},
+		{"post step", []string{"PATH=/usr/bin:/bin", "STATE_isPost=true"}, false, true},
+		{"a value that only contains the marker", []string{"X=STATE_isPost=true"}, true, false},
+	} {
+		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
+			cmd := exec.Command(node, entry)
+			cmd.Env = tc.env
+			stdin, err := cmd.StdinPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { stdin.Close(); cmd.Wait() })
+			pid := cmd.Process.Pid
+			var p event.Process
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				p = finder.Info(pid)
+				if _, ok := checkoutRoot(p, runner, tr); ok {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("pid %d (%q) never looked like the checkout", pid, p.Cmdline)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			if !isCheckout(p, runner, tr, nil) {
+				t.Fatal("the old rule does not take it for the checkout: the test proves nothing")
+			}
+			if got := isCheckout(p, runner, tr, post); got != tc.checkout {
+				t.Errorf("isCheckout = %v, want %v", got, tc.checkout)
+			}
+			if got := isCheckoutPost(p, runner, tr, post); got != tc.isPost {
+				t.Errorf("isCheckoutPost = %v, want %v", got, tc.isPost)
 			}
 		})
 	}

@@ -55,7 +55,7 @@ func TestIsCheckout(t *testing.T) {
 		if tc.name == "under a Runner.Worker that is not the pinned one" {
 			runner = 11
 		}
-		if got := isCheckout(tc.p, runner, tc.table); got != tc.want {
+		if got := isCheckout(tc.p, runner, tc.table, nil); got != tc.want {
 			t.Errorf("%s: isCheckout = %v, want %v", tc.name, got, tc.want)
 		}
 	}

@@ -34,7 +34,6 @@ type entry struct {
 
 func (e *entry) isDir() bool { return e.mode&modeType == modeDir }
 
-
 // sameFile says whether st is the file e recorded: same inode, not a
 // recycled inode number (birth time), same type.
 func (e *entry) sameFile(st fileStat) bool {

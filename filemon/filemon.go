@@ -211,6 +211,11 @@ type Config struct {
 	// doc). Nil: nothing after Start builds the baseline. It is called on
 	// the event path: it must be fast and safe for concurrent use.
 	Checkout func(event.Process) bool
+	// CheckoutPost says whether a process belongs to the checkout's post
+	// step, whose change to the root's .git/config (it removes the
+	// credentials the checkout stored) is its own and not reported;
+	// anything else it changes is. Nil: none is. Fast, concurrent-safe.
+	CheckoutPost func(event.Process) bool
 	// AllFiles takes every file in a git workspace into the baseline at
 	// Start. By default a workspace whose root holds a git index gets the
 	// tracked files (and .git's configuration) only: untracked files there

@@ -139,6 +139,7 @@ func start(ctx context.Context, cfg Config, log *slog.Logger, opts startOpts) (_
 	r.tr = newTracker(r.base, cfg.Emit, opts.reported)
 	r.tr.naming = r.fan != nil
 	r.tr.checkout = cfg.Checkout
+	r.tr.checkoutPost = cfg.CheckoutPost
 	for _, a := range late {
 		f := event.File{Time: time.Now(), Path: a.path, Event: event.Overwrite, Process: event.Process{
 			Unknown: "changed after the checkout wrote it and before monitoring covered it (" + time.Since(t0).Round(time.Millisecond).String() + "): no event names the writer"}}

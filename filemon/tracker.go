@@ -139,7 +139,10 @@ type tracker struct {
 	// checkout says whether a process belongs to the checkout, whose
 	// writes build the baseline (Config.Checkout); nil: none does.
 	checkout func(event.Process) bool
-	reported *reportedSet
+	// checkoutPost says whether a process belongs to the checkout's post
+	// step (Config.CheckoutPost): its change to .git/config is its own.
+	checkoutPost func(event.Process) bool
+	reported     *reportedSet
 
 	mu   sync.Mutex
 	pend map[int32]*pending
@@ -199,7 +202,7 @@ func (t *tracker) add(idx int32, k factKind, proc event.Process, at time.Time, s
 // addFrom is add that also counts a replacement (src >= 0: the index into
 // pending.replaced of the source that saw it).
 func (t *tracker) addFrom(idx int32, k factKind, proc event.Process, at time.Time, size int64, src int) {
-	byCheckout := proc.PID != 0 && t.checkout != nil && t.checkout(proc)
+	byCheckout := t.byCheckout(t.base.entries[idx].path, proc)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	p := t.get(idx)
@@ -249,7 +252,7 @@ func (t *tracker) replace(idx int32, proc event.Process, at time.Time, fan bool)
 // addInferred records a write that no event announced (see fact.inferred).
 // A write an event announced wins over it.
 func (t *tracker) addInferred(idx int32, proc event.Process, at time.Time, size int64) {
-	byCheckout := proc.PID != 0 && t.checkout != nil && t.checkout(proc)
+	byCheckout := t.byCheckout(t.base.entries[idx].path, proc)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	p := t.get(idx)
@@ -346,7 +349,7 @@ func (t *tracker) closedWrite(idx int32, size, mtime, ctime int64, who func() ev
 			// The modify group saw the truncating process itself; the
 			// closer may be another (the descriptor passed to a child, or
 			// to an io_uring that a kernel thread closes).
-			if modifier.set && modifier.proc.PID != 0 && (t.checkout == nil || !t.checkout(modifier.proc)) {
+			if modifier.set && modifier.proc.PID != 0 && !t.byCheckout(t.base.entries[idx].path, modifier.proc) {
 				t.add(idx, factTruncate, modifier.proc, modifier.at, size)
 			} else {
 				t.add(idx, factTruncate, who(), at, size)
@@ -433,7 +436,7 @@ func (t *tracker) resolve(idx int32, p *pending, now time.Time, all bool) {
 		// baseline again), not a new change.
 		return
 	}
-	t.nameChange(p)
+	t.nameChange(idx, p)
 	if p.checkout || (drop != nil && drop(b.path)) {
 		// The checkout wrote the path: what it did is the baseline, and
 		// so are the changes seen without a pid (most likely its own).
@@ -463,7 +466,7 @@ func (t *tracker) resolve(idx int32, p *pending, now time.Time, all bool) {
 // decide judges the kind by size, as for inotify's own changes, and
 // reports nothing if the content is still the baseline's (touch -m). A
 // checkout's change builds the baseline.
-func (t *tracker) nameChange(p *pending) {
+func (t *tracker) nameChange(idx int32, p *pending) {
 	m := p.modifier
 	if p.named || !m.set || m.proc.PID == 0 {
 		return
@@ -473,7 +476,7 @@ func (t *tracker) nameChange(p *pending) {
 			return
 		}
 	}
-	if t.checkout != nil && t.checkout(m.proc) {
+	if t.byCheckout(t.base.entries[idx].path, m.proc) {
 		p.checkout = true
 		return
 	}
@@ -507,6 +510,18 @@ func (t *tracker) report(f event.File) {
 	t.emit(event.Record{File: &f})
 }
 
+// byCheckout says whether proc's change to the baseline path rel builds
+// the baseline: the checkout's, or the checkout post step's to .git/config.
+func (t *tracker) byCheckout(rel string, proc event.Process) bool {
+	if proc.PID == 0 {
+		return false
+	}
+	if t.checkout != nil && t.checkout(proc) {
+		return true
+	}
+	return rel == ".git/config" && t.checkoutPost != nil && t.checkoutPost(proc)
+}
+
 // programKey is what tells programs apart for reportedSet: the executable
 // and the first argument, so that two node (or python, sh) scripts are two
 // programs.
@@ -521,7 +536,7 @@ func programKey(p event.Process) string {
 
 // steerCreated reports a new steering file at path, once.
 func (t *tracker) steerCreated(path, why string, proc event.Process, at time.Time) {
-	if proc.PID != 0 && t.checkout != nil && t.checkout(proc) {
+	if t.byCheckout(path, proc) {
 		return // the checkout's own: git init writes hooks, checkout writes config
 	}
 	if !t.reported.first(path, "created", "") {

@@ -309,3 +309,40 @@ func FuzzParseStatusUID(f *testing.F) {
 		}
 	})
 }
+
+// TestCheckoutPostChangesOnlyGitConfig: the checkout's post step removes
+// the credentials its main step stored in .git/config, its own change;
+// anything else it writes is reported like any step's.
+func TestCheckoutPostChangesOnlyGitConfig(t *testing.T) {
+	base := &baseline{root: "/w", entries: []entry{
+		{path: "", mode: modeDir, blob: -1},
+		{path: ".git", mode: modeDir, blob: -1},
+		{path: ".git/config", dev: 1, ino: 2, size: 10, mtime: 1, mode: modeReg, blob: -1},
+		{path: "main.go", dev: 1, ino: 3, size: 10, mtime: 1, mode: modeReg, blob: -1},
+	}}
+	base.build(nil)
+	var got []string
+	tr := newTracker(base, func(r event.Record) {
+		switch {
+		case r.File != nil:
+			got = append(got, string(r.File.Event)+" "+r.File.Path)
+		case r.Steer != nil:
+			got = append(got, "steer "+r.Steer.Path)
+		}
+	}, nil)
+	tr.statPath = func(idx int32) (fileStat, bool) {
+		e := base.entries[idx]
+		return fileStat{dev: e.dev, ino: e.ino, size: 20, mtime: 2, mode: modeReg}, true
+	}
+	tr.sameContent = func(int32) bool { return false }
+	post := event.Process{PID: 9, Exe: "/usr/bin/git", Cmdline: "git config --local --unset-all http.https://github.com/.extraheader"}
+	tr.checkoutPost = func(p event.Process) bool { return p.PID == 9 }
+	now := time.Unix(1000, 0)
+	for _, p := range []string{".git/config", "main.go"} {
+		tr.add(base.byPath[p], factWrite, post, now, 20)
+	}
+	tr.settleDue(true)
+	if fmt.Sprint(got) != "[overwrite main.go]" {
+		t.Errorf("reported %v, want [overwrite main.go]", got)
+	}
+}

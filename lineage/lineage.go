@@ -48,6 +48,11 @@ type Config struct {
 	// root cgroup's egress clears it and hands the packet's flow to
 	// OnAccept's function (0: none is attached; see Tracker.AcceptMark).
 	AcceptMark uint32
+	// OnExec, if set, is called with each exec the table records, on the
+	// tracker's reader as the event arrives (within milliseconds of the
+	// exec) and before the table shows it, so that what it learns is
+	// known to whoever finds the exec there: it must not block.
+	OnExec func(Proc)
 	// Log receives diagnostics; nil discards them.
 	Log *slog.Logger
 }

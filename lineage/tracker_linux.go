@@ -428,6 +428,9 @@ func (t *Tracker) handle(b []byte) {
 		fn := cstr(e.Filename[:], int(e.FilenameLen))
 		p.Exe = resolveExe(p.PID, fn)
 		p.Cmdline = joinArgs(bytesOf(e.Args[:], int(e.ArgsLen)))
+		if t.cfg.OnExec != nil {
+			t.cfg.OnExec(p) // before the table shows it: see Config.OnExec
+		}
 		t.table.exec(p)
 	case 2: // LIN_FORK
 		t.table.fork(p)

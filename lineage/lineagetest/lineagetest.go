@@ -17,7 +17,13 @@ import (
 // kernel has no support for the programs.
 func Start(t testing.TB) *lineage.Tracker {
 	t.Helper()
-	tr, err := lineage.New(lineage.Config{})
+	return StartConfig(t, lineage.Config{})
+}
+
+// StartConfig is Start with cfg.
+func StartConfig(t testing.TB, cfg lineage.Config) *lineage.Tracker {
+	t.Helper()
+	tr, err := lineage.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
