@@ -136,7 +136,8 @@
 // with no write in between, is not a change and is not reported; but a
 // name that held another file in between (swapped out and back, as
 // SolarWinds' SUNSPOT did around the compiler's read) is reported as an
-// overwrite, though the baseline file is back. Each
+// overwrite, though the baseline file is back; a directory swapped and
+// swapped back, as an overwrite of every baseline file under it. Each
 // (path, kind) is reported once per program, with the first process of it
 // seen: a file written a thousand times by a build is one event, and a
 // benign tool's rewrite does not hide a later one by another program (a

@@ -196,6 +196,27 @@ func TestTamper(t *testing.T) {
 			want: []want{{"src/a.txt", event.Overwrite, "dash", false}},
 		},
 		{
+			// The same with the whole directory: another src/ while the
+			// build reads it, the original put back after.
+			name: "directory swapped for another and restored",
+			run: func(t *testing.T, root string) map[string]int {
+				workload(t, root, "sh", "-c", "mv src .src.keep && mkdir src && printf evil > src/a.txt && cat src/a.txt >/dev/null && rm -r src && mv .src.keep src")
+				return nil
+			},
+			// Every file under it: each of their paths led to another file
+			// or to none in between.
+			want: []want{{"src/a.txt", event.Overwrite, "mkdir", false}, {"src/b.txt", event.Overwrite, "mkdir", false},
+				{"src/c.txt", event.Overwrite, "mkdir", false}, {"src/deep/d.txt", event.Overwrite, "mkdir", false}},
+		},
+		{
+			name: "directory moved away and back",
+			run: func(t *testing.T, root string) map[string]int {
+				workload(t, root, "sh", "-c", "mv src .src.keep && mv .src.keep src")
+				return nil
+			},
+			want: nil,
+		},
+		{
 			name: "moved away and back",
 			run: func(t *testing.T, root string) map[string]int {
 				workload(t, root, "sh", "-c", "mv src/a.txt src/.a.keep && mv src/.a.keep src/a.txt")

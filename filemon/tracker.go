@@ -249,6 +249,15 @@ func (t *tracker) replace(idx int32, proc event.Process, at time.Time, fan bool)
 	t.addFrom(idx, factReplace, proc, at, -1, src)
 }
 
+// replaceTree is replace for every baseline file under the directory idx:
+// something was created or renamed onto the directory's name, so each of
+// their paths led somewhere else (a directory swapped and swapped back).
+func (t *tracker) replaceTree(dir int32, proc event.Process, at time.Time, fan bool) {
+	for _, idx := range t.base.filesUnder(dir) {
+		t.replace(idx, proc, at, fan)
+	}
+}
+
 // addInferred records a write that no event announced (see fact.inferred).
 // A write an event announced wins over it.
 func (t *tracker) addInferred(idx int32, proc event.Process, at time.Time, size int64) {

@@ -91,6 +91,8 @@ func (w *watcher) event(ev fsnotify.Event) {
 	case ev.Has(fsnotify.Create):
 		if isBase && !base.entries[idx].isDir() {
 			tr.replace(idx, w.unknown, time.Now(), false)
+		} else if isBase {
+			tr.replaceTree(idx, w.unknown, time.Now(), false)
 		}
 		if !w.follow {
 			return
