@@ -700,7 +700,8 @@ func (f *fan) dirEvent(ev *fanotify.Event) {
 		if ev.Mask&unix.FAN_ONDIR != 0 && ev.Mask&unix.FAN_MOVED_FROM != 0 {
 			s.tr.addTree(idx, factAway, proc, now)
 		}
-		if ev.Mask&unix.FAN_ONDIR != 0 && ev.Mask&(unix.FAN_CREATE|unix.FAN_MOVED_TO) != 0 {
+		// Anything put at the name: a directory, or a symlink to one.
+		if ev.Mask&(unix.FAN_CREATE|unix.FAN_MOVED_TO) != 0 {
 			s.tr.replaceTree(idx, proc, now, true)
 		}
 		return

@@ -209,6 +209,15 @@ func TestTamper(t *testing.T) {
 				{"src/c.txt", event.Overwrite, "mkdir", false}, {"src/deep/d.txt", event.Overwrite, "mkdir", false}},
 		},
 		{
+			name: "directory swapped for a symlink and restored",
+			run: func(t *testing.T, root string) map[string]int {
+				workload(t, root, "sh", "-c", "mkdir -p /tmp/hr-evil-$$ && mv src .src.keep && ln -s /tmp/hr-evil-$$ src && ls src/ >/dev/null && rm src && mv .src.keep src && rm -r /tmp/hr-evil-$$")
+				return nil
+			},
+			want: []want{{"src/a.txt", event.Overwrite, "ln", false}, {"src/b.txt", event.Overwrite, "ln", false},
+				{"src/c.txt", event.Overwrite, "ln", false}, {"src/deep/d.txt", event.Overwrite, "ln", false}},
+		},
+		{
 			name: "directory moved away and back",
 			run: func(t *testing.T, root string) map[string]int {
 				workload(t, root, "sh", "-c", "mv src .src.keep && mv .src.keep src")
