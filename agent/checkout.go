@@ -41,20 +41,30 @@ type procTable interface {
 // the environment earlier steps set with GITHUB_ENV) is trusted: a step
 // that ran before the checkout could have changed the checkout itself.
 //
-// Checkout's post step is not the checkout (post, postSteps): it runs
+// Checkout's post step is not the checkout (steps, postSteps): it runs
 // after every build step, and a build step may have planted the git it
-// runs (GITHUB_PATH) or rewritten its dist/index.js.
-func isCheckout(p event.Process, runner int, procs procTable, post *postSteps) bool {
+// runs (GITHUB_PATH) or rewritten its dist/index.js. With steps, only a
+// root recorded as a main step is the checkout; nil steps: the table
+// alone decides.
+func isCheckout(p event.Process, runner int, procs procTable, steps *postSteps) bool {
 	lp, ok := checkoutRoot(p, runner, procs)
-	return ok && !post.has(lp.PID, lp.Start)
+	if !ok || steps == nil {
+		return ok
+	}
+	recorded, post := steps.step(lp.PID, lp.Start)
+	return recorded && !post
 }
 
 // isCheckoutPost says whether p runs under checkout's post step, whose one
 // expected change is to .git/config: it removes the credentials its main
 // step stored there.
-func isCheckoutPost(p event.Process, runner int, procs procTable, post *postSteps) bool {
+func isCheckoutPost(p event.Process, runner int, procs procTable, steps *postSteps) bool {
 	lp, ok := checkoutRoot(p, runner, procs)
-	return ok && post.has(lp.PID, lp.Start)
+	if !ok || steps == nil {
+		return false
+	}
+	recorded, post := steps.step(lp.PID, lp.Start)
+	return recorded && post
 }
 
 // checkoutRoot returns the table's record of p's step root if the runner

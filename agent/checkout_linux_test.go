@@ -207,6 +207,11 @@ func TestCheckoutPostStepIsNot(t *testing.T) {
 			if got := isCheckoutPost(p, runner, tr, post); got != tc.isPost {
 				t.Errorf("isCheckoutPost = %v, want %v", got, tc.isPost)
 			}
+			// Fail closed: a root whose environment was never read (gone
+			// before its exec was handled) is neither.
+			if isCheckout(p, runner, tr, newPostSteps(runner)) || isCheckoutPost(p, runner, tr, newPostSteps(runner)) {
+				t.Error("a root with no record is taken for a checkout step")
+			}
 		})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"os"
+	"path"
 	"strconv"
 	"sync"
 
@@ -18,18 +19,20 @@ var postMarker = []byte("STATE_isPost=true")
 // maxPostSteps bounds postSteps: a job has tens of steps.
 const maxPostSteps = 4096
 
-// postSteps remembers which processes the runner started as an action's
-// post step, read from their environment as the kernel's process table
-// records their exec (lineage.Config.OnExec), within milliseconds: the
-// runner starts checkout's post step exactly as its main step (the same
+// postSteps remembers, for each process the runner started on checkout's
+// entry point, whether it is the main or the post step, read from its
+// environment as the kernel's process table records its exec
+// (lineage.Config.OnExec), within milliseconds: the runner starts
+// checkout's post step exactly as its main step (the same
 // `node …/dist/index.js`), so nothing else tells them apart, and by the
-// time a write of the step's is read the process may be gone. A process
-// that could not be read in time is taken for a main step (as before this
-// existed).
+// time a write of the step's is read the process may be gone. One whose
+// environment could not be read in time is neither: not the checkout (its
+// writes are reported, it rebuilds no baseline). The main step runs for
+// seconds, so a read within milliseconds of its exec does not miss it.
 type postSteps struct {
 	runner int
 	mu     sync.Mutex
-	m      map[procKey]struct{}
+	m      map[procKey]bool // true: the post step
 }
 
 type procKey struct {
@@ -38,34 +41,33 @@ type procKey struct {
 }
 
 func newPostSteps(runner int) *postSteps {
-	return &postSteps{runner: runner, m: make(map[procKey]struct{})}
+	return &postSteps{runner: runner, m: make(map[procKey]bool)}
 }
 
-// exec is lineage.Config.OnExec: it looks at the runner's children only.
+// exec is lineage.Config.OnExec: it reads the environment of the runner's
+// children that run checkout's entry point only.
 func (s *postSteps) exec(p lineage.Proc) {
-	if s == nil || s.runner <= 0 || p.PPID != s.runner {
+	if s == nil || s.runner <= 0 || p.PPID != s.runner || path.Base(p.Exe) != "node" || !checkoutEntry.MatchString(p.Cmdline) {
 		return
 	}
 	env, err := readEnviron(p.PID)
-	if err != nil || !hasEnv(env, postMarker) {
+	if err != nil || len(env) == 0 { // gone (a zombie reads back empty)
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.m) < maxPostSteps {
-		s.m[procKey{p.PID, p.Start}] = struct{}{}
+		s.m[procKey{p.PID, p.Start}] = hasEnv(env, postMarker)
 	}
 }
 
-// has says whether the process pid started at start is a post step.
-func (s *postSteps) has(pid int, start uint64) bool {
-	if s == nil {
-		return false
-	}
+// step says whether the process pid started at start was recorded, and if
+// so whether as the post step.
+func (s *postSteps) step(pid int, start uint64) (recorded, post bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, ok := s.m[procKey{pid, start}]
-	return ok
+	post, recorded = s.m[procKey{pid, start}]
+	return recorded, post
 }
 
 // readEnviron reads /proc/PID/environ (the environment the process was

@@ -253,8 +253,34 @@ func (t *tracker) replace(idx int32, proc event.Process, at time.Time, fan bool)
 // something was created or renamed onto the directory's name, so each of
 // their paths led somewhere else (a directory swapped and swapped back).
 func (t *tracker) replaceTree(dir int32, proc event.Process, at time.Time, fan bool) {
-	for _, idx := range t.base.filesUnder(dir) {
-		t.replace(idx, proc, at, fan)
+	files := t.base.filesUnder(dir)
+	if len(files) == 0 {
+		return
+	}
+	// The checkout question once for the tree, one lock for all of it: a
+	// tree of 100,000 files is one event.
+	co := proc.PID != 0 && t.checkout != nil && t.checkout(proc)
+	src := 0
+	if fan {
+		src = 1
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.now()
+	for _, idx := range files {
+		p := t.get(idx)
+		p.replaced[src]++
+		p.last = now
+		if co {
+			p.checkout = true
+			continue
+		}
+		if f := &p.facts[factReplace]; !f.set || (f.proc.PID == 0 && proc.PID != 0) {
+			*f = fact{set: true, at: at, proc: proc}
+		}
+		if proc.PID != 0 {
+			p.named = true
+		}
 	}
 }
 
