@@ -19,6 +19,32 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// fakeCheckout makes a "node" (a copy of sh) and checkout's entry point
+// under an _actions/actions/checkout/v4/dist directory: `node entry` is a
+// command line the runner would start for the checkout. The "checkout"
+// waits for its stdin to close: it stays the process it was started as (a
+// builtin, no exec).
+func fakeCheckout(t *testing.T) (node, entry string) {
+	t.Helper()
+	dir := t.TempDir()
+	node = filepath.Join(dir, "node")
+	sh, err := os.ReadFile("/bin/sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(node, sh, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	entry = filepath.Join(dir, "_actions/actions/checkout/v4/dist/index.js")
+	if err := os.MkdirAll(filepath.Dir(entry), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(entry, []byte("read x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return node, entry
+}
+
 // TestCheckoutNotForgeable runs the attacks on isCheckout with real
 // processes and the kernel's process table. The test process stands in for
 // the pinned Runner.Worker; "node" is a copy of sh and checkout's entry
@@ -38,24 +64,7 @@ func TestCheckoutNotForgeable(t *testing.T) {
 	procfs := proc.NewFinder(nil)
 	t.Cleanup(func() { procfs.Close() })
 
-	dir := t.TempDir()
-	node := filepath.Join(dir, "node")
-	sh, err := os.ReadFile("/bin/sh")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(node, sh, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	entry := filepath.Join(dir, "_actions/actions/checkout/v4/dist/index.js")
-	if err := os.MkdirAll(filepath.Dir(entry), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	// The "checkout" waits for its stdin to close: it stays the process
-	// it was started as (a builtin, no exec).
-	if err := os.WriteFile(entry, []byte("read x\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	node, entry := fakeCheckout(t)
 	runner := os.Getpid()
 
 	// start runs a step root and returns the pid to ask about: the root,
@@ -148,22 +157,7 @@ func TestCheckoutPostStepIsNot(t *testing.T) {
 	finder := proc.NewFinder(nil).WithLineage(tr)
 	t.Cleanup(func() { finder.Close() })
 
-	dir := t.TempDir()
-	node := filepath.Join(dir, "node")
-	sh, err := os.ReadFile("/bin/sh")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(node, sh, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	entry := filepath.Join(dir, "_actions/actions/checkout/v4/dist/index.js")
-	if err := os.MkdirAll(filepath.Dir(entry), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(entry, []byte("read x\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	node, entry := fakeCheckout(t)
 	for _, tc := range []struct {
 		name     string
 		env      []string
