@@ -304,13 +304,14 @@ func (t *tracker) addInferred(idx int32, proc event.Process, at time.Time, size 
 	p.last = t.now()
 }
 
-// modified records that a process (who) changed the content of baseline file idx,
-// as the identifier-mode fanotify group saw it: that group gets FAN_MODIFY
-// for a truncation too (a descriptor-mode group gets none: the kernel has
-// no path to open for it), through whatever name the file was reached by
-// (a symlink, a hard link elsewhere, /proc/PID/cwd, a container's mount),
-// but cannot tell a write from a truncation. resolve names with it a
-// change that no other event named (nameChange). who is asked only when the modifier is not known yet (a build writing a
+// modified records that a process (who) changed the content of baseline
+// file idx, as the identifier-mode fanotify group saw it: that group gets
+// FAN_MODIFY for a truncation too (a descriptor-mode group gets none: the
+// kernel has no path to open for it), through whatever name the file was
+// reached by (a symlink, a hard link elsewhere, /proc/PID/cwd, a
+// container's mount), but cannot tell a write from a truncation. resolve
+// names with it a change that no other event named (nameChange). who is
+// asked only when the modifier is not known yet (a build writing a
 // baseline file a thousand times is one process lookup).
 func (t *tracker) modified(idx int32, who func() event.Process, at time.Time) {
 	t.mu.Lock()
