@@ -119,6 +119,13 @@ func Parse(name string, data []byte) (*File, error) {
 		default:
 			return fail(n.Line, errors.New(`allowed-endpoints: want a list of "host:port" entries or one string of them`))
 		}
+		// A quoted YAML string may spell a control character as an escape
+		// ("\f"), which the file itself may not hold: refused alike.
+		for i, e := range entries {
+			if j := strings.IndexFunc(e, isControl); j >= 0 {
+				return fail(lines[i], fmt.Errorf("allowed-endpoints: control character %q in an entry", e[j]))
+			}
+		}
 		f.AllowedEndpoints = strings.Join(entries, "\n")
 		eps, err := policy.ParseEndpoints(f.AllowedEndpoints)
 		if err != nil {
@@ -167,4 +174,10 @@ func yamlError(name string, err error) error {
 		errs = append(errs, e)
 	}
 	return errors.Join(errs...)
+}
+
+// isControl reports a control character other than the tab and newline a
+// list of entries may be written with.
+func isControl(r rune) bool {
+	return r != '\t' && r != '\n' && (r < 0x20 || r == 0x7f || r >= 0x80 && r < 0xa0)
 }

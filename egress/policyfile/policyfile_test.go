@@ -54,6 +54,7 @@ func TestParseErrors(t *testing.T) {
 		{"two documents", "egress-policy: block\n---\negress-policy: audit\n", []string{"p.yml", "more than one"}},
 		{"not a mapping", "- a.test\n", []string{"p.yml:1:"}},
 		{"unterminated quote", "egress-policy: 'block\n", []string{"p.yml"}},
+		{"control character escaped in a quoted entry", "allowed-endpoints:\n  - a.test\n  - \"b.test\\f\"\n", []string{"p.yml:3", "control character", `'\f'`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
