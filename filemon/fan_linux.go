@@ -489,14 +489,7 @@ func (f *fan) contentEvent(ev *fanotify.Event) {
 		return
 	}
 	now := time.Now()
-	var proc event.Process
-	named := false
-	who := func() event.Process {
-		if !named {
-			proc, named = f.procs.at(int(ev.PID)), true
-		}
-		return proc
-	}
+	who := f.lazyProc(ev.PID)
 	mtime := st.Mtim.Sec*1e9 + st.Mtim.Nsec
 	ctime := st.Ctim.Sec*1e9 + st.Ctim.Nsec
 	inBase := false
@@ -548,17 +541,23 @@ func (f *fan) modifyEvent(ev *fanotify.Event) {
 	if len(idxs) == 0 {
 		return
 	}
-	var proc event.Process
-	named := false
-	who := func() event.Process {
-		if !named {
-			proc, named = f.procs.at(int(ev.PID)), true
-		}
-		return proc
-	}
+	who := f.lazyProc(ev.PID)
 	now := time.Now()
 	for _, idx := range idxs {
 		s.tr.modified(idx, who, now)
+	}
+}
+
+// lazyProc returns a lookup of pid's process that asks f.procs once, on
+// first use: most events need none.
+func (f *fan) lazyProc(pid int32) func() event.Process {
+	var proc event.Process
+	named := false
+	return func() event.Process {
+		if !named {
+			proc, named = f.procs.at(int(pid)), true
+		}
+		return proc
 	}
 }
 
@@ -574,12 +573,20 @@ func (f *fan) baselineFiles(s *fanSink, ev *fanotify.Event) (idxs []int32, known
 	if !ok {
 		return nil, true // not a file system the walk marked anything on
 	}
-	mfd, err := unix.Open(dir.(string), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0) // not O_PATH: open_by_handle_at refuses one
+	mfd, err := unix.Open(dir.(string), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0) // not O_PATH: open_by_handle_at refuses one
 	if err != nil {
 		f.handleError(err)
 		return nil, false
 	}
 	defer unix.Close(mfd)
+	// The path is the runner user's to rename: a directory of another file
+	// system there now would answer every handle "stale", and that answer
+	// is kept. Not this time, and not kept.
+	var sfs unix.Statfs_t
+	if err := unix.Fstatfs(mfd, &sfs); err != nil || fsidOf(sfs) != ev.FSID {
+		f.handleError(fmt.Errorf("%s is no longer on the file system it was", dir.(string)))
+		return nil, false
+	}
 	h := unix.NewFileHandle(int32(binary.LittleEndian.Uint32(ev.Handle)), ev.Handle[4:])
 	fd, err := unix.OpenByHandleAt(mfd, h, unix.O_PATH|unix.O_CLOEXEC)
 	if errors.Is(err, unix.ESTALE) {

@@ -275,6 +275,11 @@ func dirKey(fd int) (key string, fsid uint64, err error) {
 	if err := unix.Fstatfs(fd, &sfs); err != nil {
 		return "", 0, fmt.Errorf("statfs: %w", err)
 	}
-	fsid = uint64(uint32(sfs.Fsid.Val[0])) | uint64(uint32(sfs.Fsid.Val[1]))<<32
+	fsid = fsidOf(sfs)
 	return fanotify.HandleKey(fsid, h.Type(), h.Bytes()), fsid, nil
+}
+
+// fsidOf is statfs's file system id as fanotify reports it.
+func fsidOf(sfs unix.Statfs_t) uint64 {
+	return uint64(uint32(sfs.Fsid.Val[0])) | uint64(uint32(sfs.Fsid.Val[1]))<<32
 }
