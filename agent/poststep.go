@@ -14,7 +14,7 @@ import (
 // postMarker is what the runner puts in the environment of actions/checkout's
 // post step only: the state its main step saved (core.saveState("isPost")),
 // handed to the post step as STATE_isPost. The main step never has it.
-var postMarker = []byte("STATE_isPost=true")
+const postMarker = "STATE_isPost=true"
 
 // maxPostSteps bounds postSteps: a job has tens of steps.
 const maxPostSteps = 4096
@@ -83,11 +83,11 @@ func readEnviron(pid int) ([]byte, error) {
 
 // hasEnv says whether the NUL-separated environment env holds the entry kv
 // exactly.
-func hasEnv(env, kv []byte) bool {
+func hasEnv(env []byte, kv string) bool {
 	for len(env) > 0 {
 		var e []byte
 		e, env, _ = bytes.Cut(env, []byte{0})
-		if bytes.Equal(e, kv) {
+		if string(e) == kv {
 			return true
 		}
 	}
